@@ -1,0 +1,49 @@
+//! The headline benchmarks of the three crates, each against a baseline
+//! measured in the same run, printed as one table and written as markdown to
+//! `target/bench-report.md`.
+//!
+//! * `cargo bench` (or `cargo bench --bench headline -- route`) runs the full
+//!   sizes; a trailing word filters the areas (`route`, `conntrack`, `datapath`).
+//! * `cargo test --benches` runs every benchmark once at a small size, so they
+//!   keep compiling and working (CI does this).
+//!
+//! Everything runs as root inside network namespaces and bpffs directories the
+//! benchmarks create and remove (see the `testsupport` crate).
+
+mod report;
+
+#[path = "headline/conntrack.rs"]
+mod conntrack;
+#[path = "headline/datapath.rs"]
+mod datapath;
+#[path = "headline/route.rs"]
+mod route;
+
+use report::Report;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo bench` passes `--bench`; `cargo test --benches` does not.
+    let full = args.iter().any(|a| a == "--bench");
+    let filters: Vec<&str> = args
+        .iter()
+        .filter(|a| !a.starts_with('-'))
+        .map(String::as_str)
+        .collect();
+    if !testsupport::privileges_available() {
+        return;
+    }
+    let mut report = Report::new(full);
+    let areas: [(&str, fn(&mut Report)); 3] = [
+        ("route", route::run),
+        ("conntrack", conntrack::run),
+        ("datapath", datapath::run),
+    ];
+    for (name, run) in areas {
+        if filters.is_empty() || filters.iter().any(|f| name.contains(f)) {
+            eprintln!("== {name} ({} mode)", if full { "full" } else { "quick" });
+            run(&mut report);
+        }
+    }
+    report.finish();
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Prepares a fresh Debian machine (as root) for building and running the
+# crates: installs the missing system packages, mounts bpffs. Idempotent and
+# quiet when everything is already there. Sourced by demo.sh and test.sh.
+set -euo pipefail
+
+# package -> a file that shows it is installed
+declare -A PKGS=(
+  [clang]=/usr/bin/clang
+  [llvm]=/usr/bin/llvm-strip
+  [libelf-dev]=/usr/include/libelf.h
+  [zlib1g-dev]=/usr/include/zlib.h
+  [pkg-config]=/usr/bin/pkg-config
+  [make]=/usr/bin/make
+  [iproute2]=/usr/sbin/ip
+  [bpftool]=/usr/sbin/bpftool
+  [iputils-ping]=/usr/bin/ping
+  [iperf3]=/usr/bin/iperf3
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: run as root (it installs packages, mounts bpffs and creates network namespaces)" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${!PKGS[@]}"; do
+  [ -e "${PKGS[$p]}" ] || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! mount -t bpf | grep -q ' /sys/fs/bpf '; then
+  echo "setup: mounting bpffs at /sys/fs/bpf"
+  mount -t bpf bpf /sys/fs/bpf
+fi
+mkdir -p /run/netns
+
+if ! command -v cargo >/dev/null; then
+  [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+fi
+command -v cargo >/dev/null || { echo "setup: cargo not found (install Rust with rustup)" >&2; exit 1; }

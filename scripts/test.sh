@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole test suite: unit, privileged (in network namespaces the tests
+# create and remove), end-to-end, doc tests, and every benchmark once at a
+# small size. Run as root on a fresh Debian machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/setup.sh
+
+cargo test --workspace --all-targets "$@"
+cargo test --workspace --doc "$@"

@@ -1,0 +1,1 @@
+//! End-to-end glue for the podnet workspace (examples, tests, benches).
