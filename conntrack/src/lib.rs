@@ -1,1 +1,110 @@
-//! placeholder
+//! Byte-exact Cilium conntrack keys and entries, typed pinned BPF maps, and
+//! garbage collection that never stops silently and never deletes a flow the
+//! datapath renewed.
+//!
+//! This is Cilium's `pkg/maps/ctmap` (and the SNAT parts of `pkg/maps/nat`)
+//! in Rust, on libbpf-rs / libbpf-sys:
+//!
+//! * [`CtKey4`], [`CtKey6`] (14 / 38 bytes), their global flavours
+//!   [`CtKey4Global`], [`CtKey6Global`], [`CtEntry`] (56 bytes), with
+//!   [`TupleFlags`] and [`EntryFlags`];
+//! * [`CtMap`]: open a map pinned by the datapath or by a Cilium agent
+//!   (checked: type, key and value size), or create one; typed lookup,
+//!   update, delete, count, streaming batch iteration;
+//! * [`gc`] with a [`GcFilter`], [`ClockSource`], [`GcInterval`];
+//! * [`dump_entries`]: `cilium bpf ct list global` text;
+//! * [`nat`]: SNAT maps and [`nat::purge_orphan_nat_entries`];
+//! * [`cluster`]: per-cluster CT maps (array of maps by cluster id);
+//! * [`write_bpf_macros`], [`delete_if_upgrade_needed`], map pressure.
+//!
+//! ```no_run
+//! use conntrack::{gc, ClockSource, CtMap, GcFilter};
+//! let map = CtMap::open_named("/sys/fs/bpf/tc/globals", "cilium_ct4_global")?;
+//! let mut filter = GcFilter::expired(&ClockSource::Monotonic)?;
+//! let stats = gc(&map, &mut filter)?;
+//! println!("{stats}; pressure {:.2}", map.pressure()?);
+//! # Ok::<(), conntrack::Error>(())
+//! ```
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+#![warn(missing_docs)]
+
+pub mod cluster;
+mod dump;
+mod entry;
+mod error;
+mod gc;
+mod key;
+mod map;
+mod names;
+pub mod nat;
+mod raw;
+
+pub use dump::{dump_entries, dump_entries_with_time_diff};
+pub use entry::{CtEntry, EntryFlags};
+pub use error::{Error, Result};
+pub use gc::{
+    calculate_interval, gc, ClockSource, EmitFn, GcFilter, GcInterval, GcStats,
+    GC_MAX_LRU_INTERVAL, GC_MIN_INTERVAL, GC_STARTING_INTERVAL,
+};
+pub use key::{
+    proto_name, AnyCtKey, CtKey, CtKey4, CtKey4Global, CtKey6, CtKey6Global, Family, TupleFlags,
+    IPPROTO_TCP, IPPROTO_UDP,
+};
+pub use map::{
+    CreateOptions, CtMap, CtMapKind, CtProto, Direction, Entries, Scope, DEFAULT_MAX_ENTRIES_ANY,
+    DEFAULT_MAX_ENTRIES_LOCAL, DEFAULT_MAX_ENTRIES_TCP, DEFAULT_PIN_DIR, MAP_NAME_ANY4_GLOBAL,
+    MAP_NAME_ANY6_GLOBAL, MAP_NAME_PREFIX, MAP_NAME_TCP4_GLOBAL, MAP_NAME_TCP6_GLOBAL,
+};
+pub use names::{delete_if_upgrade_needed, exists, write_bpf_macros, CtSizes};
+pub use raw::{map_type_name, MapInfo, DEFAULT_BATCH};
+
+/// Cilium's `Lookup(epname, src, dst, proto, ingress)`: opens the right map
+/// in `dir` (TCP or any, by family and `proto`; the endpoint's or the global
+/// one) and looks the flow up.
+///
+/// ```no_run
+/// use conntrack::{lookup, Direction};
+/// let e = lookup("/sys/fs/bpf/tc/globals".as_ref(), None,
+///     "10.0.0.1:40000".parse().unwrap(), "10.0.0.2:80".parse().unwrap(), 6, Direction::Egress)?;
+/// # Ok::<(), conntrack::Error>(())
+/// ```
+pub fn lookup(
+    dir: &std::path::Path,
+    endpoint: Option<u16>,
+    src: std::net::SocketAddr,
+    dst: std::net::SocketAddr,
+    proto: u8,
+    direction: Direction,
+) -> Result<Option<CtEntry>> {
+    open_for_flow(dir, endpoint, src, proto)?.lookup_flow(src, dst, proto, direction)
+}
+
+/// Cilium's `Update(epname, src, dst, proto, ingress, updateFn)`: looks the
+/// flow up and, if present, applies `f` and writes it back. Returns whether
+/// the flow was found.
+pub fn update<F: FnOnce(&mut CtEntry)>(
+    dir: &std::path::Path,
+    endpoint: Option<u16>,
+    src: std::net::SocketAddr,
+    dst: std::net::SocketAddr,
+    proto: u8,
+    direction: Direction,
+    f: F,
+) -> Result<bool> {
+    open_for_flow(dir, endpoint, src, proto)?.update_flow(src, dst, proto, direction, f)
+}
+
+fn open_for_flow(
+    dir: &std::path::Path,
+    endpoint: Option<u16>,
+    src: std::net::SocketAddr,
+    proto: u8,
+) -> Result<CtMap> {
+    let kind = CtMapKind {
+        family: if src.is_ipv4() { Family::V4 } else { Family::V6 },
+        proto: CtProto::for_protocol(proto),
+        scope: endpoint.map(Scope::Endpoint).unwrap_or(Scope::Global),
+    };
+    CtMap::open_kind(dir, kind)
+}

@@ -1,0 +1,52 @@
+//! `cilium bpf ct list` text (Cilium's `DumpEntriesWithTimeDiff` in
+//! `pkg/maps/ctmap/ctmap.go`): each key dumped in reverse (`Dump(sb, true)`),
+//! then the entry's `StringWithTimeDiff`; keys with `nexthdr == 0` skipped.
+
+use crate::error::Result;
+use crate::gc::ClockSource;
+use crate::map::CtMap;
+
+/// The text of `cilium bpf ct list global` for `map` (Cilium's
+/// `DoDumpEntries`).
+///
+/// ```no_run
+/// let map = conntrack::CtMap::open_named(conntrack::DEFAULT_PIN_DIR, "cilium_ct4_global")?;
+/// print!("{}", conntrack::dump_entries(&map)?);
+/// # Ok::<(), conntrack::Error>(())
+/// ```
+pub fn dump_entries(map: &CtMap) -> Result<String> {
+    dump(map, None)
+}
+
+/// Like [`dump_entries`], with ` (remaining: N sec(s))` after each
+/// `expires=` computed against `clock` (Cilium's `DumpEntriesWithTimeDiff`).
+pub fn dump_entries_with_time_diff(map: &CtMap, clock: &ClockSource) -> Result<String> {
+    dump(map, Some(clock))
+}
+
+fn dump(map: &CtMap, clock: Option<&ClockSource>) -> Result<String> {
+    let now = match clock {
+        Some(c) => Some(c.to_seconds(u64::from(c.now()?)) as i64),
+        None => None,
+    };
+    let global = map.is_global();
+    let mut out = String::new();
+    let mut diff = String::new();
+    for rec in map.iter()? {
+        let (key, entry) = rec?;
+        if !key.dump(&mut out, global, true) {
+            continue;
+        }
+        match (clock, now) {
+            (Some(c), Some(now)) => {
+                diff.clear();
+                let t = c.to_seconds(u64::from(entry.lifetime())) as i64;
+                use std::fmt::Write as _;
+                let _ = write!(diff, "remaining: {} sec(s)", t - now);
+                entry.write_with_time_diff(&mut out, Some(&diff));
+            }
+            _ => entry.write_with_time_diff(&mut out, None),
+        }
+    }
+    Ok(out)
+}

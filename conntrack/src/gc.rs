@@ -1,0 +1,574 @@
+//! Garbage collection of conntrack maps (Cilium's `GC`, `GCFilter`,
+//! `GetInterval`; read in cilium/cilium `pkg/maps/ctmap/ctmap.go`).
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::entry::CtEntry;
+use crate::error::{Error, Result};
+use crate::key::{AnyCtKey, Family};
+use crate::map::CtMap;
+use crate::raw::{BatchScanner, DEFAULT_BATCH};
+
+/// The clock the datapath writes `lifetime` in, and hence the clock GC
+/// compares against (Cilium's `models.ClockSource` / `GetCTCurTime`).
+///
+/// ```
+/// use conntrack::ClockSource;
+/// let fixed = ClockSource::custom(|| 1000);
+/// assert_eq!(fixed.now().unwrap(), 1000);
+/// assert!(ClockSource::Monotonic.now().unwrap() > 0);
+/// ```
+#[derive(Clone)]
+pub enum ClockSource {
+    /// `CLOCK_MONOTONIC` seconds: the datapath writes
+    /// `bpf_ktime_get_ns() / 1e9` (Cilium's default "ktime").
+    Monotonic,
+    /// Kernel jiffies (Cilium with `--enable-bpf-clock-probe` on a kernel
+    /// with `bpf_jiffies64`), at `hz` ticks per second.
+    Jiffies {
+        /// The kernel's `CONFIG_HZ`.
+        hz: u32,
+    },
+    /// An injected clock (tests, replays), in the same unit as the lifetimes.
+    Custom(Arc<dyn Fn() -> u32 + Send + Sync>),
+}
+
+impl fmt::Debug for ClockSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClockSource::Monotonic => f.write_str("Monotonic"),
+            ClockSource::Jiffies { hz } => write!(f, "Jiffies {{ hz: {hz} }}"),
+            ClockSource::Custom(_) => f.write_str("Custom(..)"),
+        }
+    }
+}
+
+impl ClockSource {
+    /// An injected clock.
+    pub fn custom(f: impl Fn() -> u32 + Send + Sync + 'static) -> ClockSource {
+        ClockSource::Custom(Arc::new(f))
+    }
+
+    /// The current time in lifetime units (seconds or jiffies), truncated
+    /// to 32 bits as the datapath stores it.
+    pub fn now(&self) -> Result<u32> {
+        match self {
+            ClockSource::Monotonic => {
+                let mut ts = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                // SAFETY: clock_gettime writes into the timespec we own.
+                if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } != 0 {
+                    return Err(Error::InvalidInput(format!(
+                        "clock_gettime(CLOCK_MONOTONIC): {}",
+                        std::io::Error::last_os_error()
+                    )));
+                }
+                Ok(ts.tv_sec as u32)
+            }
+            ClockSource::Jiffies { .. } => read_jiffies().map(|j| j as u32),
+            ClockSource::Custom(f) => Ok(f()),
+        }
+    }
+
+    /// Converts a time in lifetime units to seconds.
+    pub fn to_seconds(&self, t: u64) -> u64 {
+        match self {
+            ClockSource::Jiffies { hz } if *hz > 0 => t / u64::from(*hz),
+            _ => t,
+        }
+    }
+}
+
+/// Reads the current jiffies from `/proc/timer_list` (as Cilium does).
+fn read_jiffies() -> Result<u64> {
+    let text = std::fs::read_to_string("/proc/timer_list").map_err(|e| {
+        Error::InvalidInput(format!("reading jiffies from /proc/timer_list: {e}"))
+    })?;
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("jiffies:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| Error::InvalidInput("no `jiffies:` line in /proc/timer_list".into()))
+}
+
+/// A callback for each entry GC keeps (Cilium's `EmitCTEntryCB`). The key's
+/// [`AnyCtKey::src_ip`] / [`AnyCtKey::dst_ip`] are the flow's addresses as
+/// Cilium passes them.
+pub type EmitFn<'a> = Box<dyn FnMut(&AnyCtKey, &CtEntry) + 'a>;
+
+/// What to collect (Cilium's `GCFilter`).
+///
+/// ```
+/// use conntrack::{ClockSource, GcFilter};
+/// let mut kept = 0;
+/// let mut f = GcFilter::expired(&ClockSource::custom(|| 100)).unwrap();
+/// f.match_ips.insert("10.0.0.9".parse().unwrap());
+/// f.emit = Some(Box::new(|_k, _e| kept += 1));
+/// assert!(f.remove_expired && f.time == 100);
+/// ```
+#[derive(Default)]
+pub struct GcFilter<'a> {
+    /// Delete entries whose `lifetime < time`.
+    pub remove_expired: bool,
+    /// The reference time, in lifetime units (see [`ClockSource`]).
+    pub time: u32,
+    /// Delete entries whose source or destination address is in the set.
+    pub match_ips: HashSet<IpAddr>,
+    /// Called exactly once for every entry that is kept.
+    pub emit: Option<EmitFn<'a>>,
+    /// Entries per `BPF_MAP_LOOKUP_BATCH` (0: 4096). Grown on `ENOSPC`.
+    pub batch_size: u32,
+}
+
+impl fmt::Debug for GcFilter<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GcFilter")
+            .field("remove_expired", &self.remove_expired)
+            .field("time", &self.time)
+            .field("match_ips", &self.match_ips)
+            .field("emit", &self.emit.is_some())
+            .field("batch_size", &self.batch_size)
+            .finish()
+    }
+}
+
+impl GcFilter<'_> {
+    /// A filter removing entries expired at `clock`'s current time.
+    pub fn expired(clock: &ClockSource) -> Result<Self> {
+        Ok(GcFilter {
+            remove_expired: true,
+            time: clock.now()?,
+            ..Default::default()
+        })
+    }
+
+    fn decide(&self, family: Family, key: &[u8], lifetime: u32) -> Verdict {
+        if self.remove_expired && lifetime < self.time {
+            return Verdict::Expired;
+        }
+        if !self.match_ips.is_empty() {
+            let (d, s) = addrs(family, key);
+            if self.match_ips.contains(&d) || self.match_ips.contains(&s) {
+                return Verdict::Matched;
+            }
+        }
+        Verdict::Keep
+    }
+}
+
+fn addrs(family: Family, key: &[u8]) -> (IpAddr, IpAddr) {
+    match family {
+        Family::V4 => {
+            let d: [u8; 4] = [key[0], key[1], key[2], key[3]];
+            let s: [u8; 4] = [key[4], key[5], key[6], key[7]];
+            (Ipv4Addr::from(d).into(), Ipv4Addr::from(s).into())
+        }
+        Family::V6 => {
+            let mut d = [0u8; 16];
+            let mut s = [0u8; 16];
+            d.copy_from_slice(&key[0..16]);
+            s.copy_from_slice(&key[16..32]);
+            (Ipv6Addr::from(d).into(), Ipv6Addr::from(s).into())
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Keep,
+    Expired,
+    Matched,
+}
+
+fn lifetime_of(value: &[u8]) -> u32 {
+    u32::from_ne_bytes([value[32], value[33], value[34], value[35]])
+}
+
+/// What a GC pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GcStats {
+    /// Entries the scan saw.
+    pub scanned: usize,
+    /// Entries deleted (`deleted_expired + deleted_matched`).
+    pub deleted: usize,
+    /// Entries kept (each passed to `emit`).
+    pub alive: usize,
+    /// Deleted because `lifetime < time`.
+    pub deleted_expired: usize,
+    /// Deleted because an address is in `match_ips`.
+    pub deleted_matched: usize,
+    /// Seen expired by the scan but renewed by the datapath before deletion:
+    /// put back / left in place (counted in `alive`, and emitted).
+    pub renewed: usize,
+    /// Candidates that disappeared before GC deleted them (LRU eviction,
+    /// the datapath): neither deleted nor alive.
+    pub vanished: usize,
+    /// `BPF_MAP_LOOKUP_BATCH` calls that returned entries.
+    pub batches: u64,
+    /// Times the batch grew after `ENOSPC`.
+    pub enospc_grows: u32,
+}
+
+impl fmt::Display for GcStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "scanned={} deleted={} (expired={} matched={}) alive={} renewed={} vanished={}",
+            self.scanned,
+            self.deleted,
+            self.deleted_expired,
+            self.deleted_matched,
+            self.alive,
+            self.renewed,
+            self.vanished
+        )
+    }
+}
+
+/// Runs one GC pass over `map` (Cilium's `GC` / `doGC4` / `doGC6`).
+///
+/// The scan streams the map with `BPF_MAP_LOOKUP_BATCH` (O(batch) memory,
+/// `ENOSPC` handled by growing the batch); it never stops early without
+/// returning an error.
+///
+/// Deletion never loses an entry the datapath renewed during the pass:
+/// * entries matched by `match_ips` (a decision that depends on the key
+///   only) go with `BPF_MAP_DELETE_BATCH`;
+/// * expired entries are removed one by one with
+///   `BPF_MAP_LOOKUP_AND_DELETE_ELEM`, which returns the value the kernel
+///   removed *atomically*; if that value is no longer expired (the datapath
+///   renewed it after the scan) it is put back with `BPF_NOEXIST` (a newer
+///   entry the datapath created meanwhile wins) and counted as `renewed`.
+///   On kernels without that call for hash maps (< 5.14) the entry is
+///   re-read and re-checked just before a batch delete instead.
+///
+/// ```no_run
+/// use conntrack::{gc, ClockSource, CtMap, GcFilter};
+/// let map = CtMap::open_named(conntrack::DEFAULT_PIN_DIR, "cilium_ct4_global")?;
+/// let mut filter = GcFilter::expired(&ClockSource::Monotonic)?;
+/// let stats = gc(&map, &mut filter)?;
+/// println!("{stats}");
+/// # Ok::<(), conntrack::Error>(())
+/// ```
+pub fn gc(map: &CtMap, filter: &mut GcFilter<'_>) -> Result<GcStats> {
+    let family = map.family();
+    let ks = family.key_size();
+    let vs = CtEntry::SIZE;
+    let raw = &map.raw;
+    let batch = if filter.batch_size == 0 {
+        DEFAULT_BATCH
+    } else {
+        filter.batch_size
+    };
+    let mut scanner = BatchScanner::new(raw, batch)?;
+    let mut stats = GcStats::default();
+    let mut matched_keys: Vec<u8> = Vec::new();
+    let mut expired_idx: Vec<usize> = Vec::new();
+    let mut atomic_ok = true;
+    let mut fallback_keys: Vec<u8> = Vec::new();
+    let mut old = [0u8; CtEntry::SIZE];
+
+    while let Some(n) = scanner.next_batch()? {
+        stats.scanned += n;
+        matched_keys.clear();
+        expired_idx.clear();
+        for i in 0..n {
+            let key = &scanner.keys[i * ks..(i + 1) * ks];
+            let val = &scanner.values[i * vs..(i + 1) * vs];
+            match filter.decide(family, key, lifetime_of(val)) {
+                Verdict::Keep => {
+                    stats.alive += 1;
+                    emit(filter, family, key, val)?;
+                }
+                Verdict::Matched => matched_keys.extend_from_slice(key),
+                Verdict::Expired => expired_idx.push(i),
+            }
+        }
+        if !matched_keys.is_empty() {
+            let want = matched_keys.len() / ks;
+            let got = raw.delete_batch(&matched_keys)?;
+            stats.deleted_matched += got;
+            stats.vanished += want - got;
+        }
+        fallback_keys.clear();
+        for &i in &expired_idx {
+            let key = &scanner.keys[i * ks..(i + 1) * ks];
+            if atomic_ok {
+                match raw.lookup_and_delete_into(key, &mut old) {
+                    Ok(false) => {
+                        stats.vanished += 1;
+                        continue;
+                    }
+                    Ok(true) => {
+                        match filter.decide(family, key, lifetime_of(&old)) {
+                            Verdict::Expired => stats.deleted_expired += 1,
+                            Verdict::Matched => stats.deleted_matched += 1,
+                            Verdict::Keep => {
+                                // Renewed between scan and delete: put it back
+                                // unless the datapath already made a new one.
+                                let r = raw.update_raw(key, &old, libbpf_sys::BPF_NOEXIST.into());
+                                if r != 0 && -r != libc::EEXIST {
+                                    return Err(raw.err(
+                                        "BPF_MAP_UPDATE_ELEM (restoring a renewed entry)",
+                                        crate::raw::errno(r),
+                                    ));
+                                }
+                                stats.renewed += 1;
+                                stats.alive += 1;
+                                emit(filter, family, key, &old)?;
+                            }
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        let code = e.raw_os_error().unwrap_or(0);
+                        if code == libc::EINVAL || code == libc::ENOTSUP || code == 524 {
+                            atomic_ok = false;
+                        } else {
+                            return Err(e);
+                        }
+                    }
+                }
+            }
+            // Fallback: re-read, re-check, then batch delete.
+            if !raw.lookup_into(key, &mut old)? {
+                stats.vanished += 1;
+                continue;
+            }
+            match filter.decide(family, key, lifetime_of(&old)) {
+                Verdict::Keep => {
+                    stats.renewed += 1;
+                    stats.alive += 1;
+                    emit(filter, family, key, &old)?;
+                }
+                _ => fallback_keys.extend_from_slice(key),
+            }
+        }
+        if !fallback_keys.is_empty() {
+            let want = fallback_keys.len() / ks;
+            let got = raw.delete_batch(&fallback_keys)?;
+            stats.deleted_expired += got;
+            stats.vanished += want - got;
+        }
+    }
+    stats.deleted = stats.deleted_expired + stats.deleted_matched;
+    stats.batches = scanner.calls;
+    stats.enospc_grows = scanner.grows;
+    Ok(stats)
+}
+
+fn emit(filter: &mut GcFilter<'_>, family: Family, key: &[u8], val: &[u8]) -> Result<()> {
+    if let Some(cb) = filter.emit.as_mut() {
+        let k = AnyCtKey::from_bytes(family, key)?;
+        let e = CtEntry::from_bytes(val)?;
+        cb(&k, &e);
+    }
+    Ok(())
+}
+
+/// Cilium's `ConntrackGCStartingInterval` (`pkg/defaults`).
+pub const GC_STARTING_INTERVAL: Duration = Duration::from_secs(5 * 60);
+/// Cilium's `ConntrackGCMinInterval`.
+pub const GC_MIN_INTERVAL: Duration = Duration::from_secs(10);
+/// Cilium's `ConntrackGCMaxLRUInterval`.
+pub const GC_MAX_LRU_INTERVAL: Duration = Duration::from_secs(12 * 3600);
+
+/// Go's `time.Duration.Round(time.Second)` on a nanosecond count.
+fn round_to_second(ns: i64) -> Duration {
+    const S: i64 = 1_000_000_000;
+    if ns <= 0 {
+        return Duration::ZERO;
+    }
+    let r = ns % S;
+    let d = if r + r < S { ns - r } else { ns + (S - r) };
+    Duration::from_nanos(d as u64)
+}
+
+/// Cilium's `calculateInterval`: the next interval after one of `prev` that
+/// deleted `max_delete_ratio` of the entries. More than 25% deleted shortens
+/// it (to `prev * (1 - ratio)`, ratio capped at 0.9, at least 10 s); less than
+/// 5% lengthens it 1.5x (at most 12 h); otherwise it stays.
+///
+/// ```
+/// use conntrack::calculate_interval;
+/// use std::time::Duration;
+/// assert_eq!(calculate_interval(Duration::from_secs(60), 0.4), Duration::from_secs(36));
+/// assert_eq!(calculate_interval(Duration::from_secs(10), 0.01), Duration::from_secs(15));
+/// ```
+pub fn calculate_interval(prev: Duration, max_delete_ratio: f64) -> Duration {
+    let mut interval = prev;
+    if max_delete_ratio == 0.0 {
+        return interval;
+    }
+    let ns = prev.as_nanos().min(i64::MAX as u128) as f64;
+    if max_delete_ratio > 0.25 {
+        let r = max_delete_ratio.min(0.9);
+        interval = round_to_second((ns * (1.0 - r)) as i64);
+        if interval < GC_MIN_INTERVAL {
+            interval = GC_MIN_INTERVAL;
+        }
+    } else if max_delete_ratio < 0.05 {
+        interval = round_to_second((ns * 1.5) as i64);
+        if interval > GC_MAX_LRU_INTERVAL {
+            interval = GC_MAX_LRU_INTERVAL;
+        }
+    }
+    interval
+}
+
+/// Cilium's `GetInterval` with its state (`cachedGCInterval`) and options
+/// (`ConntrackGCInterval`, `ConntrackGCMaxInterval`) made explicit.
+///
+/// ```
+/// use conntrack::GcInterval;
+/// use std::time::Duration;
+/// let mut iv = GcInterval::default();
+/// // First run: starts from 5 minutes; 50% deleted halves it.
+/// assert_eq!(iv.get_interval(Duration::ZERO, 0.5), Duration::from_secs(150));
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct GcInterval {
+    cached: Option<Duration>,
+    /// A fixed interval (`--conntrack-gc-interval`): returned as is.
+    pub fixed: Option<Duration>,
+    /// An upper bound (`--conntrack-gc-max-interval`).
+    pub max: Option<Duration>,
+}
+
+impl GcInterval {
+    /// The next GC interval, given how long the previous one actually was and
+    /// the largest share of entries a map lost in the last pass.
+    pub fn get_interval(&mut self, actual_prev: Duration, max_delete_ratio: f64) -> Duration {
+        if let Some(f) = self.fixed.filter(|f| !f.is_zero()) {
+            return f;
+        }
+        let mut ratio = max_delete_ratio;
+        let expected = match self.cached {
+            None => GC_STARTING_INTERVAL,
+            Some(exp) => {
+                if actual_prev < exp && !actual_prev.is_zero() {
+                    ratio *= exp.as_secs_f64() / actual_prev.as_secs_f64();
+                }
+                exp
+            }
+        };
+        let mut next = calculate_interval(expected, ratio);
+        if ratio != 0.0 {
+            // Cilium caches inside calculateInterval, before the max clamp.
+            self.cached = Some(next);
+        }
+        if let Some(m) = self.max.filter(|m| !m.is_zero()) {
+            if next > m {
+                next = m;
+            }
+        }
+        next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calculate_interval_table() {
+        let s = Duration::from_secs;
+        // (prev, ratio, expected): Cilium's TestCalculateInterval cases and more.
+        let cases: &[(Duration, f64, Duration)] = &[
+            (s(60), 0.0, s(60)),
+            (s(60), 0.1, s(60)),
+            (s(60), 0.2, s(60)),
+            (s(60), 0.25, s(60)),
+            (s(60), 0.05, s(60)),
+            (s(60), 0.40, s(36)),
+            (s(60), 0.60, s(24)),
+            (s(60), 0.95, s(10)), // capped at 0.9 -> 6 s -> min 10 s
+            (s(300), 0.95, s(30)),
+            (s(10), 0.01, s(15)),
+            (s(10), 0.04, s(15)),
+            (s(1), 0.9, GC_MIN_INTERVAL),
+            (s(24 * 3600), 0.01, GC_MAX_LRU_INTERVAL),
+            (s(11 * 3600), 0.01, GC_MAX_LRU_INTERVAL),
+            (s(3), 0.01, Duration::from_millis(4500).max(s(5))), // 4.5 s rounds up to 5 s
+            (s(7), 0.5, s(10)),                                  // 3.5 s -> min
+            (s(101), 0.5, s(51)),                                // 50.5 s rounds half up
+        ];
+        for &(prev, ratio, want) in cases {
+            assert_eq!(calculate_interval(prev, ratio), want, "prev={prev:?} ratio={ratio}");
+        }
+    }
+
+    #[test]
+    fn get_interval_sequence() {
+        let s = Duration::from_secs;
+        let mut iv = GcInterval::default();
+        // No deletions: stays at the starting interval and caches nothing.
+        assert_eq!(iv.get_interval(Duration::ZERO, 0.0), GC_STARTING_INTERVAL);
+        assert_eq!(iv.cached, None);
+        // Few deletions: grows 1.5x from the starting interval.
+        assert_eq!(iv.get_interval(s(300), 0.01), s(450));
+        assert_eq!(iv.get_interval(s(450), 0.01), s(675));
+        // Many deletions: shrinks.
+        assert_eq!(iv.get_interval(s(675), 0.5), Duration::from_millis(337_500).max(s(338)));
+        // A run that came early (actual < expected) scales the ratio up:
+        // expected 338 s, actual 169 s, ratio 0.2 -> 0.4 -> 338 * 0.6 = 202.8 -> 203 s.
+        assert_eq!(iv.get_interval(s(169), 0.2), s(203));
+        // Fixed interval wins.
+        iv.fixed = Some(s(42));
+        assert_eq!(iv.get_interval(s(1), 0.9), s(42));
+        // Max clamps the result but not the cache.
+        let mut iv = GcInterval {
+            max: Some(s(400)),
+            ..Default::default()
+        };
+        assert_eq!(iv.get_interval(Duration::ZERO, 0.01), s(400));
+        assert_eq!(iv.cached, Some(s(450)));
+    }
+
+    #[test]
+    fn rounding_matches_go() {
+        assert_eq!(round_to_second(1_499_999_999), Duration::from_secs(1));
+        assert_eq!(round_to_second(1_500_000_000), Duration::from_secs(2));
+        assert_eq!(round_to_second(0), Duration::ZERO);
+    }
+
+    #[test]
+    fn filter_decisions() {
+        let mut f = GcFilter {
+            remove_expired: true,
+            time: 100,
+            ..Default::default()
+        };
+        let k = crate::CtKey4::new(
+            [10, 0, 0, 1].into(),
+            [10, 0, 0, 2].into(),
+            80,
+            1,
+            6,
+            crate::TupleFlags::OUT,
+        );
+        assert!(f.decide(Family::V4, k.as_bytes(), 99) == Verdict::Expired);
+        assert!(f.decide(Family::V4, k.as_bytes(), 100) == Verdict::Keep);
+        f.match_ips.insert("10.0.0.2".parse().unwrap());
+        assert!(f.decide(Family::V4, k.as_bytes(), 100) == Verdict::Matched);
+        f.match_ips.clear();
+        f.match_ips.insert("10.0.0.1".parse().unwrap());
+        assert!(f.decide(Family::V4, k.as_bytes(), 1000) == Verdict::Matched);
+        f.remove_expired = false;
+        f.match_ips.clear();
+        assert!(f.decide(Family::V4, k.as_bytes(), 0) == Verdict::Keep);
+    }
+
+    #[test]
+    fn custom_clock_and_jiffies_conversion() {
+        let c = ClockSource::custom(|| 7);
+        assert_eq!(c.now().unwrap(), 7);
+        assert_eq!(ClockSource::Jiffies { hz: 250 }.to_seconds(2500), 10);
+        assert_eq!(ClockSource::Monotonic.to_seconds(2500), 2500);
+    }
+}

@@ -1,0 +1,661 @@
+//! [`CtMap`]: a typed handle on a pinned (or freshly created) conntrack map.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+
+use crate::entry::CtEntry;
+use crate::error::{Error, Result};
+use crate::key::{AnyCtKey, CtKey, CtKey4, CtKey6, Family, TupleFlags, IPPROTO_TCP};
+use crate::raw::{self, BatchScanner, MapInfo, RawMap, DEFAULT_BATCH};
+
+/// Where Cilium pins its global maps (`bpf.MapPath`): the directory that
+/// directly holds the pins.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/tc/globals";
+
+/// Cilium's map name prefix (`MapNamePrefix`).
+pub const MAP_NAME_PREFIX: &str = "cilium_ct";
+/// `cilium_ct4_global` (TCP, IPv4).
+pub const MAP_NAME_TCP4_GLOBAL: &str = "cilium_ct4_global";
+/// `cilium_ct6_global` (TCP, IPv6).
+pub const MAP_NAME_TCP6_GLOBAL: &str = "cilium_ct6_global";
+/// `cilium_ct_any4_global` (non-TCP, IPv4).
+pub const MAP_NAME_ANY4_GLOBAL: &str = "cilium_ct_any4_global";
+/// `cilium_ct_any6_global` (non-TCP, IPv6).
+pub const MAP_NAME_ANY6_GLOBAL: &str = "cilium_ct_any6_global";
+
+/// Cilium's default size of the global TCP maps (`CTMapEntriesGlobalTCPDefault`, 512Ki).
+pub const DEFAULT_MAX_ENTRIES_TCP: u32 = 2 << 18;
+/// Cilium's default size of the global non-TCP maps (`CTMapEntriesGlobalAnyDefault`, 256Ki).
+pub const DEFAULT_MAX_ENTRIES_ANY: u32 = 2 << 17;
+/// Cilium's size of per-endpoint maps (`mapNumEntriesLocal`).
+pub const DEFAULT_MAX_ENTRIES_LOCAL: u32 = 64000;
+
+/// TCP or "any other protocol" map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CtProto {
+    /// `cilium_ct4_*` / `cilium_ct6_*`.
+    Tcp,
+    /// `cilium_ct_any4_*` / `cilium_ct_any6_*`.
+    Any,
+}
+
+impl CtProto {
+    /// The map used for IP protocol `proto` (TCP map for 6, any map otherwise).
+    pub fn for_protocol(proto: u8) -> CtProto {
+        if proto == IPPROTO_TCP {
+            CtProto::Tcp
+        } else {
+            CtProto::Any
+        }
+    }
+}
+
+/// Whose map: the global ones, an endpoint's, or a remote cluster's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// `..._global`.
+    Global,
+    /// A per-endpoint map, `..._00042` (Cilium's `CtEndpoint`).
+    Endpoint(u16),
+    /// A per-cluster inner map, `cilium_per_cluster_ct_tcp4_<id>`.
+    Cluster(u32),
+}
+
+/// Which Cilium conntrack map: family, protocol class and scope.
+///
+/// ```
+/// use conntrack::{CtMapKind, CtProto, Family, Scope};
+/// let k = CtMapKind::from_name("cilium_ct_any6_00042").unwrap();
+/// assert_eq!(k, CtMapKind { family: Family::V6, proto: CtProto::Any, scope: Scope::Endpoint(42) });
+/// assert_eq!(k.name(), "cilium_ct_any6_00042");
+/// assert_eq!(k.bpf_define(), "CT_MAP_ANY6");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CtMapKind {
+    /// IPv4 or IPv6.
+    pub family: Family,
+    /// TCP or any.
+    pub proto: CtProto,
+    /// Global, endpoint or cluster.
+    pub scope: Scope,
+}
+
+impl CtMapKind {
+    /// The four global maps in Cilium's order (TCP4, ANY4, TCP6, ANY6).
+    pub fn globals(ipv4: bool, ipv6: bool) -> Vec<CtMapKind> {
+        Self::all(Scope::Global, ipv4, ipv6)
+    }
+
+    /// The maps of `scope` in Cilium's order (TCP4, ANY4, TCP6, ANY6).
+    pub fn all(scope: Scope, ipv4: bool, ipv6: bool) -> Vec<CtMapKind> {
+        let mut v = Vec::with_capacity(4);
+        for (fam, on) in [(Family::V4, ipv4), (Family::V6, ipv6)] {
+            if on {
+                for proto in [CtProto::Tcp, CtProto::Any] {
+                    v.push(CtMapKind {
+                        family: fam,
+                        proto,
+                        scope,
+                    });
+                }
+            }
+        }
+        v
+    }
+
+    fn short(&self) -> &'static str {
+        match (self.proto, self.family) {
+            (CtProto::Tcp, Family::V4) => "tcp4",
+            (CtProto::Any, Family::V4) => "any4",
+            (CtProto::Tcp, Family::V6) => "tcp6",
+            (CtProto::Any, Family::V6) => "any6",
+        }
+    }
+
+    /// The pin name Cilium gives this map.
+    pub fn name(&self) -> String {
+        let prefix = match (self.proto, self.family) {
+            (CtProto::Tcp, Family::V4) => "cilium_ct4_",
+            (CtProto::Tcp, Family::V6) => "cilium_ct6_",
+            (CtProto::Any, Family::V4) => "cilium_ct_any4_",
+            (CtProto::Any, Family::V6) => "cilium_ct_any6_",
+        };
+        match self.scope {
+            Scope::Global => format!("{prefix}global"),
+            Scope::Endpoint(id) => format!("{prefix}{id:05}"),
+            Scope::Cluster(id) => format!("cilium_per_cluster_ct_{}_{id}", self.short()),
+        }
+    }
+
+    /// Parses a Cilium conntrack map name.
+    pub fn from_name(name: &str) -> Option<CtMapKind> {
+        if let Some(rest) = name.strip_prefix("cilium_per_cluster_ct_") {
+            let (short, id) = rest.split_once('_')?;
+            let id: u32 = id.parse().ok()?;
+            let (proto, family) = match short {
+                "tcp4" => (CtProto::Tcp, Family::V4),
+                "any4" => (CtProto::Any, Family::V4),
+                "tcp6" => (CtProto::Tcp, Family::V6),
+                "any6" => (CtProto::Any, Family::V6),
+                _ => return None,
+            };
+            return Some(CtMapKind {
+                family,
+                proto,
+                scope: Scope::Cluster(id),
+            });
+        }
+        let (proto, family, rest) = if let Some(r) = name.strip_prefix("cilium_ct4_") {
+            (CtProto::Tcp, Family::V4, r)
+        } else if let Some(r) = name.strip_prefix("cilium_ct6_") {
+            (CtProto::Tcp, Family::V6, r)
+        } else if let Some(r) = name.strip_prefix("cilium_ct_any4_") {
+            (CtProto::Any, Family::V4, r)
+        } else if let Some(r) = name.strip_prefix("cilium_ct_any6_") {
+            (CtProto::Any, Family::V6, r)
+        } else {
+            return None;
+        };
+        let scope = if rest == "global" {
+            Scope::Global
+        } else if rest.len() == 5 && rest.bytes().all(|b| b.is_ascii_digit()) {
+            Scope::Endpoint(rest.parse().ok()?)
+        } else {
+            return None;
+        };
+        Some(CtMapKind {
+            family,
+            proto,
+            scope,
+        })
+    }
+
+    /// The datapath macro naming this map (`CT_MAP_TCP4`, ...).
+    pub fn bpf_define(&self) -> &'static str {
+        match (self.proto, self.family) {
+            (CtProto::Tcp, Family::V4) => "CT_MAP_TCP4",
+            (CtProto::Any, Family::V4) => "CT_MAP_ANY4",
+            (CtProto::Tcp, Family::V6) => "CT_MAP_TCP6",
+            (CtProto::Any, Family::V6) => "CT_MAP_ANY6",
+        }
+    }
+
+    /// Cilium's default `max_entries` for this map.
+    pub fn default_max_entries(&self) -> u32 {
+        match (self.scope, self.proto) {
+            (Scope::Endpoint(_), _) => DEFAULT_MAX_ENTRIES_LOCAL,
+            (_, CtProto::Tcp) => DEFAULT_MAX_ENTRIES_TCP,
+            (_, CtProto::Any) => DEFAULT_MAX_ENTRIES_ANY,
+        }
+    }
+
+    /// `true` for maps whose keys dump in the global format.
+    pub fn is_global(&self) -> bool {
+        !matches!(self.scope, Scope::Endpoint(_))
+    }
+}
+
+impl fmt::Display for CtMapKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+/// Direction of a flow for [`CtMap::lookup_flow`] (Cilium's `ingress bool`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// `TUPLE_F_OUT`.
+    Egress,
+    /// `TUPLE_F_IN`.
+    Ingress,
+}
+
+/// Options of [`CtMap::create`].
+///
+/// ```
+/// use conntrack::{CreateOptions, CtMapKind};
+/// let kind = CtMapKind::from_name("cilium_ct4_global").unwrap();
+/// let opts = CreateOptions::new(kind).max_entries(65536).pin_in("/sys/fs/bpf/mine");
+/// assert_eq!(opts.max_entries, 65536);
+/// ```
+#[derive(Clone, Debug)]
+pub struct CreateOptions {
+    /// What map (sets the name, key size and default size).
+    pub kind: CtMapKind,
+    /// `max_entries`; Cilium's default for the kind unless set.
+    pub max_entries: u32,
+    /// `true` (default) for `BPF_MAP_TYPE_LRU_HASH`, `false` for a plain hash.
+    pub lru: bool,
+    /// Directory to pin the map in (under its Cilium name), if any.
+    pub pin_dir: Option<PathBuf>,
+}
+
+impl CreateOptions {
+    /// Cilium's defaults for `kind`, unpinned.
+    pub fn new(kind: CtMapKind) -> Self {
+        CreateOptions {
+            kind,
+            max_entries: kind.default_max_entries(),
+            lru: true,
+            pin_dir: None,
+        }
+    }
+
+    /// Sets `max_entries`.
+    pub fn max_entries(mut self, n: u32) -> Self {
+        self.max_entries = n;
+        self
+    }
+
+    /// Pins the map as `dir/<name>`.
+    pub fn pin_in(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.pin_dir = Some(dir.into());
+        self
+    }
+
+    /// Uses a plain `BPF_MAP_TYPE_HASH`.
+    pub fn hash(mut self) -> Self {
+        self.lru = false;
+        self
+    }
+}
+
+/// A conntrack map: checked on open, typed access, streaming batch iteration.
+///
+/// ```no_run
+/// use conntrack::{CtMap, CtKey4, TupleFlags};
+/// let map = CtMap::open_named(conntrack::DEFAULT_PIN_DIR, "cilium_ct4_global")?;
+/// for rec in map.iter()? {
+///     let (key, entry) = rec?;
+///     println!("{key} expires {}", entry.lifetime());
+/// }
+/// let k = CtKey4::new([10, 0, 0, 1].into(), [10, 0, 0, 2].into(), 80, 40000, 6, TupleFlags::OUT);
+/// let _ = map.lookup(&k)?;
+/// # Ok::<(), conntrack::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct CtMap {
+    pub(crate) raw: RawMap,
+    family: Family,
+    kind: Option<CtMapKind>,
+}
+
+impl CtMap {
+    /// Opens the map pinned at `path`. A Cilium name (`cilium_ct4_global`,
+    /// `cilium_ct_any6_00042`, ...) sets the family; other names take it from
+    /// the key size. Checks type (LRU hash or hash), key size (14/38) and
+    /// value size (56); a mismatch is an error and nothing is modified.
+    pub fn open(path: impl AsRef<Path>) -> Result<CtMap> {
+        let path = path.as_ref();
+        let kind = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(CtMapKind::from_name);
+        let raw = RawMap::open_pinned(path)?;
+        let family = match kind {
+            Some(k) => k.family,
+            None => match raw.info.key_size as usize {
+                CtKey6::SIZE => Family::V6,
+                _ => Family::V4,
+            },
+        };
+        Self::check(raw, family, kind)
+    }
+
+    /// Opens the map at `path` as a map of `family`, whatever its name.
+    pub fn open_as(path: impl AsRef<Path>, family: Family) -> Result<CtMap> {
+        let path = path.as_ref();
+        let kind = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(CtMapKind::from_name);
+        let raw = RawMap::open_pinned(path)?;
+        Self::check(raw, family, kind.filter(|k| k.family == family))
+    }
+
+    /// Opens `dir/name`, where `dir` directly holds the pins (Cilium's
+    /// [`DEFAULT_PIN_DIR`]) and `name` is a Cilium conntrack map name.
+    pub fn open_named(dir: impl AsRef<Path>, name: &str) -> Result<CtMap> {
+        if CtMapKind::from_name(name).is_none() {
+            return Err(Error::UnknownName {
+                name: name.to_string(),
+            });
+        }
+        Self::open(dir.as_ref().join(name))
+    }
+
+    /// Opens the map of `kind` in `dir`.
+    pub fn open_kind(dir: impl AsRef<Path>, kind: CtMapKind) -> Result<CtMap> {
+        Self::open(dir.as_ref().join(kind.name()))
+    }
+
+    fn check(raw: RawMap, family: Family, kind: Option<CtMapKind>) -> Result<CtMap> {
+        let path = raw.path.clone().unwrap_or_default();
+        let info = &raw.info;
+        if info.map_type != raw::MAP_TYPE_LRU_HASH && info.map_type != raw::MAP_TYPE_HASH {
+            return Err(Error::MapType {
+                name: raw.label.clone(),
+                path,
+                expected: "lru_hash or hash",
+                found: raw::map_type_name(info.map_type),
+            });
+        }
+        if info.key_size as usize != family.key_size() {
+            return Err(Error::KeySize {
+                name: raw.label.clone(),
+                path,
+                expected: family.key_size() as u32,
+                found: info.key_size,
+            });
+        }
+        if info.value_size as usize != CtEntry::SIZE {
+            return Err(Error::ValueSize {
+                name: raw.label.clone(),
+                path,
+                expected: CtEntry::SIZE as u32,
+                found: info.value_size,
+            });
+        }
+        Ok(CtMap { raw, family, kind })
+    }
+
+    /// Creates a map (LRU hash unless [`CreateOptions::hash`]), pinned when
+    /// asked. Fails with `EEXIST` rather than replace an existing pin.
+    pub fn create(opts: &CreateOptions) -> Result<CtMap> {
+        let name = opts.kind.name();
+        let pin = opts.pin_dir.as_ref().map(|d| d.join(&name));
+        if let Some(p) = &pin {
+            if p.exists() {
+                return Err(Error::Syscall {
+                    op: "BPF_OBJ_PIN",
+                    name: p.display().to_string(),
+                    source: std::io::Error::from_raw_os_error(libc::EEXIST),
+                });
+            }
+        }
+        let ty = if opts.lru {
+            libbpf_rs::MapType::LruHash
+        } else {
+            libbpf_rs::MapType::Hash
+        };
+        let raw = RawMap::create(
+            ty,
+            &name,
+            opts.kind.family.key_size() as u32,
+            CtEntry::SIZE as u32,
+            opts.max_entries,
+            None,
+            pin.as_deref(),
+        )?;
+        Ok(CtMap {
+            raw,
+            family: opts.kind.family,
+            kind: Some(opts.kind),
+        })
+    }
+
+    /// The map's family.
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
+    /// The Cilium map kind, when the name is one of Cilium's.
+    pub fn kind(&self) -> Option<CtMapKind> {
+        self.kind
+    }
+
+    /// The pin name (or the name given at creation).
+    pub fn name(&self) -> &str {
+        &self.raw.label
+    }
+
+    /// The pin path, if the map is pinned.
+    pub fn path(&self) -> Option<&Path> {
+        self.raw.path.as_deref()
+    }
+
+    /// The kernel's description of the map (as checked at open).
+    pub fn info(&self) -> &MapInfo {
+        &self.raw.info
+    }
+
+    /// `max_entries`.
+    pub fn max_entries(&self) -> u32 {
+        self.raw.info.max_entries
+    }
+
+    /// The map's file descriptor.
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.raw.fd.as_fd()
+    }
+
+    /// `true` when keys dump in Cilium's global format.
+    pub fn is_global(&self) -> bool {
+        self.kind.map(|k| k.is_global()).unwrap_or(true)
+    }
+
+    fn check_key(&self, family: Family, len: usize) -> Result<()> {
+        if family != self.family || len != self.family.key_size() {
+            return Err(Error::KeyFamily {
+                name: self.raw.display_name(),
+                map: self.family,
+                map_key_size: self.family.key_size(),
+                key: family,
+                key_size: len,
+            });
+        }
+        Ok(())
+    }
+
+    /// Looks a key up.
+    pub fn lookup<K: CtKey + ?Sized>(&self, key: &K) -> Result<Option<CtEntry>> {
+        self.check_key(key.family(), key.key_bytes().len())?;
+        let mut v = [0u8; CtEntry::SIZE];
+        if self.raw.lookup_into(key.key_bytes(), &mut v)? {
+            Ok(Some(CtEntry::from_bytes(&v)?))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Inserts or replaces an entry.
+    pub fn update<K: CtKey + ?Sized>(&self, key: &K, entry: &CtEntry) -> Result<()> {
+        self.check_key(key.family(), key.key_bytes().len())?;
+        self.raw.update(key.key_bytes(), entry.as_bytes(), 0)
+    }
+
+    /// Deletes a key; `Ok(false)` when it was not there.
+    pub fn delete<K: CtKey + ?Sized>(&self, key: &K) -> Result<bool> {
+        self.check_key(key.family(), key.key_bytes().len())?;
+        self.raw.delete(key.key_bytes())
+    }
+
+    /// Counts the entries with a batch walk (Cilium's `Count`).
+    pub fn count(&self) -> Result<usize> {
+        let mut s = BatchScanner::new(&self.raw, DEFAULT_BATCH)?;
+        let mut n = 0;
+        while let Some(k) = s.next_batch()? {
+            n += k;
+        }
+        Ok(n)
+    }
+
+    /// Map pressure: entries / max_entries, the figure Cilium exports as
+    /// `bpf_map_pressure`.
+    pub fn pressure(&self) -> Result<f64> {
+        let n = self.count()?;
+        Ok(n as f64 / f64::from(self.max_entries().max(1)))
+    }
+
+    /// Streams every entry with `BPF_MAP_LOOKUP_BATCH` (batches of 4096,
+    /// grown on `ENOSPC`). Memory stays O(batch).
+    pub fn iter(&self) -> Result<Entries<'_>> {
+        self.iter_with_batch(DEFAULT_BATCH)
+    }
+
+    /// Like [`CtMap::iter`] with a chosen initial batch size.
+    pub fn iter_with_batch(&self, batch: u32) -> Result<Entries<'_>> {
+        Ok(Entries {
+            scanner: BatchScanner::new(&self.raw, batch)?,
+            family: self.family,
+            pos: 0,
+            len: 0,
+            failed: false,
+        })
+    }
+
+    /// Calls `f(keys, values, n)` for each raw batch of the map: the fastest
+    /// way through it, with `n` keys of [`Family::key_size`] bytes and `n`
+    /// values of 56 bytes. Returns the number of entries seen.
+    pub fn for_each_batch<F>(&self, batch: u32, mut f: F) -> Result<usize>
+    where
+        F: FnMut(&[u8], &[u8], usize) -> Result<()>,
+    {
+        let mut s = BatchScanner::new(&self.raw, batch)?;
+        let ks = self.family.key_size();
+        let mut total = 0;
+        while let Some(n) = s.next_batch()? {
+            f(&s.keys[..n * ks], &s.values[..n * CtEntry::SIZE], n)?;
+            total += n;
+        }
+        Ok(total)
+    }
+
+    /// Builds the key Cilium's `Lookup`/`Update` build for a flow from `src`
+    /// to `dst` (`lookup.go`, `createTupleKey`): addresses reversed, ports
+    /// as given, `TUPLE_F_IN` for ingress.
+    pub fn flow_key(
+        src: SocketAddr,
+        dst: SocketAddr,
+        proto: u8,
+        direction: Direction,
+    ) -> Result<AnyCtKey> {
+        let flags = match direction {
+            Direction::Egress => TupleFlags::OUT,
+            Direction::Ingress => TupleFlags::IN,
+        };
+        match (src.ip(), dst.ip()) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => Ok(AnyCtKey::V4(CtKey4::new(
+                s,
+                d,
+                dst.port(),
+                src.port(),
+                proto,
+                flags,
+            ))),
+            (IpAddr::V6(s), IpAddr::V6(d)) => Ok(AnyCtKey::V6(CtKey6::new(
+                s,
+                d,
+                dst.port(),
+                src.port(),
+                proto,
+                flags,
+            ))),
+            _ => Err(Error::InvalidInput(format!(
+                "source {src} and destination {dst} are of different address families"
+            ))),
+        }
+    }
+
+    /// Cilium's `Lookup(epname, src, dst, proto, ingress)` on this map.
+    pub fn lookup_flow(
+        &self,
+        src: SocketAddr,
+        dst: SocketAddr,
+        proto: u8,
+        direction: Direction,
+    ) -> Result<Option<CtEntry>> {
+        self.lookup(&Self::flow_key(src, dst, proto, direction)?)
+    }
+
+    /// Cilium's `Update`: looks the flow up and, when present, applies `f`
+    /// and writes the entry back. Returns whether the flow was found.
+    pub fn update_flow<F: FnOnce(&mut CtEntry)>(
+        &self,
+        src: SocketAddr,
+        dst: SocketAddr,
+        proto: u8,
+        direction: Direction,
+        f: F,
+    ) -> Result<bool> {
+        let key = Self::flow_key(src, dst, proto, direction)?;
+        match self.lookup(&key)? {
+            None => Ok(false),
+            Some(mut e) => {
+                f(&mut e);
+                self.update(&key, &e)?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Deletes every entry (Cilium's `Flush`); returns how many went.
+    pub fn flush(&self) -> Result<usize> {
+        let stats = crate::gc::gc(
+            self,
+            &mut crate::gc::GcFilter {
+                remove_expired: true,
+                time: u32::MAX,
+                ..Default::default()
+            },
+        )?;
+        Ok(stats.deleted)
+    }
+}
+
+/// Streaming iterator over a conntrack map's entries (see [`CtMap::iter`]).
+///
+/// Yields `Err` once, then ends, when the kernel fails; it never ends early
+/// without an error.
+pub struct Entries<'m> {
+    scanner: BatchScanner<'m>,
+    family: Family,
+    pos: usize,
+    len: usize,
+    failed: bool,
+}
+
+impl Entries<'_> {
+    /// The current batch size (grows on `ENOSPC`).
+    pub fn batch_size(&self) -> u32 {
+        self.scanner.batch()
+    }
+
+    /// How many times the batch had to grow because a hash bucket did not fit.
+    pub fn enospc_grows(&self) -> u32 {
+        self.scanner.grows
+    }
+}
+
+impl Iterator for Entries<'_> {
+    type Item = Result<(AnyCtKey, CtEntry)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        if self.pos == self.len {
+            match self.scanner.next_batch() {
+                Ok(Some(n)) => {
+                    self.pos = 0;
+                    self.len = n;
+                }
+                Ok(None) => return None,
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        let ks = self.family.key_size();
+        let i = self.pos;
+        self.pos += 1;
+        let key = AnyCtKey::from_bytes(self.family, &self.scanner.keys[i * ks..(i + 1) * ks]);
+        let val = CtEntry::from_bytes(
+            &self.scanner.values[i * CtEntry::SIZE..(i + 1) * CtEntry::SIZE],
+        );
+        Some(key.and_then(|k| val.map(|v| (k, v))))
+    }
+}

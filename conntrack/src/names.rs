@@ -1,0 +1,124 @@
+//! Map naming helpers: `write_bpf_macros`, `delete_if_upgrade_needed`,
+//! `exists` (Cilium's `WriteBPFMacros`, `DeleteIfUpgradeNeeded`, `Exists`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::entry::CtEntry;
+use crate::error::{Error, Result};
+use crate::key::Family;
+use crate::map::{CtMapKind, CtProto, Scope};
+use crate::raw::{self, RawMap};
+
+/// Map sizes an agent configured (`--bpf-ct-global-tcp-max`,
+/// `--bpf-ct-global-any-max`); Cilium's defaults unless changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CtSizes {
+    /// Global TCP maps.
+    pub tcp: u32,
+    /// Global non-TCP maps.
+    pub any: u32,
+}
+
+impl Default for CtSizes {
+    fn default() -> Self {
+        CtSizes {
+            tcp: crate::map::DEFAULT_MAX_ENTRIES_TCP,
+            any: crate::map::DEFAULT_MAX_ENTRIES_ANY,
+        }
+    }
+}
+
+impl CtSizes {
+    /// `max_entries` of `kind` under these sizes.
+    pub fn max_entries(&self, kind: &CtMapKind) -> u32 {
+        match (kind.scope, kind.proto) {
+            (Scope::Endpoint(_), _) => crate::map::DEFAULT_MAX_ENTRIES_LOCAL,
+            (_, CtProto::Tcp) => self.tcp,
+            (_, CtProto::Any) => self.any,
+        }
+    }
+}
+
+/// Writes the `#define` lines naming the conntrack maps of an endpoint
+/// (`Some(id)`) or the global ones (`None`), as Cilium's `WriteBPFMacros`.
+///
+/// ```
+/// let mut out = Vec::new();
+/// conntrack::write_bpf_macros(&mut out, None, &Default::default()).unwrap();
+/// assert_eq!(String::from_utf8(out).unwrap(),
+///     "#define CT_MAP_TCP4 cilium_ct4_global\n#define CT_MAP_ANY4 cilium_ct_any4_global\n\
+///      #define CT_MAP_TCP6 cilium_ct6_global\n#define CT_MAP_ANY6 cilium_ct_any6_global\n\
+///      #define CT_MAP_SIZE_TCP 524288\n#define CT_MAP_SIZE_ANY 262144\n");
+/// ```
+pub fn write_bpf_macros(
+    w: &mut dyn Write,
+    endpoint: Option<u16>,
+    sizes: &CtSizes,
+) -> std::io::Result<()> {
+    let scope = endpoint.map(Scope::Endpoint).unwrap_or(Scope::Global);
+    let mut tcp = 0;
+    let mut any = 0;
+    for k in CtMapKind::all(scope, true, true) {
+        writeln!(w, "#define {} {}", k.bpf_define(), k.name())?;
+        match k.proto {
+            CtProto::Tcp => tcp = sizes.max_entries(&k),
+            CtProto::Any => any = sizes.max_entries(&k),
+        }
+    }
+    writeln!(w, "#define CT_MAP_SIZE_TCP {tcp}")?;
+    writeln!(w, "#define CT_MAP_SIZE_ANY {any}")?;
+    Ok(())
+}
+
+/// `true` when every conntrack map of the endpoint (or the global ones) is
+/// pinned in `dir` (Cilium's `Exists`).
+pub fn exists(dir: &Path, endpoint: Option<u16>, ipv4: bool, ipv6: bool) -> bool {
+    let scope = endpoint.map(Scope::Endpoint).unwrap_or(Scope::Global);
+    CtMapKind::all(scope, ipv4, ipv6)
+        .iter()
+        .all(|k| dir.join(k.name()).exists())
+}
+
+/// Unpins the conntrack maps of an endpoint (or the global ones) in `dir`
+/// whose type, key size, value size or max entries differ from what this
+/// crate (and `sizes`) expect, so the next datapath load recreates them
+/// (Cilium's `DeleteIfUpgradeNeeded`). Returns the paths removed. Missing
+/// pins are skipped; a pin that is not a map is left alone.
+pub fn delete_if_upgrade_needed(
+    dir: &Path,
+    endpoint: Option<u16>,
+    sizes: &CtSizes,
+) -> Result<Vec<PathBuf>> {
+    let scope = endpoint.map(Scope::Endpoint).unwrap_or(Scope::Global);
+    let mut removed = Vec::new();
+    for k in CtMapKind::all(scope, true, true) {
+        let path = dir.join(k.name());
+        if !path.exists() {
+            continue;
+        }
+        let m = match RawMap::open_pinned(&path) {
+            Ok(m) => m,
+            Err(Error::NotAMap { .. }) | Err(Error::NotBpffs { .. }) => continue,
+            Err(e) => return Err(e),
+        };
+        let i = &m.info;
+        let want_key = match k.family {
+            Family::V4 => 14,
+            Family::V6 => 38,
+        };
+        let ok = i.map_type == raw::MAP_TYPE_LRU_HASH
+            && i.key_size == want_key
+            && i.value_size == CtEntry::SIZE as u32
+            && i.max_entries == sizes.max_entries(&k);
+        drop(m);
+        if !ok {
+            std::fs::remove_file(&path).map_err(|source| Error::Open {
+                path: path.clone(),
+                source,
+            })?;
+            removed.push(path);
+        }
+    }
+    Ok(removed)
+}
