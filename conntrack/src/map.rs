@@ -466,6 +466,19 @@ impl CtMap {
         self.raw.update(key.key_bytes(), entry.as_bytes(), 0)
     }
 
+    /// Inserts or replaces many entries with `BPF_MAP_UPDATE_BATCH`.
+    pub fn update_many<K: CtKey>(&self, items: &[(K, CtEntry)]) -> Result<()> {
+        let ks = self.family.key_size();
+        let mut keys = Vec::with_capacity(items.len() * ks);
+        let mut vals = Vec::with_capacity(items.len() * CtEntry::SIZE);
+        for (k, e) in items {
+            self.check_key(k.family(), k.key_bytes().len())?;
+            keys.extend_from_slice(k.key_bytes());
+            vals.extend_from_slice(e.as_bytes());
+        }
+        self.raw.update_batch(&keys, &vals)
+    }
+
     /// Deletes a key; `Ok(false)` when it was not there.
     pub fn delete<K: CtKey + ?Sized>(&self, key: &K) -> Result<bool> {
         self.check_key(key.family(), key.key_bytes().len())?;

@@ -335,6 +335,49 @@ impl RawMap {
         }
     }
 
+    /// Writes `keys`/`values` (multiples of the key/value size) with
+    /// `BPF_MAP_UPDATE_BATCH` (`BPF_ANY`), falling back to one update per
+    /// entry where the kernel has no batch ops.
+    pub(crate) fn update_batch(&self, keys: &[u8], values: &[u8]) -> Result<()> {
+        let ks = self.info.key_size as usize;
+        let vs = self.info.value_size as usize;
+        let total = keys.len() / ks;
+        if values.len() / vs != total || keys.len() % ks != 0 || values.len() % vs != 0 {
+            return Err(Error::InvalidInput(format!(
+                "update_batch: {} key bytes and {} value bytes are not whole, equal counts of {ks}-byte keys and {vs}-byte values",
+                keys.len(),
+                values.len()
+            )));
+        }
+        let opts = batch_opts();
+        let mut done = 0usize;
+        while done < total {
+            let mut count = (total - done) as u32;
+            // SAFETY: the slices hold `count` keys and values of the map's sizes.
+            let ret = unsafe {
+                libbpf_sys::bpf_map_update_batch(
+                    self.raw(),
+                    keys[done * ks..].as_ptr().cast(),
+                    values[done * vs..].as_ptr().cast(),
+                    &mut count,
+                    &opts,
+                )
+            };
+            done += (count as usize).min(total - done);
+            if ret == 0 {
+                break;
+            }
+            if -ret == libc::EINVAL || -ret == libc::ENOTSUP || -ret == 524 {
+                for i in done..total {
+                    self.update(&keys[i * ks..(i + 1) * ks], &values[i * vs..(i + 1) * vs], 0)?;
+                }
+                break;
+            }
+            return Err(self.err("BPF_MAP_UPDATE_BATCH", errno(ret)));
+        }
+        Ok(())
+    }
+
     /// Deletes `keys` (a multiple of the key size) with
     /// `BPF_MAP_DELETE_BATCH`. Keys already gone (the kernel stops the batch
     /// at the first `ENOENT`) are skipped; returns how many were deleted.

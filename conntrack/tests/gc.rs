@@ -1,0 +1,235 @@
+//! GC on real maps: exact survivors, emit exactly for kept entries, ENOSPC,
+//! and a concurrent writer renewing entries.
+
+mod common;
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use common::*;
+use conntrack::{gc, AnyCtKey, CreateOptions, CtEntry, CtMap, CtMapKind, GcFilter};
+use testsupport::{require_privileges, BpfDir};
+
+const NOW: u32 = 1_000_000;
+
+fn ct4(dir: &BpfDir, max: u32, lru: bool) -> CtMap {
+    let mut o = CreateOptions::new(CtMapKind::from_name("cilium_ct4_global").unwrap())
+        .max_entries(max)
+        .pin_in(dir.path());
+    if !lru {
+        o = o.hash();
+    }
+    CtMap::create(&o).unwrap()
+}
+
+/// Fills `n` entries: i % 4 == 0 expired; i % 4 == 1 live but matching an IP
+/// in `match_ips` (every i % 8 == 1); the rest live. Returns the expected
+/// survivors and the match set.
+fn fill(map: &CtMap, n: u32) -> (HashSet<AnyCtKey>, HashSet<IpAddr>) {
+    let mut items = Vec::with_capacity(n as usize);
+    let mut survivors = HashSet::new();
+    let mut ips = HashSet::new();
+    for i in 0..n {
+        let k = key4(i);
+        let expired = i % 4 == 0;
+        let lifetime = if expired { NOW - 1 - (i % 100) } else { NOW + (i % 100) };
+        let matching = i % 8 == 1;
+        if matching {
+            // Alternate between matching the source and the destination.
+            if i % 16 == 1 {
+                ips.insert(IpAddr::V4(k.daddr()));
+            } else {
+                ips.insert(IpAddr::V4(k.saddr()));
+            }
+        }
+        items.push((k, entry(lifetime, u64::from(i))));
+    }
+    map.update_many(&items).unwrap();
+    // Survivors computed after the match set is known (a source address may
+    // be shared by several keys).
+    for (k, e) in &items {
+        let expired = e.lifetime() < NOW;
+        let m = ips.contains(&IpAddr::V4(k.daddr())) || ips.contains(&IpAddr::V4(k.saddr()));
+        if !expired && !m {
+            survivors.insert(AnyCtKey::V4(*k));
+        }
+    }
+    (survivors, ips)
+}
+
+fn check_gc(n: u32, batch: u32, lru: bool) {
+    let dir = BpfDir::new("ct-gc");
+    let map = ct4(&dir, (n * 2).max(1024), lru);
+    let (survivors, ips) = fill(&map, n);
+    assert_eq!(map.count().unwrap(), n as usize);
+    let emitted = Mutex::new(Vec::new());
+    let stats = {
+        let mut f = GcFilter {
+            remove_expired: true,
+            time: NOW,
+            match_ips: ips,
+            emit: Some(Box::new(|k: &AnyCtKey, e: &CtEntry| {
+                emitted.lock().unwrap().push((*k, *e))
+            })),
+            batch_size: batch,
+        };
+        gc(&map, &mut f).unwrap()
+    };
+    let emitted = emitted.into_inner().unwrap();
+    let left: HashSet<AnyCtKey> = map.iter().unwrap().map(|r| r.unwrap().0).collect();
+    assert_eq!(left.len(), survivors.len());
+    assert!(left == survivors, "survivors differ");
+    assert_eq!(stats.scanned, n as usize);
+    assert_eq!(stats.alive, survivors.len());
+    assert_eq!(stats.deleted, n as usize - survivors.len());
+    assert_eq!(stats.deleted_expired, (n as usize).div_ceil(4));
+    assert_eq!(stats.renewed, 0);
+    assert_eq!(stats.vanished, 0);
+    // emit: exactly once per kept entry, with its value.
+    assert_eq!(emitted.len(), survivors.len());
+    let emitted_keys: HashSet<AnyCtKey> = emitted.iter().map(|(k, _)| *k).collect();
+    assert_eq!(emitted_keys.len(), emitted.len(), "an entry was emitted twice");
+    assert!(emitted_keys == survivors);
+    for (k, e) in &emitted {
+        assert_eq!(map.lookup(k).unwrap(), Some(*e));
+        assert!(e.lifetime() >= NOW);
+    }
+}
+
+#[test]
+fn gc_10k_exact_survivors_and_emit() {
+    require_privileges!();
+    check_gc(10_000, 0, true);
+}
+
+#[test]
+fn gc_1m_exact_survivors_and_emit() {
+    require_privileges!();
+    check_gc(1_000_000, 0, true);
+}
+
+#[test]
+fn enospc_grows_the_batch_and_never_ends_early() {
+    require_privileges!();
+    // 4096 keys in a 4096-bucket hash map: buckets with 2+ entries are
+    // certain, so a batch of 1 hits ENOSPC.
+    let dir = BpfDir::new("ct-enospc");
+    let map = ct4(&dir, 4096, false);
+    let items: Vec<_> = (0..4096).map(|i| (key4(i), entry(NOW + 1, 1))).collect();
+    map.update_many(&items).unwrap();
+    let mut it = map.iter_with_batch(1).unwrap();
+    let mut n = 0;
+    for r in it.by_ref() {
+        r.unwrap();
+        n += 1;
+    }
+    assert_eq!(n, 4096, "iteration ended early");
+    assert!(it.enospc_grows() >= 1, "ENOSPC path not exercised");
+    assert!(it.batch_size() >= 2);
+    // libbpf-rs's own batch iterator stops silently here; ours must not.
+    drop(map);
+    check_gc(4096, 1, false);
+}
+
+#[test]
+fn gc_with_tiny_batch_reports_enospc_growth() {
+    require_privileges!();
+    let dir = BpfDir::new("ct-enospc-gc");
+    let map = ct4(&dir, 4096, false);
+    let items: Vec<_> = (0..4096)
+        .map(|i| (key4(i), entry(if i % 2 == 0 { NOW - 1 } else { NOW }, 1)))
+        .collect();
+    map.update_many(&items).unwrap();
+    let mut f = GcFilter {
+        remove_expired: true,
+        time: NOW,
+        batch_size: 1,
+        ..Default::default()
+    };
+    let s = gc(&map, &mut f).unwrap();
+    assert!(s.enospc_grows >= 1, "{s:?}");
+    assert_eq!(s.scanned, 4096);
+    assert_eq!(s.deleted, 2048);
+    assert_eq!(map.count().unwrap(), 2048);
+}
+
+#[test]
+fn writer_renewing_entries_during_gc_loses_none() {
+    require_privileges!();
+    let dir = BpfDir::new("ct-writer");
+    let n = 200_000u32;
+    let map = ct4(&dir, n * 2, true);
+    // Everything starts expired.
+    let items: Vec<_> = (0..n).map(|i| (key4(i), entry(NOW - 5, u64::from(i)))).collect();
+    map.update_many(&items).unwrap();
+    let writer_map = CtMap::open(dir.join("cilium_ct4_global")).unwrap();
+    let done = AtomicBool::new(false);
+    let renewed: Vec<u32> = std::thread::scope(|s| {
+        let w = s.spawn(|| {
+            // Renew odd keys, last to first (against the scan order), in
+            // place like the datapath: only if the entry still exists.
+            let mut ok = Vec::new();
+            for i in (0..n).rev().filter(|i| i % 2 == 1) {
+                let k = key4(i);
+                if let Some(mut e) = writer_map.lookup(&k).unwrap() {
+                    e.set_lifetime(NOW + 1000);
+                    if update_exist(&writer_map, &k, &e) {
+                        ok.push(i);
+                    }
+                }
+                if done.load(Ordering::Relaxed) && ok.len() > 1000 {
+                    break;
+                }
+            }
+            ok
+        });
+        let mut f = GcFilter {
+            remove_expired: true,
+            time: NOW,
+            batch_size: 256,
+            ..Default::default()
+        };
+        let stats = gc(&map, &mut f).unwrap();
+        done.store(true, Ordering::Relaxed);
+        eprintln!("gc during writes: {stats}");
+        w.join().unwrap()
+    });
+    assert!(!renewed.is_empty());
+    let mut lost = Vec::new();
+    for &i in &renewed {
+        match map.lookup(&key4(i)).unwrap() {
+            Some(e) => assert!(e.lifetime() == NOW + 1000),
+            None => lost.push(i),
+        }
+    }
+    assert!(lost.is_empty(), "{} renewed entries lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
+    // Nothing expired and not renewed survives a second pass.
+    let mut f = GcFilter {
+        remove_expired: true,
+        time: NOW,
+        ..Default::default()
+    };
+    gc(&map, &mut f).unwrap();
+    for r in map.iter().unwrap() {
+        let (_, e) = r.unwrap();
+        assert!(e.lifetime() >= NOW);
+    }
+}
+
+/// `BPF_EXIST` update, as the datapath renews in place: fails if the entry
+/// is gone.
+fn update_exist(map: &CtMap, k: &conntrack::CtKey4, e: &CtEntry) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: key and value buffers have the map's sizes.
+    let r = unsafe {
+        libbpf_sys::bpf_map_update_elem(
+            map.as_fd().as_raw_fd(),
+            k.as_bytes().as_ptr().cast(),
+            e.as_bytes().as_ptr().cast(),
+            libbpf_sys::BPF_EXIST.into(),
+        )
+    };
+    r == 0
+}

@@ -1,0 +1,218 @@
+//! Opening maps (by path, by name, created by bpftool as the datapath or a
+//! Cilium agent would), the errors for bad input, and typed operations.
+
+mod common;
+
+use common::*;
+use conntrack::{
+    CreateOptions, CtKey4, CtKey6, CtMap, CtMapKind, Direction, Error, Family, TupleFlags,
+};
+use testsupport::{require_privileges, BpfDir};
+
+fn contents(path: &std::path::Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut d = bpftool_dump(path);
+    d.sort();
+    d
+}
+
+#[test]
+fn open_by_name_and_path_checks_sizes_and_type() {
+    require_privileges!();
+    let dir = BpfDir::new("ct-open");
+    // Maps as the datapath creates them (Cilium's names, pinned directly in dir).
+    for (name, key) in [
+        ("cilium_ct4_global", 14),
+        ("cilium_ct_any4_global", 14),
+        ("cilium_ct6_global", 38),
+        ("cilium_ct_any6_global", 38),
+        ("cilium_ct4_00042", 14),
+    ] {
+        bpftool_create(&dir.join(name), "lru_hash", key, 56, 128, "ct");
+        let m = CtMap::open_named(dir.path(), name).unwrap();
+        assert_eq!(m.family().key_size(), key as usize);
+        assert_eq!(m.kind(), CtMapKind::from_name(name));
+        assert_eq!(m.max_entries(), 128);
+        assert_eq!(m.count().unwrap(), 0);
+    }
+    // A plain hash map is accepted too.
+    bpftool_create(&dir.join("cilium_ct6_00007"), "hash", 38, 56, 16, "ct");
+    CtMap::open(dir.join("cilium_ct6_00007")).unwrap();
+
+    // Wrong key size: a 16-byte key under a v4 name.
+    let p = dir.join("cilium_ct_any4_00001");
+    bpftool_create(&p, "lru_hash", 16, 56, 16, "bad");
+    let before = contents(&p);
+    match CtMap::open(&p) {
+        Err(Error::KeySize {
+            name,
+            path,
+            expected: 14,
+            found: 16,
+        }) => {
+            assert_eq!(name, "cilium_ct_any4_00001");
+            assert_eq!(path, p);
+        }
+        other => panic!("expected KeySize, got {other:?}"),
+    }
+    // An IPv6-sized map under an IPv4 name.
+    let p6 = dir.join("cilium_ct4_00002");
+    bpftool_create(&p6, "lru_hash", 38, 56, 16, "bad");
+    let err = CtMap::open(&p6).unwrap_err();
+    assert!(
+        matches!(err, Error::KeySize { expected: 14, found: 38, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("cilium_ct4_00002"), "{err}");
+    // Wrong value size.
+    let pv = dir.join("cilium_ct4_00003");
+    bpftool_create(&pv, "lru_hash", 14, 48, 16, "bad");
+    let err = CtMap::open(&pv).unwrap_err();
+    assert!(
+        matches!(err, Error::ValueSize { expected: 56, found: 48, .. }),
+        "{err}"
+    );
+    // Wrong map type.
+    let pa = dir.join("cilium_ct4_00004");
+    bpftool_create(&pa, "array", 4, 56, 16, "bad");
+    let err = CtMap::open(&pa).unwrap_err();
+    assert!(matches!(err, Error::MapType { .. }), "{err}");
+    assert!(err.to_string().contains("array"), "{err}");
+    // Nothing was modified by the failed opens.
+    assert_eq!(contents(&p), before);
+    assert!(p.exists() && p6.exists() && pv.exists() && pa.exists());
+}
+
+#[test]
+fn bad_paths_are_typed_errors() {
+    require_privileges!();
+    let dir = BpfDir::new("ct-badpath");
+    let err = CtMap::open(dir.join("cilium_ct4_global")).unwrap_err();
+    assert!(matches!(err, Error::Open { .. }), "{err}");
+    assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+
+    // A regular file outside bpffs.
+    let tmp = std::env::temp_dir().join(format!("ct-notbpffs-{}", std::process::id()));
+    std::fs::write(&tmp, b"not a map").unwrap();
+    let err = CtMap::open(&tmp).unwrap_err();
+    std::fs::remove_file(&tmp).unwrap();
+    assert!(matches!(err, Error::NotBpffs { .. }), "{err}");
+
+    // A directory on bpffs.
+    let err = CtMap::open(dir.path()).unwrap_err();
+    assert!(matches!(err, Error::Open { .. }), "{err}");
+
+    // Not a Cilium name.
+    let err = CtMap::open_named(dir.path(), "cilium_lxc").unwrap_err();
+    assert!(matches!(err, Error::UnknownName { .. }), "{err}");
+}
+
+#[test]
+fn wrong_family_key_is_rejected_and_nothing_changes() {
+    require_privileges!();
+    let dir = BpfDir::new("ct-family");
+    let m = CtMap::create(
+        &CreateOptions::new(CtMapKind::from_name("cilium_ct4_global").unwrap())
+            .max_entries(1024)
+            .pin_in(dir.path()),
+    )
+    .unwrap();
+    m.update(&key4(1), &entry(10, 1)).unwrap();
+    let before = contents(&dir.join("cilium_ct4_global"));
+    let k6 = key6(1);
+    for err in [
+        m.update(&k6, &entry(1, 1)).unwrap_err(),
+        m.lookup(&k6).unwrap_err(),
+        m.delete(&k6).unwrap_err(),
+    ] {
+        assert!(
+            matches!(
+                err,
+                Error::KeyFamily {
+                    map: Family::V4,
+                    key: Family::V6,
+                    key_size: 38,
+                    map_key_size: 14,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+    assert_eq!(contents(&dir.join("cilium_ct4_global")), before);
+    // Creating over an existing pin fails rather than replace it.
+    let err = CtMap::create(
+        &CreateOptions::new(CtMapKind::from_name("cilium_ct4_global").unwrap())
+            .max_entries(16)
+            .pin_in(dir.path()),
+    )
+    .unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
+    assert_eq!(contents(&dir.join("cilium_ct4_global")), before);
+}
+
+#[test]
+fn typed_ops_count_pressure_and_flow_lookup() {
+    require_privileges!();
+    let dir = BpfDir::new("ct-ops");
+    let kind = CtMapKind::from_name("cilium_ct4_global").unwrap();
+    let created = CtMap::create(&CreateOptions::new(kind).pin_in(dir.path())).unwrap();
+    assert_eq!(created.max_entries(), conntrack::DEFAULT_MAX_ENTRIES_TCP);
+    let m = CtMap::open_named(dir.path(), "cilium_ct4_global").unwrap();
+    assert_eq!(m.info().map_type, 9, "LRU hash");
+    for i in 0..1000 {
+        created.update(&key4(i), &entry(i, u64::from(i))).unwrap();
+    }
+    assert_eq!(m.count().unwrap(), 1000);
+    let p = m.pressure().unwrap();
+    assert!((p - 1000.0 / 524_288.0).abs() < 1e-12, "{p}");
+    assert_eq!(m.lookup(&key4(7)).unwrap(), Some(entry(7, 7)));
+    assert!(m.delete(&key4(7)).unwrap());
+    assert!(!m.delete(&key4(7)).unwrap());
+    assert_eq!(m.lookup(&key4(7)).unwrap(), None);
+    assert_eq!(m.count().unwrap(), 999);
+
+    // Cilium's Lookup/Update by flow: a TCP flow 10.0.0.1:40000 -> 10.0.0.2:80.
+    let src = "10.0.0.1:40000".parse().unwrap();
+    let dst = "10.0.0.2:80".parse().unwrap();
+    let k = CtMap::flow_key(src, dst, 6, Direction::Egress).unwrap();
+    let conntrack::AnyCtKey::V4(k4) = k else {
+        panic!()
+    };
+    assert_eq!(
+        k4,
+        CtKey4::new(
+            [10, 0, 0, 1].into(),
+            [10, 0, 0, 2].into(),
+            80,
+            40000,
+            6,
+            TupleFlags::OUT
+        )
+    );
+    m.update(&k4, &entry(5, 5)).unwrap();
+    assert_eq!(
+        conntrack::lookup(dir.path(), None, src, dst, 6, Direction::Egress).unwrap(),
+        Some(entry(5, 5))
+    );
+    assert_eq!(
+        m.lookup_flow(src, dst, 6, Direction::Ingress).unwrap(),
+        None
+    );
+    assert!(conntrack::update(dir.path(), None, src, dst, 6, Direction::Egress, |e| {
+        e.set_lifetime(99)
+    })
+    .unwrap());
+    assert_eq!(m.lookup(&k4).unwrap().unwrap().lifetime(), 99);
+    assert!(!m
+        .update_flow(src, dst, 6, Direction::Ingress, |e| e.set_lifetime(1))
+        .unwrap());
+    // A v6 flow against a v4 map is a typed error.
+    let err = m
+        .lookup_flow("[::1]:1".parse().unwrap(), "[::2]:2".parse().unwrap(), 6, Direction::Egress)
+        .unwrap_err();
+    assert!(matches!(err, Error::KeyFamily { .. }), "{err}");
+    // Flush deletes everything.
+    assert_eq!(m.flush().unwrap(), 1000);
+    assert_eq!(m.count().unwrap(), 0);
+    let _ = CtKey6::default();
+}
