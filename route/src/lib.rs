@@ -1,1 +1,52 @@
-//! placeholder
+//! Linux routes and policy rules over synchronous rtnetlink, modelled on
+//! Cilium's `pkg/datapath/linux/route` package.
+//!
+//! * [`Route`] and [`Rule`]: plain data with builder methods, printed as the
+//!   exact `ip route` / `ip rule` arguments (`Display`, `to_ip_command`)
+//!   and parsed back (`FromStr`).
+//! * [`Handle`]: one NETLINK_ROUTE socket in the current or any other
+//!   network namespace: [`upsert`](Handle::upsert) (Cilium's semantics,
+//!   idempotent), [`delete`](Handle::delete), exact
+//!   [`lookup`](Handle::lookup) without dumping every table,
+//!   [`list`](Handle::list), [`get`](Handle::get) (`ip route get`), rules,
+//!   and pipelined [`upsert_many`](Handle::upsert_many) /
+//!   [`delete_many`](Handle::delete_many).
+//! * [`layout`]: Cilium's ENI and native-routing layouts, installed and
+//!   removed as a unit.
+//!
+//! ```no_run
+//! use route::{Handle, Route, Rule, Family};
+//!
+//! let h = Handle::new()?;
+//! let r: Route = "10.1.0.0/16 via 192.168.1.1 dev eth0 table 300".parse()?;
+//! h.upsert(&r, None)?;
+//! h.replace_rule(&Rule::new(Family::V4).priority(100).to("10.1.0.0/16".parse().unwrap()).table(300))?;
+//! for r in h.list(&route::RouteFilter::default().table(300))? {
+//!     println!("{}", r.to_ip_command());
+//! }
+//! # Ok::<(), route::Error>(())
+//! ```
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+#![warn(missing_docs)]
+
+mod codec;
+mod error;
+mod handle;
+pub mod layout;
+mod names;
+mod nl;
+mod route;
+mod rule;
+
+pub use error::{Error, Op, Result};
+pub use handle::{
+    Handle, MtuConfig, RouteFilter, DUMP_MAX_TRIES, ROUTE_REPLACE_MAX_TRIES,
+    ROUTE_REPLACE_RETRY_INTERVAL,
+};
+pub use ipnet::IpNet;
+pub use names::{
+    parse_table, table_name, NameError, Protocol, RouteType, Scope, DEFAULT_TABLE, LOCAL_TABLE,
+    MAIN_TABLE,
+};
+pub use route::Route;
+pub use rule::{Family, Rule, RuleAction};

@@ -1,0 +1,461 @@
+//! Encoding routes and rules into netlink-packet-route messages and
+//! decoding the kernel's messages back.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use netlink_packet_core::Parseable;
+use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteMetric,
+};
+use netlink_packet_route::rule::{RuleAction as NlAction, RuleAttribute, RuleFlags, RuleMessage};
+use netlink_packet_route::AddressFamily;
+
+use crate::names::{Protocol, RouteType, Scope};
+use crate::nl::NlError;
+use crate::route::Route;
+use crate::rule::{Family, Rule, RuleAction};
+
+/// `RT_SCOPE_NOWHERE`.
+const SCOPE_NOWHERE: u8 = 255;
+
+fn family_of(ip: &IpAddr) -> AddressFamily {
+    if ip.is_ipv6() {
+        AddressFamily::Inet6
+    } else {
+        AddressFamily::Inet
+    }
+}
+
+fn header_table(table: u32) -> u8 {
+    // Tables above 255 live only in RTA_TABLE; rtm_table is then
+    // RT_TABLE_UNSPEC, as iproute2 sends it.
+    if table < 256 {
+        table as u8
+    } else {
+        0
+    }
+}
+
+/// The RTM_NEWROUTE body for `r` with the resolved `oif` and effective `mtu`.
+pub(crate) fn route_new(r: &Route, oif: Option<u32>, mtu: Option<u32>) -> RouteMessage {
+    let mut m = RouteMessage::default();
+    let h = &mut m.header;
+    h.address_family = family_of(&r.prefix.addr());
+    h.destination_prefix_length = r.prefix.prefix_len();
+    h.table = header_table(r.table);
+    h.protocol = r.proto.0.into();
+    h.scope = r.scope.0.into();
+    h.kind = r.kind.0.into();
+    let a = &mut m.attributes;
+    a.push(RouteAttribute::Table(r.table));
+    if r.prefix.prefix_len() > 0 {
+        a.push(RouteAttribute::Destination(r.prefix.addr().into()));
+    }
+    if let Some(nh) = r.nexthop {
+        a.push(RouteAttribute::Gateway(nh.into()));
+    }
+    if let Some(l) = r.local {
+        a.push(RouteAttribute::PrefSource(l.into()));
+    }
+    if let Some(i) = oif {
+        a.push(RouteAttribute::Oif(i));
+    }
+    if let Some(p) = r.priority {
+        a.push(RouteAttribute::Priority(p));
+    }
+    if let Some(mtu) = mtu {
+        a.push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(mtu)]));
+    }
+    m
+}
+
+/// The RTM_DELROUTE body: the route's identity (table, prefix, metric) and
+/// device, with scope nowhere, protocol 0 and type 0 so that any route of
+/// that identity matches.
+pub(crate) fn route_del(r: &Route, oif: Option<u32>) -> RouteMessage {
+    let mut m = RouteMessage::default();
+    let h = &mut m.header;
+    h.address_family = family_of(&r.prefix.addr());
+    h.destination_prefix_length = r.prefix.prefix_len();
+    h.table = header_table(r.table);
+    h.scope = SCOPE_NOWHERE.into();
+    h.protocol = 0u8.into();
+    h.kind = 0u8.into();
+    let a = &mut m.attributes;
+    a.push(RouteAttribute::Table(r.table));
+    if r.prefix.prefix_len() > 0 {
+        a.push(RouteAttribute::Destination(r.prefix.addr().into()));
+    }
+    if let Some(i) = oif {
+        a.push(RouteAttribute::Oif(i));
+    }
+    if let Some(p) = r.priority {
+        a.push(RouteAttribute::Priority(p));
+    }
+    m
+}
+
+/// A FIB lookup request (`ip route get ADDR`, with `fibmatch` when
+/// `fib_match`): dst_len is the full length, as strict checking demands.
+pub(crate) fn route_get(dst: IpAddr, fib_match: bool) -> RouteMessage {
+    let mut m = RouteMessage::default();
+    m.header.address_family = family_of(&dst);
+    m.header.destination_prefix_length = if dst.is_ipv6() { 128 } else { 32 };
+    if fib_match {
+        m.header.flags = RouteFlags::FibMatch;
+    }
+    m.attributes.push(RouteAttribute::Destination(dst.into()));
+    m
+}
+
+/// A strict-check dump request filtered by family, table, protocol, type
+/// and output interface (the only filters the kernel applies).
+pub(crate) fn route_dump(
+    family: Option<Family>,
+    table: Option<u32>,
+    proto: Option<Protocol>,
+    kind: Option<RouteType>,
+    oif: Option<u32>,
+) -> RouteMessage {
+    let mut m = RouteMessage::default();
+    m.header.address_family = match family {
+        Some(Family::V4) => AddressFamily::Inet,
+        Some(Family::V6) => AddressFamily::Inet6,
+        None => AddressFamily::Unspec,
+    };
+    m.header.table = table.map(header_table).unwrap_or(0);
+    m.header.protocol = proto.map(|p| p.0).unwrap_or(0).into();
+    m.header.kind = kind.map(|k| k.0).unwrap_or(0).into();
+    m.header.scope = 0u8.into();
+    if let Some(t) = table {
+        m.attributes.push(RouteAttribute::Table(t));
+    }
+    if let Some(i) = oif {
+        m.attributes.push(RouteAttribute::Oif(i));
+    }
+    m
+}
+
+/// A route as the kernel reported it, before the device index is named.
+#[derive(Debug, Clone)]
+pub(crate) struct Decoded {
+    pub route: Route,
+    pub oif: Option<u32>,
+    /// Something this crate does not model and a replace would drop
+    /// (multipath, encapsulation, nexthop objects, other metrics).
+    pub complex: bool,
+    /// A cached clone (exceptions), not a FIB entry.
+    pub cloned: bool,
+}
+
+fn addr(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    }
+}
+
+/// Decodes an RTM_NEWROUTE body; `None` for families other than IPv4/IPv6.
+/// Attributes netlink-packet-route does not know are tolerated (they decode
+/// as `Other`).
+pub(crate) fn decode_route(buf: &[u8]) -> Result<Option<Decoded>, NlError> {
+    let m = RouteMessage::parse(buf).map_err(|e| NlError::Decode(e.to_string()))?;
+    Ok(decode_route_msg(&m))
+}
+
+pub(crate) fn decode_route_msg(m: &RouteMessage) -> Option<Decoded> {
+    let h: &RouteHeader = &m.header;
+    let v6 = match h.address_family {
+        AddressFamily::Inet => false,
+        AddressFamily::Inet6 => true,
+        _ => return None,
+    };
+    let mut dst: Option<IpAddr> = None;
+    let mut r = Route::new(IpNet::V4(Default::default()));
+    r.table = h.table as u32;
+    r.proto = Protocol(h.protocol.into());
+    r.scope = Scope(h.scope.into());
+    r.kind = RouteType(h.kind.into());
+    let mut oif = None;
+    let mut complex = false;
+    for a in &m.attributes {
+        match a {
+            RouteAttribute::Destination(d) => dst = addr(d),
+            RouteAttribute::Gateway(g) => r.nexthop = addr(g),
+            RouteAttribute::PrefSource(s) => r.local = addr(s),
+            RouteAttribute::Oif(i) => oif = Some(*i),
+            RouteAttribute::Priority(p) => r.priority = Some(*p),
+            RouteAttribute::Table(t) => r.table = *t,
+            RouteAttribute::Metrics(ms) => {
+                for mt in ms {
+                    match mt {
+                        RouteMetric::Mtu(v) => r.mtu = Some(*v),
+                        _ => complex = true,
+                    }
+                }
+            }
+            RouteAttribute::MultiPath(_)
+            | RouteAttribute::Encap(_)
+            | RouteAttribute::EncapType(_)
+            | RouteAttribute::NhId(_)
+            | RouteAttribute::Via(_) => complex = true,
+            _ => {}
+        }
+    }
+    let zero = if v6 {
+        IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+    };
+    let d = dst.unwrap_or(zero);
+    r.prefix = IpNet::new(d, h.destination_prefix_length).ok()?;
+    if !v6 && r.priority == Some(0) {
+        r.priority = None;
+    }
+    Some(Decoded {
+        route: r,
+        oif,
+        complex,
+        cloned: h.flags.contains(RouteFlags::Cloned),
+    })
+}
+
+/// An RTM_GETLINK body asking for one link by name or index.
+pub(crate) fn link_get(name: Option<&str>, index: u32) -> LinkMessage {
+    let mut m = LinkMessage::default();
+    m.header.index = index;
+    if let Some(n) = name {
+        m.attributes.push(LinkAttribute::IfName(n.to_string()));
+    }
+    m
+}
+
+/// Reads (index, name) from an RTM_NEWLINK body without decoding the rest
+/// (links carry many attributes we do not need).
+pub(crate) fn decode_link(buf: &[u8]) -> Result<(u32, String), NlError> {
+    const IFINFO: usize = 16;
+    const IFLA_IFNAME: u16 = 3;
+    if buf.len() < IFINFO {
+        return Err(NlError::Decode("short ifinfomsg".into()));
+    }
+    let index = i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]) as u32;
+    let mut attrs = &buf[IFINFO..];
+    while attrs.len() >= 4 {
+        let len = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
+        let ty = u16::from_ne_bytes([attrs[2], attrs[3]]) & 0x3fff;
+        if len < 4 || len > attrs.len() {
+            break;
+        }
+        if ty == IFLA_IFNAME {
+            let v = &attrs[4..len];
+            let v = v.split(|b| *b == 0).next().unwrap_or(&[]);
+            return Ok((index, String::from_utf8_lossy(v).into_owned()));
+        }
+        attrs = attrs.get(crate::nl::align(len)..).unwrap_or(&[]);
+    }
+    Err(NlError::Decode("link without IFLA_IFNAME".into()))
+}
+
+/// The RTM_NEWRULE / RTM_DELRULE body for `r`.
+pub(crate) fn rule_msg(r: &Rule) -> RuleMessage {
+    let mut m = RuleMessage::default();
+    let h = &mut m.header;
+    h.family = match r.family {
+        Family::V4 => AddressFamily::Inet,
+        Family::V6 => AddressFamily::Inet6,
+    };
+    h.src_len = r.from.map(|n| n.prefix_len()).unwrap_or(0);
+    h.dst_len = r.to.map(|n| n.prefix_len()).unwrap_or(0);
+    h.action = match r.action {
+        RuleAction::Lookup => NlAction::ToTable,
+        RuleAction::Goto(_) => NlAction::Goto,
+        RuleAction::Nop => NlAction::Nop,
+        RuleAction::Blackhole => NlAction::Blackhole,
+        RuleAction::Unreachable => NlAction::Unreachable,
+        RuleAction::Prohibit => NlAction::Prohibit,
+    };
+    if r.invert {
+        h.flags = RuleFlags::Invert;
+    }
+    let a = &mut m.attributes;
+    if r.action == RuleAction::Lookup {
+        h.table = header_table(r.table);
+        a.push(RuleAttribute::Table(r.table));
+    }
+    if let RuleAction::Goto(p) = r.action {
+        a.push(RuleAttribute::Goto(p));
+    }
+    if let Some(p) = r.priority {
+        a.push(RuleAttribute::Priority(p));
+    }
+    if let Some(n) = r.from {
+        a.push(RuleAttribute::Source(n.addr()));
+    }
+    if let Some(n) = r.to {
+        a.push(RuleAttribute::Destination(n.addr()));
+    }
+    if let Some(mark) = r.mark {
+        a.push(RuleAttribute::FwMark(mark));
+        a.push(RuleAttribute::FwMask(r.mask.unwrap_or(u32::MAX)));
+    }
+    if r.protocol.0 != 0 {
+        a.push(RuleAttribute::Protocol(r.protocol.0.into()));
+    }
+    m
+}
+
+/// A rule dump request for `family` (`None`: both).
+pub(crate) fn rule_dump(family: Option<Family>) -> RuleMessage {
+    let mut m = RuleMessage::default();
+    m.header.family = match family {
+        Some(Family::V4) => AddressFamily::Inet,
+        Some(Family::V6) => AddressFamily::Inet6,
+        None => AddressFamily::Unspec,
+    };
+    m
+}
+
+/// Decodes an RTM_NEWRULE body; `None` for other families.
+pub(crate) fn decode_rule(buf: &[u8]) -> Result<Option<Rule>, NlError> {
+    let m = RuleMessage::parse(buf).map_err(|e| NlError::Decode(e.to_string()))?;
+    let h = &m.header;
+    let family = match h.family {
+        AddressFamily::Inet => Family::V4,
+        AddressFamily::Inet6 => Family::V6,
+        _ => return Ok(None),
+    };
+    let mut r = Rule::new(family);
+    r.table = h.table as u32;
+    r.invert = h.flags.contains(RuleFlags::Invert);
+    r.action = match h.action {
+        NlAction::ToTable => RuleAction::Lookup,
+        NlAction::Goto => RuleAction::Goto(0),
+        NlAction::Nop => RuleAction::Nop,
+        NlAction::Blackhole => RuleAction::Blackhole,
+        NlAction::Unreachable => RuleAction::Unreachable,
+        NlAction::Prohibit => RuleAction::Prohibit,
+        _ => RuleAction::Lookup,
+    };
+    let mut src = None;
+    let mut dst = None;
+    for a in &m.attributes {
+        match a {
+            RuleAttribute::Priority(p) => r.priority = Some(*p),
+            RuleAttribute::Table(t) => r.table = *t,
+            RuleAttribute::FwMark(v) => r.mark = Some(*v),
+            RuleAttribute::FwMask(v) => r.mask = Some(*v),
+            RuleAttribute::Source(ip) => src = Some(*ip),
+            RuleAttribute::Destination(ip) => dst = Some(*ip),
+            RuleAttribute::Goto(p) => r.action = RuleAction::Goto(*p),
+            RuleAttribute::Protocol(p) => r.protocol = Protocol(u8::from(*p)),
+            _ => {}
+        }
+    }
+    r.from = src.and_then(|ip| IpNet::new(ip, h.src_len).ok());
+    r.to = dst.and_then(|ip| IpNet::new(ip, h.dst_len).ok());
+    if r.mark.is_none() && r.mask.is_some() {
+        r.mark = Some(0);
+    }
+    // The kernel reports priority 0 for the local-table rule as an absent
+    // attribute on some versions; it is priority 0 either way.
+    if r.priority.is_none() {
+        r.priority = Some(0);
+    }
+    Ok(Some(r.normalized()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_core::Emitable;
+
+    fn bytes<E: Emitable>(e: &E) -> Vec<u8> {
+        let mut v = vec![0; e.buffer_len()];
+        e.emit(&mut v);
+        v
+    }
+
+    #[test]
+    fn new_route_bytes_put_big_tables_in_rta_table() {
+        let r = Route::new("10.1.0.0/16".parse().unwrap())
+            .via("10.0.0.1".parse().unwrap())
+            .dev("eth0")
+            .table(1000)
+            .metric(5);
+        let b = bytes(&route_new(&r, Some(7), Some(1400)));
+        // rtmsg: family, dst_len, src_len, tos, table, proto, scope, type, flags.
+        assert_eq!(&b[..8], &[2, 16, 0, 0, 0, 3, 0, 1]);
+        // RTA_TABLE (15) = 1000 comes first.
+        assert_eq!(&b[12..20], &[8, 0, 15, 0, 0xe8, 0x03, 0, 0]);
+        // RTA_DST (1) = 10.1.0.0.
+        assert_eq!(&b[20..28], &[8, 0, 1, 0, 10, 1, 0, 0]);
+        // RTA_GATEWAY (5), RTA_OIF (4), RTA_PRIORITY (6), RTA_METRICS (8).
+        assert_eq!(&b[28..32], &[8, 0, 5, 0]);
+        assert_eq!(&b[36..44], &[8, 0, 4, 0, 7, 0, 0, 0]);
+        assert_eq!(&b[44..52], &[8, 0, 6, 0, 5, 0, 0, 0]);
+        assert_eq!(&b[52..56], &[12, 0, 8, 0]);
+        assert_eq!(&b[56..64], &[8, 0, 2, 0, 0x78, 0x05, 0, 0]);
+        // Decoding gives the same route back (device still unnamed).
+        let d = decode_route(&b).unwrap().unwrap();
+        let mut want = r.clone();
+        want.device = None;
+        want.mtu = Some(1400);
+        assert_eq!(d.route, want);
+        assert_eq!(d.oif, Some(7));
+        assert!(!d.complex);
+    }
+
+    #[test]
+    fn delete_template_is_scope_nowhere_proto_0_type_0() {
+        let r = Route::new("fd00::/64".parse().unwrap())
+            .dev("eth0")
+            .proto(Protocol::KERNEL);
+        let b = bytes(&route_del(&r, Some(3)));
+        assert_eq!(&b[..8], &[10, 64, 0, 0, 254, 0, 255, 0]);
+    }
+
+    #[test]
+    fn small_table_in_header_and_unknown_attributes_tolerated() {
+        let r = Route::new("10.2.0.0/24".parse().unwrap()).dev("x").table(100);
+        let mut b = bytes(&route_new(&r, Some(2), None));
+        assert_eq!(b[4], 100);
+        // Append an attribute type no kernel has (0x7ff0): still decodes.
+        b.extend_from_slice(&[8, 0, 0xf0, 0x7f, 1, 2, 3, 4]);
+        let d = decode_route(&b).unwrap().unwrap();
+        assert_eq!(d.route.table, 100);
+        assert_eq!(d.route.prefix, r.prefix);
+        // RTA_TABLE wins over rtm_table.
+        let mut m = route_new(&r.clone().table(5000), Some(2), None);
+        m.header.table = 252;
+        let d = decode_route(&bytes(&m)).unwrap().unwrap();
+        assert_eq!(d.route.table, 5000);
+    }
+
+    #[test]
+    fn fibmatch_request_is_full_length() {
+        let b = bytes(&route_get("10.0.0.1".parse().unwrap(), true));
+        assert_eq!(b[1], 32);
+        assert_eq!(u32::from_ne_bytes([b[8], b[9], b[10], b[11]]), 0x2000);
+        let b = bytes(&route_dump(Some(Family::V6), Some(300), None, Some(RouteType::UNICAST), Some(4)));
+        assert_eq!(&b[..8], &[10, 0, 0, 0, 0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn rule_bytes_round_trip() {
+        let r = Rule::new(Family::V4)
+            .priority(30)
+            .from("10.0.0.5/32".parse().unwrap())
+            .to("10.0.0.0/16".parse().unwrap())
+            .mark(0x200, 0xf00)
+            .table(300)
+            .protocol(Protocol::STATIC)
+            .invert(true);
+        let b = bytes(&rule_msg(&r));
+        // fib_rule_hdr: family, dst_len, src_len, tos, table, res1, res2, action, flags.
+        assert_eq!(&b[..8], &[2, 16, 32, 0, 0, 0, 0, 1]);
+        assert_eq!(decode_rule(&b).unwrap().unwrap(), r);
+    }
+}

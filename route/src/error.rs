@@ -1,0 +1,186 @@
+//! The crate's error type.
+
+use std::fmt;
+
+/// A specialised `Result` for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What was being done when an error happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Op {
+    /// Opening the netlink socket (or entering the netns for it).
+    Open,
+    /// `Handle::upsert` (or one item of `upsert_many`).
+    Upsert,
+    /// The scope-link route to a nexthop, added by an upsert.
+    UpsertNexthop,
+    /// `Handle::delete`.
+    Delete,
+    /// `Handle::lookup`.
+    Lookup,
+    /// `Handle::list`.
+    List,
+    /// `Handle::get` (`ip route get`).
+    Get,
+    /// `Handle::replace_rule`.
+    ReplaceRule,
+    /// `Handle::delete_rule`.
+    DeleteRule,
+    /// `Handle::list_rules`.
+    ListRules,
+    /// Resolving a link name or index.
+    ResolveLink,
+    /// Parsing `ip` text.
+    Parse,
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Op::Open => "open netlink socket",
+            Op::Upsert => "upsert route",
+            Op::UpsertNexthop => "upsert nexthop route",
+            Op::Delete => "delete route",
+            Op::Lookup => "lookup route",
+            Op::List => "list routes",
+            Op::Get => "get route",
+            Op::ReplaceRule => "replace rule",
+            Op::DeleteRule => "delete rule",
+            Op::ListRules => "list rules",
+            Op::ResolveLink => "resolve link",
+            Op::Parse => "parse",
+        })
+    }
+}
+
+/// Everything that can go wrong. Each variant names the operation and the
+/// object (as `ip` text).
+///
+/// ```
+/// use route::{Error, Op};
+/// let e = Error::Kernel {
+///     op: Op::Delete,
+///     object: "10.0.0.0/24 dev eth0".into(),
+///     errno: libc::ESRCH,
+///     message: None,
+/// };
+/// assert!(e.is_not_found());
+/// assert_eq!(e.to_string(), "delete route 10.0.0.0/24 dev eth0: No such process (os error 3)");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The kernel rejected a request.
+    #[error("{op} {object}: {}{}", errno_text(*.errno), ext_text(.message))]
+    Kernel {
+        /// What was being done.
+        op: Op,
+        /// The route or rule, as `ip` text.
+        object: String,
+        /// The (positive) errno.
+        errno: i32,
+        /// The kernel's extended-ack message, when it sent one.
+        message: Option<String>,
+    },
+    /// The input was rejected before anything was sent.
+    #[error("{op} {object}: invalid input: {reason}")]
+    InvalidInput {
+        /// What was being done.
+        op: Op,
+        /// The route or rule, as `ip` text (or the text that did not parse).
+        object: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The device named by a route does not exist in the handle's netns.
+    #[error("{op} {object}: no device named {device:?}")]
+    UnknownDevice {
+        /// What was being done.
+        op: Op,
+        /// The route, as `ip` text.
+        object: String,
+        /// The missing device.
+        device: String,
+    },
+    /// A socket-level error (send/recv, setns, opening the netns file).
+    #[error("{op}{}: {source}", if .context.is_empty() { String::new() } else { format!(" {}", .context) })]
+    Io {
+        /// What was being done.
+        op: Op,
+        /// The object or path concerned.
+        context: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The kernel sent something we could not decode.
+    #[error("{op}: undecodable reply: {reason}")]
+    Decode {
+        /// What was being done.
+        op: Op,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A dump kept being interrupted (`NLM_F_DUMP_INTR`) by concurrent changes.
+    #[error("{op}: dump interrupted by concurrent changes {tries} times in a row")]
+    DumpInterrupted {
+        /// What was being done.
+        op: Op,
+        /// How many times it was tried.
+        tries: u32,
+    },
+}
+
+fn errno_text(errno: i32) -> String {
+    std::io::Error::from_raw_os_error(errno).to_string()
+}
+
+fn ext_text(msg: &Option<String>) -> String {
+    match msg {
+        Some(m) if !m.is_empty() => format!(" ({m})"),
+        _ => String::new(),
+    }
+}
+
+impl Error {
+    /// `true` when the object was not there: a route delete that found no
+    /// route (ESRCH), a rule delete that found no rule (ENOENT).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::Kernel { errno, .. } if *errno == libc::ESRCH || *errno == libc::ENOENT)
+    }
+
+    /// `true` when the kernel said the object already exists (EEXIST).
+    pub fn is_exists(&self) -> bool {
+        self.errno() == Some(libc::EEXIST)
+    }
+
+    /// The errno of a kernel or I/O error.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Error::Kernel { errno, .. } => Some(*errno),
+            Error::Io { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+
+    /// The kernel's extended-ack message, when there is one.
+    pub fn kernel_message(&self) -> Option<&str> {
+        match self {
+            Error::Kernel { message, .. } => message.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The operation that failed.
+    pub fn op(&self) -> Op {
+        match self {
+            Error::Kernel { op, .. }
+            | Error::InvalidInput { op, .. }
+            | Error::UnknownDevice { op, .. }
+            | Error::Io { op, .. }
+            | Error::Decode { op, .. }
+            | Error::DumpInterrupted { op, .. } => *op,
+        }
+    }
+}

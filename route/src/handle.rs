@@ -1,0 +1,896 @@
+//! [`Handle`]: one NETLINK_ROUTE socket in one netns, and every operation
+//! on routes and rules.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use netlink_packet_core::Emitable;
+
+use crate::codec::{self, Decoded};
+use crate::error::{Error, Op, Result};
+use crate::names::{Protocol, RouteType};
+use crate::nl::{self, Conn, NlError};
+use crate::route::Route;
+use crate::rule::{Family, Rule};
+
+/// Cilium's `RouteReplaceMaxTries`: attempts of the prefix route on EINVAL.
+pub const ROUTE_REPLACE_MAX_TRIES: u32 = 10;
+/// Cilium's `RouteReplaceRetryInterval`.
+pub const ROUTE_REPLACE_RETRY_INTERVAL: Duration = Duration::from_millis(100);
+/// How often a dump interrupted by concurrent changes is retried.
+pub const DUMP_MAX_TRIES: u32 = 10;
+
+/// The MTU configuration of Cilium's `mtu.Configuration`, as far as routes
+/// use it: a route that asks for an MTU (`Route::mtu` set) gets the device
+/// MTU when it has a preferred source (`local`: a route to local
+/// endpoints), else the route MTU (which leaves room for tunnel overhead).
+///
+/// ```
+/// use route::MtuConfig;
+/// let cfg = MtuConfig { device_mtu: 9001, route_mtu: 8951 };
+/// assert!(cfg.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MtuConfig {
+    /// The MTU of the devices (`GetDeviceMTU`).
+    pub device_mtu: u32,
+    /// The MTU for routes leaving the node (`GetRouteMTU`).
+    pub route_mtu: u32,
+}
+
+impl MtuConfig {
+    /// Both MTUs must be non-zero.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.device_mtu == 0 || self.route_mtu == 0 {
+            return Err(format!(
+                "MTU 0 in MTU configuration (device {}, route {})",
+                self.device_mtu, self.route_mtu
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Which routes [`Handle::list`] returns. The kernel filters by family,
+/// table, protocol, type and device itself (strict checking), so a filtered
+/// list costs only what it returns.
+///
+/// ```
+/// use route::{RouteFilter, Family};
+/// let f = RouteFilter::default().family(Family::V6).table(300).device("eth0");
+/// assert_eq!(f.table, Some(300));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteFilter {
+    /// Only this family (`None`: IPv4 and IPv6).
+    pub family: Option<Family>,
+    /// Only this table (`None`: every table).
+    pub table: Option<u32>,
+    /// Only routes through this device.
+    pub device: Option<String>,
+    /// Only routes of this protocol.
+    pub proto: Option<Protocol>,
+    /// Only routes of this type.
+    pub kind: Option<RouteType>,
+}
+
+impl RouteFilter {
+    /// Sets the family.
+    pub fn family(mut self, f: Family) -> Self {
+        self.family = Some(f);
+        self
+    }
+    /// Sets the table.
+    pub fn table(mut self, t: u32) -> Self {
+        self.table = Some(t);
+        self
+    }
+    /// Sets the device.
+    pub fn device(mut self, d: impl Into<String>) -> Self {
+        self.device = Some(d.into());
+        self
+    }
+    /// Sets the protocol.
+    pub fn proto(mut self, p: Protocol) -> Self {
+        self.proto = Some(p);
+        self
+    }
+    /// Sets the type.
+    pub fn kind(mut self, k: RouteType) -> Self {
+        self.kind = Some(k);
+        self
+    }
+}
+
+#[derive(Default)]
+struct Links {
+    by_name: HashMap<String, u32>,
+    by_index: HashMap<u32, String>,
+}
+
+/// One NETLINK_ROUTE socket, opened in the current netns ([`Handle::new`])
+/// or in another one ([`Handle::open_netns`]), with extended acks and strict
+/// checking on. All methods take `&self`: a `Handle` can be shared between
+/// threads (requests on one handle are serialised; open several handles for
+/// parallelism). Link names are resolved once and cached; the cache is
+/// refreshed when a name is not found or the kernel reports the cached
+/// device gone (a link re-created under the same name).
+///
+/// ```no_run
+/// use route::{Handle, Route, Scope};
+///
+/// let h = Handle::open_netns("/run/netns/blue")?;
+/// let r = Route::new("10.2.0.0/16".parse().unwrap())
+///     .via("192.168.1.1".parse().unwrap())
+///     .dev("eth0");
+/// assert!(h.upsert(&r, None)?);      // added (with `192.168.1.1 dev eth0 scope link`)
+/// assert!(!h.upsert(&r, None)?);     // already there: nothing sent
+/// let seen = h.lookup(&r)?.expect("present");
+/// assert_eq!(seen.prefix, r.prefix);
+/// h.delete(&r)?;
+/// assert!(h.delete(&r).unwrap_err().is_not_found());
+/// # Ok::<(), route::Error>(())
+/// ```
+pub struct Handle {
+    conn: Mutex<Conn>,
+    links: Mutex<Links>,
+    netns: Option<PathBuf>,
+    window: usize,
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle").field("netns", &self.netns).finish()
+    }
+}
+
+/// What [`Handle::ensure`] did.
+enum Ensured {
+    Same,
+    Created,
+    Replaced(Box<Decoded>),
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn kernel(op: Op, object: &dyn std::fmt::Display, e: NlError) -> Error {
+    match e {
+        NlError::Kernel { errno, message } => Error::Kernel {
+            op,
+            object: object.to_string(),
+            errno,
+            message,
+        },
+        NlError::Io(source) => Error::Io {
+            op,
+            context: object.to_string(),
+            source,
+        },
+        NlError::Decode(reason) => Error::Decode { op, reason },
+        NlError::Interrupted => Error::DumpInterrupted {
+            op,
+            tries: DUMP_MAX_TRIES,
+        },
+    }
+}
+
+fn default_priority(r: &Route) -> u32 {
+    r.priority
+        .unwrap_or(if r.is_ipv6() { 1024 } else { 0 })
+}
+
+fn effective_mtu(r: &Route, cfg: Option<&MtuConfig>, op: Op) -> Result<Option<u32>> {
+    let Some(cfg) = cfg else { return Ok(r.mtu) };
+    cfg.validate().map_err(|reason| Error::InvalidInput {
+        op,
+        object: r.to_string(),
+        reason,
+    })?;
+    Ok(r.mtu.map(|_| {
+        if r.local.is_some() {
+            cfg.device_mtu
+        } else {
+            cfg.route_mtu
+        }
+    }))
+}
+
+/// Does the kernel's `d` already say what `r` (with `oif`, `mtu`) says?
+fn same_as(r: &Route, oif: Option<u32>, mtu: Option<u32>, d: &Decoded) -> bool {
+    let k = &d.route;
+    !d.complex
+        && !d.cloned
+        && k.prefix == r.prefix
+        && k.table == r.table
+        && k.kind == r.kind
+        && k.proto == r.proto
+        && k.scope == r.scope
+        && k.nexthop == r.nexthop
+        && k.local == r.local
+        && d.oif == oif
+        && k.mtu == mtu
+        && default_priority(k) == default_priority(r)
+}
+
+/// How [`Handle::find`] matches.
+#[derive(Clone, Copy)]
+struct Crit {
+    /// Match the route's type (else any type).
+    kind: bool,
+    /// Match the nexthop when the route has one.
+    nexthop: bool,
+    /// `true`: match the identity's metric (None = the family default);
+    /// `false`: match `priority` only when it is set.
+    identity: bool,
+    /// Allow "absent" from a FIB answer that shows a shorter prefix in the
+    /// same table (used only where a wrong "absent" costs one replace).
+    shortcut: bool,
+}
+
+fn matches(r: &Route, oif: Option<u32>, c: Crit, d: &Decoded) -> bool {
+    let k = &d.route;
+    !d.cloned
+        && k.prefix == r.prefix
+        && k.table == r.table
+        && (!c.kind || k.kind == r.kind)
+        && (oif.is_none() || d.oif == oif)
+        && (!c.nexthop || r.nexthop.is_none() || k.nexthop == r.nexthop)
+        && if c.identity {
+            default_priority(k) == default_priority(r)
+        } else {
+            r.priority.is_none() || default_priority(k) == default_priority(r)
+        }
+}
+
+impl Handle {
+    /// Opens a handle in the calling thread's network namespace.
+    pub fn new() -> Result<Handle> {
+        let conn = Conn::open().map_err(|source| Error::Io {
+            op: Op::Open,
+            context: String::new(),
+            source,
+        })?;
+        Ok(Handle::with_conn(conn, None))
+    }
+
+    /// Opens a handle in the network namespace at `path` (`/run/netns/NAME`,
+    /// `/proc/PID/ns/net`). The socket is created on a short-lived thread
+    /// that entered the namespace, so no thread of the caller changes
+    /// namespace; the socket then works from any thread.
+    pub fn open_netns(path: impl AsRef<Path>) -> Result<Handle> {
+        let path = path.as_ref();
+        let ctx = || path.display().to_string();
+        let file = File::open(path).map_err(|source| Error::Io {
+            op: Op::Open,
+            context: ctx(),
+            source,
+        })?;
+        let joined = std::thread::scope(|s| {
+            s.spawn(|| -> std::io::Result<Conn> {
+                // SAFETY: setns on a file descriptor we own; it changes only
+                // this short-lived thread's namespace.
+                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                if rc != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Conn::open()
+            })
+            .join()
+        });
+        let conn = match joined {
+            Ok(r) => r.map_err(|source| Error::Io {
+                op: Op::Open,
+                context: ctx(),
+                source,
+            })?,
+            Err(_) => {
+                return Err(Error::Io {
+                    op: Op::Open,
+                    context: ctx(),
+                    source: std::io::Error::other("netns thread panicked"),
+                })
+            }
+        };
+        Ok(Handle::with_conn(conn, Some(path.to_path_buf())))
+    }
+
+    fn with_conn(conn: Conn, netns: Option<PathBuf>) -> Handle {
+        let window = (conn.rcvbuf() / 2048).clamp(16, 512);
+        Handle {
+            conn: Mutex::new(conn),
+            links: Mutex::new(Links::default()),
+            netns,
+            window,
+        }
+    }
+
+    /// The namespace path given to [`Handle::open_netns`], if any.
+    pub fn netns(&self) -> Option<&Path> {
+        self.netns.as_deref()
+    }
+
+    // ---------------------------------------------------------------- links
+
+    fn resolve(&self, c: &mut Conn, name: &str, refresh: bool) -> std::result::Result<Option<u32>, NlError> {
+        if !refresh {
+            if let Some(i) = lock(&self.links).by_name.get(name) {
+                return Ok(Some(*i));
+            }
+        }
+        match c.get(nl::RTM_GETLINK, &codec::link_get(Some(name), 0), nl::RTM_NEWLINK, codec::decode_link) {
+            Ok((idx, n)) => {
+                let mut l = lock(&self.links);
+                if let Some(old) = l.by_name.insert(n.clone(), idx) {
+                    l.by_index.remove(&old);
+                }
+                l.by_index.insert(idx, n);
+                Ok(Some(idx))
+            }
+            Err(NlError::Kernel { errno, .. }) if errno == libc::ENODEV => {
+                let mut l = lock(&self.links);
+                if let Some(old) = l.by_name.remove(name) {
+                    l.by_index.remove(&old);
+                }
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn name_of(&self, c: &mut Conn, idx: u32) -> Option<String> {
+        if let Some(n) = lock(&self.links).by_index.get(&idx) {
+            return Some(n.clone());
+        }
+        match c.get(nl::RTM_GETLINK, &codec::link_get(None, idx), nl::RTM_NEWLINK, codec::decode_link) {
+            Ok((i, n)) => {
+                let mut l = lock(&self.links);
+                l.by_name.insert(n.clone(), i);
+                l.by_index.insert(i, n.clone());
+                Some(n)
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// The interface index of `name` in the handle's netns (cached).
+    pub fn link_index(&self, name: &str) -> Result<u32> {
+        let mut c = lock(&self.conn);
+        match self.resolve(&mut c, name, false) {
+            Ok(Some(i)) => Ok(i),
+            Ok(None) => Err(Error::UnknownDevice {
+                op: Op::ResolveLink,
+                object: name.to_string(),
+                device: name.to_string(),
+            }),
+            Err(e) => Err(kernel(Op::ResolveLink, &name, e)),
+        }
+    }
+
+    /// Resolves the route's device (None when it has none).
+    fn oif(&self, c: &mut Conn, r: &Route, op: Op, refresh: bool) -> Result<Option<u32>> {
+        let Some(d) = &r.device else { return Ok(None) };
+        match self.resolve(c, d, refresh) {
+            Ok(Some(i)) => Ok(Some(i)),
+            Ok(None) => Err(Error::UnknownDevice {
+                op,
+                object: r.to_string(),
+                device: d.clone(),
+            }),
+            Err(e) => Err(kernel(op, r, e)),
+        }
+    }
+
+    fn named(&self, c: &mut Conn, d: Decoded) -> Route {
+        let mut r = d.route;
+        r.device = d.oif.and_then(|i| self.name_of(c, i));
+        r
+    }
+
+    // --------------------------------------------------------------- finding
+
+    fn dump_routes(
+        &self,
+        c: &mut Conn,
+        req: &impl Emitable,
+        mut keep: impl FnMut(&Decoded) -> bool,
+    ) -> std::result::Result<Vec<Decoded>, NlError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut out = Vec::new();
+            let r = c.dump(nl::RTM_GETROUTE, req, nl::RTM_NEWROUTE, |p| {
+                if let Some(d) = codec::decode_route(p)? {
+                    if !d.cloned && keep(&d) {
+                        out.push(d);
+                    }
+                }
+                Ok(())
+            });
+            match r {
+                Ok(()) => return Ok(out),
+                Err(NlError::Interrupted) if tries < DUMP_MAX_TRIES => continue,
+                // A table that does not exist holds no routes.
+                Err(NlError::Kernel { errno, .. }) if errno == libc::ENOENT => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Finds the kernel's route matching `r` exactly: first a `fibmatch`
+    /// FIB lookup (one message, independent of the table's size), and when
+    /// that answers with a different route, a strict-check dump of the one
+    /// table filtered by device (and type), matched here exactly.
+    fn find(
+        &self,
+        c: &mut Conn,
+        r: &Route,
+        oif: Option<u32>,
+        crit: Crit,
+    ) -> std::result::Result<Option<Decoded>, NlError> {
+        match c.get(
+            nl::RTM_GETROUTE,
+            &codec::route_get(r.prefix.addr(), true),
+            nl::RTM_NEWROUTE,
+            codec::decode_route,
+        ) {
+            Ok(Some(d)) if matches(r, oif, crit, &d) => return Ok(Some(d)),
+            Ok(Some(d))
+                if crit.shortcut
+                    && d.route.table == r.table
+                    && d.route.prefix.prefix_len() < r.prefix.prefix_len() =>
+            {
+                return Ok(None)
+            }
+            Ok(_) | Err(NlError::Kernel { .. }) | Err(NlError::Decode(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let fam = if r.is_ipv6() { Family::V6 } else { Family::V4 };
+        let kind = crit.kind.then_some(r.kind);
+        let req = codec::route_dump(Some(fam), Some(r.table), None, kind, oif);
+        let found = self.dump_routes(c, &req, |d| matches(r, oif, crit, d))?;
+        Ok(found.into_iter().min_by_key(|d| default_priority(&d.route)))
+    }
+
+    // ------------------------------------------------------------- mutation
+
+    /// Sends a route request, retrying on EINVAL like Cilium (the kernel's
+    /// nexthop race).
+    fn send_route(&self, c: &mut Conn, ty: u16, flags: u16, msg: &impl Emitable) -> std::result::Result<(), NlError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match c.ack(ty, flags, msg) {
+                Err(NlError::Kernel { errno, .. }) if errno == libc::EINVAL && tries < ROUTE_REPLACE_MAX_TRIES => {
+                    std::thread::sleep(ROUTE_REPLACE_RETRY_INTERVAL);
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Makes sure `r` is in the kernel as given (replace when absent or
+    /// different).
+    fn ensure(&self, c: &mut Conn, r: &Route, oif: Option<u32>, mtu: Option<u32>) -> std::result::Result<Ensured, NlError> {
+        let crit = Crit { kind: false, nexthop: false, identity: true, shortcut: true };
+        let old = self.find(c, r, oif, crit)?;
+        if let Some(d) = &old {
+            if same_as(r, oif, mtu, d) {
+                return Ok(Ensured::Same);
+            }
+        }
+        self.send_route(c, nl::RTM_NEWROUTE, nl::NLM_F_CREATE | nl::NLM_F_REPLACE, &codec::route_new(r, oif, mtu))?;
+        Ok(match old {
+            Some(d) => Ensured::Replaced(Box::new(d)),
+            None => Ensured::Created,
+        })
+    }
+
+    /// Undoes an [`Ensured`] (best effort: the caller reports its own error).
+    fn undo(&self, c: &mut Conn, r: &Route, oif: Option<u32>, what: Ensured) {
+        match what {
+            Ensured::Same => {}
+            Ensured::Created => {
+                let _ = c.ack(nl::RTM_DELROUTE, 0, &codec::route_del(r, oif));
+            }
+            Ensured::Replaced(old) => {
+                let msg = codec::route_new(&old.route, old.oif, old.route.mtu);
+                let _ = c.ack(nl::RTM_NEWROUTE, nl::NLM_F_CREATE | nl::NLM_F_REPLACE, &msg);
+            }
+        }
+    }
+
+    /// The prefix step of an upsert: add exclusively; when a route of the
+    /// same identity exists, compare and replace only if it differs.
+    fn put_prefix(&self, c: &mut Conn, r: &Route, oif: Option<u32>, mtu: Option<u32>, first: Option<NlError>) -> std::result::Result<bool, NlError> {
+        let msg = codec::route_new(r, oif, mtu);
+        let res = match first {
+            Some(e) => Err(e),
+            None => c.ack(nl::RTM_NEWROUTE, nl::NLM_F_CREATE | nl::NLM_F_EXCL, &msg),
+        };
+        match res {
+            Ok(()) => Ok(true),
+            Err(NlError::Kernel { errno, .. }) if errno == libc::EEXIST => {
+                let crit = Crit { kind: false, nexthop: false, identity: true, shortcut: false };
+                if let Some(d) = self.find(c, r, oif, crit)? {
+                    if same_as(r, oif, mtu, &d) {
+                        return Ok(false);
+                    }
+                }
+                self.send_route(c, nl::RTM_NEWROUTE, nl::NLM_F_CREATE | nl::NLM_F_REPLACE, &msg)?;
+                Ok(true)
+            }
+            Err(NlError::Kernel { errno, .. }) if errno == libc::EINVAL => {
+                // Cilium's retry: the prefix may race its nexthop route.
+                self.send_route(c, nl::RTM_NEWROUTE, nl::NLM_F_CREATE | nl::NLM_F_REPLACE, &msg)?;
+                Ok(true)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn upsert_locked(&self, c: &mut Conn, r: &Route, oif: Option<u32>, mtu: Option<u32>) -> Result<bool> {
+        let mut changed = false;
+        let mut nh_state = None;
+        if let Some(nh) = r.nexthop_route() {
+            let st = self.ensure(c, &nh, oif, None).map_err(|e| kernel(Op::UpsertNexthop, &nh, e))?;
+            changed |= !matches!(st, Ensured::Same);
+            nh_state = Some((nh, st));
+        }
+        match self.put_prefix(c, r, oif, mtu, None) {
+            Ok(ch) => Ok(changed | ch),
+            Err(e) => {
+                // No half state: take back the nexthop route we touched.
+                if let Some((nh, st)) = nh_state {
+                    self.undo(c, &nh, oif, st);
+                }
+                Err(kernel(Op::Upsert, r, e))
+            }
+        }
+    }
+
+    /// Adds or updates a route with Cilium's semantics and returns whether
+    /// anything changed.
+    ///
+    /// For `prefix via nexthop dev foo`, first makes sure `nexthop dev foo
+    /// scope link` (same table and protocol) exists, then adds the prefix
+    /// route; the prefix is retried on EINVAL up to
+    /// [`ROUTE_REPLACE_MAX_TRIES`] times, [`ROUTE_REPLACE_RETRY_INTERVAL`]
+    /// apart. When the route is already there exactly as given, nothing is
+    /// replaced and the result is `false`. A failure of the prefix step
+    /// removes (or restores) the nexthop route this call touched.
+    ///
+    /// With `mtu` given and `route.mtu` set, the route MTU comes from the
+    /// configuration (see [`MtuConfig`]); else `route.mtu` is used as is.
+    pub fn upsert(&self, route: &Route, mtu: Option<&MtuConfig>) -> Result<bool> {
+        route.validate(Op::Upsert)?;
+        let mtu = effective_mtu(route, mtu, Op::Upsert)?;
+        let mut c = lock(&self.conn);
+        let oif = self.oif(&mut c, route, Op::Upsert, false)?;
+        match self.upsert_locked(&mut c, route, oif, mtu) {
+            Err(e) if e.errno() == Some(libc::ENODEV) && route.device.is_some() => {
+                // The cached index is stale: the link was re-created.
+                let fresh = self.oif(&mut c, route, Op::Upsert, true)?;
+                if fresh == oif {
+                    return Err(e);
+                }
+                self.upsert_locked(&mut c, route, fresh, mtu)
+            }
+            r => r,
+        }
+    }
+
+    /// Deletes a route: the route of the prefix's identity (table, prefix,
+    /// metric when set) through the route's device when set, whatever its
+    /// protocol, scope and type. A route that is not there gives an error
+    /// for which [`Error::is_not_found`] is true.
+    pub fn delete(&self, route: &Route) -> Result<()> {
+        self.check_selector(route, Op::Delete)?;
+        let mut c = lock(&self.conn);
+        let oif = self.oif(&mut c, route, Op::Delete, false)?;
+        let res = c.ack(nl::RTM_DELROUTE, 0, &codec::route_del(route, oif));
+        match res {
+            Err(NlError::Kernel { errno, .. }) if errno == libc::ENODEV && oif.is_some() => {
+                let fresh = self.oif(&mut c, route, Op::Delete, true)?;
+                c.ack(nl::RTM_DELROUTE, 0, &codec::route_del(route, fresh))
+                    .map_err(|e| kernel(Op::Delete, route, e))
+            }
+            r => r.map_err(|e| kernel(Op::Delete, route, e)),
+        }
+    }
+
+    /// Like [`Handle::delete`] but a missing route is `Ok(false)`.
+    pub fn delete_if_present(&self, route: &Route) -> Result<bool> {
+        match self.delete(route) {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn check_selector(&self, r: &Route, op: Op) -> Result<()> {
+        let bad = |reason: String| Error::InvalidInput { op, object: r.to_string(), reason };
+        if r.prefix.trunc() != r.prefix {
+            return Err(bad(format!("prefix {} has host bits set", r.prefix)));
+        }
+        if r.nexthop.is_some_and(|n| n.is_ipv6() != r.is_ipv6()) {
+            return Err(bad("nexthop is not of the prefix's address family".into()));
+        }
+        if r.table == 0 {
+            return Err(bad("table 0 (unspec) is not a table".into()));
+        }
+        Ok(())
+    }
+
+    /// Finds the route with the given table, prefix and type, and where set
+    /// device, nexthop and metric, and returns the kernel's view of it with
+    /// every field filled (`None` when there is none).
+    ///
+    /// Costs one FIB lookup when the table is reachable through the policy
+    /// rules (the main table, say) however many routes it holds; otherwise
+    /// one dump of that table filtered by device in the kernel.
+    pub fn lookup(&self, route: &Route) -> Result<Option<Route>> {
+        self.check_selector(route, Op::Lookup)?;
+        let mut c = lock(&self.conn);
+        let oif = self.oif(&mut c, route, Op::Lookup, false)?;
+        let crit = Crit { kind: true, nexthop: true, identity: false, shortcut: false };
+        let found = self.find(&mut c, route, oif, crit).map_err(|e| kernel(Op::Lookup, route, e))?;
+        Ok(found.map(|d| self.named(&mut c, d)))
+    }
+
+    /// Lists routes (no cached clones), filtered in the kernel.
+    pub fn list(&self, filter: &RouteFilter) -> Result<Vec<Route>> {
+        let mut c = lock(&self.conn);
+        let what = format!("{filter:?}");
+        let oif = match &filter.device {
+            Some(d) => match self.resolve(&mut c, d, false) {
+                Ok(Some(i)) => Some(i),
+                Ok(None) => {
+                    return Err(Error::UnknownDevice { op: Op::List, object: what, device: d.clone() })
+                }
+                Err(e) => return Err(kernel(Op::List, &what, e)),
+            },
+            None => None,
+        };
+        let req = codec::route_dump(filter.family, filter.table, filter.proto, filter.kind, oif);
+        let found = self.dump_routes(&mut c, &req, |d| {
+            filter.table.is_none_or(|t| d.route.table == t)
+                && filter.proto.is_none_or(|p| d.route.proto == p)
+                && filter.kind.is_none_or(|k| d.route.kind == k)
+                && (oif.is_none() || d.oif == oif)
+        });
+        let found = found.map_err(|e| kernel(Op::List, &what, e))?;
+        Ok(found.into_iter().map(|d| self.named(&mut c, d)).collect())
+    }
+
+    /// The kernel's answer for `dst`, like `ip route get DST`.
+    pub fn get(&self, dst: IpAddr) -> Result<Route> {
+        let mut c = lock(&self.conn);
+        let d = c
+            .get(nl::RTM_GETROUTE, &codec::route_get(dst, false), nl::RTM_NEWROUTE, codec::decode_route)
+            .map_err(|e| kernel(Op::Get, &dst, e))?;
+        let d = d.ok_or_else(|| Error::Decode { op: Op::Get, reason: "reply of another family".into() })?;
+        Ok(self.named(&mut c, d))
+    }
+
+    // ---------------------------------------------------------------- batch
+
+    /// Upserts many routes, pipelining the requests and reading the acks in
+    /// bulk; returns one result per route, in order (one bad route does not
+    /// hide the others' outcome). Semantics per route are those of
+    /// [`Handle::upsert`]; each distinct nexthop route is checked once.
+    pub fn upsert_many(&self, routes: &[Route], mtu: Option<&MtuConfig>) -> Vec<Result<bool>> {
+        let mut out: Vec<Option<Result<bool>>> = (0..routes.len()).map(|_| None).collect();
+        let mut c = lock(&self.conn);
+        let mut prepared: Vec<(usize, Option<u32>, Option<u32>)> = Vec::with_capacity(routes.len());
+        for (i, r) in routes.iter().enumerate() {
+            let p = r
+                .validate(Op::Upsert)
+                .and_then(|()| effective_mtu(r, mtu, Op::Upsert))
+                .and_then(|m| Ok((self.oif(&mut c, r, Op::Upsert, false)?, m)));
+            match p {
+                Ok((oif, m)) => prepared.push((i, oif, m)),
+                Err(e) => out[i] = Some(Err(e)),
+            }
+        }
+        // Nexthop routes, each once.
+        type NhKey = (u32, IpAddr, Option<u32>, u8);
+        let mut nhs: HashMap<NhKey, (Route, std::result::Result<Ensured, (i32, Option<String>, String)>, bool)> =
+            HashMap::new();
+        let mut nh_changed_reported: HashMap<NhKey, bool> = HashMap::new();
+        let mut ready = Vec::with_capacity(prepared.len());
+        for (i, oif, m) in prepared {
+            let r = &routes[i];
+            if let Some(nh) = r.nexthop_route() {
+                let key = (r.table, nh.prefix.addr(), oif, r.proto.0);
+                let entry = nhs.entry(key).or_insert_with(|| {
+                    let st = self.ensure(&mut c, &nh, oif, None).map_err(|e| {
+                        let errno = e.errno().unwrap_or(libc::EIO);
+                        let msg = match &e {
+                            NlError::Kernel { message, .. } => message.clone(),
+                            _ => None,
+                        };
+                        (errno, msg, format!("{e:?}"))
+                    });
+                    (nh.clone(), st, false)
+                });
+                if let Err((errno, message, _)) = &entry.1 {
+                    out[i] = Some(Err(Error::Kernel {
+                        op: Op::UpsertNexthop,
+                        object: entry.0.to_string(),
+                        errno: *errno,
+                        message: message.clone(),
+                    }));
+                    continue;
+                }
+            }
+            ready.push((i, oif, m));
+        }
+        let items: Vec<(u16, u16, _)> = ready
+            .iter()
+            .map(|(i, oif, m)| (nl::RTM_NEWROUTE, nl::NLM_F_CREATE | nl::NLM_F_EXCL, codec::route_new(&routes[*i], *oif, *m)))
+            .collect();
+        let acks = c.batch(&items, self.window);
+        drop(items);
+        match acks {
+            Ok(acks) => {
+                for ((i, oif, m), ack) in ready.iter().zip(acks) {
+                    let r = &routes[*i];
+                    let res = match ack {
+                        Ok(()) => Ok(true),
+                        Err(NlError::Kernel { errno, .. }) if errno == libc::ENODEV && r.device.is_some() => {
+                            match self.oif(&mut c, r, Op::Upsert, true) {
+                                Ok(fresh) => self.put_prefix(&mut c, r, fresh, *m, None).map_err(|e| kernel(Op::Upsert, r, e)),
+                                Err(e) => Err(e),
+                            }
+                        }
+                        Err(e) => self.put_prefix(&mut c, r, *oif, *m, Some(e)).map_err(|e| kernel(Op::Upsert, r, e)),
+                    };
+                    out[*i] = Some(res);
+                }
+            }
+            Err(e) => {
+                let errno = e.errno().unwrap_or(libc::EIO);
+                for (i, _, _) in &ready {
+                    out[*i] = Some(Err(Error::Io {
+                        op: Op::Upsert,
+                        context: routes[*i].to_string(),
+                        source: std::io::Error::from_raw_os_error(errno),
+                    }));
+                }
+            }
+        }
+        // Nexthop changes count for the first route that uses them; nexthop
+        // routes no successful route uses are taken back.
+        for (i, r) in routes.iter().enumerate() {
+            let Some(nh) = r.nexthop_route() else { continue };
+            let Ok(oif) = self.oif(&mut c, r, Op::Upsert, false) else { continue };
+            let key = (r.table, nh.prefix.addr(), oif, r.proto.0);
+            if let (Some(Ok(ch)), Some(entry)) = (&mut out[i], nhs.get_mut(&key)) {
+                entry.2 = true;
+                let changed = matches!(entry.1, Ok(Ensured::Created) | Ok(Ensured::Replaced(_)));
+                if changed && !nh_changed_reported.get(&key).copied().unwrap_or(false) {
+                    *ch = true;
+                    nh_changed_reported.insert(key, true);
+                }
+            }
+        }
+        for ((_, _, oif, _), (nh, st, used)) in nhs {
+            if let (false, Ok(st)) = (used, st) {
+                self.undo(&mut c, &nh, oif, st);
+            }
+        }
+        out.into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(Error::Decode { op: Op::Upsert, reason: "no outcome".into() })))
+            .collect()
+    }
+
+    /// Deletes many routes, pipelined; one result per route, in order.
+    pub fn delete_many(&self, routes: &[Route]) -> Vec<Result<()>> {
+        let mut out: Vec<Option<Result<()>>> = (0..routes.len()).map(|_| None).collect();
+        let mut c = lock(&self.conn);
+        let mut ready = Vec::with_capacity(routes.len());
+        for (i, r) in routes.iter().enumerate() {
+            match self.check_selector(r, Op::Delete).and_then(|()| self.oif(&mut c, r, Op::Delete, false)) {
+                Ok(oif) => ready.push((i, oif)),
+                Err(e) => out[i] = Some(Err(e)),
+            }
+        }
+        let items: Vec<(u16, u16, _)> =
+            ready.iter().map(|(i, oif)| (nl::RTM_DELROUTE, 0u16, codec::route_del(&routes[*i], *oif))).collect();
+        match c.batch(&items, self.window) {
+            Ok(acks) => {
+                for ((i, _), ack) in ready.iter().zip(acks) {
+                    out[*i] = Some(ack.map_err(|e| kernel(Op::Delete, &routes[*i], e)));
+                }
+            }
+            Err(e) => {
+                let errno = e.errno().unwrap_or(libc::EIO);
+                for (i, _) in &ready {
+                    out[*i] = Some(Err(Error::Io {
+                        op: Op::Delete,
+                        context: routes[*i].to_string(),
+                        source: std::io::Error::from_raw_os_error(errno),
+                    }));
+                }
+            }
+        }
+        out.into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(Error::Decode { op: Op::Delete, reason: "no outcome".into() })))
+            .collect()
+    }
+
+    // ---------------------------------------------------------------- rules
+
+    /// Adds a rule unless an identical one exists (`true` when added). The
+    /// kernel ignores NLM_F_REPLACE for rules and would add duplicates, so
+    /// this adds with NLM_F_EXCL and takes EEXIST as "present". After an
+    /// add, stale variants (same priority and selector, other table, action
+    /// or protocol) are removed.
+    pub fn replace_rule(&self, rule: &Rule) -> Result<bool> {
+        rule.validate(Op::ReplaceRule)?;
+        let rule = rule.clone().normalized();
+        let mut c = lock(&self.conn);
+        match c.ack(nl::RTM_NEWRULE, nl::NLM_F_CREATE | nl::NLM_F_EXCL, &codec::rule_msg(&rule)) {
+            Ok(()) => {}
+            Err(NlError::Kernel { errno, .. }) if errno == libc::EEXIST => return Ok(false),
+            Err(e) => return Err(kernel(Op::ReplaceRule, &rule, e)),
+        }
+        if rule.priority.is_some() {
+            let all = self.rules_locked(&mut c, Some(rule.family)).map_err(|e| kernel(Op::ReplaceRule, &rule, e))?;
+            for k in all {
+                let stale = k != rule
+                    && k.priority == rule.priority
+                    && k.from == rule.from
+                    && k.to == rule.to
+                    && k.mark == rule.mark
+                    && k.mask == rule.mask
+                    && k.invert == rule.invert;
+                if stale {
+                    c.ack(nl::RTM_DELRULE, 0, &codec::rule_msg(&k)).map_err(|e| kernel(Op::DeleteRule, &k, e))?;
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Deletes a rule; a missing rule gives an error for which
+    /// [`Error::is_not_found`] is true.
+    pub fn delete_rule(&self, rule: &Rule) -> Result<()> {
+        rule.validate(Op::DeleteRule)?;
+        let rule = rule.clone().normalized();
+        let mut c = lock(&self.conn);
+        c.ack(nl::RTM_DELRULE, 0, &codec::rule_msg(&rule)).map_err(|e| kernel(Op::DeleteRule, &rule, e))
+    }
+
+    fn rules_locked(&self, c: &mut Conn, family: Option<Family>) -> std::result::Result<Vec<Rule>, NlError> {
+        let req = codec::rule_dump(family);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut out = Vec::new();
+            match c.dump(nl::RTM_GETRULE, &req, nl::RTM_NEWRULE, |p| {
+                if let Some(r) = codec::decode_rule(p)? {
+                    out.push(r);
+                }
+                Ok(())
+            }) {
+                Ok(()) => return Ok(out),
+                Err(NlError::Interrupted) if tries < DUMP_MAX_TRIES => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Lists the rules of `family` (`None`: both), in the kernel's order.
+    pub fn list_rules(&self, family: Option<Family>) -> Result<Vec<Rule>> {
+        let mut c = lock(&self.conn);
+        self.rules_locked(&mut c, family).map_err(|e| kernel(Op::ListRules, &format!("{family:?}"), e))
+    }
+}

@@ -1,0 +1,453 @@
+//! The netlink socket: framing, acks with extended-ack messages, dumps with
+//! `NLM_F_DUMP_INTR` detection, and pipelined batches.
+//!
+//! Message bodies are encoded and decoded with netlink-packet-route; the
+//! 16-byte `nlmsghdr` framing and the `nlmsgerr` acks are handled here so a
+//! request costs one `send` and one `recv` and no allocation.
+
+use std::io;
+use std::os::fd::AsRawFd;
+
+use netlink_packet_core::Emitable;
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
+
+pub(crate) const NLMSG_ERROR: u16 = 2;
+pub(crate) const NLMSG_DONE: u16 = 3;
+pub(crate) const NLM_F_REQUEST: u16 = 0x1;
+pub(crate) const NLM_F_ACK: u16 = 0x4;
+pub(crate) const NLM_F_DUMP_INTR: u16 = 0x10;
+pub(crate) const NLM_F_DUMP: u16 = 0x300;
+pub(crate) const NLM_F_REPLACE: u16 = 0x100;
+pub(crate) const NLM_F_EXCL: u16 = 0x200;
+pub(crate) const NLM_F_CREATE: u16 = 0x400;
+const NLM_F_ACK_TLVS: u16 = 0x200;
+const NLM_F_CAPPED: u16 = 0x100;
+const NLMSGERR_ATTR_MSG: u16 = 1;
+
+pub(crate) const RTM_NEWLINK: u16 = 16;
+pub(crate) const RTM_GETLINK: u16 = 18;
+pub(crate) const RTM_NEWROUTE: u16 = 24;
+pub(crate) const RTM_DELROUTE: u16 = 25;
+pub(crate) const RTM_GETROUTE: u16 = 26;
+pub(crate) const RTM_NEWRULE: u16 = 32;
+pub(crate) const RTM_DELRULE: u16 = 33;
+pub(crate) const RTM_GETRULE: u16 = 34;
+
+const HDR: usize = 16;
+/// Big enough for any dump datagram the kernel sends (at most 32 KiB).
+const RX_LEN: usize = 64 * 1024;
+
+/// A failure below the level of routes and rules.
+#[derive(Debug)]
+pub(crate) enum NlError {
+    Io(io::Error),
+    Kernel { errno: i32, message: Option<String> },
+    Decode(String),
+    Interrupted,
+}
+
+impl From<io::Error> for NlError {
+    fn from(e: io::Error) -> Self {
+        NlError::Io(e)
+    }
+}
+
+impl NlError {
+    pub(crate) fn errno(&self) -> Option<i32> {
+        match self {
+            NlError::Kernel { errno, .. } => Some(*errno),
+            NlError::Io(e) => e.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+/// One received message.
+pub(crate) struct Msg<'a> {
+    pub ty: u16,
+    pub flags: u16,
+    pub seq: u32,
+    pub payload: &'a [u8],
+}
+
+/// Parses the body of an `NLMSG_ERROR`: (errno, extended-ack message).
+pub(crate) fn parse_error(flags: u16, payload: &[u8]) -> Result<(i32, Option<String>), NlError> {
+    if payload.len() < 4 {
+        return Err(NlError::Decode("short NLMSG_ERROR".into()));
+    }
+    let code = i32::from_ne_bytes([payload[0], payload[1], payload[2], payload[3]]);
+    let mut message = None;
+    if flags & NLM_F_ACK_TLVS != 0 && payload.len() >= 4 + HDR {
+        let orig_len = u32::from_ne_bytes([payload[4], payload[5], payload[6], payload[7]]) as usize;
+        let skip = if flags & NLM_F_CAPPED != 0 {
+            HDR
+        } else {
+            align(orig_len)
+        };
+        let mut tlvs = payload.get(4 + skip..).unwrap_or(&[]);
+        while tlvs.len() >= 4 {
+            let len = u16::from_ne_bytes([tlvs[0], tlvs[1]]) as usize;
+            let ty = u16::from_ne_bytes([tlvs[2], tlvs[3]]) & 0x3fff;
+            if len < 4 || len > tlvs.len() {
+                break;
+            }
+            if ty == NLMSGERR_ATTR_MSG {
+                let s = &tlvs[4..len];
+                let s = s.split(|b| *b == 0).next().unwrap_or(&[]);
+                message = Some(String::from_utf8_lossy(s).into_owned());
+            }
+            tlvs = tlvs.get(align(len)..).unwrap_or(&[]);
+        }
+    }
+    Ok((-code, message))
+}
+
+pub(crate) fn align(n: usize) -> usize {
+    (n + 3) & !3
+}
+
+/// Iterates over the messages of one datagram.
+pub(crate) fn messages(mut buf: &[u8]) -> impl Iterator<Item = Result<Msg<'_>, NlError>> {
+    std::iter::from_fn(move || {
+        if buf.len() < HDR {
+            return None;
+        }
+        let len = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+        if len < HDR || len > buf.len() {
+            buf = &[];
+            return Some(Err(NlError::Decode(format!("bad netlink message length {len}"))));
+        }
+        let m = Msg {
+            ty: u16::from_ne_bytes([buf[4], buf[5]]),
+            flags: u16::from_ne_bytes([buf[6], buf[7]]),
+            seq: u32::from_ne_bytes([buf[8], buf[9], buf[10], buf[11]]),
+            payload: &buf[HDR..len],
+        };
+        buf = buf.get(align(len)..).unwrap_or(&[]);
+        Some(Ok(m))
+    })
+}
+
+/// One NETLINK_ROUTE socket with its buffers.
+pub(crate) struct Conn {
+    sock: Socket,
+    seq: u32,
+    tx: Vec<u8>,
+    rx: Vec<u8>,
+}
+
+impl Conn {
+    /// Opens a socket in the calling thread's netns, with extended acks,
+    /// capped acks and strict checking on.
+    pub(crate) fn open() -> io::Result<Conn> {
+        let mut sock = Socket::new(NETLINK_ROUTE)?;
+        sock.bind_auto()?;
+        sock.set_ext_ack(true)?;
+        sock.set_cap_ack(true)?;
+        sock.set_netlink_get_strict_chk(true)?;
+        // Room for the acks of a pipelined batch; SO_RCVBUFFORCE works as
+        // root, else the ordinary limit applies.
+        let size: libc::c_int = 4 << 20;
+        // SAFETY: setsockopt reads `size` for the duration of the call.
+        let rc = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            let _ = sock.set_rx_buf_sz(size as usize);
+        }
+        Ok(Conn {
+            sock,
+            seq: 0,
+            tx: Vec::with_capacity(4096),
+            rx: vec![0; RX_LEN],
+        })
+    }
+
+    /// The socket's receive buffer size in bytes.
+    pub(crate) fn rcvbuf(&self) -> usize {
+        self.sock.get_rx_buf_sz().unwrap_or(212_992)
+    }
+
+    /// Appends one request to the send buffer and returns its sequence number.
+    pub(crate) fn push<E: Emitable>(&mut self, ty: u16, flags: u16, body: &E) -> u32 {
+        self.seq = self.seq.wrapping_add(1).max(1);
+        let start = self.tx.len();
+        let len = HDR + body.buffer_len();
+        self.tx.resize(start + align(len), 0);
+        let b = &mut self.tx[start..];
+        b[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
+        b[4..6].copy_from_slice(&ty.to_ne_bytes());
+        b[6..8].copy_from_slice(&(flags | NLM_F_REQUEST).to_ne_bytes());
+        b[8..12].copy_from_slice(&self.seq.to_ne_bytes());
+        b[12..16].copy_from_slice(&0u32.to_ne_bytes());
+        body.emit(&mut b[HDR..len]);
+        self.seq
+    }
+
+    /// The bytes queued so far (for tests).
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> &[u8] {
+        &self.tx
+    }
+
+    fn flush(&mut self) -> Result<(), NlError> {
+        let r = self.sock.send(&self.tx, 0);
+        self.tx.clear();
+        r?;
+        Ok(())
+    }
+
+    /// Receives one datagram into `rx`; returns its length.
+    fn recv(&mut self) -> Result<usize, NlError> {
+        loop {
+            let mut slice: &mut [u8] = &mut self.rx[..];
+            match self.sock.recv(&mut slice, 0) {
+                Ok(n) if n > RX_LEN => {
+                    return Err(NlError::Decode(format!("datagram of {n} bytes truncated")))
+                }
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Sends the queued requests and waits for the ack of `seq`.
+    pub(crate) fn ack<E: Emitable>(&mut self, ty: u16, flags: u16, body: &E) -> Result<(), NlError> {
+        self.tx.clear();
+        let seq = self.push(ty, flags | NLM_F_ACK, body);
+        self.flush()?;
+        loop {
+            let n = self.recv()?;
+            for m in messages(&self.rx[..n]) {
+                let m = m?;
+                if m.seq != seq || m.ty != NLMSG_ERROR {
+                    continue;
+                }
+                let (errno, message) = parse_error(m.flags, m.payload)?;
+                return if errno == 0 {
+                    Ok(())
+                } else {
+                    Err(NlError::Kernel { errno, message })
+                };
+            }
+        }
+    }
+
+    /// Sends a non-dump request that the kernel answers with one message
+    /// (`RTM_GETROUTE`, `RTM_GETLINK`) and decodes the answer.
+    pub(crate) fn get<E: Emitable, T>(
+        &mut self,
+        ty: u16,
+        body: &E,
+        want: u16,
+        decode: impl FnOnce(&[u8]) -> Result<T, NlError>,
+    ) -> Result<T, NlError> {
+        self.tx.clear();
+        let seq = self.push(ty, 0, body);
+        self.flush()?;
+        loop {
+            let n = self.recv()?;
+            let mut found = None;
+            for m in messages(&self.rx[..n]) {
+                let m = m?;
+                if m.seq != seq {
+                    continue;
+                }
+                if m.ty == NLMSG_ERROR {
+                    let (errno, message) = parse_error(m.flags, m.payload)?;
+                    if errno != 0 {
+                        return Err(NlError::Kernel { errno, message });
+                    }
+                    continue;
+                }
+                if m.ty == want {
+                    found = Some(m.payload);
+                    break;
+                }
+            }
+            if let Some(p) = found {
+                return decode(p);
+            }
+        }
+    }
+
+    /// Runs one dump; `each` gets every message of type `want`. Returns
+    /// `Interrupted` when the kernel flagged `NLM_F_DUMP_INTR` (after
+    /// reading the dump to its end).
+    pub(crate) fn dump<E: Emitable>(
+        &mut self,
+        ty: u16,
+        body: &E,
+        want: u16,
+        mut each: impl FnMut(&[u8]) -> Result<(), NlError>,
+    ) -> Result<(), NlError> {
+        self.tx.clear();
+        let seq = self.push(ty, NLM_F_DUMP, body);
+        self.flush()?;
+        let mut interrupted = false;
+        let mut first_err = None;
+        loop {
+            let n = self.recv()?;
+            for m in messages(&self.rx[..n]) {
+                let m = m?;
+                if m.seq != seq {
+                    continue;
+                }
+                if m.flags & NLM_F_DUMP_INTR != 0 {
+                    interrupted = true;
+                }
+                match m.ty {
+                    NLMSG_DONE => {
+                        if m.payload.len() >= 4 {
+                            let code = i32::from_ne_bytes([
+                                m.payload[0],
+                                m.payload[1],
+                                m.payload[2],
+                                m.payload[3],
+                            ]);
+                            if code < 0 && first_err.is_none() {
+                                // The DONE of a failed dump carries the error
+                                // and the extended ack like NLMSG_ERROR does.
+                                let (errno, message) = parse_error(m.flags, m.payload)?;
+                                first_err = Some(NlError::Kernel { errno, message });
+                            }
+                        }
+                        return match (first_err, interrupted) {
+                            (Some(e), _) => Err(e),
+                            (None, true) => Err(NlError::Interrupted),
+                            (None, false) => Ok(()),
+                        };
+                    }
+                    NLMSG_ERROR => {
+                        let (errno, message) = parse_error(m.flags, m.payload)?;
+                        if errno != 0 {
+                            // An error instead of a dump ends it.
+                            return Err(NlError::Kernel { errno, message });
+                        }
+                    }
+                    t if t == want => {
+                        if let Err(e) = each(m.payload) {
+                            first_err.get_or_insert(e);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Sends `bodies` pipelined (`window` per datagram) with acks requested
+    /// and returns each one's outcome, in order.
+    pub(crate) fn batch<E: Emitable>(
+        &mut self,
+        items: &[(u16, u16, E)],
+        window: usize,
+    ) -> Result<Vec<Result<(), NlError>>, NlError> {
+        let mut out = Vec::with_capacity(items.len());
+        for chunk in items.chunks(window.max(1)) {
+            self.tx.clear();
+            let mut seqs = Vec::with_capacity(chunk.len());
+            for (ty, flags, body) in chunk {
+                seqs.push(self.push(*ty, flags | NLM_F_ACK, body));
+            }
+            self.flush()?;
+            let base = out.len();
+            let mut pending = chunk.len();
+            out.extend((0..chunk.len()).map(|_| Ok(())));
+            let mut next = 0usize;
+            while pending > 0 {
+                let n = self.recv()?;
+                for m in messages(&self.rx[..n]) {
+                    let m = m?;
+                    if m.ty != NLMSG_ERROR {
+                        continue;
+                    }
+                    // Acks come in order; find this one's index from `next`.
+                    let Some(off) = seqs[next..].iter().position(|s| *s == m.seq) else {
+                        continue;
+                    };
+                    let idx = next + off;
+                    next = idx + 1;
+                    let (errno, message) = parse_error(m.flags, m.payload)?;
+                    if errno != 0 {
+                        out[base + idx] = Err(NlError::Kernel { errno, message });
+                    }
+                    pending -= 1;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_with_extended_ack_is_parsed() {
+        // errno -EINVAL, capped original header, then NLMSGERR_ATTR_MSG.
+        let mut p = Vec::new();
+        p.extend_from_slice(&(-libc::EINVAL).to_ne_bytes());
+        p.extend_from_slice(&[0u8; 16]);
+        let msg = b"Invalid prefix\0";
+        p.extend_from_slice(&((4 + msg.len()) as u16).to_ne_bytes());
+        p.extend_from_slice(&NLMSGERR_ATTR_MSG.to_ne_bytes());
+        p.extend_from_slice(msg);
+        while p.len() % 4 != 0 {
+            p.push(0);
+        }
+        let (errno, m) = parse_error(NLM_F_ACK_TLVS | NLM_F_CAPPED, &p).unwrap();
+        assert_eq!(errno, libc::EINVAL);
+        assert_eq!(m.as_deref(), Some("Invalid prefix"));
+        let (errno, m) = parse_error(0, &0i32.to_ne_bytes()).unwrap();
+        assert_eq!((errno, m), (0, None));
+        assert!(parse_error(0, &[1, 2]).is_err());
+    }
+
+    #[test]
+    fn push_frames_requests() {
+        let mut c = Conn::open().unwrap();
+        let r = crate::route::Route::new("10.0.0.0/8".parse().unwrap()).dev("x");
+        let m = crate::codec::route_new(&r, Some(1), None);
+        let body_len = m.buffer_len();
+        let seq = c.push(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, &m);
+        let seq2 = c.push(RTM_DELROUTE, 0, &m);
+        let q = c.queued();
+        assert_eq!(q.len(), 2 * align(16 + body_len));
+        let ms: Vec<_> = messages(q).map(|m| m.unwrap()).collect();
+        assert_eq!(ms[0].ty, RTM_NEWROUTE);
+        assert_eq!(ms[0].flags, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL);
+        assert_eq!((ms[0].seq, ms[1].seq), (seq, seq2));
+        assert_eq!(seq2, seq + 1);
+        assert_eq!(ms[1].payload.len(), body_len);
+    }
+
+    #[test]
+    fn framing_walks_messages() {
+        let mut buf = Vec::new();
+        for (ty, body) in [(24u16, &b"abcde"[..]), (3, &b""[..])] {
+            let len = 16 + body.len();
+            buf.extend_from_slice(&(len as u32).to_ne_bytes());
+            buf.extend_from_slice(&ty.to_ne_bytes());
+            buf.extend_from_slice(&2u16.to_ne_bytes());
+            buf.extend_from_slice(&9u32.to_ne_bytes());
+            buf.extend_from_slice(&0u32.to_ne_bytes());
+            buf.extend_from_slice(body);
+            buf.resize(align(buf.len()), 0);
+        }
+        let ms: Vec<_> = messages(&buf).map(|m| m.unwrap()).collect();
+        assert_eq!(ms.len(), 2);
+        assert_eq!((ms[0].ty, ms[0].payload), (24, &b"abcde"[..]));
+        assert_eq!((ms[1].ty, ms[1].seq, ms[1].flags), (3, 9, 2));
+        let bad = [200u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert!(messages(&bad).next().unwrap().is_err());
+    }
+}

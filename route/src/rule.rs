@@ -1,0 +1,400 @@
+//! [`Rule`]: a policy routing rule and its `ip rule` text.
+
+use std::fmt;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+
+use crate::error::{Error, Op};
+use crate::names::{parse_table, table_name, Protocol, MAIN_TABLE};
+use crate::route::{parse_prefix, strip_command};
+
+/// An address family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Family {
+    /// IPv4 (`AF_INET`).
+    #[default]
+    V4,
+    /// IPv6 (`AF_INET6`).
+    V6,
+}
+
+impl Family {
+    /// The family of a prefix.
+    pub fn of(net: &IpNet) -> Family {
+        if net.addr().is_ipv6() {
+            Family::V6
+        } else {
+            Family::V4
+        }
+    }
+}
+
+/// What a rule does when it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum RuleAction {
+    /// `lookup TABLE`: look the packet up in the rule's table.
+    #[default]
+    Lookup,
+    /// `goto PRIORITY`.
+    Goto(u32),
+    /// `nop`.
+    Nop,
+    /// `blackhole`.
+    Blackhole,
+    /// `unreachable`.
+    Unreachable,
+    /// `prohibit`.
+    Prohibit,
+}
+
+/// A policy routing rule, with the fields of Cilium's `route.Rule` plus
+/// family, protocol, invert and action.
+///
+/// ```
+/// use route::{Rule, Family};
+///
+/// let r = Rule::new(Family::V4)
+///     .priority(30)
+///     .from("192.168.105.44/32".parse().unwrap())
+///     .to("192.168.0.0/16".parse().unwrap())
+///     .table(92);
+/// assert_eq!(r.to_ip_command(),
+///     "ip rule add priority 30 from 192.168.105.44 to 192.168.0.0/16 lookup 92");
+/// assert_eq!(r.to_string().parse::<Rule>().unwrap(), r);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Rule {
+    /// The priority (`priority`); `None` lets the kernel pick one.
+    pub priority: Option<u32>,
+    /// The family.
+    pub family: Family,
+    /// The firewall mark to match (`fwmark`).
+    pub mark: Option<u32>,
+    /// The mask applied to the mark before matching; `None` = all bits.
+    pub mask: Option<u32>,
+    /// The source prefix (`from`); `None` = all.
+    pub from: Option<IpNet>,
+    /// The destination prefix (`to`); `None` = all.
+    pub to: Option<IpNet>,
+    /// The table for [`RuleAction::Lookup`]; main by default.
+    pub table: u32,
+    /// The action.
+    pub action: RuleAction,
+    /// The protocol that installed the rule (`proto`); unspec by default.
+    pub protocol: Protocol,
+    /// Match when the selector does *not* match (`not`).
+    pub invert: bool,
+}
+
+impl Rule {
+    /// A rule of `family` that matches everything and looks up main.
+    pub fn new(family: Family) -> Rule {
+        Rule {
+            priority: None,
+            family,
+            mark: None,
+            mask: None,
+            from: None,
+            to: None,
+            table: MAIN_TABLE,
+            action: RuleAction::Lookup,
+            protocol: Protocol::UNSPEC,
+            invert: false,
+        }
+    }
+
+    /// Sets the priority.
+    pub fn priority(mut self, p: u32) -> Rule {
+        self.priority = Some(p);
+        self
+    }
+
+    /// Sets the source prefix (a /0 means all) and the family from it.
+    pub fn from(mut self, net: IpNet) -> Rule {
+        self.family = Family::of(&net);
+        self.from = (net.prefix_len() > 0).then_some(net);
+        self
+    }
+
+    /// Sets the destination prefix (a /0 means all) and the family from it.
+    pub fn to(mut self, net: IpNet) -> Rule {
+        self.family = Family::of(&net);
+        self.to = (net.prefix_len() > 0).then_some(net);
+        self
+    }
+
+    /// Sets the mark and mask (`fwmark MARK/MASK`; a mask of all ones is
+    /// the same as none).
+    pub fn mark(mut self, mark: u32, mask: u32) -> Rule {
+        self.mark = Some(mark);
+        self.mask = (mask != u32::MAX).then_some(mask);
+        self
+    }
+
+    /// Sets the table to look up.
+    pub fn table(mut self, table: u32) -> Rule {
+        self.table = table;
+        self.action = RuleAction::Lookup;
+        self
+    }
+
+    /// Sets the action.
+    pub fn action(mut self, action: RuleAction) -> Rule {
+        self.action = action;
+        self
+    }
+
+    /// Sets the protocol.
+    pub fn protocol(mut self, p: Protocol) -> Rule {
+        self.protocol = p;
+        self
+    }
+
+    /// Inverts the selector (`not`).
+    pub fn invert(mut self, invert: bool) -> Rule {
+        self.invert = invert;
+        self
+    }
+
+    /// The `ip` command that adds this rule: `ip [-6] rule add <Display>`.
+    pub fn to_ip_command(&self) -> String {
+        match self.family {
+            Family::V4 => format!("ip rule add {self}"),
+            Family::V6 => format!("ip -6 rule add {self}"),
+        }
+    }
+
+    /// Checks the rule on its own: prefixes of the rule's family without
+    /// host bits, a table for `lookup`, a mask only with a mark.
+    pub fn validate(&self, op: Op) -> Result<(), Error> {
+        let bad = |reason: String| Error::InvalidInput {
+            op,
+            object: self.to_string(),
+            reason,
+        };
+        for net in [self.from, self.to].into_iter().flatten() {
+            if Family::of(&net) != self.family {
+                return Err(bad(format!("{net} is not of the rule's family")));
+            }
+            if net.trunc() != net {
+                return Err(bad(format!("{net} has host bits set")));
+            }
+        }
+        if self.action == RuleAction::Lookup && self.table == 0 {
+            return Err(bad("lookup needs a table other than 0".into()));
+        }
+        if self.mask.is_some() && self.mark.is_none() {
+            return Err(bad("a mark mask without a mark".into()));
+        }
+        Ok(())
+    }
+
+    /// Normalises what the kernel treats as equal (a /0 prefix = none, an
+    /// all-ones mask = none).
+    pub(crate) fn normalized(mut self) -> Rule {
+        if self.from.is_some_and(|n| n.prefix_len() == 0) {
+            self.from = None;
+        }
+        if self.to.is_some_and(|n| n.prefix_len() == 0) {
+            self.to = None;
+        }
+        if self.mask == Some(u32::MAX) {
+            self.mask = None;
+        }
+        if self.action != RuleAction::Lookup {
+            self.table = 0;
+        }
+        self
+    }
+}
+
+fn fmt_net(n: &IpNet) -> String {
+    if n.prefix_len() == n.max_prefix_len() {
+        n.addr().to_string()
+    } else {
+        n.to_string()
+    }
+}
+
+impl fmt::Display for Rule {
+    /// The arguments of `ip rule add` that recreate the rule:
+    /// `[priority N] [not] from X [to Y] [fwmark M[/K]] lookup T|ACTION [proto P]`.
+    /// An IPv6 rule without selectors prints `from ::/0` so its family
+    /// survives a round trip.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut sep = "";
+        if let Some(p) = self.priority {
+            write!(f, "priority {p}")?;
+            sep = " ";
+        }
+        if self.invert {
+            write!(f, "{sep}not")?;
+            sep = " ";
+        }
+        match (&self.from, self.family) {
+            (Some(n), _) => write!(f, "{sep}from {}", fmt_net(n))?,
+            (None, Family::V6) if self.to.is_none() => write!(f, "{sep}from ::/0")?,
+            (None, _) => write!(f, "{sep}from all")?,
+        }
+        if let Some(n) = &self.to {
+            write!(f, " to {}", fmt_net(n))?;
+        }
+        if let Some(m) = self.mark {
+            match self.mask {
+                Some(k) => write!(f, " fwmark {m:#x}/{k:#x}")?,
+                None => write!(f, " fwmark {m:#x}")?,
+            }
+        }
+        match self.action {
+            RuleAction::Lookup => write!(f, " lookup {}", table_name(self.table))?,
+            RuleAction::Goto(p) => write!(f, " goto {p}")?,
+            RuleAction::Nop => write!(f, " nop")?,
+            RuleAction::Blackhole => write!(f, " blackhole")?,
+            RuleAction::Unreachable => write!(f, " unreachable")?,
+            RuleAction::Prohibit => write!(f, " prohibit")?,
+        }
+        if self.protocol != Protocol::UNSPEC {
+            write!(f, " proto {}", self.protocol)?;
+        }
+        Ok(())
+    }
+}
+
+fn perr(text: &str, reason: impl Into<String>) -> Error {
+    Error::InvalidInput {
+        op: Op::Parse,
+        object: text.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn parse_u32(text: &str, v: &str) -> Result<u32, Error> {
+    let r = if let Some(h) = v.strip_prefix("0x") {
+        u32::from_str_radix(h, 16)
+    } else {
+        v.parse()
+    };
+    r.map_err(|_| perr(text, format!("{v:?} is not a number")))
+}
+
+impl FromStr for Rule {
+    type Err = Error;
+
+    /// Parses `ip rule add` arguments (optionally with a leading
+    /// `ip [-6] rule add`).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let mut words = text.split_whitespace().peekable();
+        let v6 = strip_command(&mut words, "rule");
+        let mut r = Rule::new(if v6 == Some(true) { Family::V6 } else { Family::V4 });
+        let mut from = None;
+        let mut to = None;
+        while let Some(w) = words.next() {
+            let mut value = || {
+                words
+                    .next()
+                    .ok_or_else(|| perr(text, format!("{w:?} needs a value")))
+            };
+            match w {
+                "priority" | "pref" | "preference" | "prio" => {
+                    r.priority = Some(parse_u32(text, value()?)?)
+                }
+                "not" => r.invert = true,
+                "from" => from = Some(value()?.to_string()),
+                "to" => to = Some(value()?.to_string()),
+                "fwmark" => {
+                    let v = value()?;
+                    let (m, k) = match v.split_once('/') {
+                        Some((m, k)) => (m, Some(k)),
+                        None => (v, None),
+                    };
+                    r.mark = Some(parse_u32(text, m)?);
+                    r.mask = k.map(|k| parse_u32(text, k)).transpose()?;
+                }
+                "lookup" | "table" => {
+                    r.table = parse_table(value()?).map_err(|e| perr(text, e.to_string()))?;
+                    r.action = RuleAction::Lookup;
+                }
+                "goto" => r.action = RuleAction::Goto(parse_u32(text, value()?)?),
+                "nop" => r.action = RuleAction::Nop,
+                "blackhole" => r.action = RuleAction::Blackhole,
+                "unreachable" => r.action = RuleAction::Unreachable,
+                "prohibit" => r.action = RuleAction::Prohibit,
+                "proto" | "protocol" => {
+                    r.protocol = value()?
+                        .parse()
+                        .map_err(|e: crate::names::NameError| perr(text, e.to_string()))?
+                }
+                other => return Err(perr(text, format!("unsupported word {other:?}"))),
+            }
+        }
+        // The family comes from the addresses when there are any.
+        let fam_hint = [&from, &to]
+            .into_iter()
+            .flatten()
+            .find(|s| *s != "all")
+            .map(|s| s.contains(':'));
+        let fam_v6 = fam_hint.or(v6);
+        for (slot, val) in [(&mut r.from, from), (&mut r.to, to)] {
+            if let Some(s) = val {
+                if s != "all" {
+                    *slot = Some(parse_prefix(text, &s, fam_v6)?);
+                }
+            }
+        }
+        if let Some(n) = r.from.or(r.to) {
+            r.family = Family::of(&n);
+        }
+        if r.action != RuleAction::Lookup {
+            r.table = 0;
+        }
+        Ok(r.normalized())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_round_trip() {
+        let rules = [
+            Rule::new(Family::V4).priority(20).to("10.0.0.1/32".parse().unwrap()),
+            Rule::new(Family::V4)
+                .priority(30)
+                .from("10.0.0.1/32".parse().unwrap())
+                .to("10.0.0.0/16".parse().unwrap())
+                .table(92),
+            Rule::new(Family::V6).priority(100).mark(0xa00, 0xf00).table(2004),
+            Rule::new(Family::V6).priority(5).to("fd00::/64".parse().unwrap()).invert(true),
+            Rule::new(Family::V4).mark(7, u32::MAX).protocol(Protocol::KERNEL).table(1000),
+            Rule::new(Family::V4).priority(9).action(RuleAction::Blackhole),
+            Rule::new(Family::V4).priority(9).action(RuleAction::Goto(100)),
+        ];
+        for r in rules {
+            let r = r.normalized();
+            let t = r.to_string();
+            assert_eq!(t.parse::<Rule>().unwrap(), r, "{t}");
+            assert_eq!(r.to_ip_command().parse::<Rule>().unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn display_is_ip_rule_text() {
+        let r = Rule::new(Family::V4).priority(20).to("192.168.105.44/32".parse().unwrap());
+        assert_eq!(r.to_string(), "priority 20 from all to 192.168.105.44 lookup main");
+        let r = Rule::new(Family::V4).priority(1).mark(0x200, 0xf00).table(2005);
+        assert_eq!(r.to_string(), "priority 1 from all fwmark 0x200/0xf00 lookup 2005");
+    }
+
+    #[test]
+    fn validation() {
+        let mut r = Rule::new(Family::V6).to("10.0.0.0/8".parse().unwrap());
+        r.family = Family::V6;
+        assert!(r.validate(Op::ReplaceRule).is_err());
+        let r = Rule::new(Family::V4).to("10.0.0.1/8".parse().unwrap());
+        assert!(r.validate(Op::ReplaceRule).is_err());
+        let r = Rule::new(Family::V4).table(0);
+        assert!(r.validate(Op::ReplaceRule).is_err());
+    }
+}
