@@ -1,0 +1,1135 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/*
+ * podnet pod datapath: native routing between pods, Cilium-compatible
+ * conntrack, per-endpoint policy and per-reason metrics.
+ *
+ * Facts taken from Cilium (read, not copied), noted where used:
+ *  - bpf/lib/common.h: struct ipv4_ct_tuple / ipv6_ct_tuple / ct_entry layout,
+ *    TUPLE_F_* flags, endpoint_key / endpoint_info / ipcache_key /
+ *    remote_endpoint_info shapes, METRIC_INGRESS / METRIC_EGRESS.
+ *  - bpf/lib/conntrack.h: ct_lookup4/6 (reverse lookup first, then the forward
+ *    tuple), port order in the tuple (packet ports are loaded at &tuple->dport,
+ *    so tuple->dport holds the packet's source port until the tuple is
+ *    reversed), ICMP echo id placement, __ct_lookup (closing/reopen, counters),
+ *    ct_update_timeout (SYN timeout until a non-SYN is seen), ct_create4/6
+ *    (created in the forward direction, related ICMP entry in the "any" map).
+ *  - bpf/lib/drop_reasons.h (drop.h in older trees): DROP_* numbers; the
+ *    metrics reason is -DROP_*, 0 is "forwarded".
+ *  - node_config.h of Cilium's tests: CT_CONNECTION_LIFETIME_TCP 21600,
+ *    CT_CONNECTION_LIFETIME_NONTCP 60, CT_SYN_TIMEOUT 60, CT_CLOSE_TIMEOUT 10,
+ *    CT_REPORT_INTERVAL 5.
+ *  - seed 003 (native routing walk-through): from-container / from-netdev /
+ *    to-container responsibilities, ipv4_l3 (TTL + MAC rewrite), skip-FIB.
+ */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/in.h>
+#include <stdbool.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* ICMP types (linux/icmp.h and linux/icmpv6.h pull in libc headers). */
+#define ICMP_ECHOREPLY 0
+#define ICMP_DEST_UNREACH 3
+#define ICMP_ECHO 8
+#define ICMP_TIME_EXCEEDED 11
+#define ICMP_PARAMETERPROB 12
+#define ICMPV6_DEST_UNREACH 1
+#define ICMPV6_PKT_TOOBIG 2
+#define ICMPV6_TIME_EXCEED 3
+#define ICMPV6_PARAMPROB 4
+#define ICMPV6_ECHO_REQUEST 128
+#define ICMPV6_ECHO_REPLY 129
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
+
+/* ---- constants ---------------------------------------------------------- */
+
+#define TUPLE_F_OUT 0
+#define TUPLE_F_IN 1
+#define TUPLE_F_RELATED 2
+#define TUPLE_F_SERVICE 4
+
+/* ct_entry.flags bits, in Cilium's bit-field order. */
+#define CT_F_RX_CLOSING (1 << 0)
+#define CT_F_TX_CLOSING (1 << 1)
+#define CT_F_NAT46 (1 << 2)
+#define CT_F_LB_LOOPBACK (1 << 3)
+#define CT_F_SEEN_NON_SYN (1 << 4)
+#define CT_F_NODE_PORT (1 << 5)
+#define CT_F_PROXY_REDIRECT (1 << 6)
+#define CT_F_DSR_INTERNAL (1 << 7)
+#define CT_F_FROM_L7LB (1 << 8)
+#define CT_F_FROM_TUNNEL (1 << 10)
+
+#define CT_CONNECTION_LIFETIME_TCP 21600
+#define CT_CONNECTION_LIFETIME_NONTCP 60
+#define CT_SYN_TIMEOUT 60
+#define CT_CLOSE_TIMEOUT 10
+#define CT_REPORT_INTERVAL 5
+
+enum { CT_EGRESS = 0, CT_INGRESS = 1, CT_SERVICE = 2 };
+enum { CT_NEW = 0, CT_ESTABLISHED, CT_REPLY, CT_RELATED, CT_REOPENED };
+enum { ACTION_UNSPEC = 0, ACTION_CREATE, ACTION_CLOSE };
+
+#define TCP_F_FIN 0x01
+#define TCP_F_SYN 0x02
+#define TCP_F_RST 0x04
+
+#define METRIC_INGRESS 1
+#define METRIC_EGRESS 2
+
+#define REASON_FORWARDED 0
+#define DROP_INVALID_SIP -132
+#define DROP_POLICY -133
+#define DROP_INVALID -134
+#define DROP_CT_INVALID_HDR -135
+#define DROP_CT_UNKNOWN_PROTO -137
+#define DROP_CT_CREATE_FAILED -155
+#define DROP_INVALID_EXTHDR -156
+#define DROP_FRAG_NOSUPPORT -157
+#define DROP_POLICY_DENY -181
+
+#define IDENTITY_WORLD 2
+
+/* Identity carried from from-container / from-netdev to to-container in
+ * skb->mark, as Cilium's MARK_MAGIC_IDENTITY does. */
+#define MARK_MAGIC_MASK 0x0F00
+#define MARK_MAGIC_IDENTITY 0x0F00
+
+#define ENDPOINT_KEY_IPV4 1
+#define ENDPOINT_KEY_IPV6 2
+
+/* endpoint_info.flags */
+#define ENDPOINT_F_HOST 0x1
+#define ENDPOINT_F_INGRESS_ENFORCE 0x100
+#define ENDPOINT_F_EGRESS_ENFORCE 0x200
+
+#define NSEC_PER_SEC 1000000000ULL
+
+/* ---- map layouts -------------------------------------------------------- */
+
+struct ipv4_ct_tuple {
+	__be32 daddr;
+	__be32 saddr;
+	__be16 dport;
+	__be16 sport;
+	__u8 nexthdr;
+	__u8 flags;
+} __attribute__((packed));
+
+struct ipv6_ct_tuple {
+	__u32 daddr[4];
+	__u32 saddr[4];
+	__be16 dport;
+	__be16 sport;
+	__u8 nexthdr;
+	__u8 flags;
+} __attribute__((packed));
+
+struct ct_entry {
+	__u64 reserved0;
+	__u64 backend_id;
+	__u64 packets;
+	__u64 bytes;
+	__u32 lifetime;
+	__u16 flags;
+	__be16 rev_nat_index;
+	__u16 ifindex;
+	__u8 tx_flags_seen;
+	__u8 rx_flags_seen;
+	__u32 src_sec_id;
+	__u32 last_tx_report;
+	__u32 last_rx_report;
+};
+
+_Static_assert(sizeof(struct ipv4_ct_tuple) == 14, "ipv4_ct_tuple");
+_Static_assert(sizeof(struct ipv6_ct_tuple) == 38, "ipv6_ct_tuple");
+_Static_assert(sizeof(struct ct_entry) == 56, "ct_entry");
+
+struct endpoint_key {
+	__u32 ip[4];
+	__u8 family;
+	__u8 key;
+	__u16 cluster_id;
+};
+
+struct endpoint_info {
+	__u32 ifindex;
+	__u16 unused;
+	__u16 lxc_id;
+	__u32 flags;
+	__u8 mac[6];
+	__u16 pad_mac;
+	__u8 node_mac[6];
+	__u16 pad_node_mac;
+	__u32 sec_id;
+	__u32 parent_ifindex;
+	__u32 pad[3];
+};
+
+_Static_assert(sizeof(struct endpoint_key) == 20, "endpoint_key");
+_Static_assert(sizeof(struct endpoint_info) == 48, "endpoint_info");
+
+struct ipcache_key {
+	__u32 prefixlen; /* 32 + address prefix length */
+	__u16 cluster_id;
+	__u8 pad1;
+	__u8 family;
+	__u32 ip[4];
+};
+
+struct remote_endpoint_info {
+	__u32 sec_identity;
+	__u32 tunnel_endpoint[4];
+	__u16 pad;
+	__u8 key;
+	__u8 flags;
+};
+
+_Static_assert(sizeof(struct ipcache_key) == 24, "ipcache_key");
+_Static_assert(sizeof(struct remote_endpoint_info) == 24, "remote_endpoint_info");
+
+struct policy_key {
+	__u32 sec_label;
+	__be16 dport;
+	__u8 protocol;
+	__u8 egress;
+	__u16 endpoint_id;
+	__u16 pad;
+};
+
+struct policy_entry {
+	__u8 deny;
+	__u8 pad0;
+	__u16 pad1;
+	__u32 pad2;
+	__u64 packets;
+	__u64 bytes;
+};
+
+_Static_assert(sizeof(struct policy_key) == 12, "policy_key");
+_Static_assert(sizeof(struct policy_entry) == 24, "policy_entry");
+
+struct metrics_value {
+	__u64 count;
+	__u64 bytes;
+};
+
+#define METRICS_SLOTS 1024 /* reason (u8) << 2 | direction (2 bits) */
+
+/* Map sizes here are defaults; the loader sets them from its options. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ipv4_ct_tuple);
+	__type(value, struct ct_entry);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_ct4_global SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ipv4_ct_tuple);
+	__type(value, struct ct_entry);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_ct_any4_global SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ipv6_ct_tuple);
+	__type(value, struct ct_entry);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_ct6_global SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ipv6_ct_tuple);
+	__type(value, struct ct_entry);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_ct_any6_global SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct endpoint_key);
+	__type(value, struct endpoint_info);
+	__uint(max_entries, 65535);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} podnet_lxc SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct ipcache_key);
+	__type(value, struct remote_endpoint_info);
+	__uint(max_entries, 512000);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} podnet_ipcache SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct policy_key);
+	__type(value, struct policy_entry);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} podnet_policy SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct metrics_value);
+	__uint(max_entries, METRICS_SLOTS);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} podnet_metrics SEC(".maps");
+
+/* Last redirect target per CPU, written only when CONFIG.trace_redirect is
+ * set (tests); the verifier removes the code otherwise. Not pinned. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 1);
+} podnet_redir_trace SEC(".maps");
+
+struct pn_config {
+	__u32 skip_fib;
+	__u32 trace_redirect;
+};
+
+/* The only variable in .rodata: the loader writes it before load. */
+const volatile struct pn_config CONFIG = {};
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static __always_inline __u32 mono_now(void)
+{
+	return (__u32)(bpf_ktime_get_ns() / NSEC_PER_SEC);
+}
+
+static __always_inline void count(struct __sk_buff *ctx, __u32 reason, __u32 dir)
+{
+	__u32 idx = ((reason & 0xff) << 2) | (dir & 3);
+	struct metrics_value *v = bpf_map_lookup_elem(&podnet_metrics, &idx);
+
+	if (v) {
+		v->count += 1;
+		v->bytes += ctx->len;
+	}
+}
+
+static __always_inline int drop(struct __sk_buff *ctx, int reason, __u32 dir)
+{
+	count(ctx, (__u32)(-reason), dir);
+	return TC_ACT_SHOT;
+}
+
+static __always_inline int redirect_to(__u32 ifindex)
+{
+	if (CONFIG.trace_redirect) {
+		__u32 zero = 0;
+		__u32 *slot = bpf_map_lookup_elem(&podnet_redir_trace, &zero);
+
+		if (slot)
+			*slot = ifindex;
+	}
+	return bpf_redirect(ifindex, 0);
+}
+
+static __always_inline void set_identity_mark(struct __sk_buff *ctx, __u32 identity)
+{
+	ctx->mark = ((identity & 0xFFFF) << 16) | MARK_MAGIC_IDENTITY |
+		    ((identity >> 16) & 0xFF);
+}
+
+static __always_inline __u32 take_identity_mark(struct __sk_buff *ctx)
+{
+	__u32 mark = ctx->mark;
+
+	if ((mark & MARK_MAGIC_MASK) != MARK_MAGIC_IDENTITY)
+		return 0;
+	ctx->mark = 0;
+	return (mark >> 16) | ((mark & 0xFF) << 16);
+}
+
+static __always_inline struct endpoint_info *lookup_ep4(__be32 addr)
+{
+	struct endpoint_key key = { .family = ENDPOINT_KEY_IPV4 };
+
+	key.ip[0] = addr;
+	return bpf_map_lookup_elem(&podnet_lxc, &key);
+}
+
+static __always_inline struct endpoint_info *lookup_ep6(const __u32 *addr)
+{
+	struct endpoint_key key = { .family = ENDPOINT_KEY_IPV6 };
+
+	key.ip[0] = addr[0];
+	key.ip[1] = addr[1];
+	key.ip[2] = addr[2];
+	key.ip[3] = addr[3];
+	return bpf_map_lookup_elem(&podnet_lxc, &key);
+}
+
+static __always_inline __u32 ipcache_identity4(__be32 addr)
+{
+	struct ipcache_key key = { .prefixlen = 32 + 32, .family = ENDPOINT_KEY_IPV4 };
+	struct remote_endpoint_info *info;
+
+	key.ip[0] = addr;
+	info = bpf_map_lookup_elem(&podnet_ipcache, &key);
+	return info ? info->sec_identity : IDENTITY_WORLD;
+}
+
+static __always_inline __u32 ipcache_identity6(const __u32 *addr)
+{
+	struct ipcache_key key = { .prefixlen = 32 + 128, .family = ENDPOINT_KEY_IPV6 };
+	struct remote_endpoint_info *info;
+
+	key.ip[0] = addr[0];
+	key.ip[1] = addr[1];
+	key.ip[2] = addr[2];
+	key.ip[3] = addr[3];
+	info = bpf_map_lookup_elem(&podnet_ipcache, &key);
+	return info ? info->sec_identity : IDENTITY_WORLD;
+}
+
+/* Policy: most specific entry wins; an entry with deny set drops. Without a
+ * matching entry the packet passes unless the endpoint enforces policy in
+ * that direction. Identity 0 / port 0 / protocol 0 are wildcards. */
+static __always_inline struct policy_entry *policy_find(struct policy_key *k, __u32 identity,
+							__be16 dport, __u8 proto)
+{
+	struct policy_entry *e;
+
+	k->sec_label = identity;
+	k->dport = dport;
+	k->protocol = proto;
+	e = bpf_map_lookup_elem(&podnet_policy, k);
+	if (e)
+		return e;
+	k->dport = 0;
+	e = bpf_map_lookup_elem(&podnet_policy, k);
+	if (e)
+		return e;
+	k->protocol = 0;
+	return bpf_map_lookup_elem(&podnet_policy, k);
+}
+
+static __always_inline int policy_check(struct __sk_buff *ctx, __u32 identity, __be16 dport,
+					__u8 proto, __u8 egress, __u16 ep_id, bool enforce)
+{
+	struct policy_key k = { .egress = egress, .endpoint_id = ep_id };
+	struct policy_entry *e;
+
+	e = policy_find(&k, identity, dport, proto);
+	if (!e)
+		e = policy_find(&k, 0, dport, proto);
+	if (e) {
+		__sync_fetch_and_add(&e->packets, 1);
+		__sync_fetch_and_add(&e->bytes, ctx->len);
+		return e->deny ? DROP_POLICY_DENY : 0;
+	}
+	return enforce ? DROP_POLICY : 0;
+}
+
+/* ---- conntrack (Cilium semantics, see header comment) ------------------- */
+
+static __always_inline void ct_update_timeout(struct ct_entry *entry, bool tcp, int dir,
+					      __u8 seen_flags, __u32 now)
+{
+	__u32 lifetime = CT_CONNECTION_LIFETIME_NONTCP;
+	__u8 accumulated;
+	__u32 last_report;
+
+	if (tcp) {
+		if (!(seen_flags & TCP_F_SYN))
+			entry->flags |= CT_F_SEEN_NON_SYN;
+		lifetime = (entry->flags & CT_F_SEEN_NON_SYN) ? CT_CONNECTION_LIFETIME_TCP :
+								 CT_SYN_TIMEOUT;
+	}
+	entry->lifetime = now + lifetime;
+
+	if (dir == CT_INGRESS) {
+		accumulated = entry->rx_flags_seen;
+		last_report = entry->last_rx_report;
+	} else {
+		accumulated = entry->tx_flags_seen;
+		last_report = entry->last_tx_report;
+	}
+	seen_flags |= accumulated;
+	if (last_report + CT_REPORT_INTERVAL < now || accumulated != seen_flags) {
+		if (dir == CT_INGRESS) {
+			entry->rx_flags_seen = seen_flags;
+			entry->last_rx_report = now;
+		} else {
+			entry->tx_flags_seen = seen_flags;
+			entry->last_tx_report = now;
+		}
+	}
+}
+
+static __always_inline bool ct_entry_alive(const struct ct_entry *entry)
+{
+	return (entry->flags & (CT_F_RX_CLOSING | CT_F_TX_CLOSING)) !=
+	       (CT_F_RX_CLOSING | CT_F_TX_CLOSING);
+}
+
+static __always_inline int __ct_lookup(void *map, struct __sk_buff *ctx, const void *tuple,
+				       int action, int dir, bool is_tcp, __u8 tcp_flags)
+{
+	struct ct_entry *entry = bpf_map_lookup_elem(map, tuple);
+	__u32 now;
+
+	if (!entry)
+		return CT_NEW;
+
+	now = mono_now();
+	if (ct_entry_alive(entry))
+		ct_update_timeout(entry, is_tcp, dir, tcp_flags, now);
+	__sync_fetch_and_add(&entry->packets, 1);
+	__sync_fetch_and_add(&entry->bytes, ctx->len);
+
+	if (action == ACTION_CREATE) {
+		if ((entry->flags & (CT_F_RX_CLOSING | CT_F_TX_CLOSING)) &&
+		    (tcp_flags & TCP_F_SYN)) {
+			entry->flags &= ~(CT_F_RX_CLOSING | CT_F_TX_CLOSING);
+			ct_update_timeout(entry, is_tcp, dir, tcp_flags, now);
+			return CT_REOPENED;
+		}
+	} else if (action == ACTION_CLOSE) {
+		bool both_syns = (entry->rx_flags_seen & TCP_F_SYN) &&
+				 (entry->tx_flags_seen & TCP_F_SYN);
+
+		if (!both_syns && (tcp_flags & TCP_F_RST))
+			entry->flags |= CT_F_RX_CLOSING | CT_F_TX_CLOSING;
+		else if (dir == CT_INGRESS)
+			entry->flags |= CT_F_RX_CLOSING;
+		else
+			entry->flags |= CT_F_TX_CLOSING;
+		if (!ct_entry_alive(entry))
+			entry->lifetime = now + CT_CLOSE_TIMEOUT;
+	}
+	return CT_ESTABLISHED;
+}
+
+static __always_inline int ct_settle(int ret, __u8 flags)
+{
+	if (ret == CT_ESTABLISHED || ret == CT_REOPENED)
+		return (flags & TUPLE_F_RELATED) ? CT_RELATED : CT_REPLY;
+	return ret;
+}
+
+static __always_inline void ct_fill_new(struct ct_entry *entry, struct __sk_buff *ctx,
+					bool is_tcp, int dir, __u32 src_sec_id)
+{
+	__u32 now = mono_now();
+
+	ct_update_timeout(entry, is_tcp, dir, is_tcp ? TCP_F_SYN : 0, now);
+	entry->packets = 1;
+	entry->bytes = ctx->len;
+	entry->src_sec_id = src_sec_id;
+}
+
+static __always_inline void ct_reverse4(struct ipv4_ct_tuple *t)
+{
+	__be32 a = t->saddr;
+	__be16 p = t->sport;
+
+	t->saddr = t->daddr;
+	t->daddr = a;
+	t->sport = t->dport;
+	t->dport = p;
+	t->flags ^= TUPLE_F_IN;
+}
+
+static __always_inline void ct_reverse6(struct ipv6_ct_tuple *t)
+{
+	__u32 a0 = t->saddr[0], a1 = t->saddr[1], a2 = t->saddr[2], a3 = t->saddr[3];
+	__be16 p = t->sport;
+
+	t->saddr[0] = t->daddr[0];
+	t->saddr[1] = t->daddr[1];
+	t->saddr[2] = t->daddr[2];
+	t->saddr[3] = t->daddr[3];
+	t->daddr[0] = a0;
+	t->daddr[1] = a1;
+	t->daddr[2] = a2;
+	t->daddr[3] = a3;
+	t->sport = t->dport;
+	t->dport = p;
+	t->flags ^= TUPLE_F_IN;
+}
+
+/* L4 part of a tuple, Cilium's convention: for TCP/UDP the packet's
+ * (sport, dport) are stored at (&tuple->dport, &tuple->sport); for ICMP echo
+ * the identifier goes in dport (request) or sport (reply). */
+struct l4info {
+	__be16 tdport; /* tuple->dport */
+	__be16 tsport; /* tuple->sport */
+	__be16 pkt_dport; /* destination port for policy (0 for ICMP) */
+	__u8 tcp_flags;
+	__u8 related;
+	__u8 ndp; /* ICMPv6 neighbour/router discovery: pass untouched */
+	int action;
+};
+
+static __always_inline int extract_l4(struct __sk_buff *ctx, __u8 proto, __u32 off, __u32 l3_end,
+				      struct l4info *l4)
+{
+	__u8 buf[14];
+
+	if (proto == IPPROTO_TCP) {
+		if (off + 14 > l3_end || bpf_skb_load_bytes(ctx, off, buf, 14) < 0)
+			return DROP_CT_INVALID_HDR;
+		__builtin_memcpy(&l4->tdport, &buf[0], 2);
+		__builtin_memcpy(&l4->tsport, &buf[2], 2);
+		l4->pkt_dport = l4->tsport;
+		l4->tcp_flags = buf[13];
+		l4->action = (buf[13] & (TCP_F_RST | TCP_F_FIN)) ? ACTION_CLOSE : ACTION_CREATE;
+		return 0;
+	}
+	if (proto == IPPROTO_UDP) {
+		if (off + 8 > l3_end || bpf_skb_load_bytes(ctx, off, buf, 4) < 0)
+			return DROP_CT_INVALID_HDR;
+		__builtin_memcpy(&l4->tdport, &buf[0], 2);
+		__builtin_memcpy(&l4->tsport, &buf[2], 2);
+		l4->pkt_dport = l4->tsport;
+		l4->action = ACTION_CREATE;
+		return 0;
+	}
+	if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) {
+		__be16 id;
+		__u8 type;
+
+		if (off + 8 > l3_end || bpf_skb_load_bytes(ctx, off, buf, 8) < 0)
+			return DROP_CT_INVALID_HDR;
+		type = buf[0];
+		__builtin_memcpy(&id, &buf[4], 2);
+		l4->action = ACTION_CREATE;
+		if (proto == IPPROTO_ICMP) {
+			switch (type) {
+			case ICMP_DEST_UNREACH:
+			case ICMP_TIME_EXCEEDED:
+			case ICMP_PARAMETERPROB:
+				l4->related = 1;
+				l4->action = ACTION_UNSPEC;
+				break;
+			case ICMP_ECHOREPLY:
+				l4->tsport = id;
+				l4->action = ACTION_UNSPEC;
+				break;
+			case ICMP_ECHO:
+				l4->tdport = id;
+				break;
+			}
+		} else {
+			switch (type) {
+			case ICMPV6_DEST_UNREACH:
+			case ICMPV6_PKT_TOOBIG:
+			case ICMPV6_TIME_EXCEED:
+			case ICMPV6_PARAMPROB:
+				l4->related = 1;
+				l4->action = ACTION_UNSPEC;
+				break;
+			case ICMPV6_ECHO_REPLY:
+				l4->tsport = id;
+				l4->action = ACTION_UNSPEC;
+				break;
+			case ICMPV6_ECHO_REQUEST:
+				l4->tdport = id;
+				break;
+			case 133: /* router solicitation */
+			case 134: /* router advertisement */
+			case 135: /* neighbour solicitation */
+			case 136: /* neighbour advertisement */
+			case 137: /* redirect */
+				l4->ndp = 1;
+				break;
+			}
+		}
+		return 0;
+	}
+	return DROP_CT_UNKNOWN_PROTO;
+}
+
+/* ---- IPv4 --------------------------------------------------------------- */
+
+enum hook { HOOK_FROM_CONTAINER, HOOK_TO_CONTAINER, HOOK_FROM_NETDEV };
+
+static __always_inline void ip4_dec_ttl(struct iphdr *ip4)
+{
+	__u32 check = ip4->check;
+
+	check += bpf_htons(0x0100);
+	ip4->check = (__sum16)(check + (check >= 0xFFFF));
+	ip4->ttl--;
+}
+
+static __always_inline void rewrite_macs(struct ethhdr *eth, const __u8 *src, const __u8 *dst)
+{
+	__builtin_memcpy(eth->h_source, src, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, dst, ETH_ALEN);
+}
+
+static __always_inline int ct4_create(struct __sk_buff *ctx, struct ipv4_ct_tuple *tuple,
+				      int dir, __u32 src_sec_id)
+{
+	bool is_tcp = tuple->nexthdr == IPPROTO_TCP;
+	struct ct_entry entry = {};
+	int err;
+
+	ct_fill_new(&entry, ctx, is_tcp, dir, src_sec_id);
+	if (is_tcp)
+		err = bpf_map_update_elem(&cilium_ct4_global, tuple, &entry, 0);
+	else
+		err = bpf_map_update_elem(&cilium_ct_any4_global, tuple, &entry, 0);
+	if (err < 0)
+		return DROP_CT_CREATE_FAILED;
+	if (tuple->nexthdr == IPPROTO_TCP || tuple->nexthdr == IPPROTO_UDP) {
+		struct ipv4_ct_tuple icmp = {
+			.daddr = tuple->daddr,
+			.saddr = tuple->saddr,
+			.nexthdr = IPPROTO_ICMP,
+			.flags = tuple->flags | TUPLE_F_RELATED,
+		};
+
+		entry.flags |= CT_F_SEEN_NON_SYN;
+		if (bpf_map_update_elem(&cilium_ct_any4_global, &icmp, &entry, 0) < 0)
+			return DROP_CT_CREATE_FAILED;
+	}
+	return 0;
+}
+
+static __always_inline int ct4_lookup(struct __sk_buff *ctx, struct ipv4_ct_tuple *tuple,
+				      int dir, const struct l4info *l4)
+{
+	bool is_tcp = tuple->nexthdr == IPPROTO_TCP;
+	void *map = is_tcp ? (void *)&cilium_ct4_global : (void *)&cilium_ct_any4_global;
+	int ret;
+
+	ret = __ct_lookup(map, ctx, tuple, l4->action, dir, is_tcp, l4->tcp_flags);
+	if (ret != CT_NEW)
+		return ct_settle(ret, tuple->flags);
+	ct_reverse4(tuple);
+	return __ct_lookup(map, ctx, tuple, l4->action, dir, is_tcp, l4->tcp_flags);
+}
+
+static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
+{
+	__u32 mdir = hook == HOOK_FROM_CONTAINER ? METRIC_EGRESS : METRIC_INGRESS;
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ipv4_ct_tuple tuple = {};
+	struct l4info l4 = {};
+	struct endpoint_info *dep, *sep;
+	struct ethhdr *eth;
+	struct iphdr *ip4;
+	__u32 hlen, tot, l4_off, l3_end, identity = 0;
+	int ct, ret;
+
+	if (data + ETH_HLEN + sizeof(struct iphdr) > data_end) {
+		if (ctx->len < ETH_HLEN + sizeof(struct iphdr))
+			return drop(ctx, DROP_INVALID, mdir);
+		if (bpf_skb_pull_data(ctx, ETH_HLEN + sizeof(struct iphdr)) < 0)
+			return drop(ctx, DROP_INVALID, mdir);
+		data = (void *)(long)ctx->data;
+		data_end = (void *)(long)ctx->data_end;
+		if (data + ETH_HLEN + sizeof(struct iphdr) > data_end)
+			return drop(ctx, DROP_INVALID, mdir);
+	}
+	eth = data;
+	ip4 = data + ETH_HLEN;
+
+	if (ip4->version != 4 || ip4->ihl < 5)
+		return drop(ctx, DROP_INVALID, mdir);
+	hlen = ip4->ihl * 4;
+	tot = bpf_ntohs(ip4->tot_len);
+	if (tot < hlen || ETH_HLEN + tot > ctx->len)
+		return drop(ctx, DROP_INVALID, mdir);
+	if (ip4->frag_off & bpf_htons(0x3FFF))
+		return drop(ctx, DROP_FRAG_NOSUPPORT, mdir);
+	l4_off = ETH_HLEN + hlen;
+	l3_end = ETH_HLEN + tot;
+
+	if (hook == HOOK_FROM_NETDEV) {
+		/* Underlay ingress: only traffic for a local pod is ours. */
+		dep = lookup_ep4(ip4->daddr);
+		if (!dep || (dep->flags & ENDPOINT_F_HOST))
+			return TC_ACT_OK;
+		if (ip4->ttl <= 1)
+			return TC_ACT_OK; /* the stack answers with time exceeded */
+		identity = ipcache_identity4(ip4->saddr);
+		ip4_dec_ttl(ip4);
+		rewrite_macs(eth, dep->node_mac, dep->mac);
+		set_identity_mark(ctx, identity);
+		return redirect_to(dep->ifindex);
+	}
+
+	tuple.nexthdr = ip4->protocol;
+	tuple.daddr = ip4->daddr;
+	tuple.saddr = ip4->saddr;
+	ret = extract_l4(ctx, tuple.nexthdr, l4_off, l3_end, &l4);
+	if (ret < 0)
+		return drop(ctx, ret, mdir);
+	tuple.dport = l4.tdport;
+	tuple.sport = l4.tsport;
+
+	if (hook == HOOK_TO_CONTAINER) {
+		dep = lookup_ep4(ip4->daddr);
+		if (!dep)
+			return TC_ACT_OK;
+		tuple.flags = TUPLE_F_OUT | (l4.related ? TUPLE_F_RELATED : 0);
+		ct = ct4_lookup(ctx, &tuple, CT_INGRESS, &l4);
+		identity = take_identity_mark(ctx);
+		if (ct == CT_NEW) {
+			if (!identity) {
+				sep = lookup_ep4(ip4->saddr);
+				identity = sep ? sep->sec_id : ipcache_identity4(ip4->saddr);
+			}
+			ret = policy_check(ctx, identity, l4.pkt_dport, tuple.nexthdr, 0,
+					   dep->lxc_id, dep->flags & ENDPOINT_F_INGRESS_ENFORCE);
+			if (ret < 0)
+				return drop(ctx, ret, mdir);
+			ret = ct4_create(ctx, &tuple, CT_INGRESS, identity);
+			if (ret < 0)
+				return drop(ctx, ret, mdir);
+		}
+		count(ctx, REASON_FORWARDED, mdir);
+		return TC_ACT_OK;
+	}
+
+	/* from-container: egress of the pod. */
+	tuple.flags = TUPLE_F_IN | (l4.related ? TUPLE_F_RELATED : 0);
+	ct = ct4_lookup(ctx, &tuple, CT_EGRESS, &l4);
+	if (ct == CT_NEW) {
+		__u32 dst_identity;
+
+		sep = lookup_ep4(ip4->saddr);
+		if (!sep || sep->ifindex != ctx->ingress_ifindex)
+			return drop(ctx, DROP_INVALID_SIP, mdir);
+		identity = sep->sec_id;
+		dep = lookup_ep4(ip4->daddr);
+		dst_identity = dep ? dep->sec_id : ipcache_identity4(ip4->daddr);
+		ret = policy_check(ctx, dst_identity, l4.pkt_dport, tuple.nexthdr, 1, sep->lxc_id,
+				   sep->flags & ENDPOINT_F_EGRESS_ENFORCE);
+		if (ret < 0)
+			return drop(ctx, ret, mdir);
+		ret = ct4_create(ctx, &tuple, CT_EGRESS, identity);
+		if (ret < 0)
+			return drop(ctx, ret, mdir);
+	} else {
+		dep = lookup_ep4(ip4->daddr);
+	}
+
+	if (dep && !(dep->flags & ENDPOINT_F_HOST)) {
+		/* Local delivery: ipv4_l3 then redirect to the pod's veth. */
+		if (ip4->ttl <= 1)
+			return TC_ACT_OK;
+		ip4_dec_ttl(ip4);
+		rewrite_macs(eth, dep->node_mac, dep->mac);
+		if (identity)
+			set_identity_mark(ctx, identity);
+		count(ctx, REASON_FORWARDED, mdir);
+		return redirect_to(dep->ifindex);
+	}
+
+	if (CONFIG.skip_fib && ip4->ttl > 1) {
+		struct bpf_fib_lookup fib = {};
+
+		fib.family = AF_INET;
+		fib.tos = ip4->tos;
+		fib.l4_protocol = ip4->protocol;
+		fib.tot_len = tot;
+		fib.ipv4_src = ip4->saddr;
+		fib.ipv4_dst = ip4->daddr;
+		fib.ifindex = ctx->ingress_ifindex;
+		ret = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+		if (ret == BPF_FIB_LKUP_RET_SUCCESS) {
+			ip4_dec_ttl(ip4);
+			rewrite_macs(eth, fib.smac, fib.dmac);
+			count(ctx, REASON_FORWARDED, mdir);
+			return redirect_to(fib.ifindex);
+		}
+		if (ret == BPF_FIB_LKUP_RET_NO_NEIGH) {
+			struct bpf_redir_neigh nh = { .nh_family = AF_INET };
+
+			nh.ipv4_nh = fib.ipv4_dst;
+			ip4_dec_ttl(ip4);
+			count(ctx, REASON_FORWARDED, mdir);
+			if (CONFIG.trace_redirect)
+				redirect_to(fib.ifindex);
+			return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
+		}
+		/* Anything else (no route, MTU, forwarding off): the stack decides. */
+	}
+	count(ctx, REASON_FORWARDED, mdir);
+	return TC_ACT_OK;
+}
+
+/* ---- IPv6 --------------------------------------------------------------- */
+
+static __always_inline int ct6_create(struct __sk_buff *ctx, struct ipv6_ct_tuple *tuple,
+				      int dir, __u32 src_sec_id)
+{
+	bool is_tcp = tuple->nexthdr == IPPROTO_TCP;
+	struct ct_entry entry = {};
+	int err;
+
+	ct_fill_new(&entry, ctx, is_tcp, dir, src_sec_id);
+	if (is_tcp)
+		err = bpf_map_update_elem(&cilium_ct6_global, tuple, &entry, 0);
+	else
+		err = bpf_map_update_elem(&cilium_ct_any6_global, tuple, &entry, 0);
+	if (err < 0)
+		return DROP_CT_CREATE_FAILED;
+	if (tuple->nexthdr == IPPROTO_TCP || tuple->nexthdr == IPPROTO_UDP) {
+		struct ipv6_ct_tuple icmp = {};
+
+		__builtin_memcpy(icmp.daddr, tuple->daddr, 16);
+		__builtin_memcpy(icmp.saddr, tuple->saddr, 16);
+		icmp.nexthdr = IPPROTO_ICMPV6;
+		icmp.flags = tuple->flags | TUPLE_F_RELATED;
+		entry.flags |= CT_F_SEEN_NON_SYN;
+		if (bpf_map_update_elem(&cilium_ct_any6_global, &icmp, &entry, 0) < 0)
+			return DROP_CT_CREATE_FAILED;
+	}
+	return 0;
+}
+
+static __always_inline int ct6_lookup(struct __sk_buff *ctx, struct ipv6_ct_tuple *tuple,
+				      int dir, const struct l4info *l4)
+{
+	bool is_tcp = tuple->nexthdr == IPPROTO_TCP;
+	void *map = is_tcp ? (void *)&cilium_ct6_global : (void *)&cilium_ct_any6_global;
+	int ret;
+
+	ret = __ct_lookup(map, ctx, tuple, l4->action, dir, is_tcp, l4->tcp_flags);
+	if (ret != CT_NEW)
+		return ct_settle(ret, tuple->flags);
+	ct_reverse6(tuple);
+	return __ct_lookup(map, ctx, tuple, l4->action, dir, is_tcp, l4->tcp_flags);
+}
+
+static __always_inline bool ipv6_is_ext_hdr(__u8 nh)
+{
+	return nh == 0 /* hop-by-hop */ || nh == 43 /* routing */ || nh == 44 /* fragment */ ||
+	       nh == 50 /* ESP */ || nh == 51 /* AH */ || nh == 60 /* destination options */ ||
+	       nh == 135 /* mobility */ || nh == 139 /* HIP */ || nh == 140 /* shim6 */;
+}
+
+static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
+{
+	__u32 mdir = hook == HOOK_FROM_CONTAINER ? METRIC_EGRESS : METRIC_INGRESS;
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ipv6_ct_tuple tuple = {};
+	struct l4info l4 = {};
+	struct endpoint_info *dep, *sep;
+	__u32 saddr[4], daddr[4];
+	struct ethhdr *eth;
+	struct ipv6hdr *ip6;
+	__u32 l4_off, l3_end, identity = 0;
+	int ct, ret;
+
+	if (data + ETH_HLEN + sizeof(struct ipv6hdr) > data_end) {
+		if (ctx->len < ETH_HLEN + sizeof(struct ipv6hdr))
+			return drop(ctx, DROP_INVALID, mdir);
+		if (bpf_skb_pull_data(ctx, ETH_HLEN + sizeof(struct ipv6hdr)) < 0)
+			return drop(ctx, DROP_INVALID, mdir);
+		data = (void *)(long)ctx->data;
+		data_end = (void *)(long)ctx->data_end;
+		if (data + ETH_HLEN + sizeof(struct ipv6hdr) > data_end)
+			return drop(ctx, DROP_INVALID, mdir);
+	}
+	eth = data;
+	ip6 = data + ETH_HLEN;
+	if (ip6->version != 6)
+		return drop(ctx, DROP_INVALID, mdir);
+	l4_off = ETH_HLEN + sizeof(struct ipv6hdr);
+	l3_end = l4_off + bpf_ntohs(ip6->payload_len);
+	if (l3_end > ctx->len)
+		return drop(ctx, DROP_INVALID, mdir);
+	__builtin_memcpy(saddr, &ip6->saddr, 16);
+	__builtin_memcpy(daddr, &ip6->daddr, 16);
+
+	if (hook == HOOK_FROM_NETDEV) {
+		dep = lookup_ep6(daddr);
+		if (!dep || (dep->flags & ENDPOINT_F_HOST))
+			return TC_ACT_OK;
+		if (ip6->hop_limit <= 1)
+			return TC_ACT_OK;
+		identity = ipcache_identity6(saddr);
+		ip6->hop_limit--;
+		rewrite_macs(eth, dep->node_mac, dep->mac);
+		set_identity_mark(ctx, identity);
+		return redirect_to(dep->ifindex);
+	}
+
+	tuple.nexthdr = ip6->nexthdr;
+	if (ipv6_is_ext_hdr(tuple.nexthdr))
+		return drop(ctx, DROP_INVALID_EXTHDR, mdir);
+	ret = extract_l4(ctx, tuple.nexthdr, l4_off, l3_end, &l4);
+	if (ret < 0)
+		return drop(ctx, ret, mdir);
+	if (l4.ndp)
+		return TC_ACT_OK;
+	__builtin_memcpy(tuple.daddr, daddr, 16);
+	__builtin_memcpy(tuple.saddr, saddr, 16);
+	tuple.dport = l4.tdport;
+	tuple.sport = l4.tsport;
+
+	if (hook == HOOK_TO_CONTAINER) {
+		dep = lookup_ep6(daddr);
+		if (!dep)
+			return TC_ACT_OK;
+		tuple.flags = TUPLE_F_OUT | (l4.related ? TUPLE_F_RELATED : 0);
+		ct = ct6_lookup(ctx, &tuple, CT_INGRESS, &l4);
+		identity = take_identity_mark(ctx);
+		if (ct == CT_NEW) {
+			if (!identity) {
+				sep = lookup_ep6(saddr);
+				identity = sep ? sep->sec_id : ipcache_identity6(saddr);
+			}
+			ret = policy_check(ctx, identity, l4.pkt_dport, tuple.nexthdr, 0,
+					   dep->lxc_id, dep->flags & ENDPOINT_F_INGRESS_ENFORCE);
+			if (ret < 0)
+				return drop(ctx, ret, mdir);
+			ret = ct6_create(ctx, &tuple, CT_INGRESS, identity);
+			if (ret < 0)
+				return drop(ctx, ret, mdir);
+		}
+		count(ctx, REASON_FORWARDED, mdir);
+		return TC_ACT_OK;
+	}
+
+	tuple.flags = TUPLE_F_IN | (l4.related ? TUPLE_F_RELATED : 0);
+	ct = ct6_lookup(ctx, &tuple, CT_EGRESS, &l4);
+	if (ct == CT_NEW) {
+		__u32 dst_identity;
+
+		sep = lookup_ep6(saddr);
+		if (!sep || sep->ifindex != ctx->ingress_ifindex)
+			return drop(ctx, DROP_INVALID_SIP, mdir);
+		identity = sep->sec_id;
+		dep = lookup_ep6(daddr);
+		dst_identity = dep ? dep->sec_id : ipcache_identity6(daddr);
+		ret = policy_check(ctx, dst_identity, l4.pkt_dport, tuple.nexthdr, 1, sep->lxc_id,
+				   sep->flags & ENDPOINT_F_EGRESS_ENFORCE);
+		if (ret < 0)
+			return drop(ctx, ret, mdir);
+		ret = ct6_create(ctx, &tuple, CT_EGRESS, identity);
+		if (ret < 0)
+			return drop(ctx, ret, mdir);
+	} else {
+		dep = lookup_ep6(daddr);
+	}
+
+	/* Packet pointers are still valid: no helper above changes packet data. */
+	if (dep && !(dep->flags & ENDPOINT_F_HOST)) {
+		if (ip6->hop_limit <= 1)
+			return TC_ACT_OK;
+		ip6->hop_limit--;
+		rewrite_macs(eth, dep->node_mac, dep->mac);
+		if (identity)
+			set_identity_mark(ctx, identity);
+		count(ctx, REASON_FORWARDED, mdir);
+		return redirect_to(dep->ifindex);
+	}
+
+	if (CONFIG.skip_fib && ip6->hop_limit > 1) {
+		struct bpf_fib_lookup fib = {};
+
+		fib.family = AF_INET6;
+		fib.l4_protocol = ip6->nexthdr;
+		fib.tot_len = l3_end - ETH_HLEN;
+		__builtin_memcpy(fib.ipv6_src, saddr, 16);
+		__builtin_memcpy(fib.ipv6_dst, daddr, 16);
+		fib.ifindex = ctx->ingress_ifindex;
+		ret = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+		if (ret == BPF_FIB_LKUP_RET_SUCCESS) {
+			ip6->hop_limit--;
+			rewrite_macs(eth, fib.smac, fib.dmac);
+			count(ctx, REASON_FORWARDED, mdir);
+			return redirect_to(fib.ifindex);
+		}
+		if (ret == BPF_FIB_LKUP_RET_NO_NEIGH) {
+			struct bpf_redir_neigh nh = { .nh_family = AF_INET6 };
+
+			__builtin_memcpy(nh.ipv6_nh, fib.ipv6_dst, 16);
+			ip6->hop_limit--;
+			count(ctx, REASON_FORWARDED, mdir);
+			if (CONFIG.trace_redirect)
+				redirect_to(fib.ifindex);
+			return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
+		}
+	}
+	count(ctx, REASON_FORWARDED, mdir);
+	return TC_ACT_OK;
+}
+
+/* ---- programs ----------------------------------------------------------- */
+
+static __always_inline int dispatch(struct __sk_buff *ctx, enum hook hook)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	__be16 proto;
+
+	if (data + ETH_HLEN > data_end) {
+		/* Shorter than an Ethernet header: not IP we could parse. */
+		count(ctx, (__u32)(-DROP_INVALID), hook == HOOK_FROM_CONTAINER ? METRIC_EGRESS :
+										 METRIC_INGRESS);
+		return TC_ACT_SHOT;
+	}
+	proto = eth->h_proto;
+	if (proto == bpf_htons(ETH_P_IP))
+		return handle_ipv4(ctx, hook);
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return handle_ipv6(ctx, hook);
+	/* ARP and every other protocol pass untouched. */
+	return TC_ACT_OK;
+}
+
+/* Host-side veth ingress: traffic leaving the pod. */
+SEC("tc")
+int from_container(struct __sk_buff *ctx)
+{
+	return dispatch(ctx, HOOK_FROM_CONTAINER);
+}
+
+/* Host-side veth egress: traffic entering the pod (from the stack or
+ * redirected by from_container / from_netdev); ingress policy. */
+SEC("tc")
+int to_container(struct __sk_buff *ctx)
+{
+	return dispatch(ctx, HOOK_TO_CONTAINER);
+}
+
+/* Underlay ingress: deliver traffic for local pods directly. */
+SEC("tc")
+int from_netdev(struct __sk_buff *ctx)
+{
+	return dispatch(ctx, HOOK_FROM_NETDEV);
+}
+
+/* Baseline for benchmarks: does nothing. */
+SEC("tc")
+int tc_pass(struct __sk_buff *ctx)
+{
+	return TC_ACT_OK;
+}

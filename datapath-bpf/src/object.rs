@@ -1,0 +1,14 @@
+//! The compiled BPF object.
+
+/// The BPF ELF object built from `src/bpf/datapath.bpf.c` (clang `-O2 -g`,
+/// BTF included), for programs that load it with their own loader.
+///
+/// Programs (`SEC("tc")`): `from_container`, `to_container`, `from_netdev`,
+/// and `tc_pass` (returns `TC_ACT_OK`; a benchmark baseline). Maps are listed
+/// in [`crate::maps`]. The `.rodata` section holds one `struct pn_config`
+/// (`skip_fib`, `trace_redirect`, both `u32`).
+///
+/// ```
+/// assert_eq!(&datapath_bpf::OBJECT[..4], b"\x7fELF");
+/// ```
+pub const OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/datapath.bpf.o"));
