@@ -214,7 +214,8 @@ fn same_as(r: &Route, oif: Option<u32>, mtu: Option<u32>, d: &Decoded) -> bool {
         && k.scope == r.scope
         && k.nexthop == r.nexthop
         && k.local == r.local
-        && d.oif == oif
+        // IPv6 reject routes sit on `lo` whatever was asked.
+        && (d.oif == oif || (oif.is_none() && r.kind.is_reject()))
         && k.mtu == mtu
         && default_priority(k) == default_priority(r)
 }

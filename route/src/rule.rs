@@ -139,9 +139,12 @@ impl Rule {
         self
     }
 
-    /// Sets the action.
+    /// Sets the action (any action but `Lookup` clears the table).
     pub fn action(mut self, action: RuleAction) -> Rule {
         self.action = action;
+        if action != RuleAction::Lookup {
+            self.table = 0;
+        }
         self
     }
 
