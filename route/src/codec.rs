@@ -91,8 +91,13 @@ pub(crate) fn route_del(r: &Route, oif: Option<u32>) -> RouteMessage {
     if let Some(i) = oif {
         a.push(RouteAttribute::Oif(i));
     }
-    if let Some(p) = r.priority {
-        a.push(RouteAttribute::Priority(p));
+    // The metric is part of the identity: an IPv6 route without one is the
+    // route of metric 1024 (what the kernel gives it), not any route of the
+    // prefix. IPv4 treats metric 0 as "any" itself.
+    match (r.priority, r.is_ipv6()) {
+        (Some(p), _) => a.push(RouteAttribute::Priority(p)),
+        (None, true) => a.push(RouteAttribute::Priority(1024)),
+        (None, false) => {}
     }
     m
 }

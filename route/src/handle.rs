@@ -250,6 +250,15 @@ fn matches(r: &Route, oif: Option<u32>, c: Crit, d: &Decoded) -> bool {
         }
 }
 
+/// Whether a `fibmatch` answer can be taken at its word. While no custom
+/// rules exist, the kernel keeps the local table merged into main, and a
+/// local-table entry is then reported as table main: answers of the types
+/// the local table holds (local, broadcast, anycast, multicast, nat), or
+/// reported as table local, are checked by a dump instead.
+fn fib_trustworthy(d: &Decoded) -> bool {
+    !matches!(d.route.kind.0, 2..=5 | 10) && d.route.table != crate::names::LOCAL_TABLE
+}
+
 impl Handle {
     /// Opens a handle in the calling thread's network namespace.
     pub fn new() -> Result<Handle> {
@@ -441,9 +450,12 @@ impl Handle {
             nl::RTM_NEWROUTE,
             codec::decode_route,
         ) {
-            Ok(Some(d)) if matches(r, oif, crit, &d) => return Ok(Some(d)),
+            Ok(Some(d)) if fib_trustworthy(&d) && d.route.kind == r.kind && matches(r, oif, crit, &d) => {
+                return Ok(Some(d))
+            }
             Ok(Some(d))
                 if crit.shortcut
+                    && fib_trustworthy(&d)
                     && d.route.table == r.table
                     && d.route.prefix.prefix_len() < r.prefix.prefix_len() =>
             {
@@ -588,8 +600,8 @@ impl Handle {
     }
 
     /// Deletes a route: the route of the prefix's identity (table, prefix,
-    /// metric when set) through the route's device when set, whatever its
-    /// protocol, scope and type. A route that is not there gives an error
+    /// metric; for IPv6 no metric means 1024, as on upsert) through the
+    /// route's device when set, whatever its protocol, scope and type. A route that is not there gives an error
     /// for which [`Error::is_not_found`] is true.
     pub fn delete(&self, route: &Route) -> Result<()> {
         self.check_selector(route, Op::Delete)?;

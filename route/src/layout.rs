@@ -1,1 +1,437 @@
-//! layouts (todo)
+//! Cilium's two routing layouts, installed and removed as a unit.
+//!
+//! * [`NativeRouting`] (native routing with `auto-direct-node-routes`):
+//!   `<remote pod CIDR> via <remote node IP> dev <underlay>` per remote
+//!   node, and on the node itself `<local pod CIDR> via <cilium_host IP> dev
+//!   cilium_host src <cilium_host IP>` with `<cilium_host IP> dev
+//!   cilium_host scope link`.
+//! * [`EniEndpoint`] (AWS ENI datapath): per endpoint the rules
+//!   `20: from all to <podIP> lookup main` and
+//!   `30: from <podIP> to <VPC CIDR> lookup <ENI table>`, the ENI's table
+//!   with `default via <router> dev ethN` and `<router> dev ethN scope link`,
+//!   and `<podIP> dev lxcXXXX` in the main table.
+//!
+//! Both build a [`Layout`] (plain routes and rules, in order) whose
+//! [`install`](Layout::install) either applies everything or, on the first
+//! failure, takes back what it changed; [`remove`](Layout::remove) deletes
+//! everything, skipping what is already gone.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::error::{Error, Result};
+use crate::handle::Handle;
+use crate::names::{Protocol, Scope, MAIN_TABLE};
+use crate::route::Route;
+use crate::rule::{Family, Rule};
+
+/// Cilium's priority of the rule that sends traffic *to* an endpoint to
+/// the main table (`linux_defaults.RulePriorityIngress`).
+pub const RULE_PRIORITY_INGRESS: u32 = 20;
+/// Cilium's priority of the rule that sends traffic *from* an endpoint to
+/// its ENI's table (`linux_defaults.RulePriorityEgress`).
+pub const RULE_PRIORITY_EGRESS: u32 = 30;
+
+/// A scope-link route to one address through `dev` (scope global for IPv6,
+/// which has no route scopes).
+pub fn link_route(ip: IpAddr, dev: &str) -> Route {
+    let r = Route::host(ip).dev(dev);
+    if ip.is_ipv4() {
+        r.scope(Scope::LINK)
+    } else {
+        r
+    }
+}
+
+/// Routes and rules that belong together.
+///
+/// ```no_run
+/// use route::{Handle, Route, layout::Layout};
+/// let h = Handle::new()?;
+/// let l = Layout {
+///     routes: vec!["10.9.0.0/16 dev eth0".parse()?],
+///     rules: vec![],
+/// };
+/// l.install(&h)?;
+/// l.remove(&h)?;
+/// # Ok::<(), route::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Layout {
+    /// Routes, upserted in order (put nexthop routes first).
+    pub routes: Vec<Route>,
+    /// Rules, added after the routes.
+    pub rules: Vec<Rule>,
+}
+
+enum Undo {
+    Delete(Route),
+    Restore(Route),
+    DeleteRule(Rule),
+}
+
+impl Layout {
+    /// Upserts every route, then adds every rule. Returns whether anything
+    /// changed. On the first failure, routes this call added are deleted,
+    /// routes it changed are restored, rules it added are deleted, and the
+    /// error is returned.
+    pub fn install(&self, h: &Handle) -> Result<bool> {
+        let mut undo = Vec::new();
+        match self.apply(h, &mut undo) {
+            Ok(changed) => Ok(changed),
+            Err(e) => {
+                for u in undo.into_iter().rev() {
+                    // Best effort: the error the caller sees is the cause.
+                    let _ = match u {
+                        Undo::Delete(r) => h.delete_if_present(&r).map(drop),
+                        Undo::Restore(r) => h.upsert(&r, None).map(drop),
+                        Undo::DeleteRule(r) => h.delete_rule(&r),
+                    };
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn apply(&self, h: &Handle, undo: &mut Vec<Undo>) -> Result<bool> {
+        let mut changed = false;
+        for r in &self.routes {
+            r.validate(crate::Op::Upsert)?;
+        }
+        for r in &self.rules {
+            r.validate(crate::Op::ReplaceRule)?;
+        }
+        for r in &self.routes {
+            let mut sel = Route::new(r.prefix).table(r.table);
+            sel.kind = r.kind;
+            sel.priority = r.priority;
+            let prev = h.lookup(&sel)?;
+            if h.upsert(r, None)? {
+                changed = true;
+                undo.push(match prev {
+                    Some(p) => Undo::Restore(p),
+                    None => Undo::Delete(r.clone()),
+                });
+            }
+        }
+        for rule in &self.rules {
+            if h.replace_rule(rule)? {
+                changed = true;
+                undo.push(Undo::DeleteRule(rule.clone()));
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Deletes the rules, then the routes in reverse order. What is already
+    /// gone is skipped; every item is attempted, and the first other error
+    /// is returned.
+    pub fn remove(&self, h: &Handle) -> Result<()> {
+        let mut first: Option<Error> = None;
+        let mut note = |r: Result<()>| {
+            if let Err(e) = r {
+                if !e.is_not_found() && first.is_none() {
+                    first = Some(e);
+                }
+            }
+        };
+        for rule in self.rules.iter().rev() {
+            note(h.delete_rule(rule));
+        }
+        for r in self.routes.iter().rev() {
+            note(h.delete(r));
+        }
+        match first {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A remote node of [`NativeRouting`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteNode {
+    /// The node's pod CIDR.
+    pub pod_cidr: IpNet,
+    /// The node's IP on the underlay.
+    pub node_ip: IpAddr,
+}
+
+/// Cilium's native-routing layout on one node (seed 003).
+///
+/// ```no_run
+/// use route::{Handle, layout::NativeRouting};
+///
+/// let h = Handle::new()?;
+/// let node = NativeRouting::new("10.0.0.161".parse().unwrap(), "10.0.0.0/24".parse().unwrap(), "eth0")
+///     .remote("10.0.1.0/24".parse().unwrap(), "192.168.1.12".parse().unwrap());
+/// for r in node.layout().routes {
+///     println!("{}", r.to_ip_command());
+/// }
+/// node.install(&h)?;
+/// node.remove(&h)?;
+/// # Ok::<(), route::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeRouting {
+    /// The host device, `cilium_host` by default.
+    pub host_device: String,
+    /// The `cilium_host` IP (router IP of the local pod CIDR).
+    pub host_ip: IpAddr,
+    /// This node's pod CIDR.
+    pub local_pod_cidr: IpNet,
+    /// The underlay device towards the other nodes.
+    pub underlay: String,
+    /// The other nodes.
+    pub remote_nodes: Vec<RemoteNode>,
+    /// The table for all routes (main by default).
+    pub table: u32,
+    /// The protocol of all routes (`boot` by default).
+    pub proto: Protocol,
+    /// The MTU of the routes, if any.
+    pub mtu: Option<u32>,
+}
+
+impl NativeRouting {
+    /// A node with host device `cilium_host`, no remote nodes yet.
+    pub fn new(host_ip: IpAddr, local_pod_cidr: IpNet, underlay: impl Into<String>) -> Self {
+        NativeRouting {
+            host_device: "cilium_host".into(),
+            host_ip,
+            local_pod_cidr,
+            underlay: underlay.into(),
+            remote_nodes: Vec::new(),
+            table: MAIN_TABLE,
+            proto: Protocol::BOOT,
+            mtu: None,
+        }
+    }
+
+    /// Adds a remote node.
+    pub fn remote(mut self, pod_cidr: IpNet, node_ip: IpAddr) -> Self {
+        self.remote_nodes.push(RemoteNode { pod_cidr, node_ip });
+        self
+    }
+
+    /// The routes, nexthop routes first:
+    /// `<host IP> dev cilium_host scope link`,
+    /// `<local pod CIDR> via <host IP> dev cilium_host src <host IP>`, and per
+    /// remote node `<node IP> dev <underlay> scope link` (the nexthop route
+    /// Cilium's upsert adds) and `<pod CIDR> via <node IP> dev <underlay>`.
+    /// For IPv6 the local pod CIDR route has no `via`: the kernel refuses a
+    /// gateway that is a local address ("Gateway can not be a local
+    /// address"), so it is `<local pod CIDR> dev cilium_host src <host IP>`.
+    pub fn layout(&self) -> Layout {
+        let fix = |r: Route| {
+            let mut r = r.table(self.table).proto(self.proto);
+            if r.nexthop.is_some() {
+                r.mtu = self.mtu;
+            }
+            r
+        };
+        let mut local = Route::new(self.local_pod_cidr)
+            .dev(self.host_device.clone())
+            .src(self.host_ip);
+        if self.host_ip.is_ipv4() {
+            local = local.via(self.host_ip);
+        }
+        let mut routes = vec![fix(link_route(self.host_ip, &self.host_device)), fix(local)];
+        for n in &self.remote_nodes {
+            let nh = fix(link_route(n.node_ip, &self.underlay));
+            if !routes.contains(&nh) {
+                routes.push(nh);
+            }
+            routes.push(fix(Route::new(n.pod_cidr).via(n.node_ip).dev(self.underlay.clone())));
+        }
+        Layout {
+            routes,
+            rules: Vec::new(),
+        }
+    }
+
+    /// Installs the layout (see [`Layout::install`]).
+    pub fn install(&self, h: &Handle) -> Result<bool> {
+        self.layout().install(h)
+    }
+
+    /// Removes the layout (see [`Layout::remove`]).
+    pub fn remove(&self, h: &Handle) -> Result<()> {
+        self.layout().remove(h)
+    }
+}
+
+/// One endpoint of Cilium's ENI datapath (seed 002).
+///
+/// ```no_run
+/// use route::{Handle, layout::EniEndpoint};
+///
+/// let h = Handle::new()?;
+/// let ep = EniEndpoint {
+///     pod_ip: "192.168.105.44".parse().unwrap(),
+///     host_device: "lxc5a4def8d96c5".into(),
+///     eni_device: "eth2".into(),
+///     eni_table: 92,
+///     router: "192.168.0.1".parse().unwrap(),
+///     vpc_cidrs: vec!["192.168.0.0/16".parse().unwrap()],
+///     mtu: None,
+/// };
+/// ep.install(&h)?;
+/// ep.remove(&h)?;
+/// # Ok::<(), route::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EniEndpoint {
+    /// The pod's IP (an ENI secondary IP).
+    pub pod_ip: IpAddr,
+    /// The host side of the pod's veth (`lxcXXXX`).
+    pub host_device: String,
+    /// The ENI's device (`ethN`).
+    pub eni_device: String,
+    /// The ENI's routing table.
+    pub eni_table: u32,
+    /// The VPC router of the ENI's subnet.
+    pub router: IpAddr,
+    /// The VPC CIDRs reached through the ENI.
+    pub vpc_cidrs: Vec<IpNet>,
+    /// The MTU of the ENI's default route, if any.
+    pub mtu: Option<u32>,
+}
+
+impl EniEndpoint {
+    fn family(&self) -> Family {
+        if self.pod_ip.is_ipv6() {
+            Family::V6
+        } else {
+            Family::V4
+        }
+    }
+
+    /// The ENI table's routes: `<router> dev ethN scope link` and
+    /// `default via <router> dev ethN`, in table `eni_table`.
+    pub fn eni_table_routes(&self) -> Vec<Route> {
+        let default = if self.router.is_ipv6() {
+            IpNet::V6(Default::default())
+        } else {
+            IpNet::V4(Default::default())
+        };
+        let mut dflt = Route::new(default)
+            .via(self.router)
+            .dev(self.eni_device.clone())
+            .table(self.eni_table);
+        dflt.mtu = self.mtu;
+        vec![
+            link_route(self.router, &self.eni_device).table(self.eni_table),
+            dflt,
+        ]
+    }
+
+    /// Everything of this endpoint: the ENI table's routes, `<podIP> dev
+    /// lxcXXXX` (scope link) in main, and the rules of priority 20 and 30.
+    pub fn layout(&self) -> Layout {
+        let pod = IpNet::from(self.pod_ip);
+        let mut routes = self.eni_table_routes();
+        routes.push(link_route(self.pod_ip, &self.host_device));
+        let mut rules = vec![Rule::new(self.family())
+            .priority(RULE_PRIORITY_INGRESS)
+            .to(pod)
+            .table(MAIN_TABLE)];
+        for c in &self.vpc_cidrs {
+            rules.push(
+                Rule::new(self.family())
+                    .priority(RULE_PRIORITY_EGRESS)
+                    .from(pod)
+                    .to(*c)
+                    .table(self.eni_table),
+            );
+        }
+        Layout { routes, rules }
+    }
+
+    /// Installs the endpoint (see [`Layout::install`]).
+    pub fn install(&self, h: &Handle) -> Result<bool> {
+        self.layout().install(h)
+    }
+
+    /// Removes the endpoint's rules and main-table route; the ENI table's
+    /// routes go too unless another rule still looks up that table (another
+    /// endpoint on the same ENI).
+    pub fn remove(&self, h: &Handle) -> Result<()> {
+        let mut l = self.layout();
+        let shared = self.eni_table_routes();
+        l.routes.retain(|r| !shared.contains(r));
+        l.remove(h)?;
+        let still_used = h
+            .list_rules(Some(self.family()))?
+            .iter()
+            .any(|r| r.action == crate::RuleAction::Lookup && r.table == self.eni_table);
+        if !still_used {
+            Layout {
+                routes: shared,
+                rules: Vec::new(),
+            }
+            .remove(h)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn native_routing_text_is_the_seed() {
+        let n = NativeRouting::new(
+            "10.0.0.161".parse().unwrap(),
+            "10.0.0.0/24".parse().unwrap(),
+            "eth0",
+        )
+        .remote("10.0.1.0/24".parse().unwrap(), "192.168.1.12".parse().unwrap())
+        .remote("10.0.2.0/24".parse().unwrap(), "192.168.1.12".parse().unwrap());
+        let text: Vec<String> = n.layout().routes.iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            text,
+            [
+                "10.0.0.161 dev cilium_host",
+                "10.0.0.0/24 via 10.0.0.161 dev cilium_host src 10.0.0.161",
+                "192.168.1.12 dev eth0",
+                "10.0.1.0/24 via 192.168.1.12 dev eth0",
+                "10.0.2.0/24 via 192.168.1.12 dev eth0",
+            ]
+        );
+        // scope link is iproute2's default for these, hence not printed.
+        assert_eq!(n.layout().routes[0].scope, Scope::LINK);
+    }
+
+    #[test]
+    fn eni_text_is_the_seed() {
+        let ep = EniEndpoint {
+            pod_ip: "192.168.105.44".parse().unwrap(),
+            host_device: "lxc5a4def8d96c5".into(),
+            eni_device: "eth2".into(),
+            eni_table: 92,
+            router: "192.168.0.1".parse().unwrap(),
+            vpc_cidrs: vec!["192.168.0.0/16".parse().unwrap()],
+            mtu: None,
+        };
+        let l = ep.layout();
+        let routes: Vec<String> = l.routes.iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            routes,
+            [
+                "192.168.0.1 dev eth2 table 92",
+                "default via 192.168.0.1 dev eth2 table 92",
+                "192.168.105.44 dev lxc5a4def8d96c5",
+            ]
+        );
+        let rules: Vec<String> = l.rules.iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            rules,
+            [
+                "priority 20 from all to 192.168.105.44 lookup main",
+                "priority 30 from 192.168.105.44 to 192.168.0.0/16 lookup 92",
+            ]
+        );
+    }
+}
