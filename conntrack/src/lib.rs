@@ -59,6 +59,10 @@ pub use map::{
 pub use names::{delete_if_upgrade_needed, exists, write_bpf_macros, CtSizes};
 pub use raw::{map_type_name, MapInfo, DEFAULT_BATCH};
 
+/// The libbpf-sys this crate is built on, for raw bpf(2) calls next to
+/// [`CtMap::as_fd`] (the benchmarks use it for their baselines).
+pub use libbpf_sys;
+
 /// Cilium's `Lookup(epname, src, dst, proto, ingress)`: opens the right map
 /// in `dir` (TCP or any, by family and `proto`; the endpoint's or the global
 /// one) and looks the flow up.

@@ -1,1 +1,444 @@
-//! placeholder
+//! SNAT maps (`cilium_snat_v4_external`, `cilium_snat_v6_external`) and
+//! Cilium's orphan SNAT purge.
+//!
+//! Layouts read in cilium/cilium `bpf/lib/nat.h` (`struct ipv4_nat_entry`,
+//! `struct nat_entry`) and `pkg/maps/nat/ipv4.go` / `ipv6.go`: the key is the
+//! conntrack tuple ([`crate::CtKey4`] / [`crate::CtKey6`] bytes, global
+//! semantics); the value is
+//!
+//! | offset | field      | v4        | v6         |
+//! |--------|------------|-----------|------------|
+//! | 0      | `created`  | u64       | u64        |
+//! | 8      | `needs_ct` | u64       | u64        |
+//! | 16     | `pad1`     | u64       | u64        |
+//! | 24     | `pad2`     | u64       | u64        |
+//! | 32     | `to_addr`  | 4 bytes   | 16 bytes   |
+//! | 36/48  | `to_port`  | `__be16`  | `__be16`   |
+//!
+//! padded to 40 (v4) and 56 (v6) bytes.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+
+use crate::entry::EntryFlags;
+use crate::error::{Error, Result};
+use crate::key::{AnyCtKey, CtKey6, Family, TupleFlags, IPPROTO_TCP};
+use crate::map::CtMap;
+use crate::raw::{self, BatchScanner, RawMap, DEFAULT_BATCH};
+
+/// `cilium_snat_v4_external`.
+pub const MAP_NAME_SNAT4: &str = "cilium_snat_v4_external";
+/// `cilium_snat_v6_external`.
+pub const MAP_NAME_SNAT6: &str = "cilium_snat_v6_external";
+/// Cilium's default SNAT map size: 2/3 of the CT maps' (`natMapEntriesGlobalDefault`).
+pub const DEFAULT_MAX_ENTRIES_NAT: u32 =
+    (crate::map::DEFAULT_MAX_ENTRIES_TCP + crate::map::DEFAULT_MAX_ENTRIES_ANY) * 2 / 3;
+
+/// A SNAT entry (`struct ipv4_nat_entry` / `ipv6_nat_entry`).
+///
+/// ```
+/// use conntrack::nat::NatEntry;
+/// let e = NatEntry::new("192.0.2.1".parse().unwrap(), 33000);
+/// assert_eq!(e.to_bytes().len(), 40);
+/// assert_eq!(e.to_port(), 33000);
+/// assert_eq!(&e.to_bytes()[32..38], &[192, 0, 2, 1, 0x80, 0xe8]);
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NatEntry {
+    bytes: [u8; 56],
+    family: Family,
+}
+
+impl NatEntry {
+    /// Value size of IPv4 SNAT maps.
+    pub const SIZE_V4: usize = 40;
+    /// Value size of IPv6 SNAT maps.
+    pub const SIZE_V6: usize = 56;
+
+    /// An entry translating to `addr:port` (port in host order).
+    pub fn new(addr: IpAddr, port: u16) -> Self {
+        let mut e = NatEntry {
+            bytes: [0; 56],
+            family: if addr.is_ipv4() { Family::V4 } else { Family::V6 },
+        };
+        match addr {
+            IpAddr::V4(a) => e.bytes[32..36].copy_from_slice(&a.octets()),
+            IpAddr::V6(a) => e.bytes[32..48].copy_from_slice(&a.octets()),
+        }
+        e.set_to_port(port);
+        e
+    }
+
+    /// Value size for `family`.
+    pub fn size(family: Family) -> usize {
+        match family {
+            Family::V4 => Self::SIZE_V4,
+            Family::V6 => Self::SIZE_V6,
+        }
+    }
+
+    /// Decodes an entry of `family`.
+    pub fn from_bytes(family: Family, b: &[u8]) -> Result<Self> {
+        let want = Self::size(family);
+        if b.len() != want {
+            return Err(Error::Layout {
+                what: "NatEntry",
+                expected: want,
+                found: b.len(),
+            });
+        }
+        let mut bytes = [0u8; 56];
+        bytes[..want].copy_from_slice(b);
+        Ok(NatEntry { bytes, family })
+    }
+
+    /// The bytes as the map stores them (40 or 56).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.as_bytes().to_vec()
+    }
+
+    /// The bytes, borrowed.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..Self::size(self.family)]
+    }
+
+    fn u64_at(&self, off: usize) -> u64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.bytes[off..off + 8]);
+        u64::from_ne_bytes(b)
+    }
+
+    /// `created`.
+    pub fn created(&self) -> u64 {
+        self.u64_at(0)
+    }
+
+    /// Sets `created`.
+    pub fn set_created(&mut self, v: u64) {
+        self.bytes[0..8].copy_from_slice(&v.to_ne_bytes());
+    }
+
+    /// `needs_ct`.
+    pub fn needs_ct(&self) -> u64 {
+        self.u64_at(8)
+    }
+
+    /// Sets `needs_ct`.
+    pub fn set_needs_ct(&mut self, v: u64) {
+        self.bytes[8..16].copy_from_slice(&v.to_ne_bytes());
+    }
+
+    /// The translated address (`to_saddr` / `to_daddr`).
+    pub fn to_addr(&self) -> IpAddr {
+        match self.family {
+            Family::V4 => {
+                let a: [u8; 4] = [self.bytes[32], self.bytes[33], self.bytes[34], self.bytes[35]];
+                Ipv4Addr::from(a).into()
+            }
+            Family::V6 => {
+                let mut a = [0u8; 16];
+                a.copy_from_slice(&self.bytes[32..48]);
+                Ipv6Addr::from(a).into()
+            }
+        }
+    }
+
+    fn port_off(&self) -> usize {
+        match self.family {
+            Family::V4 => 36,
+            Family::V6 => 48,
+        }
+    }
+
+    /// The translated port, host order.
+    pub fn to_port(&self) -> u16 {
+        let o = self.port_off();
+        u16::from_be_bytes([self.bytes[o], self.bytes[o + 1]])
+    }
+
+    /// Sets the translated port (host order in, network order stored).
+    pub fn set_to_port(&mut self, p: u16) {
+        let o = self.port_off();
+        self.bytes[o..o + 2].copy_from_slice(&p.to_be_bytes());
+    }
+
+    fn addr_bytes(&self) -> &[u8] {
+        match self.family {
+            Family::V4 => &self.bytes[32..36],
+            Family::V6 => &self.bytes[32..48],
+        }
+    }
+
+    fn port_bytes(&self) -> [u8; 2] {
+        let o = self.port_off();
+        [self.bytes[o], self.bytes[o + 1]]
+    }
+}
+
+/// Cilium's `NatEntry4.String`: `Addr=%s Port=%d Created=%d NeedsCT=%d\n`.
+impl fmt::Display for NatEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "Addr={} Port={} Created={} NeedsCT={}",
+            self.to_addr(),
+            self.to_port(),
+            self.created(),
+            self.needs_ct()
+        )
+    }
+}
+
+impl fmt::Debug for NatEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatEntry")
+            .field("to_addr", &self.to_addr())
+            .field("to_port", &self.to_port())
+            .field("created", &self.created())
+            .field("needs_ct", &self.needs_ct())
+            .finish()
+    }
+}
+
+/// A SNAT map, checked on open like [`CtMap`].
+#[derive(Debug)]
+pub struct NatMap {
+    raw: RawMap,
+    family: Family,
+}
+
+impl NatMap {
+    /// Opens a pinned SNAT map; family from the name
+    /// (`cilium_snat_v4_external` / `..._v6_...`) or else the key size.
+    pub fn open(path: impl AsRef<Path>) -> Result<NatMap> {
+        let path = path.as_ref();
+        let raw = RawMap::open_pinned(path)?;
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let family = if name.contains("_v6_") {
+            Family::V6
+        } else if name.contains("_v4_") {
+            Family::V4
+        } else if raw.info.key_size as usize == CtKey6::SIZE {
+            Family::V6
+        } else {
+            Family::V4
+        };
+        Self::check(raw, family)
+    }
+
+    /// Opens `dir/name`.
+    pub fn open_named(dir: impl AsRef<Path>, name: &str) -> Result<NatMap> {
+        Self::open(dir.as_ref().join(name))
+    }
+
+    fn check(raw: RawMap, family: Family) -> Result<NatMap> {
+        let path = raw.path.clone().unwrap_or_default();
+        if raw.info.map_type != raw::MAP_TYPE_LRU_HASH && raw.info.map_type != raw::MAP_TYPE_HASH {
+            return Err(Error::MapType {
+                name: raw.label.clone(),
+                path,
+                expected: "lru_hash or hash",
+                found: raw::map_type_name(raw.info.map_type),
+            });
+        }
+        if raw.info.key_size as usize != family.key_size() {
+            return Err(Error::KeySize {
+                name: raw.label.clone(),
+                path,
+                expected: family.key_size() as u32,
+                found: raw.info.key_size,
+            });
+        }
+        if raw.info.value_size as usize != NatEntry::size(family) {
+            return Err(Error::ValueSize {
+                name: raw.label.clone(),
+                path,
+                expected: NatEntry::size(family) as u32,
+                found: raw.info.value_size,
+            });
+        }
+        Ok(NatMap { raw, family })
+    }
+
+    /// Creates an LRU SNAT map with Cilium's name for `family`, pinned in
+    /// `pin_dir` when given.
+    pub fn create(family: Family, max_entries: u32, pin_dir: Option<&Path>) -> Result<NatMap> {
+        let name = match family {
+            Family::V4 => MAP_NAME_SNAT4,
+            Family::V6 => MAP_NAME_SNAT6,
+        };
+        let pin = pin_dir.map(|d| d.join(name));
+        let raw = RawMap::create(
+            libbpf_rs::MapType::LruHash,
+            name,
+            family.key_size() as u32,
+            NatEntry::size(family) as u32,
+            max_entries,
+            None,
+            pin.as_deref(),
+        )?;
+        Ok(NatMap { raw, family })
+    }
+
+    /// The map's family.
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
+    fn check_family(&self, k: &AnyCtKey, e: Option<&NatEntry>) -> Result<()> {
+        let ef = e.map(|e| e.family).unwrap_or(self.family);
+        if k.family() != self.family || ef != self.family {
+            return Err(Error::KeyFamily {
+                name: self.raw.display_name(),
+                map: self.family,
+                map_key_size: self.family.key_size(),
+                key: if k.family() != self.family { k.family() } else { ef },
+                key_size: k.as_bytes().len(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Looks a tuple up.
+    pub fn lookup(&self, key: &AnyCtKey) -> Result<Option<NatEntry>> {
+        self.check_family(key, None)?;
+        let mut v = [0u8; 56];
+        let n = NatEntry::size(self.family);
+        if self.raw.lookup_into(key.as_bytes(), &mut v[..n])? {
+            Ok(Some(NatEntry::from_bytes(self.family, &v[..n])?))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Inserts or replaces an entry.
+    pub fn update(&self, key: &AnyCtKey, e: &NatEntry) -> Result<()> {
+        self.check_family(key, Some(e))?;
+        self.raw.update(key.as_bytes(), e.as_bytes(), 0)
+    }
+
+    /// Deletes an entry; `Ok(false)` when absent.
+    pub fn delete(&self, key: &AnyCtKey) -> Result<bool> {
+        self.check_family(key, None)?;
+        self.raw.delete(key.as_bytes())
+    }
+
+    /// Counts entries with a batch walk.
+    pub fn count(&self) -> Result<usize> {
+        let mut s = BatchScanner::new(&self.raw, DEFAULT_BATCH)?;
+        let mut n = 0;
+        while let Some(k) = s.next_batch()? {
+            n += k;
+        }
+        Ok(n)
+    }
+}
+
+/// What [`purge_orphan_nat_entries`] did (Cilium's `NatGCStats`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NatGcStats {
+    /// SNAT entries scanned.
+    pub scanned: usize,
+    /// Ingress (reverse, `TUPLE_F_IN`) entries kept.
+    pub ingress_alive: usize,
+    /// Ingress entries deleted.
+    pub ingress_deleted: usize,
+    /// Egress entries deleted.
+    pub egress_deleted: usize,
+    /// Egress entries kept.
+    pub egress_alive: usize,
+}
+
+fn ct_exists(ct: &CtMap, key: &AnyCtKey, want_dsr: bool) -> bool {
+    match ct.lookup(key) {
+        Ok(None) => false,
+        Ok(Some(e)) => !want_dsr || e.flags().contains(EntryFlags::DSR_INTERNAL),
+        // Cilium's ctEntryExist: any error other than ENOENT counts as present.
+        Err(_) => true,
+    }
+}
+
+fn tuple(family: Family, daddr: &[u8], saddr: &[u8], dport: [u8; 2], sport: [u8; 2], proto: u8) -> Result<AnyCtKey> {
+    let mut b = Vec::with_capacity(family.key_size());
+    b.extend_from_slice(daddr);
+    b.extend_from_slice(saddr);
+    b.extend_from_slice(&dport);
+    b.extend_from_slice(&sport);
+    b.push(proto);
+    b.push(TupleFlags::OUT.bits());
+    AnyCtKey::from_bytes(family, &b)
+}
+
+/// Removes SNAT entries that have no conntrack entry (Cilium's
+/// `PurgeOrphanNATEntries`, `pkg/maps/ctmap/ctmap.go` and `utils.go`):
+///
+/// * an ingress (reverse) entry `k` (`TUPLE_F_IN`) is kept while the egress CT
+///   entry rebuilt from `k` and its value (`saddr = k.saddr, daddr = to_addr,
+///   sport = to_port, dport = k.sport`) exists;
+/// * an egress entry is kept while either the egress CT entry (the tuple with
+///   addresses swapped) exists, or the DSR CT entry (ports swapped) exists
+///   with the `DSRInternal` flag.
+///
+/// TCP tuples are checked in `ct_tcp`, the others in `ct_any`. Deletions use
+/// `BPF_MAP_DELETE_BATCH`.
+pub fn purge_orphan_nat_entries(ct_tcp: &CtMap, ct_any: &CtMap, nat: &NatMap) -> Result<NatGcStats> {
+    let family = nat.family;
+    if ct_tcp.family() != family || ct_any.family() != family {
+        return Err(Error::InvalidInput(format!(
+            "purge_orphan_nat_entries: CT maps ({}, {}) and SNAT map ({family}) differ in family",
+            ct_tcp.family(),
+            ct_any.family()
+        )));
+    }
+    let ks = family.key_size();
+    let vs = NatEntry::size(family);
+    let al = match family {
+        Family::V4 => 4,
+        Family::V6 => 16,
+    };
+    let mut stats = NatGcStats::default();
+    let mut scanner = BatchScanner::new(&nat.raw, DEFAULT_BATCH)?;
+    let mut del = Vec::new();
+    while let Some(n) = scanner.next_batch()? {
+        stats.scanned += n;
+        del.clear();
+        for i in 0..n {
+            let k = &scanner.keys[i * ks..(i + 1) * ks];
+            let v = NatEntry::from_bytes(family, &scanner.values[i * vs..(i + 1) * vs])?;
+            let (daddr, saddr) = (&k[0..al], &k[al..2 * al]);
+            let dport = [k[2 * al], k[2 * al + 1]];
+            let sport = [k[2 * al + 2], k[2 * al + 3]];
+            let proto = k[2 * al + 4];
+            let flags = TupleFlags::from_bits_retain(k[2 * al + 5]);
+            let ct = if proto == IPPROTO_TCP { ct_tcp } else { ct_any };
+            if flags.contains(TupleFlags::IN) {
+                // egressCTKeyFromIngressNatKeyAndVal, after SwapAddresses:
+                // daddr = to_addr, saddr = k.saddr, dport = k.sport,
+                // sport = to_port, flags OUT.
+                let ctk = tuple(family, v.addr_bytes(), saddr, sport, v.port_bytes(), proto)?;
+                if ct_exists(ct, &ctk, false) {
+                    stats.ingress_alive += 1;
+                } else {
+                    del.extend_from_slice(k);
+                    stats.ingress_deleted += 1;
+                }
+            } else {
+                // egressCTKeyFromEgressNatKey: addresses swapped.
+                let egress = tuple(family, saddr, daddr, dport, sport, proto)?;
+                // dsrCTKeyFromEgressNatKey: ports swapped.
+                let dsr = tuple(family, daddr, saddr, sport, dport, proto)?;
+                if ct_exists(ct, &egress, false) || ct_exists(ct, &dsr, true) {
+                    stats.egress_alive += 1;
+                } else {
+                    del.extend_from_slice(k);
+                    stats.egress_deleted += 1;
+                }
+            }
+        }
+        if !del.is_empty() {
+            nat.raw.delete_batch(&del)?;
+        }
+    }
+    Ok(stats)
+}
