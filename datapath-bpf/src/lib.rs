@@ -1,7 +1,40 @@
-//! A libbpf-built pod datapath (native routing, Cilium-compatible conntrack).
+//! A libbpf-built pod datapath for native routing, with Cilium-compatible
+//! conntrack maps, that a CNI agent embeds.
+//!
+//! * [`OBJECT`]: the compiled BPF object (built from `src/bpf/datapath.bpf.c`
+//!   by libbpf-cargo at build time), for your own loader.
+//! * [`Datapath`]: load it ([`Options`]: pin directory, map sizes, skip-FIB),
+//!   fill the endpoint / IP cache / policy maps, [`Datapath::attach`] the
+//!   programs ([`Hook`]) with tcx or tc, read [`Datapath::metrics`], hand the
+//!   conntrack maps ([`Datapath::ct_map_paths`]) to the `conntrack` crate.
+//!
+//! ```no_run
+//! use datapath_bpf::{Datapath, Direction, Hook, Options, PolicyKey};
+//! let mut dp = Datapath::load(&Options::new("/sys/fs/bpf/tc/globals"))?;
+//! dp.attach(2, Hook::FromNetdev)?;
+//! dp.deny(&PolicyKey { endpoint_id: 1001, identity: 0, dport: 22, protocol: 6, direction: Direction::Ingress })?;
+//! for m in dp.metrics()? {
+//!     println!("{} {} {} packets", m.direction, m.reason_name(), m.packets);
+//! }
+//! # Ok::<(), datapath_bpf::Error>(())
+//! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![warn(missing_docs)]
 
+mod attach;
+mod datapath;
+mod error;
+pub mod maps;
 mod object;
 
+pub use attach::Hook;
+pub use datapath::{
+    AttachMode, CtMapPaths, Datapath, Options, Program, TestContext, TestOutput, TC_ACT_OK,
+    TC_ACT_REDIRECT, TC_ACT_SHOT,
+};
+pub use error::{Error, Result};
+pub use maps::{
+    reason, CtEntry, CtTuple4, CtTuple6, Direction, Endpoint, EndpointFlags, IpcacheInfo, Metric,
+    PolicyKey, PolicyStats,
+};
 pub use object::OBJECT;

@@ -1,0 +1,226 @@
+//! Attaching programs to interfaces: tcx links, or tc clsact filters.
+//!
+//! Both go through the calling thread's network namespace (the ifindex is
+//! resolved there). A tc filter must also be removed from that namespace, so
+//! an attachment keeps the namespace open and detaches on a short-lived
+//! thread that `setns`es into it. tcx links detach from any thread.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, FromRawFd};
+use std::os::unix::fs::MetadataExt;
+
+use crate::datapath::{AttachMode, Program};
+use crate::error::{Error, Result};
+
+/// Where a program is attached.
+///
+/// ```
+/// use datapath_bpf::Hook;
+/// assert_eq!(Hook::ToContainer.to_string(), "to-container");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Hook {
+    /// `from_container` on the ingress of a pod's host-side veth.
+    FromContainer,
+    /// `to_container` on the egress of a pod's host-side veth.
+    ToContainer,
+    /// `from_netdev` on the ingress of the node's underlay interface.
+    FromNetdev,
+}
+
+impl Hook {
+    /// The program this hook runs.
+    pub fn program(self) -> Program {
+        match self {
+            Hook::FromContainer => Program::FromContainer,
+            Hook::ToContainer => Program::ToContainer,
+            Hook::FromNetdev => Program::FromNetdev,
+        }
+    }
+
+    fn egress(self) -> bool {
+        self == Hook::ToContainer
+    }
+}
+
+impl std::fmt::Display for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Cilium's section names.
+        f.write_str(match self {
+            Hook::FromContainer => "from-container",
+            Hook::ToContainer => "to-container",
+            Hook::FromNetdev => "from-netdev",
+        })
+    }
+}
+
+pub(crate) struct Netns {
+    pub id: (u64, u64),
+    file: File,
+}
+
+/// The calling thread's network namespace.
+pub(crate) fn current_netns() -> Result<Netns> {
+    let path = "/proc/thread-self/ns/net";
+    let file = File::open(path).map_err(|source| Error::PinDir { path: path.into(), source })?;
+    let md = file
+        .metadata()
+        .map_err(|source| Error::PinDir { path: path.into(), source })?;
+    Ok(Netns { id: (md.dev(), md.ino()), file })
+}
+
+fn interface_exists(ifindex: u32) -> bool {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: buf has IF_NAMESIZE bytes as if_indextoname requires.
+    !unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) }.is_null()
+}
+
+enum Kind {
+    Tcx(OwnedFd),
+    Tc { prog: OwnedFd },
+}
+
+pub(crate) struct Attachment {
+    ns: Netns,
+    pub ifindex: u32,
+    pub hook: Hook,
+    kind: Kind,
+}
+
+impl std::fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Attachment({} on ifindex {} {})", self.hook, self.ifindex, self.mode())
+    }
+}
+
+const TC_HANDLE: u32 = 1;
+const TC_PRIORITY: u32 = 1;
+const ENOTSUPP: i32 = 524;
+
+fn tc_hook(ifindex: u32, egress: bool) -> libbpf_sys::bpf_tc_hook {
+    // SAFETY: plain C struct; zero is its default.
+    let mut h: libbpf_sys::bpf_tc_hook = unsafe { std::mem::zeroed() };
+    h.sz = size_of::<libbpf_sys::bpf_tc_hook>() as _;
+    h.ifindex = ifindex as i32;
+    h.attach_point = if egress { libbpf_sys::BPF_TC_EGRESS } else { libbpf_sys::BPF_TC_INGRESS };
+    h
+}
+
+fn tc_opts(prog_fd: i32) -> libbpf_sys::bpf_tc_opts {
+    // SAFETY: plain C struct; zero is its default.
+    let mut o: libbpf_sys::bpf_tc_opts = unsafe { std::mem::zeroed() };
+    o.sz = size_of::<libbpf_sys::bpf_tc_opts>() as _;
+    o.prog_fd = prog_fd;
+    o.handle = TC_HANDLE;
+    o.priority = TC_PRIORITY;
+    o
+}
+
+impl Attachment {
+    pub(crate) fn matches(&self, ns: (u64, u64), ifindex: u32, hook: Hook) -> bool {
+        self.ns.id == ns && self.ifindex == ifindex && self.hook == hook
+    }
+
+    fn mode(&self) -> String {
+        let dir = if self.hook.egress() { "egress" } else { "ingress" };
+        match self.kind {
+            Kind::Tcx(_) => format!("tcx {dir}"),
+            Kind::Tc { .. } => format!("tc clsact {dir}"),
+        }
+    }
+
+    pub(crate) fn attach(
+        prog: OwnedFd,
+        ns: Netns,
+        ifindex: u32,
+        hook: Hook,
+        mode: AttachMode,
+    ) -> Result<Attachment> {
+        if ifindex == 0 || !interface_exists(ifindex) {
+            return Err(Error::UnknownInterface { ifindex });
+        }
+        let program = hook.program().name();
+        let dir = if hook.egress() { "egress" } else { "ingress" };
+        if mode != AttachMode::Tc {
+            let attach_type = if hook.egress() {
+                libbpf_sys::BPF_TCX_EGRESS
+            } else {
+                libbpf_sys::BPF_TCX_INGRESS
+            };
+            // SAFETY: valid prog fd; NULL opts are allowed.
+            let fd = unsafe {
+                libbpf_sys::bpf_link_create(prog.as_raw_fd(), ifindex as i32, attach_type, std::ptr::null())
+            };
+            if fd >= 0 {
+                // SAFETY: the kernel just gave us this fd.
+                let link = unsafe { OwnedFd::from_raw_fd(fd) };
+                return Ok(Attachment { ns, ifindex, hook, kind: Kind::Tcx(link) });
+            }
+            let errno = -fd;
+            let no_tcx = errno == libc::EINVAL || errno == libc::EOPNOTSUPP || errno == ENOTSUPP;
+            if mode == AttachMode::Tcx || !no_tcx {
+                return Err(Error::Attach {
+                    program,
+                    ifindex,
+                    mode: format!("tcx {dir}"),
+                    source: io::Error::from_raw_os_error(errno),
+                });
+            }
+        }
+        let mode_text = format!("tc clsact {dir}");
+        let mut h = tc_hook(ifindex, hook.egress());
+        // SAFETY: valid hook struct; creates the clsact qdisc.
+        let rc = unsafe { libbpf_sys::bpf_tc_hook_create(&mut h) };
+        if rc < 0 && -rc != libc::EEXIST {
+            return Err(Error::Attach { program, ifindex, mode: mode_text, source: io::Error::from_raw_os_error(-rc) });
+        }
+        let mut o = tc_opts(prog.as_raw_fd());
+        o.flags = libbpf_sys::BPF_TC_F_REPLACE;
+        // SAFETY: valid hook and opts.
+        let rc = unsafe { libbpf_sys::bpf_tc_attach(&h, &mut o) };
+        if rc < 0 {
+            return Err(Error::Attach { program, ifindex, mode: mode_text, source: io::Error::from_raw_os_error(-rc) });
+        }
+        Ok(Attachment { ns, ifindex, hook, kind: Kind::Tc { prog } })
+    }
+
+    pub(crate) fn detach(self) -> Result<()> {
+        let program = self.hook.program().name();
+        let mode = self.mode();
+        let ifindex = self.ifindex;
+        match self.kind {
+            Kind::Tcx(link) => {
+                // SAFETY: a link fd we own.
+                let rc = unsafe { libbpf_sys::bpf_link_detach(link.as_raw_fd()) };
+                // The link is gone with its interface (ENOLINK/ENOENT): fine.
+                if rc < 0 && ![libc::ENOLINK, libc::ENOENT, libc::ENODEV].contains(&-rc) {
+                    return Err(Error::Detach { program, ifindex, mode, source: io::Error::from_raw_os_error(-rc) });
+                }
+                Ok(())
+            }
+            Kind::Tc { prog: _prog } => {
+                let egress = self.hook.egress();
+                let nsfd = self.ns.file.as_raw_fd();
+                let rc = std::thread::scope(|s| {
+                    s.spawn(|| {
+                        // SAFETY: setns on a namespace fd we hold; only this thread changes.
+                        if unsafe { libc::setns(nsfd, libc::CLONE_NEWNET) } != 0 {
+                            return -io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL);
+                        }
+                        let h = tc_hook(ifindex, egress);
+                        let o = tc_opts(0);
+                        // SAFETY: valid hook and opts (prog_fd 0 as detach requires).
+                        unsafe { libbpf_sys::bpf_tc_detach(&h, &o) }
+                    })
+                    .join()
+                    .unwrap_or(-libc::EINVAL)
+                });
+                if rc < 0 && ![libc::ENOENT, libc::ENODEV, libc::EINVAL].contains(&-rc) {
+                    return Err(Error::Detach { program, ifindex, mode, source: io::Error::from_raw_os_error(-rc) });
+                }
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,738 @@
+//! Loading the datapath, its maps and programs.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use libbpf_rs::{MapCore, ObjectBuilder, PrintLevel};
+
+use crate::attach::{Attachment, Hook};
+use crate::error::{Error, Result};
+use crate::maps::{self, *};
+
+/// How to load the datapath.
+///
+/// ```
+/// let o = datapath_bpf::Options::new("/sys/fs/bpf/tc/globals");
+/// assert_eq!(o.ct_tcp_size, 524288);
+/// assert!(!o.skip_fib);
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Options {
+    /// bpffs directory the maps are pinned in (created if missing). Maps
+    /// already pinned there are re-used, so conntrack survives a restart.
+    pub pin_dir: PathBuf,
+    /// Entries of `cilium_ct4_global` / `cilium_ct6_global` (Cilium: 512k).
+    pub ct_tcp_size: u32,
+    /// Entries of `cilium_ct_any4_global` / `cilium_ct_any6_global` (Cilium: 256k).
+    pub ct_any_size: u32,
+    /// Entries of the endpoints map.
+    pub endpoints_size: u32,
+    /// Entries of the IP cache.
+    pub ipcache_size: u32,
+    /// Entries of the policy map.
+    pub policy_size: u32,
+    /// Forward remote traffic with `bpf_fib_lookup` + `bpf_redirect_neigh`
+    /// instead of handing it to the stack.
+    pub skip_fib: bool,
+    /// Record each redirect's target so [`Datapath::last_redirect`] can read
+    /// it (tests; costs a map write per redirected packet).
+    pub trace_redirects: bool,
+    /// How [`Datapath::attach`] attaches.
+    pub attach_mode: AttachMode,
+}
+
+impl Options {
+    /// Cilium's default sizes, pinned under `pin_dir`.
+    pub fn new(pin_dir: impl Into<PathBuf>) -> Self {
+        Options {
+            pin_dir: pin_dir.into(),
+            ct_tcp_size: 524_288,
+            ct_any_size: 262_144,
+            endpoints_size: 65_535,
+            ipcache_size: 512_000,
+            policy_size: 16_384,
+            skip_fib: false,
+            trace_redirects: false,
+            attach_mode: AttachMode::Auto,
+        }
+    }
+
+    /// Small maps, for tests and benchmarks.
+    pub fn small(pin_dir: impl Into<PathBuf>) -> Self {
+        Options {
+            ct_tcp_size: 4096,
+            ct_any_size: 4096,
+            endpoints_size: 1024,
+            ipcache_size: 1024,
+            policy_size: 1024,
+            ..Options::new(pin_dir)
+        }
+    }
+}
+
+/// How programs are attached to interfaces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    /// tcx where the kernel has it (6.6+), tc clsact otherwise.
+    Auto,
+    /// tcx links only.
+    Tcx,
+    /// tc clsact filters (direct action) only.
+    Tc,
+}
+
+/// A program of the datapath.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Program {
+    /// `from_container`: host-side veth ingress of a pod.
+    FromContainer,
+    /// `to_container`: host-side veth egress (into the pod).
+    ToContainer,
+    /// `from_netdev`: underlay ingress.
+    FromNetdev,
+    /// `tc_pass`: returns `TC_ACT_OK` (benchmark baseline).
+    Pass,
+}
+
+impl Program {
+    /// The program's name in the object.
+    pub fn name(self) -> &'static str {
+        match self {
+            Program::FromContainer => "from_container",
+            Program::ToContainer => "to_container",
+            Program::FromNetdev => "from_netdev",
+            Program::Pass => "tc_pass",
+        }
+    }
+
+    const ALL: [Program; 4] = [
+        Program::FromContainer,
+        Program::ToContainer,
+        Program::FromNetdev,
+        Program::Pass,
+    ];
+}
+
+/// Paths of the four conntrack maps, for the `conntrack` crate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CtMapPaths {
+    /// `cilium_ct4_global`.
+    pub tcp4: PathBuf,
+    /// `cilium_ct_any4_global`.
+    pub any4: PathBuf,
+    /// `cilium_ct6_global`.
+    pub tcp6: PathBuf,
+    /// `cilium_ct_any6_global`.
+    pub any6: PathBuf,
+}
+
+/// Input of a BPF_PROG_TEST_RUN.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TestContext {
+    /// `skb->ingress_ifindex` (from-container checks the source pod's veth).
+    pub ingress_ifindex: u32,
+    /// `skb->mark`.
+    pub mark: u32,
+    /// Repetitions (0 = 1).
+    pub repeat: u32,
+}
+
+/// Output of a BPF_PROG_TEST_RUN.
+#[derive(Clone, Debug)]
+pub struct TestOutput {
+    /// The program's return value (`TC_ACT_OK` 0, `TC_ACT_SHOT` 2, `TC_ACT_REDIRECT` 7).
+    pub retval: u32,
+    /// The packet after the program.
+    pub data: Vec<u8>,
+    /// `skb->mark` after the program.
+    pub mark: u32,
+    /// Average time per repetition, as the kernel measured it.
+    pub duration: Duration,
+}
+
+/// `TC_ACT_OK`.
+pub const TC_ACT_OK: u32 = 0;
+/// `TC_ACT_SHOT`.
+pub const TC_ACT_SHOT: u32 = 2;
+/// `TC_ACT_REDIRECT`.
+pub const TC_ACT_REDIRECT: u32 = 7;
+
+/// The loaded datapath: programs, pinned maps and attachments.
+///
+/// Maps and programs do not belong to a network namespace; attaching does
+/// (it uses the calling thread's namespace).
+///
+/// ```no_run
+/// use datapath_bpf::{Datapath, Endpoint, EndpointFlags, Hook, Options};
+/// let mut dp = Datapath::load(&Options::new("/sys/fs/bpf/tc/globals"))?;
+/// dp.upsert_endpoint(&Endpoint {
+///     ip: "10.1.0.2".parse().unwrap(), ifindex: 7, mac: [2, 0, 0, 0, 0, 2],
+///     node_mac: [2, 0, 0, 0, 0, 1], id: 1001, identity: 5001, flags: EndpointFlags::empty(),
+/// })?;
+/// dp.attach(7, Hook::FromContainer)?;
+/// dp.attach(7, Hook::ToContainer)?;
+/// # Ok::<(), datapath_bpf::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Datapath {
+    pin_dir: PathBuf,
+    created_dir: bool,
+    maps: HashMap<&'static str, OwnedFd>,
+    progs: HashMap<Program, OwnedFd>,
+    attach_mode: AttachMode,
+    attachments: Vec<Attachment>,
+    ncpus: usize,
+}
+
+thread_local! {
+    static CAPTURE: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+fn print_cb(level: PrintLevel, msg: String) {
+    let captured = CAPTURE.with(|c| {
+        if let Some(buf) = c.borrow_mut().as_mut() {
+            buf.push_str(&msg);
+            true
+        } else {
+            false
+        }
+    });
+    if !captured && level == PrintLevel::Warn {
+        eprint!("{msg}");
+    }
+}
+
+fn map_names() -> impl Iterator<Item = &'static str> {
+    maps::PINNED.into_iter().chain([maps::REDIRECT_TRACE])
+}
+
+impl Datapath {
+    /// Opens the embedded object, sizes and pins its maps under
+    /// `opts.pin_dir` (re-using maps pinned there), and loads the programs.
+    pub fn load(opts: &Options) -> Result<Datapath> {
+        for (what, v) in [
+            ("ct_tcp_size", opts.ct_tcp_size),
+            ("ct_any_size", opts.ct_any_size),
+            ("endpoints_size", opts.endpoints_size),
+            ("ipcache_size", opts.ipcache_size),
+            ("policy_size", opts.policy_size),
+        ] {
+            if v == 0 {
+                return Err(Error::InvalidInput {
+                    what,
+                    reason: "a map needs at least one entry".into(),
+                });
+            }
+        }
+        let created_dir = !opts.pin_dir.exists();
+        std::fs::create_dir_all(&opts.pin_dir).map_err(|source| Error::PinDir {
+            path: opts.pin_dir.clone(),
+            source,
+        })?;
+
+        let mut builder = ObjectBuilder::default();
+        builder
+            .pin_root_path(&opts.pin_dir)
+            .map_err(|source| Error::PinDir {
+                path: opts.pin_dir.clone(),
+                source: io::Error::new(io::ErrorKind::InvalidInput, source.to_string()),
+            })?;
+        let mut open = builder
+            .open_memory(crate::OBJECT)
+            .map_err(|source| Error::Open { source })?;
+
+        let config: [u32; 2] = [u32::from(opts.skip_fib), u32::from(opts.trace_redirects)];
+        for mut m in open.maps_mut() {
+            let name = m.name().to_string_lossy().into_owned();
+            let size = match name.as_str() {
+                maps::CT4_TCP | maps::CT6_TCP => Some(opts.ct_tcp_size),
+                maps::CT4_ANY | maps::CT6_ANY => Some(opts.ct_any_size),
+                maps::ENDPOINTS => Some(opts.endpoints_size),
+                maps::IPCACHE => Some(opts.ipcache_size),
+                maps::POLICY => Some(opts.policy_size),
+                _ => None,
+            };
+            if let Some(size) = size {
+                m.set_max_entries(size)
+                    .map_err(|source| Error::Prepare { map: name.clone(), source })?;
+            }
+            if name.ends_with(".rodata") {
+                let Some(init) = m.initial_value_mut() else {
+                    return Err(Error::Prepare {
+                        map: name,
+                        source: libbpf_rs::Error::from(io::Error::other("no initial value")),
+                    });
+                };
+                for (i, v) in config.iter().enumerate() {
+                    if let Some(dst) = init.get_mut(i * 4..i * 4 + 4) {
+                        dst.copy_from_slice(&v.to_ne_bytes());
+                    }
+                }
+            }
+        }
+
+        let prev = libbpf_rs::set_print(Some((PrintLevel::Debug, print_cb)));
+        CAPTURE.with(|c| *c.borrow_mut() = Some(String::new()));
+        let loaded = open.load();
+        let log = CAPTURE.with(|c| c.borrow_mut().take()).unwrap_or_default();
+        libbpf_rs::set_print(prev);
+        let obj = loaded.map_err(|source| Error::Load {
+            pin_dir: opts.pin_dir.clone(),
+            source,
+            verifier_log: log
+                .lines()
+                .filter(|l| !l.starts_with("libbpf: elf:") && !l.contains("skipping"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        })?;
+
+        let mut map_fds = HashMap::new();
+        for m in obj.maps() {
+            let name = m.name().to_string_lossy();
+            if let Some(n) = map_names().find(|n| *n == name) {
+                let fd = m.as_fd().try_clone_to_owned().map_err(|source| Error::Map {
+                    map: n,
+                    op: "dup fd",
+                    source,
+                })?;
+                map_fds.insert(n, fd);
+            }
+        }
+        let mut progs = HashMap::new();
+        for p in obj.progs() {
+            let name = p.name().to_string_lossy();
+            if let Some(prog) = Program::ALL.into_iter().find(|x| x.name() == name) {
+                let fd = p.as_fd().try_clone_to_owned().map_err(|source| Error::TestRun {
+                    program: prog.name(),
+                    source,
+                })?;
+                progs.insert(prog, fd);
+            }
+        }
+        // SAFETY: no preconditions.
+        let ncpus = unsafe { libbpf_sys::libbpf_num_possible_cpus() };
+        Ok(Datapath {
+            pin_dir: opts.pin_dir.clone(),
+            created_dir,
+            maps: map_fds,
+            progs,
+            attach_mode: opts.attach_mode,
+            attachments: Vec::new(),
+            ncpus: usize::try_from(ncpus).unwrap_or(1).max(1),
+        })
+    }
+
+    /// The pin directory.
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+
+    /// Where the conntrack maps are pinned (open them with the `conntrack` crate).
+    pub fn ct_map_paths(&self) -> CtMapPaths {
+        CtMapPaths {
+            tcp4: self.pin_dir.join(maps::CT4_TCP),
+            any4: self.pin_dir.join(maps::CT4_ANY),
+            tcp6: self.pin_dir.join(maps::CT6_TCP),
+            any6: self.pin_dir.join(maps::CT6_ANY),
+        }
+    }
+
+    /// A program's fd (for test runs or your own attach code).
+    pub fn program_fd(&self, prog: Program) -> std::os::fd::BorrowedFd<'_> {
+        // Every program is inserted by `load` (the object defines all four).
+        self.progs[&prog].as_fd()
+    }
+
+    fn map_fd(&self, name: &'static str) -> i32 {
+        self.maps[name].as_raw_fd()
+    }
+
+    fn update(&self, map: &'static str, key: &[u8], value: &[u8]) -> Result<()> {
+        // SAFETY: key/value buffers have the map's sizes (typed callers).
+        let rc = unsafe {
+            libbpf_sys::bpf_map_update_elem(
+                self.map_fd(map),
+                key.as_ptr().cast::<c_void>(),
+                value.as_ptr().cast::<c_void>(),
+                0,
+            )
+        };
+        if rc < 0 {
+            return Err(Error::Map { map, op: "update", source: io::Error::from_raw_os_error(-rc) });
+        }
+        Ok(())
+    }
+
+    fn delete(&self, map: &'static str, key: &[u8]) -> Result<bool> {
+        // SAFETY: key buffer has the map's key size.
+        let rc = unsafe {
+            libbpf_sys::bpf_map_delete_elem(self.map_fd(map), key.as_ptr().cast::<c_void>())
+        };
+        match rc {
+            0 => Ok(true),
+            e if -e == libc::ENOENT => Ok(false),
+            e => Err(Error::Map { map, op: "delete", source: io::Error::from_raw_os_error(-e) }),
+        }
+    }
+
+    fn lookup(&self, map: &'static str, key: &[u8], value: &mut [u8]) -> Result<bool> {
+        // SAFETY: value buffer is large enough for the map's value (per-CPU
+        // callers pass ncpus * rounded size).
+        let rc = unsafe {
+            libbpf_sys::bpf_map_lookup_elem(
+                self.map_fd(map),
+                key.as_ptr().cast::<c_void>(),
+                value.as_mut_ptr().cast::<c_void>(),
+            )
+        };
+        match rc {
+            0 => Ok(true),
+            e if -e == libc::ENOENT => Ok(false),
+            e => Err(Error::Map { map, op: "lookup", source: io::Error::from_raw_os_error(-e) }),
+        }
+    }
+
+    fn keys<K: Pod + Default>(&self, map: &'static str) -> Result<Vec<K>> {
+        let mut out = Vec::new();
+        let mut cur: Option<K> = None;
+        loop {
+            let mut next = K::default();
+            let prev_ptr = cur
+                .as_ref()
+                .map_or(std::ptr::null(), |k| (k as *const K).cast::<c_void>());
+            // SAFETY: key buffers have the map's key size.
+            let rc = unsafe {
+                libbpf_sys::bpf_map_get_next_key(
+                    self.map_fd(map),
+                    prev_ptr,
+                    (&mut next as *mut K).cast::<c_void>(),
+                )
+            };
+            if rc == -libc::ENOENT {
+                return Ok(out);
+            }
+            if rc < 0 {
+                return Err(Error::Map { map, op: "iterate", source: io::Error::from_raw_os_error(-rc) });
+            }
+            out.push(next);
+            cur = Some(next);
+        }
+    }
+
+    /// Adds or replaces a local endpoint.
+    pub fn upsert_endpoint(&self, ep: &Endpoint) -> Result<()> {
+        if ep.ip.is_unspecified() || ep.ip.is_multicast() {
+            return Err(Error::InvalidInput {
+                what: "endpoint address",
+                reason: format!("{} cannot be an endpoint", ep.ip),
+            });
+        }
+        if ep.ifindex == 0 && !ep.flags.contains(EndpointFlags::HOST) {
+            return Err(Error::InvalidInput {
+                what: "endpoint ifindex",
+                reason: format!("endpoint {} needs the ifindex of its host-side veth", ep.ip),
+            });
+        }
+        self.update(maps::ENDPOINTS, EndpointKey::new(ep.ip).as_bytes(), ep.value().as_bytes())
+    }
+
+    /// Removes a local endpoint; `Ok(false)` when there was none.
+    pub fn remove_endpoint(&self, ip: IpAddr) -> Result<bool> {
+        self.delete(maps::ENDPOINTS, EndpointKey::new(ip).as_bytes())
+    }
+
+    /// Reads an endpoint back.
+    pub fn endpoint(&self, ip: IpAddr) -> Result<Option<Endpoint>> {
+        let mut v = [0u8; size_of::<EndpointValue>()];
+        if !self.lookup(maps::ENDPOINTS, EndpointKey::new(ip).as_bytes(), &mut v)? {
+            return Ok(None);
+        }
+        Ok(EndpointValue::from_bytes(&v).map(|v| Endpoint::from_value(ip, &v)))
+    }
+
+    fn ipcache_key(addr: IpAddr, prefix_len: u8) -> Result<IpcacheKey> {
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix_len > max {
+            return Err(Error::InvalidInput {
+                what: "ipcache prefix length",
+                reason: format!("{addr}/{prefix_len}: an {} prefix is at most /{max}", if addr.is_ipv4() { "IPv4" } else { "IPv6" }),
+            });
+        }
+        // Normalise: clear host bits, as the LPM trie ignores them anyway.
+        let net = ipnet::IpNet::new(addr, prefix_len)
+            .map_err(|e| Error::InvalidInput { what: "ipcache prefix", reason: e.to_string() })?
+            .trunc();
+        Ok(IpcacheKey::new(net.addr(), prefix_len))
+    }
+
+    /// Adds or replaces the IP cache entry of `addr/prefix_len`.
+    pub fn upsert_ipcache(&self, addr: IpAddr, prefix_len: u8, info: &IpcacheInfo) -> Result<()> {
+        let key = Self::ipcache_key(addr, prefix_len)?;
+        self.update(maps::IPCACHE, key.as_bytes(), info.value().as_bytes())
+    }
+
+    /// Removes an IP cache entry; `Ok(false)` when there was none.
+    pub fn remove_ipcache(&self, addr: IpAddr, prefix_len: u8) -> Result<bool> {
+        let key = Self::ipcache_key(addr, prefix_len)?;
+        self.delete(maps::IPCACHE, key.as_bytes())
+    }
+
+    /// Longest-prefix match of one address in the IP cache.
+    pub fn lookup_ipcache(&self, addr: IpAddr) -> Result<Option<IpcacheInfo>> {
+        let key = IpcacheKey::new(addr, if addr.is_ipv4() { 32 } else { 128 });
+        let mut v = [0u8; size_of::<IpcacheValue>()];
+        if !self.lookup(maps::IPCACHE, key.as_bytes(), &mut v)? {
+            return Ok(None);
+        }
+        Ok(IpcacheValue::from_bytes(&v).map(|v| IpcacheInfo::from_value(&v)))
+    }
+
+    fn set_policy(&self, key: &PolicyKey, deny: bool) -> Result<()> {
+        let v = PolicyValue { deny: u8::from(deny), ..Default::default() };
+        self.update(maps::POLICY, key.raw().as_bytes(), v.as_bytes())
+    }
+
+    /// Allows new connections matching `key`.
+    pub fn allow(&self, key: &PolicyKey) -> Result<()> {
+        self.set_policy(key, false)
+    }
+
+    /// Denies (drops, counted as "Policy denied by denylist") new connections
+    /// matching `key`. Established connections keep flowing until their
+    /// conntrack entries go (flush them with the `conntrack` crate).
+    pub fn deny(&self, key: &PolicyKey) -> Result<()> {
+        self.set_policy(key, true)
+    }
+
+    /// Removes a policy entry; `Ok(false)` when there was none.
+    pub fn remove_policy(&self, key: &PolicyKey) -> Result<bool> {
+        self.delete(maps::POLICY, key.raw().as_bytes())
+    }
+
+    /// A policy entry's verdict and counters.
+    pub fn policy(&self, key: &PolicyKey) -> Result<Option<PolicyStats>> {
+        let mut v = [0u8; size_of::<PolicyValue>()];
+        if !self.lookup(maps::POLICY, key.raw().as_bytes(), &mut v)? {
+            return Ok(None);
+        }
+        Ok(PolicyValue::from_bytes(&v).map(|v| PolicyStats {
+            deny: v.deny != 0,
+            packets: v.packets,
+            bytes: v.bytes,
+        }))
+    }
+
+    /// Every non-zero metrics counter, summed over CPUs.
+    pub fn metrics(&self) -> Result<Vec<Metric>> {
+        let mut out = Vec::new();
+        let vsize = size_of::<MetricsValue>();
+        let mut buf = vec![0u8; vsize * self.ncpus];
+        for reason in 0..=255u32 {
+            for (dirbits, direction) in [(1u32, Direction::Ingress), (2u32, Direction::Egress)] {
+                let idx = (reason << 2) | dirbits;
+                if !self.lookup(maps::METRICS, &idx.to_ne_bytes(), &mut buf)? {
+                    continue;
+                }
+                let (mut packets, mut bytes) = (0u64, 0u64);
+                for cpu in buf.chunks_exact(vsize) {
+                    if let Some(v) = MetricsValue::from_bytes(cpu) {
+                        packets += v.count;
+                        bytes += v.bytes;
+                    }
+                }
+                if packets > 0 {
+                    out.push(Metric {
+                        reason: u8::try_from(reason).unwrap_or(u8::MAX),
+                        direction,
+                        packets,
+                        bytes,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Packets counted for `reason` in `direction`.
+    pub fn metric(&self, reason: u8, direction: Direction) -> Result<u64> {
+        Ok(self
+            .metrics()?
+            .iter()
+            .filter(|m| m.reason == reason && m.direction == direction)
+            .map(|m| m.packets)
+            .sum())
+    }
+
+    /// All IPv4 conntrack entries (`tcp`: the TCP map, else the "any" map).
+    pub fn ct4_entries(&self, tcp: bool) -> Result<Vec<(CtTuple4, CtEntry)>> {
+        let map = if tcp { maps::CT4_TCP } else { maps::CT4_ANY };
+        let mut out = Vec::new();
+        for k in self.keys::<CtTuple4>(map)? {
+            let mut v = [0u8; size_of::<CtEntry>()];
+            if self.lookup(map, k.as_bytes(), &mut v)? {
+                if let Some(e) = CtEntry::from_bytes(&v) {
+                    out.push((k, e));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// All IPv6 conntrack entries.
+    pub fn ct6_entries(&self, tcp: bool) -> Result<Vec<(CtTuple6, CtEntry)>> {
+        let map = if tcp { maps::CT6_TCP } else { maps::CT6_ANY };
+        let mut out = Vec::new();
+        for k in self.keys::<CtTuple6>(map)? {
+            let mut v = [0u8; size_of::<CtEntry>()];
+            if self.lookup(map, k.as_bytes(), &mut v)? {
+                if let Some(e) = CtEntry::from_bytes(&v) {
+                    out.push((k, e));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Target ifindex of the last redirect on any CPU, when loaded with
+    /// `trace_redirects`; clears it.
+    pub fn last_redirect(&self) -> Result<Option<u32>> {
+        let mut buf = vec![0u8; 8 * self.ncpus];
+        let key = 0u32.to_ne_bytes();
+        if !self.lookup(maps::REDIRECT_TRACE, &key, &mut buf)? {
+            return Ok(None);
+        }
+        let found = buf
+            .chunks_exact(8)
+            .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+            .find(|v| *v != 0);
+        let zero = vec![0u8; 8 * self.ncpus];
+        self.update(maps::REDIRECT_TRACE, &key, &zero)?;
+        Ok(found)
+    }
+
+    /// Runs `prog` on `packet` with BPF_PROG_TEST_RUN (in the calling thread's
+    /// network namespace; map updates are real).
+    pub fn test_run(&self, prog: Program, packet: &[u8], ctx: &TestContext) -> Result<TestOutput> {
+        // `struct __sk_buff` (192 bytes on kernels >= 5.16) as u32 words:
+        // mark is word 2, ingress_ifindex word 9.
+        let mut skb_in = [0u32; 48];
+        skb_in[2] = ctx.mark;
+        skb_in[9] = ctx.ingress_ifindex;
+        let mut skb_out = [0u32; 48];
+        let mut data_out = vec![0u8; packet.len() + 256];
+        // SAFETY: zeroed opts with sz set, as libbpf expects.
+        let mut opts: libbpf_sys::bpf_test_run_opts = unsafe { std::mem::zeroed() };
+        opts.sz = size_of::<libbpf_sys::bpf_test_run_opts>() as _;
+        opts.data_in = packet.as_ptr().cast();
+        opts.data_size_in = packet.len() as u32;
+        opts.data_out = data_out.as_mut_ptr().cast();
+        opts.data_size_out = data_out.len() as u32;
+        opts.ctx_in = skb_in.as_ptr().cast();
+        opts.ctx_size_in = size_of_val(&skb_in) as u32;
+        opts.ctx_out = skb_out.as_mut_ptr().cast();
+        opts.ctx_size_out = size_of_val(&skb_out) as u32;
+        opts.repeat = ctx.repeat as i32;
+        // SAFETY: every buffer outlives the call and has the size given.
+        let rc = unsafe { libbpf_sys::bpf_prog_test_run_opts(self.program_fd(prog).as_raw_fd(), &mut opts) };
+        if rc < 0 {
+            return Err(Error::TestRun { program: prog.name(), source: io::Error::from_raw_os_error(-rc) });
+        }
+        data_out.truncate(opts.data_size_out as usize);
+        Ok(TestOutput {
+            retval: opts.retval,
+            data: data_out,
+            mark: skb_out[2],
+            duration: Duration::from_nanos(u64::from(opts.duration)),
+        })
+    }
+
+    /// Attaches the hook's program to `ifindex` in the calling thread's
+    /// network namespace (tcx, or tc clsact as [`Options::attach_mode`] says).
+    /// Attaching the same hook twice to one interface is a no-op.
+    pub fn attach(&mut self, ifindex: u32, hook: Hook) -> Result<()> {
+        let ns = crate::attach::current_netns()?;
+        if self.attachments.iter().any(|a| a.matches(ns.id, ifindex, hook)) {
+            return Ok(());
+        }
+        let prog = self.program_fd(hook.program()).try_clone_to_owned().map_err(|source| {
+            Error::Attach { program: hook.program().name(), ifindex, mode: "dup".into(), source }
+        })?;
+        let a = Attachment::attach(prog, ns, ifindex, hook, self.attach_mode)?;
+        self.attachments.push(a);
+        Ok(())
+    }
+
+    /// Detaches the hook's program from `ifindex`. The interface is looked up
+    /// in the calling thread's namespace first, then anywhere it is unique.
+    pub fn detach(&mut self, ifindex: u32, hook: Hook) -> Result<()> {
+        let ns = crate::attach::current_netns()?;
+        let pos = self
+            .attachments
+            .iter()
+            .position(|a| a.matches(ns.id, ifindex, hook))
+            .or_else(|| {
+                let all: Vec<usize> = self
+                    .attachments
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, a)| a.ifindex == ifindex && a.hook == hook)
+                    .map(|(i, _)| i)
+                    .collect();
+                (all.len() == 1).then(|| all[0])
+            })
+            .ok_or(Error::NotAttached { program: hook.program().name(), ifindex })?;
+        let a = self.attachments.remove(pos);
+        a.detach()
+    }
+
+    /// How many hooks are attached.
+    pub fn attached(&self) -> usize {
+        self.attachments.len()
+    }
+
+    /// Detaches everything, unpins every map of the datapath, and removes the
+    /// pin directory if this datapath created it and it is now empty.
+    pub fn teardown(mut self) -> Result<()> {
+        let mut first_err = None;
+        for a in std::mem::take(&mut self.attachments) {
+            if let Err(e) = a.detach() {
+                first_err.get_or_insert(e);
+            }
+        }
+        for name in maps::PINNED {
+            let path = self.pin_dir.join(name);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    first_err.get_or_insert(Error::Unpin { path, source });
+                }
+            }
+        }
+        if self.created_dir {
+            let _ = std::fs::remove_dir(&self.pin_dir);
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Datapath {
+    /// Detaches what is still attached; pinned maps stay (conntrack survives).
+    fn drop(&mut self) {
+        for a in std::mem::take(&mut self.attachments) {
+            if let Err(e) = a.detach() {
+                eprintln!("datapath-bpf: {e}");
+            }
+        }
+    }
+}

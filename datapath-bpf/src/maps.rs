@@ -1,0 +1,544 @@
+//! Map names and the byte layouts the BPF side uses (see
+//! `src/bpf/datapath.bpf.c`, which notes the Cilium sources they follow).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use bitflags::bitflags;
+
+/// Cilium's IPv4 TCP conntrack map (LRU hash, key [`CtTuple4`], value [`CtEntry`]).
+pub const CT4_TCP: &str = "cilium_ct4_global";
+/// Cilium's IPv4 conntrack map for every other protocol.
+pub const CT4_ANY: &str = "cilium_ct_any4_global";
+/// Cilium's IPv6 TCP conntrack map (key [`CtTuple6`]).
+pub const CT6_TCP: &str = "cilium_ct6_global";
+/// Cilium's IPv6 conntrack map for every other protocol.
+pub const CT6_ANY: &str = "cilium_ct_any6_global";
+/// Endpoints: pod IP -> ifindex, MACs, endpoint id, identity (hash).
+pub const ENDPOINTS: &str = "podnet_lxc";
+/// IP cache: prefix -> identity, tunnel endpoint (LPM trie).
+pub const IPCACHE: &str = "podnet_ipcache";
+/// Policy: (endpoint, identity, port, protocol, direction) -> allow/deny (hash).
+pub const POLICY: &str = "podnet_policy";
+/// Metrics: (reason, direction) -> packets, bytes (per-CPU array).
+pub const METRICS: &str = "podnet_metrics";
+
+/// Every map pinned in the pin directory.
+pub const PINNED: [&str; 8] = [
+    CT4_TCP, CT4_ANY, CT6_TCP, CT6_ANY, ENDPOINTS, IPCACHE, POLICY, METRICS,
+];
+
+pub(crate) const REDIRECT_TRACE: &str = "podnet_redir_trace";
+
+/// `ENDPOINT_KEY_IPV4` / `_IPV6` as Cilium's endpoint and ipcache keys use them.
+pub(crate) const FAMILY_V4: u8 = 1;
+pub(crate) const FAMILY_V6: u8 = 2;
+
+/// Reserved identity for addresses outside the cluster (Cilium's `WORLD`).
+pub const IDENTITY_WORLD: u32 = 2;
+/// Reserved identity of the local host (Cilium's `HOST`).
+pub const IDENTITY_HOST: u32 = 1;
+
+/// Plain-old-data conversions for the fixed layouts below.
+pub(crate) trait Pod: Copy + Sized {
+    fn as_bytes(&self) -> &[u8] {
+        // SAFETY: implementors are repr(C) structs of integers without padding.
+        unsafe { std::slice::from_raw_parts((self as *const Self).cast::<u8>(), size_of::<Self>()) }
+    }
+    fn from_bytes(b: &[u8]) -> Option<Self> {
+        if b.len() < size_of::<Self>() {
+            return None;
+        }
+        // SAFETY: length checked; every bit pattern is valid for these structs.
+        Some(unsafe { std::ptr::read_unaligned(b.as_ptr().cast::<Self>()) })
+    }
+}
+
+fn addr16(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut a = [0u8; 16];
+            a[..4].copy_from_slice(&v4.octets());
+            a
+        }
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+fn family(ip: IpAddr) -> u8 {
+    if ip.is_ipv4() {
+        FAMILY_V4
+    } else {
+        FAMILY_V6
+    }
+}
+
+/// Cilium's `struct endpoint_key` (20 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct EndpointKey {
+    pub ip: [u8; 16],
+    pub family: u8,
+    pub key: u8,
+    pub cluster_id: u16,
+}
+impl Pod for EndpointKey {}
+
+impl EndpointKey {
+    pub(crate) fn new(ip: IpAddr) -> Self {
+        EndpointKey {
+            ip: addr16(ip),
+            family: family(ip),
+            key: 0,
+            cluster_id: 0,
+        }
+    }
+}
+
+/// `struct endpoint_info` (48 bytes), shaped like Cilium's.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct EndpointValue {
+    pub ifindex: u32,
+    pub unused: u16,
+    pub lxc_id: u16,
+    pub flags: u32,
+    pub mac: [u8; 6],
+    pub pad_mac: u16,
+    pub node_mac: [u8; 6],
+    pub pad_node_mac: u16,
+    pub sec_id: u32,
+    pub parent_ifindex: u32,
+    pub pad: [u32; 3],
+}
+impl Pod for EndpointValue {}
+
+bitflags! {
+    /// Flags of an [`Endpoint`].
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct EndpointFlags: u32 {
+        /// The endpoint is the host itself (Cilium's `ENDPOINT_F_HOST`):
+        /// traffic to it goes to the stack, never redirected.
+        const HOST = 0x1;
+        /// Drop new inbound connections no policy entry allows.
+        const INGRESS_ENFORCE = 0x100;
+        /// Drop new outbound connections no policy entry allows.
+        const EGRESS_ENFORCE = 0x200;
+    }
+}
+
+/// A local pod (an entry of the endpoints map).
+///
+/// ```
+/// use datapath_bpf::{Endpoint, EndpointFlags};
+/// let ep = Endpoint {
+///     ip: "10.1.0.2".parse().unwrap(),
+///     ifindex: 7,
+///     mac: [0x02, 0, 0, 0, 0, 2],
+///     node_mac: [0x02, 0, 0, 0, 0, 1],
+///     id: 1001,
+///     identity: 5001,
+///     flags: EndpointFlags::empty(),
+/// };
+/// assert!(ep.ip.is_ipv4());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The pod's address.
+    pub ip: IpAddr,
+    /// Host-side veth of the pod (in the node's namespace).
+    pub ifindex: u32,
+    /// The pod's own MAC (its `eth0`): destination MAC of delivered packets.
+    pub mac: [u8; 6],
+    /// The host-side veth's MAC: source MAC of delivered packets.
+    pub node_mac: [u8; 6],
+    /// Endpoint id (Cilium's `lxc_id`), the key of its policy entries.
+    pub id: u16,
+    /// Security identity.
+    pub identity: u32,
+    /// Flags.
+    pub flags: EndpointFlags,
+}
+
+impl Endpoint {
+    pub(crate) fn value(&self) -> EndpointValue {
+        EndpointValue {
+            ifindex: self.ifindex,
+            lxc_id: self.id,
+            flags: self.flags.bits(),
+            mac: self.mac,
+            node_mac: self.node_mac,
+            sec_id: self.identity,
+            ..Default::default()
+        }
+    }
+
+    pub(crate) fn from_value(ip: IpAddr, v: &EndpointValue) -> Self {
+        Endpoint {
+            ip,
+            ifindex: v.ifindex,
+            mac: v.mac,
+            node_mac: v.node_mac,
+            id: v.lxc_id,
+            identity: v.sec_id,
+            flags: EndpointFlags::from_bits_retain(v.flags),
+        }
+    }
+}
+
+/// `struct ipcache_key` (24 bytes): LPM prefix length counts the 32 bits of
+/// cluster id, pad and family before the address, as in Cilium.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct IpcacheKey {
+    pub prefixlen: u32,
+    pub cluster_id: u16,
+    pub pad1: u8,
+    pub family: u8,
+    pub ip: [u8; 16],
+}
+impl Pod for IpcacheKey {}
+
+impl IpcacheKey {
+    pub(crate) fn new(addr: IpAddr, len: u8) -> Self {
+        IpcacheKey {
+            prefixlen: 32 + u32::from(len),
+            cluster_id: 0,
+            pad1: 0,
+            family: family(addr),
+            ip: addr16(addr),
+        }
+    }
+}
+
+/// `struct remote_endpoint_info` (24 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct IpcacheValue {
+    pub sec_identity: u32,
+    pub tunnel_endpoint: [u8; 16],
+    pub pad: u16,
+    pub key: u8,
+    pub flags: u8,
+}
+impl Pod for IpcacheValue {}
+
+/// What the IP cache knows about a prefix.
+///
+/// ```
+/// let info = datapath_bpf::IpcacheInfo { identity: 6, tunnel_endpoint: Some("192.168.100.2".parse().unwrap()) };
+/// assert_eq!(info.identity, 6);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpcacheInfo {
+    /// Security identity of the addresses in the prefix.
+    pub identity: u32,
+    /// The node that hosts them (Cilium's tunnel endpoint / node IP).
+    pub tunnel_endpoint: Option<IpAddr>,
+}
+
+impl IpcacheInfo {
+    pub(crate) fn value(&self) -> IpcacheValue {
+        let mut v = IpcacheValue {
+            sec_identity: self.identity,
+            ..Default::default()
+        };
+        if let Some(t) = self.tunnel_endpoint {
+            v.tunnel_endpoint = addr16(t);
+            // flag_has_tunnel_ep, flag_ipv6_tunnel_ep (Cilium's bit order).
+            v.flags = 0x2 | if t.is_ipv6() { 0x4 } else { 0 };
+        }
+        v
+    }
+
+    pub(crate) fn from_value(v: &IpcacheValue) -> Self {
+        let tunnel_endpoint = if v.flags & 0x2 == 0 {
+            None
+        } else if v.flags & 0x4 != 0 {
+            Some(IpAddr::V6(Ipv6Addr::from(v.tunnel_endpoint)))
+        } else {
+            let t = v.tunnel_endpoint;
+            Some(IpAddr::V4(Ipv4Addr::new(t[0], t[1], t[2], t[3])))
+        };
+        IpcacheInfo {
+            identity: v.sec_identity,
+            tunnel_endpoint,
+        }
+    }
+}
+
+/// Traffic direction, seen from the pod.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Into the pod.
+    Ingress,
+    /// Out of the pod.
+    Egress,
+}
+
+impl std::fmt::Display for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Cilium's metrics text.
+        f.write_str(match self {
+            Direction::Ingress => "INGRESS",
+            Direction::Egress => "EGRESS",
+        })
+    }
+}
+
+/// A policy entry's key. `identity` 0, `dport` 0 and `protocol` 0 are
+/// wildcards; the datapath tries (identity, port, proto), (identity, 0,
+/// proto), (identity, 0, 0), then the same with identity 0, and the first hit
+/// decides. ICMP carries port 0.
+///
+/// ```
+/// use datapath_bpf::{Direction, PolicyKey};
+/// let k = PolicyKey { endpoint_id: 1001, identity: 5002, dport: 80, protocol: 6, direction: Direction::Ingress };
+/// assert_eq!(k.dport, 80);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PolicyKey {
+    /// The endpoint whose policy this is.
+    pub endpoint_id: u16,
+    /// The peer's identity (source for ingress, destination for egress).
+    pub identity: u32,
+    /// Destination port (host order).
+    pub dport: u16,
+    /// IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6).
+    pub protocol: u8,
+    /// Which way.
+    pub direction: Direction,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PolicyKeyRaw {
+    pub sec_label: u32,
+    pub dport: u16, // network order
+    pub protocol: u8,
+    pub egress: u8,
+    pub endpoint_id: u16,
+    pub pad: u16,
+}
+impl Pod for PolicyKeyRaw {}
+
+impl PolicyKey {
+    pub(crate) fn raw(&self) -> PolicyKeyRaw {
+        PolicyKeyRaw {
+            sec_label: self.identity,
+            dport: self.dport.to_be(),
+            protocol: self.protocol,
+            egress: u8::from(self.direction == Direction::Egress),
+            endpoint_id: self.endpoint_id,
+            pad: 0,
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PolicyValue {
+    pub deny: u8,
+    pub pad0: u8,
+    pub pad1: u16,
+    pub pad2: u32,
+    pub packets: u64,
+    pub bytes: u64,
+}
+impl Pod for PolicyValue {}
+
+/// A policy entry as read back: its verdict and what it matched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PolicyStats {
+    /// `true` for a deny entry.
+    pub deny: bool,
+    /// Packets of new connections it decided.
+    pub packets: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// Metrics reasons: 0 is forwarded, others are Cilium's `-DROP_*` codes.
+pub mod reason {
+    /// Forwarded (Cilium's "Forwarded" metric).
+    pub const FORWARDED: u8 = 0;
+    /// Source address is not the endpoint's (anti-spoofing).
+    pub const INVALID_SOURCE_IP: u8 = 132;
+    /// No policy allows it (the endpoint enforces policy).
+    pub const POLICY: u8 = 133;
+    /// Malformed or truncated packet.
+    pub const INVALID: u8 = 134;
+    /// L4 header missing or truncated.
+    pub const CT_INVALID_HDR: u8 = 135;
+    /// L4 protocol conntrack does not handle.
+    pub const CT_UNKNOWN_PROTO: u8 = 137;
+    /// The CT entry could not be created.
+    pub const CT_CREATE_FAILED: u8 = 155;
+    /// IPv6 extension header.
+    pub const INVALID_EXTHDR: u8 = 156;
+    /// IP fragment.
+    pub const FRAG_NOSUPPORT: u8 = 157;
+    /// An explicit deny entry matched.
+    pub const POLICY_DENY: u8 = 181;
+
+    /// Cilium's text for a reason (`pkg/monitor/api/drop.go`).
+    pub fn name(reason: u8) -> &'static str {
+        match reason {
+            FORWARDED => "Success",
+            INVALID_SOURCE_IP => "Invalid source ip",
+            POLICY => "Policy denied",
+            INVALID => "Invalid packet",
+            CT_INVALID_HDR => "CT: Truncated or invalid header",
+            CT_UNKNOWN_PROTO => "CT: Unknown L4 protocol",
+            CT_CREATE_FAILED => "CT: Map insertion failed",
+            INVALID_EXTHDR => "Invalid IPv6 extension header",
+            FRAG_NOSUPPORT => "Fragmentation needed",
+            POLICY_DENY => "Policy denied by denylist",
+            _ => "Unknown reason",
+        }
+    }
+}
+
+/// One metrics counter, summed over CPUs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Metric {
+    /// See [`reason`].
+    pub reason: u8,
+    /// Which way the packet was going.
+    pub direction: Direction,
+    /// Packets.
+    pub packets: u64,
+    /// Bytes (`skb->len`).
+    pub bytes: u64,
+}
+
+impl Metric {
+    /// Cilium's text for the reason.
+    pub fn reason_name(&self) -> &'static str {
+        reason::name(self.reason)
+    }
+}
+
+/// Cilium's `struct ipv4_ct_tuple` (14 bytes, packed). Addresses are stored
+/// "reversed" and ports in network order, exactly as the datapath writes them:
+/// for a connection the pod opened, `daddr` is the pod and `saddr` the peer,
+/// `dport` the peer's port and `sport` the pod's, flags [`TUPLE_F_OUT`].
+#[repr(C, packed)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CtTuple4 {
+    /// Address (network order bytes).
+    pub daddr: [u8; 4],
+    /// Address (network order bytes).
+    pub saddr: [u8; 4],
+    /// Port, network order.
+    pub dport: u16,
+    /// Port, network order.
+    pub sport: u16,
+    /// IP protocol.
+    pub nexthdr: u8,
+    /// `TUPLE_F_*`.
+    pub flags: u8,
+}
+impl Pod for CtTuple4 {}
+
+/// Cilium's `struct ipv6_ct_tuple` (38 bytes, packed).
+#[repr(C, packed)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CtTuple6 {
+    /// Address.
+    pub daddr: [u8; 16],
+    /// Address.
+    pub saddr: [u8; 16],
+    /// Port, network order.
+    pub dport: u16,
+    /// Port, network order.
+    pub sport: u16,
+    /// IP protocol.
+    pub nexthdr: u8,
+    /// `TUPLE_F_*`.
+    pub flags: u8,
+}
+impl Pod for CtTuple6 {}
+
+/// Tuple flag: entry created by egress (the pod opened it).
+pub const TUPLE_F_OUT: u8 = 0;
+/// Tuple flag: entry created by ingress.
+pub const TUPLE_F_IN: u8 = 1;
+/// Tuple flag: ICMP error related to a flow.
+pub const TUPLE_F_RELATED: u8 = 2;
+
+/// `ct_entry.flags` bits (Cilium's bit-field order).
+pub mod ct_flags {
+    /// RxClosing.
+    pub const RX_CLOSING: u16 = 1 << 0;
+    /// TxClosing.
+    pub const TX_CLOSING: u16 = 1 << 1;
+    /// SeenNonSyn.
+    pub const SEEN_NON_SYN: u16 = 1 << 4;
+}
+
+/// Cilium's `struct ct_entry` (56 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtEntry {
+    /// Unused since Cilium 1.16.
+    pub reserved0: u64,
+    /// Service backend (0 here).
+    pub backend_id: u64,
+    /// Packets seen.
+    pub packets: u64,
+    /// Bytes seen.
+    pub bytes: u64,
+    /// Expiry, in monotonic seconds (`bpf_ktime_get_ns() / 1e9`).
+    pub lifetime: u32,
+    /// See [`ct_flags`].
+    pub flags: u16,
+    /// Network order.
+    pub rev_nat_index: u16,
+    /// Interface index (0 here).
+    pub ifindex: u16,
+    /// TCP flags seen in the egress direction.
+    pub tx_flags_seen: u8,
+    /// TCP flags seen in the ingress direction.
+    pub rx_flags_seen: u8,
+    /// Security identity of the source.
+    pub src_sec_id: u32,
+    /// Last egress report (monotonic seconds).
+    pub last_tx_report: u32,
+    /// Last ingress report (monotonic seconds).
+    pub last_rx_report: u32,
+}
+impl Pod for CtEntry {}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct MetricsValue {
+    pub count: u64,
+    pub bytes: u64,
+}
+impl Pod for MetricsValue {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_match_the_bpf_side() {
+        assert_eq!(size_of::<CtTuple4>(), 14);
+        assert_eq!(size_of::<CtTuple6>(), 38);
+        assert_eq!(size_of::<CtEntry>(), 56);
+        assert_eq!(size_of::<EndpointKey>(), 20);
+        assert_eq!(size_of::<EndpointValue>(), 48);
+        assert_eq!(size_of::<IpcacheKey>(), 24);
+        assert_eq!(size_of::<IpcacheValue>(), 24);
+        assert_eq!(size_of::<PolicyKeyRaw>(), 12);
+        assert_eq!(size_of::<PolicyValue>(), 24);
+    }
+
+    #[test]
+    fn ipcache_info_round_trips() {
+        for t in [None, Some("10.0.0.1".parse().unwrap()), Some("fd00::1".parse().unwrap())] {
+            let i = IpcacheInfo { identity: 9, tunnel_endpoint: t };
+            assert_eq!(IpcacheInfo::from_value(&i.value()), i);
+        }
+    }
+}
