@@ -14,9 +14,7 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use conntrack::libbpf_sys;
-use conntrack::{
-    gc, CreateOptions, CtEntry, CtKey4, CtMap, CtMapKind, GcFilter, TupleFlags,
-};
+use conntrack::{gc, CreateOptions, CtEntry, CtKey4, CtMap, CtMapKind, GcFilter, TupleFlags};
 use testsupport::BpfDir;
 
 use crate::report::{peak_rss_mib, reset_peak_rss, time, Goal, Report, Row};
@@ -30,7 +28,11 @@ fn key(i: u32) -> CtKey4 {
         80,
         (1024 + i % 60000) as u16,
         6,
-        if i % 2 == 0 { TupleFlags::OUT } else { TupleFlags::IN },
+        if i % 2 == 0 {
+            TupleFlags::OUT
+        } else {
+            TupleFlags::IN
+        },
     )
 }
 
@@ -69,7 +71,11 @@ fn raw_scan(fd: i32, batch: u32, mut on_batch: impl FnMut(&[u8], &[u8], usize)) 
         let ret = unsafe {
             libbpf_sys::bpf_map_lookup_batch(
                 fd,
-                if first { std::ptr::null_mut() } else { in_tok.as_mut_ptr().cast() },
+                if first {
+                    std::ptr::null_mut()
+                } else {
+                    in_tok.as_mut_ptr().cast()
+                },
                 out_tok.as_mut_ptr().cast(),
                 keys.as_mut_ptr().cast(),
                 vals.as_mut_ptr().cast(),
@@ -99,9 +105,8 @@ fn raw_delete_batch(fd: i32, keys: &[u8]) {
     };
     let mut count = (keys.len() / 14) as u32;
     // SAFETY: `keys` holds `count` 14-byte keys.
-    let ret = unsafe {
-        libbpf_sys::bpf_map_delete_batch(fd, keys.as_ptr().cast(), &mut count, &opts)
-    };
+    let ret =
+        unsafe { libbpf_sys::bpf_map_delete_batch(fd, keys.as_ptr().cast(), &mut count, &opts) };
     assert_eq!(ret, 0, "raw delete_batch");
 }
 
@@ -119,10 +124,16 @@ fn best_of<R>(reps: usize, mut f: impl FnMut() -> R) -> (Duration, R) {
 pub fn run(report: &mut Report) {
     let n = report.size(1_000_000, 20_000) as u32;
     let reps = if report.full() { 5 } else { 1 };
-    let label = if n >= 1_000_000 { format!("{}M", n / 1_000_000) } else { format!("{}k", n / 1000) };
+    let label = if n >= 1_000_000 {
+        format!("{}M", n / 1_000_000)
+    } else {
+        format!("{}k", n / 1000)
+    };
     let dir = BpfDir::new("bench-ct");
     let kind = CtMapKind::from_name("cilium_ct4_global").expect("a Cilium name");
-    let opts = CreateOptions::new(kind).max_entries(n * 2).pin_in(dir.path());
+    let opts = CreateOptions::new(kind)
+        .max_entries(n * 2)
+        .pin_in(dir.path());
     let map = CtMap::create(&opts).expect("creating the benchmark map");
     fill(&map, n);
     let fd = map.as_fd().as_raw_fd();

@@ -146,8 +146,20 @@ impl CtEntry {
     field!(lifetime, set_lifetime, u32, 32, "lifetime");
     field!(ifindex, set_ifindex, u16, 40, "ifindex");
     field!(src_sec_id, set_src_sec_id, u32, 44, "src_sec_id");
-    field!(last_tx_report, set_last_tx_report, u32, 48, "last_tx_report");
-    field!(last_rx_report, set_last_rx_report, u32, 52, "last_rx_report");
+    field!(
+        last_tx_report,
+        set_last_tx_report,
+        u32,
+        48,
+        "last_tx_report"
+    );
+    field!(
+        last_rx_report,
+        set_last_rx_report,
+        u32,
+        52,
+        "last_rx_report"
+    );
 
     /// The flags bitfield.
     pub fn flags(&self) -> EntryFlags {
@@ -247,9 +259,9 @@ impl CtEntry {
             self.last_tx_report()
         );
         self.write_flags(s);
-        let _ = write!(
+        let _ = writeln!(
             s,
-            " RevNAT={} SourceSecurityID={} IfIndex={} BackendID={} \n",
+            " RevNAT={} SourceSecurityID={} IfIndex={} BackendID={} ",
             self.rev_nat_index(),
             self.src_sec_id(),
             self.ifindex(),
@@ -348,7 +360,11 @@ mod tests {
     fn wrong_size_is_an_error() {
         assert!(matches!(
             CtEntry::from_bytes(&[0; 48]),
-            Err(Error::Layout { expected: 56, found: 48, .. })
+            Err(Error::Layout {
+                expected: 56,
+                found: 48,
+                ..
+            })
         ));
     }
 
@@ -364,7 +380,10 @@ mod tests {
         let mut z = CtEntry::default();
         assert_eq!(z.flags_string(), "Flags=0x0000 [ ]");
         z.set_flags(EntryFlags::from_bits_retain(0x8201));
-        assert_eq!(z.flags_string(), "Flags=0x8201 [ RxClosing Unknown=0x8000 ]");
+        assert_eq!(
+            z.flags_string(),
+            "Flags=0x8201 [ RxClosing Unknown=0x8000 ]"
+        );
         assert_eq!(
             z.string_with_time_diff(Some("remaining: 5 sec(s)")),
             "expires=0 (remaining: 5 sec(s)) Packets=0 Bytes=0 RxFlagsSeen=0x00 LastRxReport=0 \

@@ -87,9 +87,8 @@ impl ClockSource {
 
 /// Reads the current jiffies from `/proc/timer_list` (as Cilium does).
 fn read_jiffies() -> Result<u64> {
-    let text = std::fs::read_to_string("/proc/timer_list").map_err(|e| {
-        Error::InvalidInput(format!("reading jiffies from /proc/timer_list: {e}"))
-    })?;
+    let text = std::fs::read_to_string("/proc/timer_list")
+        .map_err(|e| Error::InvalidInput(format!("reading jiffies from /proc/timer_list: {e}")))?;
     text.lines()
         .find_map(|l| l.trim().strip_prefix("jiffies:"))
         .and_then(|v| v.trim().parse().ok())
@@ -123,6 +122,9 @@ pub struct GcFilter<'a> {
     pub emit: Option<EmitFn<'a>>,
     /// Entries per `BPF_MAP_LOOKUP_BATCH` (0: 4096). Grown on `ENOSPC`.
     pub batch_size: u32,
+    /// Run the per-key deletions of expired entries on the calling thread
+    /// instead of a helper thread that overlaps them with the scan.
+    pub sequential: bool,
 }
 
 impl fmt::Debug for GcFilter<'_> {
@@ -133,6 +135,7 @@ impl fmt::Debug for GcFilter<'_> {
             .field("match_ips", &self.match_ips)
             .field("emit", &self.emit.is_some())
             .field("batch_size", &self.batch_size)
+            .field("sequential", &self.sequential)
             .finish()
     }
 }
@@ -147,6 +150,29 @@ impl GcFilter<'_> {
         })
     }
 
+    fn decider(&self) -> Decider<'_> {
+        Decider {
+            remove_expired: self.remove_expired,
+            time: self.time,
+            match_ips: &self.match_ips,
+        }
+    }
+
+    #[cfg(test)]
+    fn decide(&self, family: Family, key: &[u8], lifetime: u32) -> Verdict {
+        self.decider().decide(family, key, lifetime)
+    }
+}
+
+/// The part of a [`GcFilter`] that decides, shareable with the helper thread.
+#[derive(Clone, Copy)]
+struct Decider<'a> {
+    remove_expired: bool,
+    time: u32,
+    match_ips: &'a HashSet<IpAddr>,
+}
+
+impl Decider<'_> {
     fn decide(&self, family: Family, key: &[u8], lifetime: u32) -> Verdict {
         if self.remove_expired && lifetime < self.time {
             return Verdict::Expired;
@@ -247,6 +273,10 @@ impl fmt::Display for GcStats {
 ///   On kernels without that call for hash maps (< 5.14) the entry is
 ///   re-read and re-checked just before a batch delete instead.
 ///
+/// Unless [`GcFilter::sequential`] is set, those per-key deletions run on a
+/// helper thread fed through a bounded channel, overlapping the scan (memory
+/// stays O(batch)). `emit` is always called on the calling thread.
+///
 /// ```no_run
 /// use conntrack::{gc, ClockSource, CtMap, GcFilter};
 /// let map = CtMap::open_named(conntrack::DEFAULT_PIN_DIR, "cilium_ct4_global")?;
@@ -256,58 +286,155 @@ impl fmt::Display for GcStats {
 /// # Ok::<(), conntrack::Error>(())
 /// ```
 pub fn gc(map: &CtMap, filter: &mut GcFilter<'_>) -> Result<GcStats> {
-    let family = map.family();
-    let ks = family.key_size();
-    let vs = CtEntry::SIZE;
-    let raw = &map.raw;
     let batch = if filter.batch_size == 0 {
         DEFAULT_BATCH
     } else {
         filter.batch_size
     };
-    let mut scanner = BatchScanner::new(raw, batch)?;
+    let mut scanner = BatchScanner::new(&map.raw, batch)?;
     let mut stats = GcStats::default();
-    let mut matched_keys: Vec<u8> = Vec::new();
-    let mut expired_idx: Vec<usize> = Vec::new();
-    let mut atomic_ok = true;
-    let mut fallback_keys: Vec<u8> = Vec::new();
-    let mut old = [0u8; CtEntry::SIZE];
+    let mut del = Deletions::default();
+    if filter.sequential {
+        scan(map, filter, &mut scanner, &mut stats, |(keys, d)| {
+            del.run(map, d, keys)
+        })?;
+    } else {
+        let (match_ips, remove_expired, time) =
+            (filter.match_ips.clone(), filter.remove_expired, filter.time);
+        let decider = Decider {
+            remove_expired,
+            time,
+            match_ips: &match_ips,
+        };
+        let worker_result = std::thread::scope(|s| -> Result<Deletions> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+            let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+            let worker = s.spawn(move || -> Result<Deletions> {
+                let mut d = Deletions::default();
+                for chunk in rx {
+                    d.run(map, decider, &chunk)?;
+                    let _ = back_tx.send(chunk);
+                }
+                Ok(d)
+            });
+            let scanned = scan(map, filter, &mut scanner, &mut stats, |(keys, _)| {
+                if keys.is_empty() {
+                    return Ok(());
+                }
+                let mut buf = back_rx.try_recv().unwrap_or_default();
+                buf.clear();
+                buf.extend_from_slice(keys);
+                // A send error means the helper stopped on an error: its
+                // result below says which.
+                let _ = tx.send(buf);
+                Ok(())
+            });
+            drop(tx);
+            let d = worker
+                .join()
+                .map_err(|_| Error::InvalidInput("GC delete thread panicked".into()))?;
+            scanned?;
+            d
+        })?;
+        del = worker_result;
+    }
+    stats.deleted_expired += del.deleted_expired;
+    stats.deleted_matched += del.deleted_matched;
+    stats.vanished += del.vanished;
+    let family = map.family();
+    let ks = family.key_size();
+    stats.renewed += del.renewed.len() / ks;
+    stats.alive += del.renewed.len() / ks;
+    for (k, v) in del
+        .renewed
+        .chunks_exact(ks)
+        .zip(del.renewed_values.chunks_exact(CtEntry::SIZE))
+    {
+        emit(filter, family, k, v)?;
+    }
+    stats.deleted = stats.deleted_expired + stats.deleted_matched;
+    stats.batches = scanner.calls;
+    stats.enospc_grows = scanner.grows;
+    Ok(stats)
+}
 
+/// Scans the map: kept entries are counted and emitted, key-matched ones
+/// batch-deleted at once, expired ones handed to `on_expired` (their keys,
+/// concatenated) per batch.
+fn scan<'f, F>(
+    map: &CtMap,
+    filter: &mut GcFilter<'f>,
+    scanner: &mut BatchScanner<'_>,
+    stats: &mut GcStats,
+    mut on_expired: F,
+) -> Result<()>
+where
+    F: FnMut((&[u8], Decider<'_>)) -> Result<()>,
+{
+    let family = map.family();
+    let ks = family.key_size();
+    let vs = CtEntry::SIZE;
+    let mut matched_keys: Vec<u8> = Vec::new();
+    let mut expired_keys: Vec<u8> = Vec::new();
     while let Some(n) = scanner.next_batch()? {
         stats.scanned += n;
         matched_keys.clear();
-        expired_idx.clear();
+        expired_keys.clear();
         for i in 0..n {
             let key = &scanner.keys[i * ks..(i + 1) * ks];
             let val = &scanner.values[i * vs..(i + 1) * vs];
-            match filter.decide(family, key, lifetime_of(val)) {
+            match filter.decider().decide(family, key, lifetime_of(val)) {
                 Verdict::Keep => {
                     stats.alive += 1;
                     emit(filter, family, key, val)?;
                 }
                 Verdict::Matched => matched_keys.extend_from_slice(key),
-                Verdict::Expired => expired_idx.push(i),
+                Verdict::Expired => expired_keys.extend_from_slice(key),
             }
         }
         if !matched_keys.is_empty() {
             let want = matched_keys.len() / ks;
-            let got = raw.delete_batch(&matched_keys)?;
+            let got = map.raw.delete_batch(&matched_keys)?;
             stats.deleted_matched += got;
             stats.vanished += want - got;
         }
-        fallback_keys.clear();
-        for &i in &expired_idx {
-            let key = &scanner.keys[i * ks..(i + 1) * ks];
-            if atomic_ok {
+        if !expired_keys.is_empty() {
+            on_expired((&expired_keys, filter.decider()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletion of expired candidates, atomic per key (see [`gc`]).
+#[derive(Default)]
+struct Deletions {
+    deleted_expired: usize,
+    deleted_matched: usize,
+    vanished: usize,
+    /// Keys (concatenated) renewed by the datapath and restored.
+    renewed: Vec<u8>,
+    renewed_values: Vec<u8>,
+    no_atomic: bool,
+}
+
+impl Deletions {
+    fn run(&mut self, map: &CtMap, decider: Decider<'_>, keys: &[u8]) -> Result<()> {
+        let raw = &map.raw;
+        let family = map.family();
+        let ks = family.key_size();
+        let mut old = [0u8; CtEntry::SIZE];
+        let mut fallback: Vec<u8> = Vec::new();
+        for key in keys.chunks_exact(ks) {
+            if !self.no_atomic {
                 match raw.lookup_and_delete_into(key, &mut old) {
                     Ok(false) => {
-                        stats.vanished += 1;
+                        self.vanished += 1;
                         continue;
                     }
                     Ok(true) => {
-                        match filter.decide(family, key, lifetime_of(&old)) {
-                            Verdict::Expired => stats.deleted_expired += 1,
-                            Verdict::Matched => stats.deleted_matched += 1,
+                        match decider.decide(family, key, lifetime_of(&old)) {
+                            Verdict::Expired => self.deleted_expired += 1,
+                            Verdict::Matched => self.deleted_matched += 1,
                             Verdict::Keep => {
                                 // Renewed between scan and delete: put it back
                                 // unless the datapath already made a new one.
@@ -318,9 +445,8 @@ pub fn gc(map: &CtMap, filter: &mut GcFilter<'_>) -> Result<GcStats> {
                                         crate::raw::errno(r),
                                     ));
                                 }
-                                stats.renewed += 1;
-                                stats.alive += 1;
-                                emit(filter, family, key, &old)?;
+                                self.renewed.extend_from_slice(key);
+                                self.renewed_values.extend_from_slice(&old);
                             }
                         }
                         continue;
@@ -328,38 +454,35 @@ pub fn gc(map: &CtMap, filter: &mut GcFilter<'_>) -> Result<GcStats> {
                     Err(e) => {
                         let code = e.raw_os_error().unwrap_or(0);
                         if code == libc::EINVAL || code == libc::ENOTSUP || code == 524 {
-                            atomic_ok = false;
+                            self.no_atomic = true;
                         } else {
                             return Err(e);
                         }
                     }
                 }
             }
-            // Fallback: re-read, re-check, then batch delete.
+            // Kernels without BPF_MAP_LOOKUP_AND_DELETE_ELEM on hash maps:
+            // re-read, re-check, then batch delete.
             if !raw.lookup_into(key, &mut old)? {
-                stats.vanished += 1;
+                self.vanished += 1;
                 continue;
             }
-            match filter.decide(family, key, lifetime_of(&old)) {
+            match decider.decide(family, key, lifetime_of(&old)) {
                 Verdict::Keep => {
-                    stats.renewed += 1;
-                    stats.alive += 1;
-                    emit(filter, family, key, &old)?;
+                    self.renewed.extend_from_slice(key);
+                    self.renewed_values.extend_from_slice(&old);
                 }
-                _ => fallback_keys.extend_from_slice(key),
+                _ => fallback.extend_from_slice(key),
             }
         }
-        if !fallback_keys.is_empty() {
-            let want = fallback_keys.len() / ks;
-            let got = raw.delete_batch(&fallback_keys)?;
-            stats.deleted_expired += got;
-            stats.vanished += want - got;
+        if !fallback.is_empty() {
+            let want = fallback.len() / ks;
+            let got = raw.delete_batch(&fallback)?;
+            self.deleted_expired += got;
+            self.vanished += want - got;
         }
+        Ok(())
     }
-    stats.deleted = stats.deleted_expired + stats.deleted_matched;
-    stats.batches = scanner.calls;
-    stats.enospc_grows = scanner.grows;
-    Ok(stats)
 }
 
 fn emit(filter: &mut GcFilter<'_>, family: Family, key: &[u8], val: &[u8]) -> Result<()> {
@@ -499,7 +622,11 @@ mod tests {
             (s(101), 0.5, s(51)),                                // 50.5 s rounds half up
         ];
         for &(prev, ratio, want) in cases {
-            assert_eq!(calculate_interval(prev, ratio), want, "prev={prev:?} ratio={ratio}");
+            assert_eq!(
+                calculate_interval(prev, ratio),
+                want,
+                "prev={prev:?} ratio={ratio}"
+            );
         }
     }
 
@@ -514,7 +641,10 @@ mod tests {
         assert_eq!(iv.get_interval(s(300), 0.01), s(450));
         assert_eq!(iv.get_interval(s(450), 0.01), s(675));
         // Many deletions: shrinks.
-        assert_eq!(iv.get_interval(s(675), 0.5), Duration::from_millis(337_500).max(s(338)));
+        assert_eq!(
+            iv.get_interval(s(675), 0.5),
+            Duration::from_millis(337_500).max(s(338))
+        );
         // A run that came early (actual < expected) scales the ratio up:
         // expected 338 s, actual 169 s, ratio 0.2 -> 0.4 -> 338 * 0.6 = 202.8 -> 203 s.
         assert_eq!(iv.get_interval(s(169), 0.2), s(203));

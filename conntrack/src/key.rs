@@ -127,7 +127,9 @@ macro_rules! ct_key {
                 nexthdr: u8,
                 flags: TupleFlags,
             ) -> Self {
-                let mut k = Self { bytes: [0; Self::SIZE] };
+                let mut k = Self {
+                    bytes: [0; Self::SIZE],
+                };
                 k.set_daddr(daddr);
                 k.set_saddr(saddr);
                 k.set_dport(dport);
@@ -149,12 +151,11 @@ macro_rules! ct_key {
 
             /// Decodes a key; `bytes` must be exactly [`Self::SIZE`] long.
             pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
-                let bytes: [u8; Self::SIZE] =
-                    bytes.try_into().map_err(|_| Error::Layout {
-                        what: stringify!($name),
-                        expected: Self::SIZE,
-                        found: bytes.len(),
-                    })?;
+                let bytes: [u8; Self::SIZE] = bytes.try_into().map_err(|_| Error::Layout {
+                    what: stringify!($name),
+                    expected: Self::SIZE,
+                    found: bytes.len(),
+                })?;
                 Ok(Self { bytes })
             }
 
@@ -263,7 +264,9 @@ macro_rules! ct_key {
 
         impl Default for $name {
             fn default() -> Self {
-                Self { bytes: [0; Self::SIZE] }
+                Self {
+                    bytes: [0; Self::SIZE],
+                }
             }
         }
 
@@ -381,7 +384,11 @@ macro_rules! global_key {
                 } else {
                     (k.saddr(), k.daddr())
                 };
-                let dir = if k.flags().contains(TupleFlags::IN) { "IN" } else { "OUT" };
+                let dir = if k.flags().contains(TupleFlags::IN) {
+                    "IN"
+                } else {
+                    "OUT"
+                };
                 let _ = write!(
                     out,
                     concat!("{} {} ", $open, "{}", $close, ":{} -> ", $open, "{}", $close, ":{} "),
@@ -422,7 +429,16 @@ macro_rules! global_key {
                 let k = &self.0;
                 write!(
                     f,
-                    concat!($open, "{}", $close, ":{} --> ", $open, "{}", $close, ":{}, {}, {}"),
+                    concat!(
+                        $open,
+                        "{}",
+                        $close,
+                        ":{} --> ",
+                        $open,
+                        "{}",
+                        $close,
+                        ":{}, {}, {}"
+                    ),
                     k.saddr(),
                     k.sport(),
                     k.daddr(),
@@ -720,11 +736,19 @@ mod tests {
     fn wrong_sizes_are_typed_errors() {
         assert!(matches!(
             CtKey4::from_bytes(&[0; 13]),
-            Err(Error::Layout { expected: 14, found: 13, .. })
+            Err(Error::Layout {
+                expected: 14,
+                found: 13,
+                ..
+            })
         ));
         assert!(matches!(
             CtKey6::from_bytes(&[0; 14]),
-            Err(Error::Layout { expected: 38, found: 14, .. })
+            Err(Error::Layout {
+                expected: 38,
+                found: 14,
+                ..
+            })
         ));
     }
 

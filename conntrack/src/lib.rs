@@ -106,7 +106,11 @@ fn open_for_flow(
     proto: u8,
 ) -> Result<CtMap> {
     let kind = CtMapKind {
-        family: if src.is_ipv4() { Family::V4 } else { Family::V6 },
+        family: if src.is_ipv4() {
+            Family::V4
+        } else {
+            Family::V6
+        },
         proto: CtProto::for_protocol(proto),
         scope: endpoint.map(Scope::Endpoint).unwrap_or(Scope::Global),
     };

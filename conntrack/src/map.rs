@@ -666,9 +666,8 @@ impl Iterator for Entries<'_> {
         let i = self.pos;
         self.pos += 1;
         let key = AnyCtKey::from_bytes(self.family, &self.scanner.keys[i * ks..(i + 1) * ks]);
-        let val = CtEntry::from_bytes(
-            &self.scanner.values[i * CtEntry::SIZE..(i + 1) * CtEntry::SIZE],
-        );
+        let val =
+            CtEntry::from_bytes(&self.scanner.values[i * CtEntry::SIZE..(i + 1) * CtEntry::SIZE]);
         Some(key.and_then(|k| val.map(|v| (k, v))))
     }
 }

@@ -60,7 +60,11 @@ impl NatEntry {
     pub fn new(addr: IpAddr, port: u16) -> Self {
         let mut e = NatEntry {
             bytes: [0; 56],
-            family: if addr.is_ipv4() { Family::V4 } else { Family::V6 },
+            family: if addr.is_ipv4() {
+                Family::V4
+            } else {
+                Family::V6
+            },
         };
         match addr {
             IpAddr::V4(a) => e.bytes[32..36].copy_from_slice(&a.octets()),
@@ -133,7 +137,12 @@ impl NatEntry {
     pub fn to_addr(&self) -> IpAddr {
         match self.family {
             Family::V4 => {
-                let a: [u8; 4] = [self.bytes[32], self.bytes[33], self.bytes[34], self.bytes[35]];
+                let a: [u8; 4] = [
+                    self.bytes[32],
+                    self.bytes[33],
+                    self.bytes[34],
+                    self.bytes[35],
+                ];
                 Ipv4Addr::from(a).into()
             }
             Family::V6 => {
@@ -293,7 +302,11 @@ impl NatMap {
                 name: self.raw.display_name(),
                 map: self.family,
                 map_key_size: self.family.key_size(),
-                key: if k.family() != self.family { k.family() } else { ef },
+                key: if k.family() != self.family {
+                    k.family()
+                } else {
+                    ef
+                },
                 key_size: k.as_bytes().len(),
             });
         }
@@ -359,7 +372,14 @@ fn ct_exists(ct: &CtMap, key: &AnyCtKey, want_dsr: bool) -> bool {
     }
 }
 
-fn tuple(family: Family, daddr: &[u8], saddr: &[u8], dport: [u8; 2], sport: [u8; 2], proto: u8) -> Result<AnyCtKey> {
+fn tuple(
+    family: Family,
+    daddr: &[u8],
+    saddr: &[u8],
+    dport: [u8; 2],
+    sport: [u8; 2],
+    proto: u8,
+) -> Result<AnyCtKey> {
     let mut b = Vec::with_capacity(family.key_size());
     b.extend_from_slice(daddr);
     b.extend_from_slice(saddr);
@@ -382,7 +402,11 @@ fn tuple(family: Family, daddr: &[u8], saddr: &[u8], dport: [u8; 2], sport: [u8;
 ///
 /// TCP tuples are checked in `ct_tcp`, the others in `ct_any`. Deletions use
 /// `BPF_MAP_DELETE_BATCH`.
-pub fn purge_orphan_nat_entries(ct_tcp: &CtMap, ct_any: &CtMap, nat: &NatMap) -> Result<NatGcStats> {
+pub fn purge_orphan_nat_entries(
+    ct_tcp: &CtMap,
+    ct_any: &CtMap,
+    nat: &NatMap,
+) -> Result<NatGcStats> {
     let family = nat.family;
     if ct_tcp.family() != family || ct_any.family() != family {
         return Err(Error::InvalidInput(format!(

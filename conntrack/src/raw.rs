@@ -349,33 +349,36 @@ impl RawMap {
                 values.len()
             )));
         }
-        let opts = batch_opts();
-        let mut done = 0usize;
-        while done < total {
-            let mut count = (total - done) as u32;
-            // SAFETY: the slices hold `count` keys and values of the map's sizes.
-            let ret = unsafe {
-                libbpf_sys::bpf_map_update_batch(
-                    self.raw(),
-                    keys[done * ks..].as_ptr().cast(),
-                    values[done * vs..].as_ptr().cast(),
-                    &mut count,
-                    &opts,
-                )
-            };
-            done += (count as usize).min(total - done);
-            if ret == 0 {
-                break;
-            }
-            if -ret == libc::EINVAL || -ret == libc::ENOTSUP || -ret == 524 {
-                for i in done..total {
-                    self.update(&keys[i * ks..(i + 1) * ks], &values[i * vs..(i + 1) * vs], 0)?;
-                }
-                break;
-            }
-            return Err(self.err("BPF_MAP_UPDATE_BATCH", errno(ret)));
+        if total == 0 {
+            return Ok(());
         }
-        Ok(())
+        let opts = batch_opts();
+        let mut count = total as u32;
+        // SAFETY: the slices hold `count` keys and values of the map's sizes.
+        let ret = unsafe {
+            libbpf_sys::bpf_map_update_batch(
+                self.raw(),
+                keys.as_ptr().cast(),
+                values.as_ptr().cast(),
+                &mut count,
+                &opts,
+            )
+        };
+        if ret == 0 {
+            return Ok(());
+        }
+        let done = (count as usize).min(total);
+        if -ret == libc::EINVAL || -ret == libc::ENOTSUP || -ret == 524 {
+            for i in done..total {
+                self.update(
+                    &keys[i * ks..(i + 1) * ks],
+                    &values[i * vs..(i + 1) * vs],
+                    0,
+                )?;
+            }
+            return Ok(());
+        }
+        Err(self.err("BPF_MAP_UPDATE_BATCH", errno(ret)))
     }
 
     /// Deletes `keys` (a multiple of the key size) with

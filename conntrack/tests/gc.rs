@@ -34,7 +34,11 @@ fn fill(map: &CtMap, n: u32) -> (HashSet<AnyCtKey>, HashSet<IpAddr>) {
     for i in 0..n {
         let k = key4(i);
         let expired = i % 4 == 0;
-        let lifetime = if expired { NOW - 1 - (i % 100) } else { NOW + (i % 100) };
+        let lifetime = if expired {
+            NOW - 1 - (i % 100)
+        } else {
+            NOW + (i % 100)
+        };
         let matching = i % 8 == 1;
         if matching {
             // Alternate between matching the source and the destination.
@@ -59,7 +63,7 @@ fn fill(map: &CtMap, n: u32) -> (HashSet<AnyCtKey>, HashSet<IpAddr>) {
     (survivors, ips)
 }
 
-fn check_gc(n: u32, batch: u32, lru: bool) {
+fn check_gc(n: u32, batch: u32, lru: bool, sequential: bool) {
     let dir = BpfDir::new("ct-gc");
     let map = ct4(&dir, (n * 2).max(1024), lru);
     let (survivors, ips) = fill(&map, n);
@@ -74,6 +78,7 @@ fn check_gc(n: u32, batch: u32, lru: bool) {
                 emitted.lock().unwrap().push((*k, *e))
             })),
             batch_size: batch,
+            sequential,
         };
         gc(&map, &mut f).unwrap()
     };
@@ -90,7 +95,11 @@ fn check_gc(n: u32, batch: u32, lru: bool) {
     // emit: exactly once per kept entry, with its value.
     assert_eq!(emitted.len(), survivors.len());
     let emitted_keys: HashSet<AnyCtKey> = emitted.iter().map(|(k, _)| *k).collect();
-    assert_eq!(emitted_keys.len(), emitted.len(), "an entry was emitted twice");
+    assert_eq!(
+        emitted_keys.len(),
+        emitted.len(),
+        "an entry was emitted twice"
+    );
     assert!(emitted_keys == survivors);
     for (k, e) in &emitted {
         assert_eq!(map.lookup(k).unwrap(), Some(*e));
@@ -101,13 +110,14 @@ fn check_gc(n: u32, batch: u32, lru: bool) {
 #[test]
 fn gc_10k_exact_survivors_and_emit() {
     require_privileges!();
-    check_gc(10_000, 0, true);
+    check_gc(10_000, 0, true, false);
+    check_gc(10_000, 0, true, true);
 }
 
 #[test]
 fn gc_1m_exact_survivors_and_emit() {
     require_privileges!();
-    check_gc(1_000_000, 0, true);
+    check_gc(1_000_000, 0, true, false);
 }
 
 #[test]
@@ -130,7 +140,8 @@ fn enospc_grows_the_batch_and_never_ends_early() {
     assert!(it.batch_size() >= 2);
     // libbpf-rs's own batch iterator stops silently here; ours must not.
     drop(map);
-    check_gc(4096, 1, false);
+    check_gc(4096, 1, false, false);
+    check_gc(4096, 1, false, true);
 }
 
 #[test]
@@ -158,11 +169,18 @@ fn gc_with_tiny_batch_reports_enospc_growth() {
 #[test]
 fn writer_renewing_entries_during_gc_loses_none() {
     require_privileges!();
+    writer_during_gc(false);
+    writer_during_gc(true);
+}
+
+fn writer_during_gc(sequential: bool) {
     let dir = BpfDir::new("ct-writer");
     let n = 200_000u32;
     let map = ct4(&dir, n * 2, true);
     // Everything starts expired.
-    let items: Vec<_> = (0..n).map(|i| (key4(i), entry(NOW - 5, u64::from(i)))).collect();
+    let items: Vec<_> = (0..n)
+        .map(|i| (key4(i), entry(NOW - 5, u64::from(i))))
+        .collect();
     map.update_many(&items).unwrap();
     let writer_map = CtMap::open(dir.join("cilium_ct4_global")).unwrap();
     let done = AtomicBool::new(false);
@@ -189,11 +207,17 @@ fn writer_renewing_entries_during_gc_loses_none() {
             remove_expired: true,
             time: NOW,
             batch_size: 256,
+            sequential,
             ..Default::default()
         };
         let stats = gc(&map, &mut f).unwrap();
         done.store(true, Ordering::Relaxed);
         eprintln!("gc during writes: {stats}");
+        assert_eq!(
+            stats.scanned,
+            stats.deleted + stats.alive + stats.vanished,
+            "{stats}"
+        );
         w.join().unwrap()
     });
     assert!(!renewed.is_empty());
@@ -204,7 +228,12 @@ fn writer_renewing_entries_during_gc_loses_none() {
             None => lost.push(i),
         }
     }
-    assert!(lost.is_empty(), "{} renewed entries lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
+    assert!(
+        lost.is_empty(),
+        "{} renewed entries lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
     // Nothing expired and not renewed survives a second pass.
     let mut f = GcFilter {
         remove_expired: true,

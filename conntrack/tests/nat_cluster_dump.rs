@@ -6,8 +6,8 @@ use common::*;
 use conntrack::cluster::{outer_map_name, PerClusterCtMaps};
 use conntrack::nat::{purge_orphan_nat_entries, NatEntry, NatMap};
 use conntrack::{
-    dump_entries, dump_entries_with_time_diff, AnyCtKey, ClockSource, CreateOptions, CtKey4,
-    CtMap, CtMapKind, CtSizes, Direction, EntryFlags, Error, Family, TupleFlags,
+    dump_entries, dump_entries_with_time_diff, AnyCtKey, ClockSource, CreateOptions, CtKey4, CtMap,
+    CtMapKind, CtSizes, Direction, EntryFlags, Error, Family, TupleFlags,
 };
 use testsupport::{require_privileges, BpfDir};
 
@@ -48,19 +48,39 @@ fn orphan_snat_entries_are_purged_as_cilium_does() {
     tcp.update(&ct_a, &entry(100, 1)).unwrap();
     // Egress SNAT key: the packet's tuple (daddr 1.1.1.1, saddr 10.0.0.5).
     let a_out = k4([1, 1, 1, 1], [10, 0, 0, 5], 443, 40000, 6, TupleFlags::OUT);
-    nat.update(&a_out, &NatEntry::new("192.168.1.1".parse().unwrap(), 33000))
-        .unwrap();
+    nat.update(
+        &a_out,
+        &NatEntry::new("192.168.1.1".parse().unwrap(), 33000),
+    )
+    .unwrap();
     // Reverse SNAT key: reply 1.1.1.1:443 -> 192.168.1.1:33000, back to the pod.
-    let a_in = k4([192, 168, 1, 1], [1, 1, 1, 1], 33000, 443, 6, TupleFlags::IN);
+    let a_in = k4(
+        [192, 168, 1, 1],
+        [1, 1, 1, 1],
+        33000,
+        443,
+        6,
+        TupleFlags::IN,
+    );
     nat.update(&a_in, &NatEntry::new("10.0.0.5".parse().unwrap(), 40000))
         .unwrap();
 
     // Flow B (UDP) the same way but its CT entry is gone (LRU eviction):
     // both SNAT entries are orphans.
     let b_out = k4([8, 8, 8, 8], [10, 0, 0, 6], 53, 5353, 17, TupleFlags::OUT);
-    nat.update(&b_out, &NatEntry::new("192.168.1.1".parse().unwrap(), 33001))
-        .unwrap();
-    let b_in = k4([192, 168, 1, 1], [8, 8, 8, 8], 33001, 53, 17, TupleFlags::IN);
+    nat.update(
+        &b_out,
+        &NatEntry::new("192.168.1.1".parse().unwrap(), 33001),
+    )
+    .unwrap();
+    let b_in = k4(
+        [192, 168, 1, 1],
+        [8, 8, 8, 8],
+        33001,
+        53,
+        17,
+        TupleFlags::IN,
+    );
     nat.update(&b_in, &NatEntry::new("10.0.0.6".parse().unwrap(), 5353))
         .unwrap();
     // A UDP CT entry for flow B in the *TCP* map does not keep it alive.
@@ -137,13 +157,20 @@ fn snat_layout_against_bpftool() {
     assert_eq!(e.needs_ct(), 1);
     assert_eq!(e.to_addr().to_string(), "192.168.1.1");
     assert_eq!(e.to_port(), 33000);
-    assert_eq!(e.to_string(), "Addr=192.168.1.1 Port=33000 Created=77 NeedsCT=1\n");
+    assert_eq!(
+        e.to_string(),
+        "Addr=192.168.1.1 Port=33000 Created=77 NeedsCT=1\n"
+    );
     // A 56-byte value is not a v4 SNAT map.
     let bad = dir.join("cilium_snat_v4_bad");
     bpftool_create(&bad, "lru_hash", 14, 56, 64, "bad");
     assert!(matches!(
         NatMap::open(&bad),
-        Err(Error::ValueSize { expected: 40, found: 56, .. })
+        Err(Error::ValueSize {
+            expected: 40,
+            found: 56,
+            ..
+        })
     ));
 }
 
@@ -151,7 +178,10 @@ fn snat_layout_against_bpftool() {
 fn per_cluster_maps_lifecycle() {
     require_privileges!();
     let dir = BpfDir::new("ct-cluster");
-    let sizes = CtSizes { tcp: 1024, any: 512 };
+    let sizes = CtSizes {
+        tcp: 1024,
+        any: 512,
+    };
     let mut pc = PerClusterCtMaps::open_or_create(dir.path(), true, true, sizes).unwrap();
     for name in [
         "cilium_per_cluster_ct_tcp4",
@@ -182,8 +212,14 @@ fn per_cluster_maps_lifecycle() {
     assert_eq!(pc.cluster_ids().collect::<Vec<_>>(), vec![3]);
     assert_eq!(pc.all_cluster_maps().unwrap().len(), 4);
     // Bad ids.
-    assert!(matches!(pc.create_cluster_maps(0), Err(Error::InvalidInput(_))));
-    assert!(matches!(pc.create_cluster_maps(256), Err(Error::InvalidInput(_))));
+    assert!(matches!(
+        pc.create_cluster_maps(0),
+        Err(Error::InvalidInput(_))
+    ));
+    assert!(matches!(
+        pc.create_cluster_maps(256),
+        Err(Error::InvalidInput(_))
+    ));
     pc.delete_cluster_maps(3).unwrap();
     assert!(!dir.join("cilium_per_cluster_ct_tcp4_3").exists());
     assert!(!pc.is_installed(&tcp4, 3).unwrap());
@@ -198,11 +234,42 @@ fn per_cluster_maps_lifecycle() {
 fn delete_if_upgrade_needed_unpins_only_mismatched_maps() {
     require_privileges!();
     let dir = BpfDir::new("ct-upgrade");
-    let sizes = CtSizes { tcp: 1024, any: 512 };
-    bpftool_create(&dir.join("cilium_ct4_global"), "lru_hash", 14, 48, 1024, "old"); // old value size
-    bpftool_create(&dir.join("cilium_ct_any4_global"), "lru_hash", 14, 56, 512, "ok");
-    bpftool_create(&dir.join("cilium_ct6_global"), "lru_hash", 38, 56, 2048, "resized");
-    bpftool_create(&dir.join("cilium_ct_any6_global"), "hash", 38, 56, 512, "nonlru");
+    let sizes = CtSizes {
+        tcp: 1024,
+        any: 512,
+    };
+    bpftool_create(
+        &dir.join("cilium_ct4_global"),
+        "lru_hash",
+        14,
+        48,
+        1024,
+        "old",
+    ); // old value size
+    bpftool_create(
+        &dir.join("cilium_ct_any4_global"),
+        "lru_hash",
+        14,
+        56,
+        512,
+        "ok",
+    );
+    bpftool_create(
+        &dir.join("cilium_ct6_global"),
+        "lru_hash",
+        38,
+        56,
+        2048,
+        "resized",
+    );
+    bpftool_create(
+        &dir.join("cilium_ct_any6_global"),
+        "hash",
+        38,
+        56,
+        512,
+        "nonlru",
+    );
     let mut removed = conntrack::delete_if_upgrade_needed(dir.path(), None, &sizes).unwrap();
     removed.sort();
     let mut want = vec![
@@ -216,9 +283,11 @@ fn delete_if_upgrade_needed_unpins_only_mismatched_maps() {
     assert!(!conntrack::exists(dir.path(), None, true, true));
     assert!(conntrack::exists(dir.path(), Some(1), false, false));
     // Endpoint maps: none pinned, nothing to do.
-    assert!(conntrack::delete_if_upgrade_needed(dir.path(), Some(42), &sizes)
-        .unwrap()
-        .is_empty());
+    assert!(
+        conntrack::delete_if_upgrade_needed(dir.path(), Some(42), &sizes)
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -239,8 +308,11 @@ fn dump_text_matches_cilium() {
     e.set_src_sec_id(4242);
     g.update(&k, &e).unwrap();
     // nexthdr 0 entries are skipped.
-    g.update(&k4([1, 1, 1, 1], [2, 2, 2, 2], 1, 1, 0, TupleFlags::OUT), &entry(1, 1))
-        .unwrap();
+    g.update(
+        &k4([1, 1, 1, 1], [2, 2, 2, 2], 1, 1, 0, TupleFlags::OUT),
+        &entry(1, 1),
+    )
+    .unwrap();
     assert_eq!(
         dump_entries(&g).unwrap(),
         "TCP OUT 10.0.0.1:40000 -> 10.0.0.2:80 expires=1100 Packets=3 Bytes=300 \

@@ -59,7 +59,14 @@ fn open_by_name_and_path_checks_sizes_and_type() {
     bpftool_create(&p6, "lru_hash", 38, 56, 16, "bad");
     let err = CtMap::open(&p6).unwrap_err();
     assert!(
-        matches!(err, Error::KeySize { expected: 14, found: 38, .. }),
+        matches!(
+            err,
+            Error::KeySize {
+                expected: 14,
+                found: 38,
+                ..
+            }
+        ),
         "{err}"
     );
     assert!(err.to_string().contains("cilium_ct4_00002"), "{err}");
@@ -68,7 +75,14 @@ fn open_by_name_and_path_checks_sizes_and_type() {
     bpftool_create(&pv, "lru_hash", 14, 48, 16, "bad");
     let err = CtMap::open(&pv).unwrap_err();
     assert!(
-        matches!(err, Error::ValueSize { expected: 56, found: 48, .. }),
+        matches!(
+            err,
+            Error::ValueSize {
+                expected: 56,
+                found: 48,
+                ..
+            }
+        ),
         "{err}"
     );
     // Wrong map type.
@@ -198,17 +212,24 @@ fn typed_ops_count_pressure_and_flow_lookup() {
         m.lookup_flow(src, dst, 6, Direction::Ingress).unwrap(),
         None
     );
-    assert!(conntrack::update(dir.path(), None, src, dst, 6, Direction::Egress, |e| {
-        e.set_lifetime(99)
-    })
-    .unwrap());
+    assert!(
+        conntrack::update(dir.path(), None, src, dst, 6, Direction::Egress, |e| {
+            e.set_lifetime(99)
+        })
+        .unwrap()
+    );
     assert_eq!(m.lookup(&k4).unwrap().unwrap().lifetime(), 99);
     assert!(!m
         .update_flow(src, dst, 6, Direction::Ingress, |e| e.set_lifetime(1))
         .unwrap());
     // A v6 flow against a v4 map is a typed error.
     let err = m
-        .lookup_flow("[::1]:1".parse().unwrap(), "[::2]:2".parse().unwrap(), 6, Direction::Egress)
+        .lookup_flow(
+            "[::1]:1".parse().unwrap(),
+            "[::2]:2".parse().unwrap(),
+            6,
+            Direction::Egress,
+        )
         .unwrap_err();
     assert!(matches!(err, Error::KeyFamily { .. }), "{err}");
     // Flush deletes everything.

@@ -118,7 +118,14 @@ pub fn key6(i: u32) -> CtKey6 {
     d[12..16].copy_from_slice(&i.to_be_bytes());
     let mut s = d;
     s[11] = 1;
-    CtKey6::new(d.into(), s.into(), 443, (i % 60000) as u16, 6, TupleFlags::OUT)
+    CtKey6::new(
+        d.into(),
+        s.into(),
+        443,
+        (i % 60000) as u16,
+        6,
+        TupleFlags::OUT,
+    )
 }
 
 /// An entry with `lifetime` and some recognisable fields.
