@@ -315,9 +315,12 @@ const volatile struct pn_config CONFIG = {};
 
 /* ---- helpers ------------------------------------------------------------ */
 
+/* Monotonic seconds, the clock of Cilium's bpf_mono_now() without jiffies.
+ * The coarse variant reads the same CLOCK_MONOTONIC base (tick resolution,
+ * far finer than the one-second unit) without reading the clocksource. */
 static __always_inline __u32 mono_now(void)
 {
-	return (__u32)(bpf_ktime_get_ns() / NSEC_PER_SEC);
+	return (__u32)(bpf_ktime_get_coarse_ns() / NSEC_PER_SEC);
 }
 
 static __always_inline void count(struct __sk_buff *ctx, __u32 reason, __u32 dir)
@@ -587,13 +590,31 @@ struct l4info {
 	int action;
 };
 
+/* Reads `len` bytes at `off`: straight from the linear packet data when it
+ * is there (the common case), else with bpf_skb_load_bytes. */
+static __always_inline int load_l4(struct __sk_buff *ctx, __u32 off, __u8 *buf, __u32 len)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+
+	if (off <= 14 + 60 && len == 14) {
+		__u8 *p = data + off;
+
+		if ((void *)(p + 14) <= data_end) {
+			__builtin_memcpy(buf, p, 14);
+			return 0;
+		}
+	}
+	return bpf_skb_load_bytes(ctx, off, buf, len);
+}
+
 static __always_inline int extract_l4(struct __sk_buff *ctx, __u8 proto, __u32 off, __u32 l3_end,
 				      struct l4info *l4)
 {
 	__u8 buf[14];
 
 	if (proto == IPPROTO_TCP) {
-		if (off + 14 > l3_end || bpf_skb_load_bytes(ctx, off, buf, 14) < 0)
+		if (off + 14 > l3_end || load_l4(ctx, off, buf, 14) < 0)
 			return DROP_CT_INVALID_HDR;
 		__builtin_memcpy(&l4->tdport, &buf[0], 2);
 		__builtin_memcpy(&l4->tsport, &buf[2], 2);
