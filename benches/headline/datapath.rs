@@ -35,7 +35,14 @@ fn csum(data: &[u8]) -> u16 {
 }
 
 /// Ethernet + IPv4 + TCP (20 bytes) + `payload` zero bytes.
-fn tcp_packet(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, flags: u8, payload: usize) -> Vec<u8> {
+fn tcp_packet(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    flags: u8,
+    payload: usize,
+) -> Vec<u8> {
     let mut p = Vec::new();
     p.extend_from_slice(&NODE_MAC);
     p.extend_from_slice(&POD_MAC);
@@ -100,19 +107,36 @@ pub fn run(report: &mut Report) {
         });
     }
 
-    let from_pod = TestContext { ingress_ifindex: POD_IF, ..Default::default() };
+    let from_pod = TestContext {
+        ingress_ifindex: POD_IF,
+        ..Default::default()
+    };
     // Establish the flow: SYN out, SYN-ACK back (to-container), ACK out.
     let syn = tcp_packet(pod, remote, 40000, 443, 0x02, 0);
     let synack = tcp_packet(remote, pod, 443, 40000, 0x12, 0);
     let ack = tcp_packet(pod, remote, 40000, 443, 0x10, 1000);
     let reply = tcp_packet(remote, pod, 443, 40000, 0x10, 1000);
-    dp.test_run(Program::FromContainer, &syn, &from_pod).expect("syn");
-    dp.test_run(Program::ToContainer, &synack, &TestContext::default()).expect("syn-ack");
-    assert_eq!(dp.test_run(Program::FromContainer, &ack, &from_pod).expect("ack").retval, 0);
-    assert_eq!(dp.ct4_entries(true).expect("ct").len(), 1, "one established flow");
+    dp.test_run(Program::FromContainer, &syn, &from_pod)
+        .expect("syn");
+    dp.test_run(Program::ToContainer, &synack, &TestContext::default())
+        .expect("syn-ack");
+    assert_eq!(
+        dp.test_run(Program::FromContainer, &ack, &from_pod)
+            .expect("ack")
+            .retval,
+        0
+    );
+    assert_eq!(
+        dp.ct4_entries(true).expect("ct").len(),
+        1,
+        "one established flow"
+    );
 
     let run_ctx = TestContext { repeat, ..from_pod };
-    let reply_ctx = TestContext { repeat, ..Default::default() };
+    let reply_ctx = TestContext {
+        repeat,
+        ..Default::default()
+    };
     let (mut ours, mut ours_rx, mut base) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..5 {
         base.push(ns_per_packet(&dp, Program::Pass, &ack, &run_ctx));

@@ -7,7 +7,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, FromRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 
 use crate::datapath::{AttachMode, Program};
@@ -63,11 +63,18 @@ pub(crate) struct Netns {
 /// The calling thread's network namespace.
 pub(crate) fn current_netns() -> Result<Netns> {
     let path = "/proc/thread-self/ns/net";
-    let file = File::open(path).map_err(|source| Error::PinDir { path: path.into(), source })?;
-    let md = file
-        .metadata()
-        .map_err(|source| Error::PinDir { path: path.into(), source })?;
-    Ok(Netns { id: (md.dev(), md.ino()), file })
+    let file = File::open(path).map_err(|source| Error::PinDir {
+        path: path.into(),
+        source,
+    })?;
+    let md = file.metadata().map_err(|source| Error::PinDir {
+        path: path.into(),
+        source,
+    })?;
+    Ok(Netns {
+        id: (md.dev(), md.ino()),
+        file,
+    })
 }
 
 fn interface_exists(ifindex: u32) -> bool {
@@ -90,7 +97,13 @@ pub(crate) struct Attachment {
 
 impl std::fmt::Debug for Attachment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Attachment({} on ifindex {} {})", self.hook, self.ifindex, self.mode())
+        write!(
+            f,
+            "Attachment({} on ifindex {} {})",
+            self.hook,
+            self.ifindex,
+            self.mode()
+        )
     }
 }
 
@@ -103,7 +116,11 @@ fn tc_hook(ifindex: u32, egress: bool) -> libbpf_sys::bpf_tc_hook {
     let mut h: libbpf_sys::bpf_tc_hook = unsafe { std::mem::zeroed() };
     h.sz = size_of::<libbpf_sys::bpf_tc_hook>() as _;
     h.ifindex = ifindex as i32;
-    h.attach_point = if egress { libbpf_sys::BPF_TC_EGRESS } else { libbpf_sys::BPF_TC_INGRESS };
+    h.attach_point = if egress {
+        libbpf_sys::BPF_TC_EGRESS
+    } else {
+        libbpf_sys::BPF_TC_INGRESS
+    };
     h
 }
 
@@ -123,7 +140,11 @@ impl Attachment {
     }
 
     fn mode(&self) -> String {
-        let dir = if self.hook.egress() { "egress" } else { "ingress" };
+        let dir = if self.hook.egress() {
+            "egress"
+        } else {
+            "ingress"
+        };
         match self.kind {
             Kind::Tcx(_) => format!("tcx {dir}"),
             Kind::Tc { .. } => format!("tc clsact {dir}"),
@@ -150,12 +171,22 @@ impl Attachment {
             };
             // SAFETY: valid prog fd; NULL opts are allowed.
             let fd = unsafe {
-                libbpf_sys::bpf_link_create(prog.as_raw_fd(), ifindex as i32, attach_type, std::ptr::null())
+                libbpf_sys::bpf_link_create(
+                    prog.as_raw_fd(),
+                    ifindex as i32,
+                    attach_type,
+                    std::ptr::null(),
+                )
             };
             if fd >= 0 {
                 // SAFETY: the kernel just gave us this fd.
                 let link = unsafe { OwnedFd::from_raw_fd(fd) };
-                return Ok(Attachment { ns, ifindex, hook, kind: Kind::Tcx(link) });
+                return Ok(Attachment {
+                    ns,
+                    ifindex,
+                    hook,
+                    kind: Kind::Tcx(link),
+                });
             }
             let errno = -fd;
             let no_tcx = errno == libc::EINVAL || errno == libc::EOPNOTSUPP || errno == ENOTSUPP;
@@ -170,19 +201,37 @@ impl Attachment {
         }
         let mode_text = format!("tc clsact {dir}");
         let mut h = tc_hook(ifindex, hook.egress());
-        // SAFETY: valid hook struct; creates the clsact qdisc.
-        let rc = unsafe { libbpf_sys::bpf_tc_hook_create(&mut h) };
+        // libbpf warns when clsact already exists (EEXIST, which is fine).
+        let (rc, _) = crate::log::capture(|| {
+            // SAFETY: valid hook struct; creates the clsact qdisc.
+            unsafe { libbpf_sys::bpf_tc_hook_create(&mut h) }
+        });
         if rc < 0 && -rc != libc::EEXIST {
-            return Err(Error::Attach { program, ifindex, mode: mode_text, source: io::Error::from_raw_os_error(-rc) });
+            return Err(Error::Attach {
+                program,
+                ifindex,
+                mode: mode_text,
+                source: io::Error::from_raw_os_error(-rc),
+            });
         }
         let mut o = tc_opts(prog.as_raw_fd());
         o.flags = libbpf_sys::BPF_TC_F_REPLACE;
         // SAFETY: valid hook and opts.
         let rc = unsafe { libbpf_sys::bpf_tc_attach(&h, &mut o) };
         if rc < 0 {
-            return Err(Error::Attach { program, ifindex, mode: mode_text, source: io::Error::from_raw_os_error(-rc) });
+            return Err(Error::Attach {
+                program,
+                ifindex,
+                mode: mode_text,
+                source: io::Error::from_raw_os_error(-rc),
+            });
         }
-        Ok(Attachment { ns, ifindex, hook, kind: Kind::Tc { prog } })
+        Ok(Attachment {
+            ns,
+            ifindex,
+            hook,
+            kind: Kind::Tc { prog },
+        })
     }
 
     pub(crate) fn detach(self) -> Result<()> {
@@ -195,7 +244,12 @@ impl Attachment {
                 let rc = unsafe { libbpf_sys::bpf_link_detach(link.as_raw_fd()) };
                 // The link is gone with its interface (ENOLINK/ENOENT): fine.
                 if rc < 0 && ![libc::ENOLINK, libc::ENOENT, libc::ENODEV].contains(&-rc) {
-                    return Err(Error::Detach { program, ifindex, mode, source: io::Error::from_raw_os_error(-rc) });
+                    return Err(Error::Detach {
+                        program,
+                        ifindex,
+                        mode,
+                        source: io::Error::from_raw_os_error(-rc),
+                    });
                 }
                 Ok(())
             }
@@ -206,7 +260,9 @@ impl Attachment {
                     s.spawn(|| {
                         // SAFETY: setns on a namespace fd we hold; only this thread changes.
                         if unsafe { libc::setns(nsfd, libc::CLONE_NEWNET) } != 0 {
-                            return -io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL);
+                            return -io::Error::last_os_error()
+                                .raw_os_error()
+                                .unwrap_or(libc::EINVAL);
                         }
                         let h = tc_hook(ifindex, egress);
                         let o = tc_opts(0);
@@ -217,7 +273,12 @@ impl Attachment {
                     .unwrap_or(-libc::EINVAL)
                 });
                 if rc < 0 && ![libc::ENOENT, libc::ENODEV, libc::EINVAL].contains(&-rc) {
-                    return Err(Error::Detach { program, ifindex, mode, source: io::Error::from_raw_os_error(-rc) });
+                    return Err(Error::Detach {
+                        program,
+                        ifindex,
+                        mode,
+                        source: io::Error::from_raw_os_error(-rc),
+                    });
                 }
                 Ok(())
             }

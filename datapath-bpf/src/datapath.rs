@@ -1,6 +1,5 @@
 //! Loading the datapath, its maps and programs.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::io;
@@ -9,7 +8,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use libbpf_rs::{MapCore, ObjectBuilder, PrintLevel};
+use libbpf_rs::{MapCore, ObjectBuilder};
 
 use crate::attach::{Attachment, Hook};
 use crate::error::{Error, Result};
@@ -191,24 +190,6 @@ pub struct Datapath {
     ncpus: usize,
 }
 
-thread_local! {
-    static CAPTURE: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
-fn print_cb(level: PrintLevel, msg: String) {
-    let captured = CAPTURE.with(|c| {
-        if let Some(buf) = c.borrow_mut().as_mut() {
-            buf.push_str(&msg);
-            true
-        } else {
-            false
-        }
-    });
-    if !captured && level == PrintLevel::Warn {
-        eprint!("{msg}");
-    }
-}
-
 fn map_names() -> impl Iterator<Item = &'static str> {
     maps::PINNED.into_iter().chain([maps::REDIRECT_TRACE])
 }
@@ -260,8 +241,10 @@ impl Datapath {
                 _ => None,
             };
             if let Some(size) = size {
-                m.set_max_entries(size)
-                    .map_err(|source| Error::Prepare { map: name.clone(), source })?;
+                m.set_max_entries(size).map_err(|source| Error::Prepare {
+                    map: name.clone(),
+                    source,
+                })?;
             }
             if name.ends_with(".rodata") {
                 let Some(init) = m.initial_value_mut() else {
@@ -278,11 +261,7 @@ impl Datapath {
             }
         }
 
-        let prev = libbpf_rs::set_print(Some((PrintLevel::Debug, print_cb)));
-        CAPTURE.with(|c| *c.borrow_mut() = Some(String::new()));
-        let loaded = open.load();
-        let log = CAPTURE.with(|c| c.borrow_mut().take()).unwrap_or_default();
-        libbpf_rs::set_print(prev);
+        let (loaded, log) = crate::log::capture(|| open.load());
         let obj = loaded.map_err(|source| Error::Load {
             pin_dir: opts.pin_dir.clone(),
             source,
@@ -297,11 +276,14 @@ impl Datapath {
         for m in obj.maps() {
             let name = m.name().to_string_lossy();
             if let Some(n) = map_names().find(|n| *n == name) {
-                let fd = m.as_fd().try_clone_to_owned().map_err(|source| Error::Map {
-                    map: n,
-                    op: "dup fd",
-                    source,
-                })?;
+                let fd = m
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map_err(|source| Error::Map {
+                        map: n,
+                        op: "dup fd",
+                        source,
+                    })?;
                 map_fds.insert(n, fd);
             }
         }
@@ -309,10 +291,13 @@ impl Datapath {
         for p in obj.progs() {
             let name = p.name().to_string_lossy();
             if let Some(prog) = Program::ALL.into_iter().find(|x| x.name() == name) {
-                let fd = p.as_fd().try_clone_to_owned().map_err(|source| Error::TestRun {
-                    program: prog.name(),
-                    source,
-                })?;
+                let fd = p
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map_err(|source| Error::TestRun {
+                        program: prog.name(),
+                        source,
+                    })?;
                 progs.insert(prog, fd);
             }
         }
@@ -365,7 +350,11 @@ impl Datapath {
             )
         };
         if rc < 0 {
-            return Err(Error::Map { map, op: "update", source: io::Error::from_raw_os_error(-rc) });
+            return Err(Error::Map {
+                map,
+                op: "update",
+                source: io::Error::from_raw_os_error(-rc),
+            });
         }
         Ok(())
     }
@@ -378,7 +367,11 @@ impl Datapath {
         match rc {
             0 => Ok(true),
             e if -e == libc::ENOENT => Ok(false),
-            e => Err(Error::Map { map, op: "delete", source: io::Error::from_raw_os_error(-e) }),
+            e => Err(Error::Map {
+                map,
+                op: "delete",
+                source: io::Error::from_raw_os_error(-e),
+            }),
         }
     }
 
@@ -395,7 +388,11 @@ impl Datapath {
         match rc {
             0 => Ok(true),
             e if -e == libc::ENOENT => Ok(false),
-            e => Err(Error::Map { map, op: "lookup", source: io::Error::from_raw_os_error(-e) }),
+            e => Err(Error::Map {
+                map,
+                op: "lookup",
+                source: io::Error::from_raw_os_error(-e),
+            }),
         }
     }
 
@@ -419,7 +416,11 @@ impl Datapath {
                 return Ok(out);
             }
             if rc < 0 {
-                return Err(Error::Map { map, op: "iterate", source: io::Error::from_raw_os_error(-rc) });
+                return Err(Error::Map {
+                    map,
+                    op: "iterate",
+                    source: io::Error::from_raw_os_error(-rc),
+                });
             }
             out.push(next);
             cur = Some(next);
@@ -440,7 +441,11 @@ impl Datapath {
                 reason: format!("endpoint {} needs the ifindex of its host-side veth", ep.ip),
             });
         }
-        self.update(maps::ENDPOINTS, EndpointKey::new(ep.ip).as_bytes(), ep.value().as_bytes())
+        self.update(
+            maps::ENDPOINTS,
+            EndpointKey::new(ep.ip).as_bytes(),
+            ep.value().as_bytes(),
+        )
     }
 
     /// Removes a local endpoint; `Ok(false)` when there was none.
@@ -462,12 +467,18 @@ impl Datapath {
         if prefix_len > max {
             return Err(Error::InvalidInput {
                 what: "ipcache prefix length",
-                reason: format!("{addr}/{prefix_len}: an {} prefix is at most /{max}", if addr.is_ipv4() { "IPv4" } else { "IPv6" }),
+                reason: format!(
+                    "{addr}/{prefix_len}: an {} prefix is at most /{max}",
+                    if addr.is_ipv4() { "IPv4" } else { "IPv6" }
+                ),
             });
         }
         // Normalise: clear host bits, as the LPM trie ignores them anyway.
         let net = ipnet::IpNet::new(addr, prefix_len)
-            .map_err(|e| Error::InvalidInput { what: "ipcache prefix", reason: e.to_string() })?
+            .map_err(|e| Error::InvalidInput {
+                what: "ipcache prefix",
+                reason: e.to_string(),
+            })?
             .trunc();
         Ok(IpcacheKey::new(net.addr(), prefix_len))
     }
@@ -495,7 +506,10 @@ impl Datapath {
     }
 
     fn set_policy(&self, key: &PolicyKey, deny: bool) -> Result<()> {
-        let v = PolicyValue { deny: u8::from(deny), ..Default::default() };
+        let v = PolicyValue {
+            deny: u8::from(deny),
+            ..Default::default()
+        };
         self.update(maps::POLICY, key.raw().as_bytes(), v.as_bytes())
     }
 
@@ -640,9 +654,14 @@ impl Datapath {
         opts.ctx_size_out = size_of_val(&skb_out) as u32;
         opts.repeat = ctx.repeat as i32;
         // SAFETY: every buffer outlives the call and has the size given.
-        let rc = unsafe { libbpf_sys::bpf_prog_test_run_opts(self.program_fd(prog).as_raw_fd(), &mut opts) };
+        let rc = unsafe {
+            libbpf_sys::bpf_prog_test_run_opts(self.program_fd(prog).as_raw_fd(), &mut opts)
+        };
         if rc < 0 {
-            return Err(Error::TestRun { program: prog.name(), source: io::Error::from_raw_os_error(-rc) });
+            return Err(Error::TestRun {
+                program: prog.name(),
+                source: io::Error::from_raw_os_error(-rc),
+            });
         }
         data_out.truncate(opts.data_size_out as usize);
         Ok(TestOutput {
@@ -658,12 +677,22 @@ impl Datapath {
     /// Attaching the same hook twice to one interface is a no-op.
     pub fn attach(&mut self, ifindex: u32, hook: Hook) -> Result<()> {
         let ns = crate::attach::current_netns()?;
-        if self.attachments.iter().any(|a| a.matches(ns.id, ifindex, hook)) {
+        if self
+            .attachments
+            .iter()
+            .any(|a| a.matches(ns.id, ifindex, hook))
+        {
             return Ok(());
         }
-        let prog = self.program_fd(hook.program()).try_clone_to_owned().map_err(|source| {
-            Error::Attach { program: hook.program().name(), ifindex, mode: "dup".into(), source }
-        })?;
+        let prog = self
+            .program_fd(hook.program())
+            .try_clone_to_owned()
+            .map_err(|source| Error::Attach {
+                program: hook.program().name(),
+                ifindex,
+                mode: "dup".into(),
+                source,
+            })?;
         let a = Attachment::attach(prog, ns, ifindex, hook, self.attach_mode)?;
         self.attachments.push(a);
         Ok(())
@@ -687,7 +716,10 @@ impl Datapath {
                     .collect();
                 (all.len() == 1).then(|| all[0])
             })
-            .ok_or(Error::NotAttached { program: hook.program().name(), ifindex })?;
+            .ok_or(Error::NotAttached {
+                program: hook.program().name(),
+                ifindex,
+            })?;
         let a = self.attachments.remove(pos);
         a.detach()
     }

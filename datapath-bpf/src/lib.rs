@@ -24,6 +24,7 @@
 mod attach;
 mod datapath;
 mod error;
+mod log;
 pub mod maps;
 mod object;
 

@@ -536,8 +536,15 @@ mod tests {
 
     #[test]
     fn ipcache_info_round_trips() {
-        for t in [None, Some("10.0.0.1".parse().unwrap()), Some("fd00::1".parse().unwrap())] {
-            let i = IpcacheInfo { identity: 9, tunnel_endpoint: t };
+        for t in [
+            None,
+            Some("10.0.0.1".parse().unwrap()),
+            Some("fd00::1".parse().unwrap()),
+        ] {
+            let i = IpcacheInfo {
+                identity: 9,
+                tunnel_endpoint: t,
+            };
             assert_eq!(IpcacheInfo::from_value(&i.value()), i);
         }
     }

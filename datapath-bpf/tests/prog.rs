@@ -49,18 +49,32 @@ fn setup(tag: &str) -> (BpfDir, Datapath) {
     let mut o = Options::small(dir.join("globals"));
     o.trace_redirects = true;
     let dp = Datapath::load(&o).expect("load");
-    for (ip, a) in [(a4().into(), true), (b4().into(), false), (a6().into(), true), (b6().into(), false)] {
-        dp.upsert_endpoint(&ep(ip, a, EndpointFlags::empty())).unwrap();
+    for (ip, a) in [
+        (a4().into(), true),
+        (b4().into(), false),
+        (a6().into(), true),
+        (b6().into(), false),
+    ] {
+        dp.upsert_endpoint(&ep(ip, a, EndpointFlags::empty()))
+            .unwrap();
     }
     (dir, dp)
 }
 
 fn from_a() -> TestContext {
-    TestContext { ingress_ifindex: A_IF, ..Default::default() }
+    TestContext {
+        ingress_ifindex: A_IF,
+        ..Default::default()
+    }
 }
 
 fn syn_a_to_b() -> Vec<u8> {
-    packet4(A_MAC, A_NODE_MAC, &Ip4::new(a4(), b4(), 6), &tcp(40000, 80, 0x02))
+    packet4(
+        A_MAC,
+        A_NODE_MAC,
+        &Ip4::new(a4(), b4(), 6),
+        &tcp(40000, 80, 0x02),
+    )
 }
 
 fn ip4_hdr_ok(p: &[u8]) -> bool {
@@ -74,7 +88,9 @@ fn local_delivery_v4_rewrites_macs_and_ttl_and_creates_cilium_ct_entries() {
     let (_dir, dp) = setup("local4");
     let pkt = syn_a_to_b();
     let before = mono_now();
-    let out = dp.test_run(Program::FromContainer, &pkt, &from_a()).unwrap();
+    let out = dp
+        .test_run(Program::FromContainer, &pkt, &from_a())
+        .unwrap();
     assert_eq!(out.retval, TC_ACT_REDIRECT);
     assert_eq!(dp.last_redirect().unwrap(), Some(B_IF));
     assert_eq!(&out.data[0..6], &B_MAC, "dst MAC = pod MAC");
@@ -105,7 +121,11 @@ fn local_delivery_v4_rewrites_macs_and_ttl_and_creates_cilium_ct_entries() {
     assert_eq!(e.tx_flags_seen, 0x02);
     assert_eq!(e.flags & ct_flags::SEEN_NON_SYN, 0);
     let after = mono_now();
-    assert!(e.lifetime >= before + 60 && e.lifetime <= after + 60, "SYN timeout: {}", e.lifetime);
+    assert!(
+        e.lifetime >= before + 60 && e.lifetime <= after + 60,
+        "SYN timeout: {}",
+        e.lifetime
+    );
     assert!(e.last_tx_report >= before && e.last_tx_report <= after);
 
     // Related ICMP entry in the "any" map.
@@ -116,8 +136,15 @@ fn local_delivery_v4_rewrites_macs_and_ttl_and_creates_cilium_ct_entries() {
     assert_eq!((any[0].0.sport, any[0].0.dport), (0, 0));
 
     // An ACK on the same flow: established lifetime, counters grow.
-    let ack = packet4(A_MAC, A_NODE_MAC, &Ip4::new(a4(), b4(), 6), &tcp(40000, 80, 0x10));
-    let out = dp.test_run(Program::FromContainer, &ack, &from_a()).unwrap();
+    let ack = packet4(
+        A_MAC,
+        A_NODE_MAC,
+        &Ip4::new(a4(), b4(), 6),
+        &tcp(40000, 80, 0x10),
+    );
+    let out = dp
+        .test_run(Program::FromContainer, &ack, &from_a())
+        .unwrap();
     assert_eq!(out.retval, TC_ACT_REDIRECT);
     let ct = dp.ct4_entries(true).unwrap();
     assert_eq!(ct.len(), 1);
@@ -129,8 +156,14 @@ fn local_delivery_v4_rewrites_macs_and_ttl_and_creates_cilium_ct_entries() {
     assert_eq!(e.tx_flags_seen, 0x12);
 
     // FIN then FIN the other way: closing, close timeout.
-    let fin = packet4(A_MAC, A_NODE_MAC, &Ip4::new(a4(), b4(), 6), &tcp(40000, 80, 0x11));
-    dp.test_run(Program::FromContainer, &fin, &from_a()).unwrap();
+    let fin = packet4(
+        A_MAC,
+        A_NODE_MAC,
+        &Ip4::new(a4(), b4(), 6),
+        &tcp(40000, 80, 0x11),
+    );
+    dp.test_run(Program::FromContainer, &fin, &from_a())
+        .unwrap();
     let e = dp.ct4_entries(true).unwrap()[0].1;
     assert_ne!(e.flags & ct_flags::TX_CLOSING, 0);
     assert_eq!(e.flags & ct_flags::RX_CLOSING, 0);
@@ -142,36 +175,67 @@ fn local_delivery_v4_rewrites_macs_and_ttl_and_creates_cilium_ct_entries() {
 fn to_container_creates_ingress_entry_and_replies_skip_policy() {
     require_privileges!();
     let (_dir, dp) = setup("toc");
-    let out = dp.test_run(Program::FromContainer, &syn_a_to_b(), &from_a()).unwrap();
+    let out = dp
+        .test_run(Program::FromContainer, &syn_a_to_b(), &from_a())
+        .unwrap();
     assert_eq!(out.retval, TC_ACT_REDIRECT);
     // The redirected packet meets to-container on B's veth, mark included.
-    let ctx = TestContext { mark: out.mark, ..Default::default() };
+    let ctx = TestContext {
+        mark: out.mark,
+        ..Default::default()
+    };
     let out2 = dp.test_run(Program::ToContainer, &out.data, &ctx).unwrap();
     assert_eq!(out2.retval, TC_ACT_OK);
     assert_eq!(out2.mark, 0, "identity mark consumed");
     let ct = dp.ct4_entries(true).unwrap();
     assert_eq!(ct.len(), 2);
-    let ingress = ct.iter().find(|(k, _)| k.flags == TUPLE_F_IN).expect("IN entry");
+    let ingress = ct
+        .iter()
+        .find(|(k, _)| k.flags == TUPLE_F_IN)
+        .expect("IN entry");
     assert_eq!(ingress.0.daddr, a4().octets());
     assert_eq!(ingress.1.src_sec_id, A_ID);
     assert_eq!(ingress.1.rx_flags_seen, 0x02);
 
     // B replies (SYN-ACK): a reply at from-container of B, policy not consulted
     // even though B enforces egress policy with no allow entry.
-    dp.upsert_endpoint(&ep(b4().into(), false, EndpointFlags::EGRESS_ENFORCE)).unwrap();
-    let synack = packet4(B_MAC, B_NODE_MAC, &Ip4::new(b4(), a4(), 6), &tcp(80, 40000, 0x12));
-    let ctx = TestContext { ingress_ifindex: B_IF, ..Default::default() };
+    dp.upsert_endpoint(&ep(b4().into(), false, EndpointFlags::EGRESS_ENFORCE))
+        .unwrap();
+    let synack = packet4(
+        B_MAC,
+        B_NODE_MAC,
+        &Ip4::new(b4(), a4(), 6),
+        &tcp(80, 40000, 0x12),
+    );
+    let ctx = TestContext {
+        ingress_ifindex: B_IF,
+        ..Default::default()
+    };
     let out3 = dp.test_run(Program::FromContainer, &synack, &ctx).unwrap();
     assert_eq!(out3.retval, TC_ACT_REDIRECT);
     assert_eq!(dp.last_redirect().unwrap(), Some(A_IF));
-    assert_eq!(dp.ct4_entries(true).unwrap().len(), 2, "no new entry for a reply");
+    assert_eq!(
+        dp.ct4_entries(true).unwrap().len(),
+        2,
+        "no new entry for a reply"
+    );
     // And it is a reply at A's to-container too.
-    dp.upsert_endpoint(&ep(a4().into(), true, EndpointFlags::INGRESS_ENFORCE)).unwrap();
-    let out4 = dp.test_run(Program::ToContainer, &out3.data, &TestContext::default()).unwrap();
+    dp.upsert_endpoint(&ep(a4().into(), true, EndpointFlags::INGRESS_ENFORCE))
+        .unwrap();
+    let out4 = dp
+        .test_run(Program::ToContainer, &out3.data, &TestContext::default())
+        .unwrap();
     assert_eq!(out4.retval, TC_ACT_OK);
     // A new connection from B to A is not: A enforces ingress policy.
-    let syn = packet4(B_MAC, B_NODE_MAC, &Ip4::new(b4(), a4(), 6), &tcp(50000, 22, 0x02));
-    let out5 = dp.test_run(Program::ToContainer, &syn, &TestContext::default()).unwrap();
+    let syn = packet4(
+        B_MAC,
+        B_NODE_MAC,
+        &Ip4::new(b4(), a4(), 6),
+        &tcp(50000, 22, 0x02),
+    );
+    let out5 = dp
+        .test_run(Program::ToContainer, &syn, &TestContext::default())
+        .unwrap();
     assert_eq!(out5.retval, TC_ACT_SHOT);
     assert_eq!(dp.metric(reason::POLICY, Direction::Ingress).unwrap(), 1);
 }
@@ -180,32 +244,86 @@ fn to_container_creates_ingress_entry_and_replies_skip_policy() {
 fn policy_deny_and_enforcement_are_counted() {
     require_privileges!();
     let (_dir, dp) = setup("policy");
-    let deny = PolicyKey { endpoint_id: 1002, identity: A_ID, dport: 80, protocol: 6, direction: Direction::Ingress };
+    let deny = PolicyKey {
+        endpoint_id: 1002,
+        identity: A_ID,
+        dport: 80,
+        protocol: 6,
+        direction: Direction::Ingress,
+    };
     dp.deny(&deny).unwrap();
-    let out = dp.test_run(Program::ToContainer, &syn_a_to_b(), &TestContext::default()).unwrap();
+    let out = dp
+        .test_run(Program::ToContainer, &syn_a_to_b(), &TestContext::default())
+        .unwrap();
     assert_eq!(out.retval, TC_ACT_SHOT);
-    assert_eq!(dp.metric(reason::POLICY_DENY, Direction::Ingress).unwrap(), 1);
+    assert_eq!(
+        dp.metric(reason::POLICY_DENY, Direction::Ingress).unwrap(),
+        1
+    );
     let st = dp.policy(&deny).unwrap().unwrap();
     assert!(st.deny);
     assert_eq!(st.packets, 1);
-    assert!(dp.ct4_entries(true).unwrap().is_empty(), "no CT entry for a dropped packet");
+    assert!(
+        dp.ct4_entries(true).unwrap().is_empty(),
+        "no CT entry for a dropped packet"
+    );
     // Another port is not denied.
-    let other = packet4(A_MAC, A_NODE_MAC, &Ip4::new(a4(), b4(), 6), &tcp(40001, 81, 0x02));
-    assert_eq!(dp.test_run(Program::ToContainer, &other, &TestContext::default()).unwrap().retval, TC_ACT_OK);
+    let other = packet4(
+        A_MAC,
+        A_NODE_MAC,
+        &Ip4::new(a4(), b4(), 6),
+        &tcp(40001, 81, 0x02),
+    );
+    assert_eq!(
+        dp.test_run(Program::ToContainer, &other, &TestContext::default())
+            .unwrap()
+            .retval,
+        TC_ACT_OK
+    );
     assert!(dp.remove_policy(&deny).unwrap());
     assert!(!dp.remove_policy(&deny).unwrap());
 
     // Egress enforcement with a wildcard allow for UDP only.
-    dp.upsert_endpoint(&ep(a4().into(), true, EndpointFlags::EGRESS_ENFORCE)).unwrap();
-    let udp_pkt = packet4(A_MAC, A_NODE_MAC, &Ip4::new(a4(), b4(), 17), &udp(5000, 53, 10));
-    assert_eq!(dp.test_run(Program::FromContainer, &udp_pkt, &from_a()).unwrap().retval, TC_ACT_SHOT);
+    dp.upsert_endpoint(&ep(a4().into(), true, EndpointFlags::EGRESS_ENFORCE))
+        .unwrap();
+    let udp_pkt = packet4(
+        A_MAC,
+        A_NODE_MAC,
+        &Ip4::new(a4(), b4(), 17),
+        &udp(5000, 53, 10),
+    );
+    assert_eq!(
+        dp.test_run(Program::FromContainer, &udp_pkt, &from_a())
+            .unwrap()
+            .retval,
+        TC_ACT_SHOT
+    );
     assert_eq!(dp.metric(reason::POLICY, Direction::Egress).unwrap(), 1);
-    dp.allow(&PolicyKey { endpoint_id: 1001, identity: 0, dport: 0, protocol: 17, direction: Direction::Egress }).unwrap();
-    assert_eq!(dp.test_run(Program::FromContainer, &udp_pkt, &from_a()).unwrap().retval, TC_ACT_REDIRECT);
+    dp.allow(&PolicyKey {
+        endpoint_id: 1001,
+        identity: 0,
+        dport: 0,
+        protocol: 17,
+        direction: Direction::Egress,
+    })
+    .unwrap();
+    assert_eq!(
+        dp.test_run(Program::FromContainer, &udp_pkt, &from_a())
+            .unwrap()
+            .retval,
+        TC_ACT_REDIRECT
+    );
     let any = dp.ct4_entries(false).unwrap();
-    assert!(any.iter().any(|(k, _)| k.nexthdr == 17 && k.dport == 53u16.to_be() && k.sport == 5000u16.to_be()));
+    assert!(any
+        .iter()
+        .any(|(k, _)| k.nexthdr == 17 && k.dport == 53u16.to_be() && k.sport == 5000u16.to_be()));
     // TCP still dropped.
-    assert_eq!(dp.test_run(Program::FromContainer, &syn_a_to_b(), &from_a()).unwrap().retval, TC_ACT_SHOT);
+    assert_eq!(
+        dp.test_run(Program::FromContainer, &syn_a_to_b(), &from_a())
+            .unwrap()
+            .retval,
+        TC_ACT_SHOT
+    );
 }
 
 #[test]
@@ -213,59 +331,152 @@ fn remote_destination_goes_to_the_stack_and_spoofed_source_is_dropped() {
     require_privileges!();
     let (_dir, dp) = setup("remote");
     let remote: Ipv4Addr = "10.2.0.5".parse().unwrap();
-    dp.upsert_ipcache(IpAddr::V4("10.2.0.0".parse().unwrap()), 24, &IpcacheInfo { identity: 7777, tunnel_endpoint: Some("192.168.100.2".parse().unwrap()) }).unwrap();
-    let pkt = packet4(A_MAC, A_NODE_MAC, &Ip4::new(a4(), remote, 1), &icmp_echo(true, false, 0x77, 1));
-    let out = dp.test_run(Program::FromContainer, &pkt, &from_a()).unwrap();
+    dp.upsert_ipcache(
+        IpAddr::V4("10.2.0.0".parse().unwrap()),
+        24,
+        &IpcacheInfo {
+            identity: 7777,
+            tunnel_endpoint: Some("192.168.100.2".parse().unwrap()),
+        },
+    )
+    .unwrap();
+    let pkt = packet4(
+        A_MAC,
+        A_NODE_MAC,
+        &Ip4::new(a4(), remote, 1),
+        &icmp_echo(true, false, 0x77, 1),
+    );
+    let out = dp
+        .test_run(Program::FromContainer, &pkt, &from_a())
+        .unwrap();
     assert_eq!(out.retval, TC_ACT_OK);
-    assert_eq!(out.data, pkt, "handed to the stack untouched (the stack decrements the TTL)");
+    assert_eq!(
+        out.data, pkt,
+        "handed to the stack untouched (the stack decrements the TTL)"
+    );
     let any = dp.ct4_entries(false).unwrap();
     assert_eq!(any.len(), 1);
     let (k, e) = any[0];
     assert_eq!((k.daddr, k.saddr), (a4().octets(), remote.octets()));
     // Echo request: the id ends in sport once the tuple is in forward order.
-    assert_eq!((k.sport, k.dport, k.flags), (0x77u16.to_be(), 0, TUPLE_F_OUT));
+    assert_eq!(
+        (k.sport, k.dport, k.flags),
+        (0x77u16.to_be(), 0, TUPLE_F_OUT)
+    );
     assert_eq!(e.src_sec_id, A_ID);
     // The echo reply coming back is a reply at A's to-container.
-    let reply = packet4([2; 6], A_NODE_MAC, &Ip4::new(remote, a4(), 1), &icmp_echo(false, false, 0x77, 1));
-    dp.upsert_endpoint(&ep(a4().into(), true, EndpointFlags::INGRESS_ENFORCE)).unwrap();
-    assert_eq!(dp.test_run(Program::ToContainer, &reply, &TestContext::default()).unwrap().retval, TC_ACT_OK);
+    let reply = packet4(
+        [2; 6],
+        A_NODE_MAC,
+        &Ip4::new(remote, a4(), 1),
+        &icmp_echo(false, false, 0x77, 1),
+    );
+    dp.upsert_endpoint(&ep(a4().into(), true, EndpointFlags::INGRESS_ENFORCE))
+        .unwrap();
+    assert_eq!(
+        dp.test_run(Program::ToContainer, &reply, &TestContext::default())
+            .unwrap()
+            .retval,
+        TC_ACT_OK
+    );
     assert_eq!(dp.ct4_entries(false).unwrap()[0].1.packets, 2);
 
     // Source address not A's on A's veth.
-    let spoof = packet4(A_MAC, A_NODE_MAC, &Ip4::new("10.1.0.99".parse().unwrap(), remote, 17), &udp(1, 2, 0));
-    assert_eq!(dp.test_run(Program::FromContainer, &spoof, &from_a()).unwrap().retval, TC_ACT_SHOT);
+    let spoof = packet4(
+        A_MAC,
+        A_NODE_MAC,
+        &Ip4::new("10.1.0.99".parse().unwrap(), remote, 17),
+        &udp(1, 2, 0),
+    );
+    assert_eq!(
+        dp.test_run(Program::FromContainer, &spoof, &from_a())
+            .unwrap()
+            .retval,
+        TC_ACT_SHOT
+    );
     // A's address on the wrong veth.
-    let wrong = TestContext { ingress_ifindex: B_IF, ..Default::default() };
-    let pkt = packet4(A_MAC, A_NODE_MAC, &Ip4::new(a4(), remote, 17), &udp(1, 2, 0));
-    assert_eq!(dp.test_run(Program::FromContainer, &pkt, &wrong).unwrap().retval, TC_ACT_SHOT);
-    assert_eq!(dp.metric(reason::INVALID_SOURCE_IP, Direction::Egress).unwrap(), 2);
+    let wrong = TestContext {
+        ingress_ifindex: B_IF,
+        ..Default::default()
+    };
+    let pkt = packet4(
+        A_MAC,
+        A_NODE_MAC,
+        &Ip4::new(a4(), remote, 17),
+        &udp(1, 2, 0),
+    );
+    assert_eq!(
+        dp.test_run(Program::FromContainer, &pkt, &wrong)
+            .unwrap()
+            .retval,
+        TC_ACT_SHOT
+    );
+    assert_eq!(
+        dp.metric(reason::INVALID_SOURCE_IP, Direction::Egress)
+            .unwrap(),
+        2
+    );
 }
 
 #[test]
 fn from_netdev_delivers_to_local_pods_with_source_identity() {
     require_privileges!();
     let (_dir, dp) = setup("netdev");
-    dp.upsert_ipcache(IpAddr::V4("10.2.0.0".parse().unwrap()), 16, &IpcacheInfo { identity: 0x12_3456, tunnel_endpoint: None }).unwrap();
+    dp.upsert_ipcache(
+        IpAddr::V4("10.2.0.0".parse().unwrap()),
+        16,
+        &IpcacheInfo {
+            identity: 0x12_3456,
+            tunnel_endpoint: None,
+        },
+    )
+    .unwrap();
     let src: Ipv4Addr = "10.2.3.4".parse().unwrap();
-    let pkt = packet4([0x02, 0xee, 0, 0, 0, 1], [0x02, 0xee, 0, 0, 0, 2], &Ip4::new(src, b4(), 17), &udp(999, 53, 4));
-    let out = dp.test_run(Program::FromNetdev, &pkt, &TestContext::default()).unwrap();
+    let pkt = packet4(
+        [0x02, 0xee, 0, 0, 0, 1],
+        [0x02, 0xee, 0, 0, 0, 2],
+        &Ip4::new(src, b4(), 17),
+        &udp(999, 53, 4),
+    );
+    let out = dp
+        .test_run(Program::FromNetdev, &pkt, &TestContext::default())
+        .unwrap();
     assert_eq!(out.retval, TC_ACT_REDIRECT);
     assert_eq!(dp.last_redirect().unwrap(), Some(B_IF));
-    assert_eq!((&out.data[0..6], &out.data[6..12]), (&B_MAC[..], &B_NODE_MAC[..]));
+    assert_eq!(
+        (&out.data[0..6], &out.data[6..12]),
+        (&B_MAC[..], &B_NODE_MAC[..])
+    );
     assert_eq!(out.data[22], 63);
     assert!(ip4_hdr_ok(&out.data));
     // Cilium's identity mark encoding: low 16 bits high, bits 16..24 low.
     assert_eq!(out.mark, (0x3456 << 16) | 0x0F00 | 0x12);
     // to-container picks the identity up from the mark.
-    let out2 = dp.test_run(Program::ToContainer, &out.data, &TestContext { mark: out.mark, ..Default::default() }).unwrap();
+    let out2 = dp
+        .test_run(
+            Program::ToContainer,
+            &out.data,
+            &TestContext {
+                mark: out.mark,
+                ..Default::default()
+            },
+        )
+        .unwrap();
     assert_eq!(out2.retval, TC_ACT_OK);
     let any = dp.ct4_entries(false).unwrap();
     let (_, e) = any.iter().find(|(k, _)| k.nexthdr == 17).unwrap();
     assert_eq!(e.src_sec_id, 0x12_3456);
 
     // Traffic for the node itself is left to the stack.
-    let to_node = packet4([2; 6], [3; 6], &Ip4::new(src, "192.168.100.1".parse().unwrap(), 17), &udp(1, 2, 0));
-    let out = dp.test_run(Program::FromNetdev, &to_node, &TestContext::default()).unwrap();
+    let to_node = packet4(
+        [2; 6],
+        [3; 6],
+        &Ip4::new(src, "192.168.100.1".parse().unwrap(), 17),
+        &udp(1, 2, 0),
+    );
+    let out = dp
+        .test_run(Program::FromNetdev, &to_node, &TestContext::default())
+        .unwrap();
     assert_eq!(out.retval, TC_ACT_OK);
     assert_eq!(out.data, to_node);
 }
@@ -279,7 +490,9 @@ fn ipv6_local_delivery_and_ndp() {
         p.extend(ip6(a6(), b6(), 58, 64, &icmp_echo(true, true, 0x99, 1)));
         p
     };
-    let out = dp.test_run(Program::FromContainer, &pkt6, &from_a()).unwrap();
+    let out = dp
+        .test_run(Program::FromContainer, &pkt6, &from_a())
+        .unwrap();
     assert_eq!(out.retval, TC_ACT_REDIRECT);
     assert_eq!(dp.last_redirect().unwrap(), Some(B_IF));
     assert_eq!(&out.data[0..6], &B_MAC);
@@ -288,16 +501,27 @@ fn ipv6_local_delivery_and_ndp() {
     assert_eq!(any.len(), 1);
     let (k, e) = any[0];
     assert_eq!((k.daddr, k.saddr), (a6().octets(), b6().octets()));
-    assert_eq!((k.nexthdr, k.sport, k.dport, k.flags), (58, 0x99u16.to_be(), 0, TUPLE_F_OUT));
+    assert_eq!(
+        (k.nexthdr, k.sport, k.dport, k.flags),
+        (58, 0x99u16.to_be(), 0, TUPLE_F_OUT)
+    );
     assert_eq!(e.src_sec_id, A_ID);
 
     // TCP over IPv6 lands in cilium_ct6_global.
     let mut p = eth(A_MAC, A_NODE_MAC, ETH_P_IPV6);
     p.extend(ip6(a6(), b6(), 6, 64, &tcp(33333, 443, 0x02)));
-    assert_eq!(dp.test_run(Program::FromContainer, &p, &from_a()).unwrap().retval, TC_ACT_REDIRECT);
+    assert_eq!(
+        dp.test_run(Program::FromContainer, &p, &from_a())
+            .unwrap()
+            .retval,
+        TC_ACT_REDIRECT
+    );
     let tcp6 = dp.ct6_entries(true).unwrap();
     assert_eq!(tcp6.len(), 1);
-    assert_eq!((tcp6[0].0.dport, tcp6[0].0.sport), (443u16.to_be(), 33333u16.to_be()));
+    assert_eq!(
+        (tcp6[0].0.dport, tcp6[0].0.sport),
+        (443u16.to_be(), 33333u16.to_be())
+    );
 
     // Neighbour solicitation passes untouched, no CT entry.
     let mut ns = vec![0u8; 24];
@@ -341,24 +565,51 @@ fn malformed_packets_get_a_defined_verdict_and_are_counted() {
         let p = packet4(A_MAC, A_NODE_MAC, &ip, &udp(1, 2, 16));
         assert_eq!(run(&p).unwrap().retval, TC_ACT_SHOT);
     }
-    assert_eq!(dp.metric(reason::FRAG_NOSUPPORT, Direction::Egress).unwrap(), 2);
+    assert_eq!(
+        dp.metric(reason::FRAG_NOSUPPORT, Direction::Egress)
+            .unwrap(),
+        2
+    );
 
     // TCP header cut short.
-    let mut short = packet4(A_MAC, A_NODE_MAC, &Ip4::new(a4(), b4(), 6), &tcp(1, 2, 2)[..10]);
+    let mut short = packet4(
+        A_MAC,
+        A_NODE_MAC,
+        &Ip4::new(a4(), b4(), 6),
+        &tcp(1, 2, 2)[..10],
+    );
     short.truncate(14 + 20 + 10);
     assert_eq!(run(&short).unwrap().retval, TC_ACT_SHOT);
-    assert_eq!(dp.metric(reason::CT_INVALID_HDR, Direction::Egress).unwrap(), 1);
+    assert_eq!(
+        dp.metric(reason::CT_INVALID_HDR, Direction::Egress)
+            .unwrap(),
+        1
+    );
 
     // Unknown L4 protocol (GRE).
     let gre = packet4(A_MAC, A_NODE_MAC, &Ip4::new(a4(), b4(), 47), &[0u8; 8]);
     assert_eq!(run(&gre).unwrap().retval, TC_ACT_SHOT);
-    assert_eq!(dp.metric(reason::CT_UNKNOWN_PROTO, Direction::Egress).unwrap(), 1);
+    assert_eq!(
+        dp.metric(reason::CT_UNKNOWN_PROTO, Direction::Egress)
+            .unwrap(),
+        1
+    );
 
     // IPv6 extension header (hop-by-hop).
     let mut p = eth(A_MAC, A_NODE_MAC, ETH_P_IPV6);
-    p.extend(ip6(a6(), b6(), 0, 64, &[58, 0, 0, 0, 0, 0, 0, 0, 128, 0, 0, 0, 0, 1, 0, 1]));
+    p.extend(ip6(
+        a6(),
+        b6(),
+        0,
+        64,
+        &[58, 0, 0, 0, 0, 0, 0, 0, 128, 0, 0, 0, 0, 1, 0, 1],
+    ));
     assert_eq!(run(&p).unwrap().retval, TC_ACT_SHOT);
-    assert_eq!(dp.metric(reason::INVALID_EXTHDR, Direction::Egress).unwrap(), 1);
+    assert_eq!(
+        dp.metric(reason::INVALID_EXTHDR, Direction::Egress)
+            .unwrap(),
+        1
+    );
     // IPv6 payload length beyond the packet.
     p[14 + 4..14 + 6].copy_from_slice(&4000u16.to_be_bytes());
     assert_eq!(run(&p).unwrap().retval, TC_ACT_SHOT);
@@ -370,7 +621,11 @@ fn malformed_packets_get_a_defined_verdict_and_are_counted() {
     let p = packet4(A_MAC, A_NODE_MAC, &ip, &tcp(41000, 8080, 0x02));
     assert_eq!(run(&p).unwrap().retval, TC_ACT_REDIRECT);
     let ct = dp.ct4_entries(true).unwrap();
-    assert!(ct.iter().any(|(k, _)| k.dport == 8080u16.to_be() && k.sport == 41000u16.to_be()), "{ct:?}");
+    assert!(
+        ct.iter()
+            .any(|(k, _)| k.dport == 8080u16.to_be() && k.sport == 41000u16.to_be()),
+        "{ct:?}"
+    );
 
     // TTL 1 to a local pod: left to the stack (it sends time exceeded).
     let mut ip = Ip4::new(a4(), b4(), 17);
@@ -383,14 +638,20 @@ fn malformed_packets_get_a_defined_verdict_and_are_counted() {
     // ARP and other non-IP traffic pass untouched.
     let mut arp = eth([0xff; 6], A_MAC, ETH_P_ARP);
     arp.extend_from_slice(&[0u8; 28]);
-    for prog in [Program::FromContainer, Program::ToContainer, Program::FromNetdev] {
+    for prog in [
+        Program::FromContainer,
+        Program::ToContainer,
+        Program::FromNetdev,
+    ] {
         let out = dp.test_run(prog, &arp, &from_a()).unwrap();
         assert_eq!(out.retval, TC_ACT_OK);
         assert_eq!(out.data, arp);
     }
     // The other programs are as careful.
     for prog in [Program::ToContainer, Program::FromNetdev] {
-        let out = dp.test_run(prog, &bad_ihl, &TestContext::default()).unwrap();
+        let out = dp
+            .test_run(prog, &bad_ihl, &TestContext::default())
+            .unwrap();
         assert_eq!(out.retval, TC_ACT_SHOT);
     }
     assert_eq!(dp.metric(reason::INVALID, Direction::Ingress).unwrap(), 2);
@@ -403,9 +664,16 @@ fn pinned_maps_and_conntrack_survive_a_restart_and_teardown_unpins() {
     let opts = Options::small(dir.join("globals"));
     {
         let dp = Datapath::load(&opts).unwrap();
-        dp.upsert_endpoint(&ep(a4().into(), true, EndpointFlags::empty())).unwrap();
-        dp.upsert_endpoint(&ep(b4().into(), false, EndpointFlags::empty())).unwrap();
-        assert_eq!(dp.test_run(Program::FromContainer, &syn_a_to_b(), &from_a()).unwrap().retval, TC_ACT_REDIRECT);
+        dp.upsert_endpoint(&ep(a4().into(), true, EndpointFlags::empty()))
+            .unwrap();
+        dp.upsert_endpoint(&ep(b4().into(), false, EndpointFlags::empty()))
+            .unwrap();
+        assert_eq!(
+            dp.test_run(Program::FromContainer, &syn_a_to_b(), &from_a())
+                .unwrap()
+                .retval,
+            TC_ACT_REDIRECT
+        );
         for name in datapath_bpf::maps::PINNED {
             assert!(dir.join("globals").join(name).exists(), "{name} pinned");
         }
@@ -414,10 +682,19 @@ fn pinned_maps_and_conntrack_survive_a_restart_and_teardown_unpins() {
     }
     let dp = Datapath::load(&opts).unwrap();
     assert_eq!(dp.ct4_entries(true).unwrap().len(), 1, "conntrack survived");
-    assert!(dp.endpoint(a4().into()).unwrap().is_some(), "endpoints survived");
+    assert!(
+        dp.endpoint(a4().into()).unwrap().is_some(),
+        "endpoints survived"
+    );
     // A second packet finds the old entry.
-    let ack = packet4(A_MAC, A_NODE_MAC, &Ip4::new(a4(), b4(), 6), &tcp(40000, 80, 0x10));
-    dp.test_run(Program::FromContainer, &ack, &from_a()).unwrap();
+    let ack = packet4(
+        A_MAC,
+        A_NODE_MAC,
+        &Ip4::new(a4(), b4(), 6),
+        &tcp(40000, 80, 0x10),
+    );
+    dp.test_run(Program::FromContainer, &ack, &from_a())
+        .unwrap();
     assert_eq!(dp.ct4_entries(true).unwrap()[0].1.packets, 2);
 
     // Different sizes cannot re-use the pins: a typed load error.
@@ -435,31 +712,85 @@ fn pinned_maps_and_conntrack_survive_a_restart_and_teardown_unpins() {
 fn bad_input_is_rejected_before_the_kernel() {
     require_privileges!();
     let (_dir, mut dp) = setup("badinput");
-    let info = IpcacheInfo { identity: 1, tunnel_endpoint: None };
-    assert!(matches!(dp.upsert_ipcache("10.0.0.0".parse().unwrap(), 33, &info), Err(Error::InvalidInput { .. })));
-    assert!(matches!(dp.upsert_ipcache("fd00::".parse().unwrap(), 129, &info), Err(Error::InvalidInput { .. })));
-    assert!(matches!(dp.remove_ipcache("10.0.0.0".parse().unwrap(), 40), Err(Error::InvalidInput { .. })));
+    let info = IpcacheInfo {
+        identity: 1,
+        tunnel_endpoint: None,
+    };
+    assert!(matches!(
+        dp.upsert_ipcache("10.0.0.0".parse().unwrap(), 33, &info),
+        Err(Error::InvalidInput { .. })
+    ));
+    assert!(matches!(
+        dp.upsert_ipcache("fd00::".parse().unwrap(), 129, &info),
+        Err(Error::InvalidInput { .. })
+    ));
+    assert!(matches!(
+        dp.remove_ipcache("10.0.0.0".parse().unwrap(), 40),
+        Err(Error::InvalidInput { .. })
+    ));
     let mut bad = ep(a4().into(), true, EndpointFlags::empty());
     bad.ip = "0.0.0.0".parse().unwrap();
-    assert!(matches!(dp.upsert_endpoint(&bad), Err(Error::InvalidInput { .. })));
+    assert!(matches!(
+        dp.upsert_endpoint(&bad),
+        Err(Error::InvalidInput { .. })
+    ));
     bad.ip = a4().into();
     bad.ifindex = 0;
-    assert!(matches!(dp.upsert_endpoint(&bad), Err(Error::InvalidInput { .. })));
-    assert!(matches!(dp.attach(999_999, Hook::FromContainer), Err(Error::UnknownInterface { ifindex: 999_999 })));
+    assert!(matches!(
+        dp.upsert_endpoint(&bad),
+        Err(Error::InvalidInput { .. })
+    ));
+    assert!(matches!(
+        dp.attach(999_999, Hook::FromContainer),
+        Err(Error::UnknownInterface { ifindex: 999_999 })
+    ));
     assert_eq!(dp.attached(), 0);
     let mut zero = Options::small("/sys/fs/bpf/never-created");
     zero.ct_tcp_size = 0;
-    assert!(matches!(Datapath::load(&zero), Err(Error::InvalidInput { .. })));
+    assert!(matches!(
+        Datapath::load(&zero),
+        Err(Error::InvalidInput { .. })
+    ));
     assert!(!std::path::Path::new("/sys/fs/bpf/never-created").exists());
 
     // ipcache: host bits are cleared, longest prefix wins.
-    dp.upsert_ipcache("10.9.1.77".parse().unwrap(), 16, &IpcacheInfo { identity: 16, tunnel_endpoint: None }).unwrap();
-    dp.upsert_ipcache("10.9.1.0".parse().unwrap(), 24, &IpcacheInfo { identity: 24, tunnel_endpoint: None }).unwrap();
-    assert_eq!(dp.lookup_ipcache("10.9.1.5".parse().unwrap()).unwrap().unwrap().identity, 24);
-    assert_eq!(dp.lookup_ipcache("10.9.2.5".parse().unwrap()).unwrap().unwrap().identity, 16);
+    dp.upsert_ipcache(
+        "10.9.1.77".parse().unwrap(),
+        16,
+        &IpcacheInfo {
+            identity: 16,
+            tunnel_endpoint: None,
+        },
+    )
+    .unwrap();
+    dp.upsert_ipcache(
+        "10.9.1.0".parse().unwrap(),
+        24,
+        &IpcacheInfo {
+            identity: 24,
+            tunnel_endpoint: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        dp.lookup_ipcache("10.9.1.5".parse().unwrap())
+            .unwrap()
+            .unwrap()
+            .identity,
+        24
+    );
+    assert_eq!(
+        dp.lookup_ipcache("10.9.2.5".parse().unwrap())
+            .unwrap()
+            .unwrap()
+            .identity,
+        16
+    );
     assert!(dp.remove_ipcache("10.9.0.0".parse().unwrap(), 16).unwrap());
-    assert!(dp.lookup_ipcache("10.9.2.5".parse().unwrap()).unwrap().is_none());
+    assert!(dp
+        .lookup_ipcache("10.9.2.5".parse().unwrap())
+        .unwrap()
+        .is_none());
     assert!(dp.remove_endpoint(a4().into()).unwrap());
     assert!(!dp.remove_endpoint(a4().into()).unwrap());
 }
-

@@ -10,7 +10,11 @@ pub const ETH_P_ARP: u16 = 0x0806;
 pub fn csum(data: &[u8]) -> u16 {
     let mut sum: u32 = 0;
     for c in data.chunks(2) {
-        let w = if c.len() == 2 { u16::from_be_bytes([c[0], c[1]]) } else { u16::from(c[0]) << 8 };
+        let w = if c.len() == 2 {
+            u16::from_be_bytes([c[0], c[1]])
+        } else {
+            u16::from(c[0]) << 8
+        };
         sum += u32::from(w);
     }
     while sum >> 16 != 0 {
@@ -73,7 +77,14 @@ pub struct Ip4 {
 
 impl Ip4 {
     pub fn new(src: Ipv4Addr, dst: Ipv4Addr, proto: u8) -> Self {
-        Ip4 { src, dst, proto, ttl: 64, options: Vec::new(), frag_off: 0 }
+        Ip4 {
+            src,
+            dst,
+            proto,
+            ttl: 64,
+            options: Vec::new(),
+            frag_off: 0,
+        }
     }
 
     pub fn build(&self, payload: &[u8]) -> Vec<u8> {
@@ -115,7 +126,10 @@ pub fn packet4(src_mac: [u8; 6], dst_mac: [u8; 6], ip: &Ip4, l4: &[u8]) -> Vec<u
 
 /// CLOCK_MONOTONIC seconds, the clock of `bpf_ktime_get_ns()`.
 pub fn mono_now() -> u32 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: writes into ts.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u32
