@@ -1,1 +1,5 @@
-//! End-to-end glue for the podnet workspace (examples, tests, benches).
+//! End-to-end glue for the `route`, `conntrack` and `datapath-bpf` crates:
+//! the two-node lab that the `native_routing` example, the top-level tests and
+//! the benchmarks share. Not published; it exists to prove the crates compose.
+
+pub mod lab;

@@ -214,6 +214,7 @@ fn try_run(program: &str, args: &[std::ffi::OsString]) -> Result<String, String>
 pub struct Netns {
     name: String,
     path: PathBuf,
+    keep: bool,
 }
 
 impl Netns {
@@ -223,14 +224,38 @@ impl Netns {
     /// a test failure).
     pub fn new(tag: &str) -> Netns {
         sweep_stale();
-        let name = unique_name(tag);
+        Netns::create(unique_name(tag))
+    }
+
+    /// Creates a namespace with exactly this name (a demo's `node1`, say),
+    /// first removing one of the same name left by an earlier run.
+    pub fn named(name: &str) -> Netns {
+        if Path::new("/run/netns").join(name).exists() {
+            let old = Netns {
+                name: name.to_string(),
+                path: Path::new("/run/netns").join(name),
+                keep: false,
+            };
+            drop(old);
+        }
+        Netns::create(name.to_string())
+    }
+
+    fn create(name: String) -> Netns {
         run_ok("ip", ["netns", "add", name.as_str()]);
         let ns = Netns {
             path: PathBuf::from(format!("/run/netns/{name}")),
             name,
+            keep: false,
         };
         ns.ip(&["link", "set", "lo", "up"]);
         ns
+    }
+
+    /// Leaves the namespace in place when this value is dropped (a demo's
+    /// `--keep`); `ip netns del NAME` removes it later.
+    pub fn keep(&mut self) {
+        self.keep = true;
     }
 
     /// The name under `/run/netns`.
@@ -393,6 +418,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
         self.kill_processes();
         if let Err(e) = try_run(
             "ip",
@@ -427,6 +455,7 @@ pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
 #[derive(Debug)]
 pub struct BpfDir {
     path: PathBuf,
+    keep: bool,
 }
 
 impl BpfDir {
@@ -440,7 +469,27 @@ impl BpfDir {
         );
         let path = Path::new(BPFFS_ROOT).join(unique_name(tag));
         std::fs::create_dir(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
-        BpfDir { path }
+        BpfDir { path, keep: false }
+    }
+
+    /// Uses exactly `/sys/fs/bpf/<name>`, first removing what an earlier run
+    /// left there.
+    pub fn named(name: &str) -> BpfDir {
+        assert!(
+            is_bpffs(Path::new(BPFFS_ROOT)),
+            "bpffs is not mounted at {BPFFS_ROOT} (mount -t bpf bpf {BPFFS_ROOT})"
+        );
+        let path = Path::new(BPFFS_ROOT).join(name);
+        if path.exists() {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+        BpfDir { path, keep: false }
+    }
+
+    /// Leaves the directory and its pins in place when dropped.
+    pub fn keep(&mut self) {
+        self.keep = true;
     }
 
     /// The directory's path.
@@ -456,6 +505,9 @@ impl BpfDir {
 
 impl Drop for BpfDir {
     fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
         if let Err(e) = std::fs::remove_dir_all(&self.path) {
             eprintln!("testsupport: could not remove {}: {e}", self.path.display());
         }
