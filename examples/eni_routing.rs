@@ -1,0 +1,197 @@
+//! Cilium's AWS ENI datapath layout (seed 002) with the `route` crate, in
+//! network namespaces: a node with an ENI (`eth1`) into a "VPC" whose router
+//! is another namespace, and a pod behind `lxc-eni` holding an ENI IP.
+//!
+//! ```text
+//!  pod 192.168.105.44 ─ lxc-eni ┐ node  eth1 192.168.0.20 ══ eth0 192.168.0.1  vpc router
+//!                               │ (no default route in main)      192.168.5.5 on lo
+//! ```
+//!
+//! Installed as one unit: `20: from all to 192.168.105.44 lookup main`,
+//! `30: from 192.168.105.44 to 192.168.0.0/16 lookup 92`, table 92 with
+//! `default via 192.168.0.1 dev eth1` and `192.168.0.1 dev eth1 scope link`,
+//! main with `192.168.105.44 dev lxc-eni`. Verified by a ping from the pod to
+//! 192.168.5.5, which only the ENI table can route, before (fails), with
+//! (succeeds) and after removal (fails again).
+//!
+//! ```text
+//! sudo cargo run --example eni_routing
+//! ```
+
+use route::layout::EniEndpoint;
+use route::{Handle, RouteFilter};
+use testsupport::{veth, Netns};
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+const POD_IP: &str = "192.168.105.44";
+const VPC_HOST: &str = "192.168.5.5";
+const ENI_TABLE: u32 = 92;
+
+fn main() {
+    if std::env::args().skip(1).any(|a| a == "-h" || a == "--help") {
+        println!("usage: eni_routing\n\nInstalls seed 002's ENI rules and table for one pod in network\nnamespaces (pe-node, pe-pod, pe-vpc), shows them as `ip rule` / `ip route`\ntext, proves a pod packet takes the ENI path, and removes them.");
+        return;
+    }
+    if !testsupport::privileges_available() {
+        std::process::exit(1);
+    }
+    match run() {
+        Ok(()) => println!("\nall steps verified"),
+        Err(e) => {
+            eprintln!("\neni_routing: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn pod_pings_vpc(pod: &Netns) -> bool {
+    pod.exec("ping", &["-c", "1", "-W", "1", VPC_HOST])
+        .status
+        .success()
+}
+
+fn check(ok: bool, what: &str) -> Result<()> {
+    if ok {
+        println!("  ok: {what}");
+        Ok(())
+    } else {
+        Err(format!("FAILED: {what}").into())
+    }
+}
+
+fn run() -> Result<()> {
+    println!("[1/4] namespaces: node, pod, VPC router");
+    let node = Netns::named("pe-node");
+    let pod = Netns::named("pe-pod");
+    let vpc = Netns::named("pe-vpc");
+    node.exec_ok("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
+    node.exec_ok("sysctl", &["-qw", "net.ipv4.conf.all.rp_filter=0"]);
+    veth(&node, "eth1", &vpc, "eth0");
+    node.ip(&["addr", "add", "192.168.0.20/24", "dev", "eth1"]);
+    vpc.ip(&["addr", "add", "192.168.0.1/24", "dev", "eth0"]);
+    vpc.ip(&["addr", "add", &format!("{VPC_HOST}/32"), "dev", "lo"]);
+    vpc.ip(&[
+        "route",
+        "add",
+        &format!("{POD_IP}/32"),
+        "via",
+        "192.168.0.20",
+    ]);
+    veth(&node, "lxc-eni", &pod, "eth0");
+    let lxc_mac = node.exec_ok("cat", &["/sys/class/net/lxc-eni/address"]);
+    let pod_mac = pod.exec_ok("cat", &["/sys/class/net/eth0/address"]);
+    pod.ip(&["addr", "add", &format!("{POD_IP}/32"), "dev", "eth0"]);
+    pod.ip(&[
+        "route",
+        "add",
+        "169.254.1.1",
+        "dev",
+        "eth0",
+        "scope",
+        "link",
+    ]);
+    pod.ip(&[
+        "route",
+        "add",
+        "default",
+        "via",
+        "169.254.1.1",
+        "dev",
+        "eth0",
+    ]);
+    pod.ip(&[
+        "neigh",
+        "add",
+        "169.254.1.1",
+        "lladdr",
+        lxc_mac.trim(),
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    ]);
+    node.ip(&[
+        "neigh",
+        "add",
+        POD_IP,
+        "lladdr",
+        pod_mac.trim(),
+        "dev",
+        "lxc-eni",
+        "nud",
+        "permanent",
+    ]);
+    println!("  node pe-node: eth1 192.168.0.20/24 (ENI), lxc-eni; no default route");
+    println!("  pod pe-pod: {POD_IP}/32, default via 169.254.1.1 (the host-side veth)");
+    println!("  router pe-vpc: 192.168.0.1/24, {VPC_HOST} on lo");
+    check(!pod_pings_vpc(&pod), "before: the pod cannot reach the VPC")?;
+
+    println!("\n[2/4] install the endpoint's rules and ENI table with `route`");
+    let h = Handle::open_netns(node.path())?;
+    let ep = EniEndpoint {
+        pod_ip: POD_IP.parse()?,
+        host_device: "lxc-eni".into(),
+        eni_device: "eth1".into(),
+        eni_table: ENI_TABLE,
+        router: "192.168.0.1".parse()?,
+        vpc_cidrs: vec!["192.168.0.0/16".parse()?],
+        mtu: None,
+    };
+    check(ep.install(&h)?, "installed (something changed)")?;
+    check(!ep.install(&h)?, "installing again changes nothing")?;
+
+    println!("\n  ip rule:");
+    for r in h.list_rules(Some(route::Family::V4))? {
+        println!("    {r}");
+    }
+    println!("  ip route show table {ENI_TABLE}:");
+    for r in h.list(&RouteFilter::default().table(ENI_TABLE))? {
+        println!("    {r}");
+    }
+    let layout = ep.layout();
+    for r in &layout.routes {
+        check(
+            h.lookup(r)?.is_some(),
+            &format!("route `{r}` is in the kernel"),
+        )?;
+    }
+    let ip_rules = node.ip(&["rule", "show"]);
+    check(
+        ip_rules.contains(&format!("20:\tfrom all to {POD_IP} lookup main"))
+            && ip_rules.contains(&format!(
+                "30:\tfrom {POD_IP} to 192.168.0.0/16 lookup {ENI_TABLE}"
+            )),
+        "`ip rule show` has rules 20 and 30 as in seed 002",
+    )?;
+
+    println!("\n[3/4] a packet from the pod takes the ENI path");
+    check(
+        pod_pings_vpc(&pod),
+        &format!("pod -> {VPC_HOST} answered through table {ENI_TABLE}"),
+    )?;
+    let via = node.ip(&["route", "get", VPC_HOST, "from", POD_IP, "iif", "lxc-eni"]);
+    println!(
+        "  ip route get {VPC_HOST} from {POD_IP} iif lxc-eni: {}",
+        via.trim()
+    );
+    check(
+        via.contains("via 192.168.0.1 dev eth1") && via.contains(&format!("table {ENI_TABLE}")),
+        "the kernel resolves it via the ENI router in the ENI table",
+    )?;
+
+    println!("\n[4/4] remove the endpoint");
+    ep.remove(&h)?;
+    check(
+        h.list(&RouteFilter::default().table(ENI_TABLE))?.is_empty(),
+        "the ENI table is empty",
+    )?;
+    let left = h
+        .list_rules(Some(route::Family::V4))?
+        .into_iter()
+        .filter(|r| r.priority == Some(20) || r.priority == Some(30))
+        .count();
+    check(left == 0, "rules 20 and 30 are gone")?;
+    check(!pod_pings_vpc(&pod), "the pod can no longer reach the VPC")?;
+    Ok(())
+}
