@@ -164,6 +164,20 @@ impl RawMap {
         }
         // SAFETY: bpf_obj_get returned a fresh descriptor that we now own.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // A pinned program or link opens too, and BPF_OBJ_GET_INFO_BY_FD
+        // would describe it in its own layout: check what the fd is.
+        let target = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+            .map(|t| t.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !target.is_empty() && target != "anon_inode:bpf-map" {
+            return Err(Error::NotAMap {
+                path: path.to_path_buf(),
+                source: io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("the pinned object is {target}, not a map"),
+                ),
+            });
+        }
         let info = map_info(fd.as_fd()).map_err(|source| Error::NotAMap {
             path: path.to_path_buf(),
             source,

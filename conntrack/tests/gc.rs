@@ -262,3 +262,30 @@ fn update_exist(map: &CtMap, k: &conntrack::CtKey4, e: &CtEntry) -> bool {
     };
     r == 0
 }
+
+#[test]
+fn jiffies_clock_reads_the_kernel_and_advances() {
+    require_privileges!();
+    let c = conntrack::ClockSource::Jiffies { hz: 1000 };
+    let a = c.now().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let b = c.now().unwrap();
+    let d = b.wrapping_sub(a);
+    // At least HZ=100 and at most HZ=1000 ticks per second.
+    assert!((5..=1000).contains(&d), "jiffies advanced by {d} in 100 ms");
+}
+
+#[test]
+fn gc_with_monotonic_clock_collects_what_the_datapath_let_expire() {
+    require_privileges!();
+    // The datapath writes lifetime = bpf_ktime_get_ns() / 1e9 + timeout.
+    let dir = BpfDir::new("ct-mono");
+    let map = ct4(&dir, 1024, true);
+    let now = conntrack::ClockSource::Monotonic.now().unwrap();
+    map.update(&key4(1), &entry(now - 1, 1)).unwrap(); // expired a second ago
+    map.update(&key4(2), &entry(now + 60, 2)).unwrap(); // a minute left
+    let mut f = GcFilter::expired(&conntrack::ClockSource::Monotonic).unwrap();
+    let s = gc(&map, &mut f).unwrap();
+    assert_eq!((s.deleted, s.alive), (1, 1));
+    assert!(map.lookup(&key4(2)).unwrap().is_some());
+}

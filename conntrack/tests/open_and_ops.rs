@@ -115,6 +115,13 @@ fn bad_paths_are_typed_errors() {
     let err = CtMap::open(dir.path()).unwrap_err();
     assert!(matches!(err, Error::Open { .. }), "{err}");
 
+    // A pinned program is not a map.
+    let prog = dir.join("cilium_ct4_global");
+    pin_trivial_prog(&prog);
+    let err = CtMap::open(&prog).unwrap_err();
+    assert!(matches!(err, Error::NotAMap { .. }), "{err}");
+    assert!(err.to_string().contains("bpf-prog"), "{err}");
+
     // Not a Cilium name.
     let err = CtMap::open_named(dir.path(), "cilium_lxc").unwrap_err();
     assert!(matches!(err, Error::UnknownName { .. }), "{err}");
@@ -236,4 +243,32 @@ fn typed_ops_count_pressure_and_flow_lookup() {
     assert_eq!(m.flush().unwrap(), 1000);
     assert_eq!(m.count().unwrap(), 0);
     let _ = CtKey6::default();
+}
+
+/// Loads `r0 = 0; exit` as a socket filter and pins it at `path`.
+fn pin_trivial_prog(path: &std::path::Path) {
+    use conntrack::libbpf_sys as sys;
+    // SAFETY: bpf_insn is plain data; all-zero is a valid value.
+    let mut insns: [sys::bpf_insn; 2] = unsafe { std::mem::zeroed() };
+    insns[0].code = 0xb7; // BPF_ALU64 | BPF_MOV | BPF_K, r0 = imm 0
+    insns[1].code = 0x95; // BPF_JMP | BPF_EXIT
+    let license = c"GPL";
+    // SAFETY: valid instruction array and NUL-terminated strings.
+    let fd = unsafe {
+        sys::bpf_prog_load(
+            sys::BPF_PROG_TYPE_SOCKET_FILTER,
+            std::ptr::null(),
+            license.as_ptr(),
+            insns.as_ptr(),
+            2,
+            std::ptr::null_mut(),
+        )
+    };
+    assert!(fd >= 0, "bpf_prog_load: {fd}");
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: valid fd and path.
+    let r = unsafe { sys::bpf_obj_pin(fd, c.as_ptr()) };
+    // SAFETY: we own fd.
+    unsafe { libc::close(fd) };
+    assert_eq!(r, 0, "bpf_obj_pin");
 }
