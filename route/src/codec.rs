@@ -424,7 +424,9 @@ mod tests {
 
     #[test]
     fn small_table_in_header_and_unknown_attributes_tolerated() {
-        let r = Route::new("10.2.0.0/24".parse().unwrap()).dev("x").table(100);
+        let r = Route::new("10.2.0.0/24".parse().unwrap())
+            .dev("x")
+            .table(100);
         let mut b = bytes(&route_new(&r, Some(2), None));
         assert_eq!(b[4], 100);
         // Append an attribute type no kernel has (0x7ff0): still decodes.
@@ -444,7 +446,13 @@ mod tests {
         let b = bytes(&route_get("10.0.0.1".parse().unwrap(), true));
         assert_eq!(b[1], 32);
         assert_eq!(u32::from_ne_bytes([b[8], b[9], b[10], b[11]]), 0x2000);
-        let b = bytes(&route_dump(Some(Family::V6), Some(300), None, Some(RouteType::UNICAST), Some(4)));
+        let b = bytes(&route_dump(
+            Some(Family::V6),
+            Some(300),
+            None,
+            Some(RouteType::UNICAST),
+            Some(4),
+        ));
         assert_eq!(&b[..8], &[10, 0, 0, 0, 0, 0, 0, 1]);
     }
 

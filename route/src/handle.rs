@@ -145,7 +145,9 @@ pub struct Handle {
 
 impl std::fmt::Debug for Handle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Handle").field("netns", &self.netns).finish()
+        f.debug_struct("Handle")
+            .field("netns", &self.netns)
+            .finish()
     }
 }
 
@@ -182,8 +184,7 @@ fn kernel(op: Op, object: &dyn std::fmt::Display, e: NlError) -> Error {
 }
 
 fn default_priority(r: &Route) -> u32 {
-    r.priority
-        .unwrap_or(if r.is_ipv6() { 1024 } else { 0 })
+    r.priority.unwrap_or(if r.is_ipv6() { 1024 } else { 0 })
 }
 
 fn effective_mtu(r: &Route, cfg: Option<&MtuConfig>, op: Op) -> Result<Option<u32>> {
@@ -328,13 +329,23 @@ impl Handle {
 
     // ---------------------------------------------------------------- links
 
-    fn resolve(&self, c: &mut Conn, name: &str, refresh: bool) -> std::result::Result<Option<u32>, NlError> {
+    fn resolve(
+        &self,
+        c: &mut Conn,
+        name: &str,
+        refresh: bool,
+    ) -> std::result::Result<Option<u32>, NlError> {
         if !refresh {
             if let Some(i) = lock(&self.links).by_name.get(name) {
                 return Ok(Some(*i));
             }
         }
-        match c.get(nl::RTM_GETLINK, &codec::link_get(Some(name), 0), nl::RTM_NEWLINK, codec::decode_link) {
+        match c.get(
+            nl::RTM_GETLINK,
+            &codec::link_get(Some(name), 0),
+            nl::RTM_NEWLINK,
+            codec::decode_link,
+        ) {
             Ok((idx, n)) => {
                 let mut l = lock(&self.links);
                 if let Some(old) = l.by_name.insert(n.clone(), idx) {
@@ -358,7 +369,12 @@ impl Handle {
         if let Some(n) = lock(&self.links).by_index.get(&idx) {
             return Some(n.clone());
         }
-        match c.get(nl::RTM_GETLINK, &codec::link_get(None, idx), nl::RTM_NEWLINK, codec::decode_link) {
+        match c.get(
+            nl::RTM_GETLINK,
+            &codec::link_get(None, idx),
+            nl::RTM_NEWLINK,
+            codec::decode_link,
+        ) {
             Ok((i, n)) => {
                 let mut l = lock(&self.links);
                 l.by_name.insert(n.clone(), i);
@@ -427,7 +443,9 @@ impl Handle {
                 Ok(()) => return Ok(out),
                 Err(NlError::Interrupted) if tries < DUMP_MAX_TRIES => continue,
                 // A table that does not exist holds no routes.
-                Err(NlError::Kernel { errno, .. }) if errno == libc::ENOENT => return Ok(Vec::new()),
+                Err(NlError::Kernel { errno, .. }) if errno == libc::ENOENT => {
+                    return Ok(Vec::new())
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -450,7 +468,9 @@ impl Handle {
             nl::RTM_NEWROUTE,
             codec::decode_route,
         ) {
-            Ok(Some(d)) if fib_trustworthy(&d) && d.route.kind == r.kind && matches(r, oif, crit, &d) => {
+            Ok(Some(d))
+                if fib_trustworthy(&d) && d.route.kind == r.kind && matches(r, oif, crit, &d) =>
+            {
                 return Ok(Some(d))
             }
             Ok(Some(d))
@@ -475,12 +495,20 @@ impl Handle {
 
     /// Sends a route request, retrying on EINVAL like Cilium (the kernel's
     /// nexthop race).
-    fn send_route(&self, c: &mut Conn, ty: u16, flags: u16, msg: &impl Emitable) -> std::result::Result<(), NlError> {
+    fn send_route(
+        &self,
+        c: &mut Conn,
+        ty: u16,
+        flags: u16,
+        msg: &impl Emitable,
+    ) -> std::result::Result<(), NlError> {
         let mut tries = 0;
         loop {
             tries += 1;
             match c.ack(ty, flags, msg) {
-                Err(NlError::Kernel { errno, .. }) if errno == libc::EINVAL && tries < ROUTE_REPLACE_MAX_TRIES => {
+                Err(NlError::Kernel { errno, .. })
+                    if errno == libc::EINVAL && tries < ROUTE_REPLACE_MAX_TRIES =>
+                {
                     std::thread::sleep(ROUTE_REPLACE_RETRY_INTERVAL);
                 }
                 r => return r,
@@ -490,15 +518,31 @@ impl Handle {
 
     /// Makes sure `r` is in the kernel as given (replace when absent or
     /// different).
-    fn ensure(&self, c: &mut Conn, r: &Route, oif: Option<u32>, mtu: Option<u32>) -> std::result::Result<Ensured, NlError> {
-        let crit = Crit { kind: false, nexthop: false, identity: true, shortcut: true };
+    fn ensure(
+        &self,
+        c: &mut Conn,
+        r: &Route,
+        oif: Option<u32>,
+        mtu: Option<u32>,
+    ) -> std::result::Result<Ensured, NlError> {
+        let crit = Crit {
+            kind: false,
+            nexthop: false,
+            identity: true,
+            shortcut: true,
+        };
         let old = self.find(c, r, oif, crit)?;
         if let Some(d) = &old {
             if same_as(r, oif, mtu, d) {
                 return Ok(Ensured::Same);
             }
         }
-        self.send_route(c, nl::RTM_NEWROUTE, nl::NLM_F_CREATE | nl::NLM_F_REPLACE, &codec::route_new(r, oif, mtu))?;
+        self.send_route(
+            c,
+            nl::RTM_NEWROUTE,
+            nl::NLM_F_CREATE | nl::NLM_F_REPLACE,
+            &codec::route_new(r, oif, mtu),
+        )?;
         Ok(match old {
             Some(d) => Ensured::Replaced(Box::new(d)),
             None => Ensured::Created,
@@ -521,7 +565,14 @@ impl Handle {
 
     /// The prefix step of an upsert: add exclusively; when a route of the
     /// same identity exists, compare and replace only if it differs.
-    fn put_prefix(&self, c: &mut Conn, r: &Route, oif: Option<u32>, mtu: Option<u32>, first: Option<NlError>) -> std::result::Result<bool, NlError> {
+    fn put_prefix(
+        &self,
+        c: &mut Conn,
+        r: &Route,
+        oif: Option<u32>,
+        mtu: Option<u32>,
+        first: Option<NlError>,
+    ) -> std::result::Result<bool, NlError> {
         let msg = codec::route_new(r, oif, mtu);
         let res = match first {
             Some(e) => Err(e),
@@ -530,29 +581,52 @@ impl Handle {
         match res {
             Ok(()) => Ok(true),
             Err(NlError::Kernel { errno, .. }) if errno == libc::EEXIST => {
-                let crit = Crit { kind: false, nexthop: false, identity: true, shortcut: false };
+                let crit = Crit {
+                    kind: false,
+                    nexthop: false,
+                    identity: true,
+                    shortcut: false,
+                };
                 if let Some(d) = self.find(c, r, oif, crit)? {
                     if same_as(r, oif, mtu, &d) {
                         return Ok(false);
                     }
                 }
-                self.send_route(c, nl::RTM_NEWROUTE, nl::NLM_F_CREATE | nl::NLM_F_REPLACE, &msg)?;
+                self.send_route(
+                    c,
+                    nl::RTM_NEWROUTE,
+                    nl::NLM_F_CREATE | nl::NLM_F_REPLACE,
+                    &msg,
+                )?;
                 Ok(true)
             }
             Err(NlError::Kernel { errno, .. }) if errno == libc::EINVAL => {
                 // Cilium's retry: the prefix may race its nexthop route.
-                self.send_route(c, nl::RTM_NEWROUTE, nl::NLM_F_CREATE | nl::NLM_F_REPLACE, &msg)?;
+                self.send_route(
+                    c,
+                    nl::RTM_NEWROUTE,
+                    nl::NLM_F_CREATE | nl::NLM_F_REPLACE,
+                    &msg,
+                )?;
                 Ok(true)
             }
             Err(e) => Err(e),
         }
     }
 
-    fn upsert_locked(&self, c: &mut Conn, r: &Route, oif: Option<u32>, mtu: Option<u32>) -> Result<bool> {
+    fn upsert_locked(
+        &self,
+        c: &mut Conn,
+        r: &Route,
+        oif: Option<u32>,
+        mtu: Option<u32>,
+    ) -> Result<bool> {
         let mut changed = false;
         let mut nh_state = None;
         if let Some(nh) = r.nexthop_route() {
-            let st = self.ensure(c, &nh, oif, None).map_err(|e| kernel(Op::UpsertNexthop, &nh, e))?;
+            let st = self
+                .ensure(c, &nh, oif, None)
+                .map_err(|e| kernel(Op::UpsertNexthop, &nh, e))?;
             changed |= !matches!(st, Ensured::Same);
             nh_state = Some((nh, st));
         }
@@ -628,7 +702,11 @@ impl Handle {
     }
 
     fn check_selector(&self, r: &Route, op: Op) -> Result<()> {
-        let bad = |reason: String| Error::InvalidInput { op, object: r.to_string(), reason };
+        let bad = |reason: String| Error::InvalidInput {
+            op,
+            object: r.to_string(),
+            reason,
+        };
         if r.prefix.trunc() != r.prefix {
             return Err(bad(format!("prefix {} has host bits set", r.prefix)));
         }
@@ -652,8 +730,15 @@ impl Handle {
         self.check_selector(route, Op::Lookup)?;
         let mut c = lock(&self.conn);
         let oif = self.oif(&mut c, route, Op::Lookup, false)?;
-        let crit = Crit { kind: true, nexthop: true, identity: false, shortcut: false };
-        let found = self.find(&mut c, route, oif, crit).map_err(|e| kernel(Op::Lookup, route, e))?;
+        let crit = Crit {
+            kind: true,
+            nexthop: true,
+            identity: false,
+            shortcut: false,
+        };
+        let found = self
+            .find(&mut c, route, oif, crit)
+            .map_err(|e| kernel(Op::Lookup, route, e))?;
         Ok(found.map(|d| self.named(&mut c, d)))
     }
 
@@ -665,7 +750,11 @@ impl Handle {
             Some(d) => match self.resolve(&mut c, d, false) {
                 Ok(Some(i)) => Some(i),
                 Ok(None) => {
-                    return Err(Error::UnknownDevice { op: Op::List, object: what, device: d.clone() })
+                    return Err(Error::UnknownDevice {
+                        op: Op::List,
+                        object: what,
+                        device: d.clone(),
+                    })
                 }
                 Err(e) => return Err(kernel(Op::List, &what, e)),
             },
@@ -686,9 +775,17 @@ impl Handle {
     pub fn get(&self, dst: IpAddr) -> Result<Route> {
         let mut c = lock(&self.conn);
         let d = c
-            .get(nl::RTM_GETROUTE, &codec::route_get(dst, false), nl::RTM_NEWROUTE, codec::decode_route)
+            .get(
+                nl::RTM_GETROUTE,
+                &codec::route_get(dst, false),
+                nl::RTM_NEWROUTE,
+                codec::decode_route,
+            )
             .map_err(|e| kernel(Op::Get, &dst, e))?;
-        let d = d.ok_or_else(|| Error::Decode { op: Op::Get, reason: "reply of another family".into() })?;
+        let d = d.ok_or_else(|| Error::Decode {
+            op: Op::Get,
+            reason: "reply of another family".into(),
+        })?;
         Ok(self.named(&mut c, d))
     }
 
@@ -714,8 +811,14 @@ impl Handle {
         }
         // Nexthop routes, each once.
         type NhKey = (u32, IpAddr, Option<u32>, u8);
-        let mut nhs: HashMap<NhKey, (Route, std::result::Result<Ensured, (i32, Option<String>, String)>, bool)> =
-            HashMap::new();
+        /// The nexthop route, what ensuring it did (or its errno and
+        /// message), and whether a route that uses it succeeded.
+        type NhEntry = (
+            Route,
+            std::result::Result<Ensured, (i32, Option<String>)>,
+            bool,
+        );
+        let mut nhs: HashMap<NhKey, NhEntry> = HashMap::new();
         let mut nh_changed_reported: HashMap<NhKey, bool> = HashMap::new();
         let mut ready = Vec::with_capacity(prepared.len());
         for (i, oif, m) in prepared {
@@ -729,11 +832,11 @@ impl Handle {
                             NlError::Kernel { message, .. } => message.clone(),
                             _ => None,
                         };
-                        (errno, msg, format!("{e:?}"))
+                        (errno, msg)
                     });
                     (nh.clone(), st, false)
                 });
-                if let Err((errno, message, _)) = &entry.1 {
+                if let Err((errno, message)) = &entry.1 {
                     out[i] = Some(Err(Error::Kernel {
                         op: Op::UpsertNexthop,
                         object: entry.0.to_string(),
@@ -745,25 +848,33 @@ impl Handle {
             }
             ready.push((i, oif, m));
         }
-        let items: Vec<(u16, u16, _)> = ready
-            .iter()
-            .map(|(i, oif, m)| (nl::RTM_NEWROUTE, nl::NLM_F_CREATE | nl::NLM_F_EXCL, codec::route_new(&routes[*i], *oif, *m)))
-            .collect();
-        let acks = c.batch(&items, self.window);
-        drop(items);
+        let acks = c.batch(ready.len(), self.window, |k| {
+            let (i, oif, m) = ready[k];
+            (
+                nl::RTM_NEWROUTE,
+                nl::NLM_F_CREATE | nl::NLM_F_EXCL,
+                codec::route_new(&routes[i], oif, m),
+            )
+        });
         match acks {
             Ok(acks) => {
                 for ((i, oif, m), ack) in ready.iter().zip(acks) {
                     let r = &routes[*i];
                     let res = match ack {
                         Ok(()) => Ok(true),
-                        Err(NlError::Kernel { errno, .. }) if errno == libc::ENODEV && r.device.is_some() => {
+                        Err(NlError::Kernel { errno, .. })
+                            if errno == libc::ENODEV && r.device.is_some() =>
+                        {
                             match self.oif(&mut c, r, Op::Upsert, true) {
-                                Ok(fresh) => self.put_prefix(&mut c, r, fresh, *m, None).map_err(|e| kernel(Op::Upsert, r, e)),
+                                Ok(fresh) => self
+                                    .put_prefix(&mut c, r, fresh, *m, None)
+                                    .map_err(|e| kernel(Op::Upsert, r, e)),
                                 Err(e) => Err(e),
                             }
                         }
-                        Err(e) => self.put_prefix(&mut c, r, *oif, *m, Some(e)).map_err(|e| kernel(Op::Upsert, r, e)),
+                        Err(e) => self
+                            .put_prefix(&mut c, r, *oif, *m, Some(e))
+                            .map_err(|e| kernel(Op::Upsert, r, e)),
                     };
                     out[*i] = Some(res);
                 }
@@ -782,8 +893,12 @@ impl Handle {
         // Nexthop changes count for the first route that uses them; nexthop
         // routes no successful route uses are taken back.
         for (i, r) in routes.iter().enumerate() {
-            let Some(nh) = r.nexthop_route() else { continue };
-            let Ok(oif) = self.oif(&mut c, r, Op::Upsert, false) else { continue };
+            let Some(nh) = r.nexthop_route() else {
+                continue;
+            };
+            let Ok(oif) = self.oif(&mut c, r, Op::Upsert, false) else {
+                continue;
+            };
             let key = (r.table, nh.prefix.addr(), oif, r.proto.0);
             if let (Some(Ok(ch)), Some(entry)) = (&mut out[i], nhs.get_mut(&key)) {
                 entry.2 = true;
@@ -800,7 +915,14 @@ impl Handle {
             }
         }
         out.into_iter()
-            .map(|o| o.unwrap_or_else(|| Err(Error::Decode { op: Op::Upsert, reason: "no outcome".into() })))
+            .map(|o| {
+                o.unwrap_or_else(|| {
+                    Err(Error::Decode {
+                        op: Op::Upsert,
+                        reason: "no outcome".into(),
+                    })
+                })
+            })
             .collect()
     }
 
@@ -810,14 +932,19 @@ impl Handle {
         let mut c = lock(&self.conn);
         let mut ready = Vec::with_capacity(routes.len());
         for (i, r) in routes.iter().enumerate() {
-            match self.check_selector(r, Op::Delete).and_then(|()| self.oif(&mut c, r, Op::Delete, false)) {
+            match self
+                .check_selector(r, Op::Delete)
+                .and_then(|()| self.oif(&mut c, r, Op::Delete, false))
+            {
                 Ok(oif) => ready.push((i, oif)),
                 Err(e) => out[i] = Some(Err(e)),
             }
         }
-        let items: Vec<(u16, u16, _)> =
-            ready.iter().map(|(i, oif)| (nl::RTM_DELROUTE, 0u16, codec::route_del(&routes[*i], *oif))).collect();
-        match c.batch(&items, self.window) {
+        let acks = c.batch(ready.len(), self.window, |k| {
+            let (i, oif) = ready[k];
+            (nl::RTM_DELROUTE, 0u16, codec::route_del(&routes[i], oif))
+        });
+        match acks {
             Ok(acks) => {
                 for ((i, _), ack) in ready.iter().zip(acks) {
                     out[*i] = Some(ack.map_err(|e| kernel(Op::Delete, &routes[*i], e)));
@@ -835,7 +962,14 @@ impl Handle {
             }
         }
         out.into_iter()
-            .map(|o| o.unwrap_or_else(|| Err(Error::Decode { op: Op::Delete, reason: "no outcome".into() })))
+            .map(|o| {
+                o.unwrap_or_else(|| {
+                    Err(Error::Decode {
+                        op: Op::Delete,
+                        reason: "no outcome".into(),
+                    })
+                })
+            })
             .collect()
     }
 
@@ -850,13 +984,19 @@ impl Handle {
         rule.validate(Op::ReplaceRule)?;
         let rule = rule.clone().normalized();
         let mut c = lock(&self.conn);
-        match c.ack(nl::RTM_NEWRULE, nl::NLM_F_CREATE | nl::NLM_F_EXCL, &codec::rule_msg(&rule)) {
+        match c.ack(
+            nl::RTM_NEWRULE,
+            nl::NLM_F_CREATE | nl::NLM_F_EXCL,
+            &codec::rule_msg(&rule),
+        ) {
             Ok(()) => {}
             Err(NlError::Kernel { errno, .. }) if errno == libc::EEXIST => return Ok(false),
             Err(e) => return Err(kernel(Op::ReplaceRule, &rule, e)),
         }
         if rule.priority.is_some() {
-            let all = self.rules_locked(&mut c, Some(rule.family)).map_err(|e| kernel(Op::ReplaceRule, &rule, e))?;
+            let all = self
+                .rules_locked(&mut c, Some(rule.family))
+                .map_err(|e| kernel(Op::ReplaceRule, &rule, e))?;
             for k in all {
                 let stale = k != rule
                     && k.priority == rule.priority
@@ -866,7 +1006,8 @@ impl Handle {
                     && k.mask == rule.mask
                     && k.invert == rule.invert;
                 if stale {
-                    c.ack(nl::RTM_DELRULE, 0, &codec::rule_msg(&k)).map_err(|e| kernel(Op::DeleteRule, &k, e))?;
+                    c.ack(nl::RTM_DELRULE, 0, &codec::rule_msg(&k))
+                        .map_err(|e| kernel(Op::DeleteRule, &k, e))?;
                 }
             }
         }
@@ -879,10 +1020,15 @@ impl Handle {
         rule.validate(Op::DeleteRule)?;
         let rule = rule.clone().normalized();
         let mut c = lock(&self.conn);
-        c.ack(nl::RTM_DELRULE, 0, &codec::rule_msg(&rule)).map_err(|e| kernel(Op::DeleteRule, &rule, e))
+        c.ack(nl::RTM_DELRULE, 0, &codec::rule_msg(&rule))
+            .map_err(|e| kernel(Op::DeleteRule, &rule, e))
     }
 
-    fn rules_locked(&self, c: &mut Conn, family: Option<Family>) -> std::result::Result<Vec<Rule>, NlError> {
+    fn rules_locked(
+        &self,
+        c: &mut Conn,
+        family: Option<Family>,
+    ) -> std::result::Result<Vec<Rule>, NlError> {
         let req = codec::rule_dump(family);
         let mut tries = 0;
         loop {
@@ -904,6 +1050,7 @@ impl Handle {
     /// Lists the rules of `family` (`None`: both), in the kernel's order.
     pub fn list_rules(&self, family: Option<Family>) -> Result<Vec<Rule>> {
         let mut c = lock(&self.conn);
-        self.rules_locked(&mut c, family).map_err(|e| kernel(Op::ListRules, &format!("{family:?}"), e))
+        self.rules_locked(&mut c, family)
+            .map_err(|e| kernel(Op::ListRules, &format!("{family:?}"), e))
     }
 }

@@ -242,7 +242,9 @@ impl NativeRouting {
             if !routes.contains(&nh) {
                 routes.push(nh);
             }
-            routes.push(fix(Route::new(n.pod_cidr).via(n.node_ip).dev(self.underlay.clone())));
+            routes.push(fix(Route::new(n.pod_cidr)
+                .via(n.node_ip)
+                .dev(self.underlay.clone())));
         }
         Layout {
             routes,
@@ -387,8 +389,14 @@ mod tests {
             "10.0.0.0/24".parse().unwrap(),
             "eth0",
         )
-        .remote("10.0.1.0/24".parse().unwrap(), "192.168.1.12".parse().unwrap())
-        .remote("10.0.2.0/24".parse().unwrap(), "192.168.1.12".parse().unwrap());
+        .remote(
+            "10.0.1.0/24".parse().unwrap(),
+            "192.168.1.12".parse().unwrap(),
+        )
+        .remote(
+            "10.0.2.0/24".parse().unwrap(),
+            "192.168.1.12".parse().unwrap(),
+        );
         let text: Vec<String> = n.layout().routes.iter().map(|r| r.to_string()).collect();
         assert_eq!(
             text,

@@ -78,7 +78,8 @@ pub(crate) fn parse_error(flags: u16, payload: &[u8]) -> Result<(i32, Option<Str
     let code = i32::from_ne_bytes([payload[0], payload[1], payload[2], payload[3]]);
     let mut message = None;
     if flags & NLM_F_ACK_TLVS != 0 && payload.len() >= 4 + HDR {
-        let orig_len = u32::from_ne_bytes([payload[4], payload[5], payload[6], payload[7]]) as usize;
+        let orig_len =
+            u32::from_ne_bytes([payload[4], payload[5], payload[6], payload[7]]) as usize;
         let skip = if flags & NLM_F_CAPPED != 0 {
             HDR
         } else {
@@ -115,7 +116,9 @@ pub(crate) fn messages(mut buf: &[u8]) -> impl Iterator<Item = Result<Msg<'_>, N
         let len = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
         if len < HDR || len > buf.len() {
             buf = &[];
-            return Some(Err(NlError::Decode(format!("bad netlink message length {len}"))));
+            return Some(Err(NlError::Decode(format!(
+                "bad netlink message length {len}"
+            ))));
         }
         let m = Msg {
             ty: u16::from_ne_bytes([buf[4], buf[5]]),
@@ -126,6 +129,72 @@ pub(crate) fn messages(mut buf: &[u8]) -> impl Iterator<Item = Result<Msg<'_>, N
         buf = buf.get(align(len)..).unwrap_or(&[]);
         Some(Ok(m))
     })
+}
+
+/// What a dump has seen so far.
+#[derive(Debug, Default)]
+pub(crate) struct DumpState {
+    interrupted: bool,
+    first_err: Option<NlError>,
+}
+
+/// Feeds one datagram of a dump with sequence number `seq` to `each`.
+/// Returns `Some(outcome)` once the dump is complete: `Interrupted` when any
+/// message carried `NLM_F_DUMP_INTR`, the kernel's error when it sent one,
+/// or the first error of `each`.
+pub(crate) fn scan_dump(
+    datagram: &[u8],
+    seq: u32,
+    want: u16,
+    st: &mut DumpState,
+    each: &mut impl FnMut(&[u8]) -> Result<(), NlError>,
+) -> Result<Option<Result<(), NlError>>, NlError> {
+    for m in messages(datagram) {
+        let m = m?;
+        if m.seq != seq {
+            continue;
+        }
+        if m.flags & NLM_F_DUMP_INTR != 0 {
+            st.interrupted = true;
+        }
+        match m.ty {
+            NLMSG_DONE => {
+                if m.payload.len() >= 4 {
+                    let code = i32::from_ne_bytes([
+                        m.payload[0],
+                        m.payload[1],
+                        m.payload[2],
+                        m.payload[3],
+                    ]);
+                    if code < 0 && st.first_err.is_none() {
+                        // The DONE of a failed dump carries the error and
+                        // the extended ack like NLMSG_ERROR does.
+                        let (errno, message) = parse_error(m.flags, m.payload)?;
+                        st.first_err = Some(NlError::Kernel { errno, message });
+                    }
+                }
+                return Ok(Some(match (st.first_err.take(), st.interrupted) {
+                    (Some(e), _) => Err(e),
+                    (None, true) => Err(NlError::Interrupted),
+                    (None, false) => Ok(()),
+                }));
+            }
+            NLMSG_ERROR => {
+                let (errno, message) = parse_error(m.flags, m.payload)?;
+                if errno != 0 {
+                    // An error instead of a dump ends it.
+                    return Ok(Some(Err(NlError::Kernel { errno, message })));
+                }
+            }
+            t if t == want => {
+                if let Err(e) = each(m.payload) {
+                    st.first_err.get_or_insert(e);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(None)
 }
 
 /// One NETLINK_ROUTE socket with its buffers.
@@ -219,7 +288,12 @@ impl Conn {
     }
 
     /// Sends the queued requests and waits for the ack of `seq`.
-    pub(crate) fn ack<E: Emitable>(&mut self, ty: u16, flags: u16, body: &E) -> Result<(), NlError> {
+    pub(crate) fn ack<E: Emitable>(
+        &mut self,
+        ty: u16,
+        flags: u16,
+        body: &E,
+    ) -> Result<(), NlError> {
         self.tx.clear();
         let seq = self.push(ty, flags | NLM_F_ACK, body);
         self.flush()?;
@@ -291,76 +365,41 @@ impl Conn {
         self.tx.clear();
         let seq = self.push(ty, NLM_F_DUMP, body);
         self.flush()?;
-        let mut interrupted = false;
-        let mut first_err = None;
+        let mut st = DumpState::default();
         loop {
             let n = self.recv()?;
-            for m in messages(&self.rx[..n]) {
-                let m = m?;
-                if m.seq != seq {
-                    continue;
-                }
-                if m.flags & NLM_F_DUMP_INTR != 0 {
-                    interrupted = true;
-                }
-                match m.ty {
-                    NLMSG_DONE => {
-                        if m.payload.len() >= 4 {
-                            let code = i32::from_ne_bytes([
-                                m.payload[0],
-                                m.payload[1],
-                                m.payload[2],
-                                m.payload[3],
-                            ]);
-                            if code < 0 && first_err.is_none() {
-                                // The DONE of a failed dump carries the error
-                                // and the extended ack like NLMSG_ERROR does.
-                                let (errno, message) = parse_error(m.flags, m.payload)?;
-                                first_err = Some(NlError::Kernel { errno, message });
-                            }
-                        }
-                        return match (first_err, interrupted) {
-                            (Some(e), _) => Err(e),
-                            (None, true) => Err(NlError::Interrupted),
-                            (None, false) => Ok(()),
-                        };
-                    }
-                    NLMSG_ERROR => {
-                        let (errno, message) = parse_error(m.flags, m.payload)?;
-                        if errno != 0 {
-                            // An error instead of a dump ends it.
-                            return Err(NlError::Kernel { errno, message });
-                        }
-                    }
-                    t if t == want => {
-                        if let Err(e) = each(m.payload) {
-                            first_err.get_or_insert(e);
-                        }
-                    }
-                    _ => {}
-                }
+            if let Some(done) = scan_dump(&self.rx[..n], seq, want, &mut st, &mut each)? {
+                return done;
             }
         }
     }
 
-    /// Sends `bodies` pipelined (`window` per datagram) with acks requested
-    /// and returns each one's outcome, in order.
+    /// Sends `n` requests made by `make(i)` pipelined (`window` per
+    /// datagram, built one window at a time) with acks requested, and
+    /// returns each one's outcome, in order.
     pub(crate) fn batch<E: Emitable>(
         &mut self,
-        items: &[(u16, u16, E)],
+        n: usize,
         window: usize,
+        mut make: impl FnMut(usize) -> (u16, u16, E),
     ) -> Result<Vec<Result<(), NlError>>, NlError> {
-        let mut out = Vec::with_capacity(items.len());
-        for chunk in items.chunks(window.max(1)) {
+        let mut out = Vec::with_capacity(n);
+        let window = window.max(1);
+        let mut seqs = Vec::with_capacity(window);
+        let mut start = 0;
+        while start < n {
+            let end = (start + window).min(n);
             self.tx.clear();
-            let mut seqs = Vec::with_capacity(chunk.len());
-            for (ty, flags, body) in chunk {
-                seqs.push(self.push(*ty, flags | NLM_F_ACK, body));
+            seqs.clear();
+            for i in start..end {
+                let (ty, flags, body) = make(i);
+                seqs.push(self.push(ty, flags | NLM_F_ACK, &body));
             }
+            start = end;
             self.flush()?;
             let base = out.len();
-            let mut pending = chunk.len();
-            out.extend((0..chunk.len()).map(|_| Ok(())));
+            let mut pending = seqs.len();
+            out.extend((0..seqs.len()).map(|_| Ok(())));
             let mut next = 0usize;
             while pending > 0 {
                 let n = self.recv()?;
@@ -428,6 +467,69 @@ mod tests {
         assert_eq!((ms[0].seq, ms[1].seq), (seq, seq2));
         assert_eq!(seq2, seq + 1);
         assert_eq!(ms[1].payload.len(), body_len);
+    }
+
+    fn msg(buf: &mut Vec<u8>, ty: u16, flags: u16, seq: u32, body: &[u8]) {
+        let len = 16 + body.len();
+        buf.extend_from_slice(&(len as u32).to_ne_bytes());
+        buf.extend_from_slice(&ty.to_ne_bytes());
+        buf.extend_from_slice(&flags.to_ne_bytes());
+        buf.extend_from_slice(&seq.to_ne_bytes());
+        buf.extend_from_slice(&0u32.to_ne_bytes());
+        buf.extend_from_slice(body);
+        buf.resize(align(buf.len()), 0);
+    }
+
+    #[test]
+    fn dump_scan_detects_interruption_and_errors() {
+        let mut seen = Vec::new();
+        let mut each = |p: &[u8]| {
+            seen.push(p.to_vec());
+            Ok(())
+        };
+        // Part one: two routes, one of another request (seq 6) skipped.
+        let mut d1 = Vec::new();
+        msg(&mut d1, RTM_NEWROUTE, 2, 7, b"a");
+        msg(&mut d1, RTM_NEWROUTE, 2, 6, b"x");
+        msg(&mut d1, RTM_NEWROUTE, 2 | NLM_F_DUMP_INTR, 7, b"b");
+        let mut st = DumpState::default();
+        assert!(scan_dump(&d1, 7, RTM_NEWROUTE, &mut st, &mut each)
+            .unwrap()
+            .is_none());
+        let mut d2 = Vec::new();
+        msg(&mut d2, NLMSG_DONE, 2, 7, &0i32.to_ne_bytes());
+        let done = scan_dump(&d2, 7, RTM_NEWROUTE, &mut st, &mut each)
+            .unwrap()
+            .unwrap();
+        assert!(matches!(done, Err(NlError::Interrupted)));
+        assert_eq!(seen, vec![b"a".to_vec(), b"b".to_vec()]);
+        // A clean dump completes.
+        let mut st = DumpState::default();
+        let mut d = Vec::new();
+        msg(&mut d, RTM_NEWROUTE, 2, 8, b"c");
+        msg(&mut d, NLMSG_DONE, 2, 8, &0i32.to_ne_bytes());
+        let done = scan_dump(&d, 8, RTM_NEWROUTE, &mut st, &mut |_: &[u8]| Ok(()))
+            .unwrap()
+            .unwrap();
+        assert!(done.is_ok());
+        // A DONE carrying an errno fails the dump with it.
+        let mut st = DumpState::default();
+        let mut d = Vec::new();
+        msg(&mut d, NLMSG_DONE, 2, 9, &(-libc::ENOENT).to_ne_bytes());
+        let done = scan_dump(&d, 9, RTM_NEWROUTE, &mut st, &mut |_: &[u8]| Ok(()))
+            .unwrap()
+            .unwrap();
+        assert!(matches!(done, Err(NlError::Kernel { errno, .. }) if errno == libc::ENOENT));
+        // An undecodable message fails the dump after reading it to the end.
+        let mut st = DumpState::default();
+        let mut d = Vec::new();
+        msg(&mut d, RTM_NEWROUTE, 2, 10, b"bad");
+        msg(&mut d, NLMSG_DONE, 2, 10, &0i32.to_ne_bytes());
+        let mut fail = |_: &[u8]| Err(NlError::Decode("bad".into()));
+        let done = scan_dump(&d, 10, RTM_NEWROUTE, &mut st, &mut fail)
+            .unwrap()
+            .unwrap();
+        assert!(matches!(done, Err(NlError::Decode(_))));
     }
 
     #[test]

@@ -241,7 +241,7 @@ fn default_scope(v6: bool, kind: RouteType, has_gateway: bool) -> Scope {
     }
     match kind.0 {
         2 | 10 => Scope::HOST,
-        3 | 4 | 5 => Scope::LINK,
+        3..=5 => Scope::LINK,
         0 | 1 if !has_gateway => Scope::LINK,
         _ => Scope::UNIVERSE,
     }
@@ -365,9 +365,7 @@ impl FromStr for Route {
         let mut words = text.split_whitespace().peekable();
         let v6_flag = strip_command(&mut words, "route");
         let mut kind = RouteType::UNICAST;
-        let mut first = words
-            .next()
-            .ok_or_else(|| parse_err(text, "no prefix"))?;
+        let mut first = words.next().ok_or_else(|| parse_err(text, "no prefix"))?;
         if first == "to" {
             first = words.next().ok_or_else(|| parse_err(text, "no prefix"))?;
         }
@@ -459,7 +457,10 @@ mod tests {
         assert_eq!(r.to_string(), "10.0.0.0/24 dev eth0");
         let r = Route::new(p("10.0.0.0/24")).dev("eth0");
         assert_eq!(r.to_string(), "10.0.0.0/24 dev eth0 scope global");
-        let r = Route::new(p("0.0.0.0/0")).via("10.0.0.1".parse().unwrap()).dev("eth1").table(92);
+        let r = Route::new(p("0.0.0.0/0"))
+            .via("10.0.0.1".parse().unwrap())
+            .dev("eth1")
+            .table(92);
         assert_eq!(r.to_string(), "default via 10.0.0.1 dev eth1 table 92");
         let r = Route::host("10.0.0.9".parse().unwrap())
             .dev("lo")
@@ -474,7 +475,9 @@ mod tests {
             r.to_ip_command(),
             "ip -6 route replace 2001:db8::/64 via fe80::1 dev eth0 proto eigrp metric 1024"
         );
-        let r = Route::new(p("10.9.0.0/16")).kind(RouteType::BLACKHOLE).table(1000);
+        let r = Route::new(p("10.9.0.0/16"))
+            .kind(RouteType::BLACKHOLE)
+            .table(1000);
         assert_eq!(r.to_string(), "blackhole 10.9.0.0/16 table 1000");
     }
 
@@ -483,10 +486,21 @@ mod tests {
         let routes = [
             Route::new(p("10.0.0.0/24")).dev("eth0").scope(Scope::LINK),
             Route::new(p("10.0.0.0/24")).dev("eth0"),
-            Route::new(p("0.0.0.0/0")).via("10.0.0.1".parse().unwrap()).dev("e").table(4096),
-            Route::new(p("::/0")).via("fd00::1".parse().unwrap()).dev("e").metric(7),
-            Route::host("10.0.0.9".parse().unwrap()).dev("lo").kind(RouteType::LOCAL).table(255),
-            Route::host("10.0.0.9".parse().unwrap()).dev("lo").kind(RouteType::LOCAL),
+            Route::new(p("0.0.0.0/0"))
+                .via("10.0.0.1".parse().unwrap())
+                .dev("e")
+                .table(4096),
+            Route::new(p("::/0"))
+                .via("fd00::1".parse().unwrap())
+                .dev("e")
+                .metric(7),
+            Route::host("10.0.0.9".parse().unwrap())
+                .dev("lo")
+                .kind(RouteType::LOCAL)
+                .table(255),
+            Route::host("10.0.0.9".parse().unwrap())
+                .dev("lo")
+                .kind(RouteType::LOCAL),
             Route::new(p("10.9.0.0/16")).kind(RouteType::UNREACHABLE),
             Route::new(p("10.1.0.0/16"))
                 .via("10.0.0.1".parse().unwrap())
@@ -510,7 +524,9 @@ mod tests {
         assert_eq!(r.scope, Scope::LINK);
         let r: Route = "local 10.0.0.1 dev lo".parse().unwrap();
         assert_eq!((r.table, r.scope), (LOCAL_TABLE, Scope::HOST));
-        let r: Route = "ip -6 route replace default via fe80::1 dev eth0".parse().unwrap();
+        let r: Route = "ip -6 route replace default via fe80::1 dev eth0"
+            .parse()
+            .unwrap();
         assert_eq!(r.prefix, p("::/0"));
         assert!("10.0.0.0/8 frobnicate 3".parse::<Route>().is_err());
         assert!("".parse::<Route>().is_err());
@@ -520,7 +536,9 @@ mod tests {
     fn validation_rejects_bad_input() {
         let bad = [
             Route::new(p("10.0.0.1/24")).dev("eth0"),
-            Route::new(p("10.0.0.0/24")).dev("eth0").via("fd00::1".parse().unwrap()),
+            Route::new(p("10.0.0.0/24"))
+                .dev("eth0")
+                .via("fd00::1".parse().unwrap()),
             Route::new(p("10.0.0.0/24")).dev("eth0").mtu(0),
             Route::new(p("10.0.0.0/24")).via("10.1.1.1".parse().unwrap()),
             Route::new(p("fd00::/64")).dev("eth0").scope(Scope::LINK),
@@ -531,6 +549,9 @@ mod tests {
             let e = r.validate(Op::Upsert).unwrap_err();
             assert!(matches!(e, Error::InvalidInput { .. }), "{r}: {e}");
         }
-        Route::new(p("10.0.0.0/24")).kind(RouteType::BLACKHOLE).validate(Op::Upsert).unwrap();
+        Route::new(p("10.0.0.0/24"))
+            .kind(RouteType::BLACKHOLE)
+            .validate(Op::Upsert)
+            .unwrap();
     }
 }

@@ -289,7 +289,11 @@ impl FromStr for Rule {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let mut words = text.split_whitespace().peekable();
         let v6 = strip_command(&mut words, "rule");
-        let mut r = Rule::new(if v6 == Some(true) { Family::V6 } else { Family::V4 });
+        let mut r = Rule::new(if v6 == Some(true) {
+            Family::V6
+        } else {
+            Family::V4
+        });
         let mut from = None;
         let mut to = None;
         while let Some(w) = words.next() {
@@ -362,17 +366,32 @@ mod tests {
     #[test]
     fn rules_round_trip() {
         let rules = [
-            Rule::new(Family::V4).priority(20).to("10.0.0.1/32".parse().unwrap()),
+            Rule::new(Family::V4)
+                .priority(20)
+                .to("10.0.0.1/32".parse().unwrap()),
             Rule::new(Family::V4)
                 .priority(30)
                 .from("10.0.0.1/32".parse().unwrap())
                 .to("10.0.0.0/16".parse().unwrap())
                 .table(92),
-            Rule::new(Family::V6).priority(100).mark(0xa00, 0xf00).table(2004),
-            Rule::new(Family::V6).priority(5).to("fd00::/64".parse().unwrap()).invert(true),
-            Rule::new(Family::V4).mark(7, u32::MAX).protocol(Protocol::KERNEL).table(1000),
-            Rule::new(Family::V4).priority(9).action(RuleAction::Blackhole),
-            Rule::new(Family::V4).priority(9).action(RuleAction::Goto(100)),
+            Rule::new(Family::V6)
+                .priority(100)
+                .mark(0xa00, 0xf00)
+                .table(2004),
+            Rule::new(Family::V6)
+                .priority(5)
+                .to("fd00::/64".parse().unwrap())
+                .invert(true),
+            Rule::new(Family::V4)
+                .mark(7, u32::MAX)
+                .protocol(Protocol::KERNEL)
+                .table(1000),
+            Rule::new(Family::V4)
+                .priority(9)
+                .action(RuleAction::Blackhole),
+            Rule::new(Family::V4)
+                .priority(9)
+                .action(RuleAction::Goto(100)),
         ];
         for r in rules {
             let r = r.normalized();
@@ -384,10 +403,21 @@ mod tests {
 
     #[test]
     fn display_is_ip_rule_text() {
-        let r = Rule::new(Family::V4).priority(20).to("192.168.105.44/32".parse().unwrap());
-        assert_eq!(r.to_string(), "priority 20 from all to 192.168.105.44 lookup main");
-        let r = Rule::new(Family::V4).priority(1).mark(0x200, 0xf00).table(2005);
-        assert_eq!(r.to_string(), "priority 1 from all fwmark 0x200/0xf00 lookup 2005");
+        let r = Rule::new(Family::V4)
+            .priority(20)
+            .to("192.168.105.44/32".parse().unwrap());
+        assert_eq!(
+            r.to_string(),
+            "priority 20 from all to 192.168.105.44 lookup main"
+        );
+        let r = Rule::new(Family::V4)
+            .priority(1)
+            .mark(0x200, 0xf00)
+            .table(2005);
+        assert_eq!(
+            r.to_string(),
+            "priority 1 from all fwmark 0x200/0xf00 lookup 2005"
+        );
     }
 
     #[test]

@@ -15,7 +15,14 @@ fn node(tag: &str, v6: bool) -> (Netns, Handle) {
     ns.add_link("cilium_host");
     if v6 {
         ns.ip(&["addr", "add", "fd10::11/64", "dev", "eth0", "nodad"]);
-        ns.ip(&["addr", "add", "fd00:0:0:1::1/128", "dev", "cilium_host", "nodad"]);
+        ns.ip(&[
+            "addr",
+            "add",
+            "fd00:0:0:1::1/128",
+            "dev",
+            "cilium_host",
+            "nodad",
+        ]);
     } else {
         ns.ip(&["addr", "add", "192.168.1.11/24", "dev", "eth0"]);
         ns.ip(&["addr", "add", "10.0.0.161/32", "dev", "cilium_host"]);
@@ -58,9 +65,20 @@ fn native_routing_installs_and_removes_as_a_unit() {
             assert!(h.lookup(r).unwrap().is_some(), "{r}");
         }
         // The kernel uses them: a remote pod goes via its node.
-        let dst = if v6 { ip("fd00:0:0:3::9") } else { ip("10.0.2.9") };
+        let dst = if v6 {
+            ip("fd00:0:0:3::9")
+        } else {
+            ip("10.0.2.9")
+        };
         let got = h.get(dst).unwrap();
-        assert_eq!(got.nexthop, Some(if v6 { ip("fd10::13") } else { ip("192.168.1.13") }));
+        assert_eq!(
+            got.nexthop,
+            Some(if v6 {
+                ip("fd10::13")
+            } else {
+                ip("192.168.1.13")
+            })
+        );
         n.remove(&h).unwrap();
         n.remove(&h).unwrap();
         assert_set_eq(&ip_routes_all(&ns), &before, "removed as a unit");
@@ -72,18 +90,37 @@ fn failed_install_leaves_nothing_behind() {
     require_privileges!();
     let (ns, h) = node("unit", false);
     // A route already there with other contents is restored on failure.
-    let existing = Route::new(net("10.0.1.0/24")).via(ip("192.168.1.99")).dev("eth0");
+    let existing = Route::new(net("10.0.1.0/24"))
+        .via(ip("192.168.1.99"))
+        .dev("eth0");
     h.upsert(&existing, None).unwrap();
     let before = ip_routes_all(&ns);
     let mut l: Layout = NativeRouting::new(ip("10.0.0.161"), net("10.0.0.0/24"), "eth0")
         .remote(net("10.0.1.0/24"), ip("192.168.1.12"))
         .layout();
-    l.rules.push(Rule::new(route::Family::V4).priority(5).to(net("10.0.1.0/24")).table(77));
-    l.routes.push(Route::new(net("10.0.9.0/24")).via(ip("192.168.1.12")).dev("nosuch9"));
+    l.rules.push(
+        Rule::new(route::Family::V4)
+            .priority(5)
+            .to(net("10.0.1.0/24"))
+            .table(77),
+    );
+    l.routes.push(
+        Route::new(net("10.0.9.0/24"))
+            .via(ip("192.168.1.12"))
+            .dev("nosuch9"),
+    );
     let e = l.install(&h).unwrap_err();
     assert!(matches!(e, route::Error::UnknownDevice { .. }), "{e}");
-    assert_set_eq(&ip_routes_all(&ns), &before, "routes after a failed install");
-    assert!(h.list_rules(None).unwrap().iter().all(|r| r.priority != Some(5)));
+    assert_set_eq(
+        &ip_routes_all(&ns),
+        &before,
+        "routes after a failed install",
+    );
+    assert!(h
+        .list_rules(None)
+        .unwrap()
+        .iter()
+        .all(|r| r.priority != Some(5)));
 }
 
 #[test]
@@ -120,9 +157,16 @@ fn eni_endpoints_share_their_eni_table() {
     // Egress from a pod to the VPC resolves through the ENI table.
     assert_eq!(h.list(&RouteFilter::default().table(92)).unwrap().len(), 2);
     a.remove(&h).unwrap();
-    assert_eq!(h.list(&RouteFilter::default().table(92)).unwrap().len(), 2, "b still uses table 92");
+    assert_eq!(
+        h.list(&RouteFilter::default().table(92)).unwrap().len(),
+        2,
+        "b still uses table 92"
+    );
     assert!(h.lookup(&a.layout().routes[2]).unwrap().is_none());
     b.remove(&h).unwrap();
-    assert!(h.list(&RouteFilter::default().table(92)).unwrap().is_empty());
+    assert!(h
+        .list(&RouteFilter::default().table(92))
+        .unwrap()
+        .is_empty());
     assert_set_eq(&ip_rules_all(&ns), &rules_before, "rules after removal");
 }

@@ -92,15 +92,17 @@ pub fn ip_rules(ns: &Netns, v6: bool) -> Vec<Rule> {
         };
         r.from = net("src", "srclen");
         r.to = net("dst", "dstlen");
-        let hex = |k: &str| {
-            s(e, k).map(|m| u32::from_str_radix(m.trim_start_matches("0x"), 16).unwrap())
-        };
+        let hex =
+            |k: &str| s(e, k).map(|m| u32::from_str_radix(m.trim_start_matches("0x"), 16).unwrap());
         r.mark = hex("fwmark");
         r.mask = hex("fwmask").filter(|m| *m != u32::MAX);
         if r.mask.is_some() && r.mark.is_none() {
             r.mark = Some(0);
         }
-        r.protocol = s(e, "protocol").unwrap_or("unspec").parse::<Protocol>().unwrap();
+        r.protocol = s(e, "protocol")
+            .unwrap_or("unspec")
+            .parse::<Protocol>()
+            .unwrap();
         match s(e, "action") {
             Some("blackhole") => r.action = RuleAction::Blackhole,
             Some("unreachable") => r.action = RuleAction::Unreachable,
@@ -141,7 +143,10 @@ pub fn world(tag: &str) -> Netns {
     let ns = Netns::new(tag);
     ns.exec_ok("sysctl", &["-qw", "net.ipv6.conf.all.accept_dad=0"]);
     ns.exec_ok("sysctl", &["-qw", "net.ipv6.conf.default.accept_dad=0"]);
-    for (dev, v4, v6) in [("eth0", "10.0.0.1/24", "fd00::1/64"), ("eth1", "10.1.0.1/24", "fd01::1/64")] {
+    for (dev, v4, v6) in [
+        ("eth0", "10.0.0.1/24", "fd00::1/64"),
+        ("eth1", "10.1.0.1/24", "fd01::1/64"),
+    ] {
         ns.add_link(dev);
         ns.ip(&["addr", "add", v4, "dev", dev]);
         ns.ip(&["addr", "add", v6, "dev", dev, "nodad"]);
@@ -169,8 +174,16 @@ pub fn settle(ns: &Netns) {
 
 /// Asserts two sets are equal, printing only the differences.
 pub fn assert_set_eq<T: PartialEq + std::fmt::Display>(a: &[T], b: &[T], what: &str) {
-    let only_a: Vec<String> = a.iter().filter(|x| !b.contains(x)).map(|x| x.to_string()).collect();
-    let only_b: Vec<String> = b.iter().filter(|x| !a.contains(x)).map(|x| x.to_string()).collect();
+    let only_a: Vec<String> = a
+        .iter()
+        .filter(|x| !b.contains(x))
+        .map(|x| x.to_string())
+        .collect();
+    let only_b: Vec<String> = b
+        .iter()
+        .filter(|x| !a.contains(x))
+        .map(|x| x.to_string())
+        .collect();
     assert!(
         only_a.is_empty() && only_b.is_empty() && a.len() == b.len(),
         "{what}: only in first: {only_a:#?}, only in second: {only_b:#?} ({} vs {} items)",
