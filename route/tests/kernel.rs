@@ -688,3 +688,33 @@ fn removed_netns_while_handle_open_gives_no_panic() {
     let e = Handle::open_netns("/proc/self/status").unwrap_err();
     assert!(matches!(e, Error::Io { .. }), "{e}");
 }
+
+#[test]
+fn handle_opens_a_netns_by_process_path() {
+    require_privileges!();
+    let ns = world("procns");
+    let mut child = ns.spawn("sleep", &["30"]);
+    let path = format!("/proc/{}/ns/net", child.id());
+    // `ip netns exec` execs the program: wait until the pid is in the netns.
+    let ns_file = std::fs::metadata(ns.path()).unwrap();
+    let mut entered = false;
+    for _ in 0..100 {
+        if let Ok(m) = std::fs::metadata(&path) {
+            use std::os::unix::fs::MetadataExt;
+            if m.ino() == ns_file.ino() {
+                entered = true;
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(entered, "sleep did not enter the netns");
+    let h = Handle::open_netns(&path).unwrap();
+    assert_eq!(h.netns(), Some(std::path::Path::new(&path)));
+    let r = Route::new(net("10.130.0.0/16")).via(ip("10.0.0.2")).dev("eth0");
+    assert!(h.upsert(&r, None).unwrap());
+    // Visible to ip in the named netns: the same namespace.
+    assert!(ip_routes(&ns, false).contains(&r));
+    let _ = child.kill();
+    let _ = child.wait();
+}
