@@ -403,6 +403,11 @@ impl Lab {
     /// Loads the datapath on every node (re-using maps pinned by an earlier
     /// start), registers pods and the ipcache, attaches the programs with
     /// `mode` (tc filters outlive the process; tcx links do not).
+    ///
+    /// Called again, it is an agent restart: a new datapath instance takes
+    /// over the pinned maps and the old one is dropped after the new one is
+    /// attached (use tcx, [`AttachMode::Auto`], for that: tc filters of the
+    /// two instances would share a handle).
     pub fn start_datapath(&mut self, mode: AttachMode) -> LabResult<()> {
         // Everything every node must know: all pods, all node addresses.
         let mut cache: Vec<(IpAddr, u8, IpcacheInfo)> = Vec::new();
@@ -461,7 +466,11 @@ impl Lab {
                 }
                 dp.attach(eth0, Hook::FromNetdev)
             })?;
-            n.datapath = Some(dp);
+            // A restart: the new programs are attached next to the old ones
+            // (tcx runs both; the first verdict wins), then the old instance
+            // is dropped, which detaches its programs and leaves the pinned
+            // maps, and with them conntrack, to the new one.
+            drop(n.datapath.replace(dp));
         }
         Ok(())
     }
