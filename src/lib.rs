@@ -3,3 +3,8 @@
 //! the benchmarks share. Not published; it exists to prove the crates compose.
 
 pub mod lab;
+
+/// The README's code samples, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
