@@ -108,8 +108,14 @@ pub(crate) fn route_get(dst: IpAddr, fib_match: bool) -> RouteMessage {
     let mut m = RouteMessage::default();
     m.header.address_family = family_of(&dst);
     m.header.destination_prefix_length = if dst.is_ipv6() { 128 } else { 32 };
+    // RTM_F_LOOKUP_TABLE makes IPv4 report the table the answer came from
+    // (else it may report main whatever table the rules chose). IPv6 always
+    // reports the real table and rejects the flag under strict checking.
+    if dst.is_ipv4() {
+        m.header.flags = RouteFlags::LookupTable;
+    }
     if fib_match {
-        m.header.flags = RouteFlags::FibMatch;
+        m.header.flags |= RouteFlags::FibMatch;
     }
     m.attributes.push(RouteAttribute::Destination(dst.into()));
     m
@@ -445,7 +451,7 @@ mod tests {
     fn fibmatch_request_is_full_length() {
         let b = bytes(&route_get("10.0.0.1".parse().unwrap(), true));
         assert_eq!(b[1], 32);
-        assert_eq!(u32::from_ne_bytes([b[8], b[9], b[10], b[11]]), 0x2000);
+        assert_eq!(u32::from_ne_bytes([b[8], b[9], b[10], b[11]]), 0x3000);
         let b = bytes(&route_dump(
             Some(Family::V6),
             Some(300),
