@@ -149,6 +149,20 @@ pub fn run(report: &mut Report) {
             raw_best = (d, batch);
         }
     }
+    if std::env::var_os("CT_BENCH_SWEEP").is_some() {
+        for batch in [128u32, 256, 512, 1024, 2048, 4096, 16384] {
+            for _ in 0..3 {
+                let (r, _) = time(|| raw_scan(fd, batch, |_, _, _| {}));
+                let (o, _) = time(|| {
+                    map.iter_with_batch(batch)
+                        .expect("iter")
+                        .map(|r| r.expect("scan").1.lifetime() as u64)
+                        .sum::<u64>()
+                });
+                eprintln!("   sweep batch {batch}: raw {:?} ours {:?}", r, o);
+            }
+        }
+    }
     let mut ours_d = Duration::MAX;
     for _ in 0..reps {
         let (d, seen) = time(|| raw_scan(fd, raw_best.1, |_, _, _| {}));

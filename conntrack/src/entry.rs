@@ -129,6 +129,17 @@ impl CtEntry {
         Ok(CtEntry { bytes })
     }
 
+    /// The entry with these bytes.
+    pub fn from_array(bytes: [u8; 56]) -> Self {
+        CtEntry { bytes }
+    }
+
+    pub(crate) fn copy_from(b: &[u8]) -> Self {
+        let mut bytes = [0u8; 56];
+        bytes.copy_from_slice(b);
+        CtEntry { bytes }
+    }
+
     /// The entry's bytes exactly as the map stores them.
     pub fn to_bytes(&self) -> [u8; 56] {
         self.bytes

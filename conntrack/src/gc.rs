@@ -120,7 +120,7 @@ pub struct GcFilter<'a> {
     pub match_ips: HashSet<IpAddr>,
     /// Called exactly once for every entry that is kept.
     pub emit: Option<EmitFn<'a>>,
-    /// Entries per `BPF_MAP_LOOKUP_BATCH` (0: 4096). Grown on `ENOSPC`.
+    /// Entries per `BPF_MAP_LOOKUP_BATCH` (0: [`crate::DEFAULT_BATCH`]). Grown on `ENOSPC`.
     pub batch_size: u32,
     /// Run the per-key deletions of expired entries on the calling thread
     /// instead of a helper thread that overlaps them with the scan.
@@ -487,8 +487,8 @@ impl Deletions {
 
 fn emit(filter: &mut GcFilter<'_>, family: Family, key: &[u8], val: &[u8]) -> Result<()> {
     if let Some(cb) = filter.emit.as_mut() {
-        let k = AnyCtKey::from_bytes(family, key)?;
-        let e = CtEntry::from_bytes(val)?;
+        let k = AnyCtKey::copy_from(family, key);
+        let e = CtEntry::copy_from(val);
         cb(&k, &e);
     }
     Ok(())

@@ -144,6 +144,18 @@ macro_rules! ct_key {
                 self.bytes
             }
 
+            /// The key with these bytes.
+            pub fn from_array(bytes: [u8; Self::SIZE]) -> Self {
+                Self { bytes }
+            }
+
+            /// Copies a slice already known to be `SIZE` long (scan buffers).
+            pub(crate) fn copy_from(b: &[u8]) -> Self {
+                let mut bytes = [0u8; Self::SIZE];
+                bytes.copy_from_slice(b);
+                Self { bytes }
+            }
+
             /// The key's bytes, borrowed.
             pub fn as_bytes(&self) -> &[u8] {
                 &self.bytes
@@ -502,6 +514,13 @@ impl AnyCtKey {
             Family::V4 => AnyCtKey::V4(CtKey4::from_bytes(bytes)?),
             Family::V6 => AnyCtKey::V6(CtKey6::from_bytes(bytes)?),
         })
+    }
+
+    pub(crate) fn copy_from(family: Family, bytes: &[u8]) -> Self {
+        match family {
+            Family::V4 => AnyCtKey::V4(CtKey4::copy_from(bytes)),
+            Family::V6 => AnyCtKey::V6(CtKey6::copy_from(bytes)),
+        }
     }
 
     /// The key's family.

@@ -502,7 +502,7 @@ impl CtMap {
         Ok(n as f64 / f64::from(self.max_entries().max(1)))
     }
 
-    /// Streams every entry with `BPF_MAP_LOOKUP_BATCH` (batches of 4096,
+    /// Streams every entry with `BPF_MAP_LOOKUP_BATCH` (batches of [`DEFAULT_BATCH`],
     /// grown on `ENOSPC`). Memory stays O(batch).
     pub fn iter(&self) -> Result<Entries<'_>> {
         self.iter_with_batch(DEFAULT_BATCH)

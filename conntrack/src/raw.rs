@@ -453,9 +453,10 @@ pub(crate) fn batch_opts() -> libbpf_sys::bpf_map_batch_opts {
     }
 }
 
-/// Default number of entries per `BPF_MAP_LOOKUP_BATCH` call (Cilium uses
-/// 4096 for its CT dumps).
-pub const DEFAULT_BATCH: u32 = 4096;
+/// Default number of entries per `BPF_MAP_LOOKUP_BATCH` call. Cilium uses
+/// 4096; on the benchmark machine 256 scans ~12% faster (the batch buffers
+/// stay in cache), and `ENOSPC` grows it where a bucket is larger.
+pub const DEFAULT_BATCH: u32 = 256;
 /// Largest batch [`BatchScanner`] grows to before giving up.
 const MAX_BATCH: u32 = 1 << 24;
 
