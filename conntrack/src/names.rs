@@ -122,3 +122,104 @@ pub fn delete_if_upgrade_needed(
     }
     Ok(removed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_macros_use_local_names_and_sizes() {
+        let mut out = Vec::new();
+        write_bpf_macros(&mut out, Some(42), &CtSizes::default()).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "#define CT_MAP_TCP4 cilium_ct4_00042\n\
+             #define CT_MAP_ANY4 cilium_ct_any4_00042\n\
+             #define CT_MAP_TCP6 cilium_ct6_00042\n\
+             #define CT_MAP_ANY6 cilium_ct_any6_00042\n\
+             #define CT_MAP_SIZE_TCP 64000\n\
+             #define CT_MAP_SIZE_ANY 64000\n"
+        );
+        let mut out = Vec::new();
+        write_bpf_macros(&mut out, None, &CtSizes { tcp: 1000, any: 10 }).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.ends_with("#define CT_MAP_SIZE_TCP 1000\n#define CT_MAP_SIZE_ANY 10\n"));
+    }
+
+    #[test]
+    fn map_names_round_trip() {
+        for (name, fam, proto, scope) in [
+            ("cilium_ct4_global", Family::V4, CtProto::Tcp, Scope::Global),
+            ("cilium_ct6_global", Family::V6, CtProto::Tcp, Scope::Global),
+            (
+                "cilium_ct_any4_global",
+                Family::V4,
+                CtProto::Any,
+                Scope::Global,
+            ),
+            (
+                "cilium_ct_any6_global",
+                Family::V6,
+                CtProto::Any,
+                Scope::Global,
+            ),
+            (
+                "cilium_ct4_00042",
+                Family::V4,
+                CtProto::Tcp,
+                Scope::Endpoint(42),
+            ),
+            (
+                "cilium_ct_any6_65535",
+                Family::V6,
+                CtProto::Any,
+                Scope::Endpoint(65535),
+            ),
+            (
+                "cilium_per_cluster_ct_tcp4_7",
+                Family::V4,
+                CtProto::Tcp,
+                Scope::Cluster(7),
+            ),
+            (
+                "cilium_per_cluster_ct_any6_255",
+                Family::V6,
+                CtProto::Any,
+                Scope::Cluster(255),
+            ),
+        ] {
+            let k = CtMapKind::from_name(name).unwrap();
+            assert_eq!(
+                k,
+                CtMapKind {
+                    family: fam,
+                    proto,
+                    scope
+                },
+                "{name}"
+            );
+            assert_eq!(k.name(), name);
+        }
+        for bad in [
+            "cilium_ct4_42",
+            "cilium_ct4_",
+            "cilium_ct5_global",
+            "cilium_ct4_globalx",
+            "cilium_snat_v4_external",
+            "cilium_per_cluster_ct_udp4_1",
+            "cilium_ct4_1234a",
+        ] {
+            assert!(CtMapKind::from_name(bad).is_none(), "{bad}");
+        }
+        let g = CtMapKind::from_name("cilium_ct4_global").unwrap();
+        assert_eq!(g.default_max_entries(), 524_288);
+        assert_eq!(
+            CtMapKind::from_name("cilium_ct_any4_global")
+                .unwrap()
+                .default_max_entries(),
+            262_144
+        );
+        assert_eq!(CtProto::for_protocol(6), CtProto::Tcp);
+        assert_eq!(CtProto::for_protocol(17), CtProto::Any);
+    }
+}
