@@ -7,14 +7,14 @@ use ipnet::IpNet;
 use netlink_packet_core::Parseable;
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteMetric,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteMetric, RouteNextHop,
 };
 use netlink_packet_route::rule::{RuleAction as NlAction, RuleAttribute, RuleFlags, RuleMessage};
 use netlink_packet_route::AddressFamily;
 
 use crate::names::{Protocol, RouteType, Scope};
 use crate::nl::NlError;
-use crate::route::Route;
+use crate::route::{NextHop, Route};
 use crate::rule::{Family, Rule, RuleAction};
 
 /// `RT_SCOPE_NOWHERE`.
@@ -38,8 +38,15 @@ fn header_table(table: u32) -> u8 {
     }
 }
 
-/// The RTM_NEWROUTE body for `r` with the resolved `oif` and effective `mtu`.
-pub(crate) fn route_new(r: &Route, oif: Option<u32>, mtu: Option<u32>) -> RouteMessage {
+/// The RTM_NEWROUTE body for `r` with the resolved `oif`, effective `mtu`
+/// and the resolved devices of its multipath hops (`hop_oifs[i]` for
+/// `r.multipath[i]`).
+pub(crate) fn route_new(
+    r: &Route,
+    oif: Option<u32>,
+    mtu: Option<u32>,
+    hop_oifs: &[u32],
+) -> RouteMessage {
     let mut m = RouteMessage::default();
     let h = &mut m.header;
     h.address_family = family_of(&r.prefix.addr());
@@ -67,6 +74,23 @@ pub(crate) fn route_new(r: &Route, oif: Option<u32>, mtu: Option<u32>) -> RouteM
     }
     if let Some(mtu) = mtu {
         a.push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(mtu)]));
+    }
+    if !r.multipath.is_empty() {
+        let hops = r
+            .multipath
+            .iter()
+            .zip(hop_oifs.iter().copied().chain(std::iter::repeat(0)))
+            .map(|(h, idx)| {
+                let mut nh = RouteNextHop::default();
+                nh.hops = h.weight.clamp(1, 256).saturating_sub(1) as u8;
+                nh.interface_index = idx;
+                if let Some(g) = h.gateway {
+                    nh.attributes.push(RouteAttribute::Gateway(g.into()));
+                }
+                nh
+            })
+            .collect();
+        a.push(RouteAttribute::MultiPath(hops));
     }
     m
 }
@@ -154,6 +178,8 @@ pub(crate) fn route_dump(
 pub(crate) struct Decoded {
     pub route: Route,
     pub oif: Option<u32>,
+    /// The device index of each multipath hop.
+    pub hop_oifs: Vec<u32>,
     /// Something this crate does not model and a replace would drop
     /// (multipath, encapsulation, nexthop objects, other metrics).
     pub complex: bool,
@@ -191,6 +217,7 @@ pub(crate) fn decode_route_msg(m: &RouteMessage) -> Option<Decoded> {
     r.scope = Scope(h.scope.into());
     r.kind = RouteType(h.kind.into());
     let mut oif = None;
+    let mut hop_oifs = Vec::new();
     let mut complex = false;
     for a in &m.attributes {
         match a {
@@ -208,8 +235,24 @@ pub(crate) fn decode_route_msg(m: &RouteMessage) -> Option<Decoded> {
                     }
                 }
             }
-            RouteAttribute::MultiPath(_)
-            | RouteAttribute::Encap(_)
+            RouteAttribute::MultiPath(hops) => {
+                for h in hops {
+                    let mut gateway = None;
+                    for ha in &h.attributes {
+                        match ha {
+                            RouteAttribute::Gateway(g) => gateway = addr(g),
+                            _ => complex = true,
+                        }
+                    }
+                    hop_oifs.push(h.interface_index);
+                    r.multipath.push(NextHop {
+                        gateway,
+                        device: None,
+                        weight: u16::from(h.hops) + 1,
+                    });
+                }
+            }
+            RouteAttribute::Encap(_)
             | RouteAttribute::EncapType(_)
             | RouteAttribute::NhId(_)
             | RouteAttribute::Via(_) => complex = true,
@@ -229,6 +272,7 @@ pub(crate) fn decode_route_msg(m: &RouteMessage) -> Option<Decoded> {
     Some(Decoded {
         route: r,
         oif,
+        hop_oifs,
         complex,
         cloned: h.flags.contains(RouteFlags::Cloned),
     })
@@ -396,7 +440,7 @@ mod tests {
             .dev("eth0")
             .table(1000)
             .metric(5);
-        let b = bytes(&route_new(&r, Some(7), Some(1400)));
+        let b = bytes(&route_new(&r, Some(7), Some(1400), &[]));
         // rtmsg: family, dst_len, src_len, tos, table, proto, scope, type, flags.
         assert_eq!(&b[..8], &[2, 16, 0, 0, 0, 3, 0, 1]);
         // RTA_TABLE (15) = 1000 comes first.
@@ -420,6 +464,27 @@ mod tests {
     }
 
     #[test]
+    fn multipath_bytes_round_trip() {
+        let r = Route::new("10.7.0.0/16".parse().unwrap()).nexthops(vec![
+            NextHop::new("a").via("10.0.0.2".parse().unwrap()),
+            NextHop::new("b").via("10.1.0.2".parse().unwrap()).weight(3),
+        ]);
+        let b = bytes(&route_new(&r, None, None, &[4, 9]));
+        let d = decode_route(&b).unwrap().unwrap();
+        assert_eq!(d.hop_oifs, vec![4, 9]);
+        assert!(!d.complex);
+        let mut want = r.clone();
+        for h in &mut want.multipath {
+            h.device = None;
+        }
+        assert_eq!(d.route, want);
+        // RTA_MULTIPATH (9) holds rtnexthop {len, flags, hops = weight-1, ifindex}.
+        let at = b.windows(4).position(|w| w == [36, 0, 9, 0]).unwrap();
+        assert_eq!(&b[at + 4..at + 12], &[16, 0, 0, 0, 4, 0, 0, 0]);
+        assert_eq!(&b[at + 20..at + 28], &[16, 0, 0, 2, 9, 0, 0, 0]);
+    }
+
+    #[test]
     fn delete_template_is_scope_nowhere_proto_0_type_0() {
         let r = Route::new("fd00::/64".parse().unwrap())
             .dev("eth0")
@@ -433,7 +498,7 @@ mod tests {
         let r = Route::new("10.2.0.0/24".parse().unwrap())
             .dev("x")
             .table(100);
-        let mut b = bytes(&route_new(&r, Some(2), None));
+        let mut b = bytes(&route_new(&r, Some(2), None, &[]));
         assert_eq!(b[4], 100);
         // Append an attribute type no kernel has (0x7ff0): still decodes.
         b.extend_from_slice(&[8, 0, 0xf0, 0x7f, 1, 2, 3, 4]);
@@ -441,7 +506,7 @@ mod tests {
         assert_eq!(d.route.table, 100);
         assert_eq!(d.route.prefix, r.prefix);
         // RTA_TABLE wins over rtm_table.
-        let mut m = route_new(&r.clone().table(5000), Some(2), None);
+        let mut m = route_new(&r.clone().table(5000), Some(2), None, &[]);
         m.header.table = 252;
         let d = decode_route(&bytes(&m)).unwrap().unwrap();
         assert_eq!(d.route.table, 5000);

@@ -204,8 +204,14 @@ fn effective_mtu(r: &Route, cfg: Option<&MtuConfig>, op: Op) -> Result<Option<u3
 }
 
 /// Does the kernel's `d` already say what `r` (with `oif`, `mtu`) says?
-fn same_as(r: &Route, oif: Option<u32>, mtu: Option<u32>, d: &Decoded) -> bool {
+fn same_as(r: &Route, oif: Option<u32>, mtu: Option<u32>, hops: &[u32], d: &Decoded) -> bool {
     let k = &d.route;
+    let same_hops = k.multipath.len() == r.multipath.len()
+        && d.hop_oifs.as_slice() == hops
+        && k.multipath
+            .iter()
+            .zip(&r.multipath)
+            .all(|(a, b)| a.gateway == b.gateway && a.weight == b.weight);
     !d.complex
         && !d.cloned
         && k.prefix == r.prefix
@@ -218,6 +224,7 @@ fn same_as(r: &Route, oif: Option<u32>, mtu: Option<u32>, d: &Decoded) -> bool {
         // IPv6 reject routes sit on `lo` whatever was asked.
         && (d.oif == oif || (oif.is_none() && r.kind.is_reject()))
         && k.mtu == mtu
+        && same_hops
         && default_priority(k) == default_priority(r)
 }
 
@@ -416,7 +423,30 @@ impl Handle {
     fn named(&self, c: &mut Conn, d: Decoded) -> Route {
         let mut r = d.route;
         r.device = d.oif.and_then(|i| self.name_of(c, i));
+        for (h, idx) in r.multipath.iter_mut().zip(&d.hop_oifs) {
+            h.device = self.name_of(c, *idx);
+        }
         r
+    }
+
+    /// Resolves the devices of a multipath route's hops.
+    fn hop_oifs(&self, c: &mut Conn, r: &Route, op: Op, refresh: bool) -> Result<Vec<u32>> {
+        let mut out = Vec::with_capacity(r.multipath.len());
+        for h in &r.multipath {
+            let Some(d) = &h.device else { continue };
+            match self.resolve(c, d, refresh) {
+                Ok(Some(i)) => out.push(i),
+                Ok(None) => {
+                    return Err(Error::UnknownDevice {
+                        op,
+                        object: r.to_string(),
+                        device: d.clone(),
+                    })
+                }
+                Err(e) => return Err(kernel(op, r, e)),
+            }
+        }
+        Ok(out)
     }
 
     // --------------------------------------------------------------- finding
@@ -533,7 +563,7 @@ impl Handle {
         };
         let old = self.find(c, r, oif, crit)?;
         if let Some(d) = &old {
-            if same_as(r, oif, mtu, d) {
+            if same_as(r, oif, mtu, &[], d) {
                 return Ok(Ensured::Same);
             }
         }
@@ -541,7 +571,7 @@ impl Handle {
             c,
             nl::RTM_NEWROUTE,
             nl::NLM_F_CREATE | nl::NLM_F_REPLACE,
-            &codec::route_new(r, oif, mtu),
+            &codec::route_new(r, oif, mtu, &[]),
         )?;
         Ok(match old {
             Some(d) => Ensured::Replaced(Box::new(d)),
@@ -557,7 +587,7 @@ impl Handle {
                 let _ = c.ack(nl::RTM_DELROUTE, 0, &codec::route_del(r, oif));
             }
             Ensured::Replaced(old) => {
-                let msg = codec::route_new(&old.route, old.oif, old.route.mtu);
+                let msg = codec::route_new(&old.route, old.oif, old.route.mtu, &old.hop_oifs);
                 let _ = c.ack(nl::RTM_NEWROUTE, nl::NLM_F_CREATE | nl::NLM_F_REPLACE, &msg);
             }
         }
@@ -571,9 +601,10 @@ impl Handle {
         r: &Route,
         oif: Option<u32>,
         mtu: Option<u32>,
+        hops: &[u32],
         first: Option<NlError>,
     ) -> std::result::Result<bool, NlError> {
-        let msg = codec::route_new(r, oif, mtu);
+        let msg = codec::route_new(r, oif, mtu, hops);
         let res = match first {
             Some(e) => Err(e),
             None => c.ack(nl::RTM_NEWROUTE, nl::NLM_F_CREATE | nl::NLM_F_EXCL, &msg),
@@ -588,7 +619,7 @@ impl Handle {
                     shortcut: false,
                 };
                 if let Some(d) = self.find(c, r, oif, crit)? {
-                    if same_as(r, oif, mtu, &d) {
+                    if same_as(r, oif, mtu, hops, &d) {
                         return Ok(false);
                     }
                 }
@@ -620,6 +651,7 @@ impl Handle {
         r: &Route,
         oif: Option<u32>,
         mtu: Option<u32>,
+        hops: &[u32],
     ) -> Result<bool> {
         let mut changed = false;
         let mut nh_state = None;
@@ -630,7 +662,7 @@ impl Handle {
             changed |= !matches!(st, Ensured::Same);
             nh_state = Some((nh, st));
         }
-        match self.put_prefix(c, r, oif, mtu, None) {
+        match self.put_prefix(c, r, oif, mtu, hops, None) {
             Ok(ch) => Ok(changed | ch),
             Err(e) => {
                 // No half state: take back the nexthop route we touched.
@@ -660,14 +692,16 @@ impl Handle {
         let mtu = effective_mtu(route, mtu, Op::Upsert)?;
         let mut c = lock(&self.conn);
         let oif = self.oif(&mut c, route, Op::Upsert, false)?;
-        match self.upsert_locked(&mut c, route, oif, mtu) {
-            Err(e) if e.errno() == Some(libc::ENODEV) && route.device.is_some() => {
-                // The cached index is stale: the link was re-created.
+        let hops = self.hop_oifs(&mut c, route, Op::Upsert, false)?;
+        match self.upsert_locked(&mut c, route, oif, mtu, &hops) {
+            Err(e) if e.errno() == Some(libc::ENODEV) => {
+                // A cached index is stale: a link was re-created.
                 let fresh = self.oif(&mut c, route, Op::Upsert, true)?;
-                if fresh == oif {
+                let fresh_hops = self.hop_oifs(&mut c, route, Op::Upsert, true)?;
+                if fresh == oif && fresh_hops == hops {
                     return Err(e);
                 }
-                self.upsert_locked(&mut c, route, fresh, mtu)
+                self.upsert_locked(&mut c, route, fresh, mtu, &fresh_hops)
             }
             r => r,
         }
@@ -799,16 +833,25 @@ impl Handle {
         let mut out: Vec<Option<Result<bool>>> = (0..routes.len()).map(|_| None).collect();
         let mut c = lock(&self.conn);
         let mut prepared: Vec<(usize, Option<u32>, Option<u32>)> = Vec::with_capacity(routes.len());
+        // Device indexes of multipath hops, for the few routes that have them.
+        let mut hops_of: HashMap<usize, Vec<u32>> = HashMap::new();
         for (i, r) in routes.iter().enumerate() {
             let p = r
                 .validate(Op::Upsert)
                 .and_then(|()| effective_mtu(r, mtu, Op::Upsert))
-                .and_then(|m| Ok((self.oif(&mut c, r, Op::Upsert, false)?, m)));
+                .and_then(|m| Ok((self.oif(&mut c, r, Op::Upsert, false)?, m)))
+                .and_then(|(oif, m)| {
+                    if !r.multipath.is_empty() {
+                        hops_of.insert(i, self.hop_oifs(&mut c, r, Op::Upsert, false)?);
+                    }
+                    Ok((oif, m))
+                });
             match p {
                 Ok((oif, m)) => prepared.push((i, oif, m)),
                 Err(e) => out[i] = Some(Err(e)),
             }
         }
+        let no_hops: Vec<u32> = Vec::new();
         // Nexthop routes, each once.
         type NhKey = (u32, IpAddr, Option<u32>, u8);
         /// The nexthop route, what ensuring it did (or its errno and
@@ -853,7 +896,7 @@ impl Handle {
             (
                 nl::RTM_NEWROUTE,
                 nl::NLM_F_CREATE | nl::NLM_F_EXCL,
-                codec::route_new(&routes[i], oif, m),
+                codec::route_new(&routes[i], oif, m, hops_of.get(&i).unwrap_or(&no_hops)),
             )
         });
         match acks {
@@ -862,18 +905,23 @@ impl Handle {
                     let r = &routes[*i];
                     let res = match ack {
                         Ok(()) => Ok(true),
-                        Err(NlError::Kernel { errno, .. })
-                            if errno == libc::ENODEV && r.device.is_some() =>
-                        {
-                            match self.oif(&mut c, r, Op::Upsert, true) {
-                                Ok(fresh) => self
-                                    .put_prefix(&mut c, r, fresh, *m, None)
-                                    .map_err(|e| kernel(Op::Upsert, r, e)),
-                                Err(e) => Err(e),
-                            }
+                        Err(NlError::Kernel { errno, .. }) if errno == libc::ENODEV => {
+                            // A stale cached index: resolve again and retry.
+                            self.oif(&mut c, r, Op::Upsert, true).and_then(|fresh| {
+                                let hops = self.hop_oifs(&mut c, r, Op::Upsert, true)?;
+                                self.put_prefix(&mut c, r, fresh, *m, &hops, None)
+                                    .map_err(|e| kernel(Op::Upsert, r, e))
+                            })
                         }
                         Err(e) => self
-                            .put_prefix(&mut c, r, *oif, *m, Some(e))
+                            .put_prefix(
+                                &mut c,
+                                r,
+                                *oif,
+                                *m,
+                                hops_of.get(i).unwrap_or(&no_hops),
+                                Some(e),
+                            )
                             .map_err(|e| kernel(Op::Upsert, r, e)),
                     };
                     out[*i] = Some(res);

@@ -48,5 +48,5 @@ pub use names::{
     parse_table, table_name, NameError, Protocol, RouteType, Scope, DEFAULT_TABLE, LOCAL_TABLE,
     MAIN_TABLE,
 };
-pub use route::Route;
+pub use route::{NextHop, Route};
 pub use rule::{Family, Rule, RuleAction};

@@ -455,7 +455,7 @@ mod tests {
     fn push_frames_requests() {
         let mut c = Conn::open().unwrap();
         let r = crate::route::Route::new("10.0.0.0/8".parse().unwrap()).dev("x");
-        let m = crate::codec::route_new(&r, Some(1), None);
+        let m = crate::codec::route_new(&r, Some(1), None, &[]);
         let body_len = m.buffer_len();
         let seq = c.push(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, &m);
         let seq2 = c.push(RTM_DELROUTE, 0, &m);

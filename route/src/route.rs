@@ -54,6 +54,68 @@ pub struct Route {
     /// The metric (`metric`, `RTA_PRIORITY`). `None` means the kernel's
     /// default: 0 for IPv4, 1024 for IPv6. Part of the route's identity.
     pub priority: Option<u32>,
+    /// The paths of a multipath (ECMP) route, `nexthop via A dev X weight
+    /// W ...`. When not empty, `nexthop` and `device` stay `None`.
+    pub multipath: Vec<NextHop>,
+}
+
+/// One path of a multipath (ECMP) route.
+///
+/// ```
+/// use route::{NextHop, Route};
+/// let r = Route::new("10.7.0.0/16".parse().unwrap())
+///     .nexthops(vec![
+///         NextHop::new("eth0").via("10.0.0.2".parse().unwrap()),
+///         NextHop::new("eth1").via("10.1.0.2".parse().unwrap()).weight(3),
+///     ]);
+/// assert_eq!(r.to_string(),
+///     "10.7.0.0/16 nexthop via 10.0.0.2 dev eth0 weight 1 nexthop via 10.1.0.2 dev eth1 weight 3");
+/// assert_eq!(r.to_string().parse::<Route>().unwrap(), r);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NextHop {
+    /// The gateway of this path.
+    pub gateway: Option<IpAddr>,
+    /// The device of this path.
+    pub device: Option<String>,
+    /// The weight, 1 to 256 (iproute2's `weight`; 1 by default).
+    pub weight: u16,
+}
+
+impl NextHop {
+    /// A path through `device`, weight 1.
+    pub fn new(device: impl Into<String>) -> NextHop {
+        NextHop {
+            gateway: None,
+            device: Some(device.into()),
+            weight: 1,
+        }
+    }
+
+    /// Sets the gateway.
+    pub fn via(mut self, gateway: IpAddr) -> NextHop {
+        self.gateway = Some(gateway);
+        self
+    }
+
+    /// Sets the weight (1 to 256).
+    pub fn weight(mut self, weight: u16) -> NextHop {
+        self.weight = weight;
+        self
+    }
+}
+
+impl fmt::Display for NextHop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("nexthop")?;
+        if let Some(g) = self.gateway {
+            write!(f, " via {g}")?;
+        }
+        if let Some(d) = &self.device {
+            write!(f, " dev {d}")?;
+        }
+        write!(f, " weight {}", self.weight)
+    }
 }
 
 impl Route {
@@ -71,6 +133,7 @@ impl Route {
             table: MAIN_TABLE,
             kind: RouteType::UNICAST,
             priority: None,
+            multipath: Vec::new(),
         }
     }
 
@@ -135,6 +198,15 @@ impl Route {
     /// Sets the metric (`metric`).
     pub fn metric(mut self, priority: u32) -> Route {
         self.priority = Some(priority);
+        self
+    }
+
+    /// Makes this a multipath (ECMP) route over `hops` (clears `nexthop`
+    /// and `device`).
+    pub fn nexthops(mut self, hops: Vec<NextHop>) -> Route {
+        self.nexthop = None;
+        self.device = None;
+        self.multipath = hops;
         self
     }
 
@@ -212,8 +284,35 @@ impl Route {
                 self.scope
             )));
         }
+        let bad_name = |d: &str| d.is_empty() || d.len() > 15 || d.contains(['/', ' ', '\0']);
+        if !self.multipath.is_empty() {
+            if self.nexthop.is_some() || self.device.is_some() {
+                return Err(bad(
+                    "a multipath route keeps its gateways and devices in its nexthops".into(),
+                ));
+            }
+            if self.kind.is_reject() {
+                return Err(bad(format!("a {} route has no nexthops", self.kind)));
+            }
+            for h in &self.multipath {
+                match &h.device {
+                    None => return Err(bad(format!("{h} needs a device"))),
+                    Some(d) if bad_name(d) => {
+                        return Err(bad(format!("{d:?} is not a valid device name")))
+                    }
+                    _ => {}
+                }
+                if h.gateway.is_some_and(|g| g.is_ipv6() != v6) {
+                    return Err(bad(format!("{h}: gateway of another address family")));
+                }
+                if !(1..=256).contains(&h.weight) {
+                    return Err(bad(format!("{h}: weight must be 1 to 256")));
+                }
+            }
+            return Ok(());
+        }
         match &self.device {
-            Some(d) if d.is_empty() || d.len() > 15 || d.contains(['/', ' ', '\0']) => {
+            Some(d) if bad_name(d) => {
                 return Err(bad(format!("{d:?} is not a valid device name")));
             }
             None if !self.kind.is_reject() => {
@@ -278,7 +377,8 @@ impl fmt::Display for Route {
         if self.proto != Protocol::BOOT {
             write!(f, " proto {}", self.proto)?;
         }
-        if self.scope != default_scope(self.is_ipv6(), self.kind, self.nexthop.is_some()) {
+        let gw = self.nexthop.is_some() || !self.multipath.is_empty();
+        if self.scope != default_scope(self.is_ipv6(), self.kind, gw) {
             write!(f, " scope {}", self.scope)?;
         }
         if let Some(l) = self.local {
@@ -289,6 +389,9 @@ impl fmt::Display for Route {
         }
         if let Some(m) = self.mtu {
             write!(f, " mtu {m}")?;
+        }
+        for h in &self.multipath {
+            write!(f, " {h}")?;
         }
         Ok(())
     }
@@ -422,23 +525,52 @@ impl FromStr for Route {
                     )
                 }
                 "mtu" => {
-                    let mut v = value()?;
+                    let v = value()?;
                     if v == "lock" {
                         return Err(parse_err(text, "locked MTU is not supported"));
-                    }
-                    if v.is_empty() {
-                        v = value()?;
                     }
                     r.mtu = Some(
                         v.parse()
                             .map_err(|_| parse_err(text, format!("bad mtu {v:?}")))?,
                     )
                 }
+                "nexthop" => {
+                    // `nexthop [via A] [dev X] [weight W]`, repeated, last.
+                    r.multipath.push(NextHop {
+                        gateway: None,
+                        device: None,
+                        weight: 1,
+                    });
+                }
+                "weight" if !r.multipath.is_empty() => {
+                    let v = value()?;
+                    if let Some(h) = r.multipath.last_mut() {
+                        h.weight = v
+                            .parse()
+                            .map_err(|_| parse_err(text, format!("bad weight {v:?}")))?;
+                    }
+                }
                 other => return Err(parse_err(text, format!("unsupported word {other:?}"))),
+            }
+            // Inside a `nexthop` group, via/dev belong to the group.
+            if !r.multipath.is_empty() && w != "nexthop" && w != "weight" {
+                if !matches!(w, "via" | "dev" | "oif") {
+                    return Err(parse_err(text, format!("{w:?} after nexthop")));
+                }
+                let (gw, dev) = (r.nexthop.take(), r.device.take());
+                if let Some(h) = r.multipath.last_mut() {
+                    if gw.is_some() {
+                        h.gateway = gw;
+                    }
+                    if dev.is_some() {
+                        h.device = dev;
+                    }
+                }
             }
         }
         r.table = table.unwrap_or_else(|| default_table(kind));
-        r.scope = scope.unwrap_or_else(|| default_scope(v6, kind, r.nexthop.is_some()));
+        let gw = r.nexthop.is_some() || !r.multipath.is_empty();
+        r.scope = scope.unwrap_or_else(|| default_scope(v6, kind, gw));
         Ok(r)
     }
 }
@@ -510,6 +642,18 @@ mod tests {
                 .proto(Protocol::KERNEL)
                 .scope(Scope::SITE)
                 .table(253),
+            Route::new(p("10.7.0.0/16")).metric(5).nexthops(vec![
+                NextHop::new("eth0").via("10.0.0.2".parse().unwrap()),
+                NextHop::new("eth1")
+                    .via("10.1.0.2".parse().unwrap())
+                    .weight(256),
+            ]),
+            Route::new(p("fd07::/64")).table(300).nexthops(vec![
+                NextHop::new("eth0")
+                    .via("fd00::2".parse().unwrap())
+                    .weight(2),
+                NextHop::new("eth1"),
+            ]),
         ];
         for r in routes {
             let text = r.to_string();

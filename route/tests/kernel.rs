@@ -6,8 +6,8 @@ mod common;
 
 use common::*;
 use route::{
-    Error, Family, Handle, MtuConfig, Protocol, Route, RouteFilter, RouteType, Rule, RuleAction,
-    Scope, MAIN_TABLE,
+    Error, Family, Handle, MtuConfig, NextHop, Protocol, Route, RouteFilter, RouteType, Rule,
+    RuleAction, Scope, MAIN_TABLE,
 };
 use testsupport::{require_privileges, Netns};
 
@@ -78,6 +78,14 @@ fn sample_routes() -> Vec<Route> {
         Route::new(net("fd31::/64"))
             .kind(RouteType::PROHIBIT)
             .table(300),
+        Route::new(net("10.7.0.0/16")).metric(5).nexthops(vec![
+            NextHop::new("eth0").via(ip("10.0.0.2")),
+            NextHop::new("eth1").via(ip("10.1.0.2")).weight(3),
+        ]),
+        Route::new(net("fd07::/64")).table(300).nexthops(vec![
+            NextHop::new("eth0").via(ip("fd00::2")).weight(2),
+            NextHop::new("eth1").via(ip("fd01::2")),
+        ]),
     ]
 }
 
@@ -637,6 +645,7 @@ fn removed_device_gives_clear_errors_and_recreated_device_works() {
     require_privileges!();
     let ns = world("devgone");
     ns.add_link("eth5");
+    wait_link_local(&ns, &["eth5", "eth5p"]);
     let h = handle(&ns);
     let r = Route::new(net("10.110.0.0/16"))
         .dev("eth5")
@@ -652,6 +661,7 @@ fn removed_device_gives_clear_errors_and_recreated_device_works() {
     assert!(matches!(e, Error::UnknownDevice { .. }), "{e}");
     // Re-created under the same name (new ifindex): the cache refreshes.
     ns.add_link("eth5");
+    wait_link_local(&ns, &["eth5", "eth5p"]);
     assert!(h.upsert(&r, None).unwrap());
     assert_eq!(h.lookup(&r).unwrap().as_ref(), Some(&r));
     assert_same_as_ip(&h, &ns);
@@ -711,7 +721,9 @@ fn handle_opens_a_netns_by_process_path() {
     assert!(entered, "sleep did not enter the netns");
     let h = Handle::open_netns(&path).unwrap();
     assert_eq!(h.netns(), Some(std::path::Path::new(&path)));
-    let r = Route::new(net("10.130.0.0/16")).via(ip("10.0.0.2")).dev("eth0");
+    let r = Route::new(net("10.130.0.0/16"))
+        .via(ip("10.0.0.2"))
+        .dev("eth0");
     assert!(h.upsert(&r, None).unwrap());
     // Visible to ip in the named netns: the same namespace.
     assert!(ip_routes(&ns, false).contains(&r));

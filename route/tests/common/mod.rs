@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use route::{parse_table, Family, IpNet, Protocol, Route, Rule, RuleAction};
+use route::{parse_table, Family, IpNet, NextHop, Protocol, Route, Rule, RuleAction};
 use serde_json::Value;
 use testsupport::Netns;
 
@@ -43,6 +43,15 @@ pub fn ip_routes(ns: &Netns, v6: bool) -> Vec<Route> {
         r.scope = s(e, "scope").unwrap_or("global").parse().unwrap();
         r.local = s(e, "prefsrc").map(|g| g.parse().unwrap());
         r.priority = e.get("metric").and_then(Value::as_u64).map(|m| m as u32);
+        if let Some(hops) = e.get("nexthops").and_then(Value::as_array) {
+            for n in hops {
+                r.multipath.push(NextHop {
+                    gateway: s(n, "gateway").map(|g| g.parse().unwrap()),
+                    device: s(n, "dev").map(str::to_string),
+                    weight: n.get("weight").and_then(Value::as_u64).unwrap_or(1) as u16,
+                });
+            }
+        }
         if let Some(ms) = e.get("metrics").and_then(Value::as_array) {
             for m in ms {
                 if let Some(mtu) = m.get("mtu").and_then(Value::as_u64) {
@@ -169,6 +178,26 @@ pub fn settle(ns: &Netns) {
             return;
         }
         last = now;
+    }
+}
+
+/// Waits until the kernel has put the IPv6 link-local routes of `devs` in
+/// place (they appear shortly after a link comes up).
+pub fn wait_link_local(ns: &Netns, devs: &[&str]) {
+    for _ in 0..100 {
+        let out = ns.ip(&["-6", "route", "show", "table", "all"]);
+        let ready = devs.iter().all(|d| {
+            let dev = format!("dev {d} ");
+            out.lines()
+                .any(|l| l.starts_with("local fe80::") && l.contains(&dev))
+                && out
+                    .lines()
+                    .any(|l| l.starts_with("fe80::/64") && l.contains(&dev))
+        });
+        if ready {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
