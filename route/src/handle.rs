@@ -823,6 +823,70 @@ impl Handle {
         Ok(self.named(&mut c, d))
     }
 
+    /// Deletes every route of `table` (of `family`, or both), like Cilium's
+    /// `DeleteRouteTable`; returns how many went. Every route is attempted;
+    /// the first failure other than "already gone" is returned.
+    pub fn delete_table(&self, table: u32, family: Option<Family>) -> Result<usize> {
+        let mut f = RouteFilter::default().table(table);
+        f.family = family;
+        let routes = self.list(&f)?;
+        let mut deleted = 0;
+        let mut first = None;
+        for res in self.delete_many(&routes) {
+            match res {
+                Ok(()) => deleted += 1,
+                Err(e) if e.is_not_found() => {}
+                Err(e) => {
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        match first {
+            Some(e) => Err(e),
+            None => Ok(deleted),
+        }
+    }
+
+    /// The device of the default route of lowest metric in the main table,
+    /// like Cilium's `NodeDeviceWithDefaultRoute` for one family. Two
+    /// default routes of the same lowest metric are an error, as in Cilium.
+    pub fn default_route_device(&self, family: Family) -> Result<String> {
+        let f = RouteFilter::default()
+            .family(family)
+            .table(crate::MAIN_TABLE);
+        let mut defaults: Vec<Route> = self
+            .list(&f)?
+            .into_iter()
+            .filter(|r| r.prefix.prefix_len() == 0)
+            .collect();
+        defaults.sort_by_key(default_priority);
+        let what = format!("default route ({family:?})");
+        match defaults.as_slice() {
+            [] => Err(Error::Kernel {
+                op: Op::Lookup,
+                object: what,
+                errno: libc::ENOENT,
+                message: Some("no default route".into()),
+            }),
+            [a, b, ..] if default_priority(a) == default_priority(b) => Err(Error::InvalidInput {
+                op: Op::Lookup,
+                object: what,
+                reason: format!("several default routes of the same metric: {a} and {b}"),
+            }),
+            [a, ..] => {
+                let dev = a
+                    .device
+                    .clone()
+                    .or_else(|| a.multipath.first().and_then(|h| h.device.clone()));
+                dev.ok_or_else(|| Error::UnknownDevice {
+                    op: Op::Lookup,
+                    object: a.to_string(),
+                    device: String::new(),
+                })
+            }
+        }
+    }
+
     // ---------------------------------------------------------------- batch
 
     /// Upserts many routes, pipelining the requests and reading the acks in

@@ -730,3 +730,60 @@ fn handle_opens_a_netns_by_process_path() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn delete_table_and_default_route_device_like_cilium() {
+    require_privileges!();
+    let ns = world("cilium-extras");
+    let h = handle(&ns);
+    for r in sample_routes() {
+        h.upsert(&r, None).unwrap();
+    }
+    // Table 300 holds 10.21/16 + its nexthop route (IPv4) and fd31, fd07 (IPv6).
+    assert_eq!(h.delete_table(300, Some(Family::V4)).unwrap(), 2);
+    assert_eq!(
+        h.list(&RouteFilter::default().table(300).family(Family::V4))
+            .unwrap(),
+        vec![]
+    );
+    assert_eq!(h.delete_table(300, None).unwrap(), 2);
+    assert_eq!(h.delete_table(300, None).unwrap(), 0);
+    assert_same_as_ip(&h, &ns);
+
+    let e = h.default_route_device(Family::V4).unwrap_err();
+    assert!(e.is_not_found(), "{e}");
+    h.upsert(
+        &Route::new(net("0.0.0.0/0"))
+            .via(ip("10.1.0.254"))
+            .dev("eth1")
+            .metric(10),
+        None,
+    )
+    .unwrap();
+    h.upsert(
+        &Route::new(net("0.0.0.0/0"))
+            .via(ip("10.0.0.254"))
+            .dev("eth0")
+            .metric(5),
+        None,
+    )
+    .unwrap();
+    assert_eq!(h.default_route_device(Family::V4).unwrap(), "eth0");
+    h.upsert(
+        &Route::new(net("0.0.0.0/0"))
+            .via(ip("10.1.0.253"))
+            .dev("eth1")
+            .metric(5)
+            .table(MAIN_TABLE),
+        None,
+    )
+    .unwrap();
+    // Same metric replaced the eth0 one (same identity): eth1 now.
+    assert_eq!(h.default_route_device(Family::V4).unwrap(), "eth1");
+    h.upsert(
+        &Route::new(net("::/0")).via(ip("fd00::fe")).dev("eth0"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(h.default_route_device(Family::V6).unwrap(), "eth0");
+}
