@@ -24,8 +24,10 @@ use crate::raw::{BatchScanner, DEFAULT_BATCH};
 /// ```
 #[derive(Clone)]
 pub enum ClockSource {
-    /// `CLOCK_MONOTONIC` seconds: the datapath writes
-    /// `bpf_ktime_get_ns() / 1e9` (Cilium's default "ktime").
+    /// Monotonic seconds: the datapath writes `bpf_ktime_get_ns() / 1e9`
+    /// (Cilium's default "ktime"; this workspace's datapath uses the coarse
+    /// variant). Read from `CLOCK_MONOTONIC_COARSE`, which is never ahead of
+    /// either, so GC never judges an entry expired before the datapath would.
     Monotonic,
     /// Kernel jiffies (Cilium with `--enable-bpf-clock-probe` on a kernel
     /// with `bpf_jiffies64`), at `hz` ticks per second.
@@ -63,9 +65,9 @@ impl ClockSource {
                     tv_nsec: 0,
                 };
                 // SAFETY: clock_gettime writes into the timespec we own.
-                if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } != 0 {
+                if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) } != 0 {
                     return Err(Error::InvalidInput(format!(
-                        "clock_gettime(CLOCK_MONOTONIC): {}",
+                        "clock_gettime(CLOCK_MONOTONIC_COARSE): {}",
                         std::io::Error::last_os_error()
                     )));
                 }

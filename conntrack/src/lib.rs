@@ -52,9 +52,10 @@ pub use key::{
     IPPROTO_TCP, IPPROTO_UDP,
 };
 pub use map::{
-    CreateOptions, CtMap, CtMapKind, CtProto, Direction, Entries, Scope, DEFAULT_MAX_ENTRIES_ANY,
-    DEFAULT_MAX_ENTRIES_LOCAL, DEFAULT_MAX_ENTRIES_TCP, DEFAULT_PIN_DIR, MAP_NAME_ANY4_GLOBAL,
-    MAP_NAME_ANY6_GLOBAL, MAP_NAME_PREFIX, MAP_NAME_TCP4_GLOBAL, MAP_NAME_TCP6_GLOBAL,
+    filter_maps_by_proto, name_is_global, CreateOptions, CtMap, CtMapKind, CtProto, Direction,
+    Entries, Scope, DEFAULT_MAX_ENTRIES_ANY, DEFAULT_MAX_ENTRIES_LOCAL, DEFAULT_MAX_ENTRIES_TCP,
+    DEFAULT_PIN_DIR, MAP_NAME_ANY4_GLOBAL, MAP_NAME_ANY6_GLOBAL, MAP_NAME_PREFIX,
+    MAP_NAME_TCP4_GLOBAL, MAP_NAME_TCP6_GLOBAL,
 };
 pub use names::{delete_if_upgrade_needed, exists, write_bpf_macros, CtSizes};
 pub use raw::{map_type_name, MapInfo, DEFAULT_BATCH};

@@ -197,6 +197,34 @@ impl CtMapKind {
     }
 }
 
+/// `true` for the four global map names (Cilium's `NameIsGlobal`).
+///
+/// ```
+/// assert!(conntrack::name_is_global("cilium_ct_any6_global"));
+/// assert!(!conntrack::name_is_global("cilium_ct4_00042"));
+/// ```
+pub fn name_is_global(name: &str) -> bool {
+    matches!(
+        name,
+        MAP_NAME_TCP4_GLOBAL | MAP_NAME_ANY4_GLOBAL | MAP_NAME_TCP6_GLOBAL | MAP_NAME_ANY6_GLOBAL
+    )
+}
+
+/// Picks the TCP and the non-TCP map of `family` among `maps` (Cilium's
+/// `FilterMapsByProto`); maps without a Cilium name are ignored.
+pub fn filter_maps_by_proto(maps: &[CtMap], family: Family) -> (Option<&CtMap>, Option<&CtMap>) {
+    let mut tcp = None;
+    let mut any = None;
+    for m in maps {
+        match m.kind() {
+            Some(k) if k.family == family && k.proto == CtProto::Tcp => tcp = Some(m),
+            Some(k) if k.family == family && k.proto == CtProto::Any => any = Some(m),
+            _ => {}
+        }
+    }
+    (tcp, any)
+}
+
 impl fmt::Display for CtMapKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.name())
@@ -477,6 +505,19 @@ impl CtMap {
             vals.extend_from_slice(e.as_bytes());
         }
         self.raw.update_batch(&keys, &vals)
+    }
+
+    /// Deletes many keys with `BPF_MAP_DELETE_BATCH`; keys that are not
+    /// there are skipped (the kernel stops a batch at the first one; this
+    /// carries on after it). Returns how many were deleted.
+    pub fn delete_many<K: CtKey>(&self, keys: &[K]) -> Result<usize> {
+        let ks = self.family.key_size();
+        let mut buf = Vec::with_capacity(keys.len() * ks);
+        for k in keys {
+            self.check_key(k.family(), k.key_bytes().len())?;
+            buf.extend_from_slice(k.key_bytes());
+        }
+        self.raw.delete_batch(&buf)
     }
 
     /// Deletes a key; `Ok(false)` when it was not there.

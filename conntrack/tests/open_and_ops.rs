@@ -34,6 +34,20 @@ fn open_by_name_and_path_checks_sizes_and_type() {
         assert_eq!(m.max_entries(), 128);
         assert_eq!(m.count().unwrap(), 0);
     }
+    let all: Vec<CtMap> = [
+        "cilium_ct4_global",
+        "cilium_ct_any4_global",
+        "cilium_ct6_global",
+    ]
+    .iter()
+    .map(|n| CtMap::open_named(dir.path(), n).unwrap())
+    .collect();
+    let (t, a) = conntrack::filter_maps_by_proto(&all, Family::V4);
+    assert_eq!(t.unwrap().name(), "cilium_ct4_global");
+    assert_eq!(a.unwrap().name(), "cilium_ct_any4_global");
+    let (t, a) = conntrack::filter_maps_by_proto(&all, Family::V6);
+    assert_eq!(t.unwrap().name(), "cilium_ct6_global");
+    assert!(a.is_none());
     // A plain hash map is accepted too.
     bpftool_create(&dir.join("cilium_ct6_00007"), "hash", 38, 56, 16, "ct");
     CtMap::open(dir.join("cilium_ct6_00007")).unwrap();
@@ -239,8 +253,18 @@ fn typed_ops_count_pressure_and_flow_lookup() {
         )
         .unwrap_err();
     assert!(matches!(err, Error::KeyFamily { .. }), "{err}");
+    // Batch delete carries on past keys that are not there.
+    let some: Vec<CtKey4> = [10, 11, 7, 12, 100_000, 13]
+        .iter()
+        .map(|&i| key4(i))
+        .collect();
+    assert_eq!(m.delete_many(&some).unwrap(), 4);
+    for i in [10, 11, 12, 13] {
+        assert_eq!(m.lookup(&key4(i)).unwrap(), None);
+    }
+    assert_eq!(m.count().unwrap(), 996);
     // Flush deletes everything.
-    assert_eq!(m.flush().unwrap(), 1000);
+    assert_eq!(m.flush().unwrap(), 996);
     assert_eq!(m.count().unwrap(), 0);
     let _ = CtKey6::default();
 }
