@@ -177,26 +177,39 @@ pub fn run(report: &mut Report) {
 
     let secs = report.size(5, 1);
     let probes = report.size(200, 20);
-    let plain = cross_node(false, secs, probes);
-    let bpf = cross_node(true, secs, probes);
+    let rounds = report.size(3, 1);
+    // Both topologies exist side by side; runs alternate so that load from
+    // elsewhere on the machine hits both alike. Best of the rounds.
+    let plain = Topology::new(false);
+    let bpf = Topology::new(true);
+    let (mut tp, mut tb, mut rp, mut rb) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        tp.push(plain.iperf(secs));
+        tb.push(bpf.iperf(secs));
+        rp.push(plain.rtt(probes));
+        rb.push(bpf.rtt(probes));
+    }
+    let max = |v: Vec<f64>| v.into_iter().fold(f64::NAN, f64::max);
+    let min = |v: Vec<f64>| v.into_iter().fold(f64::NAN, f64::min);
     report.add(Row {
         area: "datapath",
-        figure: format!("cross-node pod-to-pod TCP throughput, iperf3 {secs} s"),
-        ours: bpf.0,
+        figure: format!("cross-node pod-to-pod TCP throughput, iperf3 {secs} s, best of {rounds}"),
+        ours: max(tb),
         baseline_name: "plain kernel routing, same topology".into(),
-        baseline: plain.0,
+        baseline: max(tp),
         unit: "Gbit/s",
         goal: Goal::RatioAtLeast(0.9),
     });
     report.add(Row {
         area: "datapath",
-        figure: format!("cross-node pod-to-pod ping RTT, {probes} probes"),
-        ours: bpf.1,
+        figure: format!("cross-node pod-to-pod ping RTT, {probes} probes, best of {rounds}"),
+        ours: min(rb),
         baseline_name: "plain kernel routing, same topology".into(),
-        baseline: plain.1,
+        baseline: min(rp),
         unit: "us",
         goal: Goal::RatioAtMost(1.1),
     });
+    drop((plain, bpf));
 }
 
 fn mac_of(ns: &Netns, ifname: &str) -> [u8; 6] {
@@ -216,154 +229,180 @@ fn fmt_mac(m: [u8; 6]) -> String {
 }
 
 /// Two nodes joined by an underlay veth, one pod each (the topology of
-/// datapath-bpf's traffic test). Returns (throughput Gbit/s, mean RTT us).
-fn cross_node(with_bpf: bool, secs: usize, probes: usize) -> (f64, f64) {
-    let n = [Netns::new("bn1"), Netns::new("bn2")];
-    let pods = [Netns::new("bp1"), Netns::new("bp2")];
-    veth(&n[0], "eth0", &n[1], "eth0");
-    let pins = BpfDir::new("bench-dp-x");
-    let mut dps = Vec::new();
-    let ips = ["10.1.0.2", "10.2.0.2"];
-    for i in 0..2 {
-        let node = &n[i];
-        node.exec_ok("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
-        node.ip(&[
-            "addr",
-            "add",
-            &format!("192.168.100.{}/24", i + 1),
-            "dev",
-            "eth0",
-        ]);
-        node.ip(&[
-            "route",
-            "add",
-            &format!("10.{}.0.0/24", 2 - i),
-            "via",
-            &format!("192.168.100.{}", 2 - i),
-            "dev",
-            "eth0",
-        ]);
-        veth(node, "lxc0", &pods[i], "eth0");
-        let lxc_mac = mac_of(node, "lxc0");
-        let pod_mac = mac_of(&pods[i], "eth0");
-        let p = &pods[i];
-        p.ip(&["addr", "add", &format!("{}/32", ips[i]), "dev", "eth0"]);
-        p.ip(&[
-            "route",
-            "add",
-            "169.254.1.1",
-            "dev",
-            "eth0",
-            "scope",
-            "link",
-        ]);
-        p.ip(&[
-            "route",
-            "add",
-            "default",
-            "via",
-            "169.254.1.1",
-            "dev",
-            "eth0",
-        ]);
-        p.ip(&[
-            "neigh",
-            "add",
-            "169.254.1.1",
-            "lladdr",
-            &fmt_mac(lxc_mac),
-            "dev",
-            "eth0",
-            "nud",
-            "permanent",
-        ]);
-        node.ip(&[
-            "route",
-            "add",
-            &format!("{}/32", ips[i]),
-            "dev",
-            "lxc0",
-            "scope",
-            "link",
-        ]);
-        node.ip(&[
-            "neigh",
-            "add",
-            ips[i],
-            "lladdr",
-            &fmt_mac(pod_mac),
-            "dev",
-            "lxc0",
-            "nud",
-            "permanent",
-        ]);
-        if with_bpf {
-            let mut o = Options::small(pins.join(&format!("n{i}")));
-            o.skip_fib = true;
-            let mut dp = Datapath::load(&o).expect("load");
-            let lxc = node.ifindex("lxc0");
-            let eth0 = node.ifindex("eth0");
-            dp.upsert_endpoint(&Endpoint {
-                ip: ips[i].parse().expect("ip"),
-                ifindex: lxc,
-                mac: pod_mac,
-                node_mac: lxc_mac,
-                id: 1 + i as u16,
-                identity: 1001 + i as u32,
-                flags: EndpointFlags::empty(),
-            })
-            .expect("endpoint");
-            dp.upsert_ipcache(
-                ips[1 - i].parse().expect("ip"),
-                32,
-                &IpcacheInfo {
-                    identity: 1002 - i as u32,
-                    tunnel_endpoint: None,
-                },
-            )
-            .expect("ipcache");
-            node.run(|| {
-                dp.attach(lxc, Hook::FromContainer).expect("attach");
-                dp.attach(lxc, Hook::ToContainer).expect("attach");
-                dp.attach(eth0, Hook::FromNetdev).expect("attach");
-            });
-            dps.push(dp);
+/// datapath-bpf's traffic test), with or without the datapath.
+struct Topology {
+    pods: [Netns; 2],
+    _nodes: [Netns; 2],
+    dps: Vec<Datapath>,
+    _pins: BpfDir,
+}
+
+const IPS: [&str; 2] = ["10.1.0.2", "10.2.0.2"];
+
+impl Topology {
+    fn new(with_bpf: bool) -> Topology {
+        let n = [Netns::new("bn1"), Netns::new("bn2")];
+        let pods = [Netns::new("bp1"), Netns::new("bp2")];
+        veth(&n[0], "eth0", &n[1], "eth0");
+        let pins = BpfDir::new("bench-dp-x");
+        let mut dps = Vec::new();
+        for i in 0..2 {
+            let node = &n[i];
+            node.exec_ok("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
+            node.ip(&[
+                "addr",
+                "add",
+                &format!("192.168.100.{}/24", i + 1),
+                "dev",
+                "eth0",
+            ]);
+            node.ip(&[
+                "route",
+                "add",
+                &format!("10.{}.0.0/24", 2 - i),
+                "via",
+                &format!("192.168.100.{}", 2 - i),
+                "dev",
+                "eth0",
+            ]);
+            veth(node, "lxc0", &pods[i], "eth0");
+            let lxc_mac = mac_of(node, "lxc0");
+            let pod_mac = mac_of(&pods[i], "eth0");
+            let p = &pods[i];
+            p.ip(&["addr", "add", &format!("{}/32", IPS[i]), "dev", "eth0"]);
+            p.ip(&[
+                "route",
+                "add",
+                "169.254.1.1",
+                "dev",
+                "eth0",
+                "scope",
+                "link",
+            ]);
+            p.ip(&[
+                "route",
+                "add",
+                "default",
+                "via",
+                "169.254.1.1",
+                "dev",
+                "eth0",
+            ]);
+            p.ip(&[
+                "neigh",
+                "add",
+                "169.254.1.1",
+                "lladdr",
+                &fmt_mac(lxc_mac),
+                "dev",
+                "eth0",
+                "nud",
+                "permanent",
+            ]);
+            node.ip(&[
+                "route",
+                "add",
+                &format!("{}/32", IPS[i]),
+                "dev",
+                "lxc0",
+                "scope",
+                "link",
+            ]);
+            node.ip(&[
+                "neigh",
+                "add",
+                IPS[i],
+                "lladdr",
+                &fmt_mac(pod_mac),
+                "dev",
+                "lxc0",
+                "nud",
+                "permanent",
+            ]);
+            if with_bpf {
+                let mut o = Options::small(pins.join(&format!("n{i}")));
+                o.skip_fib = true;
+                let mut dp = Datapath::load(&o).expect("load");
+                let lxc = node.ifindex("lxc0");
+                let eth0 = node.ifindex("eth0");
+                dp.upsert_endpoint(&Endpoint {
+                    ip: IPS[i].parse().expect("ip"),
+                    ifindex: lxc,
+                    mac: pod_mac,
+                    node_mac: lxc_mac,
+                    id: 1 + i as u16,
+                    identity: 1001 + i as u32,
+                    flags: EndpointFlags::empty(),
+                })
+                .expect("endpoint");
+                dp.upsert_ipcache(
+                    IPS[1 - i].parse().expect("ip"),
+                    32,
+                    &IpcacheInfo {
+                        identity: 1002 - i as u32,
+                        tunnel_endpoint: None,
+                    },
+                )
+                .expect("ipcache");
+                node.run(|| {
+                    dp.attach(lxc, Hook::FromContainer).expect("attach");
+                    dp.attach(lxc, Hook::ToContainer).expect("attach");
+                    dp.attach(eth0, Hook::FromNetdev).expect("attach");
+                });
+                dps.push(dp);
+            }
+        }
+        Topology {
+            pods,
+            _nodes: n,
+            dps,
+            _pins: pins,
         }
     }
-    let mut server = pods[1].spawn("iperf3", &["-s", "-1"]);
-    std::thread::sleep(std::time::Duration::from_millis(400));
-    let out = pods[0].exec("iperf3", &["-c", ips[1], "-t", &secs.to_string(), "-J"]);
-    let _ = server.kill();
-    let _ = server.wait();
-    let json = String::from_utf8_lossy(&out.stdout);
-    let gbps = json
-        .find("\"sum_received\"")
-        .and_then(|at| {
-            let rest = &json[at..];
-            let b = rest.find("\"bits_per_second\":")? + "\"bits_per_second\":".len();
-            let num: String = rest[b..]
-                .trim_start()
-                .chars()
-                .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == 'e' || *c == '+')
-                .collect();
-            num.parse::<f64>().ok()
-        })
-        .map_or(f64::NAN, |bps| bps / 1e9);
-    let ping = pods[0].exec(
-        "ping",
-        &["-q", "-c", &probes.to_string(), "-i", "0.01", ips[1]],
-    );
-    let text = String::from_utf8_lossy(&ping.stdout);
-    // rtt min/avg/max/mdev = 0.031/0.046/0.120/0.011 ms
-    let rtt_us = text
-        .lines()
-        .find(|l| l.contains("min/avg/max"))
-        .and_then(|l| l.split('=').nth(1))
-        .and_then(|v| v.trim().split('/').nth(1))
-        .and_then(|avg| avg.parse::<f64>().ok())
-        .map_or(f64::NAN, |ms| ms * 1000.0);
-    for dp in dps {
-        let _ = dp.teardown();
+
+    /// iperf3 pod 1 -> pod 2, Gbit/s.
+    fn iperf(&self, secs: usize) -> f64 {
+        let mut server = self.pods[1].spawn("iperf3", &["-s", "-1"]);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let out = self.pods[0].exec("iperf3", &["-c", IPS[1], "-t", &secs.to_string(), "-J"]);
+        let _ = server.kill();
+        let _ = server.wait();
+        let json = String::from_utf8_lossy(&out.stdout);
+        json.find("\"sum_received\"")
+            .and_then(|at| {
+                let rest = &json[at..];
+                let b = rest.find("\"bits_per_second\":")? + "\"bits_per_second\":".len();
+                let num: String = rest[b..]
+                    .trim_start()
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == 'e' || *c == '+')
+                    .collect();
+                num.parse::<f64>().ok()
+            })
+            .map_or(f64::NAN, |bps| bps / 1e9)
     }
-    (gbps, rtt_us)
+
+    /// Mean ping RTT pod 1 -> pod 2, microseconds.
+    fn rtt(&self, probes: usize) -> f64 {
+        let ping = self.pods[0].exec(
+            "ping",
+            &["-q", "-c", &probes.to_string(), "-i", "0.01", IPS[1]],
+        );
+        let text = String::from_utf8_lossy(&ping.stdout);
+        // rtt min/avg/max/mdev = 0.031/0.046/0.120/0.011 ms
+        text.lines()
+            .find(|l| l.contains("min/avg/max"))
+            .and_then(|l| l.split('=').nth(1))
+            .and_then(|v| v.trim().split('/').nth(1))
+            .and_then(|avg| avg.parse::<f64>().ok())
+            .map_or(f64::NAN, |ms| ms * 1000.0)
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for dp in self.dps.drain(..) {
+            let _ = dp.teardown();
+        }
+    }
 }

@@ -40,6 +40,11 @@ pub struct Options {
     /// Forward remote traffic with `bpf_fib_lookup` + `bpf_redirect_neigh`
     /// instead of handing it to the stack.
     pub skip_fib: bool,
+    /// Deliver to local pods with `bpf_redirect_peer` straight into the pod's
+    /// namespace, running conntrack and ingress policy first (Cilium's
+    /// "BPF host routing"; needs veth or netkit pods). Off: `bpf_redirect` to
+    /// the host-side veth, whose egress runs `to_container`. Default on.
+    pub redirect_peer: bool,
     /// Record each redirect's target so [`Datapath::last_redirect`] can read
     /// it (tests; costs a map write per redirected packet).
     pub trace_redirects: bool,
@@ -58,6 +63,7 @@ impl Options {
             ipcache_size: 512_000,
             policy_size: 16_384,
             skip_fib: false,
+            redirect_peer: true,
             trace_redirects: false,
             attach_mode: AttachMode::Auto,
         }
@@ -229,7 +235,11 @@ impl Datapath {
             .open_memory(crate::OBJECT)
             .map_err(|source| Error::Open { source })?;
 
-        let config: [u32; 2] = [u32::from(opts.skip_fib), u32::from(opts.trace_redirects)];
+        let config: [u32; 3] = [
+            u32::from(opts.skip_fib),
+            u32::from(opts.trace_redirects),
+            u32::from(opts.redirect_peer),
+        ];
         for mut m in open.maps_mut() {
             let name = m.name().to_string_lossy().into_owned();
             let size = match name.as_str() {

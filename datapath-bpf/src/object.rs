@@ -6,7 +6,7 @@
 /// Programs (`SEC("tc")`): `from_container`, `to_container`, `from_netdev`,
 /// and `tc_pass` (returns `TC_ACT_OK`; a benchmark baseline). Maps are listed
 /// in [`crate::maps`]. The `.rodata` section holds one `struct pn_config`
-/// (`skip_fib`, `trace_redirect`, both `u32`).
+/// (`skip_fib`, `trace_redirect`, `redirect_peer`, each a `u32`).
 ///
 /// ```
 /// assert_eq!(&datapath_bpf::OBJECT[..4], b"\x7fELF");

@@ -45,9 +45,15 @@ fn ep(ip: IpAddr, a: bool, flags: EndpointFlags) -> Endpoint {
 }
 
 fn setup(tag: &str) -> (BpfDir, Datapath) {
+    setup_with(tag, false)
+}
+
+/// `peer`: deliver with bpf_redirect_peer (ingress policy in the same run).
+fn setup_with(tag: &str, peer: bool) -> (BpfDir, Datapath) {
     let dir = BpfDir::new(tag);
     let mut o = Options::small(dir.join("globals"));
     o.trace_redirects = true;
+    o.redirect_peer = peer;
     let dp = Datapath::load(&o).expect("load");
     for (ip, a) in [
         (a4().into(), true),
@@ -661,7 +667,8 @@ fn malformed_packets_get_a_defined_verdict_and_are_counted() {
 fn pinned_maps_and_conntrack_survive_a_restart_and_teardown_unpins() {
     require_privileges!();
     let dir = BpfDir::new("restart");
-    let opts = Options::small(dir.join("globals"));
+    let mut opts = Options::small(dir.join("globals"));
+    opts.redirect_peer = false;
     {
         let dp = Datapath::load(&opts).unwrap();
         dp.upsert_endpoint(&ep(a4().into(), true, EndpointFlags::empty()))
@@ -793,4 +800,98 @@ fn bad_input_is_rejected_before_the_kernel() {
         .is_none());
     assert!(dp.remove_endpoint(a4().into()).unwrap());
     assert!(!dp.remove_endpoint(a4().into()).unwrap());
+}
+
+#[test]
+fn redirect_peer_mode_applies_ingress_conntrack_and_policy_before_delivery() {
+    require_privileges!();
+    let (_dir, dp) = setup_with("peer", true);
+    let out = dp
+        .test_run(Program::FromContainer, &syn_a_to_b(), &from_a())
+        .unwrap();
+    assert_eq!(out.retval, TC_ACT_REDIRECT);
+    assert_eq!(dp.last_redirect().unwrap(), Some(B_IF));
+    assert_eq!(
+        (&out.data[0..6], &out.data[6..12]),
+        (&B_MAC[..], &B_NODE_MAC[..])
+    );
+    assert_eq!(out.data[22], 63);
+    assert_eq!(out.mark, 0, "no identity mark needed");
+    // Both the egress (A) and the ingress (B) entry, in one run.
+    let ct = dp.ct4_entries(true).unwrap();
+    assert_eq!(ct.len(), 2, "{ct:?}");
+    let inn = ct.iter().find(|(k, _)| k.flags == TUPLE_F_IN).unwrap();
+    assert_eq!(inn.1.src_sec_id, A_ID);
+    assert_eq!(inn.1.rx_flags_seen, 0x02);
+    assert_eq!(dp.metric(reason::FORWARDED, Direction::Ingress).unwrap(), 1);
+
+    // B denies A: dropped at A's from-container, counted as ingress.
+    let deny = PolicyKey {
+        endpoint_id: 1002,
+        identity: A_ID,
+        dport: 22,
+        protocol: 6,
+        direction: Direction::Ingress,
+    };
+    dp.deny(&deny).unwrap();
+    let ssh = packet4(
+        A_MAC,
+        A_NODE_MAC,
+        &Ip4::new(a4(), b4(), 6),
+        &tcp(40002, 22, 0x02),
+    );
+    assert_eq!(
+        dp.test_run(Program::FromContainer, &ssh, &from_a())
+            .unwrap()
+            .retval,
+        TC_ACT_SHOT
+    );
+    assert_eq!(
+        dp.metric(reason::POLICY_DENY, Direction::Ingress).unwrap(),
+        1
+    );
+
+    // from-netdev: ingress entry with the ipcache identity, then redirect_peer.
+    dp.upsert_ipcache(
+        "10.2.0.0".parse().unwrap(),
+        16,
+        &IpcacheInfo {
+            identity: 4242,
+            tunnel_endpoint: None,
+        },
+    )
+    .unwrap();
+    let src: Ipv4Addr = "10.2.3.4".parse().unwrap();
+    let pkt = packet4([2; 6], [3; 6], &Ip4::new(src, b4(), 17), &udp(999, 53, 4));
+    let out = dp
+        .test_run(Program::FromNetdev, &pkt, &TestContext::default())
+        .unwrap();
+    assert_eq!(out.retval, TC_ACT_REDIRECT);
+    assert_eq!(dp.last_redirect().unwrap(), Some(B_IF));
+    assert_eq!(out.mark, 0);
+    let any = dp.ct4_entries(false).unwrap();
+    let (_, e) = any
+        .iter()
+        .find(|(k, _)| k.nexthdr == 17 && k.flags == TUPLE_F_IN)
+        .unwrap();
+    assert_eq!(e.src_sec_id, 4242);
+    // And a fragment for a local pod is dropped there, one for the node is not.
+    let mut ip = Ip4::new(src, b4(), 17);
+    ip.frag_off = 0x2000;
+    let frag = packet4([2; 6], [3; 6], &ip, &udp(1, 2, 8));
+    assert_eq!(
+        dp.test_run(Program::FromNetdev, &frag, &TestContext::default())
+            .unwrap()
+            .retval,
+        TC_ACT_SHOT
+    );
+    let mut ip = Ip4::new(src, "192.168.100.1".parse().unwrap(), 17);
+    ip.frag_off = 0x2000;
+    let frag = packet4([2; 6], [3; 6], &ip, &udp(1, 2, 8));
+    assert_eq!(
+        dp.test_run(Program::FromNetdev, &frag, &TestContext::default())
+            .unwrap()
+            .retval,
+        TC_ACT_OK
+    );
 }

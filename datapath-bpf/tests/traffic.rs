@@ -12,8 +12,10 @@
 //! host-side veth's MAC, so a pod never ARPs for its gateway. Node side:
 //! `ip_forward=1`, `<pod>/32 dev lxcX` with a permanent neighbour for the pod,
 //! and `<remote pod CIDR> via <remote node IP> dev eth0` (seed 003's
-//! auto-direct-node-routes). Node 1 hands remote traffic to the stack; node 2
-//! runs in skip-FIB mode (`bpf_fib_lookup` + `bpf_redirect_neigh`).
+//! auto-direct-node-routes). Node 1 hands remote traffic to the stack and
+//! delivers with `bpf_redirect_peer`; node 2 runs in skip-FIB mode
+//! (`bpf_fib_lookup` + `bpf_redirect_neigh`) and delivers through the veth's
+//! egress (`to_container`).
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -178,9 +180,12 @@ fn pods_talk_on_one_node_and_across_nodes_and_policy_drops() {
     let (p1b, e1b) = add_pod(&n1, "p1b", "lxc1b", "10.1.0.3", 102, 1002);
     let (p2a, e2a) = add_pod(&n2, "p2a", "lxc2a", "10.2.0.2", 201, 2001);
 
+    // Node 1: bpf_redirect_peer delivery, remote traffic to the stack.
+    // Node 2: skip-FIB, classic delivery through the veth's egress (to_container).
     let mut dp1 = Datapath::load(&Options::small(pins.join("n1"))).unwrap();
     let mut o2 = Options::small(pins.join("n2"));
     o2.skip_fib = true;
+    o2.redirect_peer = false;
     let mut dp2 = Datapath::load(&o2).unwrap();
 
     for e in [&e1a, &e1b] {
@@ -360,4 +365,183 @@ fn tc_clsact_fallback_attaches_and_detaches_in_the_right_namespace() {
     drop(dp); // detaches to_container
     let egress = n.exec_ok("tc", &["filter", "show", "dev", "lxc9", "egress"]);
     assert!(!egress.contains("to_container"), "{egress}");
+}
+
+/// The same topology over IPv6: link-local gateway `fe80::1` as a permanent
+/// neighbour in the pod, node routes and neighbours as for IPv4.
+#[test]
+fn ipv6_pods_talk_on_one_node_and_across_nodes() {
+    require_privileges!();
+    let pins = BpfDir::new("traffic6");
+    let n = [node("n61"), node("n62")];
+    for nn in &n {
+        nn.exec_ok("sysctl", &["-qw", "net.ipv6.conf.all.forwarding=1"]);
+    }
+    veth(&n[0], "eth0", &n[1], "eth0");
+    n[0].ip(&[
+        "-6",
+        "addr",
+        "add",
+        "fd00:100::1/64",
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    n[1].ip(&[
+        "-6",
+        "addr",
+        "add",
+        "fd00:100::2/64",
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    n[0].ip(&[
+        "-6",
+        "route",
+        "add",
+        "fd00:2::/64",
+        "via",
+        "fd00:100::2",
+        "dev",
+        "eth0",
+    ]);
+    n[1].ip(&[
+        "-6",
+        "route",
+        "add",
+        "fd00:1::/64",
+        "via",
+        "fd00:100::1",
+        "dev",
+        "eth0",
+    ]);
+
+    let mut dps = Vec::new();
+    for (i, nn) in n.iter().enumerate() {
+        let mut o = Options::small(pins.join(&format!("n{i}")));
+        o.skip_fib = i == 1;
+        o.redirect_peer = i == 0;
+        dps.push(Datapath::load(&o).unwrap());
+        let _ = nn;
+    }
+    let pods = [
+        ("p61a", 0usize, "lxc1a", "fd00:1::2"),
+        ("p61b", 0, "lxc1b", "fd00:1::3"),
+        ("p62a", 1, "lxc2a", "fd00:2::2"),
+    ];
+    let mut pod_ns = Vec::new();
+    for (k, (tag, ni, lxc, ip)) in pods.iter().enumerate() {
+        let node = &n[*ni];
+        let ns = Netns::new(tag);
+        veth(node, lxc, &ns, "eth0");
+        let lxc_mac = mac_of(node, lxc);
+        let pod_mac = mac_of(&ns, "eth0");
+        ns.ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{ip}/128"),
+            "dev",
+            "eth0",
+            "nodad",
+        ]);
+        ns.ip(&[
+            "-6",
+            "neigh",
+            "add",
+            "fe80::1",
+            "lladdr",
+            &fmt_mac(lxc_mac),
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ]);
+        ns.ip(&[
+            "-6", "route", "add", "default", "via", "fe80::1", "dev", "eth0",
+        ]);
+        node.ip(&["-6", "route", "add", &format!("{ip}/128"), "dev", lxc]);
+        node.ip(&[
+            "-6",
+            "neigh",
+            "add",
+            ip,
+            "lladdr",
+            &fmt_mac(pod_mac),
+            "dev",
+            lxc,
+            "nud",
+            "permanent",
+        ]);
+        let ep = Endpoint {
+            ip: ip.parse().unwrap(),
+            ifindex: node.ifindex(lxc),
+            mac: pod_mac,
+            node_mac: lxc_mac,
+            id: 300 + k as u16,
+            identity: 3000 + k as u32,
+            flags: EndpointFlags::empty(),
+        };
+        dps[*ni].upsert_endpoint(&ep).unwrap();
+        dps[1 - *ni]
+            .upsert_ipcache(
+                ep.ip,
+                128,
+                &IpcacheInfo {
+                    identity: ep.identity,
+                    tunnel_endpoint: None,
+                },
+            )
+            .unwrap();
+        let eth0 = node.ifindex("eth0");
+        let dp = &mut dps[*ni];
+        node.run(|| {
+            dp.attach(ep.ifindex, Hook::FromContainer).unwrap();
+            dp.attach(ep.ifindex, Hook::ToContainer).unwrap();
+            dp.attach(eth0, Hook::FromNetdev).unwrap();
+        });
+        pod_ns.push(ns);
+    }
+    let ping6 = |ns: &Netns, to: &str| {
+        ns.exec("ping", &["-6", "-c", "2", "-i", "0.2", "-W", "2", to])
+            .status
+            .success()
+    };
+    assert!(ping6(&pod_ns[0], "fd00:1::3"), "same node");
+    assert!(ping6(&pod_ns[0], "fd00:2::2"), "across nodes");
+    assert!(
+        ping6(&pod_ns[2], "fd00:1::3"),
+        "across nodes, skip-FIB side first"
+    );
+    let any = dps[0].ct6_entries(false).unwrap();
+    let a: std::net::Ipv6Addr = "fd00:1::2".parse().unwrap();
+    assert!(
+        any.iter().any(|(k, e)| k.nexthdr == 58
+            && k.daddr == a.octets()
+            && k.flags == TUPLE_F_OUT
+            && e.packets >= 2),
+        "{any:?}"
+    );
+
+    dps[1]
+        .deny(&PolicyKey {
+            endpoint_id: 302,
+            identity: 3001,
+            dport: 0,
+            protocol: 58,
+            direction: Direction::Ingress,
+        })
+        .unwrap();
+    assert!(!ping6(&pod_ns[1], "fd00:2::2"), "denied");
+    assert!(
+        dps[1]
+            .metric(reason::POLICY_DENY, Direction::Ingress)
+            .unwrap()
+            >= 2
+    );
+    assert!(ping6(&pod_ns[0], "fd00:2::2"), "other pod still allowed");
+    for dp in dps {
+        dp.teardown().unwrap();
+    }
 }

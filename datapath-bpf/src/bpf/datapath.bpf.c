@@ -308,6 +308,10 @@ struct {
 struct pn_config {
 	__u32 skip_fib;
 	__u32 trace_redirect;
+	/* Deliver to local pods with bpf_redirect_peer (straight into the pod's
+	 * namespace, ingress policy applied before) instead of bpf_redirect to
+	 * the host-side veth's egress, where to_container applies it. */
+	__u32 redirect_peer;
 };
 
 /* The only variable in .rodata: the loader writes it before load. */
@@ -350,6 +354,18 @@ static __always_inline int redirect_to(__u32 ifindex)
 			*slot = ifindex;
 	}
 	return bpf_redirect(ifindex, 0);
+}
+
+static __always_inline int redirect_peer_to(__u32 ifindex)
+{
+	if (CONFIG.trace_redirect) {
+		__u32 zero = 0;
+		__u32 *slot = bpf_map_lookup_elem(&podnet_redir_trace, &zero);
+
+		if (slot)
+			*slot = ifindex;
+	}
+	return bpf_redirect_peer(ifindex, 0);
 }
 
 static __always_inline void set_identity_mark(struct __sk_buff *ctx, __u32 identity)
@@ -749,6 +765,36 @@ static __always_inline int ct4_lookup(struct __sk_buff *ctx, struct ipv4_ct_tupl
 	return __ct_lookup(map, ctx, tuple, l4->action, dir, is_tcp, l4->tcp_flags);
 }
 
+/* What to_container does for a packet entering endpoint `dep`: conntrack in
+ * the ingress direction and, for a new connection, ingress policy with the
+ * source identity (`identity`, or resolved here when 0). 0 or DROP_*. */
+static __always_inline int ipv4_ingress(struct __sk_buff *ctx, struct iphdr *ip4,
+					const struct l4info *l4, const struct endpoint_info *dep,
+					__u32 identity)
+{
+	struct ipv4_ct_tuple tuple = {};
+	struct endpoint_info *sep;
+	int ret;
+
+	tuple.nexthdr = ip4->protocol;
+	tuple.daddr = ip4->daddr;
+	tuple.saddr = ip4->saddr;
+	tuple.dport = l4->tdport;
+	tuple.sport = l4->tsport;
+	tuple.flags = TUPLE_F_OUT | (l4->related ? TUPLE_F_RELATED : 0);
+	if (ct4_lookup(ctx, &tuple, CT_INGRESS, l4) != CT_NEW)
+		return 0;
+	if (!identity) {
+		sep = lookup_ep4(ip4->saddr);
+		identity = sep ? sep->sec_id : ipcache_identity4(ip4->saddr);
+	}
+	ret = policy_check(ctx, identity, l4->pkt_dport, tuple.nexthdr, 0, dep->lxc_id,
+			   dep->flags & ENDPOINT_F_INGRESS_ENFORCE);
+	if (ret < 0)
+		return ret;
+	return ct4_create(ctx, &tuple, CT_INGRESS, identity);
+}
+
 static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 {
 	__u32 mdir = hook == HOOK_FROM_CONTAINER ? METRIC_EGRESS : METRIC_INGRESS;
@@ -760,6 +806,7 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 	struct ethhdr *eth;
 	struct iphdr *ip4;
 	__u32 hlen, tot, l4_off, l3_end, identity = 0;
+	bool frag;
 	int ct, ret;
 
 	if (data + ETH_HLEN + sizeof(struct iphdr) > data_end) {
@@ -781,8 +828,7 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 	tot = bpf_ntohs(ip4->tot_len);
 	if (tot < hlen || ETH_HLEN + tot > ctx->len)
 		return drop(ctx, DROP_INVALID, mdir);
-	if (ip4->frag_off & bpf_htons(0x3FFF))
-		return drop(ctx, DROP_FRAG_NOSUPPORT, mdir);
+	frag = ip4->frag_off & bpf_htons(0x3FFF);
 	l4_off = ETH_HLEN + hlen;
 	l3_end = ETH_HLEN + tot;
 
@@ -791,15 +837,31 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 		dep = lookup_ep4(ip4->daddr);
 		if (!dep || (dep->flags & ENDPOINT_F_HOST))
 			return TC_ACT_OK;
+		if (frag)
+			return drop(ctx, DROP_FRAG_NOSUPPORT, mdir);
 		if (ip4->ttl <= 1)
 			return TC_ACT_OK; /* the stack answers with time exceeded */
 		identity = ipcache_identity4(ip4->saddr);
+		if (CONFIG.redirect_peer) {
+			ret = extract_l4(ctx, ip4->protocol, l4_off, l3_end, &l4);
+			if (ret < 0)
+				return drop(ctx, ret, mdir);
+			ret = ipv4_ingress(ctx, ip4, &l4, dep, identity);
+			if (ret < 0)
+				return drop(ctx, ret, mdir);
+			ip4_dec_ttl(ip4);
+			rewrite_macs(eth, dep->node_mac, dep->mac);
+			count(ctx, REASON_FORWARDED, METRIC_INGRESS);
+			return redirect_peer_to(dep->ifindex);
+		}
 		ip4_dec_ttl(ip4);
 		rewrite_macs(eth, dep->node_mac, dep->mac);
 		set_identity_mark(ctx, identity);
 		return redirect_to(dep->ifindex);
 	}
 
+	if (frag)
+		return drop(ctx, DROP_FRAG_NOSUPPORT, mdir);
 	tuple.nexthdr = ip4->protocol;
 	tuple.daddr = ip4->daddr;
 	tuple.saddr = ip4->saddr;
@@ -813,22 +875,9 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 		dep = lookup_ep4(ip4->daddr);
 		if (!dep)
 			return TC_ACT_OK;
-		tuple.flags = TUPLE_F_OUT | (l4.related ? TUPLE_F_RELATED : 0);
-		ct = ct4_lookup(ctx, &tuple, CT_INGRESS, &l4);
-		identity = take_identity_mark(ctx);
-		if (ct == CT_NEW) {
-			if (!identity) {
-				sep = lookup_ep4(ip4->saddr);
-				identity = sep ? sep->sec_id : ipcache_identity4(ip4->saddr);
-			}
-			ret = policy_check(ctx, identity, l4.pkt_dport, tuple.nexthdr, 0,
-					   dep->lxc_id, dep->flags & ENDPOINT_F_INGRESS_ENFORCE);
-			if (ret < 0)
-				return drop(ctx, ret, mdir);
-			ret = ct4_create(ctx, &tuple, CT_INGRESS, identity);
-			if (ret < 0)
-				return drop(ctx, ret, mdir);
-		}
+		ret = ipv4_ingress(ctx, ip4, &l4, dep, take_identity_mark(ctx));
+		if (ret < 0)
+			return drop(ctx, ret, mdir);
 		count(ctx, REASON_FORWARDED, mdir);
 		return TC_ACT_OK;
 	}
@@ -857,9 +906,19 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 	}
 
 	if (dep && !(dep->flags & ENDPOINT_F_HOST)) {
-		/* Local delivery: ipv4_l3 then redirect to the pod's veth. */
+		/* Local delivery: ipv4_l3 then redirect to the pod. */
 		if (ip4->ttl <= 1)
 			return TC_ACT_OK;
+		if (CONFIG.redirect_peer) {
+			ret = ipv4_ingress(ctx, ip4, &l4, dep, identity);
+			if (ret < 0)
+				return drop(ctx, ret, METRIC_INGRESS);
+			ip4_dec_ttl(ip4);
+			rewrite_macs(eth, dep->node_mac, dep->mac);
+			count(ctx, REASON_FORWARDED, mdir);
+			count(ctx, REASON_FORWARDED, METRIC_INGRESS);
+			return redirect_peer_to(dep->ifindex);
+		}
 		ip4_dec_ttl(ip4);
 		rewrite_macs(eth, dep->node_mac, dep->mac);
 		if (identity)
@@ -952,6 +1011,33 @@ static __always_inline bool ipv6_is_ext_hdr(__u8 nh)
 	       nh == 135 /* mobility */ || nh == 139 /* HIP */ || nh == 140 /* shim6 */;
 }
 
+static __always_inline int ipv6_ingress(struct __sk_buff *ctx, const __u32 *saddr,
+					const __u32 *daddr, __u8 nexthdr, const struct l4info *l4,
+					const struct endpoint_info *dep, __u32 identity)
+{
+	struct ipv6_ct_tuple tuple = {};
+	struct endpoint_info *sep;
+	int ret;
+
+	__builtin_memcpy(tuple.daddr, daddr, 16);
+	__builtin_memcpy(tuple.saddr, saddr, 16);
+	tuple.nexthdr = nexthdr;
+	tuple.dport = l4->tdport;
+	tuple.sport = l4->tsport;
+	tuple.flags = TUPLE_F_OUT | (l4->related ? TUPLE_F_RELATED : 0);
+	if (ct6_lookup(ctx, &tuple, CT_INGRESS, l4) != CT_NEW)
+		return 0;
+	if (!identity) {
+		sep = lookup_ep6(saddr);
+		identity = sep ? sep->sec_id : ipcache_identity6(saddr);
+	}
+	ret = policy_check(ctx, identity, l4->pkt_dport, nexthdr, 0, dep->lxc_id,
+			   dep->flags & ENDPOINT_F_INGRESS_ENFORCE);
+	if (ret < 0)
+		return ret;
+	return ct6_create(ctx, &tuple, CT_INGRESS, identity);
+}
+
 static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 {
 	__u32 mdir = hook == HOOK_FROM_CONTAINER ? METRIC_EGRESS : METRIC_INGRESS;
@@ -964,6 +1050,7 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 	struct ethhdr *eth;
 	struct ipv6hdr *ip6;
 	__u32 l4_off, l3_end, identity = 0;
+	__u8 nexthdr;
 	int ct, ret;
 
 	if (data + ETH_HLEN + sizeof(struct ipv6hdr) > data_end) {
@@ -986,6 +1073,7 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 		return drop(ctx, DROP_INVALID, mdir);
 	__builtin_memcpy(saddr, &ip6->saddr, 16);
 	__builtin_memcpy(daddr, &ip6->daddr, 16);
+	nexthdr = ip6->nexthdr;
 
 	if (hook == HOOK_FROM_NETDEV) {
 		dep = lookup_ep6(daddr);
@@ -994,16 +1082,32 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 		if (ip6->hop_limit <= 1)
 			return TC_ACT_OK;
 		identity = ipcache_identity6(saddr);
+		if (CONFIG.redirect_peer) {
+			if (ipv6_is_ext_hdr(nexthdr))
+				return drop(ctx, DROP_INVALID_EXTHDR, mdir);
+			ret = extract_l4(ctx, nexthdr, l4_off, l3_end, &l4);
+			if (ret < 0)
+				return drop(ctx, ret, mdir);
+			if (!l4.ndp) {
+				ret = ipv6_ingress(ctx, saddr, daddr, nexthdr, &l4, dep, identity);
+				if (ret < 0)
+					return drop(ctx, ret, mdir);
+			}
+			ip6->hop_limit--;
+			rewrite_macs(eth, dep->node_mac, dep->mac);
+			count(ctx, REASON_FORWARDED, METRIC_INGRESS);
+			return redirect_peer_to(dep->ifindex);
+		}
 		ip6->hop_limit--;
 		rewrite_macs(eth, dep->node_mac, dep->mac);
 		set_identity_mark(ctx, identity);
 		return redirect_to(dep->ifindex);
 	}
 
-	tuple.nexthdr = ip6->nexthdr;
-	if (ipv6_is_ext_hdr(tuple.nexthdr))
+	tuple.nexthdr = nexthdr;
+	if (ipv6_is_ext_hdr(nexthdr))
 		return drop(ctx, DROP_INVALID_EXTHDR, mdir);
-	ret = extract_l4(ctx, tuple.nexthdr, l4_off, l3_end, &l4);
+	ret = extract_l4(ctx, nexthdr, l4_off, l3_end, &l4);
 	if (ret < 0)
 		return drop(ctx, ret, mdir);
 	if (l4.ndp)
@@ -1017,22 +1121,9 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 		dep = lookup_ep6(daddr);
 		if (!dep)
 			return TC_ACT_OK;
-		tuple.flags = TUPLE_F_OUT | (l4.related ? TUPLE_F_RELATED : 0);
-		ct = ct6_lookup(ctx, &tuple, CT_INGRESS, &l4);
-		identity = take_identity_mark(ctx);
-		if (ct == CT_NEW) {
-			if (!identity) {
-				sep = lookup_ep6(saddr);
-				identity = sep ? sep->sec_id : ipcache_identity6(saddr);
-			}
-			ret = policy_check(ctx, identity, l4.pkt_dport, tuple.nexthdr, 0,
-					   dep->lxc_id, dep->flags & ENDPOINT_F_INGRESS_ENFORCE);
-			if (ret < 0)
-				return drop(ctx, ret, mdir);
-			ret = ct6_create(ctx, &tuple, CT_INGRESS, identity);
-			if (ret < 0)
-				return drop(ctx, ret, mdir);
-		}
+		ret = ipv6_ingress(ctx, saddr, daddr, nexthdr, &l4, dep, take_identity_mark(ctx));
+		if (ret < 0)
+			return drop(ctx, ret, mdir);
 		count(ctx, REASON_FORWARDED, mdir);
 		return TC_ACT_OK;
 	}
@@ -1048,7 +1139,7 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 		identity = sep->sec_id;
 		dep = lookup_ep6(daddr);
 		dst_identity = dep ? dep->sec_id : ipcache_identity6(daddr);
-		ret = policy_check(ctx, dst_identity, l4.pkt_dport, tuple.nexthdr, 1, sep->lxc_id,
+		ret = policy_check(ctx, dst_identity, l4.pkt_dport, nexthdr, 1, sep->lxc_id,
 				   sep->flags & ENDPOINT_F_EGRESS_ENFORCE);
 		if (ret < 0)
 			return drop(ctx, ret, mdir);
@@ -1063,6 +1154,16 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 	if (dep && !(dep->flags & ENDPOINT_F_HOST)) {
 		if (ip6->hop_limit <= 1)
 			return TC_ACT_OK;
+		if (CONFIG.redirect_peer) {
+			ret = ipv6_ingress(ctx, saddr, daddr, nexthdr, &l4, dep, identity);
+			if (ret < 0)
+				return drop(ctx, ret, METRIC_INGRESS);
+			ip6->hop_limit--;
+			rewrite_macs(eth, dep->node_mac, dep->mac);
+			count(ctx, REASON_FORWARDED, mdir);
+			count(ctx, REASON_FORWARDED, METRIC_INGRESS);
+			return redirect_peer_to(dep->ifindex);
+		}
 		ip6->hop_limit--;
 		rewrite_macs(eth, dep->node_mac, dep->mac);
 		if (identity)
