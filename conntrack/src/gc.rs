@@ -7,10 +7,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::entry::CtEntry;
+use crate::entry::{CtEntry, EntryFlags};
 use crate::error::{Error, Result};
 use crate::key::{AnyCtKey, Family};
 use crate::map::CtMap;
+use crate::nat::NatMap;
 use crate::raw::{BatchScanner, DEFAULT_BATCH};
 
 /// The clock the datapath writes `lifetime` in, and hence the clock GC
@@ -127,6 +128,10 @@ pub struct GcFilter<'a> {
     /// Run the per-key deletions of expired entries on the calling thread
     /// instead of a helper thread that overlaps them with the scan.
     pub sequential: bool,
+    /// The SNAT map whose mappings go with deleted egress CT entries, as
+    /// Cilium's GC does (`purgeCtEntry4/6`: `DeleteMapping`, or
+    /// `DeleteSwappedMapping` for `DSRInternal` entries).
+    pub nat: Option<&'a NatMap>,
 }
 
 impl fmt::Debug for GcFilter<'_> {
@@ -138,6 +143,7 @@ impl fmt::Debug for GcFilter<'_> {
             .field("emit", &self.emit.is_some())
             .field("batch_size", &self.batch_size)
             .field("sequential", &self.sequential)
+            .field("nat", &self.nat.is_some())
             .finish()
     }
 }
@@ -157,6 +163,7 @@ impl GcFilter<'_> {
             remove_expired: self.remove_expired,
             time: self.time,
             match_ips: &self.match_ips,
+            nat: self.nat,
         }
     }
 
@@ -172,6 +179,21 @@ struct Decider<'a> {
     remove_expired: bool,
     time: u32,
     match_ips: &'a HashSet<IpAddr>,
+    nat: Option<&'a NatMap>,
+}
+
+impl Decider<'_> {
+    /// Cilium's NAT clean-up for a deleted CT entry.
+    fn purge_nat(&self, family: Family, key: &[u8], value: &[u8]) -> Result<usize> {
+        match self.nat {
+            None => Ok(0),
+            Some(nat) => {
+                let flags =
+                    EntryFlags::from_bits_retain(u16::from_ne_bytes([value[36], value[37]]));
+                nat.purge_for_ct(&AnyCtKey::copy_from(family, key), flags)
+            }
+        }
+    }
 }
 
 impl Decider<'_> {
@@ -240,6 +262,8 @@ pub struct GcStats {
     pub batches: u64,
     /// Times the batch grew after `ENOSPC`.
     pub enospc_grows: u32,
+    /// SNAT entries removed with deleted CT entries ([`GcFilter::nat`]).
+    pub nat_deleted: usize,
 }
 
 impl fmt::Display for GcStats {
@@ -301,12 +325,17 @@ pub fn gc(map: &CtMap, filter: &mut GcFilter<'_>) -> Result<GcStats> {
             del.run(map, d, keys)
         })?;
     } else {
-        let (match_ips, remove_expired, time) =
-            (filter.match_ips.clone(), filter.remove_expired, filter.time);
+        let (match_ips, remove_expired, time, nat) = (
+            filter.match_ips.clone(),
+            filter.remove_expired,
+            filter.time,
+            filter.nat,
+        );
         let decider = Decider {
             remove_expired,
             time,
             match_ips: &match_ips,
+            nat,
         };
         let worker_result = std::thread::scope(|s| -> Result<Deletions> {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
@@ -343,6 +372,7 @@ pub fn gc(map: &CtMap, filter: &mut GcFilter<'_>) -> Result<GcStats> {
     stats.deleted_expired += del.deleted_expired;
     stats.deleted_matched += del.deleted_matched;
     stats.vanished += del.vanished;
+    stats.nat_deleted += del.nat_deleted;
     let family = map.family();
     let ks = family.key_size();
     stats.renewed += del.renewed.len() / ks;
@@ -377,10 +407,12 @@ where
     let ks = family.key_size();
     let vs = CtEntry::SIZE;
     let mut matched_keys: Vec<u8> = Vec::new();
+    let mut matched_vals: Vec<u8> = Vec::new();
     let mut expired_keys: Vec<u8> = Vec::new();
     while let Some(n) = scanner.next_batch()? {
         stats.scanned += n;
         matched_keys.clear();
+        matched_vals.clear();
         expired_keys.clear();
         for i in 0..n {
             let key = &scanner.keys[i * ks..(i + 1) * ks];
@@ -390,7 +422,10 @@ where
                     stats.alive += 1;
                     emit(filter, family, key, val)?;
                 }
-                Verdict::Matched => matched_keys.extend_from_slice(key),
+                Verdict::Matched => {
+                    matched_keys.extend_from_slice(key);
+                    matched_vals.extend_from_slice(val);
+                }
                 Verdict::Expired => expired_keys.extend_from_slice(key),
             }
         }
@@ -399,6 +434,15 @@ where
             let got = map.raw.delete_batch(&matched_keys)?;
             stats.deleted_matched += got;
             stats.vanished += want - got;
+            let d = filter.decider();
+            if d.nat.is_some() {
+                for (k, v) in matched_keys
+                    .chunks_exact(ks)
+                    .zip(matched_vals.chunks_exact(vs))
+                {
+                    stats.nat_deleted += d.purge_nat(family, k, v)?;
+                }
+            }
         }
         if !expired_keys.is_empty() {
             on_expired((&expired_keys, filter.decider()))?;
@@ -413,6 +457,7 @@ struct Deletions {
     deleted_expired: usize,
     deleted_matched: usize,
     vanished: usize,
+    nat_deleted: usize,
     /// Keys (concatenated) renewed by the datapath and restored.
     renewed: Vec<u8>,
     renewed_values: Vec<u8>,
@@ -426,6 +471,7 @@ impl Deletions {
         let ks = family.key_size();
         let mut old = [0u8; CtEntry::SIZE];
         let mut fallback: Vec<u8> = Vec::new();
+        let mut fallback_vals: Vec<u8> = Vec::new();
         for key in keys.chunks_exact(ks) {
             if !self.no_atomic {
                 match raw.lookup_and_delete_into(key, &mut old) {
@@ -435,8 +481,14 @@ impl Deletions {
                     }
                     Ok(true) => {
                         match decider.decide(family, key, lifetime_of(&old)) {
-                            Verdict::Expired => self.deleted_expired += 1,
-                            Verdict::Matched => self.deleted_matched += 1,
+                            Verdict::Expired => {
+                                self.deleted_expired += 1;
+                                self.nat_deleted += decider.purge_nat(family, key, &old)?;
+                            }
+                            Verdict::Matched => {
+                                self.deleted_matched += 1;
+                                self.nat_deleted += decider.purge_nat(family, key, &old)?;
+                            }
                             Verdict::Keep => {
                                 // Renewed between scan and delete: put it back
                                 // unless the datapath already made a new one.
@@ -474,7 +526,10 @@ impl Deletions {
                     self.renewed.extend_from_slice(key);
                     self.renewed_values.extend_from_slice(&old);
                 }
-                _ => fallback.extend_from_slice(key),
+                _ => {
+                    fallback.extend_from_slice(key);
+                    fallback_vals.extend_from_slice(&old);
+                }
             }
         }
         if !fallback.is_empty() {
@@ -482,6 +537,12 @@ impl Deletions {
             let got = raw.delete_batch(&fallback)?;
             self.deleted_expired += got;
             self.vanished += want - got;
+            for (k, v) in fallback
+                .chunks_exact(ks)
+                .zip(fallback_vals.chunks_exact(CtEntry::SIZE))
+            {
+                self.nat_deleted += decider.purge_nat(family, k, v)?;
+            }
         }
         Ok(())
     }

@@ -337,6 +337,65 @@ impl NatMap {
         self.raw.delete(key.as_bytes())
     }
 
+    /// Removes the SNAT mappings of an egress CT entry (Cilium's
+    /// `DeleteMapping4/6`): the egress SNAT key is the CT key with addresses
+    /// swapped; when present, its reverse key (`daddr = to_addr, saddr =
+    /// ct.saddr, dport = to_port, sport = ct.dport`, `TUPLE_F_IN`) goes too.
+    /// Returns how many SNAT entries were deleted.
+    pub fn delete_mapping(&self, ct_key: &AnyCtKey) -> Result<usize> {
+        self.check_family(ct_key, None)?;
+        let (al, b) = (addr_len(self.family), ct_key.as_bytes());
+        let mut key = b.to_vec();
+        key[0..al].copy_from_slice(&b[al..2 * al]);
+        key[al..2 * al].copy_from_slice(&b[0..al]);
+        let mut v = [0u8; 56];
+        let vs = NatEntry::size(self.family);
+        if !self.raw.lookup_into(&key, &mut v[..vs])? {
+            return Ok(0);
+        }
+        let val = NatEntry::from_bytes(self.family, &v[..vs])?;
+        let mut rkey = key.clone();
+        rkey[0..al].copy_from_slice(val.addr_bytes()); // daddr = to_addr
+        rkey[al..2 * al].copy_from_slice(&key[0..al]); // saddr = key.daddr
+        rkey[2 * al..2 * al + 2].copy_from_slice(&val.port_bytes()); // dport = to_port
+        rkey[2 * al + 2..2 * al + 4].copy_from_slice(&key[2 * al..2 * al + 2]); // sport = key.dport
+        rkey[2 * al + 5] = TupleFlags::IN.bits();
+        let mut n = 0;
+        if self.raw.delete(&key)? {
+            n += 1;
+        }
+        if self.raw.delete(&rkey)? {
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Removes the SNAT entry a DSR CT entry owns (Cilium's
+    /// `DeleteSwappedMapping4/6`): the CT key with ports swapped, `TUPLE_F_OUT`.
+    pub fn delete_swapped_mapping(&self, ct_key: &AnyCtKey) -> Result<bool> {
+        self.check_family(ct_key, None)?;
+        let (al, b) = (addr_len(self.family), ct_key.as_bytes());
+        let mut key = b.to_vec();
+        key[2 * al..2 * al + 2].copy_from_slice(&b[2 * al + 2..2 * al + 4]);
+        key[2 * al + 2..2 * al + 4].copy_from_slice(&b[2 * al..2 * al + 2]);
+        key[2 * al + 5] = TupleFlags::OUT.bits();
+        self.raw.delete(&key)
+    }
+
+    /// What Cilium's GC does to the SNAT map when it deletes a CT entry
+    /// (`purgeCtEntry4/6`): for egress tuples (flags exactly `TUPLE_F_OUT`),
+    /// the swapped mapping of DSR entries, the mapping pair otherwise.
+    pub(crate) fn purge_for_ct(&self, ct_key: &AnyCtKey, entry_flags: EntryFlags) -> Result<usize> {
+        if ct_key.flags().bits() != TupleFlags::OUT.bits() {
+            return Ok(0);
+        }
+        if entry_flags.contains(EntryFlags::DSR_INTERNAL) {
+            Ok(usize::from(self.delete_swapped_mapping(ct_key)?))
+        } else {
+            self.delete_mapping(ct_key)
+        }
+    }
+
     /// Counts entries with a batch walk.
     pub fn count(&self) -> Result<usize> {
         let mut s = BatchScanner::new(&self.raw, DEFAULT_BATCH)?;
@@ -361,6 +420,13 @@ pub struct NatGcStats {
     pub egress_deleted: usize,
     /// Egress entries kept.
     pub egress_alive: usize,
+}
+
+fn addr_len(f: Family) -> usize {
+    match f {
+        Family::V4 => 4,
+        Family::V6 => 16,
+    }
 }
 
 fn ct_exists(ct: &CtMap, key: &AnyCtKey, want_dsr: bool) -> bool {

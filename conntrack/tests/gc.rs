@@ -79,6 +79,7 @@ fn check_gc(n: u32, batch: u32, lru: bool, sequential: bool) {
             })),
             batch_size: batch,
             sequential,
+            nat: None,
         };
         gc(&map, &mut f).unwrap()
     };
@@ -92,6 +93,7 @@ fn check_gc(n: u32, batch: u32, lru: bool, sequential: bool) {
     assert_eq!(stats.deleted_expired, (n as usize).div_ceil(4));
     assert_eq!(stats.renewed, 0);
     assert_eq!(stats.vanished, 0);
+    assert_eq!(stats.nat_deleted, 0);
     // emit: exactly once per kept entry, with its value.
     assert_eq!(emitted.len(), survivors.len());
     let emitted_keys: HashSet<AnyCtKey> = emitted.iter().map(|(k, _)| *k).collect();

@@ -341,3 +341,83 @@ fn dump_text_matches_cilium() {
         "{text}"
     );
 }
+
+#[test]
+fn gc_removes_the_snat_mappings_of_deleted_egress_entries() {
+    require_privileges!();
+    let dir = BpfDir::new("ct-gcnat");
+    let tcp = ct(&dir, "cilium_ct4_global");
+    let nat = NatMap::create(Family::V4, 1024, Some(dir.path())).unwrap();
+    // Flow A: expired egress CT entry with its SNAT pair.
+    let ct_a = CtMap::flow_key(
+        "10.0.0.5:40000".parse().unwrap(),
+        "1.1.1.1:443".parse().unwrap(),
+        6,
+        Direction::Egress,
+    )
+    .unwrap();
+    tcp.update(&ct_a, &entry(10, 1)).unwrap();
+    let a_out = k4([1, 1, 1, 1], [10, 0, 0, 5], 443, 40000, 6, TupleFlags::OUT);
+    let a_in = k4(
+        [192, 168, 1, 1],
+        [1, 1, 1, 1],
+        33000,
+        443,
+        6,
+        TupleFlags::IN,
+    );
+    nat.update(
+        &a_out,
+        &NatEntry::new("192.168.1.1".parse().unwrap(), 33000),
+    )
+    .unwrap();
+    nat.update(&a_in, &NatEntry::new("10.0.0.5".parse().unwrap(), 40000))
+        .unwrap();
+    // Flow C: expired DSR entry; its SNAT entry is the CT key with ports swapped.
+    let ct_c = k4([10, 0, 0, 7], [10, 0, 1, 9], 8080, 80, 6, TupleFlags::OUT);
+    let mut dsr = entry(10, 3);
+    dsr.set_flags(EntryFlags::DSR_INTERNAL);
+    tcp.update(&ct_c, &dsr).unwrap();
+    let c_out = k4([10, 0, 0, 7], [10, 0, 1, 9], 80, 8080, 6, TupleFlags::OUT);
+    nat.update(&c_out, &NatEntry::new("172.16.0.1".parse().unwrap(), 80))
+        .unwrap();
+    // Flow E: live; its SNAT pair stays.
+    let ct_e = CtMap::flow_key(
+        "10.0.0.5:40001".parse().unwrap(),
+        "1.1.1.1:443".parse().unwrap(),
+        6,
+        Direction::Egress,
+    )
+    .unwrap();
+    tcp.update(&ct_e, &entry(1000, 5)).unwrap();
+    let e_out = k4([1, 1, 1, 1], [10, 0, 0, 5], 443, 40001, 6, TupleFlags::OUT);
+    nat.update(
+        &e_out,
+        &NatEntry::new("192.168.1.1".parse().unwrap(), 33001),
+    )
+    .unwrap();
+    // An ingress CT entry's deletion touches no SNAT entry.
+    tcp.update(
+        &k4([10, 0, 0, 5], [1, 1, 1, 1], 443, 40002, 6, TupleFlags::IN),
+        &entry(10, 6),
+    )
+    .unwrap();
+    for sequential in [false, true] {
+        let mut f = conntrack::GcFilter {
+            remove_expired: true,
+            time: 100,
+            nat: Some(&nat),
+            sequential,
+            ..Default::default()
+        };
+        let s = conntrack::gc(&tcp, &mut f).unwrap();
+        if !sequential {
+            assert_eq!((s.deleted, s.alive, s.nat_deleted), (3, 1, 3), "{s:?}");
+        }
+    }
+    assert!(nat.lookup(&a_out).unwrap().is_none());
+    assert!(nat.lookup(&a_in).unwrap().is_none());
+    assert!(nat.lookup(&c_out).unwrap().is_none());
+    assert!(nat.lookup(&e_out).unwrap().is_some());
+    assert_eq!(nat.count().unwrap(), 1);
+}
