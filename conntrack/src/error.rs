@@ -5,6 +5,12 @@ use std::path::PathBuf;
 
 /// Everything that can go wrong. Each variant names the map (its pin path or
 /// name), the operation and, for kernel failures, the errno.
+///
+/// ```
+/// let e = conntrack::CtKey4::from_bytes(&[0; 13]).unwrap_err();
+/// assert_eq!(e.to_string(), "CtKey4: expected 14 bytes, got 13");
+/// assert!(matches!(e, conntrack::Error::Layout { .. }));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

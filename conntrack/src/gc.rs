@@ -240,6 +240,11 @@ fn lifetime_of(value: &[u8]) -> u32 {
 }
 
 /// What a GC pass did.
+///
+/// ```
+/// let s = conntrack::GcStats { scanned: 10, deleted: 4, deleted_expired: 3, deleted_matched: 1, alive: 6, ..Default::default() };
+/// assert_eq!(s.to_string(), "scanned=10 deleted=4 (expired=3 matched=1) alive=6 renewed=0 vanished=0");
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GcStats {
     /// Entries the scan saw.

@@ -50,6 +50,10 @@ bitflags! {
 }
 
 /// The address family of a conntrack map or key.
+///
+/// ```
+/// assert_eq!(conntrack::Family::V6.key_size(), 38);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Family {
     /// IPv4: 14-byte keys.

@@ -33,6 +33,10 @@ pub const DEFAULT_MAX_ENTRIES_ANY: u32 = 2 << 17;
 pub const DEFAULT_MAX_ENTRIES_LOCAL: u32 = 64000;
 
 /// TCP or "any other protocol" map.
+///
+/// ```
+/// assert_eq!(conntrack::CtProto::for_protocol(17), conntrack::CtProto::Any);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CtProto {
     /// `cilium_ct4_*` / `cilium_ct6_*`.
@@ -53,6 +57,11 @@ impl CtProto {
 }
 
 /// Whose map: the global ones, an endpoint's, or a remote cluster's.
+///
+/// ```
+/// use conntrack::{CtMapKind, Scope};
+/// assert_eq!(CtMapKind::from_name("cilium_ct4_00007").unwrap().scope, Scope::Endpoint(7));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Scope {
     /// `..._global`.
@@ -232,6 +241,12 @@ impl fmt::Display for CtMapKind {
 }
 
 /// Direction of a flow for [`CtMap::lookup_flow`] (Cilium's `ingress bool`).
+///
+/// ```
+/// use conntrack::{CtMap, Direction, TupleFlags};
+/// let k = CtMap::flow_key("10.0.0.1:1".parse().unwrap(), "10.0.0.2:2".parse().unwrap(), 17, Direction::Ingress).unwrap();
+/// assert_eq!(k.flags(), TupleFlags::IN);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Direction {
     /// `TUPLE_F_OUT`.
@@ -663,6 +678,14 @@ impl CtMap {
 ///
 /// Yields `Err` once, then ends, when the kernel fails; it never ends early
 /// without an error.
+///
+/// ```no_run
+/// let m = conntrack::CtMap::open("/sys/fs/bpf/tc/globals/cilium_ct4_global")?;
+/// let mut it = m.iter_with_batch(64)?;
+/// let n = it.by_ref().filter(|r| r.is_ok()).count();
+/// println!("{n} entries, batch grew {} times", it.enospc_grows());
+/// # Ok::<(), conntrack::Error>(())
+/// ```
 pub struct Entries<'m> {
     scanner: BatchScanner<'m>,
     family: Family,

@@ -12,6 +12,11 @@ use crate::raw::{self, RawMap};
 
 /// Map sizes an agent configured (`--bpf-ct-global-tcp-max`,
 /// `--bpf-ct-global-any-max`); Cilium's defaults unless changed.
+///
+/// ```
+/// let s = conntrack::CtSizes::default();
+/// assert_eq!((s.tcp, s.any), (524288, 262144));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CtSizes {
     /// Global TCP maps.

@@ -211,6 +211,15 @@ impl fmt::Debug for NatEntry {
 }
 
 /// A SNAT map, checked on open like [`CtMap`].
+///
+/// ```no_run
+/// use conntrack::nat::{NatMap, MAP_NAME_SNAT4};
+/// use conntrack::{CtMap, Direction};
+/// let nat = NatMap::open_named(conntrack::DEFAULT_PIN_DIR, MAP_NAME_SNAT4)?;
+/// let ct_key = CtMap::flow_key("10.0.0.5:40000".parse().unwrap(), "1.1.1.1:443".parse().unwrap(), 6, Direction::Egress)?;
+/// println!("{} SNAT entries; {} removed with that flow", nat.count()?, nat.delete_mapping(&ct_key)?);
+/// # Ok::<(), conntrack::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct NatMap {
     raw: RawMap,
@@ -408,6 +417,11 @@ impl NatMap {
 }
 
 /// What [`purge_orphan_nat_entries`] did (Cilium's `NatGCStats`).
+///
+/// ```
+/// let s = conntrack::nat::NatGcStats::default();
+/// assert_eq!(s.ingress_deleted + s.egress_deleted, 0);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NatGcStats {
     /// SNAT entries scanned.
