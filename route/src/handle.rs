@@ -653,22 +653,68 @@ impl Handle {
         mtu: Option<u32>,
         hops: &[u32],
     ) -> Result<bool> {
-        let mut changed = false;
-        let mut nh_state = None;
-        if let Some(nh) = r.nexthop_route() {
-            let st = self
-                .ensure(c, &nh, oif, None)
-                .map_err(|e| kernel(Op::UpsertNexthop, &nh, e))?;
-            changed |= !matches!(st, Ensured::Same);
-            nh_state = Some((nh, st));
+        let Some(nh) = r.nexthop_route() else {
+            return self
+                .put_prefix(c, r, oif, mtu, hops, None)
+                .map_err(|e| kernel(Op::Upsert, r, e));
+        };
+        // Fast path, one round trip: ask the FIB for the nexthop route and
+        // add the prefix route exclusively in the same datagram. When the
+        // FIB confirms the nexthop route as it should be (the common case),
+        // the prefix outcome is final.
+        let identity = Crit {
+            kind: false,
+            nexthop: false,
+            identity: true,
+            shortcut: false,
+        };
+        let (fib, added) = c
+            .get_route_then_add(
+                &codec::route_get(nh.prefix.addr(), true),
+                codec::decode_route,
+                nl::NLM_F_CREATE | nl::NLM_F_EXCL,
+                &codec::route_new(r, oif, mtu, hops),
+            )
+            .map_err(|e| kernel(Op::Upsert, r, e))?;
+        let nh_confirmed = matches!(&fib, Ok(Some(d))
+            if fib_trustworthy(d)
+                && d.route.kind == nh.kind
+                && matches(&nh, oif, identity, d)
+                && same_as(&nh, oif, None, &[], d));
+        if nh_confirmed {
+            return match added {
+                Ok(()) => Ok(true),
+                Err(e) => self
+                    .put_prefix(c, r, oif, mtu, hops, Some(e))
+                    .map_err(|e| kernel(Op::Upsert, r, e)),
+            };
         }
-        match self.put_prefix(c, r, oif, mtu, hops, None) {
-            Ok(ch) => Ok(changed | ch),
+        // Slow path: make sure of the nexthop route, then of the prefix.
+        let st = match self.ensure(c, &nh, oif, None) {
+            Ok(st) => st,
+            Err(e) => {
+                if added.is_ok() {
+                    // No half state: the prefix route went in first.
+                    let _ = c.ack(nl::RTM_DELROUTE, 0, &codec::route_del(r, oif));
+                }
+                return Err(kernel(Op::UpsertNexthop, &nh, e));
+            }
+        };
+        let nh_changed = !matches!(st, Ensured::Same);
+        let prefix = match added {
+            Ok(()) => Ok(true),
+            // The prefix may have failed for want of its nexthop route: an
+            // EEXIST is compared, anything else is tried again now.
+            Err(e) if e.errno() == Some(libc::EEXIST) => {
+                self.put_prefix(c, r, oif, mtu, hops, Some(e))
+            }
+            Err(_) => self.put_prefix(c, r, oif, mtu, hops, None),
+        };
+        match prefix {
+            Ok(ch) => Ok(nh_changed | ch),
             Err(e) => {
                 // No half state: take back the nexthop route we touched.
-                if let Some((nh, st)) = nh_state {
-                    self.undo(c, &nh, oif, st);
-                }
+                self.undo(c, &nh, oif, st);
                 Err(kernel(Op::Upsert, r, e))
             }
         }

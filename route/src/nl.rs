@@ -197,6 +197,10 @@ pub(crate) fn scan_dump(
     Ok(None)
 }
 
+/// The outcomes of [`Conn::get_route_then_add`]: the lookup's answer and
+/// the add's ack.
+pub(crate) type Pair<T> = (Result<T, NlError>, Result<(), NlError>);
+
 /// One NETLINK_ROUTE socket with its buffers.
 pub(crate) struct Conn {
     sock: Socket,
@@ -349,6 +353,56 @@ impl Conn {
             if let Some(p) = found {
                 return decode(p);
             }
+        }
+    }
+
+    /// Sends an `RTM_GETROUTE` (non-dump) and an acked `RTM_NEWROUTE` in
+    /// one datagram (the kernel handles them in order) and returns both
+    /// outcomes: one round trip instead of two.
+    pub(crate) fn get_route_then_add<G: Emitable, A: Emitable, T>(
+        &mut self,
+        get: &G,
+        decode: impl FnOnce(&[u8]) -> Result<T, NlError>,
+        add_flags: u16,
+        add: &A,
+    ) -> Result<Pair<T>, NlError> {
+        let (get_ty, want, ack_ty, ack_flags, ack) =
+            (RTM_GETROUTE, RTM_NEWROUTE, RTM_NEWROUTE, add_flags, add);
+        self.tx.clear();
+        let s1 = self.push(get_ty, 0, get);
+        let s2 = self.push(ack_ty, ack_flags | NLM_F_ACK, ack);
+        self.flush()?;
+        let mut decode = Some(decode);
+        let mut r1: Option<Result<T, NlError>> = None;
+        let mut r2: Option<Result<(), NlError>> = None;
+        while r1.is_none() || r2.is_none() {
+            let n = self.recv()?;
+            for m in messages(&self.rx[..n]) {
+                let m = m?;
+                if m.seq == s1 && r1.is_none() {
+                    if m.ty == NLMSG_ERROR {
+                        let (errno, message) = parse_error(m.flags, m.payload)?;
+                        if errno != 0 {
+                            r1 = Some(Err(NlError::Kernel { errno, message }));
+                        }
+                    } else if m.ty == want {
+                        if let Some(d) = decode.take() {
+                            r1 = Some(d(m.payload));
+                        }
+                    }
+                } else if m.seq == s2 && m.ty == NLMSG_ERROR {
+                    let (errno, message) = parse_error(m.flags, m.payload)?;
+                    r2 = Some(if errno == 0 {
+                        Ok(())
+                    } else {
+                        Err(NlError::Kernel { errno, message })
+                    });
+                }
+            }
+        }
+        match (r1, r2) {
+            (Some(a), Some(b)) => Ok((a, b)),
+            _ => Err(NlError::Decode("missing reply".into())),
         }
     }
 
