@@ -474,6 +474,16 @@ impl CtMap {
         self.raw.fd.as_fd()
     }
 
+    /// A libbpf-rs handle on the same map (a second descriptor), for code
+    /// built on libbpf-rs.
+    pub fn to_map_handle(&self) -> Result<libbpf_rs::MapHandle> {
+        libbpf_rs::MapHandle::from_map_id(self.raw.info.id).map_err(|e| Error::Syscall {
+            op: "BPF_MAP_GET_FD_BY_ID",
+            name: self.raw.display_name(),
+            source: std::io::Error::other(e.to_string()),
+        })
+    }
+
     /// `true` when keys dump in Cilium's global format.
     pub fn is_global(&self) -> bool {
         self.kind.map(|k| k.is_global()).unwrap_or(true)

@@ -201,8 +201,8 @@ impl RawMap {
         })
     }
 
-    /// Creates a map (through libbpf-rs's `MapHandle::create`) and, when
-    /// `pin` is given, pins it there; on a pin failure nothing is left behind.
+    /// Creates a map (`bpf_map_create`, so the errno is kept) and, when `pin`
+    /// is given, pins it there; on a pin failure nothing is left behind.
     pub(crate) fn create(
         map_type: libbpf_rs::MapType,
         name: &str,
@@ -219,28 +219,28 @@ impl RawMap {
             inner_map_fd: inner_map_fd.map(|f| f.as_raw_fd() as u32).unwrap_or(0),
             ..Default::default()
         };
-        let handle = libbpf_rs::MapHandle::create(
-            map_type,
-            Some(kernel_name.as_str()),
-            key_size,
-            value_size,
-            max_entries,
-            &opts,
-        )
-        .map_err(|e| Error::Syscall {
-            op: "BPF_MAP_CREATE",
-            name: name.to_string(),
-            source: io::Error::other(e.to_string()),
-        })?;
-        let fd = handle
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|source| Error::Syscall {
-                op: "dup",
+        let cname = CString::new(kernel_name.as_bytes())
+            .map_err(|_| Error::InvalidInput(format!("map name {name:?} contains a NUL byte")))?;
+        // SAFETY: valid name pointer and options struct for the call.
+        let fd = unsafe {
+            libbpf_sys::bpf_map_create(
+                map_type.into(),
+                cname.as_ptr(),
+                key_size,
+                value_size,
+                max_entries,
+                &opts,
+            )
+        };
+        if fd < 0 {
+            return Err(Error::Syscall {
+                op: "BPF_MAP_CREATE",
                 name: name.to_string(),
-                source,
-            })?;
-        drop(handle);
+                source: errno(fd),
+            });
+        }
+        // SAFETY: bpf_map_create returned a fresh descriptor that we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let info = map_info(fd.as_fd()).map_err(|source| Error::Syscall {
             op: "BPF_OBJ_GET_INFO_BY_FD",
             name: name.to_string(),

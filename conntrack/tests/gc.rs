@@ -291,3 +291,62 @@ fn gc_with_monotonic_clock_collects_what_the_datapath_let_expire() {
     assert_eq!((s.deleted, s.alive), (1, 1));
     assert!(map.lookup(&key4(2)).unwrap().is_some());
 }
+
+#[test]
+fn gc_on_ipv6_endpoint_map_matches_addresses_and_expiry() {
+    require_privileges!();
+    let dir = BpfDir::new("ct-gc6");
+    let map = CtMap::create(
+        &CreateOptions::new(CtMapKind::from_name("cilium_ct_any6_00042").unwrap())
+            .max_entries(8192)
+            .pin_in(dir.path()),
+    )
+    .unwrap();
+    let items: Vec<_> = (0..3000u32)
+        .map(|i| {
+            (
+                key6(i),
+                entry(if i % 3 == 0 { NOW - 1 } else { NOW + 1 }, 0),
+            )
+        })
+        .collect();
+    map.update_many(&items).unwrap();
+    // Match the source address (daddr) of key 1 and the destination (saddr) of key 2.
+    let mut ips = HashSet::new();
+    ips.insert(IpAddr::V6(key6(1).daddr()));
+    ips.insert(IpAddr::V6(key6(2).saddr()));
+    let mut kept = 0usize;
+    let s = {
+        let mut f = GcFilter {
+            remove_expired: true,
+            time: NOW,
+            match_ips: ips,
+            emit: Some(Box::new(|k: &AnyCtKey, _e: &CtEntry| {
+                assert_eq!(k.family(), conntrack::Family::V6);
+                kept += 1
+            })),
+            ..Default::default()
+        };
+        gc(&map, &mut f).unwrap()
+    };
+    assert_eq!(s.deleted_expired, 1000);
+    assert_eq!(s.deleted_matched, 2);
+    assert_eq!(s.alive, 1998);
+    assert_eq!(kept, 1998);
+    assert!(map.lookup(&key6(1)).unwrap().is_none());
+    assert!(map.lookup(&key6(2)).unwrap().is_none());
+    assert!(map.lookup(&key6(4)).unwrap().is_some());
+    assert_eq!(map.count().unwrap(), 1998);
+    // Per-endpoint flow lookup goes to the endpoint's map.
+    let e = conntrack::lookup(
+        dir.path(),
+        Some(42),
+        std::net::SocketAddr::new(key6(4).daddr().into(), key6(4).sport()),
+        std::net::SocketAddr::new(key6(4).saddr().into(), key6(4).dport()),
+        6,
+        conntrack::Direction::Egress,
+    );
+    // key6 uses nexthdr 6 and OUT: the flow is found in the "any" map only
+    // because we put it there; lookup picks the TCP map for proto 6.
+    assert!(matches!(e, Err(conntrack::Error::Open { .. })), "{e:?}");
+}

@@ -194,6 +194,12 @@ fn typed_ops_count_pressure_and_flow_lookup() {
     assert_eq!(created.max_entries(), conntrack::DEFAULT_MAX_ENTRIES_TCP);
     let m = CtMap::open_named(dir.path(), "cilium_ct4_global").unwrap();
     assert_eq!(m.info().map_type, 9, "LRU hash");
+    {
+        use libbpf_rs::MapCore as _;
+        let h = m.to_map_handle().unwrap();
+        assert_eq!(h.key_size(), 14);
+        assert_eq!(h.value_size(), 56);
+    }
     for i in 0..1000 {
         created.update(&key4(i), &entry(i, u64::from(i))).unwrap();
     }
