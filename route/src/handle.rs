@@ -974,11 +974,16 @@ impl Handle {
         let mut nhs: HashMap<NhKey, NhEntry> = HashMap::new();
         let mut nh_changed_reported: HashMap<NhKey, bool> = HashMap::new();
         let mut ready = Vec::with_capacity(prepared.len());
+        let mut nh_key_of: Vec<Option<NhKey>> = vec![None; routes.len()];
         for (i, oif, m) in prepared {
             let r = &routes[i];
-            if let Some(nh) = r.nexthop_route() {
-                let key = (r.table, nh.prefix.addr(), oif, r.proto.0);
+            if let Some(gw) = r.nexthop {
+                let key = (r.table, gw, oif, r.proto.0);
+                nh_key_of[i] = Some(key);
                 let entry = nhs.entry(key).or_insert_with(|| {
+                    let Some(nh) = r.nexthop_route() else {
+                        return (Route::host(gw), Err((libc::EINVAL, None)), false);
+                    };
                     let st = self.ensure(&mut c, &nh, oif, None).map_err(|e| {
                         let errno = e.errno().unwrap_or(libc::EIO);
                         let msg = match &e {
@@ -987,7 +992,7 @@ impl Handle {
                         };
                         (errno, msg)
                     });
-                    (nh.clone(), st, false)
+                    (nh, st, false)
                 });
                 if let Err((errno, message)) = &entry.1 {
                     out[i] = Some(Err(Error::Kernel {
@@ -1050,14 +1055,8 @@ impl Handle {
         }
         // Nexthop changes count for the first route that uses them; nexthop
         // routes no successful route uses are taken back.
-        for (i, r) in routes.iter().enumerate() {
-            let Some(nh) = r.nexthop_route() else {
-                continue;
-            };
-            let Ok(oif) = self.oif(&mut c, r, Op::Upsert, false) else {
-                continue;
-            };
-            let key = (r.table, nh.prefix.addr(), oif, r.proto.0);
+        for (i, key) in nh_key_of.into_iter().enumerate() {
+            let Some(key) = key else { continue };
             if let (Some(Ok(ch)), Some(entry)) = (&mut out[i], nhs.get_mut(&key)) {
                 entry.2 = true;
                 let changed = matches!(entry.1, Ok(Ensured::Created) | Ok(Ensured::Replaced(_)));
