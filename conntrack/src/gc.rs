@@ -360,17 +360,17 @@ pub fn gc(map: &CtMap, filter: &mut GcFilter<'_>) -> Result<GcStats> {
                 let mut buf = back_rx.try_recv().unwrap_or_default();
                 buf.clear();
                 buf.extend_from_slice(keys);
-                // A send error means the helper stopped on an error: its
-                // result below says which.
-                let _ = tx.send(buf);
-                Ok(())
+                // A send error means the helper stopped on an error: stop
+                // scanning; its result below says which.
+                tx.send(buf)
+                    .map_err(|_| Error::InvalidInput("GC delete thread stopped".into()))
             });
             drop(tx);
             let d = worker
                 .join()
-                .map_err(|_| Error::InvalidInput("GC delete thread panicked".into()))?;
+                .map_err(|_| Error::InvalidInput("GC delete thread panicked".into()))??;
             scanned?;
-            d
+            Ok(d)
         })?;
         del = worker_result;
     }
