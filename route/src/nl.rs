@@ -445,24 +445,29 @@ impl Conn {
             let end = (start + window).min(n);
             self.tx.clear();
             seqs.clear();
+            // Only the window's last request asks for an ack: the kernel
+            // answers the others only when they fail (netlink_rcv_skb), and
+            // handles them in order, so the last ack closes the window.
             for i in start..end {
                 let (ty, flags, body) = make(i);
-                seqs.push(self.push(ty, flags | NLM_F_ACK, &body));
+                let ack = if i + 1 == end { NLM_F_ACK } else { 0 };
+                seqs.push(self.push(ty, flags | ack, &body));
             }
             start = end;
             self.flush()?;
             let base = out.len();
-            let mut pending = seqs.len();
             out.extend((0..seqs.len()).map(|_| Ok(())));
+            let last = seqs.len() - 1;
             let mut next = 0usize;
-            while pending > 0 {
+            let mut done = false;
+            while !done {
                 let n = self.recv()?;
                 for m in messages(&self.rx[..n]) {
                     let m = m?;
                     if m.ty != NLMSG_ERROR {
                         continue;
                     }
-                    // Acks come in order; find this one's index from `next`.
+                    // Answers come in order; find this one's index from `next`.
                     let Some(off) = seqs[next..].iter().position(|s| *s == m.seq) else {
                         continue;
                     };
@@ -472,7 +477,9 @@ impl Conn {
                     if errno != 0 {
                         out[base + idx] = Err(NlError::Kernel { errno, message });
                     }
-                    pending -= 1;
+                    if idx == last {
+                        done = true;
+                    }
                 }
             }
         }

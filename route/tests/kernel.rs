@@ -547,9 +547,13 @@ fn batch_reports_each_item() {
     gone.remove(20);
     gone.remove(10);
     gone.insert(5, Route::host(ip("10.93.0.1")).dev("eth0").table(700));
+    // Missing routes last in the batch and last in a window of 512 too.
+    gone.insert(511, Route::host(ip("10.93.0.2")).dev("eth0").table(700));
+    gone.push(Route::host(ip("10.93.0.3")).dev("eth0").table(700));
+    let missing = [5, 511, gone.len() - 1];
     let del = h.delete_many(&gone);
     for (i, d) in del.iter().enumerate() {
-        if i == 5 {
+        if missing.contains(&i) {
             assert!(d.as_ref().unwrap_err().is_not_found());
         } else {
             d.as_ref().unwrap();
