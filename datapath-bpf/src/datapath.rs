@@ -311,6 +311,20 @@ impl Datapath {
                 progs.insert(prog, fd);
             }
         }
+        // Every map and program the accessors index must be there.
+        if let Some(missing) = map_names().find(|n| !map_fds.contains_key(n)) {
+            return Err(Error::Map {
+                map: missing,
+                op: "find in the object",
+                source: io::Error::from_raw_os_error(libc::ENOENT),
+            });
+        }
+        if let Some(missing) = Program::ALL.into_iter().find(|p| !progs.contains_key(p)) {
+            return Err(Error::TestRun {
+                program: missing.name(),
+                source: io::Error::from_raw_os_error(libc::ENOENT),
+            });
+        }
         // SAFETY: no preconditions.
         let ncpus = unsafe { libbpf_sys::libbpf_num_possible_cpus() };
         Ok(Datapath {

@@ -707,7 +707,19 @@ fn pinned_maps_and_conntrack_survive_a_restart_and_teardown_unpins() {
     // Different sizes cannot re-use the pins: a typed load error.
     let mut other = opts.clone();
     other.ct_tcp_size = 8192;
-    assert!(matches!(Datapath::load(&other), Err(Error::Load { .. })));
+    match Datapath::load(&other) {
+        Err(e @ Error::Load { .. }) => {
+            eprintln!("{e}");
+            let Error::Load { verifier_log, .. } = e else {
+                unreachable!()
+            };
+            assert!(
+                verifier_log.contains("cilium_ct4_global"),
+                "libbpf's log names the map: {verifier_log}"
+            )
+        }
+        other => panic!("expected a load error, got {other:?}"),
+    }
 
     dp.teardown().unwrap();
     for name in datapath_bpf::maps::PINNED {
