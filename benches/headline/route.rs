@@ -1,6 +1,7 @@
 //! Headline benchmarks of the `route` area: `upsert` / `upsert_many` /
 //! `delete` / `delete_many` of /32 nexthop routes against `ip -batch` of the
-//! same lines in a same-sized fresh namespace, and `lookup` of one route
+//! same lines in a same-sized fresh namespace (best of two interleaved
+//! rounds each), and `lookup` of one route
 //! among them against a full dump of the table (what Cilium's lookup does).
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -68,65 +69,87 @@ pub fn run(report: &mut Report) {
     let replace: String = rs.iter().map(|r| format!("route replace {r}\n")).collect();
     let del: String = rs.iter().map(|r| format!("route del {r}\n")).collect();
 
-    // Baseline: ip -batch in its own namespace.
-    let ns_ip = node("bench-ip");
-    let (t_ip_add, _) = time(|| ns_ip.ip_batch(&replace));
-    let (t_ip_del, _) = time(|| ns_ip.ip_batch(&del));
-    drop(ns_ip);
+    // Each contender runs ROUNDS times, interleaved, in a fresh namespace
+    // each time; the best round counts (the machine is shared, and a single
+    // run of either side can be slowed by someone else's build).
+    const ROUNDS: usize = 2;
+    let mut best = [Duration::MAX; 6];
+    let keep = |slot: &mut Duration, d: Duration| *slot = (*slot).min(d);
+    let mut per_lookup_ms = f64::NAN;
+    let mut per_dump_ms = f64::NAN;
+    let mut rss = f64::NAN;
+    for round in 0..ROUNDS {
+        // Baseline: ip -batch.
+        let ns_ip = node("bench-ip");
+        let (t, _) = time(|| ns_ip.ip_batch(&replace));
+        keep(&mut best[0], t);
+        let (t, _) = time(|| ns_ip.ip_batch(&del));
+        keep(&mut best[1], t);
+        drop(ns_ip);
 
-    // Ours, one by one.
-    let ns1 = node("bench-one");
-    let h1 = Handle::open_netns(ns1.path()).expect("handle");
-    let (t_one, ok) = time(|| rs.iter().all(|r| h1.upsert(r, None).is_ok_and(|c| c)));
-    assert!(ok, "every single upsert succeeds and changes");
+        // Ours, one by one.
+        let ns1 = node("bench-one");
+        let h1 = Handle::open_netns(ns1.path()).expect("handle");
+        let (t, ok) = time(|| rs.iter().all(|r| h1.upsert(r, None).is_ok_and(|c| c)));
+        assert!(ok, "every single upsert succeeds and changes");
+        keep(&mut best[2], t);
+        if round == 0 {
+            // Lookup of one route among n in the main table, vs a full dump.
+            let probes: Vec<&Route> = (0..200).map(|i| &rs[(i * 7919) % n]).collect();
+            let (t_lookup, found) = time(|| {
+                probes
+                    .iter()
+                    .filter(|r| matches!(h1.lookup(r), Ok(Some(_))))
+                    .count()
+            });
+            assert_eq!(found, probes.len(), "every probe is found");
+            per_lookup_ms = t_lookup.as_secs_f64() * 1e3 / probes.len() as f64;
+            let dumps = 5;
+            let (t_dump, listed) = time(|| {
+                (0..dumps)
+                    .map(|_| {
+                        h1.list(&RouteFilter::default().table(MAIN_TABLE))
+                            .map(|v| v.len())
+                            .unwrap_or(0)
+                    })
+                    .sum::<usize>()
+            });
+            assert!(listed >= dumps * n);
+            per_dump_ms = t_dump.as_secs_f64() * 1e3 / dumps as f64;
+        }
+        let (t, ok) = time(|| rs.iter().all(|r| h1.delete(r).is_ok()));
+        assert!(ok, "every single delete succeeds");
+        keep(&mut best[3], t);
+        drop(h1);
+        drop(ns1);
 
-    // Lookup of one route among n in the main table, vs a full dump.
-    let probes: Vec<&Route> = (0..200).map(|i| &rs[(i * 7919) % n]).collect();
-    let (t_lookup, found) = time(|| {
-        probes
-            .iter()
-            .filter(|r| matches!(h1.lookup(r), Ok(Some(_))))
-            .count()
-    });
-    assert_eq!(found, probes.len(), "every probe is found");
-    let per_lookup_ms = t_lookup.as_secs_f64() * 1e3 / probes.len() as f64;
-    let dumps = 5;
-    let (t_dump, listed) = time(|| {
-        (0..dumps)
-            .map(|_| {
-                h1.list(&RouteFilter::default().table(MAIN_TABLE))
-                    .map(|v| v.len())
-                    .unwrap_or(0)
-            })
-            .sum::<usize>()
-    });
-    assert!(listed >= dumps * n);
-    let per_dump_ms = t_dump.as_secs_f64() * 1e3 / dumps as f64;
-
-    let (t_one_del, ok) = time(|| rs.iter().all(|r| h1.delete(r).is_ok()));
-    assert!(ok, "every single delete succeeds");
-    drop(h1);
-    drop(ns1);
-
-    // Ours, batched.
-    let ns2 = node("bench-many");
-    let h2 = Handle::open_netns(ns2.path()).expect("handle");
-    reset_peak_rss();
-    let (t_many, res) = time(|| h2.upsert_many(&rs, None));
-    assert!(
-        res.iter().all(|r| matches!(r, Ok(true))),
-        "every batched upsert succeeds"
-    );
-    drop(res);
-    let (t_many_del, res) = time(|| h2.delete_many(&rs));
-    assert!(
-        res.iter().all(|r| r.is_ok()),
-        "every batched delete succeeds"
-    );
-    drop(res);
-    let rss = peak_rss_mib();
-    drop(h2);
-    drop(ns2);
+        // Ours, batched.
+        let ns2 = node("bench-many");
+        let h2 = Handle::open_netns(ns2.path()).expect("handle");
+        if round == 0 {
+            reset_peak_rss();
+        }
+        let (t, res) = time(|| h2.upsert_many(&rs, None));
+        assert!(
+            res.iter().all(|r| matches!(r, Ok(true))),
+            "every batched upsert succeeds"
+        );
+        keep(&mut best[4], t);
+        drop(res);
+        let (t, res) = time(|| h2.delete_many(&rs));
+        assert!(
+            res.iter().all(|r| r.is_ok()),
+            "every batched delete succeeds"
+        );
+        keep(&mut best[5], t);
+        drop(res);
+        if round == 0 {
+            rss = peak_rss_mib();
+        }
+        drop(h2);
+        drop(ns2);
+    }
+    let [t_ip_add, t_ip_del, t_one, t_one_del, t_many, t_many_del] = best;
 
     let ip_add = rate(n, t_ip_add);
     let ip_del = rate(n, t_ip_del);
