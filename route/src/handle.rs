@@ -1136,7 +1136,8 @@ impl Handle {
     /// kernel ignores NLM_F_REPLACE for rules and would add duplicates, so
     /// this adds with NLM_F_EXCL and takes EEXIST as "present". After an
     /// add, stale variants (same priority and selector, other table, action
-    /// or protocol) are removed.
+    /// or protocol) are removed. Give rules a priority: without one the
+    /// kernel picks a new one on each add, and the rule is not idempotent.
     pub fn replace_rule(&self, rule: &Rule) -> Result<bool> {
         rule.validate(Op::ReplaceRule)?;
         let rule = rule.clone().normalized();
@@ -1209,5 +1210,42 @@ impl Handle {
         let mut c = lock(&self.conn);
         self.rules_locked(&mut c, family)
             .map_err(|e| kernel(Op::ListRules, &format!("{family:?}"), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handle_is_send_and_sync() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Handle>();
+    }
+
+    #[test]
+    fn mtu_configuration_picks_device_or_route_mtu() {
+        let cfg = MtuConfig {
+            device_mtu: 9000,
+            route_mtu: 8950,
+        };
+        let r = Route::new("10.0.0.0/8".parse().unwrap()).dev("e").mtu(1500);
+        assert_eq!(
+            effective_mtu(&r, Some(&cfg), Op::Upsert).unwrap(),
+            Some(8950)
+        );
+        let l = r.clone().src("10.0.0.1".parse().unwrap());
+        assert_eq!(
+            effective_mtu(&l, Some(&cfg), Op::Upsert).unwrap(),
+            Some(9000)
+        );
+        assert_eq!(effective_mtu(&r, None, Op::Upsert).unwrap(), Some(1500));
+        let none = Route::new("10.0.0.0/8".parse().unwrap()).dev("e");
+        assert_eq!(effective_mtu(&none, Some(&cfg), Op::Upsert).unwrap(), None);
+        let bad = MtuConfig {
+            device_mtu: 0,
+            route_mtu: 1,
+        };
+        assert!(effective_mtu(&r, Some(&bad), Op::Upsert).is_err());
     }
 }

@@ -125,13 +125,15 @@ impl Layout {
     }
 
     /// Deletes the rules, then the routes in reverse order. What is already
-    /// gone is skipped; every item is attempted, and the first other error
-    /// is returned.
+    /// gone is skipped (also routes whose device is gone: the kernel
+    /// removed them with it); every item is attempted, and the first other
+    /// error is returned.
     pub fn remove(&self, h: &Handle) -> Result<()> {
         let mut first: Option<Error> = None;
         let mut note = |r: Result<()>| {
             if let Err(e) = r {
-                if !e.is_not_found() && first.is_none() {
+                let gone = e.is_not_found() || matches!(e, Error::UnknownDevice { .. });
+                if !gone && first.is_none() {
                     first = Some(e);
                 }
             }
