@@ -358,7 +358,12 @@ impl Handle {
                 if let Some(old) = l.by_name.insert(n.clone(), idx) {
                     l.by_index.remove(&old);
                 }
-                l.by_index.insert(idx, n);
+                // The index may have been cached under an older name.
+                if let Some(stale) = l.by_index.insert(idx, n.clone()) {
+                    if stale != n {
+                        l.by_name.remove(&stale);
+                    }
+                }
                 Ok(Some(idx))
             }
             Err(NlError::Kernel { errno, .. }) if errno == libc::ENODEV => {
@@ -390,6 +395,16 @@ impl Handle {
             }
             Err(_) => None,
         }
+    }
+
+    /// Forgets every cached link name. The cache notices links that are
+    /// gone or re-created by itself; a link *renamed* under a live handle
+    /// is not noticed (its old name would still resolve): call this after
+    /// renaming links.
+    pub fn forget_links(&self) {
+        let mut l = lock(&self.links);
+        l.by_name.clear();
+        l.by_index.clear();
     }
 
     /// The interface index of `name` in the handle's netns (cached).

@@ -669,6 +669,24 @@ fn removed_device_gives_clear_errors_and_recreated_device_works() {
     assert!(h.upsert(&r, None).unwrap());
     assert_eq!(h.lookup(&r).unwrap().as_ref(), Some(&r));
     assert_same_as_ip(&h, &ns);
+    // A rename needs forget_links(); then the old name is unknown and the
+    // route shows the new one.
+    ns.ip(&["link", "set", "eth5", "down"]);
+    ns.ip(&["link", "set", "eth5", "name", "eth6"]);
+    ns.ip(&["link", "set", "eth6", "up"]);
+    h.forget_links();
+    let e = h.upsert(&r, None).unwrap_err();
+    assert!(matches!(e, Error::UnknownDevice { .. }), "{e}");
+    let r6 = r.clone().dev("eth6");
+    h.upsert(&r6, None).unwrap();
+    assert_eq!(
+        h.lookup(&Route::new(r.prefix).table(900))
+            .unwrap()
+            .unwrap()
+            .device
+            .as_deref(),
+        Some("eth6")
+    );
 }
 
 #[test]
