@@ -5,10 +5,12 @@
 //! an attachment keeps the namespace open and detaches on a short-lived
 //! thread that `setns`es into it. tcx links detach from any thread.
 
+use std::ffi::CString;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 use crate::datapath::{AttachMode, Program};
 use crate::error::{Error, Result};
@@ -93,6 +95,44 @@ pub(crate) struct Attachment {
     pub ifindex: u32,
     pub hook: Hook,
     kind: Kind,
+    /// Where the tcx link is pinned (keep-attached mode).
+    pin: Option<PathBuf>,
+}
+
+/// Where a kept tcx link is pinned: `<pin_dir>/links/<hook>-<netns inode>-<ifindex>`.
+pub(crate) fn link_pin_path(pin_dir: &Path, ns: &Netns, ifindex: u32, hook: Hook) -> PathBuf {
+    pin_dir
+        .join("links")
+        .join(format!("{hook}-{}-{ifindex}", ns.id.1))
+}
+
+fn cpath(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path with NUL"))
+}
+
+/// Re-uses a pinned tcx link by swapping in `prog`. `None` when there is no
+/// usable pin (a stale one is removed).
+fn reuse_link(pin: &Path, prog: &OwnedFd) -> Option<OwnedFd> {
+    let c = cpath(pin).ok()?;
+    // SAFETY: NUL-terminated path.
+    let fd = unsafe { libbpf_sys::bpf_obj_get(c.as_ptr()) };
+    if fd < 0 {
+        let _ = std::fs::remove_file(pin);
+        return None;
+    }
+    // SAFETY: the kernel just gave us this fd.
+    let link = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: valid link and program fds; NULL opts are allowed.
+    let rc = unsafe {
+        libbpf_sys::bpf_link_update(link.as_raw_fd(), prog.as_raw_fd(), std::ptr::null())
+    };
+    if rc < 0 {
+        // Defunct (its interface went away): forget it.
+        let _ = std::fs::remove_file(pin);
+        return None;
+    }
+    Some(link)
 }
 
 impl std::fmt::Debug for Attachment {
@@ -157,6 +197,7 @@ impl Attachment {
         ifindex: u32,
         hook: Hook,
         mode: AttachMode,
+        link_pin: Option<PathBuf>,
     ) -> Result<Attachment> {
         if ifindex == 0 || !interface_exists(ifindex) {
             return Err(Error::UnknownInterface { ifindex });
@@ -164,6 +205,17 @@ impl Attachment {
         let program = hook.program().name();
         let dir = if hook.egress() { "egress" } else { "ingress" };
         if mode != AttachMode::Tc {
+            if let Some(pin) = &link_pin {
+                if let Some(link) = reuse_link(pin, &prog) {
+                    return Ok(Attachment {
+                        ns,
+                        ifindex,
+                        hook,
+                        kind: Kind::Tcx(link),
+                        pin: link_pin,
+                    });
+                }
+            }
             let attach_type = if hook.egress() {
                 libbpf_sys::BPF_TCX_EGRESS
             } else {
@@ -181,11 +233,37 @@ impl Attachment {
             if fd >= 0 {
                 // SAFETY: the kernel just gave us this fd.
                 let link = unsafe { OwnedFd::from_raw_fd(fd) };
+                if let Some(pin) = &link_pin {
+                    let pinned = pin
+                        .parent()
+                        .map_or(Ok(()), std::fs::create_dir_all)
+                        .and_then(|()| cpath(pin))
+                        .and_then(|c| {
+                            // SAFETY: valid link fd and NUL-terminated path.
+                            let rc =
+                                unsafe { libbpf_sys::bpf_obj_pin(link.as_raw_fd(), c.as_ptr()) };
+                            if rc < 0 {
+                                Err(io::Error::from_raw_os_error(-rc))
+                            } else {
+                                Ok(())
+                            }
+                        });
+                    if let Err(source) = pinned {
+                        // Dropping `link` detaches it again: nothing half-done.
+                        return Err(Error::Attach {
+                            program,
+                            ifindex,
+                            mode: format!("pinning the tcx {dir} link at {}", pin.display()),
+                            source,
+                        });
+                    }
+                }
                 return Ok(Attachment {
                     ns,
                     ifindex,
                     hook,
                     kind: Kind::Tcx(link),
+                    pin: link_pin,
                 });
             }
             let errno = -fd;
@@ -231,10 +309,17 @@ impl Attachment {
             ifindex,
             hook,
             kind: Kind::Tc { prog },
+            pin: None,
         })
     }
 
     pub(crate) fn detach(self) -> Result<()> {
+        if let Some(pin) = &self.pin {
+            let _ = std::fs::remove_file(pin);
+            if let Some(dir) = pin.parent() {
+                let _ = std::fs::remove_dir(dir); // only when empty
+            }
+        }
         let program = self.hook.program().name();
         let mode = self.mode();
         let ifindex = self.ifindex;
@@ -284,4 +369,37 @@ impl Attachment {
             }
         }
     }
+}
+
+/// Detaches and unpins every tcx link pinned in `dir`, then removes `dir`.
+pub(crate) fn detach_pinned_links(dir: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(Error::Unpin {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if let Ok(c) = cpath(&path) {
+            // SAFETY: NUL-terminated path.
+            let fd = unsafe { libbpf_sys::bpf_obj_get(c.as_ptr()) };
+            if fd >= 0 {
+                // SAFETY: the kernel just gave us this fd.
+                let link = unsafe { OwnedFd::from_raw_fd(fd) };
+                // SAFETY: a link fd we own.
+                unsafe { libbpf_sys::bpf_link_detach(link.as_raw_fd()) };
+            }
+        }
+        std::fs::remove_file(&path).map_err(|source| Error::Unpin {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    let _ = std::fs::remove_dir(dir);
+    Ok(())
 }

@@ -50,6 +50,12 @@ pub struct Options {
     pub trace_redirects: bool,
     /// How [`Datapath::attach`] attaches.
     pub attach_mode: AttachMode,
+    /// Leave programs attached when the `Datapath` is dropped, so traffic
+    /// keeps flowing while the agent restarts: tcx links are pinned under
+    /// `pin_dir/links/` and taken over (program swapped in) by the next
+    /// [`Datapath::attach`] of the same hook; tc filters stay and are
+    /// replaced. [`Datapath::teardown`] still detaches everything. Default off.
+    pub keep_attached: bool,
 }
 
 impl Options {
@@ -66,6 +72,7 @@ impl Options {
             redirect_peer: true,
             trace_redirects: false,
             attach_mode: AttachMode::Auto,
+            keep_attached: false,
         }
     }
 
@@ -192,6 +199,7 @@ pub struct Datapath {
     maps: HashMap<&'static str, OwnedFd>,
     progs: HashMap<Program, OwnedFd>,
     attach_mode: AttachMode,
+    keep_attached: bool,
     attachments: Vec<Attachment>,
     ncpus: usize,
 }
@@ -333,6 +341,7 @@ impl Datapath {
             maps: map_fds,
             progs,
             attach_mode: opts.attach_mode,
+            keep_attached: opts.keep_attached,
             attachments: Vec::new(),
             ncpus: usize::try_from(ncpus).unwrap_or(1).max(1),
         })
@@ -717,7 +726,10 @@ impl Datapath {
                 mode: "dup".into(),
                 source,
             })?;
-        let a = Attachment::attach(prog, ns, ifindex, hook, self.attach_mode)?;
+        let pin = self
+            .keep_attached
+            .then(|| crate::attach::link_pin_path(&self.pin_dir, &ns, ifindex, hook));
+        let a = Attachment::attach(prog, ns, ifindex, hook, self.attach_mode, pin)?;
         self.attachments.push(a);
         Ok(())
     }
@@ -762,6 +774,10 @@ impl Datapath {
                 first_err.get_or_insert(e);
             }
         }
+        // Links kept by an earlier instance and not taken over.
+        if let Err(e) = crate::attach::detach_pinned_links(&self.pin_dir.join("links")) {
+            first_err.get_or_insert(e);
+        }
         for name in maps::PINNED {
             let path = self.pin_dir.join(name);
             match std::fs::remove_file(&path) {
@@ -783,8 +799,12 @@ impl Datapath {
 }
 
 impl Drop for Datapath {
-    /// Detaches what is still attached; pinned maps stay (conntrack survives).
+    /// Detaches what is still attached, unless `keep_attached` is set; pinned
+    /// maps stay (conntrack survives).
     fn drop(&mut self) {
+        if self.keep_attached {
+            return;
+        }
         for a in std::mem::take(&mut self.attachments) {
             if let Err(e) = a.detach() {
                 eprintln!("datapath-bpf: {e}");

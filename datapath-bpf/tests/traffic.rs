@@ -545,3 +545,52 @@ fn ipv6_pods_talk_on_one_node_and_across_nodes() {
         dp.teardown().unwrap();
     }
 }
+
+/// With `keep_attached`, dropping the datapath (an agent restart) leaves the
+/// programs in place: traffic keeps flowing through them and keeps being
+/// counted in the pinned maps; the next instance takes the links over.
+#[test]
+fn keep_attached_survives_an_agent_restart() {
+    require_privileges!();
+    let pins = BpfDir::new("keep");
+    let n = node("keep");
+    n.ip(&["addr", "add", "192.168.200.1/32", "dev", "lo"]);
+    let (pod, ep) = add_pod(&n, "keeppod", "lxc7", "10.7.0.2", 7, 7007);
+    let mut opts = Options::small(pins.join("g"));
+    opts.keep_attached = true;
+    let fwd = |dp: &Datapath| dp.metric(reason::FORWARDED, Direction::Egress).unwrap();
+
+    let mut dp = Datapath::load(&opts).unwrap();
+    dp.upsert_endpoint(&ep).unwrap();
+    n.run(|| dp.attach(ep.ifindex, Hook::FromContainer).unwrap());
+    assert!(ping(&pod, "192.168.200.1"));
+    let before = fwd(&dp);
+    assert!(before >= 2);
+    drop(dp); // the agent goes away
+    let links = pins.join("g").join("links");
+    assert_eq!(
+        std::fs::read_dir(&links).unwrap().count(),
+        1,
+        "tcx link pinned"
+    );
+
+    assert!(
+        ping(&pod, "192.168.200.1"),
+        "traffic flows without the agent"
+    );
+    let mut dp = Datapath::load(&opts).unwrap();
+    let during = fwd(&dp);
+    assert!(
+        during >= before + 2,
+        "still counted by the kept program: {before} -> {during}"
+    );
+    // Take the link over (the new program is swapped in), then tear down.
+    n.run(|| dp.attach(ep.ifindex, Hook::FromContainer).unwrap());
+    assert_eq!(dp.attached(), 1);
+    assert!(ping(&pod, "192.168.200.1"));
+    assert!(fwd(&dp) >= during + 2);
+    dp.teardown().unwrap();
+    assert!(!links.exists(), "links unpinned");
+    assert!(ping(&pod, "192.168.200.1"), "plain stack once detached");
+    let _ = pod.lxc;
+}
