@@ -343,7 +343,7 @@ pub fn gc(map: &CtMap, filter: &mut GcFilter<'_>) -> Result<GcStats> {
             nat,
         };
         let worker_result = std::thread::scope(|s| -> Result<Deletions> {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
             let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<u8>>();
             let worker = s.spawn(move || -> Result<Deletions> {
                 let mut d = Deletions::default();
@@ -353,17 +353,30 @@ pub fn gc(map: &CtMap, filter: &mut GcFilter<'_>) -> Result<GcStats> {
                 }
                 Ok(d)
             });
+            // Keys go over in chunks of up to CHUNK keys: few wake-ups, and
+            // memory bounded by the channel's capacity.
+            const CHUNK: usize = 2048;
+            let ks = map.family().key_size();
+            let mut pending: Vec<u8> = Vec::with_capacity(CHUNK * ks);
+            let stopped = || Error::InvalidInput("GC delete thread stopped".into());
             let scanned = scan(map, filter, &mut scanner, &mut stats, |(keys, _)| {
-                if keys.is_empty() {
-                    return Ok(());
+                pending.extend_from_slice(keys);
+                if pending.len() >= CHUNK * ks {
+                    let mut next = back_rx.try_recv().unwrap_or_default();
+                    next.clear();
+                    // A send error means the helper stopped on an error:
+                    // stop scanning; its result below says which.
+                    tx.send(std::mem::replace(&mut pending, next))
+                        .map_err(|_| stopped())?;
                 }
-                let mut buf = back_rx.try_recv().unwrap_or_default();
-                buf.clear();
-                buf.extend_from_slice(keys);
-                // A send error means the helper stopped on an error: stop
-                // scanning; its result below says which.
-                tx.send(buf)
-                    .map_err(|_| Error::InvalidInput("GC delete thread stopped".into()))
+                Ok(())
+            })
+            .and_then(|()| {
+                if pending.is_empty() {
+                    Ok(())
+                } else {
+                    tx.send(std::mem::take(&mut pending)).map_err(|_| stopped())
+                }
             });
             drop(tx);
             let d = worker
