@@ -145,6 +145,31 @@ pub(crate) fn route_get(dst: IpAddr, fib_match: bool) -> RouteMessage {
     m
 }
 
+/// `ip route get DST from SRC iif IIF oif OIF mark MARK` (resolved).
+pub(crate) fn route_get_with(
+    dst: IpAddr,
+    from: Option<IpAddr>,
+    iif: Option<u32>,
+    oif: Option<u32>,
+    mark: Option<u32>,
+) -> RouteMessage {
+    let mut m = route_get(dst, false);
+    if let Some(s) = from {
+        m.header.source_prefix_length = if s.is_ipv6() { 128 } else { 32 };
+        m.attributes.push(RouteAttribute::Source(s.into()));
+    }
+    if let Some(i) = iif {
+        m.attributes.push(RouteAttribute::Iif(i));
+    }
+    if let Some(o) = oif {
+        m.attributes.push(RouteAttribute::Oif(o));
+    }
+    if let Some(k) = mark {
+        m.attributes.push(RouteAttribute::Mark(k));
+    }
+    m
+}
+
 /// A strict-check dump request filtered by family, table, protocol, type
 /// and output interface (the only filters the kernel applies).
 pub(crate) fn route_dump(

@@ -107,6 +107,27 @@ impl RouteFilter {
     }
 }
 
+/// The selectors of [`Handle::get_with`], like `ip route get DST from SRC
+/// iif DEV oif DEV mark MARK`.
+///
+/// ```
+/// use route::GetOptions;
+/// let q = GetOptions { from: Some("10.0.0.5".parse().unwrap()), iif: Some("lxc1".into()), ..Default::default() };
+/// assert!(q.oif.is_none());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GetOptions {
+    /// The source address (`from`).
+    pub from: Option<IpAddr>,
+    /// The input device (`iif`): an input (forwarding) lookup as for a
+    /// packet arriving there.
+    pub iif: Option<String>,
+    /// The output device (`oif`).
+    pub oif: Option<String>,
+    /// The firewall mark (`mark`).
+    pub mark: Option<u32>,
+}
+
 #[derive(Default)]
 struct Links {
     by_name: HashMap<String, u32>,
@@ -946,6 +967,49 @@ impl Handle {
                 })
             }
         }
+    }
+
+    /// The kernel's answer for `dst` with selectors, like `ip route get DST
+    /// from SRC iif DEV oif DEV mark MARK`. The answer's `table` is the
+    /// table the policy rules chose.
+    pub fn get_with(&self, dst: IpAddr, opts: &GetOptions) -> Result<Route> {
+        let what = || format!("{dst} {opts:?}");
+        if opts.from.is_some_and(|s| s.is_ipv6() != dst.is_ipv6()) {
+            return Err(Error::InvalidInput {
+                op: Op::Get,
+                object: what(),
+                reason: "from is not of the destination's family".into(),
+            });
+        }
+        let mut c = lock(&self.conn);
+        let mut dev = |name: &Option<String>| -> Result<Option<u32>> {
+            let Some(n) = name else { return Ok(None) };
+            match self.resolve(&mut c, n, false) {
+                Ok(Some(i)) => Ok(Some(i)),
+                Ok(None) => Err(Error::UnknownDevice {
+                    op: Op::Get,
+                    object: what(),
+                    device: n.clone(),
+                }),
+                Err(e) => Err(kernel(Op::Get, &what(), e)),
+            }
+        };
+        let iif = dev(&opts.iif)?;
+        let oif = dev(&opts.oif)?;
+        let req = codec::route_get_with(dst, opts.from, iif, oif, opts.mark);
+        let d = c
+            .get(
+                nl::RTM_GETROUTE,
+                &req,
+                nl::RTM_NEWROUTE,
+                codec::decode_route,
+            )
+            .map_err(|e| kernel(Op::Get, &what(), e))?;
+        let d = d.ok_or_else(|| Error::Decode {
+            op: Op::Get,
+            reason: "reply of another family".into(),
+        })?;
+        Ok(self.named(&mut c, d))
     }
 
     // ---------------------------------------------------------------- batch

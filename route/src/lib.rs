@@ -40,7 +40,7 @@ mod rule;
 
 pub use error::{Error, Op, Result};
 pub use handle::{
-    Handle, MtuConfig, RouteFilter, DUMP_MAX_TRIES, ROUTE_REPLACE_MAX_TRIES,
+    GetOptions, Handle, MtuConfig, RouteFilter, DUMP_MAX_TRIES, ROUTE_REPLACE_MAX_TRIES,
     ROUTE_REPLACE_RETRY_INTERVAL,
 };
 pub use ipnet::IpNet;

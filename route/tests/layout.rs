@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use route::layout::{EniEndpoint, Layout, NativeRouting};
-use route::{Handle, Route, RouteFilter, Rule};
+use route::{GetOptions, Handle, Route, RouteFilter, Rule};
 use testsupport::{require_privileges, Netns};
 
 fn node(tag: &str, v6: bool) -> (Netns, Handle) {
@@ -154,8 +154,51 @@ fn eni_endpoints_share_their_eni_table() {
         }
         assert!(contains_all(&ns, &ep.layout().routes, false));
     }
-    // Egress from a pod to the VPC resolves through the ENI table.
+    // Egress from a pod to the VPC resolves through the ENI table, ingress
+    // to a pod through main to its lxc device: what the kernel does with a
+    // packet, asked like `ip route get ... from ... iif ...`.
     assert_eq!(h.list(&RouteFilter::default().table(92)).unwrap().len(), 2);
+    ns.exec_ok("sysctl", &["-qw", "net.ipv4.conf.all.forwarding=1"]);
+    let egress = h
+        .get_with(
+            ip("192.168.7.7"),
+            &GetOptions {
+                from: Some(ip("192.168.105.44")),
+                iif: Some("lxc1".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(egress.table, 92);
+    assert_eq!(
+        (egress.nexthop, egress.device.as_deref()),
+        (Some(ip("192.168.0.1")), Some("eth2"))
+    );
+    let outside = h
+        .get_with(
+            ip("8.8.8.8"),
+            &GetOptions {
+                from: Some(ip("192.168.105.44")),
+                iif: Some("lxc1".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert!(
+        outside.errno().is_some(),
+        "not in a VPC CIDR: main has no route: {outside}"
+    );
+    let ingress = h
+        .get_with(
+            ip("192.168.105.45"),
+            &GetOptions {
+                from: Some(ip("192.168.9.9")),
+                iif: Some("eth2".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(ingress.device.as_deref(), Some("lxc2"));
     a.remove(&h).unwrap();
     assert_eq!(
         h.list(&RouteFilter::default().table(92)).unwrap().len(),
