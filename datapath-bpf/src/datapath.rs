@@ -54,7 +54,8 @@ pub struct Options {
     /// keeps flowing while the agent restarts: tcx links are pinned under
     /// `pin_dir/links/` and taken over (program swapped in) by the next
     /// [`Datapath::attach`] of the same hook; tc filters stay and are
-    /// replaced. [`Datapath::teardown`] still detaches everything. Default off.
+    /// replaced by the next attach of the same hook. [`Datapath::teardown`]
+    /// detaches what this instance attached and every pinned link. Default off.
     pub keep_attached: bool,
 }
 
