@@ -881,7 +881,7 @@ impl Handle {
             filter.table.is_none_or(|t| d.route.table == t)
                 && filter.proto.is_none_or(|p| d.route.proto == p)
                 && filter.kind.is_none_or(|k| d.route.kind == k)
-                && (oif.is_none() || d.oif == oif)
+                && (oif.is_none() || d.oif == oif || oif.is_some_and(|o| d.hop_oifs.contains(&o)))
         });
         let found = found.map_err(|e| kernel(Op::List, &what, e))?;
         Ok(found.into_iter().map(|d| self.named(&mut c, d)).collect())

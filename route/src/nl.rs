@@ -234,6 +234,22 @@ impl Conn {
         if rc != 0 {
             let _ = sock.set_rx_buf_sz(size as usize);
         }
+        // A reply never comes only if something is badly wrong; fail with
+        // EAGAIN instead of hanging forever.
+        let timeout = libc::timeval {
+            tv_sec: 60,
+            tv_usec: 0,
+        };
+        // SAFETY: setsockopt reads `timeout` for the duration of the call.
+        unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&timeout as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
         Ok(Conn {
             sock,
             seq: 0,

@@ -474,6 +474,19 @@ fn lookup_is_exact_across_tables_and_more_specific_routes() {
     let d = h
         .list(&RouteFilter::default().family(Family::V4).device("eth1"))
         .unwrap();
+    let ecmp = Route::new(net("10.82.0.0/16")).nexthops(vec![
+        NextHop::new("eth0").via(ip("10.0.0.2")),
+        NextHop::new("eth1").via(ip("10.1.0.2")),
+    ]);
+    h.upsert(&ecmp, None).unwrap();
+    let via_eth1 = h
+        .list(&RouteFilter::default().family(Family::V4).device("eth1"))
+        .unwrap();
+    assert!(
+        via_eth1.contains(&ecmp),
+        "a multipath route lists under each of its devices"
+    );
+    h.delete(&ecmp).unwrap();
     assert!(d
         .iter()
         .all(|r| r.device.as_deref() == Some("eth1") && !r.is_ipv6()));
