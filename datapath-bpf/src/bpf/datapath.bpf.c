@@ -933,7 +933,9 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 		fib.family = AF_INET;
 		fib.tos = ip4->tos;
 		fib.l4_protocol = ip4->protocol;
-		fib.tot_len = tot;
+		/* tot_len 0: the kernel checks the skb against the egress MTU
+		 * itself, GSO-aware (a TSO super-packet is forwardable). */
+		fib.tot_len = 0;
 		fib.ipv4_src = ip4->saddr;
 		fib.ipv4_dst = ip4->daddr;
 		fib.ifindex = ctx->ingress_ifindex;
@@ -1177,7 +1179,7 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 
 		fib.family = AF_INET6;
 		fib.l4_protocol = ip6->nexthdr;
-		fib.tot_len = l3_end - ETH_HLEN;
+		fib.tot_len = 0; /* GSO-aware MTU check by the kernel */
 		__builtin_memcpy(fib.ipv6_src, saddr, 16);
 		__builtin_memcpy(fib.ipv6_dst, daddr, 16);
 		fib.ifindex = ctx->ingress_ifindex;
