@@ -399,7 +399,14 @@ pub(crate) fn rule_dump(family: Option<Family>) -> RuleMessage {
 }
 
 /// Decodes an RTM_NEWRULE body; `None` for other families.
+#[cfg(test)]
 pub(crate) fn decode_rule(buf: &[u8]) -> Result<Option<Rule>, NlError> {
+    Ok(decode_rule_full(buf)?.map(|(r, _)| r))
+}
+
+/// Like `decode_rule`, and says whether the rule has selectors this crate
+/// does not model (iif, oif, uid range, ports, tos ...).
+pub(crate) fn decode_rule_full(buf: &[u8]) -> Result<Option<(Rule, bool)>, NlError> {
     let m = RuleMessage::parse(buf).map_err(|e| NlError::Decode(e.to_string()))?;
     let h = &m.header;
     let family = match h.family {
@@ -421,6 +428,7 @@ pub(crate) fn decode_rule(buf: &[u8]) -> Result<Option<Rule>, NlError> {
     };
     let mut src = None;
     let mut dst = None;
+    let mut extra = h.tos != 0;
     for a in &m.attributes {
         match a {
             RuleAttribute::Priority(p) => r.priority = Some(*p),
@@ -431,6 +439,19 @@ pub(crate) fn decode_rule(buf: &[u8]) -> Result<Option<Rule>, NlError> {
             RuleAttribute::Destination(ip) => dst = Some(*ip),
             RuleAttribute::Goto(p) => r.action = RuleAction::Goto(*p),
             RuleAttribute::Protocol(p) => r.protocol = Protocol(u8::from(*p)),
+            // The kernel always reports these two; all ones means unset.
+            RuleAttribute::SuppressPrefixLen(v) | RuleAttribute::SuppressIfGroup(v) => {
+                extra |= *v != u32::MAX
+            }
+            RuleAttribute::TunId(v) => extra |= *v != 0,
+            RuleAttribute::L3MDev(v) => extra |= *v,
+            RuleAttribute::Iifname(_)
+            | RuleAttribute::Oifname(_)
+            | RuleAttribute::UidRange(_)
+            | RuleAttribute::IpProtocol(_)
+            | RuleAttribute::SourcePortRange(_)
+            | RuleAttribute::DestinationPortRange(_)
+            | RuleAttribute::Realm(_) => extra = true,
             _ => {}
         }
     }
@@ -444,7 +465,7 @@ pub(crate) fn decode_rule(buf: &[u8]) -> Result<Option<Rule>, NlError> {
     if r.priority.is_none() {
         r.priority = Some(0);
     }
-    Ok(Some(r.normalized()))
+    Ok(Some((r.normalized(), extra)))
 }
 
 #[cfg(test)]

@@ -1234,8 +1234,10 @@ impl Handle {
             let all = self
                 .rules_locked(&mut c, Some(rule.family))
                 .map_err(|e| kernel(Op::ReplaceRule, &rule, e))?;
-            for k in all {
-                let stale = k != rule
+            for (k, extra) in all {
+                // A rule with selectors we do not model is someone else's.
+                let stale = !extra
+                    && k != rule
                     && k.priority == rule.priority
                     && k.from == rule.from
                     && k.to == rule.to
@@ -1265,14 +1267,14 @@ impl Handle {
         &self,
         c: &mut Conn,
         family: Option<Family>,
-    ) -> std::result::Result<Vec<Rule>, NlError> {
+    ) -> std::result::Result<Vec<(Rule, bool)>, NlError> {
         let req = codec::rule_dump(family);
         let mut tries = 0;
         loop {
             tries += 1;
             let mut out = Vec::new();
             match c.dump(nl::RTM_GETRULE, &req, nl::RTM_NEWRULE, |p| {
-                if let Some(r) = codec::decode_rule(p)? {
+                if let Some(r) = codec::decode_rule_full(p)? {
                     out.push(r);
                 }
                 Ok(())
@@ -1288,6 +1290,7 @@ impl Handle {
     pub fn list_rules(&self, family: Option<Family>) -> Result<Vec<Rule>> {
         let mut c = lock(&self.conn);
         self.rules_locked(&mut c, family)
+            .map(|v| v.into_iter().map(|(r, _)| r).collect())
             .map_err(|e| kernel(Op::ListRules, &format!("{family:?}"), e))
     }
 }

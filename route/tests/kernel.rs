@@ -351,6 +351,21 @@ fn rules_are_never_duplicated_and_match_iproute2() {
     for r in sample_rules() {
         assert_eq!(listed.iter().filter(|k| **k == r).count(), 1, "{r} once");
     }
+    // Someone else's rule with a selector we do not model (iif) stays.
+    ns.ip(&[
+        "rule",
+        "add",
+        "priority",
+        "30",
+        "from",
+        "10.0.0.9",
+        "to",
+        "10.0.0.0/16",
+        "iif",
+        "eth1",
+        "lookup",
+        "5",
+    ]);
     // A stale variant (same priority and selector, other table) goes.
     let moved = Rule::new(Family::V4)
         .priority(30)
@@ -359,8 +374,16 @@ fn rules_are_never_duplicated_and_match_iproute2() {
         .table(93);
     assert!(h.replace_rule(&moved).unwrap());
     let v4 = h.list_rules(Some(Family::V4)).unwrap();
-    assert_eq!(v4.iter().filter(|k| k.priority == Some(30)).count(), 1);
+    assert_eq!(
+        v4.iter().filter(|k| k.priority == Some(30)).count(),
+        2,
+        "{v4:#?}"
+    );
     assert!(v4.contains(&moved));
+    assert!(ns
+        .ip(&["rule", "show", "priority", "30"])
+        .contains("iif eth1"));
+    ns.ip(&["rule", "del", "priority", "30", "iif", "eth1"]);
     for r in sample_rules()
         .into_iter()
         .filter(|r| r.priority != Some(30) || r.family == Family::V6)
