@@ -330,6 +330,33 @@ fn policy_deny_and_enforcement_are_counted() {
             .retval,
         TC_ACT_SHOT
     );
+
+    // An ICMP error about that UDP flow (B's port unreachable back to A) is
+    // RELATED: A's ingress enforcement does not drop it.
+    dp.upsert_endpoint(&ep(a4().into(), true, EndpointFlags::INGRESS_ENFORCE))
+        .unwrap();
+    let mut unreach = vec![3u8, 3, 0, 0, 0, 0, 0, 0];
+    unreach.extend(Ip4::new(a4(), b4(), 17).build(&udp(5000, 53, 0)));
+    let err = packet4(B_MAC, B_NODE_MAC, &Ip4::new(b4(), a4(), 1), &unreach);
+    assert_eq!(
+        dp.test_run(Program::ToContainer, &err, &TestContext::default())
+            .unwrap()
+            .retval,
+        TC_ACT_OK
+    );
+    // An ICMP error from a peer A has no flow with is new, and dropped.
+    let stray = packet4(
+        B_MAC,
+        B_NODE_MAC,
+        &Ip4::new("10.1.0.77".parse().unwrap(), a4(), 1),
+        &unreach,
+    );
+    assert_eq!(
+        dp.test_run(Program::ToContainer, &stray, &TestContext::default())
+            .unwrap()
+            .retval,
+        TC_ACT_SHOT
+    );
 }
 
 #[test]
