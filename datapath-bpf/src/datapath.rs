@@ -233,6 +233,15 @@ impl Datapath {
             source,
         })?;
 
+        let loaded = Self::load_in(opts, created_dir);
+        if loaded.is_err() && created_dir {
+            // libbpf unpins what it pinned on failure; leave no directory behind.
+            let _ = std::fs::remove_dir(&opts.pin_dir);
+        }
+        loaded
+    }
+
+    fn load_in(opts: &Options, created_dir: bool) -> Result<Datapath> {
         let mut builder = ObjectBuilder::default();
         builder
             .pin_root_path(&opts.pin_dir)

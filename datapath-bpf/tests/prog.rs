@@ -799,6 +799,14 @@ fn bad_input_is_rejected_before_the_kernel() {
     ));
     assert!(!std::path::Path::new("/sys/fs/bpf/never-created").exists());
 
+    // A pin directory outside bpffs: the load fails and leaves no directory.
+    let base = std::env::temp_dir().join(format!("pnt-dp-notbpffs-{}", std::process::id()));
+    let notbpf = Options::small(base.join("g"));
+    let r = Datapath::load(&notbpf);
+    assert!(matches!(r, Err(Error::Load { .. })), "{r:?}");
+    assert!(!base.join("g").exists());
+    let _ = std::fs::remove_dir_all(&base);
+
     // ipcache: host bits are cleared, longest prefix wins.
     dp.upsert_ipcache(
         "10.9.1.77".parse().unwrap(),
