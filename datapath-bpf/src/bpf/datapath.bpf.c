@@ -613,11 +613,15 @@ static __always_inline int load_l4(struct __sk_buff *ctx, __u32 off, __u8 *buf, 
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 
-	if (off <= 14 + 60 && len == 14) {
+	if (off <= 14 + 60) {
 		__u8 *p = data + off;
 
-		if ((void *)(p + 14) <= data_end) {
+		if (len == 14 && (void *)(p + 14) <= data_end) {
 			__builtin_memcpy(buf, p, 14);
+			return 0;
+		}
+		if (len == 8 && (void *)(p + 8) <= data_end) {
+			__builtin_memcpy(buf, p, 8);
 			return 0;
 		}
 	}
@@ -640,7 +644,7 @@ static __always_inline int extract_l4(struct __sk_buff *ctx, __u8 proto, __u32 o
 		return 0;
 	}
 	if (proto == IPPROTO_UDP) {
-		if (off + 8 > l3_end || bpf_skb_load_bytes(ctx, off, buf, 4) < 0)
+		if (off + 8 > l3_end || load_l4(ctx, off, buf, 8) < 0)
 			return DROP_CT_INVALID_HDR;
 		__builtin_memcpy(&l4->tdport, &buf[0], 2);
 		__builtin_memcpy(&l4->tsport, &buf[2], 2);
@@ -652,7 +656,7 @@ static __always_inline int extract_l4(struct __sk_buff *ctx, __u8 proto, __u32 o
 		__be16 id;
 		__u8 type;
 
-		if (off + 8 > l3_end || bpf_skb_load_bytes(ctx, off, buf, 8) < 0)
+		if (off + 8 > l3_end || load_l4(ctx, off, buf, 8) < 0)
 			return DROP_CT_INVALID_HDR;
 		type = buf[0];
 		__builtin_memcpy(&id, &buf[4], 2);
