@@ -643,6 +643,23 @@ fn malformed_packets_get_a_defined_verdict_and_are_counted() {
             .unwrap(),
         1
     );
+    // ... but multicast control traffic (an MLD report behind hop-by-hop)
+    // passes untouched, uncounted.
+    let mut mld = eth([0x33, 0x33, 0, 0, 0, 0x16], A_MAC, ETH_P_IPV6);
+    mld.extend(ip6(
+        a6(),
+        "ff02::16".parse().unwrap(),
+        0,
+        1,
+        &[58, 0, 5, 2, 0, 0, 1, 0, 143, 0, 0, 0, 0, 0, 0, 0],
+    ));
+    let out = run(&mld).unwrap();
+    assert_eq!((out.retval, &out.data), (TC_ACT_OK, &mld));
+    assert_eq!(
+        dp.metric(reason::INVALID_EXTHDR, Direction::Egress)
+            .unwrap(),
+        1
+    );
     // IPv6 payload length beyond the packet.
     p[14 + 4..14 + 6].copy_from_slice(&4000u16.to_be_bytes());
     assert_eq!(run(&p).unwrap().retval, TC_ACT_SHOT);

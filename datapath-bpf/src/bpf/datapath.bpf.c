@@ -1080,6 +1080,10 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 	__builtin_memcpy(saddr, &ip6->saddr, 16);
 	__builtin_memcpy(daddr, &ip6->daddr, 16);
 	nexthdr = ip6->nexthdr;
+	/* Multicast (ff00::/8: MLD, solicited-node NDP, router discovery) is
+	 * link-local control traffic for the host or the pod, never a pod flow. */
+	if ((daddr[0] & bpf_htonl(0xff000000)) == bpf_htonl(0xff000000))
+		return TC_ACT_OK;
 
 	if (hook == HOOK_FROM_NETDEV) {
 		dep = lookup_ep6(daddr);
