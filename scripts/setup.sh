@@ -16,6 +16,8 @@ declare -A PKGS=(
   [bpftool]=/usr/sbin/bpftool
   [iputils-ping]=/usr/bin/ping
   [iperf3]=/usr/bin/iperf3
+  [linux-libc-dev]=/usr/include/linux/bpf.h
+  [procps]=/usr/sbin/sysctl
 )
 
 if [ "$(id -u)" -ne 0 ]; then
