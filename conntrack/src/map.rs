@@ -739,9 +739,11 @@ impl Iterator for Entries<'_> {
         let ks = self.family.key_size();
         let i = self.pos;
         self.pos += 1;
-        let key = AnyCtKey::from_bytes(self.family, &self.scanner.keys[i * ks..(i + 1) * ks]);
+        // The scanner's buffers hold whole keys and values of the sizes
+        // checked at open: plain copies, no fallible decoding per entry.
+        let key = AnyCtKey::copy_from(self.family, &self.scanner.keys[i * ks..(i + 1) * ks]);
         let val =
-            CtEntry::from_bytes(&self.scanner.values[i * CtEntry::SIZE..(i + 1) * CtEntry::SIZE]);
-        Some(key.and_then(|k| val.map(|v| (k, v))))
+            CtEntry::copy_from(&self.scanner.values[i * CtEntry::SIZE..(i + 1) * CtEntry::SIZE]);
+        Some(Ok((key, val)))
     }
 }
