@@ -21,6 +21,9 @@ mod route;
 
 use report::Report;
 
+/// An area's benchmarks: its name and what runs them.
+type Area = (&'static str, fn(&mut Report));
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // `cargo bench` passes `--bench`; `cargo test --benches` does not.
@@ -34,7 +37,7 @@ fn main() {
         return;
     }
     let mut report = Report::new(full);
-    let areas: [(&str, fn(&mut Report)); 3] = [
+    let areas: [Area; 3] = [
         ("route", route::run),
         ("conntrack", conntrack::run),
         ("datapath", datapath::run),
