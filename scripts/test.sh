@@ -6,5 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup.sh
 
-cargo test --workspace --all-targets "$@"
-cargo test --workspace --doc "$@"
+cargo test --workspace --all-targets --no-fail-fast "$@"
+cargo test --workspace --doc --no-fail-fast "$@"
