@@ -78,50 +78,13 @@ fn run() -> Result<()> {
         "via",
         "192.168.0.20",
     ]);
-    veth(&node, "lxc-eni", &pod, "eth0");
-    let lxc_mac = node.exec_ok("cat", &["/sys/class/net/lxc-eni/address"]);
-    let pod_mac = pod.exec_ok("cat", &["/sys/class/net/eth0/address"]);
-    pod.ip(&["addr", "add", &format!("{POD_IP}/32"), "dev", "eth0"]);
-    pod.ip(&[
-        "route",
-        "add",
-        "169.254.1.1",
-        "dev",
-        "eth0",
-        "scope",
-        "link",
-    ]);
-    pod.ip(&[
-        "route",
-        "add",
-        "default",
-        "via",
-        "169.254.1.1",
-        "dev",
-        "eth0",
-    ]);
-    pod.ip(&[
-        "neigh",
-        "add",
-        "169.254.1.1",
-        "lladdr",
-        lxc_mac.trim(),
-        "dev",
-        "eth0",
-        "nud",
-        "permanent",
-    ]);
-    node.ip(&[
-        "neigh",
-        "add",
-        POD_IP,
-        "lladdr",
-        pod_mac.trim(),
-        "dev",
+    testsupport::pod_link(
+        &node,
         "lxc-eni",
-        "nud",
-        "permanent",
-    ]);
+        &pod,
+        POD_IP.parse()?,
+        "169.254.1.1".parse()?,
+    );
     println!("  node pe-node: eth1 192.168.0.20/24 (ENI), lxc-eni; no default route");
     println!("  pod pe-pod: {POD_IP}/32, default via 169.254.1.1 (the host-side veth)");
     println!("  router pe-vpc: 192.168.0.1/24, {VPC_HOST} on lo");

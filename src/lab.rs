@@ -38,7 +38,7 @@ use datapath_bpf::{AttachMode, Datapath, Endpoint, EndpointFlags, Hook, IpcacheI
 use ipnet::{IpNet, Ipv4Net};
 use route::layout::NativeRouting;
 use route::{Handle, Route};
-use testsupport::{veth, BpfDir, Netns};
+use testsupport::{pod_link, veth, BpfDir, Netns};
 
 /// The error of every lab step: what failed, in words.
 pub type LabError = Box<dyn StdError + Send + Sync>;
@@ -210,27 +210,6 @@ pub struct Lab {
     pins: BpfDir,
 }
 
-fn mac_of(ns: &Netns, ifname: &str) -> LabResult<[u8; 6]> {
-    let text = ns.exec_ok("cat", &[&format!("/sys/class/net/{ifname}/address")]);
-    let mut mac = [0u8; 6];
-    let parts: Vec<&str> = text.trim().split(':').collect();
-    if parts.len() != 6 {
-        return Err(format!("unexpected MAC {text:?} of {ifname}").into());
-    }
-    for (b, p) in mac.iter_mut().zip(parts) {
-        *b = u8::from_str_radix(p, 16)?;
-    }
-    Ok(mac)
-}
-
-/// `aa:bb:cc:dd:ee:ff`.
-pub fn fmt_mac(m: &[u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 impl Lab {
     /// Creates namespaces, links and addresses: the container runtime's part.
     ///
@@ -332,42 +311,14 @@ impl Lab {
                 format!("pod name {} makes {lxc} longer than 15 characters", p.name).into(),
             );
         }
-        veth(node, &lxc, &ns, "eth0");
-        let lxc_mac = mac_of(node, &lxc)?;
-        let mac = mac_of(&ns, "eth0")?;
-        let gw = n.host_ip.to_string();
-        ns.ip(&["addr", "add", &format!("{}/32", p.ip), "dev", "eth0"]);
-        ns.ip(&["route", "add", &gw, "dev", "eth0", "scope", "link"]);
-        ns.ip(&["route", "add", "default", "via", &gw, "dev", "eth0"]);
-        ns.ip(&[
-            "neigh",
-            "add",
-            &gw,
-            "lladdr",
-            &fmt_mac(&lxc_mac),
-            "dev",
-            "eth0",
-            "nud",
-            "permanent",
-        ]);
-        node.ip(&[
-            "neigh",
-            "add",
-            &p.ip.to_string(),
-            "lladdr",
-            &fmt_mac(&mac),
-            "dev",
-            &lxc,
-            "nud",
-            "permanent",
-        ]);
+        let link = pod_link(node, &lxc, &ns, IpAddr::V4(p.ip), IpAddr::V4(n.host_ip));
         Ok(Pod {
-            lxc_ifindex: node.ifindex(&lxc),
+            lxc_ifindex: link.lxc_ifindex,
             plan: p.clone(),
             ns,
             lxc,
-            mac,
-            lxc_mac,
+            mac: link.pod_mac,
+            lxc_mac: link.lxc_mac,
         })
     }
 

@@ -388,6 +388,13 @@ impl Netns {
         idx
     }
 
+    /// The MAC address of `ifname` inside this namespace.
+    pub fn mac(&self, ifname: &str) -> [u8; 6] {
+        let text = self.exec_ok("cat", &[&format!("/sys/class/net/{ifname}/address")]);
+        parse_mac(text.trim())
+            .unwrap_or_else(|| panic!("unexpected MAC {text:?} of {ifname} in netns {}", self.name))
+    }
+
     /// Creates an up interface `ifname` inside this namespace, for tests that
     /// need a device to point routes at. The kernels we run on may lack the
     /// `dummy` driver, so it is a veth whose peer (`ifname` with a `p` suffix,
@@ -449,6 +456,93 @@ pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
     ]);
     a.ip(&["link", "set", a_if, "up"]);
     b.ip(&["link", "set", b_if, "up"]);
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for b in &mut mac {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+/// Formats `aa:bb:cc:dd:ee:ff`.
+pub fn fmt_mac(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Both ends of a pod's veth, as [`pod_link`] made them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PodLink {
+    /// MAC of the host-side veth (the pod's gateway MAC).
+    pub lxc_mac: [u8; 6],
+    /// MAC of the pod's `eth0`.
+    pub pod_mac: [u8; 6],
+    /// Index of the host-side veth in the node's namespace.
+    pub lxc_ifindex: u32,
+}
+
+/// Wires `pod` to `node` the way a CNI plugin does for a routed pod: a veth
+/// `lxc` (node) <-> `eth0` (pod); the pod gets `pod_ip` as a host address,
+/// `gateway dev eth0 scope link`, `default via gateway` and a permanent
+/// neighbour entry mapping `gateway` to the host-side veth's MAC (so it never
+/// ARPs for it); the node gets a permanent neighbour entry for `pod_ip` on
+/// `lxc`. The node's route to the pod is left to the caller.
+pub fn pod_link(
+    node: &Netns,
+    lxc: &str,
+    pod: &Netns,
+    pod_ip: std::net::IpAddr,
+    gateway: std::net::IpAddr,
+) -> PodLink {
+    veth(node, lxc, pod, "eth0");
+    let link = PodLink {
+        lxc_mac: node.mac(lxc),
+        pod_mac: pod.mac("eth0"),
+        lxc_ifindex: node.ifindex(lxc),
+    };
+    let host_len = if pod_ip.is_ipv6() { 128 } else { 32 };
+    let gw = gateway.to_string();
+    pod.ip(&[
+        "addr",
+        "add",
+        &format!("{pod_ip}/{host_len}"),
+        "dev",
+        "eth0",
+    ]);
+    pod.ip(&["route", "add", &gw, "dev", "eth0", "scope", "link"]);
+    pod.ip(&["route", "add", "default", "via", &gw, "dev", "eth0"]);
+    let lxc_mac = fmt_mac(&link.lxc_mac);
+    pod.ip(&[
+        "neigh",
+        "add",
+        &gw,
+        "lladdr",
+        &lxc_mac,
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    ]);
+    let pod_mac = fmt_mac(&link.pod_mac);
+    let ip = pod_ip.to_string();
+    node.ip(&[
+        "neigh",
+        "add",
+        &ip,
+        "lladdr",
+        &pod_mac,
+        "dev",
+        lxc,
+        "nud",
+        "permanent",
+    ]);
+    link
 }
 
 /// A directory on bpffs for one test's pins, removed with its contents in `Drop`.
@@ -558,6 +652,35 @@ mod tests {
         a.ip(&["addr", "add", "10.99.0.1/24", "dev", "va0"]);
         b.ip(&["addr", "add", "10.99.0.2/24", "dev", "vb0"]);
         a.exec_ok("ping", &["-c", "1", "-W", "2", "10.99.0.2"]);
+    }
+
+    #[test]
+    fn macs_parse_and_format() {
+        let m = parse_mac("02:ab:00:10:ff:09").unwrap();
+        assert_eq!(m, [0x02, 0xab, 0x00, 0x10, 0xff, 0x09]);
+        assert_eq!(fmt_mac(&m), "02:ab:00:10:ff:09");
+        assert_eq!(parse_mac("02:ab:00:10:ff"), None);
+        assert_eq!(parse_mac("02:ab:00:10:ff:09:01"), None);
+        assert_eq!(parse_mac("zz:ab:00:10:ff:09"), None);
+    }
+
+    #[test]
+    fn pod_link_reaches_the_node_through_its_gateway() {
+        require_privileges!();
+        let node = Netns::new("pln");
+        let pod = Netns::new("plp");
+        node.ip(&["addr", "add", "10.77.0.1/32", "dev", "lo"]);
+        let link = pod_link(
+            &node,
+            "lxc0",
+            &pod,
+            "10.77.1.5".parse().unwrap(),
+            "169.254.1.1".parse().unwrap(),
+        );
+        assert_eq!(link.lxc_mac, node.mac("lxc0"));
+        assert_eq!(link.lxc_ifindex, node.ifindex("lxc0"));
+        node.ip(&["route", "add", "10.77.1.5/32", "dev", "lxc0"]);
+        pod.exec_ok("ping", &["-c", "1", "-W", "2", "10.77.0.1"]);
     }
 
     #[test]
