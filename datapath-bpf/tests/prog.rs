@@ -628,7 +628,9 @@ fn malformed_packets_get_a_defined_verdict_and_are_counted() {
         1
     );
 
-    // IPv6 extension header (hop-by-hop).
+    // An IPv6 hop-by-hop header is walked past (more in
+    // `ipv6_extension_headers_are_walked_to_the_real_l4`): the echo request
+    // behind it is tracked and delivered.
     let mut p = eth(A_MAC, A_NODE_MAC, ETH_P_IPV6);
     p.extend(ip6(
         a6(),
@@ -637,14 +639,9 @@ fn malformed_packets_get_a_defined_verdict_and_are_counted() {
         64,
         &[58, 0, 0, 0, 0, 0, 0, 0, 128, 0, 0, 0, 0, 1, 0, 1],
     ));
-    assert_eq!(run(&p).unwrap().retval, TC_ACT_SHOT);
-    assert_eq!(
-        dp.metric(reason::INVALID_EXTHDR, Direction::Egress)
-            .unwrap(),
-        1
-    );
-    // ... but multicast control traffic (an MLD report behind hop-by-hop)
-    // passes untouched, uncounted.
+    assert_eq!(run(&p).unwrap().retval, TC_ACT_REDIRECT);
+    // Multicast control traffic (an MLD report behind hop-by-hop with a
+    // router alert) passes untouched, uncounted.
     let mut mld = eth([0x33, 0x33, 0, 0, 0, 0x16], A_MAC, ETH_P_IPV6);
     mld.extend(ip6(
         a6(),
@@ -658,7 +655,7 @@ fn malformed_packets_get_a_defined_verdict_and_are_counted() {
     assert_eq!(
         dp.metric(reason::INVALID_EXTHDR, Direction::Egress)
             .unwrap(),
-        1
+        0
     );
     // IPv6 payload length beyond the packet.
     p[14 + 4..14 + 6].copy_from_slice(&4000u16.to_be_bytes());
@@ -705,6 +702,153 @@ fn malformed_packets_get_a_defined_verdict_and_are_counted() {
         assert_eq!(out.retval, TC_ACT_SHOT);
     }
     assert_eq!(dp.metric(reason::INVALID, Direction::Ingress).unwrap(), 2);
+}
+
+/// An 8-byte-unit option header (hop-by-hop, routing or destination
+/// options): `next`, then `units` x 8 more bytes of PadN / zeros.
+fn opt_hdr(next: u8, units: u8) -> Vec<u8> {
+    let mut h = vec![0u8; 8 + 8 * usize::from(units)];
+    h[0] = next;
+    h[1] = units;
+    h[2] = 1; // PadN
+    h[3] = (h.len() - 4) as u8;
+    h
+}
+
+#[test]
+fn ipv6_extension_headers_are_walked_to_the_real_l4() {
+    require_privileges!();
+    let (_dir, dp) = setup("exthdr");
+    // A enforces egress policy: only TCP 8443 to B is allowed.
+    dp.upsert_endpoint(&ep(a6().into(), true, EndpointFlags::EGRESS_ENFORCE))
+        .unwrap();
+    dp.allow(&PolicyKey {
+        endpoint_id: 1001,
+        identity: B_ID,
+        dport: 8443,
+        protocol: 6,
+        direction: Direction::Egress,
+    })
+    .unwrap();
+    let run = |p: &[u8]| dp.test_run(Program::FromContainer, p, &from_a()).unwrap();
+    let pkt = |first: u8, chain: &[u8], l4: &[u8]| {
+        let mut payload = chain.to_vec();
+        payload.extend_from_slice(l4);
+        let mut p = eth(A_MAC, A_NODE_MAC, ETH_P_IPV6);
+        p.extend(ip6(a6(), b6(), first, 64, &payload));
+        p
+    };
+    let metric = |r| dp.metric(r, Direction::Egress).unwrap();
+
+    // TCP behind hop-by-hop + destination options: tracked and forwarded.
+    let mut chain = opt_hdr(60, 0);
+    chain.extend(opt_hdr(6, 1));
+    let syn = pkt(0, &chain, &tcp(35000, 8443, 0x02));
+    let out = run(&syn);
+    assert_eq!(out.retval, TC_ACT_REDIRECT);
+    assert_eq!(dp.last_redirect().unwrap(), Some(B_IF));
+    assert_eq!(out.data[14 + 7], 63, "hop limit decremented");
+    assert_eq!(&out.data[14 + 40..], &syn[14 + 40..], "chain and TCP intact");
+    let ct = dp.ct6_entries(true).unwrap();
+    assert_eq!(ct.len(), 1, "{ct:?}");
+    let (k, e) = ct[0];
+    assert_eq!((k.daddr, k.saddr), (a6().octets(), b6().octets()));
+    assert_eq!(
+        (k.nexthdr, k.dport, k.sport, k.flags),
+        (6, 8443u16.to_be(), 35000u16.to_be(), TUPLE_F_OUT)
+    );
+    assert_eq!((e.packets, e.tx_flags_seen), (1, 0x02));
+    // The next packet of the flow (same chain) hits the entry.
+    let ack = pkt(0, &chain, &tcp(35000, 8443, 0x10));
+    assert_eq!(run(&ack).retval, TC_ACT_REDIRECT);
+    let ct = dp.ct6_entries(true).unwrap();
+    assert_eq!(ct.len(), 1);
+    assert_eq!(ct[0].1.packets, 2);
+    assert_ne!(ct[0].1.flags & ct_flags::SEEN_NON_SYN, 0);
+    // Policy sees the real port: 9999 behind the same chain is denied.
+    let denied = pkt(0, &chain, &tcp(35001, 9999, 0x02));
+    assert_eq!(run(&denied).retval, TC_ACT_SHOT);
+    assert_eq!(metric(reason::POLICY), 1);
+
+    // AH counts its length in 4-byte units (+2): 24 bytes here.
+    let mut ah = vec![0u8; 24];
+    ah[0] = 6;
+    ah[1] = 4;
+    let out = run(&pkt(51, &ah, &tcp(35002, 8443, 0x02)));
+    assert_eq!(out.retval, TC_ACT_REDIRECT);
+    assert!(dp
+        .ct6_entries(true)
+        .unwrap()
+        .iter()
+        .any(|(k, _)| k.sport == 35002u16.to_be() && k.dport == 8443u16.to_be()));
+
+    // Exactly IPV6_MAX_HEADERS (4) headers: walked.
+    let mut four = Vec::new();
+    for next in [60, 60, 60, 6] {
+        four.extend(opt_hdr(next, 0));
+    }
+    assert_eq!(
+        run(&pkt(60, &four, &tcp(35003, 8443, 0x02))).retval,
+        TC_ACT_REDIRECT
+    );
+    // One more: dropped, counted.
+    let mut five = opt_hdr(60, 0);
+    five.extend(&four);
+    assert_eq!(
+        run(&pkt(60, &five, &tcp(35004, 8443, 0x02))).retval,
+        TC_ACT_SHOT
+    );
+    assert_eq!(metric(reason::INVALID_EXTHDR), 1);
+
+    // Truncated chain: hop-by-hop says 16 bytes, the payload holds 8.
+    let mut cut = opt_hdr(6, 1);
+    cut.truncate(8);
+    assert_eq!(run(&pkt(0, &cut, &[])).retval, TC_ACT_SHOT);
+    // ... or the chain ends where the next header would start.
+    assert_eq!(run(&pkt(0, &opt_hdr(60, 0), &[])).retval, TC_ACT_SHOT);
+    assert_eq!(metric(reason::INVALID), 2);
+
+    // Fragment header (directly and behind hop-by-hop): dropped as an
+    // unsupported fragment, counted.
+    let frag = [6u8, 0, 0, 1, 0, 0, 0, 7];
+    assert_eq!(
+        run(&pkt(44, &frag, &tcp(35005, 8443, 0x02))).retval,
+        TC_ACT_SHOT
+    );
+    let mut hbh_frag = opt_hdr(44, 0);
+    hbh_frag.extend_from_slice(&frag);
+    assert_eq!(
+        run(&pkt(0, &hbh_frag, &tcp(35006, 8443, 0x02))).retval,
+        TC_ACT_SHOT
+    );
+    assert_eq!(metric(reason::FRAG_NOSUPPORT), 2);
+
+    // "No next header" and ESP: nothing conntrack can track.
+    assert_eq!(run(&pkt(0, &opt_hdr(59, 0), &[])).retval, TC_ACT_SHOT);
+    assert_eq!(metric(reason::INVALID_EXTHDR), 2);
+    assert_eq!(run(&pkt(50, &[0u8; 16], &[])).retval, TC_ACT_SHOT);
+    assert_eq!(metric(reason::CT_UNKNOWN_PROTO), 1);
+
+    // None of the drops created an entry: the three flows walked above.
+    assert_eq!(dp.ct6_entries(true).unwrap().len(), 3);
+
+    // to_container walks the chain too: B's reply is found as a reply.
+    let mut reply = eth(A_NODE_MAC, B_MAC, ETH_P_IPV6);
+    let mut payload = opt_hdr(6, 0);
+    payload.extend(tcp(8443, 35000, 0x12));
+    reply.extend(ip6(b6(), a6(), 0, 64, &payload));
+    let out = dp
+        .test_run(Program::ToContainer, &reply, &TestContext::default())
+        .unwrap();
+    assert_eq!(out.retval, TC_ACT_OK);
+    let ct = dp.ct6_entries(true).unwrap();
+    assert_eq!(ct.len(), 3, "a reply creates no entry: {ct:?}");
+    let flow = ct
+        .iter()
+        .find(|(k, _)| k.sport == 35000u16.to_be())
+        .unwrap();
+    assert_eq!(flow.1.packets, 3);
+    assert_eq!(flow.1.rx_flags_seen, 0x12);
 }
 
 #[test]

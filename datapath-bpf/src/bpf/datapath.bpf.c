@@ -756,16 +756,25 @@ static __always_inline int ct4_create(struct __sk_buff *ctx, struct ipv4_ct_tupl
 }
 
 static __always_inline int ct4_lookup(struct __sk_buff *ctx, struct ipv4_ct_tuple *tuple,
-				      int dir, const struct l4info *l4)
+				      int dir, const struct l4info *l4, bool forward_first)
 {
 	bool is_tcp = tuple->nexthdr == IPPROTO_TCP;
 	void *map = is_tcp ? (void *)&cilium_ct4_global : (void *)&cilium_ct_any4_global;
 	int ret;
 
+	if (forward_first) {
+		ct_reverse4(tuple);
+		ret = __ct_lookup(map, ctx, tuple, l4->action, dir, is_tcp, l4->tcp_flags);
+		if (ret != CT_NEW)
+			return ret;
+		ct_reverse4(tuple);
+	}
 	ret = __ct_lookup(map, ctx, tuple, l4->action, dir, is_tcp, l4->tcp_flags);
 	if (ret != CT_NEW)
 		return ct_settle(ret, tuple->flags);
 	ct_reverse4(tuple);
+	if (forward_first)
+		return CT_NEW;
 	return __ct_lookup(map, ctx, tuple, l4->action, dir, is_tcp, l4->tcp_flags);
 }
 
@@ -786,7 +795,7 @@ static __always_inline int ipv4_ingress(struct __sk_buff *ctx, struct iphdr *ip4
 	tuple.dport = l4->tdport;
 	tuple.sport = l4->tsport;
 	tuple.flags = TUPLE_F_OUT | (l4->related ? TUPLE_F_RELATED : 0);
-	if (ct4_lookup(ctx, &tuple, CT_INGRESS, l4) != CT_NEW)
+	if (ct4_lookup(ctx, &tuple, CT_INGRESS, l4, false) != CT_NEW)
 		return 0;
 	if (!identity) {
 		sep = lookup_ep4(ip4->saddr);
@@ -888,7 +897,7 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 
 	/* from-container: egress of the pod. */
 	tuple.flags = TUPLE_F_IN | (l4.related ? TUPLE_F_RELATED : 0);
-	ct = ct4_lookup(ctx, &tuple, CT_EGRESS, &l4);
+	ct = ct4_lookup(ctx, &tuple, CT_EGRESS, &l4, true);
 	if (ct == CT_NEW) {
 		__u32 dst_identity;
 
@@ -997,24 +1006,98 @@ static __always_inline int ct6_create(struct __sk_buff *ctx, struct ipv6_ct_tupl
 }
 
 static __always_inline int ct6_lookup(struct __sk_buff *ctx, struct ipv6_ct_tuple *tuple,
-				      int dir, const struct l4info *l4)
+				      int dir, const struct l4info *l4, bool forward_first)
 {
 	bool is_tcp = tuple->nexthdr == IPPROTO_TCP;
 	void *map = is_tcp ? (void *)&cilium_ct6_global : (void *)&cilium_ct_any6_global;
 	int ret;
 
+	if (forward_first) {
+		ct_reverse6(tuple);
+		ret = __ct_lookup(map, ctx, tuple, l4->action, dir, is_tcp, l4->tcp_flags);
+		if (ret != CT_NEW)
+			return ret;
+		ct_reverse6(tuple);
+	}
 	ret = __ct_lookup(map, ctx, tuple, l4->action, dir, is_tcp, l4->tcp_flags);
 	if (ret != CT_NEW)
 		return ct_settle(ret, tuple->flags);
 	ct_reverse6(tuple);
+	if (forward_first)
+		return CT_NEW;
 	return __ct_lookup(map, ctx, tuple, l4->action, dir, is_tcp, l4->tcp_flags);
 }
 
-static __always_inline bool ipv6_is_ext_hdr(__u8 nh)
+/* IPv6 extension headers (Cilium's NEXTHDR_* in bpf/lib/ipv6.h). */
+#define NEXTHDR_HOP 0
+#define NEXTHDR_ROUTING 43
+#define NEXTHDR_FRAGMENT 44
+#define NEXTHDR_ESP 50
+#define NEXTHDR_AUTH 51
+#define NEXTHDR_NONE 59
+#define NEXTHDR_DEST 60
+
+/* Extension headers skipped before giving up (Cilium's IPV6_MAX_HEADERS). */
+#define IPV6_MAX_HEADERS 4
+
+/* Walks the extension headers after the fixed IPv6 header, the way Cilium's
+ * ipv6_hdrlen() does (bpf/lib/ipv6.h in cilium/cilium; facts only): Hop-by-Hop,
+ * Routing, Destination Options and AH are skipped (AH counts its length in
+ * 4-byte units minus 2, the others in 8-byte units minus 1), at most
+ * IPV6_MAX_HEADERS of them. On success *nexthdr is the upper-layer protocol
+ * and *off its offset; ESP ends the walk (its payload is encrypted: the
+ * caller sees protocol 50 and drops it as an unknown L4 protocol).
+ * Returns 0 or a DROP_* code:
+ *  - fragment header: DROP_FRAG_NOSUPPORT (no fragment tracking),
+ *  - "no next header": DROP_INVALID_EXTHDR (nothing to track),
+ *  - a header that does not fit the payload: DROP_INVALID,
+ *  - more than IPV6_MAX_HEADERS headers: DROP_INVALID_EXTHDR. */
+static __always_inline int ipv6_skip_exthdrs(struct __sk_buff *ctx, __u32 l3_end, __u8 *nexthdr,
+					     __u32 *off)
 {
-	return nh == 0 /* hop-by-hop */ || nh == 43 /* routing */ || nh == 44 /* fragment */ ||
-	       nh == 50 /* ESP */ || nh == 51 /* AH */ || nh == 60 /* destination options */ ||
-	       nh == 135 /* mobility */ || nh == 139 /* HIP */ || nh == 140 /* shim6 */;
+	__u8 nh = *nexthdr;
+	__u32 o = *off;
+	__u8 opt[2];
+	int i;
+
+#pragma unroll
+	for (i = 0; i < IPV6_MAX_HEADERS; i++) {
+		switch (nh) {
+		case NEXTHDR_HOP:
+		case NEXTHDR_ROUTING:
+		case NEXTHDR_AUTH:
+		case NEXTHDR_DEST:
+			if (o + 8 > l3_end || bpf_skb_load_bytes(ctx, o, opt, 2) < 0)
+				return DROP_INVALID;
+			o += nh == NEXTHDR_AUTH ? ((__u32)opt[1] + 2) << 2 :
+						  ((__u32)opt[1] + 1) << 3;
+			if (o > l3_end)
+				return DROP_INVALID;
+			nh = opt[0];
+			break;
+		case NEXTHDR_FRAGMENT:
+			return DROP_FRAG_NOSUPPORT;
+		case NEXTHDR_NONE:
+			return DROP_INVALID_EXTHDR;
+		default:
+			*nexthdr = nh;
+			*off = o;
+			return 0;
+		}
+	}
+	switch (nh) {
+	case NEXTHDR_HOP:
+	case NEXTHDR_ROUTING:
+	case NEXTHDR_AUTH:
+	case NEXTHDR_DEST:
+	case NEXTHDR_NONE:
+		return DROP_INVALID_EXTHDR;
+	case NEXTHDR_FRAGMENT:
+		return DROP_FRAG_NOSUPPORT;
+	}
+	*nexthdr = nh;
+	*off = o;
+	return 0;
 }
 
 static __always_inline int ipv6_ingress(struct __sk_buff *ctx, const __u32 *saddr,
@@ -1031,7 +1114,7 @@ static __always_inline int ipv6_ingress(struct __sk_buff *ctx, const __u32 *sadd
 	tuple.dport = l4->tdport;
 	tuple.sport = l4->tsport;
 	tuple.flags = TUPLE_F_OUT | (l4->related ? TUPLE_F_RELATED : 0);
-	if (ct6_lookup(ctx, &tuple, CT_INGRESS, l4) != CT_NEW)
+	if (ct6_lookup(ctx, &tuple, CT_INGRESS, l4, false) != CT_NEW)
 		return 0;
 	if (!identity) {
 		sep = lookup_ep6(saddr);
@@ -1093,8 +1176,9 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 			return TC_ACT_OK;
 		identity = ipcache_identity6(saddr);
 		if (CONFIG.redirect_peer) {
-			if (ipv6_is_ext_hdr(nexthdr))
-				return drop(ctx, DROP_INVALID_EXTHDR, mdir);
+			ret = ipv6_skip_exthdrs(ctx, l3_end, &nexthdr, &l4_off);
+			if (ret < 0)
+				return drop(ctx, ret, mdir);
 			ret = extract_l4(ctx, nexthdr, l4_off, l3_end, &l4);
 			if (ret < 0)
 				return drop(ctx, ret, mdir);
@@ -1114,9 +1198,10 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 		return redirect_to(dep->ifindex);
 	}
 
+	ret = ipv6_skip_exthdrs(ctx, l3_end, &nexthdr, &l4_off);
+	if (ret < 0)
+		return drop(ctx, ret, mdir);
 	tuple.nexthdr = nexthdr;
-	if (ipv6_is_ext_hdr(nexthdr))
-		return drop(ctx, DROP_INVALID_EXTHDR, mdir);
 	ret = extract_l4(ctx, nexthdr, l4_off, l3_end, &l4);
 	if (ret < 0)
 		return drop(ctx, ret, mdir);
@@ -1139,7 +1224,7 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 	}
 
 	tuple.flags = TUPLE_F_IN | (l4.related ? TUPLE_F_RELATED : 0);
-	ct = ct6_lookup(ctx, &tuple, CT_EGRESS, &l4);
+	ct = ct6_lookup(ctx, &tuple, CT_EGRESS, &l4, true);
 	if (ct == CT_NEW) {
 		__u32 dst_identity;
 
@@ -1186,7 +1271,7 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 		struct bpf_fib_lookup fib = {};
 
 		fib.family = AF_INET6;
-		fib.l4_protocol = ip6->nexthdr;
+		fib.l4_protocol = nexthdr;
 		fib.tot_len = 0; /* GSO-aware MTU check by the kernel */
 		__builtin_memcpy(fib.ipv6_src, saddr, 16);
 		__builtin_memcpy(fib.ipv6_dst, daddr, 16);
