@@ -748,7 +748,11 @@ fn ipv6_extension_headers_are_walked_to_the_real_l4() {
     assert_eq!(out.retval, TC_ACT_REDIRECT);
     assert_eq!(dp.last_redirect().unwrap(), Some(B_IF));
     assert_eq!(out.data[14 + 7], 63, "hop limit decremented");
-    assert_eq!(&out.data[14 + 40..], &syn[14 + 40..], "chain and TCP intact");
+    assert_eq!(
+        &out.data[14 + 40..],
+        &syn[14 + 40..],
+        "chain and TCP intact"
+    );
     let ct = dp.ct6_entries(true).unwrap();
     assert_eq!(ct.len(), 1, "{ct:?}");
     let (k, e) = ct[0];
