@@ -888,6 +888,14 @@ impl Handle {
     }
 
     /// The kernel's answer for `dst`, like `ip route get DST`.
+    ///
+    /// An IPv4 answer is a cached clone for which the kernel reports no
+    /// protocol (`unspec`); it is returned as [`Protocol::BOOT`], the
+    /// default, so that neither `Display` nor [`Route::show`] prints a
+    /// `proto`, as `ip route get` prints none. `answer.show(ShowStyle::TableAll)`
+    /// is the first line of `ip route get` without `uid` (and, for IPv4,
+    /// with the `mtu` that `ip` prints on its `cache` line; for IPv6,
+    /// without `from`).
     pub fn get(&self, dst: IpAddr) -> Result<Route> {
         let mut c = lock(&self.conn);
         let d = c
@@ -902,7 +910,7 @@ impl Handle {
             op: Op::Get,
             reason: "reply of another family".into(),
         })?;
-        Ok(self.named(&mut c, d))
+        Ok(get_answer(self.named(&mut c, d)))
     }
 
     /// Deletes every route of `table` (of `family`, or both), like Cilium's
@@ -1009,7 +1017,7 @@ impl Handle {
             op: Op::Get,
             reason: "reply of another family".into(),
         })?;
-        Ok(self.named(&mut c, d))
+        Ok(get_answer(self.named(&mut c, d)))
     }
 
     // ---------------------------------------------------------------- batch
@@ -1293,6 +1301,15 @@ impl Handle {
             .map(|v| v.into_iter().map(|(r, _)| r).collect())
             .map_err(|e| kernel(Op::ListRules, &format!("{family:?}"), e))
     }
+}
+
+/// An `ip route get` answer: IPv4 answers carry protocol 0, which `ip`
+/// does not print (see [`Handle::get`]).
+fn get_answer(mut r: Route) -> Route {
+    if !r.is_ipv6() && r.proto == Protocol::UNSPEC {
+        r.proto = Protocol::BOOT;
+    }
+    r
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //!
 //! * [`Route`] and [`Rule`]: plain data with builder methods, printed as the
 //!   exact `ip route` / `ip rule` arguments (`Display`, `to_ip_command`)
-//!   and parsed back (`FromStr`).
+//!   and parsed back (`FromStr`); [`Route::show`] and [`Rule::show`] print
+//!   them as `ip route show` / `ip rule show` do.
 //! * [`Handle`]: one NETLINK_ROUTE socket in the current or any other
 //!   network namespace: [`upsert`](Handle::upsert) (Cilium's semantics,
 //!   idempotent), [`delete`](Handle::delete), exact
@@ -37,6 +38,7 @@ mod names;
 mod nl;
 mod route;
 mod rule;
+pub mod show;
 
 pub use error::{Error, Op, Result};
 pub use handle::{
@@ -50,3 +52,4 @@ pub use names::{
 };
 pub use route::{NextHop, Route};
 pub use rule::{Family, Rule, RuleAction};
+pub use show::{RouteShow, RuleShow, ShowStyle};
