@@ -7,12 +7,13 @@ use ipnet::IpNet;
 use netlink_packet_core::Parseable;
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteMetric, RouteNextHop,
+    RouteAddress, RouteAttribute, RouteFlags as NlRouteFlags, RouteHeader, RouteMessage,
+    RouteMetric, RouteNextHop,
 };
 use netlink_packet_route::rule::{RuleAction as NlAction, RuleAttribute, RuleFlags, RuleMessage};
 use netlink_packet_route::AddressFamily;
 
-use crate::names::{Protocol, RouteType, Scope};
+use crate::names::{Protocol, RouteFlags, RoutePref, RouteType, Scope};
 use crate::nl::NlError;
 use crate::route::{NextHop, Route};
 use crate::rule::{Family, Rule, RuleAction};
@@ -136,10 +137,10 @@ pub(crate) fn route_get(dst: IpAddr, fib_match: bool) -> RouteMessage {
     // (else it may report main whatever table the rules chose). IPv6 always
     // reports the real table and rejects the flag under strict checking.
     if dst.is_ipv4() {
-        m.header.flags = RouteFlags::LookupTable;
+        m.header.flags = NlRouteFlags::LookupTable;
     }
     if fib_match {
-        m.header.flags |= RouteFlags::FibMatch;
+        m.header.flags |= NlRouteFlags::FibMatch;
     }
     m.attributes.push(RouteAttribute::Destination(dst.into()));
     m
@@ -241,6 +242,7 @@ pub(crate) fn decode_route_msg(m: &RouteMessage) -> Option<Decoded> {
     r.proto = Protocol(h.protocol.into());
     r.scope = Scope(h.scope.into());
     r.kind = RouteType(h.kind.into());
+    r.flags = RouteFlags(h.flags.bits() & RouteFlags::ALL.0);
     let mut oif = None;
     let mut hop_oifs = Vec::new();
     let mut complex = false;
@@ -252,6 +254,7 @@ pub(crate) fn decode_route_msg(m: &RouteMessage) -> Option<Decoded> {
             RouteAttribute::Oif(i) => oif = Some(*i),
             RouteAttribute::Priority(p) => r.priority = Some(*p),
             RouteAttribute::Table(t) => r.table = *t,
+            RouteAttribute::Preference(p) => r.pref = RoutePref(u8::from(*p)),
             RouteAttribute::Metrics(ms) => {
                 for mt in ms {
                     match mt {
@@ -274,6 +277,7 @@ pub(crate) fn decode_route_msg(m: &RouteMessage) -> Option<Decoded> {
                         gateway,
                         device: None,
                         weight: u16::from(h.hops) + 1,
+                        flags: RouteFlags(u32::from(h.flags.bits())),
                     });
                 }
             }
@@ -299,7 +303,7 @@ pub(crate) fn decode_route_msg(m: &RouteMessage) -> Option<Decoded> {
         oif,
         hop_oifs,
         complex,
-        cloned: h.flags.contains(RouteFlags::Cloned),
+        cloned: h.flags.contains(NlRouteFlags::Cloned),
     })
 }
 

@@ -47,8 +47,8 @@ pub use handle::{
 };
 pub use ipnet::IpNet;
 pub use names::{
-    parse_table, table_name, NameError, Protocol, RouteType, Scope, DEFAULT_TABLE, LOCAL_TABLE,
-    MAIN_TABLE,
+    parse_table, table_name, NameError, Protocol, RouteFlags, RoutePref, RouteType, Scope,
+    DEFAULT_TABLE, LOCAL_TABLE, MAIN_TABLE,
 };
 pub use route::{NextHop, Route};
 pub use rule::{Family, Rule, RuleAction};

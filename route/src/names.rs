@@ -242,6 +242,125 @@ impl FromStr for RouteType {
     }
 }
 
+/// Flags the kernel reports on a route (`rtm_flags`) or on one path of a
+/// multipath route (`rtnh_flags`): `linkdown` when the device has no
+/// carrier, `onlink`, `dead`, offload state. This crate reads them (and
+/// [`Route::show`](crate::Route::show) prints them as `ip route show`
+/// does) but never sends them: `upsert` neither sets nor compares them.
+///
+/// ```
+/// use route::RouteFlags;
+/// let f = RouteFlags(RouteFlags::ONLINK.0 | RouteFlags::LINKDOWN.0);
+/// assert!(f.contains(RouteFlags::LINKDOWN));
+/// assert_eq!(f.to_string(), "onlink linkdown");
+/// assert_eq!(RouteFlags::default().to_string(), "");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct RouteFlags(pub u32);
+
+impl RouteFlags {
+    /// `dead` (`RTNH_F_DEAD`): the nexthop is dead (device down).
+    pub const DEAD: RouteFlags = RouteFlags(1);
+    /// `pervasive` (`RTNH_F_PERVASIVE`).
+    pub const PERVASIVE: RouteFlags = RouteFlags(2);
+    /// `onlink` (`RTNH_F_ONLINK`): the gateway is on the link even without
+    /// a matching prefix.
+    pub const ONLINK: RouteFlags = RouteFlags(4);
+    /// `offload` (`RTNH_F_OFFLOAD`).
+    pub const OFFLOAD: RouteFlags = RouteFlags(8);
+    /// `linkdown` (`RTNH_F_LINKDOWN`): the device has no carrier.
+    pub const LINKDOWN: RouteFlags = RouteFlags(16);
+    /// `unresolved` (`RTNH_F_UNRESOLVED`).
+    pub const UNRESOLVED: RouteFlags = RouteFlags(32);
+    /// `trap` (`RTNH_F_TRAP`).
+    pub const TRAP: RouteFlags = RouteFlags(64);
+    /// `notify` (`RTM_F_NOTIFY`).
+    pub const NOTIFY: RouteFlags = RouteFlags(0x100);
+    /// `rt_offload` (`RTM_F_OFFLOAD`).
+    pub const RT_OFFLOAD: RouteFlags = RouteFlags(0x4000);
+    /// `rt_trap` (`RTM_F_TRAP`).
+    pub const RT_TRAP: RouteFlags = RouteFlags(0x8000);
+    /// `rt_offload_failed` (`RTM_F_OFFLOAD_FAILED`).
+    pub const RT_OFFLOAD_FAILED: RouteFlags = RouteFlags(0x2000_0000);
+
+    /// Every flag above (the others in `rtm_flags` are request flags such as
+    /// `RTM_F_CLONED`, not kept).
+    pub const ALL: RouteFlags = RouteFlags(0x7f | 0x100 | 0x4000 | 0x8000 | 0x2000_0000);
+
+    /// `true` when every flag of `other` is set.
+    pub fn contains(self, other: RouteFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// `true` when no flag is set.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// The names `ip route show` prints, in its order.
+const FLAG_NAMES: &[(u32, &str)] = &[
+    (1, "dead"),
+    (4, "onlink"),
+    (2, "pervasive"),
+    (8, "offload"),
+    (64, "trap"),
+    (0x100, "notify"),
+    (16, "linkdown"),
+    (32, "unresolved"),
+    (0x4000, "rt_offload"),
+    (0x8000, "rt_trap"),
+    (0x2000_0000, "rt_offload_failed"),
+];
+
+impl fmt::Display for RouteFlags {
+    /// The flags' names as `ip route show` prints them, separated by
+    /// spaces (empty when none is set).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut sep = "";
+        for (bit, name) in FLAG_NAMES {
+            if self.0 & bit != 0 {
+                write!(f, "{sep}{name}")?;
+                sep = " ";
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The router preference of an IPv6 route (`RTA_PREF`, `pref` in `ip -6
+/// route`): `medium` unless the route came from a router advertisement
+/// that said otherwise (or `ip route add ... pref high`). Read, printed by
+/// [`Route::show`](crate::Route::show), never sent.
+///
+/// ```
+/// use route::RoutePref;
+/// assert_eq!(RoutePref::default(), RoutePref::MEDIUM);
+/// assert_eq!(RoutePref::HIGH.to_string(), "high");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct RoutePref(pub u8);
+
+impl RoutePref {
+    /// `medium` (0), the default.
+    pub const MEDIUM: RoutePref = RoutePref(0);
+    /// `high` (1).
+    pub const HIGH: RoutePref = RoutePref(1);
+    /// `low` (3).
+    pub const LOW: RoutePref = RoutePref(3);
+}
+
+impl fmt::Display for RoutePref {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            0 => f.write_str("medium"),
+            1 => f.write_str("high"),
+            3 => f.write_str("low"),
+            n => write!(f, "{n}"),
+        }
+    }
+}
+
 /// The main table (254), Cilium's `MainTable`.
 pub const MAIN_TABLE: u32 = 254;
 /// The local table (255).

@@ -7,7 +7,10 @@ use std::str::FromStr;
 use ipnet::IpNet;
 
 use crate::error::{Error, Op};
-use crate::names::{parse_table, table_name, Protocol, RouteType, Scope, LOCAL_TABLE, MAIN_TABLE};
+use crate::names::{
+    parse_table, table_name, Protocol, RouteFlags, RoutePref, RouteType, Scope, LOCAL_TABLE,
+    MAIN_TABLE,
+};
 
 /// A Linux route, with the fields of Cilium's `route.Route`.
 ///
@@ -57,6 +60,13 @@ pub struct Route {
     /// The paths of a multipath (ECMP) route, `nexthop via A dev X weight
     /// W ...`. When not empty, `nexthop` and `device` stay `None`.
     pub multipath: Vec<NextHop>,
+    /// The flags the kernel reported (`linkdown`, `onlink` ...); read and
+    /// printed by [`show`](Route::show), never sent, not compared by
+    /// `upsert`; empty for a route built here.
+    pub flags: RouteFlags,
+    /// The IPv6 router preference the kernel reported (`pref`); read and
+    /// printed by [`show`](Route::show), never sent; `medium` by default.
+    pub pref: RoutePref,
 }
 
 /// One path of a multipath (ECMP) route.
@@ -80,6 +90,9 @@ pub struct NextHop {
     pub device: Option<String>,
     /// The weight, 1 to 256 (iproute2's `weight`; 1 by default).
     pub weight: u16,
+    /// The flags the kernel reported for this path (`linkdown` ...); read,
+    /// never sent.
+    pub flags: RouteFlags,
 }
 
 impl NextHop {
@@ -89,6 +102,7 @@ impl NextHop {
             gateway: None,
             device: Some(device.into()),
             weight: 1,
+            flags: RouteFlags::default(),
         }
     }
 
@@ -134,6 +148,8 @@ impl Route {
             kind: RouteType::UNICAST,
             priority: None,
             multipath: Vec::new(),
+            flags: RouteFlags::default(),
+            pref: RoutePref::default(),
         }
     }
 
@@ -540,6 +556,7 @@ impl FromStr for Route {
                         gateway: None,
                         device: None,
                         weight: 1,
+                        flags: RouteFlags::default(),
                     });
                 }
                 "weight" if !r.multipath.is_empty() => {

@@ -6,14 +6,15 @@
 //! show` prints the scope whenever it is not `global` (so `scope link` on a
 //! connected route, never `scope global`), `proto` unless `boot`, `table`
 //! only under `show table all` and never for main, `default` for an IPv6
-//! /0, `metric` and `pref medium` on every IPv6 route, and each path of a
+//! /0, `metric` and `pref` on every IPv6 route, and each path of a
 //! multipath route on its own line (`\n\tnexthop via A dev X weight W`).
 //! `ip rule show` prints `PRIORITY:\tfrom all ...`, `fwmark` in hex
 //! (`0` for zero), and `proto` neither for unspec nor for kernel.
 //!
-//! What the crate does not model is not printed: route flags (`linkdown`,
-//! `onlink`, `dead`), IPv6 router preferences other than `medium`,
-//! `expires`, `tos`, encapsulation, `nhid`, metrics other than `mtu`,
+//! Kernel flags (`linkdown`, `onlink`, `dead` ..., [`RouteFlags`](crate::RouteFlags))
+//! and the IPv6 router preference ([`RoutePref`](crate::RoutePref)) are
+//! printed where `ip` prints them. What the crate does not model is not
+//! printed: `expires`, `tos`, encapsulation, `nhid`, metrics other than `mtu`,
 //! rule selectors other than from/to/fwmark (`iif`, `oif`, `uidrange` ...),
 //! a goto rule's `[unresolved]` mark, and table or protocol names from
 //! `/etc/iproute2` beyond iproute2's built-in ones.
@@ -170,11 +171,14 @@ impl fmt::Display for RouteShow<'_> {
             (None, true) => f.write_str(" metric 1024")?,
             (None, false) => {}
         }
+        if !r.flags.is_empty() {
+            write!(f, " {}", r.flags)?;
+        }
         if let Some(m) = r.mtu {
             write!(f, " mtu {m}")?;
         }
         if v6 {
-            f.write_str(" pref medium")?;
+            write!(f, " pref {}", r.pref)?;
         }
         for h in &r.multipath {
             f.write_str("\n\tnexthop")?;
@@ -185,6 +189,9 @@ impl fmt::Display for RouteShow<'_> {
                 write!(f, " dev {d}")?;
             }
             write!(f, " weight {}", h.weight)?;
+            if !h.flags.is_empty() {
+                write!(f, " {}", h.flags)?;
+            }
         }
         Ok(())
     }
@@ -386,6 +393,26 @@ mod tests {
         assert_eq!(
             r.show(ShowStyle::OneTable).to_string(),
             "fd07::/64 metric 5 pref medium\n\tnexthop dev e0 weight 1"
+        );
+        // Kernel flags and preference, as iproute2 6.1 printed them.
+        let mut r = route("10.8.0.0/16 via 10.0.0.2 dev a0 metric 4 mtu 1000");
+        r.flags = crate::RouteFlags(crate::RouteFlags::ONLINK.0 | crate::RouteFlags::LINKDOWN.0);
+        assert_eq!(
+            r.show(ShowStyle::OneTable).to_string(),
+            "10.8.0.0/16 via 10.0.0.2 dev a0 metric 4 onlink linkdown mtu 1000"
+        );
+        let mut r = route("fd08::/64 via fd00::2 dev a0");
+        r.flags = crate::RouteFlags::LINKDOWN;
+        r.pref = crate::RoutePref::HIGH;
+        assert_eq!(
+            r.show(ShowStyle::OneTable).to_string(),
+            "fd08::/64 via fd00::2 dev a0 metric 1024 linkdown pref high"
+        );
+        let mut r = route("10.7.0.0/16 nexthop via 10.0.0.2 dev a0 nexthop via 10.1.0.2 dev b0");
+        r.multipath[0].flags = crate::RouteFlags::LINKDOWN;
+        assert_eq!(
+            r.show(ShowStyle::OneTable).to_string(),
+            "10.7.0.0/16\n\tnexthop via 10.0.0.2 dev a0 weight 1 linkdown\n\tnexthop via 10.1.0.2 dev b0 weight 1"
         );
     }
 

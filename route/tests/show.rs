@@ -42,8 +42,13 @@ fn populated() -> Netns {
     let ns = Netns::new("show");
     ns.add_link("a0");
     ns.add_link("b0");
+    // c0 is up but its peer is not: no carrier, so its routes are `linkdown`.
+    ns.ip(&["link", "add", "c0", "type", "veth", "peer", "name", "c1"]);
+    ns.ip(&["link", "set", "c0", "up"]);
     ns.ip_batch(
         "addr add 10.0.0.1/24 dev a0
+addr add 10.30.0.1/24 dev c0
+addr add fd30::1/64 dev c0 nodad
 addr add 10.1.0.1/24 dev b0
 addr add fd00::1/64 dev a0 nodad
 addr add fd01::1/64 dev b0 nodad
@@ -70,6 +75,12 @@ route add unreachable fd0b::/64 metric 2000
 route add default via fd00::2 dev a0
 route add fd0a::/64 dev a0 src fd00::1 table 1000 proto 250
 route add fd0c::7 via fe80::1 dev b0 proto kernel
+route add 10.31.0.0/16 via 10.30.0.2 dev c0 metric 4 mtu 1000
+route add 10.32.0.0/16 via 10.5.0.2 dev b0 onlink
+route add 10.33.0.0/16 nexthop via 10.30.0.2 dev c0 nexthop via 10.1.0.2 dev b0 weight 2
+route add fd31::/64 via fd30::2 dev c0 pref high
+route add fd32::/64 via fd00::2 dev a0 pref low
+route add fd33::/64 nexthop via fd30::2 dev c0 nexthop via fd00::2 dev a0
 rule add priority 20 to 192.168.105.44 lookup main
 rule add priority 30 from 192.168.105.44 to 192.168.0.0/16 lookup 92
 rule add priority 40 not from 10.0.0.0/8 lookup 300 proto static
@@ -176,6 +187,12 @@ fn route_show_equals_ip_route_show() {
         "multicast ff00::/8",
         "\tnexthop via fd01::2 dev b0 weight 1",
         "fd0a::/64 dev a0 table 1000 proto 250 src fd00::1 metric 1024 pref medium",
+        "10.31.0.0/16 via 10.30.0.2 dev c0 metric 4 linkdown mtu 1000",
+        "10.32.0.0/16 via 10.5.0.2 dev b0 onlink",
+        "\tnexthop via 10.30.0.2 dev c0 weight 1 linkdown",
+        "fd31::/64 via fd30::2 dev c0 metric 1024 linkdown pref high",
+        "fd32::/64 via fd00::2 dev a0 metric 1024 pref low",
+        "\tnexthop via fd30::2 dev c0 weight 1 linkdown",
     ] {
         assert!(text.contains(needle), "{needle:?} missing from\n{text}");
     }

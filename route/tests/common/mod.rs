@@ -4,7 +4,9 @@
 
 use std::net::IpAddr;
 
-use route::{parse_table, Family, IpNet, NextHop, Protocol, Route, Rule, RuleAction};
+use route::{
+    parse_table, Family, IpNet, NextHop, Protocol, Route, RouteFlags, RoutePref, Rule, RuleAction,
+};
 use serde_json::Value;
 use testsupport::Netns;
 
@@ -22,6 +24,33 @@ fn prefix(v6: bool, dst: &str) -> IpNet {
     }
     dst.parse::<IpNet>()
         .unwrap_or_else(|_| IpNet::from(dst.parse::<IpAddr>().unwrap()))
+}
+
+/// The `flags` array of `ip -j` as our flags.
+fn flags(v: &Value) -> RouteFlags {
+    let mut bits = 0;
+    for name in v
+        .get("flags")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        bits |= match name.as_str().unwrap() {
+            "dead" => RouteFlags::DEAD.0,
+            "onlink" => RouteFlags::ONLINK.0,
+            "pervasive" => RouteFlags::PERVASIVE.0,
+            "offload" => RouteFlags::OFFLOAD.0,
+            "trap" => RouteFlags::TRAP.0,
+            "notify" => RouteFlags::NOTIFY.0,
+            "linkdown" => RouteFlags::LINKDOWN.0,
+            "unresolved" => RouteFlags::UNRESOLVED.0,
+            "rt_offload" => RouteFlags::RT_OFFLOAD.0,
+            "rt_trap" => RouteFlags::RT_TRAP.0,
+            "rt_offload_failed" => RouteFlags::RT_OFFLOAD_FAILED.0,
+            other => panic!("unknown route flag {other:?} from ip -j"),
+        };
+    }
+    RouteFlags(bits)
 }
 
 /// Every route `ip -d -j route show table all` prints, for one family.
@@ -43,12 +72,20 @@ pub fn ip_routes(ns: &Netns, v6: bool) -> Vec<Route> {
         r.scope = s(e, "scope").unwrap_or("global").parse().unwrap();
         r.local = s(e, "prefsrc").map(|g| g.parse().unwrap());
         r.priority = e.get("metric").and_then(Value::as_u64).map(|m| m as u32);
+        r.flags = flags(e);
+        r.pref = match s(e, "pref") {
+            None | Some("medium") => RoutePref::MEDIUM,
+            Some("high") => RoutePref::HIGH,
+            Some("low") => RoutePref::LOW,
+            Some(p) => RoutePref(p.parse().unwrap()),
+        };
         if let Some(hops) = e.get("nexthops").and_then(Value::as_array) {
             for n in hops {
                 r.multipath.push(NextHop {
                     gateway: s(n, "gateway").map(|g| g.parse().unwrap()),
                     device: s(n, "dev").map(str::to_string),
                     weight: n.get("weight").and_then(Value::as_u64).unwrap_or(1) as u16,
+                    flags: flags(n),
                 });
             }
         }
