@@ -23,7 +23,8 @@
 //! h.upsert(&r, None)?;
 //! h.replace_rule(&Rule::new(Family::V4).priority(100).to("10.1.0.0/16".parse().unwrap()).table(300))?;
 //! for r in h.list(&route::RouteFilter::default().table(300))? {
-//!     println!("{}", r.to_ip_command());
+//!     println!("{}", r.to_ip_command()); // ip route replace 10.1.0.0/16 via ... table 300
+//!     println!("{}", r.show(route::ShowStyle::TableAll)); // as `ip route show table all`
 //! }
 //! # Ok::<(), route::Error>(())
 //! ```
