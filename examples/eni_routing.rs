@@ -19,7 +19,7 @@
 //! ```
 
 use route::layout::EniEndpoint;
-use route::{Handle, RouteFilter};
+use route::{Handle, RouteFilter, ShowStyle};
 use testsupport::{veth, Netns};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -104,14 +104,38 @@ fn run() -> Result<()> {
     check(ep.install(&h)?, "installed (something changed)")?;
     check(!ep.install(&h)?, "installing again changes nothing")?;
 
-    println!("\n  ip rule:");
-    for r in h.list_rules(Some(route::Family::V4))? {
+    println!("\n  ip rule show:");
+    let rules: Vec<String> = h
+        .list_rules(Some(route::Family::V4))?
+        .iter()
+        .map(|r| r.show().to_string())
+        .collect();
+    for r in &rules {
         println!("    {r}");
     }
     println!("  ip route show table {ENI_TABLE}:");
-    for r in h.list(&RouteFilter::default().table(ENI_TABLE))? {
+    let table: Vec<String> = h
+        .list(&RouteFilter::default().table(ENI_TABLE))?
+        .iter()
+        .map(|r| r.show(ShowStyle::OneTable).to_string())
+        .collect();
+    for r in &table {
         println!("    {r}");
     }
+    let real = |args: &[&str]| -> Vec<String> {
+        node.ip(args)
+            .lines()
+            .map(|l| l.trim_end().to_string())
+            .collect()
+    };
+    check(
+        rules == real(&["rule", "show"]),
+        "identical to the real `ip rule show`",
+    )?;
+    check(
+        table == real(&["route", "show", "table", &ENI_TABLE.to_string()]),
+        "identical to the real `ip route show table 92`",
+    )?;
     let layout = ep.layout();
     for r in &layout.routes {
         check(

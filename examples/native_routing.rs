@@ -174,9 +174,20 @@ fn run(keep: bool) -> LabResult<()> {
         5,
         "node1's main routing table (`route` list, printed as `ip route` does)",
     );
-    for line in node1.routing_table()? {
+    let ours = node1.routing_table()?;
+    for line in &ours {
         println!("  {line}");
     }
+    let theirs: Vec<String> = node1
+        .ns
+        .ip(&["route", "show"])
+        .lines()
+        .map(|l| l.trim_end().to_string())
+        .collect();
+    check(
+        ours == theirs,
+        "identical to the real `ip route show` in node1",
+    )?;
 
     step(
         6,

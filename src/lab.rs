@@ -192,12 +192,17 @@ impl Node {
         ))
     }
 
-    /// The node's main routing table as `ip route` prints it, from `route`.
+    /// The node's main IPv4 routing table as `ip route` prints it, listed
+    /// by `route`.
     pub fn routing_table(&self) -> LabResult<Vec<String>> {
-        let routes = self
-            .routes
-            .list(&route::RouteFilter::default().table(route::MAIN_TABLE))?;
-        Ok(routes.iter().map(|r| r.to_string()).collect())
+        let filter = route::RouteFilter::default()
+            .family(route::Family::V4)
+            .table(route::MAIN_TABLE);
+        let routes = self.routes.list(&filter)?;
+        Ok(routes
+            .iter()
+            .map(|r| r.show(route::ShowStyle::OneTable).to_string())
+            .collect())
     }
 }
 
