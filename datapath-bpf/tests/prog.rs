@@ -244,6 +244,32 @@ fn to_container_creates_ingress_entry_and_replies_skip_policy() {
         .unwrap();
     assert_eq!(out5.retval, TC_ACT_SHOT);
     assert_eq!(dp.metric(reason::POLICY, Direction::Ingress).unwrap(), 1);
+
+    // To an address that is no endpoint: passes untouched, its mark kept,
+    // no entry, nothing counted.
+    let forwarded = dp.metric(reason::FORWARDED, Direction::Ingress).unwrap();
+    let other = packet4(
+        B_MAC,
+        B_NODE_MAC,
+        &Ip4::new(b4(), "10.1.0.99".parse().unwrap(), 6),
+        &tcp(50001, 22, 0x02),
+    );
+    let marked = TestContext {
+        mark: out.mark,
+        ..Default::default()
+    };
+    let out6 = dp.test_run(Program::ToContainer, &other, &marked).unwrap();
+    assert_eq!((out6.retval, out6.mark), (TC_ACT_OK, out.mark));
+    assert_eq!(out6.data, other);
+    assert!(dp
+        .ct4_entries(true)
+        .unwrap()
+        .iter()
+        .all(|(k, _)| k.sport != 50001u16.to_be() && k.dport != 50001u16.to_be()));
+    assert_eq!(
+        dp.metric(reason::FORWARDED, Direction::Ingress).unwrap(),
+        forwarded
+    );
 }
 
 #[test]

@@ -374,14 +374,19 @@ static __always_inline void set_identity_mark(struct __sk_buff *ctx, __u32 ident
 		    ((identity >> 16) & 0xFF);
 }
 
-static __always_inline __u32 take_identity_mark(struct __sk_buff *ctx)
+/* The identity carried in the mark, 0 when the mark carries none. */
+static __always_inline __u32 identity_of_mark(__u32 mark)
 {
-	__u32 mark = ctx->mark;
-
 	if ((mark & MARK_MAGIC_MASK) != MARK_MAGIC_IDENTITY)
 		return 0;
-	ctx->mark = 0;
 	return (mark >> 16) | ((mark & 0xFF) << 16);
+}
+
+/* Consumes an identity mark (it is ours, not the pod's). */
+static __always_inline void clear_identity_mark(struct __sk_buff *ctx)
+{
+	if ((ctx->mark & MARK_MAGIC_MASK) == MARK_MAGIC_IDENTITY)
+		ctx->mark = 0;
 }
 
 static __always_inline struct endpoint_info *lookup_ep4(__be32 addr)
@@ -796,7 +801,10 @@ static __always_inline int ct4_lookup(struct __sk_buff *ctx, struct ipv4_ct_tupl
 
 /* What to_container does for a packet entering endpoint `dep`: conntrack in
  * the ingress direction and, for a new connection, ingress policy with the
- * source identity (`identity`, or resolved here when 0). 0 or DROP_*. */
+ * source identity (`identity`, or resolved here when 0). `dep` NULL: looked
+ * up here, for new connections only. 0, DROP_*, or NOT_ENDPOINT when the
+ * destination is no endpoint (nothing done). */
+#define NOT_ENDPOINT 1
 static __always_inline int ipv4_ingress(struct __sk_buff *ctx, struct iphdr *ip4,
 					const struct l4info *l4, const struct endpoint_info *dep,
 					__u32 identity)
@@ -813,6 +821,11 @@ static __always_inline int ipv4_ingress(struct __sk_buff *ctx, struct iphdr *ip4
 	tuple.flags = TUPLE_F_OUT | (l4->related ? TUPLE_F_RELATED : 0);
 	if (ct4_lookup(ctx, &tuple, CT_INGRESS, l4, false) != CT_NEW)
 		return 0;
+	if (!dep) {
+		dep = lookup_ep4(ip4->daddr);
+		if (!dep)
+			return NOT_ENDPOINT;
+	}
 	if (!identity) {
 		sep = lookup_ep4(ip4->saddr);
 		identity = sep ? sep->sec_id : ipcache_identity4(ip4->saddr);
@@ -901,10 +914,13 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 	tuple.sport = l4.tsport;
 
 	if (hook == HOOK_TO_CONTAINER) {
-		dep = lookup_ep4(ip4->daddr);
-		if (!dep)
+		/* Conntrack before the endpoint lookup: a reply or an established
+		 * flow needs no endpoint, only a new connection does (for its
+		 * ingress policy); an address that is no endpoint passes. */
+		ret = ipv4_ingress(ctx, ip4, &l4, NULL, identity_of_mark(ctx->mark));
+		if (ret > 0)
 			return TC_ACT_OK;
-		ret = ipv4_ingress(ctx, ip4, &l4, dep, take_identity_mark(ctx));
+		clear_identity_mark(ctx);
 		if (ret < 0)
 			return drop(ctx, ret, mdir);
 		count(ctx, REASON_FORWARDED, mdir);
@@ -1149,6 +1165,11 @@ static __always_inline int ipv6_ingress(struct __sk_buff *ctx, const __u32 *sadd
 	tuple.flags = TUPLE_F_OUT | (l4->related ? TUPLE_F_RELATED : 0);
 	if (ct6_lookup(ctx, &tuple, CT_INGRESS, l4, false) != CT_NEW)
 		return 0;
+	if (!dep) {
+		dep = lookup_ep6(daddr);
+		if (!dep)
+			return NOT_ENDPOINT;
+	}
 	if (!identity) {
 		sep = lookup_ep6(saddr);
 		identity = sep ? sep->sec_id : ipcache_identity6(saddr);
@@ -1246,10 +1267,13 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 	tuple.sport = l4.tsport;
 
 	if (hook == HOOK_TO_CONTAINER) {
-		dep = lookup_ep6(daddr);
-		if (!dep)
+		/* Conntrack before the endpoint lookup: a reply or an established
+		 * flow needs no endpoint, only a new connection does (for its
+		 * ingress policy); an address that is no endpoint passes. */
+		ret = ipv6_ingress(ctx, saddr, daddr, nexthdr, &l4, NULL, identity_of_mark(ctx->mark));
+		if (ret > 0)
 			return TC_ACT_OK;
-		ret = ipv6_ingress(ctx, saddr, daddr, nexthdr, &l4, dep, take_identity_mark(ctx));
+		clear_identity_mark(ctx);
 		if (ret < 0)
 			return drop(ctx, ret, mdir);
 		count(ctx, REASON_FORWARDED, mdir);
