@@ -10,7 +10,7 @@
 
 use std::process::ExitCode;
 
-use route::{Handle, Route, RouteFilter};
+use route::{Handle, Route, RouteFilter, ShowStyle};
 
 const USAGE: &str = "usage: route_cli [--netns NAME|PATH] COMMAND ...
 
@@ -19,7 +19,7 @@ commands:
                  scope-link route is made first); prints whether it changed
   delete ROUTE   delete a route; exit 2 when it was not there
   lookup ROUTE   print the kernel's exact match, fields filled; exit 2 if none
-  list [table T] print the routes of table T (default: main) as `ip route` args
+  list [table T] print the routes of table T (default: main) as `ip route show`
   get ADDRESS    print the kernel's FIB answer, like `ip route get`
 
 ROUTE is `ip route` syntax: PREFIX [via ADDR] [dev IF] [src ADDR] [table T]
@@ -105,7 +105,7 @@ fn main() -> ExitCode {
                     .list(&RouteFilter::default().table(t))
                     .map_err(|e| e.to_string())?
                 {
-                    println!("{r}");
+                    println!("{}", r.show(ShowStyle::OneTable));
                 }
                 Ok(ExitCode::SUCCESS)
             })
