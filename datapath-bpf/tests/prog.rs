@@ -1132,4 +1132,41 @@ fn redirect_peer_mode_applies_ingress_conntrack_and_policy_before_delivery() {
             .retval,
         TC_ACT_OK
     );
+
+    // IPv6 from the underlay behind hop-by-hop: the ingress entry has the
+    // real ports; a fragment header for a local pod is dropped and counted.
+    let src6: Ipv6Addr = "fd00:2::7".parse().unwrap();
+    let mut payload = opt_hdr(17, 0);
+    payload.extend(udp(998, 5353, 4));
+    let mut p = eth([3; 6], [2; 6], ETH_P_IPV6);
+    p.extend(ip6(src6, b6(), 0, 64, &payload));
+    let out = dp
+        .test_run(Program::FromNetdev, &p, &TestContext::default())
+        .unwrap();
+    assert_eq!(out.retval, TC_ACT_REDIRECT);
+    assert_eq!(dp.last_redirect().unwrap(), Some(B_IF));
+    let any6 = dp.ct6_entries(false).unwrap();
+    assert!(
+        any6.iter().any(|(k, _)| k.nexthdr == 17
+            && k.flags == TUPLE_F_IN
+            && k.dport == 5353u16.to_be()
+            && k.sport == 998u16.to_be()),
+        "{any6:?}"
+    );
+    let frags = dp
+        .metric(reason::FRAG_NOSUPPORT, Direction::Ingress)
+        .unwrap();
+    let mut payload = vec![17u8, 0, 0, 1, 0, 0, 0, 9];
+    payload.extend(udp(998, 5353, 4));
+    let mut p = eth([3; 6], [2; 6], ETH_P_IPV6);
+    p.extend(ip6(src6, b6(), 44, 64, &payload));
+    let out = dp
+        .test_run(Program::FromNetdev, &p, &TestContext::default())
+        .unwrap();
+    assert_eq!(out.retval, TC_ACT_SHOT);
+    assert_eq!(
+        dp.metric(reason::FRAG_NOSUPPORT, Direction::Ingress)
+            .unwrap(),
+        frags + 1
+    );
 }
