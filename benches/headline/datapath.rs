@@ -24,7 +24,7 @@ use std::net::Ipv4Addr;
 use datapath_bpf::{
     Datapath, Endpoint, EndpointFlags, Hook, IpcacheInfo, Options, Program, TestContext,
 };
-use testsupport::{veth, BpfDir, Netns};
+use testsupport::{pod_link, veth, BpfDir, Netns};
 
 use crate::report::{Goal, Report, Row};
 
@@ -225,22 +225,6 @@ pub fn run(report: &mut Report) {
     drop((plain, bpf));
 }
 
-fn mac_of(ns: &Netns, ifname: &str) -> [u8; 6] {
-    let text = ns.exec_ok("cat", &[&format!("/sys/class/net/{ifname}/address")]);
-    let mut mac = [0u8; 6];
-    for (i, part) in text.trim().split(':').enumerate().take(6) {
-        mac[i] = u8::from_str_radix(part, 16).unwrap_or(0);
-    }
-    mac
-}
-
-fn fmt_mac(m: [u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 /// Two nodes joined by an underlay veth, one pod each (the topology of
 /// datapath-bpf's traffic test), with or without the datapath.
 struct Topology {
@@ -278,40 +262,9 @@ impl Topology {
                 "dev",
                 "eth0",
             ]);
-            veth(node, "lxc0", &pods[i], "eth0");
-            let lxc_mac = mac_of(node, "lxc0");
-            let pod_mac = mac_of(&pods[i], "eth0");
-            let p = &pods[i];
-            p.ip(&["addr", "add", &format!("{}/32", IPS[i]), "dev", "eth0"]);
-            p.ip(&[
-                "route",
-                "add",
-                "169.254.1.1",
-                "dev",
-                "eth0",
-                "scope",
-                "link",
-            ]);
-            p.ip(&[
-                "route",
-                "add",
-                "default",
-                "via",
-                "169.254.1.1",
-                "dev",
-                "eth0",
-            ]);
-            p.ip(&[
-                "neigh",
-                "add",
-                "169.254.1.1",
-                "lladdr",
-                &fmt_mac(lxc_mac),
-                "dev",
-                "eth0",
-                "nud",
-                "permanent",
-            ]);
+            let gateway = "169.254.1.1".parse().expect("address");
+            let ip = IPS[i].parse().expect("address");
+            let link = pod_link(node, "lxc0", &pods[i], ip, gateway);
             node.ip(&[
                 "route",
                 "add",
@@ -320,17 +273,6 @@ impl Topology {
                 "lxc0",
                 "scope",
                 "link",
-            ]);
-            node.ip(&[
-                "neigh",
-                "add",
-                IPS[i],
-                "lladdr",
-                &fmt_mac(pod_mac),
-                "dev",
-                "lxc0",
-                "nud",
-                "permanent",
             ]);
             if with_bpf {
                 let mut o = Options::small(pins.join(&format!("n{i}")));
@@ -341,8 +283,8 @@ impl Topology {
                 dp.upsert_endpoint(&Endpoint {
                     ip: IPS[i].parse().expect("ip"),
                     ifindex: lxc,
-                    mac: pod_mac,
-                    node_mac: lxc_mac,
+                    mac: link.pod_mac,
+                    node_mac: link.lxc_mac,
                     id: 1 + i as u16,
                     identity: 1001 + i as u32,
                     flags: EndpointFlags::empty(),

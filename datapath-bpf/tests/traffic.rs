@@ -21,23 +21,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use datapath_bpf::maps::{TUPLE_F_IN, TUPLE_F_OUT};
 use datapath_bpf::*;
-use testsupport::{require_privileges, veth, BpfDir, Netns};
-
-fn mac_of(ns: &Netns, ifname: &str) -> [u8; 6] {
-    let text = ns.exec_ok("cat", &[&format!("/sys/class/net/{ifname}/address")]);
-    let mut mac = [0u8; 6];
-    for (i, part) in text.trim().split(':').enumerate() {
-        mac[i] = u8::from_str_radix(part, 16).unwrap();
-    }
-    mac
-}
-
-fn fmt_mac(m: [u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
+use testsupport::{pod_link, require_privileges, veth, BpfDir, Netns};
 
 struct Pod {
     ns: Netns,
@@ -58,40 +42,14 @@ fn add_pod(
     identity: u32,
 ) -> (Pod, Endpoint) {
     let ns = Netns::new(tag);
-    veth(node, lxc, &ns, "eth0");
     let ip: Ipv4Addr = ip.parse().unwrap();
-    let lxc_mac = mac_of(node, lxc);
-    let pod_mac = mac_of(&ns, "eth0");
-    ns.ip(&["addr", "add", &format!("{ip}/32"), "dev", "eth0"]);
-    ns.ip(&[
-        "route",
-        "add",
-        "169.254.1.1",
-        "dev",
-        "eth0",
-        "scope",
-        "link",
-    ]);
-    ns.ip(&[
-        "route",
-        "add",
-        "default",
-        "via",
-        "169.254.1.1",
-        "dev",
-        "eth0",
-    ]);
-    ns.ip(&[
-        "neigh",
-        "add",
-        "169.254.1.1",
-        "lladdr",
-        &fmt_mac(lxc_mac),
-        "dev",
-        "eth0",
-        "nud",
-        "permanent",
-    ]);
+    let link = pod_link(
+        node,
+        lxc,
+        &ns,
+        IpAddr::V4(ip),
+        "169.254.1.1".parse().unwrap(),
+    );
     node.ip(&[
         "route",
         "add",
@@ -101,22 +59,11 @@ fn add_pod(
         "scope",
         "link",
     ]);
-    node.ip(&[
-        "neigh",
-        "add",
-        &ip.to_string(),
-        "lladdr",
-        &fmt_mac(pod_mac),
-        "dev",
-        lxc,
-        "nud",
-        "permanent",
-    ]);
     let ep = Endpoint {
         ip: IpAddr::V4(ip),
-        ifindex: node.ifindex(lxc),
-        mac: pod_mac,
-        node_mac: lxc_mac,
+        ifindex: link.lxc_ifindex,
+        mac: link.pod_mac,
+        node_mac: link.lxc_mac,
         id,
         identity,
         flags: EndpointFlags::empty(),
@@ -434,51 +381,19 @@ fn ipv6_pods_talk_on_one_node_and_across_nodes() {
     for (k, (tag, ni, lxc, ip)) in pods.iter().enumerate() {
         let node = &n[*ni];
         let ns = Netns::new(tag);
-        veth(node, lxc, &ns, "eth0");
-        let lxc_mac = mac_of(node, lxc);
-        let pod_mac = mac_of(&ns, "eth0");
-        ns.ip(&[
-            "-6",
-            "addr",
-            "add",
-            &format!("{ip}/128"),
-            "dev",
-            "eth0",
-            "nodad",
-        ]);
-        ns.ip(&[
-            "-6",
-            "neigh",
-            "add",
-            "fe80::1",
-            "lladdr",
-            &fmt_mac(lxc_mac),
-            "dev",
-            "eth0",
-            "nud",
-            "permanent",
-        ]);
-        ns.ip(&[
-            "-6", "route", "add", "default", "via", "fe80::1", "dev", "eth0",
-        ]);
-        node.ip(&["-6", "route", "add", &format!("{ip}/128"), "dev", lxc]);
-        node.ip(&[
-            "-6",
-            "neigh",
-            "add",
-            ip,
-            "lladdr",
-            &fmt_mac(pod_mac),
-            "dev",
+        let link = pod_link(
+            node,
             lxc,
-            "nud",
-            "permanent",
-        ]);
+            &ns,
+            ip.parse().unwrap(),
+            "fe80::1".parse().unwrap(),
+        );
+        node.ip(&["-6", "route", "add", &format!("{ip}/128"), "dev", lxc]);
         let ep = Endpoint {
             ip: ip.parse().unwrap(),
-            ifindex: node.ifindex(lxc),
-            mac: pod_mac,
-            node_mac: lxc_mac,
+            ifindex: link.lxc_ifindex,
+            mac: link.pod_mac,
+            node_mac: link.lxc_mac,
             id: 300 + k as u16,
             identity: 3000 + k as u32,
             flags: EndpointFlags::empty(),

@@ -492,7 +492,9 @@ pub struct PodLink {
 /// `gateway dev eth0 scope link`, `default via gateway` and a permanent
 /// neighbour entry mapping `gateway` to the host-side veth's MAC (so it never
 /// ARPs for it); the node gets a permanent neighbour entry for `pod_ip` on
-/// `lxc`. The node's route to the pod is left to the caller.
+/// `lxc`. The node's route to the pod is left to the caller. For IPv6 the
+/// address is added without duplicate address detection, and a link-local
+/// gateway needs no route of its own.
 pub fn pod_link(
     node: &Netns,
     lxc: &str,
@@ -506,16 +508,28 @@ pub fn pod_link(
         pod_mac: pod.mac("eth0"),
         lxc_ifindex: node.ifindex(lxc),
     };
-    let host_len = if pod_ip.is_ipv6() { 128 } else { 32 };
     let gw = gateway.to_string();
-    pod.ip(&[
-        "addr",
-        "add",
-        &format!("{pod_ip}/{host_len}"),
-        "dev",
-        "eth0",
-    ]);
-    pod.ip(&["route", "add", &gw, "dev", "eth0", "scope", "link"]);
+    match (pod_ip, gateway) {
+        (std::net::IpAddr::V6(_), std::net::IpAddr::V6(g)) => {
+            // No duplicate address detection: the address is usable at once.
+            pod.ip(&[
+                "addr",
+                "add",
+                &format!("{pod_ip}/128"),
+                "dev",
+                "eth0",
+                "nodad",
+            ]);
+            // A link-local gateway is on-link already.
+            if g.segments()[0] & 0xffc0 != 0xfe80 {
+                pod.ip(&["route", "add", &gw, "dev", "eth0"]);
+            }
+        }
+        _ => {
+            pod.ip(&["addr", "add", &format!("{pod_ip}/32"), "dev", "eth0"]);
+            pod.ip(&["route", "add", &gw, "dev", "eth0", "scope", "link"]);
+        }
+    }
     pod.ip(&["route", "add", "default", "via", &gw, "dev", "eth0"]);
     let lxc_mac = fmt_mac(&link.lxc_mac);
     pod.ip(&[
@@ -681,6 +695,23 @@ mod tests {
         assert_eq!(link.lxc_ifindex, node.ifindex("lxc0"));
         node.ip(&["route", "add", "10.77.1.5/32", "dev", "lxc0"]);
         pod.exec_ok("ping", &["-c", "1", "-W", "2", "10.77.0.1"]);
+    }
+
+    #[test]
+    fn pod_link_works_for_ipv6_with_a_link_local_gateway() {
+        require_privileges!();
+        let node = Netns::new("pl6n");
+        let pod = Netns::new("pl6p");
+        node.ip(&["addr", "add", "fd77::1/128", "dev", "lo"]);
+        pod_link(
+            &node,
+            "lxc0",
+            &pod,
+            "fd77:1::5".parse().unwrap(),
+            "fe80::1".parse().unwrap(),
+        );
+        node.ip(&["route", "add", "fd77:1::5/128", "dev", "lxc0"]);
+        pod.exec_ok("ping", &["-6", "-c", "1", "-W", "2", "fd77::1"]);
     }
 
     #[test]
