@@ -129,7 +129,12 @@ impl Report {
             let ratio = if r.baseline.is_nan() {
                 "-".to_string()
             } else {
-                format!("{:.2}x", r.ratio())
+                let ratio = r.ratio();
+                if ratio < 0.01 {
+                    format!("{ratio:.1e}x")
+                } else {
+                    format!("{ratio:.2}x")
+                }
             };
             let _ = writeln!(
                 s,
