@@ -156,6 +156,9 @@ impl Pod {
 
 /// A node: namespace, pods, route handle, datapath.
 pub struct Node {
+    /// The datapath, once started. First field, so that a dropped lab
+    /// detaches its programs before the namespaces go.
+    pub datapath: Option<Datapath>,
     /// What it was made from.
     pub plan: NodePlan,
     /// Its network namespace.
@@ -168,8 +171,6 @@ pub struct Node {
     pub native: NativeRouting,
     /// The per-pod endpoint routes.
     pub endpoint_routes: Vec<Route>,
-    /// The datapath, once started.
-    pub datapath: Option<Datapath>,
     /// Where this node's maps are pinned.
     pub pin_dir: PathBuf,
 }
