@@ -553,12 +553,7 @@ impl CtMap {
 
     /// Counts the entries with a batch walk (Cilium's `Count`).
     pub fn count(&self) -> Result<usize> {
-        let mut s = BatchScanner::new(&self.raw, DEFAULT_BATCH)?;
-        let mut n = 0;
-        while let Some(k) = s.next_batch()? {
-            n += k;
-        }
-        Ok(n)
+        self.raw.count()
     }
 
     /// Map pressure: entries / max_entries, the figure Cilium exports as

@@ -407,12 +407,7 @@ impl NatMap {
 
     /// Counts entries with a batch walk.
     pub fn count(&self) -> Result<usize> {
-        let mut s = BatchScanner::new(&self.raw, DEFAULT_BATCH)?;
-        let mut n = 0;
-        while let Some(k) = s.next_batch()? {
-            n += k;
-        }
-        Ok(n)
+        self.raw.count()
     }
 }
 

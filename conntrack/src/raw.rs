@@ -288,6 +288,26 @@ impl RawMap {
         }
     }
 
+    /// Reads an element op's return: `Ok(true)` on success, `Ok(false)` for
+    /// `ENOENT`, the errno of `op` otherwise.
+    fn found(&self, ret: i32, op: &'static str) -> Result<bool> {
+        match ret {
+            0 => Ok(true),
+            r if -r == libc::ENOENT => Ok(false),
+            r => Err(self.err(op, errno(r))),
+        }
+    }
+
+    /// Counts the entries with a batch walk.
+    pub(crate) fn count(&self) -> Result<usize> {
+        let mut s = BatchScanner::new(self, DEFAULT_BATCH)?;
+        let mut n = 0;
+        while let Some(k) = s.next_batch()? {
+            n += k;
+        }
+        Ok(n)
+    }
+
     /// Looks `key` up into `value`; `Ok(false)` when absent.
     pub(crate) fn lookup_into(&self, key: &[u8], value: &mut [u8]) -> Result<bool> {
         debug_assert_eq!(key.len(), self.info.key_size as usize);
@@ -300,11 +320,7 @@ impl RawMap {
                 value.as_mut_ptr().cast(),
             )
         };
-        match ret {
-            0 => Ok(true),
-            r if -r == libc::ENOENT => Ok(false),
-            r => Err(self.err("BPF_MAP_LOOKUP_ELEM", errno(r))),
-        }
+        self.found(ret, "BPF_MAP_LOOKUP_ELEM")
     }
 
     /// Atomically removes `key`, returning its last value in `value`.
@@ -318,11 +334,7 @@ impl RawMap {
                 value.as_mut_ptr().cast(),
             )
         };
-        match ret {
-            0 => Ok(true),
-            r if -r == libc::ENOENT => Ok(false),
-            r => Err(self.err("BPF_MAP_LOOKUP_AND_DELETE_ELEM", errno(r))),
-        }
+        self.found(ret, "BPF_MAP_LOOKUP_AND_DELETE_ELEM")
     }
 
     /// Updates with `BPF_ANY` / `BPF_NOEXIST` / `BPF_EXIST` flags.
@@ -349,11 +361,7 @@ impl RawMap {
     pub(crate) fn delete(&self, key: &[u8]) -> Result<bool> {
         // SAFETY: the key buffer has the map's key size.
         let ret = unsafe { libbpf_sys::bpf_map_delete_elem(self.raw(), key.as_ptr().cast()) };
-        match ret {
-            0 => Ok(true),
-            r if -r == libc::ENOENT => Ok(false),
-            r => Err(self.err("BPF_MAP_DELETE_ELEM", errno(r))),
-        }
+        self.found(ret, "BPF_MAP_DELETE_ELEM")
     }
 
     /// Writes `keys`/`values` (multiples of the key/value size) with
