@@ -431,29 +431,36 @@ impl Handle {
     /// The interface index of `name` in the handle's netns (cached).
     pub fn link_index(&self, name: &str) -> Result<u32> {
         let mut c = lock(&self.conn);
-        match self.resolve(&mut c, name, false) {
+        self.dev_index(&mut c, name, false, Op::ResolveLink, &name)
+    }
+
+    /// Resolves device `name`; a missing device or a failed request is an
+    /// error of `op` on `object`.
+    fn dev_index(
+        &self,
+        c: &mut Conn,
+        name: &str,
+        refresh: bool,
+        op: Op,
+        object: &dyn std::fmt::Display,
+    ) -> Result<u32> {
+        match self.resolve(c, name, refresh) {
             Ok(Some(i)) => Ok(i),
             Ok(None) => Err(Error::UnknownDevice {
-                op: Op::ResolveLink,
-                object: name.to_string(),
+                op,
+                object: object.to_string(),
                 device: name.to_string(),
             }),
-            Err(e) => Err(kernel(Op::ResolveLink, &name, e)),
+            Err(e) => Err(kernel(op, object, e)),
         }
     }
 
     /// Resolves the route's device (None when it has none).
     fn oif(&self, c: &mut Conn, r: &Route, op: Op, refresh: bool) -> Result<Option<u32>> {
-        let Some(d) = &r.device else { return Ok(None) };
-        match self.resolve(c, d, refresh) {
-            Ok(Some(i)) => Ok(Some(i)),
-            Ok(None) => Err(Error::UnknownDevice {
-                op,
-                object: r.to_string(),
-                device: d.clone(),
-            }),
-            Err(e) => Err(kernel(op, r, e)),
-        }
+        r.device
+            .as_deref()
+            .map(|d| self.dev_index(c, d, refresh, op, r))
+            .transpose()
     }
 
     fn named(&self, c: &mut Conn, d: Decoded) -> Route {
@@ -467,22 +474,11 @@ impl Handle {
 
     /// Resolves the devices of a multipath route's hops.
     fn hop_oifs(&self, c: &mut Conn, r: &Route, op: Op, refresh: bool) -> Result<Vec<u32>> {
-        let mut out = Vec::with_capacity(r.multipath.len());
-        for h in &r.multipath {
-            let Some(d) = &h.device else { continue };
-            match self.resolve(c, d, refresh) {
-                Ok(Some(i)) => out.push(i),
-                Ok(None) => {
-                    return Err(Error::UnknownDevice {
-                        op,
-                        object: r.to_string(),
-                        device: d.clone(),
-                    })
-                }
-                Err(e) => return Err(kernel(op, r, e)),
-            }
-        }
-        Ok(out)
+        r.multipath
+            .iter()
+            .filter_map(|h| h.device.as_deref())
+            .map(|d| self.dev_index(c, d, refresh, op, r))
+            .collect()
     }
 
     // --------------------------------------------------------------- finding
@@ -862,20 +858,11 @@ impl Handle {
     pub fn list(&self, filter: &RouteFilter) -> Result<Vec<Route>> {
         let mut c = lock(&self.conn);
         let what = format!("{filter:?}");
-        let oif = match &filter.device {
-            Some(d) => match self.resolve(&mut c, d, false) {
-                Ok(Some(i)) => Some(i),
-                Ok(None) => {
-                    return Err(Error::UnknownDevice {
-                        op: Op::List,
-                        object: what,
-                        device: d.clone(),
-                    })
-                }
-                Err(e) => return Err(kernel(Op::List, &what, e)),
-            },
-            None => None,
-        };
+        let oif = filter
+            .device
+            .as_deref()
+            .map(|d| self.dev_index(&mut c, d, false, Op::List, &what))
+            .transpose()?;
         let req = codec::route_dump(filter.family, filter.table, filter.proto, filter.kind, oif);
         let found = self.dump_routes(&mut c, &req, |d| {
             filter.table.is_none_or(|t| d.route.table == t)
@@ -990,17 +977,10 @@ impl Handle {
             });
         }
         let mut c = lock(&self.conn);
-        let mut dev = |name: &Option<String>| -> Result<Option<u32>> {
-            let Some(n) = name else { return Ok(None) };
-            match self.resolve(&mut c, n, false) {
-                Ok(Some(i)) => Ok(Some(i)),
-                Ok(None) => Err(Error::UnknownDevice {
-                    op: Op::Get,
-                    object: what(),
-                    device: n.clone(),
-                }),
-                Err(e) => Err(kernel(Op::Get, &what(), e)),
-            }
+        let mut dev = |name: &Option<String>| {
+            name.as_deref()
+                .map(|n| self.dev_index(&mut c, n, false, Op::Get, &format_args!("{dst} {opts:?}")))
+                .transpose()
         };
         let iif = dev(&opts.iif)?;
         let oif = dev(&opts.oif)?;
