@@ -629,24 +629,18 @@ impl Datapath {
 
     /// All IPv4 conntrack entries (`tcp`: the TCP map, else the "any" map).
     pub fn ct4_entries(&self, tcp: bool) -> Result<Vec<(CtTuple4, CtEntry)>> {
-        let map = if tcp { maps::CT4_TCP } else { maps::CT4_ANY };
-        let mut out = Vec::new();
-        for k in self.keys::<CtTuple4>(map)? {
-            let mut v = [0u8; size_of::<CtEntry>()];
-            if self.lookup(map, k.as_bytes(), &mut v)? {
-                if let Some(e) = CtEntry::from_bytes(&v) {
-                    out.push((k, e));
-                }
-            }
-        }
-        Ok(out)
+        self.ct_entries(if tcp { maps::CT4_TCP } else { maps::CT4_ANY })
     }
 
     /// All IPv6 conntrack entries.
     pub fn ct6_entries(&self, tcp: bool) -> Result<Vec<(CtTuple6, CtEntry)>> {
-        let map = if tcp { maps::CT6_TCP } else { maps::CT6_ANY };
+        self.ct_entries(if tcp { maps::CT6_TCP } else { maps::CT6_ANY })
+    }
+
+    /// Every entry of conntrack map `map`, keyed by tuples of type `K`.
+    fn ct_entries<K: Pod + Default>(&self, map: &'static str) -> Result<Vec<(K, CtEntry)>> {
         let mut out = Vec::new();
-        for k in self.keys::<CtTuple6>(map)? {
+        for k in self.keys::<K>(map)? {
             let mut v = [0u8; size_of::<CtEntry>()];
             if self.lookup(map, k.as_bytes(), &mut v)? {
                 if let Some(e) = CtEntry::from_bytes(&v) {
