@@ -323,20 +323,12 @@ impl Attachment {
         let program = self.hook.program().name();
         let mode = self.mode();
         let ifindex = self.ifindex;
-        match self.kind {
+        // The attachment may already be gone with its interface: those errnos are fine.
+        let (rc, gone): (i32, [i32; 3]) = match self.kind {
             Kind::Tcx(link) => {
                 // SAFETY: a link fd we own.
                 let rc = unsafe { libbpf_sys::bpf_link_detach(link.as_raw_fd()) };
-                // The link is gone with its interface (ENOLINK/ENOENT): fine.
-                if rc < 0 && ![libc::ENOLINK, libc::ENOENT, libc::ENODEV].contains(&-rc) {
-                    return Err(Error::Detach {
-                        program,
-                        ifindex,
-                        mode,
-                        source: io::Error::from_raw_os_error(-rc),
-                    });
-                }
-                Ok(())
+                (rc, [libc::ENOLINK, libc::ENOENT, libc::ENODEV])
             }
             Kind::Tc { prog: _prog } => {
                 let egress = self.hook.egress();
@@ -357,17 +349,18 @@ impl Attachment {
                     .join()
                     .unwrap_or(-libc::EINVAL)
                 });
-                if rc < 0 && ![libc::ENOENT, libc::ENODEV, libc::EINVAL].contains(&-rc) {
-                    return Err(Error::Detach {
-                        program,
-                        ifindex,
-                        mode,
-                        source: io::Error::from_raw_os_error(-rc),
-                    });
-                }
-                Ok(())
+                (rc, [libc::ENOENT, libc::ENODEV, libc::EINVAL])
             }
+        };
+        if rc < 0 && !gone.contains(&-rc) {
+            return Err(Error::Detach {
+                program,
+                ifindex,
+                mode,
+                source: io::Error::from_raw_os_error(-rc),
+            });
         }
+        Ok(())
     }
 }
 
