@@ -91,6 +91,50 @@ pub struct CtMapKind {
     pub scope: Scope,
 }
 
+/// The names Cilium gives one (protocol, family) pair of conntrack maps.
+struct KindNames {
+    proto: CtProto,
+    family: Family,
+    /// Pin name prefix of the global and endpoint maps.
+    prefix: &'static str,
+    /// Middle part of the per-cluster map names.
+    short: &'static str,
+    /// The datapath macro.
+    define: &'static str,
+}
+
+/// One row per (protocol, family), in Cilium's order (TCP4, ANY4, TCP6, ANY6).
+static KIND_NAMES: [KindNames; 4] = [
+    KindNames {
+        proto: CtProto::Tcp,
+        family: Family::V4,
+        prefix: "cilium_ct4_",
+        short: "tcp4",
+        define: "CT_MAP_TCP4",
+    },
+    KindNames {
+        proto: CtProto::Any,
+        family: Family::V4,
+        prefix: "cilium_ct_any4_",
+        short: "any4",
+        define: "CT_MAP_ANY4",
+    },
+    KindNames {
+        proto: CtProto::Tcp,
+        family: Family::V6,
+        prefix: "cilium_ct6_",
+        short: "tcp6",
+        define: "CT_MAP_TCP6",
+    },
+    KindNames {
+        proto: CtProto::Any,
+        family: Family::V6,
+        prefix: "cilium_ct_any6_",
+        short: "any6",
+        define: "CT_MAP_ANY6",
+    },
+];
+
 impl CtMapKind {
     /// The four global maps in Cilium's order (TCP4, ANY4, TCP6, ANY6).
     pub fn globals(ipv4: bool, ipv6: bool) -> Vec<CtMapKind> {
@@ -99,42 +143,38 @@ impl CtMapKind {
 
     /// The maps of `scope` in Cilium's order (TCP4, ANY4, TCP6, ANY6).
     pub fn all(scope: Scope, ipv4: bool, ipv6: bool) -> Vec<CtMapKind> {
-        let mut v = Vec::with_capacity(4);
-        for (fam, on) in [(Family::V4, ipv4), (Family::V6, ipv6)] {
-            if on {
-                for proto in [CtProto::Tcp, CtProto::Any] {
-                    v.push(CtMapKind {
-                        family: fam,
-                        proto,
-                        scope,
-                    });
-                }
-            }
-        }
-        v
+        KIND_NAMES
+            .iter()
+            .filter(|n| match n.family {
+                Family::V4 => ipv4,
+                Family::V6 => ipv6,
+            })
+            .map(|n| CtMapKind {
+                family: n.family,
+                proto: n.proto,
+                scope,
+            })
+            .collect()
     }
 
-    fn short(&self) -> &'static str {
-        match (self.proto, self.family) {
-            (CtProto::Tcp, Family::V4) => "tcp4",
-            (CtProto::Any, Family::V4) => "any4",
-            (CtProto::Tcp, Family::V6) => "tcp6",
-            (CtProto::Any, Family::V6) => "any6",
-        }
+    /// This map's row of [`KIND_NAMES`].
+    fn names(&self) -> &'static KindNames {
+        let row = match (self.proto, self.family) {
+            (CtProto::Tcp, Family::V4) => 0,
+            (CtProto::Any, Family::V4) => 1,
+            (CtProto::Tcp, Family::V6) => 2,
+            (CtProto::Any, Family::V6) => 3,
+        };
+        &KIND_NAMES[row]
     }
 
     /// The pin name Cilium gives this map.
     pub fn name(&self) -> String {
-        let prefix = match (self.proto, self.family) {
-            (CtProto::Tcp, Family::V4) => "cilium_ct4_",
-            (CtProto::Tcp, Family::V6) => "cilium_ct6_",
-            (CtProto::Any, Family::V4) => "cilium_ct_any4_",
-            (CtProto::Any, Family::V6) => "cilium_ct_any6_",
-        };
+        let KindNames { prefix, short, .. } = self.names();
         match self.scope {
             Scope::Global => format!("{prefix}global"),
             Scope::Endpoint(id) => format!("{prefix}{id:05}"),
-            Scope::Cluster(id) => format!("cilium_per_cluster_ct_{}_{id}", self.short()),
+            Scope::Cluster(id) => format!("cilium_per_cluster_ct_{short}_{id}"),
         }
     }
 
@@ -143,30 +183,16 @@ impl CtMapKind {
         if let Some(rest) = name.strip_prefix("cilium_per_cluster_ct_") {
             let (short, id) = rest.split_once('_')?;
             let id: u32 = id.parse().ok()?;
-            let (proto, family) = match short {
-                "tcp4" => (CtProto::Tcp, Family::V4),
-                "any4" => (CtProto::Any, Family::V4),
-                "tcp6" => (CtProto::Tcp, Family::V6),
-                "any6" => (CtProto::Any, Family::V6),
-                _ => return None,
-            };
+            let n = KIND_NAMES.iter().find(|n| n.short == short)?;
             return Some(CtMapKind {
-                family,
-                proto,
+                family: n.family,
+                proto: n.proto,
                 scope: Scope::Cluster(id),
             });
         }
-        let (proto, family, rest) = if let Some(r) = name.strip_prefix("cilium_ct4_") {
-            (CtProto::Tcp, Family::V4, r)
-        } else if let Some(r) = name.strip_prefix("cilium_ct6_") {
-            (CtProto::Tcp, Family::V6, r)
-        } else if let Some(r) = name.strip_prefix("cilium_ct_any4_") {
-            (CtProto::Any, Family::V4, r)
-        } else if let Some(r) = name.strip_prefix("cilium_ct_any6_") {
-            (CtProto::Any, Family::V6, r)
-        } else {
-            return None;
-        };
+        let (n, rest) = KIND_NAMES
+            .iter()
+            .find_map(|n| Some((n, name.strip_prefix(n.prefix)?)))?;
         let scope = if rest == "global" {
             Scope::Global
         } else if rest.len() == 5 && rest.bytes().all(|b| b.is_ascii_digit()) {
@@ -175,20 +201,15 @@ impl CtMapKind {
             return None;
         };
         Some(CtMapKind {
-            family,
-            proto,
+            family: n.family,
+            proto: n.proto,
             scope,
         })
     }
 
     /// The datapath macro naming this map (`CT_MAP_TCP4`, ...).
     pub fn bpf_define(&self) -> &'static str {
-        match (self.proto, self.family) {
-            (CtProto::Tcp, Family::V4) => "CT_MAP_TCP4",
-            (CtProto::Any, Family::V4) => "CT_MAP_ANY4",
-            (CtProto::Tcp, Family::V6) => "CT_MAP_TCP6",
-            (CtProto::Any, Family::V6) => "CT_MAP_ANY6",
-        }
+        self.names().define
     }
 
     /// Cilium's default `max_entries` for this map.
@@ -740,5 +761,48 @@ impl Iterator for Entries<'_> {
         let val =
             CtEntry::copy_from(&self.scanner.values[i * CtEntry::SIZE..(i + 1) * CtEntry::SIZE]);
         Some(Ok((key, val)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_finds_its_own_names_row() {
+        for scope in [Scope::Global, Scope::Endpoint(1), Scope::Cluster(2)] {
+            for row in &KIND_NAMES {
+                let k = CtMapKind {
+                    family: row.family,
+                    proto: row.proto,
+                    scope,
+                };
+                assert!(std::ptr::eq(k.names(), row), "{k:?}");
+                assert_eq!(CtMapKind::from_name(&k.name()), Some(k));
+            }
+        }
+        let order: Vec<_> = CtMapKind::globals(true, true)
+            .iter()
+            .map(CtMapKind::bpf_define)
+            .collect();
+        assert_eq!(
+            order,
+            ["CT_MAP_TCP4", "CT_MAP_ANY4", "CT_MAP_TCP6", "CT_MAP_ANY6"]
+        );
+        assert_eq!(
+            CtMapKind::all(Scope::Endpoint(3), false, true),
+            [
+                CtMapKind {
+                    family: Family::V6,
+                    proto: CtProto::Tcp,
+                    scope: Scope::Endpoint(3)
+                },
+                CtMapKind {
+                    family: Family::V6,
+                    proto: CtProto::Any,
+                    scope: Scope::Endpoint(3)
+                },
+            ]
+        );
     }
 }
