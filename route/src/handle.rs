@@ -977,10 +977,13 @@ impl Handle {
             });
         }
         let mut c = lock(&self.conn);
-        let mut dev = |name: &Option<String>| {
-            name.as_deref()
-                .map(|n| self.dev_index(&mut c, n, false, Op::Get, &format_args!("{dst} {opts:?}")))
-                .transpose()
+        let mut dev = |name: &Option<String>| match name {
+            // The object text is formatted only on error.
+            Some(n) => {
+                let what = format_args!("{dst} {opts:?}");
+                self.dev_index(&mut c, n, false, Op::Get, &what).map(Some)
+            }
+            None => Ok(None),
         };
         let iif = dev(&opts.iif)?;
         let oif = dev(&opts.oif)?;
@@ -1109,16 +1112,7 @@ impl Handle {
                     out[*i] = Some(res);
                 }
             }
-            Err(e) => {
-                let errno = e.errno().unwrap_or(libc::EIO);
-                for (i, _, _) in &ready {
-                    out[*i] = Some(Err(Error::Io {
-                        op: Op::Upsert,
-                        context: routes[*i].to_string(),
-                        source: std::io::Error::from_raw_os_error(errno),
-                    }));
-                }
-            }
+            Err(e) => batch_failed(&mut out, ready.iter().map(|r| r.0), routes, Op::Upsert, &e),
         }
         // Nexthop changes count for the first route that uses them; nexthop
         // routes no successful route uses are taken back.
@@ -1138,16 +1132,7 @@ impl Handle {
                 self.undo(&mut c, &nh, oif, st);
             }
         }
-        out.into_iter()
-            .map(|o| {
-                o.unwrap_or_else(|| {
-                    Err(Error::Decode {
-                        op: Op::Upsert,
-                        reason: "no outcome".into(),
-                    })
-                })
-            })
-            .collect()
+        outcomes(out, Op::Upsert)
     }
 
     /// Deletes many routes, pipelined; one result per route, in order.
@@ -1174,27 +1159,9 @@ impl Handle {
                     out[*i] = Some(ack.map_err(|e| kernel(Op::Delete, &routes[*i], e)));
                 }
             }
-            Err(e) => {
-                let errno = e.errno().unwrap_or(libc::EIO);
-                for (i, _) in &ready {
-                    out[*i] = Some(Err(Error::Io {
-                        op: Op::Delete,
-                        context: routes[*i].to_string(),
-                        source: std::io::Error::from_raw_os_error(errno),
-                    }));
-                }
-            }
+            Err(e) => batch_failed(&mut out, ready.iter().map(|r| r.0), routes, Op::Delete, &e),
         }
-        out.into_iter()
-            .map(|o| {
-                o.unwrap_or_else(|| {
-                    Err(Error::Decode {
-                        op: Op::Delete,
-                        reason: "no outcome".into(),
-                    })
-                })
-            })
-            .collect()
+        outcomes(out, Op::Delete)
     }
 
     // ---------------------------------------------------------------- rules
@@ -1281,6 +1248,40 @@ impl Handle {
             .map(|v| v.into_iter().map(|(r, _)| r).collect())
             .map_err(|e| kernel(Op::ListRules, &format!("{family:?}"), e))
     }
+}
+
+/// Fills the outcome of every route sent in a batch that failed as a whole
+/// (the socket, not the kernel, failed).
+fn batch_failed<T>(
+    out: &mut [Option<Result<T>>],
+    sent: impl Iterator<Item = usize>,
+    routes: &[Route],
+    op: Op,
+    e: &NlError,
+) {
+    let errno = e.errno().unwrap_or(libc::EIO);
+    for i in sent {
+        out[i] = Some(Err(Error::Io {
+            op,
+            context: routes[i].to_string(),
+            source: std::io::Error::from_raw_os_error(errno),
+        }));
+    }
+}
+
+/// The per-route results of a batch, in order; every slot is filled by
+/// then, and an empty one would be reported rather than dropped.
+fn outcomes<T>(out: Vec<Option<Result<T>>>, op: Op) -> Vec<Result<T>> {
+    out.into_iter()
+        .map(|o| {
+            o.unwrap_or_else(|| {
+                Err(Error::Decode {
+                    op,
+                    reason: "no outcome".into(),
+                })
+            })
+        })
+        .collect()
 }
 
 /// An `ip route get` answer: IPv4 answers carry protocol 0, which `ip`
