@@ -264,6 +264,25 @@ struct Crit {
     shortcut: bool,
 }
 
+impl Crit {
+    /// The route of the same identity (table, prefix, metric; device when
+    /// given), whatever its type and nexthop: what upsert replaces.
+    const IDENTITY: Crit = Crit {
+        kind: false,
+        nexthop: false,
+        identity: true,
+        shortcut: false,
+    };
+    /// What [`Handle::lookup`] promises: type, and where set nexthop and
+    /// metric, too.
+    const LOOKUP: Crit = Crit {
+        kind: true,
+        nexthop: true,
+        identity: false,
+        shortcut: false,
+    };
+}
+
 fn matches(r: &Route, oif: Option<u32>, c: Crit, d: &Decoded) -> bool {
     let k = &d.route;
     !d.cloned
@@ -588,10 +607,8 @@ impl Handle {
         mtu: Option<u32>,
     ) -> std::result::Result<Ensured, NlError> {
         let crit = Crit {
-            kind: false,
-            nexthop: false,
-            identity: true,
             shortcut: true,
+            ..Crit::IDENTITY
         };
         let old = self.find(c, r, oif, crit)?;
         if let Some(d) = &old {
@@ -644,13 +661,7 @@ impl Handle {
         match res {
             Ok(()) => Ok(true),
             Err(NlError::Kernel { errno, .. }) if errno == libc::EEXIST => {
-                let crit = Crit {
-                    kind: false,
-                    nexthop: false,
-                    identity: true,
-                    shortcut: false,
-                };
-                if let Some(d) = self.find(c, r, oif, crit)? {
+                if let Some(d) = self.find(c, r, oif, Crit::IDENTITY)? {
                     if same_as(r, oif, mtu, hops, &d) {
                         return Ok(false);
                     }
@@ -694,12 +705,6 @@ impl Handle {
         // add the prefix route exclusively in the same datagram. When the
         // FIB confirms the nexthop route as it should be (the common case),
         // the prefix outcome is final.
-        let identity = Crit {
-            kind: false,
-            nexthop: false,
-            identity: true,
-            shortcut: false,
-        };
         let (fib, added) = c
             .get_route_then_add(
                 &codec::route_get(nh.prefix.addr(), true),
@@ -711,7 +716,7 @@ impl Handle {
         let nh_confirmed = matches!(&fib, Ok(Some(d))
             if fib_trustworthy(d)
                 && d.route.kind == nh.kind
-                && matches(&nh, oif, identity, d)
+                && matches(&nh, oif, Crit::IDENTITY, d)
                 && same_as(&nh, oif, None, &[], d));
         if nh_confirmed {
             return match added {
@@ -842,14 +847,8 @@ impl Handle {
         self.check_selector(route, Op::Lookup)?;
         let mut c = lock(&self.conn);
         let oif = self.oif(&mut c, route, Op::Lookup, false)?;
-        let crit = Crit {
-            kind: true,
-            nexthop: true,
-            identity: false,
-            shortcut: false,
-        };
         let found = self
-            .find(&mut c, route, oif, crit)
+            .find(&mut c, route, oif, Crit::LOOKUP)
             .map_err(|e| kernel(Op::Lookup, route, e))?;
         Ok(found.map(|d| self.named(&mut c, d)))
     }
