@@ -8,6 +8,7 @@ use ipnet::IpNet;
 use crate::error::{Error, Op};
 use crate::names::{parse_table, table_name, Protocol, MAIN_TABLE};
 use crate::route::{parse_prefix, strip_command};
+use crate::show::fmt_net;
 
 /// An address family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -209,14 +210,6 @@ impl Rule {
             self.table = 0;
         }
         self
-    }
-}
-
-fn fmt_net(n: &IpNet) -> String {
-    if n.prefix_len() == n.max_prefix_len() {
-        n.addr().to_string()
-    } else {
-        n.to_string()
     }
 }
 

@@ -130,13 +130,10 @@ impl Rule {
 }
 
 fn fmt_dst(r: &Route) -> String {
-    let p = &r.prefix;
-    if p.prefix_len() == 0 {
+    if r.prefix.prefix_len() == 0 {
         "default".into()
-    } else if p.prefix_len() == p.max_prefix_len() {
-        p.addr().to_string()
     } else {
-        p.to_string()
+        fmt_net(&r.prefix)
     }
 }
 
@@ -206,7 +203,8 @@ fn c_hex(v: u32) -> String {
     }
 }
 
-fn fmt_net(n: &ipnet::IpNet) -> String {
+/// A prefix as `ip` prints it: a host prefix without its length.
+pub(crate) fn fmt_net(n: &ipnet::IpNet) -> String {
     if n.prefix_len() == n.max_prefix_len() {
         n.addr().to_string()
     } else {
