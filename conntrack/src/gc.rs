@@ -448,19 +448,10 @@ where
             }
         }
         if !matched_keys.is_empty() {
-            let want = matched_keys.len() / ks;
-            let got = map.raw.delete_batch(&matched_keys)?;
-            stats.deleted_matched += got;
-            stats.vanished += want - got;
-            let d = filter.decider();
-            if d.nat.is_some() {
-                for (k, v) in matched_keys
-                    .chunks_exact(ks)
-                    .zip(matched_vals.chunks_exact(vs))
-                {
-                    stats.nat_deleted += d.purge_nat(family, k, v)?;
-                }
-            }
+            let d = delete_batch(map, filter.decider(), &matched_keys, &matched_vals)?;
+            stats.deleted_matched += d.deleted;
+            stats.vanished += d.vanished;
+            stats.nat_deleted += d.nat_deleted;
         }
         if !expired_keys.is_empty() {
             on_expired((&expired_keys, filter.decider()))?;
@@ -491,47 +482,8 @@ impl Deletions {
         let mut fallback: Vec<u8> = Vec::new();
         let mut fallback_vals: Vec<u8> = Vec::new();
         for key in keys.chunks_exact(ks) {
-            if !self.no_atomic {
-                match raw.lookup_and_delete_into(key, &mut old) {
-                    Ok(false) => {
-                        self.vanished += 1;
-                        continue;
-                    }
-                    Ok(true) => {
-                        match decider.decide(family, key, lifetime_of(&old)) {
-                            Verdict::Expired => {
-                                self.deleted_expired += 1;
-                                self.nat_deleted += decider.purge_nat(family, key, &old)?;
-                            }
-                            Verdict::Matched => {
-                                self.deleted_matched += 1;
-                                self.nat_deleted += decider.purge_nat(family, key, &old)?;
-                            }
-                            Verdict::Keep => {
-                                // Renewed between scan and delete: put it back
-                                // unless the datapath already made a new one.
-                                let r = raw.update_raw(key, &old, libbpf_sys::BPF_NOEXIST.into());
-                                if r != 0 && -r != libc::EEXIST {
-                                    return Err(raw.err(
-                                        "BPF_MAP_UPDATE_ELEM (restoring a renewed entry)",
-                                        crate::raw::errno(r),
-                                    ));
-                                }
-                                self.renewed.extend_from_slice(key);
-                                self.renewed_values.extend_from_slice(&old);
-                            }
-                        }
-                        continue;
-                    }
-                    Err(e) => {
-                        let code = e.raw_os_error().unwrap_or(0);
-                        if code == libc::EINVAL || code == libc::ENOTSUP || code == 524 {
-                            self.no_atomic = true;
-                        } else {
-                            return Err(e);
-                        }
-                    }
-                }
+            if !self.no_atomic && self.take_atomic(map, decider, key, &mut old)? {
+                continue;
             }
             // Kernels without BPF_MAP_LOOKUP_AND_DELETE_ELEM on hash maps:
             // re-read, re-check, then batch delete.
@@ -551,19 +503,94 @@ impl Deletions {
             }
         }
         if !fallback.is_empty() {
-            let want = fallback.len() / ks;
-            let got = raw.delete_batch(&fallback)?;
-            self.deleted_expired += got;
-            self.vanished += want - got;
-            for (k, v) in fallback
-                .chunks_exact(ks)
-                .zip(fallback_vals.chunks_exact(CtEntry::SIZE))
-            {
-                self.nat_deleted += decider.purge_nat(family, k, v)?;
-            }
+            let d = delete_batch(map, decider, &fallback, &fallback_vals)?;
+            self.deleted_expired += d.deleted;
+            self.vanished += d.vanished;
+            self.nat_deleted += d.nat_deleted;
         }
         Ok(())
     }
+
+    /// Deletes `key` with `BPF_MAP_LOOKUP_AND_DELETE_ELEM` and re-decides on
+    /// the value removed, restoring it if the datapath renewed it. `Ok(false)`
+    /// (and `no_atomic` set) when the kernel lacks that call for hash maps.
+    fn take_atomic(
+        &mut self,
+        map: &CtMap,
+        decider: Decider<'_>,
+        key: &[u8],
+        old: &mut [u8; CtEntry::SIZE],
+    ) -> Result<bool> {
+        let raw = &map.raw;
+        let family = map.family();
+        match raw.lookup_and_delete_into(key, old) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.vanished += 1;
+                return Ok(true);
+            }
+            Err(e) => {
+                let code = e.raw_os_error().unwrap_or(0);
+                if code == libc::EINVAL || code == libc::ENOTSUP || code == 524 {
+                    self.no_atomic = true;
+                    return Ok(false);
+                }
+                return Err(e);
+            }
+        }
+        match decider.decide(family, key, lifetime_of(old)) {
+            Verdict::Expired => self.deleted_expired += 1,
+            Verdict::Matched => self.deleted_matched += 1,
+            Verdict::Keep => {
+                // Renewed between scan and delete: put it back unless the
+                // datapath already made a new one.
+                let r = raw.update_raw(key, old, libbpf_sys::BPF_NOEXIST.into());
+                if r != 0 && -r != libc::EEXIST {
+                    return Err(raw.err(
+                        "BPF_MAP_UPDATE_ELEM (restoring a renewed entry)",
+                        crate::raw::errno(r),
+                    ));
+                }
+                self.renewed.extend_from_slice(key);
+                self.renewed_values.extend_from_slice(old);
+                return Ok(true);
+            }
+        }
+        self.nat_deleted += decider.purge_nat(family, key, old)?;
+        Ok(true)
+    }
+}
+
+/// What [`delete_batch`] did.
+struct BatchDeleted {
+    deleted: usize,
+    vanished: usize,
+    nat_deleted: usize,
+}
+
+/// Batch-deletes `keys` (concatenated), counting those already gone as
+/// vanished, then runs the NAT clean-up for each with its scanned value.
+fn delete_batch(
+    map: &CtMap,
+    decider: Decider<'_>,
+    keys: &[u8],
+    vals: &[u8],
+) -> Result<BatchDeleted> {
+    let family = map.family();
+    let ks = family.key_size();
+    let want = keys.len() / ks;
+    let deleted = map.raw.delete_batch(keys)?;
+    let mut nat_deleted = 0;
+    if decider.nat.is_some() {
+        for (k, v) in keys.chunks_exact(ks).zip(vals.chunks_exact(CtEntry::SIZE)) {
+            nat_deleted += decider.purge_nat(family, k, v)?;
+        }
+    }
+    Ok(BatchDeleted {
+        deleted,
+        vanished: want - deleted,
+        nat_deleted,
+    })
 }
 
 fn emit(filter: &mut GcFilter<'_>, family: Family, key: &[u8], val: &[u8]) -> Result<()> {
