@@ -37,8 +37,12 @@ fn parse_num_or_name(
     })
 }
 
-fn name_of(n: u8, table: &[(u8, &'static str)]) -> Option<&'static str> {
-    table.iter().find(|(v, _)| *v == n).map(|(_, s)| *s)
+/// Writes `n`'s name from `table`, or the number when it has none.
+fn write_num_or_name(f: &mut fmt::Formatter<'_>, n: u8, table: &[(u8, &str)]) -> fmt::Result {
+    match table.iter().find(|(v, _)| *v == n) {
+        Some((_, name)) => f.write_str(name),
+        None => write!(f, "{n}"),
+    }
 }
 
 /// iproute2's `rt_protos`.
@@ -101,10 +105,7 @@ impl Default for Protocol {
 
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match name_of(self.0, PROTOCOLS) {
-            Some(n) => f.write_str(n),
-            None => write!(f, "{}", self.0),
-        }
+        write_num_or_name(f, self.0, PROTOCOLS)
     }
 }
 
@@ -149,10 +150,7 @@ impl Scope {
 
 impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match name_of(self.0, SCOPES) {
-            Some(n) => f.write_str(n),
-            None => write!(f, "{}", self.0),
-        }
+        write_num_or_name(f, self.0, SCOPES)
     }
 }
 
@@ -228,10 +226,7 @@ impl Default for RouteType {
 
 impl fmt::Display for RouteType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match name_of(self.0, TYPES) {
-            Some(n) => f.write_str(n),
-            None => write!(f, "{}", self.0),
-        }
+        write_num_or_name(f, self.0, TYPES)
     }
 }
 
