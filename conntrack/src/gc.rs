@@ -330,19 +330,16 @@ pub fn gc(map: &CtMap, filter: &mut GcFilter<'_>) -> Result<GcStats> {
             del.run(map, d, keys)
         })?;
     } else {
-        let (match_ips, remove_expired, time, nat) = (
-            filter.match_ips.clone(),
-            filter.remove_expired,
-            filter.time,
-            filter.nat,
-        );
+        // The helper thread decides with its own copy of `match_ips`: `scan`
+        // holds `filter` mutably (for `emit`) meanwhile.
+        let match_ips = filter.match_ips.clone();
         let decider = Decider {
-            remove_expired,
-            time,
+            remove_expired: filter.remove_expired,
+            time: filter.time,
             match_ips: &match_ips,
-            nat,
+            nat: filter.nat,
         };
-        let worker_result = std::thread::scope(|s| -> Result<Deletions> {
+        del = std::thread::scope(|s| -> Result<Deletions> {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
             let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<u8>>();
             let worker = s.spawn(move || -> Result<Deletions> {
@@ -385,7 +382,6 @@ pub fn gc(map: &CtMap, filter: &mut GcFilter<'_>) -> Result<GcStats> {
             scanned?;
             Ok(d)
         })?;
-        del = worker_result;
     }
     stats.deleted_expired += del.deleted_expired;
     stats.deleted_matched += del.deleted_matched;
