@@ -508,27 +508,18 @@ impl Handle {
         req: &impl Emitable,
         mut keep: impl FnMut(&Decoded) -> bool,
     ) -> std::result::Result<Vec<Decoded>, NlError> {
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let mut out = Vec::new();
-            let r = c.dump(nl::RTM_GETROUTE, req, nl::RTM_NEWROUTE, |p| {
-                if let Some(d) = codec::decode_route(p)? {
-                    if !d.cloned && keep(&d) {
-                        out.push(d);
-                    }
+        let r = dump_retrying(c, nl::RTM_GETROUTE, req, nl::RTM_NEWROUTE, |p, out| {
+            if let Some(d) = codec::decode_route(p)? {
+                if !d.cloned && keep(&d) {
+                    out.push(d);
                 }
-                Ok(())
-            });
-            match r {
-                Ok(()) => return Ok(out),
-                Err(NlError::Interrupted) if tries < DUMP_MAX_TRIES => continue,
-                // A table that does not exist holds no routes.
-                Err(NlError::Kernel { errno, .. }) if errno == libc::ENOENT => {
-                    return Ok(Vec::new())
-                }
-                Err(e) => return Err(e),
             }
+            Ok(())
+        });
+        match r {
+            // A table that does not exist holds no routes.
+            Err(NlError::Kernel { errno, .. }) if errno == libc::ENOENT => Ok(Vec::new()),
+            r => r,
         }
     }
 
@@ -1223,21 +1214,10 @@ impl Handle {
         family: Option<Family>,
     ) -> std::result::Result<Vec<(Rule, bool)>, NlError> {
         let req = codec::rule_dump(family);
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let mut out = Vec::new();
-            match c.dump(nl::RTM_GETRULE, &req, nl::RTM_NEWRULE, |p| {
-                if let Some(r) = codec::decode_rule_full(p)? {
-                    out.push(r);
-                }
-                Ok(())
-            }) {
-                Ok(()) => return Ok(out),
-                Err(NlError::Interrupted) if tries < DUMP_MAX_TRIES => continue,
-                Err(e) => return Err(e),
-            }
-        }
+        dump_retrying(c, nl::RTM_GETRULE, &req, nl::RTM_NEWRULE, |p, out| {
+            out.extend(codec::decode_rule_full(p)?);
+            Ok(())
+        })
     }
 
     /// Lists the rules of `family` (`None`: both), in the kernel's order.
@@ -1246,6 +1226,28 @@ impl Handle {
         self.rules_locked(&mut c, family)
             .map(|v| v.into_iter().map(|(r, _)| r).collect())
             .map_err(|e| kernel(Op::ListRules, &format!("{family:?}"), e))
+    }
+}
+
+/// Runs a dump, again from the start while the kernel reports it
+/// interrupted by concurrent changes (up to [`DUMP_MAX_TRIES`] runs); `each`
+/// decodes one message into the run's results.
+fn dump_retrying<T>(
+    c: &mut Conn,
+    ty: u16,
+    req: &impl Emitable,
+    want: u16,
+    mut each: impl FnMut(&[u8], &mut Vec<T>) -> std::result::Result<(), NlError>,
+) -> std::result::Result<Vec<T>, NlError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let mut out = Vec::new();
+        match c.dump(ty, req, want, |p| each(p, &mut out)) {
+            Ok(()) => return Ok(out),
+            Err(NlError::Interrupted) if tries < DUMP_MAX_TRIES => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 
