@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::entry::CtEntry;
 use crate::error::{Error, Result};
 use crate::key::{AnyCtKey, CtKey, CtKey4, CtKey6, Family, TupleFlags, IPPROTO_TCP};
-use crate::raw::{self, BatchScanner, MapInfo, RawMap, DEFAULT_BATCH};
+use crate::raw::{BatchScanner, MapInfo, RawMap, DEFAULT_BATCH};
 
 /// Where Cilium pins its global maps (`bpf.MapPath`): the directory that
 /// directly holds the pins.
@@ -396,32 +396,7 @@ impl CtMap {
     }
 
     fn check(raw: RawMap, family: Family, kind: Option<CtMapKind>) -> Result<CtMap> {
-        let path = raw.path.clone().unwrap_or_default();
-        let info = &raw.info;
-        if info.map_type != raw::MAP_TYPE_LRU_HASH && info.map_type != raw::MAP_TYPE_HASH {
-            return Err(Error::MapType {
-                name: raw.label.clone(),
-                path,
-                expected: "lru_hash or hash",
-                found: raw::map_type_name(info.map_type),
-            });
-        }
-        if info.key_size as usize != family.key_size() {
-            return Err(Error::KeySize {
-                name: raw.label.clone(),
-                path,
-                expected: family.key_size() as u32,
-                found: info.key_size,
-            });
-        }
-        if info.value_size as usize != CtEntry::SIZE {
-            return Err(Error::ValueSize {
-                name: raw.label.clone(),
-                path,
-                expected: CtEntry::SIZE as u32,
-                found: info.value_size,
-            });
-        }
+        raw.check_hash_layout(family.key_size(), CtEntry::SIZE)?;
         Ok(CtMap { raw, family, kind })
     }
 

@@ -25,7 +25,7 @@ use crate::entry::EntryFlags;
 use crate::error::{Error, Result};
 use crate::key::{AnyCtKey, CtKey6, Family, TupleFlags, IPPROTO_TCP};
 use crate::map::CtMap;
-use crate::raw::{self, BatchScanner, RawMap, DEFAULT_BATCH};
+use crate::raw::{BatchScanner, RawMap, DEFAULT_BATCH};
 
 /// `cilium_snat_v4_external`.
 pub const MAP_NAME_SNAT4: &str = "cilium_snat_v4_external";
@@ -251,31 +251,7 @@ impl NatMap {
     }
 
     fn check(raw: RawMap, family: Family) -> Result<NatMap> {
-        let path = raw.path.clone().unwrap_or_default();
-        if raw.info.map_type != raw::MAP_TYPE_LRU_HASH && raw.info.map_type != raw::MAP_TYPE_HASH {
-            return Err(Error::MapType {
-                name: raw.label.clone(),
-                path,
-                expected: "lru_hash or hash",
-                found: raw::map_type_name(raw.info.map_type),
-            });
-        }
-        if raw.info.key_size as usize != family.key_size() {
-            return Err(Error::KeySize {
-                name: raw.label.clone(),
-                path,
-                expected: family.key_size() as u32,
-                found: raw.info.key_size,
-            });
-        }
-        if raw.info.value_size as usize != NatEntry::size(family) {
-            return Err(Error::ValueSize {
-                name: raw.label.clone(),
-                path,
-                expected: NatEntry::size(family) as u32,
-                found: raw.info.value_size,
-            });
-        }
+        raw.check_hash_layout(family.key_size(), NatEntry::size(family))?;
         Ok(NatMap { raw, family })
     }
 

@@ -269,6 +269,38 @@ impl RawMap {
         })
     }
 
+    /// Checks that this is a hash or LRU hash map with the given key and
+    /// value sizes (what the conntrack and SNAT maps are).
+    pub(crate) fn check_hash_layout(&self, key_size: usize, value_size: usize) -> Result<()> {
+        let path = self.path.clone().unwrap_or_default();
+        let info = &self.info;
+        if info.map_type != MAP_TYPE_LRU_HASH && info.map_type != MAP_TYPE_HASH {
+            return Err(Error::MapType {
+                name: self.label.clone(),
+                path,
+                expected: "lru_hash or hash",
+                found: map_type_name(info.map_type),
+            });
+        }
+        if info.key_size as usize != key_size {
+            return Err(Error::KeySize {
+                name: self.label.clone(),
+                path,
+                expected: key_size as u32,
+                found: info.key_size,
+            });
+        }
+        if info.value_size as usize != value_size {
+            return Err(Error::ValueSize {
+                name: self.label.clone(),
+                path,
+                expected: value_size as u32,
+                found: info.value_size,
+            });
+        }
+        Ok(())
+    }
+
     pub(crate) fn raw(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
