@@ -344,7 +344,8 @@ static __always_inline int drop(struct __sk_buff *ctx, int reason, __u32 dir)
 	return TC_ACT_SHOT;
 }
 
-static __always_inline int redirect_to(__u32 ifindex)
+/* Records a redirect target in podnet_redir_trace (tests only). */
+static __always_inline void trace_redirect(__u32 ifindex)
 {
 	if (CONFIG.trace_redirect) {
 		__u32 zero = 0;
@@ -353,18 +354,17 @@ static __always_inline int redirect_to(__u32 ifindex)
 		if (slot)
 			*slot = ifindex;
 	}
+}
+
+static __always_inline int redirect_to(__u32 ifindex)
+{
+	trace_redirect(ifindex);
 	return bpf_redirect(ifindex, 0);
 }
 
 static __always_inline int redirect_peer_to(__u32 ifindex)
 {
-	if (CONFIG.trace_redirect) {
-		__u32 zero = 0;
-		__u32 *slot = bpf_map_lookup_elem(&podnet_redir_trace, &zero);
-
-		if (slot)
-			*slot = ifindex;
-	}
+	trace_redirect(ifindex);
 	return bpf_redirect_peer(ifindex, 0);
 }
 
@@ -997,8 +997,7 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 			nh.ipv4_nh = fib.ipv4_dst;
 			ip4_dec_ttl(ip4);
 			count(ctx, REASON_FORWARDED, mdir);
-			if (CONFIG.trace_redirect)
-				redirect_to(fib.ifindex);
+			trace_redirect(fib.ifindex);
 			return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
 		}
 		/* Anything else (no route, MTU, forwarding off): the stack decides. */
@@ -1346,8 +1345,7 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 			__builtin_memcpy(nh.ipv6_nh, fib.ipv6_dst, 16);
 			ip6->hop_limit--;
 			count(ctx, REASON_FORWARDED, mdir);
-			if (CONFIG.trace_redirect)
-				redirect_to(fib.ifindex);
+			trace_redirect(fib.ifindex);
 			return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
 		}
 	}
@@ -1364,12 +1362,10 @@ static __always_inline int dispatch(struct __sk_buff *ctx, enum hook hook)
 	struct ethhdr *eth = data;
 	__be16 proto;
 
-	if (data + ETH_HLEN > data_end) {
-		/* Shorter than an Ethernet header: not IP we could parse. */
-		count(ctx, (__u32)(-DROP_INVALID), hook == HOOK_FROM_CONTAINER ? METRIC_EGRESS :
-										 METRIC_INGRESS);
-		return TC_ACT_SHOT;
-	}
+	/* Shorter than an Ethernet header: not IP we could parse. */
+	if (data + ETH_HLEN > data_end)
+		return drop(ctx, DROP_INVALID,
+			    hook == HOOK_FROM_CONTAINER ? METRIC_EGRESS : METRIC_INGRESS);
 	proto = eth->h_proto;
 	if (proto == bpf_htons(ETH_P_IP))
 		return handle_ipv4(ctx, hook);
