@@ -799,6 +799,18 @@ static __always_inline int ct4_lookup(struct __sk_buff *ctx, struct ipv4_ct_tupl
 	return __ct_lookup(ct4_find(is_tcp, tuple), ctx, l4->action, dir, is_tcp, l4->tcp_flags);
 }
 
+/* The tuple of an IPv4 packet; `dir_flag` TUPLE_F_OUT (ingress) or TUPLE_F_IN (egress). */
+static __always_inline void ct4_tuple_init(struct ipv4_ct_tuple *tuple, const struct iphdr *ip4,
+					   const struct l4info *l4, __u8 dir_flag)
+{
+	tuple->nexthdr = ip4->protocol;
+	tuple->daddr = ip4->daddr;
+	tuple->saddr = ip4->saddr;
+	tuple->dport = l4->tdport;
+	tuple->sport = l4->tsport;
+	tuple->flags = dir_flag | (l4->related ? TUPLE_F_RELATED : 0);
+}
+
 /* What to_container does for a packet entering endpoint `dep`: conntrack in
  * the ingress direction and, for a new connection, ingress policy with the
  * source identity (`identity`, or resolved here when 0). `dep` NULL: looked
@@ -813,12 +825,7 @@ static __always_inline int ipv4_ingress(struct __sk_buff *ctx, struct iphdr *ip4
 	struct endpoint_info *sep;
 	int ret;
 
-	tuple.nexthdr = ip4->protocol;
-	tuple.daddr = ip4->daddr;
-	tuple.saddr = ip4->saddr;
-	tuple.dport = l4->tdport;
-	tuple.sport = l4->tsport;
-	tuple.flags = TUPLE_F_OUT | (l4->related ? TUPLE_F_RELATED : 0);
+	ct4_tuple_init(&tuple, ip4, l4, TUPLE_F_OUT);
 	if (ct4_lookup(ctx, &tuple, CT_INGRESS, l4, false) != CT_NEW)
 		return 0;
 	if (!dep) {
@@ -904,14 +911,9 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 
 	if (frag)
 		return drop(ctx, DROP_FRAG_NOSUPPORT, mdir);
-	tuple.nexthdr = ip4->protocol;
-	tuple.daddr = ip4->daddr;
-	tuple.saddr = ip4->saddr;
-	ret = extract_l4(ctx, tuple.nexthdr, l4_off, l3_end, &l4);
+	ret = extract_l4(ctx, ip4->protocol, l4_off, l3_end, &l4);
 	if (ret < 0)
 		return drop(ctx, ret, mdir);
-	tuple.dport = l4.tdport;
-	tuple.sport = l4.tsport;
 
 	if (hook == HOOK_TO_CONTAINER) {
 		/* Conntrack before the endpoint lookup: a reply or an established
@@ -928,7 +930,7 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 	}
 
 	/* from-container: egress of the pod. */
-	tuple.flags = TUPLE_F_IN | (l4.related ? TUPLE_F_RELATED : 0);
+	ct4_tuple_init(&tuple, ip4, &l4, TUPLE_F_IN);
 	ct = ct4_lookup(ctx, &tuple, CT_EGRESS, &l4, true);
 	if (ct == CT_NEW) {
 		__u32 dst_identity;
@@ -1148,6 +1150,20 @@ static __always_inline int ipv6_skip_exthdrs(struct __sk_buff *ctx, __u32 l3_end
 	return 0;
 }
 
+/* The tuple of an IPv6 packet whose upper-layer protocol is `nexthdr`;
+ * `dir_flag` TUPLE_F_OUT (ingress) or TUPLE_F_IN (egress). */
+static __always_inline void ct6_tuple_init(struct ipv6_ct_tuple *tuple, const __u32 *saddr,
+					   const __u32 *daddr, __u8 nexthdr,
+					   const struct l4info *l4, __u8 dir_flag)
+{
+	__builtin_memcpy(tuple->daddr, daddr, 16);
+	__builtin_memcpy(tuple->saddr, saddr, 16);
+	tuple->nexthdr = nexthdr;
+	tuple->dport = l4->tdport;
+	tuple->sport = l4->tsport;
+	tuple->flags = dir_flag | (l4->related ? TUPLE_F_RELATED : 0);
+}
+
 static __always_inline int ipv6_ingress(struct __sk_buff *ctx, const __u32 *saddr,
 					const __u32 *daddr, __u8 nexthdr, const struct l4info *l4,
 					const struct endpoint_info *dep, __u32 identity)
@@ -1156,12 +1172,7 @@ static __always_inline int ipv6_ingress(struct __sk_buff *ctx, const __u32 *sadd
 	struct endpoint_info *sep;
 	int ret;
 
-	__builtin_memcpy(tuple.daddr, daddr, 16);
-	__builtin_memcpy(tuple.saddr, saddr, 16);
-	tuple.nexthdr = nexthdr;
-	tuple.dport = l4->tdport;
-	tuple.sport = l4->tsport;
-	tuple.flags = TUPLE_F_OUT | (l4->related ? TUPLE_F_RELATED : 0);
+	ct6_tuple_init(&tuple, saddr, daddr, nexthdr, l4, TUPLE_F_OUT);
 	if (ct6_lookup(ctx, &tuple, CT_INGRESS, l4, false) != CT_NEW)
 		return 0;
 	if (!dep) {
@@ -1254,16 +1265,11 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 	ret = ipv6_skip_exthdrs(ctx, l3_end, &nexthdr, &l4_off);
 	if (ret < 0)
 		return drop(ctx, ret, mdir);
-	tuple.nexthdr = nexthdr;
 	ret = extract_l4(ctx, nexthdr, l4_off, l3_end, &l4);
 	if (ret < 0)
 		return drop(ctx, ret, mdir);
 	if (l4.ndp)
 		return TC_ACT_OK;
-	__builtin_memcpy(tuple.daddr, daddr, 16);
-	__builtin_memcpy(tuple.saddr, saddr, 16);
-	tuple.dport = l4.tdport;
-	tuple.sport = l4.tsport;
 
 	if (hook == HOOK_TO_CONTAINER) {
 		/* Conntrack before the endpoint lookup: a reply or an established
@@ -1279,7 +1285,8 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 		return TC_ACT_OK;
 	}
 
-	tuple.flags = TUPLE_F_IN | (l4.related ? TUPLE_F_RELATED : 0);
+	/* from-container: egress of the pod. */
+	ct6_tuple_init(&tuple, saddr, daddr, nexthdr, &l4, TUPLE_F_IN);
 	ct = ct6_lookup(ctx, &tuple, CT_EGRESS, &l4, true);
 	if (ct == CT_NEW) {
 		__u32 dst_identity;
