@@ -103,6 +103,17 @@ pub(crate) fn parse_error(flags: u16, payload: &[u8]) -> Result<(i32, Option<Str
     Ok((-code, message))
 }
 
+/// The outcome an `NLMSG_ERROR` reports: `Ok(())` for an ack (errno 0),
+/// else the kernel's error. The outer error is a malformed message.
+fn outcome(m: &Msg<'_>) -> Result<Result<(), NlError>, NlError> {
+    let (errno, message) = parse_error(m.flags, m.payload)?;
+    Ok(if errno == 0 {
+        Ok(())
+    } else {
+        Err(NlError::Kernel { errno, message })
+    })
+}
+
 pub(crate) fn align(n: usize) -> usize {
     (n + 3) & !3
 }
@@ -180,10 +191,9 @@ pub(crate) fn scan_dump(
                 }));
             }
             NLMSG_ERROR => {
-                let (errno, message) = parse_error(m.flags, m.payload)?;
-                if errno != 0 {
+                if let Err(e) = outcome(&m)? {
                     // An error instead of a dump ends it.
-                    return Ok(Some(Err(NlError::Kernel { errno, message })));
+                    return Ok(Some(Err(e)));
                 }
             }
             t if t == want => {
@@ -324,12 +334,7 @@ impl Conn {
                 if m.seq != seq || m.ty != NLMSG_ERROR {
                     continue;
                 }
-                let (errno, message) = parse_error(m.flags, m.payload)?;
-                return if errno == 0 {
-                    Ok(())
-                } else {
-                    Err(NlError::Kernel { errno, message })
-                };
+                return outcome(&m)?;
             }
         }
     }
@@ -355,10 +360,8 @@ impl Conn {
                     continue;
                 }
                 if m.ty == NLMSG_ERROR {
-                    let (errno, message) = parse_error(m.flags, m.payload)?;
-                    if errno != 0 {
-                        return Err(NlError::Kernel { errno, message });
-                    }
+                    // An ack before the answer is no answer; an error is.
+                    outcome(&m)??;
                     continue;
                 }
                 if m.ty == want {
@@ -382,11 +385,9 @@ impl Conn {
         add_flags: u16,
         add: &A,
     ) -> Result<Pair<T>, NlError> {
-        let (get_ty, want, ack_ty, ack_flags, ack) =
-            (RTM_GETROUTE, RTM_NEWROUTE, RTM_NEWROUTE, add_flags, add);
         self.tx.clear();
-        let s1 = self.push(get_ty, 0, get);
-        let s2 = self.push(ack_ty, ack_flags | NLM_F_ACK, ack);
+        let s1 = self.push(RTM_GETROUTE, 0, get);
+        let s2 = self.push(RTM_NEWROUTE, add_flags | NLM_F_ACK, add);
         self.flush()?;
         let mut decode = Some(decode);
         let mut r1: Option<Result<T, NlError>> = None;
@@ -397,22 +398,16 @@ impl Conn {
                 let m = m?;
                 if m.seq == s1 && r1.is_none() {
                     if m.ty == NLMSG_ERROR {
-                        let (errno, message) = parse_error(m.flags, m.payload)?;
-                        if errno != 0 {
-                            r1 = Some(Err(NlError::Kernel { errno, message }));
+                        if let Err(e) = outcome(&m)? {
+                            r1 = Some(Err(e));
                         }
-                    } else if m.ty == want {
+                    } else if m.ty == RTM_NEWROUTE {
                         if let Some(d) = decode.take() {
                             r1 = Some(d(m.payload));
                         }
                     }
                 } else if m.seq == s2 && m.ty == NLMSG_ERROR {
-                    let (errno, message) = parse_error(m.flags, m.payload)?;
-                    r2 = Some(if errno == 0 {
-                        Ok(())
-                    } else {
-                        Err(NlError::Kernel { errno, message })
-                    });
+                    r2 = Some(outcome(&m)?);
                 }
             }
         }
@@ -489,10 +484,7 @@ impl Conn {
                     };
                     let idx = next + off;
                     next = idx + 1;
-                    let (errno, message) = parse_error(m.flags, m.payload)?;
-                    if errno != 0 {
-                        out[base + idx] = Err(NlError::Kernel { errno, message });
-                    }
+                    out[base + idx] = outcome(&m)?;
                     if idx == last {
                         done = true;
                     }
