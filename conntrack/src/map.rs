@@ -485,24 +485,26 @@ impl CtMap {
         self.kind.map(|k| k.is_global()).unwrap_or(true)
     }
 
-    fn check_key(&self, family: Family, len: usize) -> Result<()> {
-        if family != self.family || len != self.family.key_size() {
+    /// `key`'s bytes, once checked to be a key of this map's family.
+    fn key_bytes<'k, K: CtKey + ?Sized>(&self, key: &'k K) -> Result<&'k [u8]> {
+        let bytes = key.key_bytes();
+        if key.family() != self.family || bytes.len() != self.family.key_size() {
             return Err(Error::KeyFamily {
                 name: self.raw.display_name(),
                 map: self.family,
                 map_key_size: self.family.key_size(),
-                key: family,
-                key_size: len,
+                key: key.family(),
+                key_size: bytes.len(),
             });
         }
-        Ok(())
+        Ok(bytes)
     }
 
     /// Looks a key up.
     pub fn lookup<K: CtKey + ?Sized>(&self, key: &K) -> Result<Option<CtEntry>> {
-        self.check_key(key.family(), key.key_bytes().len())?;
+        let key = self.key_bytes(key)?;
         let mut v = [0u8; CtEntry::SIZE];
-        if self.raw.lookup_into(key.key_bytes(), &mut v)? {
+        if self.raw.lookup_into(key, &mut v)? {
             Ok(Some(CtEntry::from_bytes(&v)?))
         } else {
             Ok(None)
@@ -511,8 +513,7 @@ impl CtMap {
 
     /// Inserts or replaces an entry.
     pub fn update<K: CtKey + ?Sized>(&self, key: &K, entry: &CtEntry) -> Result<()> {
-        self.check_key(key.family(), key.key_bytes().len())?;
-        self.raw.update(key.key_bytes(), entry.as_bytes(), 0)
+        self.raw.update(self.key_bytes(key)?, entry.as_bytes(), 0)
     }
 
     /// Inserts or replaces many entries with `BPF_MAP_UPDATE_BATCH`.
@@ -521,8 +522,7 @@ impl CtMap {
         let mut keys = Vec::with_capacity(items.len() * ks);
         let mut vals = Vec::with_capacity(items.len() * CtEntry::SIZE);
         for (k, e) in items {
-            self.check_key(k.family(), k.key_bytes().len())?;
-            keys.extend_from_slice(k.key_bytes());
+            keys.extend_from_slice(self.key_bytes(k)?);
             vals.extend_from_slice(e.as_bytes());
         }
         self.raw.update_batch(&keys, &vals)
@@ -535,16 +535,14 @@ impl CtMap {
         let ks = self.family.key_size();
         let mut buf = Vec::with_capacity(keys.len() * ks);
         for k in keys {
-            self.check_key(k.family(), k.key_bytes().len())?;
-            buf.extend_from_slice(k.key_bytes());
+            buf.extend_from_slice(self.key_bytes(k)?);
         }
         self.raw.delete_batch(&buf)
     }
 
     /// Deletes a key; `Ok(false)` when it was not there.
     pub fn delete<K: CtKey + ?Sized>(&self, key: &K) -> Result<bool> {
-        self.check_key(key.family(), key.key_bytes().len())?;
-        self.raw.delete(key.key_bytes())
+        self.raw.delete(self.key_bytes(key)?)
     }
 
     /// Counts the entries with a batch walk (Cilium's `Count`).
