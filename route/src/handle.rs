@@ -307,6 +307,11 @@ fn fib_trustworthy(d: &Decoded) -> bool {
     !matches!(d.route.kind.0, 2..=5 | 10) && d.route.table != crate::names::LOCAL_TABLE
 }
 
+/// A `fibmatch` answer that is `r` itself, of its type.
+fn fib_confirms(r: &Route, oif: Option<u32>, c: Crit, d: &Decoded) -> bool {
+    fib_trustworthy(d) && d.route.kind == r.kind && matches(r, oif, c, d)
+}
+
 impl Handle {
     /// Opens a handle in the calling thread's network namespace.
     pub fn new() -> Result<Handle> {
@@ -540,11 +545,7 @@ impl Handle {
             nl::RTM_NEWROUTE,
             codec::decode_route,
         ) {
-            Ok(Some(d))
-                if fib_trustworthy(&d) && d.route.kind == r.kind && matches(r, oif, crit, &d) =>
-            {
-                return Ok(Some(d))
-            }
+            Ok(Some(d)) if fib_confirms(r, oif, crit, &d) => return Ok(Some(d)),
             Ok(Some(d))
                 if crit.shortcut
                     && fib_trustworthy(&d)
@@ -705,10 +706,7 @@ impl Handle {
             )
             .map_err(|e| kernel(Op::Upsert, r, e))?;
         let nh_confirmed = matches!(&fib, Ok(Some(d))
-            if fib_trustworthy(d)
-                && d.route.kind == nh.kind
-                && matches(&nh, oif, Crit::IDENTITY, d)
-                && same_as(&nh, oif, None, &[], d));
+            if fib_confirms(&nh, oif, Crit::IDENTITY, d) && same_as(&nh, oif, None, &[], d));
         if nh_confirmed {
             return match added {
                 Ok(()) => Ok(true),
