@@ -134,13 +134,12 @@ impl PerClusterCtMaps {
         validate(id)?;
         self.ids.insert(id);
         for (kind, outer) in &self.outers {
-            let ik = Self::inner_kind(kind, id);
-            let path = self.dir.join(ik.name());
+            let path = self.inner_path(kind, id);
             let inner = if path.exists() {
                 CtMap::open(&path)?
             } else {
                 CtMap::create(
-                    &crate::map::CreateOptions::new(ik)
+                    &crate::map::CreateOptions::new(Self::inner_kind(kind, id))
                         .max_entries(self.sizes.max_entries(kind))
                         .pin_in(&self.dir),
                 )?
@@ -157,12 +156,7 @@ impl PerClusterCtMaps {
         validate(id)?;
         self.ids.remove(&id);
         for (kind, outer) in &self.outers {
-            let path = self.inner_path(kind, id);
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(Error::Open { path, source }),
-            }
+            unpin_if_present(self.inner_path(kind, id))?;
             outer.delete(&id.to_ne_bytes())?;
         }
         Ok(())
@@ -210,20 +204,19 @@ impl PerClusterCtMaps {
     pub fn cleanup(dir: &Path, ipv4: bool, ipv6: bool) -> Result<()> {
         for kind in CtMapKind::all(Scope::Cluster(0), ipv4, ipv6) {
             for id in 1..=CLUSTER_ID_MAX {
-                let p = dir.join(Self::inner_kind(&kind, id).name());
-                match std::fs::remove_file(&p) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(source) => return Err(Error::Open { path: p, source }),
-                }
+                unpin_if_present(dir.join(Self::inner_kind(&kind, id).name()))?;
             }
-            let p = dir.join(outer_map_name(&kind));
-            match std::fs::remove_file(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(Error::Open { path: p, source }),
-            }
+            unpin_if_present(dir.join(outer_map_name(&kind)))?;
         }
         Ok(())
+    }
+}
+
+/// Removes the pin at `path`; a pin already gone is fine.
+fn unpin_if_present(path: PathBuf) -> Result<()> {
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(Error::Open { path, source }),
     }
 }
