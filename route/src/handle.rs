@@ -1,7 +1,7 @@
 //! [`Handle`]: one NETLINK_ROUTE socket in one netns, and every operation
 //! on routes and rules.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
@@ -1030,7 +1030,7 @@ impl Handle {
             bool,
         );
         let mut nhs: HashMap<NhKey, NhEntry> = HashMap::new();
-        let mut nh_changed_reported: HashMap<NhKey, bool> = HashMap::new();
+        let mut nh_changed_reported: HashSet<NhKey> = HashSet::new();
         let mut ready = Vec::with_capacity(prepared.len());
         let mut nh_key_of: Vec<Option<NhKey>> = vec![None; routes.len()];
         for (i, oif, m) in prepared {
@@ -1109,9 +1109,8 @@ impl Handle {
             if let (Some(Ok(ch)), Some(entry)) = (&mut out[i], nhs.get_mut(&key)) {
                 entry.2 = true;
                 let changed = matches!(entry.1, Ok(Ensured::Created) | Ok(Ensured::Replaced(_)));
-                if changed && !nh_changed_reported.get(&key).copied().unwrap_or(false) {
+                if changed && nh_changed_reported.insert(key) {
                     *ch = true;
-                    nh_changed_reported.insert(key, true);
                 }
             }
         }
