@@ -711,6 +711,16 @@ static __always_inline int extract_l4(struct __sk_buff *ctx, __u8 proto, __u32 o
 	return DROP_CT_UNKNOWN_PROTO;
 }
 
+/* Makes the first `len` bytes linear packet data (pulling them in when they
+ * are not): false when the packet is shorter or the pull fails. The caller
+ * reloads data/data_end and checks bounds again for the verifier. */
+static __always_inline bool pull_headers(struct __sk_buff *ctx, __u32 len)
+{
+	if ((void *)(long)ctx->data + len <= (void *)(long)ctx->data_end)
+		return true;
+	return ctx->len >= len && bpf_skb_pull_data(ctx, len) >= 0;
+}
+
 /* ---- IPv4 --------------------------------------------------------------- */
 
 enum hook { HOOK_FROM_CONTAINER, HOOK_TO_CONTAINER, HOOK_FROM_NETDEV };
@@ -847,27 +857,22 @@ static __always_inline int ipv4_ingress(struct __sk_buff *ctx, struct iphdr *ip4
 static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 {
 	__u32 mdir = hook == HOOK_FROM_CONTAINER ? METRIC_EGRESS : METRIC_INGRESS;
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
 	struct ipv4_ct_tuple tuple = {};
 	struct l4info l4 = {};
 	struct endpoint_info *dep, *sep;
+	void *data, *data_end;
 	struct ethhdr *eth;
 	struct iphdr *ip4;
 	__u32 hlen, tot, l4_off, l3_end, identity = 0;
 	bool frag;
 	int ct, ret;
 
-	if (data + ETH_HLEN + sizeof(struct iphdr) > data_end) {
-		if (ctx->len < ETH_HLEN + sizeof(struct iphdr))
-			return drop(ctx, DROP_INVALID, mdir);
-		if (bpf_skb_pull_data(ctx, ETH_HLEN + sizeof(struct iphdr)) < 0)
-			return drop(ctx, DROP_INVALID, mdir);
-		data = (void *)(long)ctx->data;
-		data_end = (void *)(long)ctx->data_end;
-		if (data + ETH_HLEN + sizeof(struct iphdr) > data_end)
-			return drop(ctx, DROP_INVALID, mdir);
-	}
+	if (!pull_headers(ctx, ETH_HLEN + sizeof(struct iphdr)))
+		return drop(ctx, DROP_INVALID, mdir);
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	if (data + ETH_HLEN + sizeof(struct iphdr) > data_end)
+		return drop(ctx, DROP_INVALID, mdir);
 	eth = data;
 	ip4 = data + ETH_HLEN;
 
@@ -1194,28 +1199,23 @@ static __always_inline int ipv6_ingress(struct __sk_buff *ctx, const __u32 *sadd
 static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 {
 	__u32 mdir = hook == HOOK_FROM_CONTAINER ? METRIC_EGRESS : METRIC_INGRESS;
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
 	struct ipv6_ct_tuple tuple = {};
 	struct l4info l4 = {};
 	struct endpoint_info *dep, *sep;
 	__u32 saddr[4], daddr[4];
+	void *data, *data_end;
 	struct ethhdr *eth;
 	struct ipv6hdr *ip6;
 	__u32 l4_off, l3_end, identity = 0;
 	__u8 nexthdr;
 	int ct, ret;
 
-	if (data + ETH_HLEN + sizeof(struct ipv6hdr) > data_end) {
-		if (ctx->len < ETH_HLEN + sizeof(struct ipv6hdr))
-			return drop(ctx, DROP_INVALID, mdir);
-		if (bpf_skb_pull_data(ctx, ETH_HLEN + sizeof(struct ipv6hdr)) < 0)
-			return drop(ctx, DROP_INVALID, mdir);
-		data = (void *)(long)ctx->data;
-		data_end = (void *)(long)ctx->data_end;
-		if (data + ETH_HLEN + sizeof(struct ipv6hdr) > data_end)
-			return drop(ctx, DROP_INVALID, mdir);
-	}
+	if (!pull_headers(ctx, ETH_HLEN + sizeof(struct ipv6hdr)))
+		return drop(ctx, DROP_INVALID, mdir);
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	if (data + ETH_HLEN + sizeof(struct ipv6hdr) > data_end)
+		return drop(ctx, DROP_INVALID, mdir);
 	eth = data;
 	ip6 = data + ETH_HLEN;
 	if (ip6->version != 6)
