@@ -113,7 +113,7 @@ fn open_for_flow(
             Family::V6
         },
         proto: CtProto::for_protocol(proto),
-        scope: endpoint.map(Scope::Endpoint).unwrap_or(Scope::Global),
+        scope: Scope::of_endpoint(endpoint),
     };
     CtMap::open_kind(dir, kind)
 }

@@ -72,6 +72,13 @@ pub enum Scope {
     Cluster(u32),
 }
 
+impl Scope {
+    /// The scope of an endpoint's maps (`Some(id)`) or the global ones.
+    pub(crate) fn of_endpoint(endpoint: Option<u16>) -> Scope {
+        endpoint.map(Scope::Endpoint).unwrap_or(Scope::Global)
+    }
+}
+
 /// Which Cilium conntrack map: family, protocol class and scope.
 ///
 /// ```

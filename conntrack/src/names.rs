@@ -61,7 +61,7 @@ pub fn write_bpf_macros(
     endpoint: Option<u16>,
     sizes: &CtSizes,
 ) -> std::io::Result<()> {
-    let scope = endpoint.map(Scope::Endpoint).unwrap_or(Scope::Global);
+    let scope = Scope::of_endpoint(endpoint);
     let mut tcp = 0;
     let mut any = 0;
     for k in CtMapKind::all(scope, true, true) {
@@ -79,7 +79,7 @@ pub fn write_bpf_macros(
 /// `true` when every conntrack map of the endpoint (or the global ones) is
 /// pinned in `dir` (Cilium's `Exists`).
 pub fn exists(dir: &Path, endpoint: Option<u16>, ipv4: bool, ipv6: bool) -> bool {
-    let scope = endpoint.map(Scope::Endpoint).unwrap_or(Scope::Global);
+    let scope = Scope::of_endpoint(endpoint);
     CtMapKind::all(scope, ipv4, ipv6)
         .iter()
         .all(|k| dir.join(k.name()).exists())
@@ -95,7 +95,7 @@ pub fn delete_if_upgrade_needed(
     endpoint: Option<u16>,
     sizes: &CtSizes,
 ) -> Result<Vec<PathBuf>> {
-    let scope = endpoint.map(Scope::Endpoint).unwrap_or(Scope::Global);
+    let scope = Scope::of_endpoint(endpoint);
     let mut removed = Vec::new();
     for k in CtMapKind::all(scope, true, true) {
         let path = dir.join(k.name());
