@@ -326,21 +326,9 @@ pub(crate) fn decode_link(buf: &[u8]) -> Result<(u32, String), NlError> {
         return Err(NlError::Decode("short ifinfomsg".into()));
     }
     let index = i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]) as u32;
-    let mut attrs = &buf[IFINFO..];
-    while attrs.len() >= 4 {
-        let len = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
-        let ty = u16::from_ne_bytes([attrs[2], attrs[3]]) & 0x3fff;
-        if len < 4 || len > attrs.len() {
-            break;
-        }
-        if ty == IFLA_IFNAME {
-            let v = &attrs[4..len];
-            let v = v.split(|b| *b == 0).next().unwrap_or(&[]);
-            return Ok((index, String::from_utf8_lossy(v).into_owned()));
-        }
-        attrs = attrs.get(crate::nl::align(len)..).unwrap_or(&[]);
-    }
-    Err(NlError::Decode("link without IFLA_IFNAME".into()))
+    let name = crate::nl::attr_string(&buf[IFINFO..], IFLA_IFNAME)
+        .ok_or_else(|| NlError::Decode("link without IFLA_IFNAME".into()))?;
+    Ok((index, name))
 }
 
 /// The RTM_NEWRULE / RTM_DELRULE body for `r`.

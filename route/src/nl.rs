@@ -76,31 +76,17 @@ pub(crate) fn parse_error(flags: u16, payload: &[u8]) -> Result<(i32, Option<Str
         return Err(NlError::Decode("short NLMSG_ERROR".into()));
     }
     let code = i32::from_ne_bytes([payload[0], payload[1], payload[2], payload[3]]);
-    let mut message = None;
-    if flags & NLM_F_ACK_TLVS != 0 && payload.len() >= 4 + HDR {
-        let orig_len =
-            u32::from_ne_bytes([payload[4], payload[5], payload[6], payload[7]]) as usize;
-        let skip = if flags & NLM_F_CAPPED != 0 {
-            HDR
-        } else {
-            align(orig_len)
-        };
-        let mut tlvs = payload.get(4 + skip..).unwrap_or(&[]);
-        while tlvs.len() >= 4 {
-            let len = u16::from_ne_bytes([tlvs[0], tlvs[1]]) as usize;
-            let ty = u16::from_ne_bytes([tlvs[2], tlvs[3]]) & 0x3fff;
-            if len < 4 || len > tlvs.len() {
-                break;
-            }
-            if ty == NLMSGERR_ATTR_MSG {
-                let s = &tlvs[4..len];
-                let s = s.split(|b| *b == 0).next().unwrap_or(&[]);
-                message = Some(String::from_utf8_lossy(s).into_owned());
-            }
-            tlvs = tlvs.get(align(len)..).unwrap_or(&[]);
-        }
+    if flags & NLM_F_ACK_TLVS == 0 || payload.len() < 4 + HDR {
+        return Ok((-code, None));
     }
-    Ok((-code, message))
+    // The TLVs follow the echoed request: its header only when capped.
+    let skip = if flags & NLM_F_CAPPED != 0 {
+        HDR
+    } else {
+        align(u32::from_ne_bytes([payload[4], payload[5], payload[6], payload[7]]) as usize)
+    };
+    let tlvs = payload.get(4 + skip..).unwrap_or(&[]);
+    Ok((-code, attr_string(tlvs, NLMSGERR_ATTR_MSG)))
 }
 
 /// The outcome an `NLMSG_ERROR` reports: `Ok(())` for an ack (errno 0),
@@ -112,6 +98,24 @@ fn outcome(m: &Msg<'_>) -> Result<Result<(), NlError>, NlError> {
     } else {
         Err(NlError::Kernel { errno, message })
     })
+}
+
+/// The first attribute of type `want` in `attrs`, read as a NUL-terminated
+/// string; the walk stops at a malformed attribute.
+pub(crate) fn attr_string(mut attrs: &[u8], want: u16) -> Option<String> {
+    while attrs.len() >= 4 {
+        let len = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
+        let ty = u16::from_ne_bytes([attrs[2], attrs[3]]) & 0x3fff;
+        if len < 4 || len > attrs.len() {
+            break;
+        }
+        if ty == want {
+            let v = attrs[4..len].split(|b| *b == 0).next().unwrap_or(&[]);
+            return Some(String::from_utf8_lossy(v).into_owned());
+        }
+        attrs = attrs.get(align(len)..).unwrap_or(&[]);
+    }
+    None
 }
 
 pub(crate) fn align(n: usize) -> usize {
