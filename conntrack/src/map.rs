@@ -221,11 +221,7 @@ impl CtMapKind {
 
     /// Cilium's default `max_entries` for this map.
     pub fn default_max_entries(&self) -> u32 {
-        match (self.scope, self.proto) {
-            (Scope::Endpoint(_), _) => DEFAULT_MAX_ENTRIES_LOCAL,
-            (_, CtProto::Tcp) => DEFAULT_MAX_ENTRIES_TCP,
-            (_, CtProto::Any) => DEFAULT_MAX_ENTRIES_ANY,
-        }
+        crate::names::CtSizes::default().max_entries(self)
     }
 
     /// `true` for maps whose keys dump in the global format.

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use crate::entry::CtEntry;
 use crate::error::{Error, Result};
-use crate::key::Family;
 use crate::map::{CtMapKind, CtProto, Scope};
 use crate::raw::{self, RawMap};
 
@@ -108,12 +107,8 @@ pub fn delete_if_upgrade_needed(
             Err(e) => return Err(e),
         };
         let i = &m.info;
-        let want_key = match k.family {
-            Family::V4 => 14,
-            Family::V6 => 38,
-        };
         let ok = i.map_type == raw::MAP_TYPE_LRU_HASH
-            && i.key_size == want_key
+            && i.key_size as usize == k.family.key_size()
             && i.value_size == CtEntry::SIZE as u32
             && i.max_entries == sizes.max_entries(&k);
         drop(m);
@@ -131,6 +126,7 @@ pub fn delete_if_upgrade_needed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::key::Family;
 
     #[test]
     fn endpoint_macros_use_local_names_and_sizes() {
