@@ -205,6 +205,25 @@ pub struct Datapath {
     ncpus: usize,
 }
 
+/// The error of map call `op` on `map` that returned `rc` (a negative errno).
+fn map_error(map: &'static str, op: &'static str, rc: i32) -> Error {
+    Error::Map {
+        map,
+        op,
+        source: io::Error::from_raw_os_error(-rc),
+    }
+}
+
+/// A map call's `rc`: `Ok(true)` on success, `Ok(false)` for ENOENT (no
+/// such key, or no next key), else the error naming the map and `op`.
+fn map_found(map: &'static str, op: &'static str, rc: i32) -> Result<bool> {
+    match rc {
+        0 => Ok(true),
+        e if e == -libc::ENOENT => Ok(false),
+        e => Err(map_error(map, op, e)),
+    }
+}
+
 fn map_names() -> impl Iterator<Item = &'static str> {
     maps::PINNED.into_iter().chain([maps::REDIRECT_TRACE])
 }
@@ -331,11 +350,7 @@ impl Datapath {
         }
         // Every map and program the accessors index must be there.
         if let Some(missing) = map_names().find(|n| !map_fds.contains_key(n)) {
-            return Err(Error::Map {
-                map: missing,
-                op: "find in the object",
-                source: io::Error::from_raw_os_error(libc::ENOENT),
-            });
+            return Err(map_error(missing, "find in the object", -libc::ENOENT));
         }
         if let Some(missing) = Program::ALL.into_iter().find(|p| !progs.contains_key(p)) {
             return Err(Error::TestRun {
@@ -393,11 +408,7 @@ impl Datapath {
             )
         };
         if rc < 0 {
-            return Err(Error::Map {
-                map,
-                op: "update",
-                source: io::Error::from_raw_os_error(-rc),
-            });
+            return Err(map_error(map, "update", rc));
         }
         Ok(())
     }
@@ -407,15 +418,7 @@ impl Datapath {
         let rc = unsafe {
             libbpf_sys::bpf_map_delete_elem(self.map_fd(map), key.as_ptr().cast::<c_void>())
         };
-        match rc {
-            0 => Ok(true),
-            e if -e == libc::ENOENT => Ok(false),
-            e => Err(Error::Map {
-                map,
-                op: "delete",
-                source: io::Error::from_raw_os_error(-e),
-            }),
-        }
+        map_found(map, "delete", rc)
     }
 
     fn lookup(&self, map: &'static str, key: &[u8], value: &mut [u8]) -> Result<bool> {
@@ -428,15 +431,7 @@ impl Datapath {
                 value.as_mut_ptr().cast::<c_void>(),
             )
         };
-        match rc {
-            0 => Ok(true),
-            e if -e == libc::ENOENT => Ok(false),
-            e => Err(Error::Map {
-                map,
-                op: "lookup",
-                source: io::Error::from_raw_os_error(-e),
-            }),
-        }
+        map_found(map, "lookup", rc)
     }
 
     fn keys<K: Pod + Default>(&self, map: &'static str) -> Result<Vec<K>> {
@@ -455,15 +450,8 @@ impl Datapath {
                     (&mut next as *mut K).cast::<c_void>(),
                 )
             };
-            if rc == -libc::ENOENT {
-                return Ok(out);
-            }
-            if rc < 0 {
-                return Err(Error::Map {
-                    map,
-                    op: "iterate",
-                    source: io::Error::from_raw_os_error(-rc),
-                });
+            if !map_found(map, "iterate", rc)? {
+                return Ok(out); // no next key
             }
             out.push(next);
             cur = Some(next);
