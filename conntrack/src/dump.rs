@@ -25,8 +25,9 @@ pub fn dump_entries_with_time_diff(map: &CtMap, clock: &ClockSource) -> Result<S
 }
 
 fn dump(map: &CtMap, clock: Option<&ClockSource>) -> Result<String> {
-    let now = match clock {
-        Some(c) => Some(c.to_seconds(u64::from(c.now()?)) as i64),
+    // The clock with its reading now, in seconds.
+    let clock_now = match clock {
+        Some(c) => Some((c, c.to_seconds(u64::from(c.now()?)) as i64)),
         None => None,
     };
     let global = map.is_global();
@@ -37,15 +38,15 @@ fn dump(map: &CtMap, clock: Option<&ClockSource>) -> Result<String> {
         if !key.dump(&mut out, global, true) {
             continue;
         }
-        match (clock, now) {
-            (Some(c), Some(now)) => {
+        match clock_now {
+            Some((c, now)) => {
                 diff.clear();
                 let t = c.to_seconds(u64::from(entry.lifetime())) as i64;
                 use std::fmt::Write as _;
                 let _ = write!(diff, "remaining: {} sec(s)", t - now);
                 entry.write_with_time_diff(&mut out, Some(&diff));
             }
-            _ => entry.write_with_time_diff(&mut out, None),
+            None => entry.write_with_time_diff(&mut out, None),
         }
     }
     Ok(out)
