@@ -29,6 +29,15 @@ fn family_of(ip: &IpAddr) -> AddressFamily {
     }
 }
 
+/// The family of a dump request (`None`: both).
+fn dump_family(family: Option<Family>) -> AddressFamily {
+    match family {
+        Some(Family::V4) => AddressFamily::Inet,
+        Some(Family::V6) => AddressFamily::Inet6,
+        None => AddressFamily::Unspec,
+    }
+}
+
 fn header_table(table: u32) -> u8 {
     // Tables above 255 live only in RTA_TABLE; rtm_table is then
     // RT_TABLE_UNSPEC, as iproute2 sends it.
@@ -37,6 +46,20 @@ fn header_table(table: u32) -> u8 {
     } else {
         0
     }
+}
+
+/// What both route_new and route_del say first: family, prefix and table.
+fn route_identity(r: &Route) -> RouteMessage {
+    let mut m = RouteMessage::default();
+    m.header.address_family = family_of(&r.prefix.addr());
+    m.header.destination_prefix_length = r.prefix.prefix_len();
+    m.header.table = header_table(r.table);
+    m.attributes.push(RouteAttribute::Table(r.table));
+    if r.prefix.prefix_len() > 0 {
+        m.attributes
+            .push(RouteAttribute::Destination(r.prefix.addr().into()));
+    }
+    m
 }
 
 /// The RTM_NEWROUTE body for `r` with the resolved `oif`, effective `mtu`
@@ -48,19 +71,12 @@ pub(crate) fn route_new(
     mtu: Option<u32>,
     hop_oifs: &[u32],
 ) -> RouteMessage {
-    let mut m = RouteMessage::default();
+    let mut m = route_identity(r);
     let h = &mut m.header;
-    h.address_family = family_of(&r.prefix.addr());
-    h.destination_prefix_length = r.prefix.prefix_len();
-    h.table = header_table(r.table);
     h.protocol = r.proto.0.into();
     h.scope = r.scope.0.into();
     h.kind = r.kind.0.into();
     let a = &mut m.attributes;
-    a.push(RouteAttribute::Table(r.table));
-    if r.prefix.prefix_len() > 0 {
-        a.push(RouteAttribute::Destination(r.prefix.addr().into()));
-    }
     if let Some(nh) = r.nexthop {
         a.push(RouteAttribute::Gateway(nh.into()));
     }
@@ -100,19 +116,12 @@ pub(crate) fn route_new(
 /// device, with scope nowhere, protocol 0 and type 0 so that any route of
 /// that identity matches.
 pub(crate) fn route_del(r: &Route, oif: Option<u32>) -> RouteMessage {
-    let mut m = RouteMessage::default();
+    let mut m = route_identity(r);
     let h = &mut m.header;
-    h.address_family = family_of(&r.prefix.addr());
-    h.destination_prefix_length = r.prefix.prefix_len();
-    h.table = header_table(r.table);
     h.scope = SCOPE_NOWHERE.into();
     h.protocol = 0u8.into();
     h.kind = 0u8.into();
     let a = &mut m.attributes;
-    a.push(RouteAttribute::Table(r.table));
-    if r.prefix.prefix_len() > 0 {
-        a.push(RouteAttribute::Destination(r.prefix.addr().into()));
-    }
     if let Some(i) = oif {
         a.push(RouteAttribute::Oif(i));
     }
@@ -181,11 +190,7 @@ pub(crate) fn route_dump(
     oif: Option<u32>,
 ) -> RouteMessage {
     let mut m = RouteMessage::default();
-    m.header.address_family = match family {
-        Some(Family::V4) => AddressFamily::Inet,
-        Some(Family::V6) => AddressFamily::Inet6,
-        None => AddressFamily::Unspec,
-    };
+    m.header.address_family = dump_family(family);
     m.header.table = table.map(header_table).unwrap_or(0);
     m.header.protocol = proto.map(|p| p.0).unwrap_or(0).into();
     m.header.kind = kind.map(|k| k.0).unwrap_or(0).into();
@@ -382,11 +387,7 @@ pub(crate) fn rule_msg(r: &Rule) -> RuleMessage {
 /// A rule dump request for `family` (`None`: both).
 pub(crate) fn rule_dump(family: Option<Family>) -> RuleMessage {
     let mut m = RuleMessage::default();
-    m.header.family = match family {
-        Some(Family::V4) => AddressFamily::Inet,
-        Some(Family::V6) => AddressFamily::Inet6,
-        None => AddressFamily::Unspec,
-    };
+    m.header.family = dump_family(family);
     m
 }
 
