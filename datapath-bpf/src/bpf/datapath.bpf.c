@@ -401,10 +401,7 @@ static __always_inline struct endpoint_info *lookup_ep6(const __u32 *addr)
 {
 	struct endpoint_key key = { .family = ENDPOINT_KEY_IPV6 };
 
-	key.ip[0] = addr[0];
-	key.ip[1] = addr[1];
-	key.ip[2] = addr[2];
-	key.ip[3] = addr[3];
+	__builtin_memcpy(key.ip, addr, 16);
 	return bpf_map_lookup_elem(&podnet_lxc, &key);
 }
 
@@ -423,10 +420,7 @@ static __always_inline __u32 ipcache_identity6(const __u32 *addr)
 	struct ipcache_key key = { .prefixlen = 32 + 128, .family = ENDPOINT_KEY_IPV6 };
 	struct remote_endpoint_info *info;
 
-	key.ip[0] = addr[0];
-	key.ip[1] = addr[1];
-	key.ip[2] = addr[2];
-	key.ip[3] = addr[3];
+	__builtin_memcpy(key.ip, addr, 16);
 	info = bpf_map_lookup_elem(&podnet_ipcache, &key);
 	return info ? info->sec_identity : IDENTITY_WORLD;
 }
