@@ -413,7 +413,8 @@ impl fmt::Display for Route {
     }
 }
 
-fn parse_err(text: &str, reason: impl Into<String>) -> Error {
+/// A parse failure of `text`.
+pub(crate) fn parse_err(text: &str, reason: impl Into<String>) -> Error {
     Error::InvalidInput {
         op: Op::Parse,
         object: text.to_string(),

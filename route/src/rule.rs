@@ -7,7 +7,7 @@ use ipnet::IpNet;
 
 use crate::error::{Error, Op};
 use crate::names::{parse_table, table_name, Protocol, MAIN_TABLE};
-use crate::route::{parse_prefix, strip_command};
+use crate::route::{parse_err, parse_prefix, strip_command};
 use crate::show::fmt_net;
 
 /// An address family.
@@ -257,21 +257,13 @@ impl fmt::Display for Rule {
     }
 }
 
-fn perr(text: &str, reason: impl Into<String>) -> Error {
-    Error::InvalidInput {
-        op: Op::Parse,
-        object: text.to_string(),
-        reason: reason.into(),
-    }
-}
-
 fn parse_u32(text: &str, v: &str) -> Result<u32, Error> {
     let r = if let Some(h) = v.strip_prefix("0x") {
         u32::from_str_radix(h, 16)
     } else {
         v.parse()
     };
-    r.map_err(|_| perr(text, format!("{v:?} is not a number")))
+    r.map_err(|_| parse_err(text, format!("{v:?} is not a number")))
 }
 
 impl FromStr for Rule {
@@ -293,7 +285,7 @@ impl FromStr for Rule {
             let mut value = || {
                 words
                     .next()
-                    .ok_or_else(|| perr(text, format!("{w:?} needs a value")))
+                    .ok_or_else(|| parse_err(text, format!("{w:?} needs a value")))
             };
             match w {
                 "priority" | "pref" | "preference" | "prio" => {
@@ -312,7 +304,7 @@ impl FromStr for Rule {
                     r.mask = k.map(|k| parse_u32(text, k)).transpose()?;
                 }
                 "lookup" | "table" => {
-                    r.table = parse_table(value()?).map_err(|e| perr(text, e.to_string()))?;
+                    r.table = parse_table(value()?).map_err(|e| parse_err(text, e.to_string()))?;
                     r.action = RuleAction::Lookup;
                 }
                 "goto" => r.action = RuleAction::Goto(parse_u32(text, value()?)?),
@@ -323,9 +315,9 @@ impl FromStr for Rule {
                 "proto" | "protocol" => {
                     r.protocol = value()?
                         .parse()
-                        .map_err(|e: crate::names::NameError| perr(text, e.to_string()))?
+                        .map_err(|e: crate::names::NameError| parse_err(text, e.to_string()))?
                 }
-                other => return Err(perr(text, format!("unsupported word {other:?}"))),
+                other => return Err(parse_err(text, format!("unsupported word {other:?}"))),
             }
         }
         // The family comes from the addresses when there are any.
