@@ -73,6 +73,23 @@ bitflags! {
 /// Cilium's `MaxFlags`: first bit Cilium does not name.
 const MAX_FLAGS: u16 = 1 << 11;
 
+/// Offset of `lifetime` in `struct ct_entry`.
+const OFF_LIFETIME: usize = 32;
+/// Offset of the flags bitfield in `struct ct_entry`.
+const OFF_FLAGS: usize = 36;
+
+/// `lifetime` read straight from an entry's map bytes (GC decides on it
+/// without copying the entry).
+pub(crate) fn lifetime_in(value: &[u8]) -> u32 {
+    let o = OFF_LIFETIME;
+    u32::from_ne_bytes([value[o], value[o + 1], value[o + 2], value[o + 3]])
+}
+
+/// The flags bitfield read straight from an entry's map bytes.
+pub(crate) fn flags_in(value: &[u8]) -> EntryFlags {
+    EntryFlags::from_bits_retain(u16::from_ne_bytes([value[OFF_FLAGS], value[OFF_FLAGS + 1]]))
+}
+
 macro_rules! field {
     ($get:ident, $set:ident, $ty:ty, $off:expr, $doc:literal) => {
         #[doc = concat!("`", $doc, "` (host order).")]
@@ -154,7 +171,7 @@ impl CtEntry {
     field!(backend_id, set_backend_id, u64, 8, "backend_id");
     field!(packets, set_packets, u64, 16, "packets");
     field!(bytes, set_bytes, u64, 24, "bytes");
-    field!(lifetime, set_lifetime, u32, 32, "lifetime");
+    field!(lifetime, set_lifetime, u32, OFF_LIFETIME, "lifetime");
     field!(ifindex, set_ifindex, u16, 40, "ifindex");
     field!(src_sec_id, set_src_sec_id, u32, 44, "src_sec_id");
     field!(
@@ -174,12 +191,12 @@ impl CtEntry {
 
     /// The flags bitfield.
     pub fn flags(&self) -> EntryFlags {
-        EntryFlags::from_bits_retain(u16::from_ne_bytes([self.bytes[36], self.bytes[37]]))
+        flags_in(&self.bytes)
     }
 
     /// Sets the flags bitfield.
     pub fn set_flags(&mut self, f: EntryFlags) {
-        self.bytes[36..38].copy_from_slice(&f.bits().to_ne_bytes());
+        self.bytes[OFF_FLAGS..OFF_FLAGS + 2].copy_from_slice(&f.bits().to_ne_bytes());
     }
 
     /// `rev_nat_index` in host order (stored in network order).

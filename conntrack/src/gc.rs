@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::entry::{CtEntry, EntryFlags};
+use crate::entry::{flags_in, lifetime_in, CtEntry};
 use crate::error::{Error, Result};
 use crate::key::{AnyCtKey, Family};
 use crate::map::CtMap;
@@ -187,11 +187,7 @@ impl Decider<'_> {
     fn purge_nat(&self, family: Family, key: &[u8], value: &[u8]) -> Result<usize> {
         match self.nat {
             None => Ok(0),
-            Some(nat) => {
-                let flags =
-                    EntryFlags::from_bits_retain(u16::from_ne_bytes([value[36], value[37]]));
-                nat.purge_for_ct(&AnyCtKey::copy_from(family, key), flags)
-            }
+            Some(nat) => nat.purge_for_ct(&AnyCtKey::copy_from(family, key), flags_in(value)),
         }
     }
 }
@@ -233,10 +229,6 @@ enum Verdict {
     Keep,
     Expired,
     Matched,
-}
-
-fn lifetime_of(value: &[u8]) -> u32 {
-    u32::from_ne_bytes([value[32], value[33], value[34], value[35]])
 }
 
 /// What a GC pass did.
@@ -431,7 +423,7 @@ where
         for i in 0..n {
             let key = &scanner.keys[i * ks..(i + 1) * ks];
             let val = &scanner.values[i * vs..(i + 1) * vs];
-            match filter.decider().decide(family, key, lifetime_of(val)) {
+            match filter.decider().decide(family, key, lifetime_in(val)) {
                 Verdict::Keep => {
                     stats.alive += 1;
                     emit(filter, family, key, val)?;
@@ -487,7 +479,7 @@ impl Deletions {
                 self.vanished += 1;
                 continue;
             }
-            match decider.decide(family, key, lifetime_of(&old)) {
+            match decider.decide(family, key, lifetime_in(&old)) {
                 Verdict::Keep => {
                     self.renewed.extend_from_slice(key);
                     self.renewed_values.extend_from_slice(&old);
@@ -534,7 +526,7 @@ impl Deletions {
                 return Err(e);
             }
         }
-        match decider.decide(family, key, lifetime_of(old)) {
+        match decider.decide(family, key, lifetime_in(old)) {
             Verdict::Expired => self.deleted_expired += 1,
             Verdict::Matched => self.deleted_matched += 1,
             Verdict::Keep => {
