@@ -44,6 +44,15 @@ impl Hook {
     fn egress(self) -> bool {
         self == Hook::ToContainer
     }
+
+    /// "ingress" or "egress", as the attach mode texts say it.
+    fn direction(self) -> &'static str {
+        if self.egress() {
+            "egress"
+        } else {
+            "ingress"
+        }
+    }
 }
 
 impl std::fmt::Display for Hook {
@@ -151,6 +160,74 @@ const TC_HANDLE: u32 = 1;
 const TC_PRIORITY: u32 = 1;
 const ENOTSUPP: i32 = 524;
 
+/// A new tcx link of `prog` at `hook` of `ifindex`, pinned at `pin` when
+/// given. `None` when the kernel has no tcx and `mode` allows falling back
+/// to tc.
+fn create_tcx_link(
+    prog: &OwnedFd,
+    ifindex: u32,
+    hook: Hook,
+    pin: Option<&Path>,
+    mode: AttachMode,
+) -> Result<Option<OwnedFd>> {
+    let program = hook.program().name();
+    let dir = hook.direction();
+    let attach_type = if hook.egress() {
+        libbpf_sys::BPF_TCX_EGRESS
+    } else {
+        libbpf_sys::BPF_TCX_INGRESS
+    };
+    // SAFETY: valid prog fd; NULL opts are allowed.
+    let fd = unsafe {
+        libbpf_sys::bpf_link_create(
+            prog.as_raw_fd(),
+            ifindex as i32,
+            attach_type,
+            std::ptr::null(),
+        )
+    };
+    if fd < 0 {
+        let errno = -fd;
+        let no_tcx = errno == libc::EINVAL || errno == libc::EOPNOTSUPP || errno == ENOTSUPP;
+        if mode == AttachMode::Tcx || !no_tcx {
+            return Err(Error::Attach {
+                program,
+                ifindex,
+                mode: format!("tcx {dir}"),
+                source: io::Error::from_raw_os_error(errno),
+            });
+        }
+        return Ok(None);
+    }
+    // SAFETY: the kernel just gave us this fd.
+    let link = unsafe { OwnedFd::from_raw_fd(fd) };
+    if let Some(pin) = pin {
+        let pinned = pin
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| cpath(pin))
+            .and_then(|c| {
+                // SAFETY: valid link fd and NUL-terminated path.
+                let rc = unsafe { libbpf_sys::bpf_obj_pin(link.as_raw_fd(), c.as_ptr()) };
+                if rc < 0 {
+                    Err(io::Error::from_raw_os_error(-rc))
+                } else {
+                    Ok(())
+                }
+            });
+        if let Err(source) = pinned {
+            // Dropping `link` detaches it again: nothing half-done.
+            return Err(Error::Attach {
+                program,
+                ifindex,
+                mode: format!("pinning the tcx {dir} link at {}", pin.display()),
+                source,
+            });
+        }
+    }
+    Ok(Some(link))
+}
+
 fn tc_hook(ifindex: u32, egress: bool) -> libbpf_sys::bpf_tc_hook {
     // SAFETY: plain C struct; zero is its default.
     let mut h: libbpf_sys::bpf_tc_hook = unsafe { std::mem::zeroed() };
@@ -180,11 +257,7 @@ impl Attachment {
     }
 
     fn mode(&self) -> String {
-        let dir = if self.hook.egress() {
-            "egress"
-        } else {
-            "ingress"
-        };
+        let dir = self.hook.direction();
         match self.kind {
             Kind::Tcx(_) => format!("tcx {dir}"),
             Kind::Tc { .. } => format!("tc clsact {dir}"),
@@ -203,77 +276,19 @@ impl Attachment {
             return Err(Error::UnknownInterface { ifindex });
         }
         let program = hook.program().name();
-        let dir = if hook.egress() { "egress" } else { "ingress" };
+        let dir = hook.direction();
         if mode != AttachMode::Tc {
-            if let Some(pin) = &link_pin {
-                if let Some(link) = reuse_link(pin, &prog) {
-                    return Ok(Attachment {
-                        ns,
-                        ifindex,
-                        hook,
-                        kind: Kind::Tcx(link),
-                        pin: link_pin,
-                    });
-                }
-            }
-            let attach_type = if hook.egress() {
-                libbpf_sys::BPF_TCX_EGRESS
-            } else {
-                libbpf_sys::BPF_TCX_INGRESS
+            let link = match link_pin.as_deref().and_then(|pin| reuse_link(pin, &prog)) {
+                Some(link) => Some(link),
+                None => create_tcx_link(&prog, ifindex, hook, link_pin.as_deref(), mode)?,
             };
-            // SAFETY: valid prog fd; NULL opts are allowed.
-            let fd = unsafe {
-                libbpf_sys::bpf_link_create(
-                    prog.as_raw_fd(),
-                    ifindex as i32,
-                    attach_type,
-                    std::ptr::null(),
-                )
-            };
-            if fd >= 0 {
-                // SAFETY: the kernel just gave us this fd.
-                let link = unsafe { OwnedFd::from_raw_fd(fd) };
-                if let Some(pin) = &link_pin {
-                    let pinned = pin
-                        .parent()
-                        .map_or(Ok(()), std::fs::create_dir_all)
-                        .and_then(|()| cpath(pin))
-                        .and_then(|c| {
-                            // SAFETY: valid link fd and NUL-terminated path.
-                            let rc =
-                                unsafe { libbpf_sys::bpf_obj_pin(link.as_raw_fd(), c.as_ptr()) };
-                            if rc < 0 {
-                                Err(io::Error::from_raw_os_error(-rc))
-                            } else {
-                                Ok(())
-                            }
-                        });
-                    if let Err(source) = pinned {
-                        // Dropping `link` detaches it again: nothing half-done.
-                        return Err(Error::Attach {
-                            program,
-                            ifindex,
-                            mode: format!("pinning the tcx {dir} link at {}", pin.display()),
-                            source,
-                        });
-                    }
-                }
+            if let Some(link) = link {
                 return Ok(Attachment {
                     ns,
                     ifindex,
                     hook,
                     kind: Kind::Tcx(link),
                     pin: link_pin,
-                });
-            }
-            let errno = -fd;
-            let no_tcx = errno == libc::EINVAL || errno == libc::EOPNOTSUPP || errno == ENOTSUPP;
-            if mode == AttachMode::Tcx || !no_tcx {
-                return Err(Error::Attach {
-                    program,
-                    ifindex,
-                    mode: format!("tcx {dir}"),
-                    source: io::Error::from_raw_os_error(errno),
                 });
             }
         }
