@@ -557,7 +557,7 @@ impl Handle {
             Ok(_) | Err(NlError::Kernel { .. }) | Err(NlError::Decode(_)) => {}
             Err(e) => return Err(e),
         }
-        let fam = if r.is_ipv6() { Family::V6 } else { Family::V4 };
+        let fam = Family::of(&r.prefix);
         let kind = crit.kind.then_some(r.kind);
         let req = codec::route_dump(Some(fam), Some(r.table), None, kind, oif);
         let found = self.dump_routes(c, &req, |d| matches(r, oif, crit, d))?;

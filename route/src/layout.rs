@@ -304,11 +304,7 @@ pub struct EniEndpoint {
 
 impl EniEndpoint {
     fn family(&self) -> Family {
-        if self.pod_ip.is_ipv6() {
-            Family::V6
-        } else {
-            Family::V4
-        }
+        Family::of(&IpNet::from(self.pod_ip))
     }
 
     /// The ENI table's routes: `<router> dev ethN scope link` and
