@@ -67,8 +67,8 @@ impl NatEntry {
             },
         };
         match addr {
-            IpAddr::V4(a) => e.bytes[32..36].copy_from_slice(&a.octets()),
-            IpAddr::V6(a) => e.bytes[32..48].copy_from_slice(&a.octets()),
+            IpAddr::V4(a) => e.bytes[OFF_ADDR..OFF_ADDR + 4].copy_from_slice(&a.octets()),
+            IpAddr::V6(a) => e.bytes[OFF_ADDR..OFF_ADDR + 16].copy_from_slice(&a.octets()),
         }
         e.set_to_port(port);
         e
@@ -135,29 +135,20 @@ impl NatEntry {
 
     /// The translated address (`to_saddr` / `to_daddr`).
     pub fn to_addr(&self) -> IpAddr {
+        let a = self.addr_bytes();
         match self.family {
-            Family::V4 => {
-                let a: [u8; 4] = [
-                    self.bytes[32],
-                    self.bytes[33],
-                    self.bytes[34],
-                    self.bytes[35],
-                ];
-                Ipv4Addr::from(a).into()
-            }
+            Family::V4 => Ipv4Addr::from([a[0], a[1], a[2], a[3]]).into(),
             Family::V6 => {
-                let mut a = [0u8; 16];
-                a.copy_from_slice(&self.bytes[32..48]);
-                Ipv6Addr::from(a).into()
+                let mut b = [0u8; 16];
+                b.copy_from_slice(a);
+                Ipv6Addr::from(b).into()
             }
         }
     }
 
+    /// The port follows the address.
     fn port_off(&self) -> usize {
-        match self.family {
-            Family::V4 => 36,
-            Family::V6 => 48,
-        }
+        OFF_ADDR + addr_len(self.family)
     }
 
     /// The translated port, host order.
@@ -173,10 +164,7 @@ impl NatEntry {
     }
 
     fn addr_bytes(&self) -> &[u8] {
-        match self.family {
-            Family::V4 => &self.bytes[32..36],
-            Family::V6 => &self.bytes[32..48],
-        }
+        &self.bytes[OFF_ADDR..self.port_off()]
     }
 
     fn port_bytes(&self) -> [u8; 2] {
@@ -407,6 +395,11 @@ pub struct NatGcStats {
     pub egress_alive: usize,
 }
 
+/// Offset of `to_saddr`/`to_daddr` in the SNAT value (after `created`,
+/// `needs_ct` and the 16 reserved bytes).
+const OFF_ADDR: usize = 32;
+
+/// Address length of `f`, in bytes.
 fn addr_len(f: Family) -> usize {
     match f {
         Family::V4 => 4,
@@ -468,10 +461,7 @@ pub fn purge_orphan_nat_entries(
     }
     let ks = family.key_size();
     let vs = NatEntry::size(family);
-    let al = match family {
-        Family::V4 => 4,
-        Family::V6 => 16,
-    };
+    let al = addr_len(family);
     let mut stats = NatGcStats::default();
     let mut scanner = BatchScanner::new(&nat.raw, DEFAULT_BATCH)?;
     let mut del = Vec::new();
@@ -516,4 +506,31 @@ pub fn purge_orphan_nat_entries(
         }
     }
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_layout_both_families() {
+        let a6: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let e6 = NatEntry::new(a6.into(), 443);
+        let b6 = e6.to_bytes();
+        assert_eq!(b6.len(), NatEntry::SIZE_V6);
+        assert_eq!(&b6[32..48], &a6.octets());
+        assert_eq!(&b6[48..50], &[0x01, 0xbb]);
+        assert_eq!(e6.to_addr(), IpAddr::from(a6));
+        assert_eq!(e6.to_port(), 443);
+        assert_eq!(NatEntry::from_bytes(Family::V6, &b6).unwrap(), e6);
+
+        let e4 = NatEntry::new("192.0.2.1".parse().unwrap(), 33000);
+        assert_eq!(e4.to_addr().to_string(), "192.0.2.1");
+        assert_eq!(e4.addr_bytes(), &[192, 0, 2, 1]);
+        assert_eq!(e4.port_bytes(), [0x80, 0xe8]);
+        assert_eq!(
+            NatEntry::from_bytes(Family::V4, &e4.to_bytes()).unwrap(),
+            e4
+        );
+    }
 }
