@@ -133,41 +133,24 @@ pub(crate) fn map_info(fd: BorrowedFd<'_>) -> io::Result<MapInfo> {
 impl RawMap {
     /// Opens a pinned map: the path must exist, be on bpffs and hold a map.
     pub(crate) fn open_pinned(path: &Path) -> Result<RawMap> {
-        let meta = std::fs::metadata(path).map_err(|source| Error::Open {
+        let open_err = |source| Error::Open {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let meta = std::fs::metadata(path).map_err(open_err)?;
         if meta.is_dir() {
-            return Err(Error::Open {
+            return Err(open_err(io::Error::from_raw_os_error(libc::EISDIR)));
+        }
+        if !is_bpffs(path).map_err(open_err)? {
+            return Err(Error::NotBpffs {
                 path: path.to_path_buf(),
-                source: io::Error::from_raw_os_error(libc::EISDIR),
             });
         }
-        match is_bpffs(path) {
-            Ok(true) => {}
-            Ok(false) => {
-                return Err(Error::NotBpffs {
-                    path: path.to_path_buf(),
-                })
-            }
-            Err(source) => {
-                return Err(Error::Open {
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
-        }
-        let c = cstring(path).map_err(|source| Error::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let c = cstring(path).map_err(open_err)?;
         // SAFETY: `c` is a valid NUL-terminated path.
         let fd = unsafe { libbpf_sys::bpf_obj_get(c.as_ptr()) };
         if fd < 0 {
-            return Err(Error::Open {
-                path: path.to_path_buf(),
-                source: errno(fd),
-            });
+            return Err(open_err(errno(fd)));
         }
         // SAFETY: bpf_obj_get returned a fresh descriptor that we now own.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
