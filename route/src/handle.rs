@@ -1,7 +1,7 @@
 //! [`Handle`]: one NETLINK_ROUTE socket in one netns, and every operation
 //! on routes and rules.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::File;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
@@ -170,6 +170,16 @@ impl std::fmt::Debug for Handle {
             .field("netns", &self.netns)
             .finish()
     }
+}
+
+/// A nexthop route that [`Handle::upsert_many`] ensures once for all the
+/// routes that use it.
+struct SharedNexthop {
+    route: Route,
+    /// What ensuring it did, or the kernel's errno and message.
+    outcome: std::result::Result<Ensured, (i32, Option<String>)>,
+    /// Whether a route that uses it succeeded.
+    used: bool,
 }
 
 /// What [`Handle::ensure`] did.
@@ -1022,15 +1032,7 @@ impl Handle {
         let no_hops: Vec<u32> = Vec::new();
         // Nexthop routes, each once.
         type NhKey = (u32, IpAddr, Option<u32>, u8);
-        /// The nexthop route, what ensuring it did (or its errno and
-        /// message), and whether a route that uses it succeeded.
-        type NhEntry = (
-            Route,
-            std::result::Result<Ensured, (i32, Option<String>)>,
-            bool,
-        );
-        let mut nhs: HashMap<NhKey, NhEntry> = HashMap::new();
-        let mut nh_changed_reported: HashSet<NhKey> = HashSet::new();
+        let mut nhs: HashMap<NhKey, SharedNexthop> = HashMap::new();
         let mut ready = Vec::with_capacity(prepared.len());
         let mut nh_key_of: Vec<Option<NhKey>> = vec![None; routes.len()];
         for (i, oif, m) in prepared {
@@ -1040,9 +1042,13 @@ impl Handle {
                 nh_key_of[i] = Some(key);
                 let entry = nhs.entry(key).or_insert_with(|| {
                     let Some(nh) = r.nexthop_route() else {
-                        return (Route::host(gw), Err((libc::EINVAL, None)), false);
+                        return SharedNexthop {
+                            route: Route::host(gw),
+                            outcome: Err((libc::EINVAL, None)),
+                            used: false,
+                        };
                     };
-                    let st = self.ensure(&mut c, &nh, oif, None).map_err(|e| {
+                    let outcome = self.ensure(&mut c, &nh, oif, None).map_err(|e| {
                         let errno = e.errno().unwrap_or(libc::EIO);
                         let msg = match &e {
                             NlError::Kernel { message, .. } => message.clone(),
@@ -1050,12 +1056,16 @@ impl Handle {
                         };
                         (errno, msg)
                     });
-                    (nh, st, false)
+                    SharedNexthop {
+                        route: nh,
+                        outcome,
+                        used: false,
+                    }
                 });
-                if let Err((errno, message)) = &entry.1 {
+                if let Err((errno, message)) = &entry.outcome {
                     out[i] = Some(Err(Error::Kernel {
                         op: Op::UpsertNexthop,
-                        object: entry.0.to_string(),
+                        object: entry.route.to_string(),
                         errno: *errno,
                         message: message.clone(),
                     }));
@@ -1102,21 +1112,20 @@ impl Handle {
             }
             Err(e) => batch_failed(&mut out, ready.iter().map(|r| r.0), routes, Op::Upsert, &e),
         }
-        // Nexthop changes count for the first route that uses them; nexthop
-        // routes no successful route uses are taken back.
+        // A nexthop change counts for the first successful route that uses
+        // it; nexthop routes no successful route uses are taken back.
         for (i, key) in nh_key_of.into_iter().enumerate() {
             let Some(key) = key else { continue };
-            if let (Some(Ok(ch)), Some(entry)) = (&mut out[i], nhs.get_mut(&key)) {
-                entry.2 = true;
-                let changed = matches!(entry.1, Ok(Ensured::Created) | Ok(Ensured::Replaced(_)));
-                if changed && nh_changed_reported.insert(key) {
-                    *ch = true;
+            if let (Some(Ok(ch)), Some(nh)) = (&mut out[i], nhs.get_mut(&key)) {
+                if !nh.used {
+                    nh.used = true;
+                    *ch |= matches!(nh.outcome, Ok(Ensured::Created | Ensured::Replaced(_)));
                 }
             }
         }
-        for ((_, _, oif, _), (nh, st, used)) in nhs {
-            if let (false, Ok(st)) = (used, st) {
-                self.undo(&mut c, &nh, oif, st);
+        for ((_, _, oif, _), nh) in nhs {
+            if let (false, Ok(st)) = (nh.used, nh.outcome) {
+                self.undo(&mut c, &nh.route, oif, st);
             }
         }
         outcomes(out, Op::Upsert)
