@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::key::{AnyCtKey, Family};
 use crate::map::CtMap;
 use crate::nat::NatMap;
-use crate::raw::{BatchScanner, DEFAULT_BATCH};
+use crate::raw::{is_unsupported, BatchScanner, DEFAULT_BATCH};
 
 /// The clock the datapath writes `lifetime` in, and hence the clock GC
 /// compares against (Cilium's `models.ClockSource` / `GetCTCurTime`).
@@ -518,8 +518,7 @@ impl Deletions {
                 return Ok(true);
             }
             Err(e) => {
-                let code = e.raw_os_error().unwrap_or(0);
-                if code == libc::EINVAL || code == libc::ENOTSUP || code == 524 {
+                if is_unsupported(e.raw_os_error().unwrap_or(0)) {
                     self.no_atomic = true;
                     return Ok(false);
                 }

@@ -72,6 +72,14 @@ pub(crate) fn errno(ret: i32) -> io::Error {
     }
 }
 
+/// `true` for the errnos a kernel answers a bpf(2) command it lacks for a
+/// map type with: `EINVAL`, `ENOTSUP`, and the kernel-internal `ENOTSUPP`
+/// (524) that leaks out of some batch paths.
+pub(crate) fn is_unsupported(errno: i32) -> bool {
+    const ENOTSUPP: i32 = 524;
+    errno == libc::EINVAL || errno == libc::ENOTSUP || errno == ENOTSUPP
+}
+
 /// An open map file descriptor with the name it is known by.
 #[derive(Debug)]
 pub(crate) struct RawMap {
@@ -412,7 +420,7 @@ impl RawMap {
             return Ok(());
         }
         let done = (count as usize).min(total);
-        if -ret == libc::EINVAL || -ret == libc::ENOTSUP || -ret == 524 {
+        if is_unsupported(-ret) {
             for i in done..total {
                 self.update(
                     &keys[i * ks..(i + 1) * ks],
@@ -458,7 +466,7 @@ impl RawMap {
                 done += 1;
                 continue;
             }
-            if -ret == libc::EINVAL || -ret == libc::ENOTSUP || -ret == 524 {
+            if is_unsupported(-ret) {
                 // No batch ops on this kernel / map: one by one.
                 for k in keys[done * ks..].chunks_exact(ks) {
                     if self.delete(k)? {
