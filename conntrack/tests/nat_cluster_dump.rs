@@ -9,6 +9,7 @@ use conntrack::{
     dump_entries, dump_entries_with_time_diff, AnyCtKey, ClockSource, CreateOptions, CtKey4, CtMap,
     CtMapKind, CtSizes, Direction, EntryFlags, Error, Family, TupleFlags,
 };
+use std::net::Ipv4Addr;
 use testsupport::{require_privileges, BpfDir};
 
 fn ct(dir: &BpfDir, name: &str) -> CtMap {
@@ -22,6 +23,26 @@ fn ct(dir: &BpfDir, name: &str) -> CtMap {
 
 fn k4(d: [u8; 4], s: [u8; 4], dport: u16, sport: u16, proto: u8, f: TupleFlags) -> AnyCtKey {
     AnyCtKey::V4(CtKey4::new(d.into(), s.into(), dport, sport, proto, f))
+}
+
+/// Writes the SNAT pair of a pod's flow `pod -> remote` translated to `snat`
+/// and returns its keys: the egress key is the packet's tuple (daddr remote,
+/// saddr pod) mapping to `snat`; the reverse key is the reply `remote ->
+/// snat` (`TUPLE_F_IN`) mapping back to the pod.
+fn snat_pair(
+    nat: &NatMap,
+    pod: ([u8; 4], u16),
+    remote: ([u8; 4], u16),
+    snat: ([u8; 4], u16),
+    proto: u8,
+) -> (AnyCtKey, AnyCtKey) {
+    let out = k4(remote.0, pod.0, remote.1, pod.1, proto, TupleFlags::OUT);
+    nat.update(&out, &NatEntry::new(Ipv4Addr::from(snat.0).into(), snat.1))
+        .unwrap();
+    let rev = k4(snat.0, remote.0, snat.1, remote.1, proto, TupleFlags::IN);
+    nat.update(&rev, &NatEntry::new(Ipv4Addr::from(pod.0).into(), pod.1))
+        .unwrap();
+    (out, rev)
 }
 
 #[test]
@@ -46,43 +67,23 @@ fn orphan_snat_entries_are_purged_as_cilium_does() {
     )
     .unwrap();
     tcp.update(&ct_a, &entry(100, 1)).unwrap();
-    // Egress SNAT key: the packet's tuple (daddr 1.1.1.1, saddr 10.0.0.5).
-    let a_out = k4([1, 1, 1, 1], [10, 0, 0, 5], 443, 40000, 6, TupleFlags::OUT);
-    nat.update(
-        &a_out,
-        &NatEntry::new("192.168.1.1".parse().unwrap(), 33000),
-    )
-    .unwrap();
-    // Reverse SNAT key: reply 1.1.1.1:443 -> 192.168.1.1:33000, back to the pod.
-    let a_in = k4(
-        [192, 168, 1, 1],
-        [1, 1, 1, 1],
-        33000,
-        443,
+    let (a_out, a_in) = snat_pair(
+        &nat,
+        ([10, 0, 0, 5], 40000),
+        ([1, 1, 1, 1], 443),
+        ([192, 168, 1, 1], 33000),
         6,
-        TupleFlags::IN,
     );
-    nat.update(&a_in, &NatEntry::new("10.0.0.5".parse().unwrap(), 40000))
-        .unwrap();
 
     // Flow B (UDP) the same way but its CT entry is gone (LRU eviction):
     // both SNAT entries are orphans.
-    let b_out = k4([8, 8, 8, 8], [10, 0, 0, 6], 53, 5353, 17, TupleFlags::OUT);
-    nat.update(
-        &b_out,
-        &NatEntry::new("192.168.1.1".parse().unwrap(), 33001),
-    )
-    .unwrap();
-    let b_in = k4(
-        [192, 168, 1, 1],
-        [8, 8, 8, 8],
-        33001,
-        53,
+    let (b_out, b_in) = snat_pair(
+        &nat,
+        ([10, 0, 0, 6], 5353),
+        ([8, 8, 8, 8], 53),
+        ([192, 168, 1, 1], 33001),
         17,
-        TupleFlags::IN,
     );
-    nat.update(&b_in, &NatEntry::new("10.0.0.6".parse().unwrap(), 5353))
-        .unwrap();
     // A UDP CT entry for flow B in the *TCP* map does not keep it alive.
     let ct_b = CtMap::flow_key(
         "10.0.0.6:5353".parse().unwrap(),
@@ -357,22 +358,13 @@ fn gc_removes_the_snat_mappings_of_deleted_egress_entries() {
     )
     .unwrap();
     tcp.update(&ct_a, &entry(10, 1)).unwrap();
-    let a_out = k4([1, 1, 1, 1], [10, 0, 0, 5], 443, 40000, 6, TupleFlags::OUT);
-    let a_in = k4(
-        [192, 168, 1, 1],
-        [1, 1, 1, 1],
-        33000,
-        443,
+    let (a_out, a_in) = snat_pair(
+        &nat,
+        ([10, 0, 0, 5], 40000),
+        ([1, 1, 1, 1], 443),
+        ([192, 168, 1, 1], 33000),
         6,
-        TupleFlags::IN,
     );
-    nat.update(
-        &a_out,
-        &NatEntry::new("192.168.1.1".parse().unwrap(), 33000),
-    )
-    .unwrap();
-    nat.update(&a_in, &NatEntry::new("10.0.0.5".parse().unwrap(), 40000))
-        .unwrap();
     // Flow C: expired DSR entry; its SNAT entry is the CT key with ports swapped.
     let ct_c = k4([10, 0, 0, 7], [10, 0, 1, 9], 8080, 80, 6, TupleFlags::OUT);
     let mut dsr = entry(10, 3);
