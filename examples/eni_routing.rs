@@ -18,6 +18,7 @@
 //! sudo cargo run --example eni_routing
 //! ```
 
+use podnet::lab::check;
 use route::layout::EniEndpoint;
 use route::{Handle, RouteFilter, ShowStyle};
 use testsupport::{veth, Netns};
@@ -49,15 +50,6 @@ fn pod_pings_vpc(pod: &Netns) -> bool {
     pod.exec("ping", &["-c", "1", "-W", "1", VPC_HOST])
         .status
         .success()
-}
-
-fn check(ok: bool, what: &str) -> Result<()> {
-    if ok {
-        println!("  ok: {what}");
-        Ok(())
-    } else {
-        Err(format!("FAILED: {what}").into())
-    }
 }
 
 fn run() -> Result<()> {
@@ -122,18 +114,12 @@ fn run() -> Result<()> {
     for r in &table {
         println!("    {r}");
     }
-    let real = |args: &[&str]| -> Vec<String> {
-        node.ip(args)
-            .lines()
-            .map(|l| l.trim_end().to_string())
-            .collect()
-    };
     check(
-        rules == real(&["rule", "show"]),
+        rules == node.ip_lines(&["rule", "show"]),
         "identical to the real `ip rule show`",
     )?;
     check(
-        table == real(&["route", "show", "table", &ENI_TABLE.to_string()]),
+        table == node.ip_lines(&["route", "show", "table", &ENI_TABLE.to_string()]),
         "identical to the real `ip route show table 92`",
     )?;
     let layout = ep.layout();

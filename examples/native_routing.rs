@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 
 use conntrack::{dump_entries, gc, ClockSource, GcFilter};
 use datapath_bpf::AttachMode;
-use podnet::lab::{self, Lab, LabPlan, LabResult};
+use podnet::lab::{self, check, Lab, LabPlan, LabResult};
 
 const USAGE: &str = "usage: native_routing [--keep]
 
@@ -35,15 +35,6 @@ entries and the datapath metrics, runs conntrack GC, then tears it all down.
 
 fn step(n: u32, what: &str) {
     println!("\n[{n}/8] {what}");
-}
-
-fn check(ok: bool, what: &str) -> LabResult<()> {
-    if ok {
-        println!("  ok: {what}");
-        Ok(())
-    } else {
-        Err(format!("FAILED: {what}").into())
-    }
 }
 
 fn main() {
@@ -178,12 +169,7 @@ fn run(keep: bool) -> LabResult<()> {
     for line in &ours {
         println!("  {line}");
     }
-    let theirs: Vec<String> = node1
-        .ns
-        .ip(&["route", "show"])
-        .lines()
-        .map(|l| l.trim_end().to_string())
-        .collect();
+    let theirs = node1.ns.ip_lines(&["route", "show"]);
     check(
         ours == theirs,
         "identical to the real `ip route show` in node1",

@@ -501,6 +501,17 @@ impl Lab {
     }
 }
 
+/// A verified step of a demo: prints `  ok: what` and succeeds when `ok`,
+/// fails with `FAILED: what` otherwise.
+pub fn check(ok: bool, what: &str) -> LabResult<()> {
+    if ok {
+        println!("  ok: {what}");
+        Ok(())
+    } else {
+        Err(format!("FAILED: {what}").into())
+    }
+}
+
 /// `ping -c count` from `pod` to `to`; returns the replies received.
 pub fn ping(pod: &Pod, to: IpAddr, count: u32) -> u32 {
     let out = pod.ns.exec(

@@ -277,6 +277,16 @@ impl Netns {
         }
     }
 
+    /// Runs `ip -n <name> ARGS` and returns its output lines without their
+    /// trailing white space (iproute2 ends many lines with a space), for
+    /// comparing with text a program printed.
+    pub fn ip_lines(&self, args: &[&str]) -> Vec<String> {
+        self.ip(args)
+            .lines()
+            .map(|l| l.trim_end().to_string())
+            .collect()
+    }
+
     /// Runs `ip -n <name> ARGS`; `Err` holds the command line and stderr.
     pub fn try_ip(&self, args: &[&str]) -> Result<String, String> {
         let mut all: Vec<std::ffi::OsString> = vec!["-n".into(), self.name.as_str().into()];
