@@ -3,7 +3,8 @@
 //! `target/bench-report.md`.
 //!
 //! * `cargo bench` (or `cargo bench --bench headline -- route`) runs the full
-//!   sizes; a trailing word filters the areas (`route`, `conntrack`, `datapath`).
+//!   sizes; a trailing word filters the areas by substring (`route`, `conntrack`,
+//!   `datapath`, or only `datapath-programs` / `datapath-traffic`).
 //! * `cargo test --benches` runs every benchmark once at a small size, so they
 //!   keep compiling and working (CI does this).
 //!
@@ -37,10 +38,11 @@ fn main() {
         return;
     }
     let mut report = Report::new(full);
-    let areas: [Area; 3] = [
+    let areas: [Area; 4] = [
         ("route", route::run),
         ("conntrack", conntrack::run),
-        ("datapath", datapath::run),
+        ("datapath-programs", datapath::run_programs),
+        ("datapath-traffic", datapath::run_traffic),
     ];
     for (name, run) in areas {
         if filters.is_empty() || filters.iter().any(|f| name.contains(f)) {

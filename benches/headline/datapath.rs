@@ -86,7 +86,8 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-pub fn run(report: &mut Report) {
+/// ns/packet of the programs via BPF_PROG_TEST_RUN.
+pub fn run_programs(report: &mut Report) {
     let repeat = report.size(2_000_000, 20_000) as u32;
     let dir = BpfDir::new("bench-dp");
     let dp = Datapath::load(&Options::small(dir.join("globals"))).expect("loading the datapath");
@@ -183,7 +184,10 @@ pub fn run(report: &mut Report) {
         eprintln!("datapath bench teardown: {e}");
     }
     drop(dir);
+}
 
+/// Throughput and latency of real traffic, with and without the datapath.
+pub fn run_traffic(report: &mut Report) {
     let secs = report.size(5, 1);
     let rounds = report.size(3, 1);
     let ping_rounds = report.size(9, 1);

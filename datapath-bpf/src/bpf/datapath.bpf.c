@@ -200,6 +200,75 @@ struct remote_endpoint_info {
 _Static_assert(sizeof(struct ipcache_key) == 24, "ipcache_key");
 _Static_assert(sizeof(struct remote_endpoint_info) == 24, "remote_endpoint_info");
 
+/* Lookup keys on the stack are written in whole 8-byte words.
+ *
+ * The kernel hashes a key with 4-byte loads (jhash) and compares it with
+ * 8-byte loads (memcmp) right after the program wrote it. A load that spans
+ * two smaller stores still in the CPU's store buffer cannot be forwarded
+ * from them and waits until they retire: with the tuple's ports written as
+ * two 2-byte stores, that stall alone was a fifth of from-container's
+ * established-flow cost. A load that lies inside one wider store forwards
+ * fine, hence the words. KEY_SHIFT(lo, hi) places the 32-bit value found at
+ * the lower address of an 8-byte word; the other KEY_* give the bit
+ * position of each byte offset in a word, per byte order. */
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define KEY_BIT(off, width) ((off) * 8)
+#else
+#define KEY_BIT(off, width) (64 - ((off) + (width)) * 8)
+#endif
+#define KEY_PUT(v, off, width) ((__u64)(v) << KEY_BIT(off, width))
+#define KEY_GET(w, off, width) ((w) >> KEY_BIT(off, width))
+/* A byte at the lowest address of a 4-byte word. */
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define KEY_FIRST_BYTE32(v) ((__u32)(v))
+#else
+#define KEY_FIRST_BYTE32(v) ((__u32)(v) << 24)
+#endif
+
+static __always_inline __u64 key_word(__u32 lo, __u32 hi)
+{
+	return KEY_PUT(lo, 0, 4) | KEY_PUT(hi, 4, 4);
+}
+
+/* The last word of a CT tuple: dport, sport, nexthdr, flags (bytes 0-5). */
+static __always_inline __u64 tuple_tail(__be16 dport, __be16 sport, __u8 nexthdr, __u8 flags)
+{
+	return KEY_PUT(dport, 0, 2) | KEY_PUT(sport, 2, 2) | KEY_PUT(nexthdr, 4, 1) |
+	       KEY_PUT(flags, 5, 1);
+}
+
+/* The same tail with the ports swapped and TUPLE_F_IN flipped. */
+static __always_inline __u64 tuple_tail_reversed(__u64 w)
+{
+	__u64 dport = KEY_GET(w, 0, 2) & 0xffff, sport = KEY_GET(w, 2, 2) & 0xffff;
+	__u64 rest = w & (KEY_PUT(0xff, 4, 1) | KEY_PUT(0xff, 5, 1));
+
+	return KEY_PUT(sport, 0, 2) | KEY_PUT(dport, 2, 2) | (rest ^ KEY_PUT(TUPLE_F_IN, 5, 1));
+}
+
+union ct4_key {
+	struct ipv4_ct_tuple t; /* 14 bytes */
+	__u64 w[2];
+};
+
+union ct6_key {
+	struct ipv6_ct_tuple t; /* 38 bytes */
+	__u64 w[5];
+};
+
+union endpoint_key_words {
+	struct endpoint_key k; /* 20 bytes */
+	struct {
+		__u64 w[2];
+		__u32 tail;
+	};
+};
+
+union ipcache_key_words {
+	struct ipcache_key k; /* 24 bytes */
+	__u64 w[3];
+};
+
 struct policy_key {
 	__u32 sec_label;
 	__be16 dport;
@@ -389,40 +458,52 @@ static __always_inline void clear_identity_mark(struct __sk_buff *ctx)
 		ctx->mark = 0;
 }
 
+/* endpoint_key in words (see union ct4_key): ip, then family, key 0,
+ * cluster 0. */
+static __always_inline struct endpoint_info *lookup_ep(__u64 ip_lo, __u64 ip_hi, __u8 family)
+{
+	union endpoint_key_words key;
+
+	key.w[0] = ip_lo;
+	key.w[1] = ip_hi;
+	key.tail = KEY_FIRST_BYTE32(family);
+	return bpf_map_lookup_elem(&podnet_lxc, &key);
+}
+
 static __always_inline struct endpoint_info *lookup_ep4(__be32 addr)
 {
-	struct endpoint_key key = { .family = ENDPOINT_KEY_IPV4 };
-
-	key.ip[0] = addr;
-	return bpf_map_lookup_elem(&podnet_lxc, &key);
+	return lookup_ep(key_word(addr, 0), 0, ENDPOINT_KEY_IPV4);
 }
 
 static __always_inline struct endpoint_info *lookup_ep6(const __u32 *addr)
 {
-	struct endpoint_key key = { .family = ENDPOINT_KEY_IPV6 };
+	return lookup_ep(key_word(addr[0], addr[1]), key_word(addr[2], addr[3]),
+			 ENDPOINT_KEY_IPV6);
+}
 
-	__builtin_memcpy(key.ip, addr, 16);
-	return bpf_map_lookup_elem(&podnet_lxc, &key);
+/* ipcache_key in words: prefixlen, cluster 0, pad, family; then the address. */
+static __always_inline __u32 ipcache_identity(__u32 prefixlen, __u8 family, __u64 ip_lo,
+					      __u64 ip_hi)
+{
+	union ipcache_key_words key;
+	struct remote_endpoint_info *info;
+
+	key.w[0] = KEY_PUT(prefixlen, 0, 4) | KEY_PUT(family, 7, 1);
+	key.w[1] = ip_lo;
+	key.w[2] = ip_hi;
+	info = bpf_map_lookup_elem(&podnet_ipcache, &key);
+	return info ? info->sec_identity : IDENTITY_WORLD;
 }
 
 static __always_inline __u32 ipcache_identity4(__be32 addr)
 {
-	struct ipcache_key key = { .prefixlen = 32 + 32, .family = ENDPOINT_KEY_IPV4 };
-	struct remote_endpoint_info *info;
-
-	key.ip[0] = addr;
-	info = bpf_map_lookup_elem(&podnet_ipcache, &key);
-	return info ? info->sec_identity : IDENTITY_WORLD;
+	return ipcache_identity(32 + 32, ENDPOINT_KEY_IPV4, key_word(addr, 0), 0);
 }
 
 static __always_inline __u32 ipcache_identity6(const __u32 *addr)
 {
-	struct ipcache_key key = { .prefixlen = 32 + 128, .family = ENDPOINT_KEY_IPV6 };
-	struct remote_endpoint_info *info;
-
-	__builtin_memcpy(key.ip, addr, 16);
-	info = bpf_map_lookup_elem(&podnet_ipcache, &key);
-	return info ? info->sec_identity : IDENTITY_WORLD;
+	return ipcache_identity(32 + 128, ENDPOINT_KEY_IPV6, key_word(addr[0], addr[1]),
+				key_word(addr[2], addr[3]));
 }
 
 /* Policy: most specific entry wins; an entry with deny set drops. Without a
@@ -561,34 +642,23 @@ static __always_inline void ct_fill_new(struct ct_entry *entry, struct __sk_buff
 	entry->src_sec_id = src_sec_id;
 }
 
-static __always_inline void ct_reverse4(struct ipv4_ct_tuple *t)
+static __always_inline void ct_reverse4(union ct4_key *k)
 {
-	__be32 a = t->saddr;
-	__be16 p = t->sport;
+	__u64 a = k->w[0];
 
-	t->saddr = t->daddr;
-	t->daddr = a;
-	t->sport = t->dport;
-	t->dport = p;
-	t->flags ^= TUPLE_F_IN;
+	k->w[0] = key_word(KEY_GET(a, 4, 4), KEY_GET(a, 0, 4));
+	k->w[1] = tuple_tail_reversed(k->w[1]);
 }
 
-static __always_inline void ct_reverse6(struct ipv6_ct_tuple *t)
+static __always_inline void ct_reverse6(union ct6_key *k)
 {
-	__u32 a0 = t->saddr[0], a1 = t->saddr[1], a2 = t->saddr[2], a3 = t->saddr[3];
-	__be16 p = t->sport;
+	__u64 d0 = k->w[0], d1 = k->w[1];
 
-	t->saddr[0] = t->daddr[0];
-	t->saddr[1] = t->daddr[1];
-	t->saddr[2] = t->daddr[2];
-	t->saddr[3] = t->daddr[3];
-	t->daddr[0] = a0;
-	t->daddr[1] = a1;
-	t->daddr[2] = a2;
-	t->daddr[3] = a3;
-	t->sport = t->dport;
-	t->dport = p;
-	t->flags ^= TUPLE_F_IN;
+	k->w[0] = k->w[2];
+	k->w[1] = k->w[3];
+	k->w[2] = d0;
+	k->w[3] = d1;
+	k->w[4] = tuple_tail_reversed(k->w[4]);
 }
 
 /* L4 part of a tuple, Cilium's convention: for TCP/UDP the packet's
@@ -734,29 +804,26 @@ static __always_inline void rewrite_macs(struct ethhdr *eth, const __u8 *src, co
 	__builtin_memcpy(eth->h_dest, dst, ETH_ALEN);
 }
 
-static __always_inline int ct4_create(struct __sk_buff *ctx, struct ipv4_ct_tuple *tuple,
+static __always_inline int ct4_create(struct __sk_buff *ctx, const union ct4_key *key,
 				      int dir, __u32 src_sec_id)
 {
-	bool is_tcp = tuple->nexthdr == IPPROTO_TCP;
+	bool is_tcp = key->t.nexthdr == IPPROTO_TCP;
 	struct ct_entry entry = {};
 	int err;
 
 	ct_fill_new(&entry, ctx, is_tcp, dir, src_sec_id);
 	if (is_tcp) {
-		err = bpf_map_update_elem(&cilium_ct4_global, tuple, &entry, 0);
+		err = bpf_map_update_elem(&cilium_ct4_global, key, &entry, 0);
 		asm volatile("" : "+r"(err)); /* see ct4_find */
 	} else
-		err = bpf_map_update_elem(&cilium_ct_any4_global, tuple, &entry, 0);
+		err = bpf_map_update_elem(&cilium_ct_any4_global, key, &entry, 0);
 	if (err < 0)
 		return DROP_CT_CREATE_FAILED;
-	if (tuple->nexthdr == IPPROTO_TCP || tuple->nexthdr == IPPROTO_UDP) {
-		struct ipv4_ct_tuple icmp = {
-			.daddr = tuple->daddr,
-			.saddr = tuple->saddr,
-			.nexthdr = IPPROTO_ICMP,
-			.flags = tuple->flags | TUPLE_F_RELATED,
-		};
+	if (key->t.nexthdr == IPPROTO_TCP || key->t.nexthdr == IPPROTO_UDP) {
+		union ct4_key icmp;
 
+		icmp.w[0] = key->w[0];
+		icmp.w[1] = tuple_tail(0, 0, IPPROTO_ICMP, key->t.flags | TUPLE_F_RELATED);
 		entry.flags |= CT_F_SEEN_NON_SYN;
 		if (bpf_map_update_elem(&cilium_ct_any4_global, &icmp, &entry, 0) < 0)
 			return DROP_CT_CREATE_FAILED;
@@ -767,7 +834,7 @@ static __always_inline int ct4_create(struct __sk_buff *ctx, struct ipv4_ct_tupl
 /* The map is a constant at each lookup call: the verifier then inlines the
  * hash lookup (a map chosen at run time goes through the generic helper and
  * an indirect call, about a third of the fast path's cost). */
-static __always_inline struct ct_entry *ct4_find(bool is_tcp, const struct ipv4_ct_tuple *t)
+static __always_inline struct ct_entry *ct4_find(bool is_tcp, const union ct4_key *t)
 {
 	struct ct_entry *e;
 
@@ -781,10 +848,10 @@ static __always_inline struct ct_entry *ct4_find(bool is_tcp, const struct ipv4_
 	return bpf_map_lookup_elem(&cilium_ct_any4_global, t);
 }
 
-static __always_inline int ct4_lookup(struct __sk_buff *ctx, struct ipv4_ct_tuple *tuple,
+static __always_inline int ct4_lookup(struct __sk_buff *ctx, union ct4_key *tuple,
 				      int dir, const struct l4info *l4, bool forward_first)
 {
-	bool is_tcp = tuple->nexthdr == IPPROTO_TCP;
+	bool is_tcp = tuple->t.nexthdr == IPPROTO_TCP;
 	int ret;
 
 	if (forward_first) {
@@ -796,7 +863,7 @@ static __always_inline int ct4_lookup(struct __sk_buff *ctx, struct ipv4_ct_tupl
 	}
 	ret = __ct_lookup(ct4_find(is_tcp, tuple), ctx, l4->action, dir, is_tcp, l4->tcp_flags);
 	if (ret != CT_NEW)
-		return ct_settle(ret, tuple->flags);
+		return ct_settle(ret, tuple->t.flags);
 	ct_reverse4(tuple);
 	if (forward_first)
 		return CT_NEW;
@@ -804,15 +871,12 @@ static __always_inline int ct4_lookup(struct __sk_buff *ctx, struct ipv4_ct_tupl
 }
 
 /* The tuple of an IPv4 packet; `dir_flag` TUPLE_F_OUT (ingress) or TUPLE_F_IN (egress). */
-static __always_inline void ct4_tuple_init(struct ipv4_ct_tuple *tuple, const struct iphdr *ip4,
+static __always_inline void ct4_tuple_init(union ct4_key *key, const struct iphdr *ip4,
 					   const struct l4info *l4, __u8 dir_flag)
 {
-	tuple->nexthdr = ip4->protocol;
-	tuple->daddr = ip4->daddr;
-	tuple->saddr = ip4->saddr;
-	tuple->dport = l4->tdport;
-	tuple->sport = l4->tsport;
-	tuple->flags = dir_flag | (l4->related ? TUPLE_F_RELATED : 0);
+	key->w[0] = key_word(ip4->daddr, ip4->saddr);
+	key->w[1] = tuple_tail(l4->tdport, l4->tsport, ip4->protocol,
+			       dir_flag | (l4->related ? TUPLE_F_RELATED : 0));
 }
 
 /* What to_container does for a packet entering endpoint `dep`: conntrack in
@@ -825,7 +889,7 @@ static __always_inline int ipv4_ingress(struct __sk_buff *ctx, struct iphdr *ip4
 					const struct l4info *l4, const struct endpoint_info *dep,
 					__u32 identity)
 {
-	struct ipv4_ct_tuple tuple = {};
+	union ct4_key tuple;
 	struct endpoint_info *sep;
 	int ret;
 
@@ -841,7 +905,7 @@ static __always_inline int ipv4_ingress(struct __sk_buff *ctx, struct iphdr *ip4
 		sep = lookup_ep4(ip4->saddr);
 		identity = sep ? sep->sec_id : ipcache_identity4(ip4->saddr);
 	}
-	ret = policy_check(ctx, identity, l4->pkt_dport, tuple.nexthdr, 0, dep->lxc_id,
+	ret = policy_check(ctx, identity, l4->pkt_dport, ip4->protocol, 0, dep->lxc_id,
 			   dep->flags & ENDPOINT_F_INGRESS_ENFORCE);
 	if (ret < 0)
 		return ret;
@@ -851,7 +915,7 @@ static __always_inline int ipv4_ingress(struct __sk_buff *ctx, struct iphdr *ip4
 static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 {
 	__u32 mdir = hook == HOOK_FROM_CONTAINER ? METRIC_EGRESS : METRIC_INGRESS;
-	struct ipv4_ct_tuple tuple = {};
+	union ct4_key tuple;
 	struct l4info l4 = {};
 	struct endpoint_info *dep, *sep;
 	void *data, *data_end;
@@ -940,7 +1004,7 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 		identity = sep->sec_id;
 		dep = lookup_ep4(ip4->daddr);
 		dst_identity = dep ? dep->sec_id : ipcache_identity4(ip4->daddr);
-		ret = policy_check(ctx, dst_identity, l4.pkt_dport, tuple.nexthdr, 1, sep->lxc_id,
+		ret = policy_check(ctx, dst_identity, l4.pkt_dport, ip4->protocol, 1, sep->lxc_id,
 				   sep->flags & ENDPOINT_F_EGRESS_ENFORCE);
 		if (ret < 0)
 			return drop(ctx, ret, mdir);
@@ -1009,28 +1073,29 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 
 /* ---- IPv6 --------------------------------------------------------------- */
 
-static __always_inline int ct6_create(struct __sk_buff *ctx, struct ipv6_ct_tuple *tuple,
+static __always_inline int ct6_create(struct __sk_buff *ctx, const union ct6_key *key,
 				      int dir, __u32 src_sec_id)
 {
-	bool is_tcp = tuple->nexthdr == IPPROTO_TCP;
+	bool is_tcp = key->t.nexthdr == IPPROTO_TCP;
 	struct ct_entry entry = {};
 	int err;
 
 	ct_fill_new(&entry, ctx, is_tcp, dir, src_sec_id);
 	if (is_tcp) {
-		err = bpf_map_update_elem(&cilium_ct6_global, tuple, &entry, 0);
+		err = bpf_map_update_elem(&cilium_ct6_global, key, &entry, 0);
 		asm volatile("" : "+r"(err)); /* see ct6_find */
 	} else
-		err = bpf_map_update_elem(&cilium_ct_any6_global, tuple, &entry, 0);
+		err = bpf_map_update_elem(&cilium_ct_any6_global, key, &entry, 0);
 	if (err < 0)
 		return DROP_CT_CREATE_FAILED;
-	if (tuple->nexthdr == IPPROTO_TCP || tuple->nexthdr == IPPROTO_UDP) {
-		struct ipv6_ct_tuple icmp = {};
+	if (key->t.nexthdr == IPPROTO_TCP || key->t.nexthdr == IPPROTO_UDP) {
+		union ct6_key icmp;
 
-		__builtin_memcpy(icmp.daddr, tuple->daddr, 16);
-		__builtin_memcpy(icmp.saddr, tuple->saddr, 16);
-		icmp.nexthdr = IPPROTO_ICMPV6;
-		icmp.flags = tuple->flags | TUPLE_F_RELATED;
+		icmp.w[0] = key->w[0];
+		icmp.w[1] = key->w[1];
+		icmp.w[2] = key->w[2];
+		icmp.w[3] = key->w[3];
+		icmp.w[4] = tuple_tail(0, 0, IPPROTO_ICMPV6, key->t.flags | TUPLE_F_RELATED);
 		entry.flags |= CT_F_SEEN_NON_SYN;
 		if (bpf_map_update_elem(&cilium_ct_any6_global, &icmp, &entry, 0) < 0)
 			return DROP_CT_CREATE_FAILED;
@@ -1041,7 +1106,7 @@ static __always_inline int ct6_create(struct __sk_buff *ctx, struct ipv6_ct_tupl
 /* The map is a constant at each lookup call: the verifier then inlines the
  * hash lookup (a map chosen at run time goes through the generic helper and
  * an indirect call, about a third of the fast path's cost). */
-static __always_inline struct ct_entry *ct6_find(bool is_tcp, const struct ipv6_ct_tuple *t)
+static __always_inline struct ct_entry *ct6_find(bool is_tcp, const union ct6_key *t)
 {
 	struct ct_entry *e;
 
@@ -1055,10 +1120,10 @@ static __always_inline struct ct_entry *ct6_find(bool is_tcp, const struct ipv6_
 	return bpf_map_lookup_elem(&cilium_ct_any6_global, t);
 }
 
-static __always_inline int ct6_lookup(struct __sk_buff *ctx, struct ipv6_ct_tuple *tuple,
+static __always_inline int ct6_lookup(struct __sk_buff *ctx, union ct6_key *tuple,
 				      int dir, const struct l4info *l4, bool forward_first)
 {
-	bool is_tcp = tuple->nexthdr == IPPROTO_TCP;
+	bool is_tcp = tuple->t.nexthdr == IPPROTO_TCP;
 	int ret;
 
 	if (forward_first) {
@@ -1070,7 +1135,7 @@ static __always_inline int ct6_lookup(struct __sk_buff *ctx, struct ipv6_ct_tupl
 	}
 	ret = __ct_lookup(ct6_find(is_tcp, tuple), ctx, l4->action, dir, is_tcp, l4->tcp_flags);
 	if (ret != CT_NEW)
-		return ct_settle(ret, tuple->flags);
+		return ct_settle(ret, tuple->t.flags);
 	ct_reverse6(tuple);
 	if (forward_first)
 		return CT_NEW;
@@ -1151,23 +1216,23 @@ static __always_inline int ipv6_skip_exthdrs(struct __sk_buff *ctx, __u32 l3_end
 
 /* The tuple of an IPv6 packet whose upper-layer protocol is `nexthdr`;
  * `dir_flag` TUPLE_F_OUT (ingress) or TUPLE_F_IN (egress). */
-static __always_inline void ct6_tuple_init(struct ipv6_ct_tuple *tuple, const __u32 *saddr,
+static __always_inline void ct6_tuple_init(union ct6_key *key, const __u32 *saddr,
 					   const __u32 *daddr, __u8 nexthdr,
 					   const struct l4info *l4, __u8 dir_flag)
 {
-	__builtin_memcpy(tuple->daddr, daddr, 16);
-	__builtin_memcpy(tuple->saddr, saddr, 16);
-	tuple->nexthdr = nexthdr;
-	tuple->dport = l4->tdport;
-	tuple->sport = l4->tsport;
-	tuple->flags = dir_flag | (l4->related ? TUPLE_F_RELATED : 0);
+	key->w[0] = key_word(daddr[0], daddr[1]);
+	key->w[1] = key_word(daddr[2], daddr[3]);
+	key->w[2] = key_word(saddr[0], saddr[1]);
+	key->w[3] = key_word(saddr[2], saddr[3]);
+	key->w[4] = tuple_tail(l4->tdport, l4->tsport, nexthdr,
+			       dir_flag | (l4->related ? TUPLE_F_RELATED : 0));
 }
 
 static __always_inline int ipv6_ingress(struct __sk_buff *ctx, const __u32 *saddr,
 					const __u32 *daddr, __u8 nexthdr, const struct l4info *l4,
 					const struct endpoint_info *dep, __u32 identity)
 {
-	struct ipv6_ct_tuple tuple = {};
+	union ct6_key tuple;
 	struct endpoint_info *sep;
 	int ret;
 
@@ -1193,7 +1258,7 @@ static __always_inline int ipv6_ingress(struct __sk_buff *ctx, const __u32 *sadd
 static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 {
 	__u32 mdir = hook == HOOK_FROM_CONTAINER ? METRIC_EGRESS : METRIC_INGRESS;
-	struct ipv6_ct_tuple tuple = {};
+	union ct6_key tuple;
 	struct l4info l4 = {};
 	struct endpoint_info *dep, *sep;
 	__u32 saddr[4], daddr[4];
