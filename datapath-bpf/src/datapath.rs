@@ -360,7 +360,7 @@ impl Datapath {
         }
         // SAFETY: no preconditions.
         let ncpus = unsafe { libbpf_sys::libbpf_num_possible_cpus() };
-        Ok(Datapath {
+        let dp = Datapath {
             pin_dir: opts.pin_dir.clone(),
             created_dir,
             maps: map_fds,
@@ -369,7 +369,15 @@ impl Datapath {
             keep_attached: opts.keep_attached,
             attachments: Vec::new(),
             ncpus: usize::try_from(ncpus).unwrap_or(1).max(1),
-        })
+        };
+        // A new map holds generation 0, which disables the cache; a re-used
+        // one keeps its value, and so do the stamps taken against it.
+        let mut gen = [0u8; 8];
+        dp.lookup(maps::ENDPOINTS_GENERATION, &0u32.to_ne_bytes(), &mut gen)?;
+        if u64::from_ne_bytes(gen) == 0 {
+            dp.new_endpoints_generation()?;
+        }
+        Ok(dp)
     }
 
     /// The pin directory.
@@ -476,12 +484,42 @@ impl Datapath {
             maps::ENDPOINTS,
             EndpointKey::new(ep.ip).as_bytes(),
             ep.value().as_bytes(),
-        )
+        )?;
+        self.new_endpoints_generation()
     }
 
     /// Removes a local endpoint; `Ok(false)` when there was none.
     pub fn remove_endpoint(&self, ip: IpAddr) -> Result<bool> {
-        self.delete(maps::ENDPOINTS, EndpointKey::new(ip).as_bytes())
+        let removed = self.delete(maps::ENDPOINTS, EndpointKey::new(ip).as_bytes())?;
+        self.new_endpoints_generation()?;
+        Ok(removed)
+    }
+
+    /// Writes a fresh generation of the endpoints map, which invalidates
+    /// every "no local pod" answer cached in conntrack entries (see
+    /// [`maps::ENDPOINTS_GENERATION`]). Random rather than a counter, so
+    /// writers need no read-modify-write: each value written after a change
+    /// differs from every stamp taken before it.
+    fn new_endpoints_generation(&self) -> Result<()> {
+        let mut gen = 0u64;
+        while gen == 0 {
+            let mut buf = [0u8; 8];
+            // SAFETY: buf is valid for 8 bytes of writes.
+            let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast::<c_void>(), buf.len(), 0) };
+            if n != 8 {
+                return Err(Error::Map {
+                    map: maps::ENDPOINTS_GENERATION,
+                    op: "new generation (getrandom)",
+                    source: io::Error::last_os_error(),
+                });
+            }
+            gen = u64::from_ne_bytes(buf);
+        }
+        self.update(
+            maps::ENDPOINTS_GENERATION,
+            &0u32.to_ne_bytes(),
+            &gen.to_ne_bytes(),
+        )
     }
 
     /// Reads an endpoint back.

@@ -22,9 +22,23 @@ pub const POLICY: &str = "podnet_policy";
 /// Metrics: (reason, direction) -> packets, bytes (per-CPU array).
 pub const METRICS: &str = "podnet_metrics";
 
+/// Generation of the endpoints map (one `u64`): a fresh random non-zero
+/// value after every change to [`ENDPOINTS`]. Conntrack entries cache "this
+/// flow goes to no local pod" against it, so a program of your own that
+/// writes the endpoints map must write a new value here afterwards.
+pub const ENDPOINTS_GENERATION: &str = "podnet_lxc_gen";
+
 /// Every map pinned in the pin directory.
-pub const PINNED: [&str; 8] = [
-    CT4_TCP, CT4_ANY, CT6_TCP, CT6_ANY, ENDPOINTS, IPCACHE, POLICY, METRICS,
+pub const PINNED: [&str; 9] = [
+    CT4_TCP,
+    CT4_ANY,
+    CT6_TCP,
+    CT6_ANY,
+    ENDPOINTS,
+    ENDPOINTS_GENERATION,
+    IPCACHE,
+    POLICY,
+    METRICS,
 ];
 
 pub(crate) const REDIRECT_TRACE: &str = "podnet_redir_trace";
@@ -480,7 +494,9 @@ pub mod ct_flags {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CtEntry {
-    /// Unused since Cilium 1.16.
+    /// Unused by Cilium since 1.16. This datapath keeps its "the flow goes
+    /// to no local pod" stamp here: the endpoints generation it was checked
+    /// at (see [`ENDPOINTS_GENERATION`]), 0 when not checked.
     pub reserved0: u64,
     /// Service backend (0 here).
     pub backend_id: u64,

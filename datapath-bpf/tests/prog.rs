@@ -477,6 +477,78 @@ fn remote_destination_goes_to_the_stack_and_spoofed_source_is_dropped() {
     );
 }
 
+/// Established flows to no local pod skip the endpoint lookup by a stamp in
+/// the CT entry; every endpoint change must void the stamps, so a flow whose
+/// destination becomes (or stops being) a local pod follows at once.
+#[test]
+fn established_flows_follow_endpoint_changes() {
+    require_privileges!();
+    let (_dir, dp) = setup("epgen");
+    let remote: Ipv4Addr = "10.2.0.5".parse().unwrap();
+    let remote6: Ipv6Addr = "fd00:2::5".parse().unwrap();
+    let ack4 = packet4(
+        A_MAC,
+        A_NODE_MAC,
+        &Ip4::new(a4(), remote, 6),
+        &tcp(40000, 80, 0x10),
+    );
+    let ack6 = {
+        let mut p = eth(A_MAC, A_NODE_MAC, ETH_P_IPV6);
+        p.extend(ip6(a6(), remote6, 6, 64, &tcp(40000, 80, 0x10)));
+        p
+    };
+    let send = |pkt: &[u8]| {
+        dp.test_run(Program::FromContainer, pkt, &from_a())
+            .unwrap()
+            .retval
+    };
+    let stamp4 = || dp.ct4_entries(true).unwrap()[0].1.reserved0;
+    let stamp6 = || dp.ct6_entries(true).unwrap()[0].1.reserved0;
+    // The first packet creates the entries; the second, established, goes
+    // to the stack and stamps them.
+    for _ in 0..2 {
+        assert_eq!(send(&ack4), TC_ACT_OK);
+        assert_eq!(send(&ack6), TC_ACT_OK);
+    }
+    let (s4, s6) = (stamp4(), stamp6());
+    assert_ne!(s4, 0, "remote destination cached");
+    assert_eq!(s4, s6, "both stamped with the same generation");
+
+    // The destinations become pods on this node: delivered locally now.
+    for ip in [IpAddr::V4(remote), IpAddr::V6(remote6)] {
+        dp.upsert_endpoint(&ep(ip, false, EndpointFlags::empty()))
+            .unwrap();
+    }
+    assert_eq!(send(&ack4), TC_ACT_REDIRECT);
+    assert_eq!(dp.last_redirect().unwrap(), Some(B_IF));
+    assert_eq!(send(&ack6), TC_ACT_REDIRECT);
+    assert_eq!(dp.last_redirect().unwrap(), Some(B_IF));
+    assert_eq!(
+        (stamp4(), stamp6()),
+        (s4, s6),
+        "local delivery is never stamped"
+    );
+
+    // A host endpoint is no pod: back to the stack, stamped anew.
+    dp.upsert_endpoint(&ep(remote.into(), false, EndpointFlags::HOST))
+        .unwrap();
+    assert_eq!(send(&ack4), TC_ACT_OK);
+    let host_stamp = stamp4();
+    assert!(host_stamp != 0 && host_stamp != s4);
+    assert_eq!(send(&ack4), TC_ACT_OK, "cached");
+
+    // Removed again: the stack, and the IPv6 flow too.
+    assert!(dp.remove_endpoint(remote.into()).unwrap());
+    assert!(dp.remove_endpoint(remote6.into()).unwrap());
+    assert_eq!(send(&ack4), TC_ACT_OK);
+    assert_eq!(send(&ack6), TC_ACT_OK);
+    assert!(![0, s4, host_stamp].contains(&stamp4()));
+    assert_eq!(stamp4(), stamp6());
+    let entries = dp.ct4_entries(true).unwrap();
+    assert_eq!(entries.len(), 1, "one flow throughout");
+    assert_eq!(entries[0].1.packets, 6);
+}
+
 #[test]
 fn from_netdev_delivers_to_local_pods_with_source_identity() {
     require_privileges!();

@@ -357,6 +357,19 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } podnet_policy SEC(".maps");
 
+/* Generation of podnet_lxc: the loader writes a fresh random non-zero value
+ * after every change to the endpoints. A CT entry remembers that its flow's
+ * destination is no local pod by holding the generation it was checked at
+ * in reserved0 (unused by Cilium), so packets of established flows to other
+ * nodes skip the endpoint lookup until the endpoints change. 0: no cache. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} podnet_lxc_gen SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
@@ -504,6 +517,48 @@ static __always_inline __u32 ipcache_identity6(const __u32 *addr)
 {
 	return ipcache_identity(32 + 128, ENDPOINT_KEY_IPV6, key_word(addr[0], addr[1]),
 				key_word(addr[2], addr[3]));
+}
+
+static __always_inline __u64 endpoints_generation(void)
+{
+	__u32 zero = 0;
+	__u64 *gen = bpf_map_lookup_elem(&podnet_lxc_gen, &zero);
+
+	return gen ? *gen : 0;
+}
+
+/* The local pod an established flow's packet goes to, NULL when it goes to
+ * no local pod (another node, the host, the world). That answer is cached
+ * in the CT entry `e` (see podnet_lxc_gen): the generation is read before
+ * the lookup, so an endpoint added meanwhile leaves a stale stamp behind. */
+static __always_inline struct endpoint_info *established_dst(struct ct_entry *e,
+							     struct endpoint_info *ep,
+							     __u64 gen)
+{
+	if (ep && !(ep->flags & ENDPOINT_F_HOST))
+		return ep;
+	if (e && gen)
+		e->reserved0 = gen;
+	return NULL;
+}
+
+static __always_inline struct endpoint_info *established_dst4(struct ct_entry *e, __be32 daddr)
+{
+	__u64 gen = endpoints_generation();
+
+	if (e && gen && e->reserved0 == gen)
+		return NULL;
+	return established_dst(e, lookup_ep4(daddr), gen);
+}
+
+static __always_inline struct endpoint_info *established_dst6(struct ct_entry *e,
+							      const __u32 *daddr)
+{
+	__u64 gen = endpoints_generation();
+
+	if (e && gen && e->reserved0 == gen)
+		return NULL;
+	return established_dst(e, lookup_ep6(daddr), gen);
 }
 
 /* Policy: most specific entry wins; an entry with deny set drops. Without a
@@ -848,26 +903,43 @@ static __always_inline struct ct_entry *ct4_find(bool is_tcp, const union ct4_ke
 	return bpf_map_lookup_elem(&cilium_ct_any4_global, t);
 }
 
+/* Conntrack lookup of a packet's tuple (Cilium's order: the reverse tuple
+ * first, then the forward one; `forward_first` swaps the order for the
+ * egress fast path, where an established flow is the common case). On a
+ * hit, *hit (when not NULL) is the entry found. */
 static __always_inline int ct4_lookup(struct __sk_buff *ctx, union ct4_key *tuple,
-				      int dir, const struct l4info *l4, bool forward_first)
+				      int dir, const struct l4info *l4, bool forward_first,
+				      struct ct_entry **hit)
 {
 	bool is_tcp = tuple->t.nexthdr == IPPROTO_TCP;
+	struct ct_entry *e;
 	int ret;
 
 	if (forward_first) {
 		ct_reverse4(tuple);
-		ret = __ct_lookup(ct4_find(is_tcp, tuple), ctx, l4->action, dir, is_tcp, l4->tcp_flags);
+		e = ct4_find(is_tcp, tuple);
+		ret = __ct_lookup(e, ctx, l4->action, dir, is_tcp, l4->tcp_flags);
 		if (ret != CT_NEW)
-			return ret;
+			goto found;
 		ct_reverse4(tuple);
 	}
-	ret = __ct_lookup(ct4_find(is_tcp, tuple), ctx, l4->action, dir, is_tcp, l4->tcp_flags);
-	if (ret != CT_NEW)
-		return ct_settle(ret, tuple->t.flags);
+	e = ct4_find(is_tcp, tuple);
+	ret = __ct_lookup(e, ctx, l4->action, dir, is_tcp, l4->tcp_flags);
+	if (ret != CT_NEW) {
+		ret = ct_settle(ret, tuple->t.flags);
+		goto found;
+	}
 	ct_reverse4(tuple);
 	if (forward_first)
 		return CT_NEW;
-	return __ct_lookup(ct4_find(is_tcp, tuple), ctx, l4->action, dir, is_tcp, l4->tcp_flags);
+	e = ct4_find(is_tcp, tuple);
+	ret = __ct_lookup(e, ctx, l4->action, dir, is_tcp, l4->tcp_flags);
+	if (ret == CT_NEW)
+		return CT_NEW;
+found:
+	if (hit)
+		*hit = e;
+	return ret;
 }
 
 /* The tuple of an IPv4 packet; `dir_flag` TUPLE_F_OUT (ingress) or TUPLE_F_IN (egress). */
@@ -894,7 +966,7 @@ static __always_inline int ipv4_ingress(struct __sk_buff *ctx, struct iphdr *ip4
 	int ret;
 
 	ct4_tuple_init(&tuple, ip4, l4, TUPLE_F_OUT);
-	if (ct4_lookup(ctx, &tuple, CT_INGRESS, l4, false) != CT_NEW)
+	if (ct4_lookup(ctx, &tuple, CT_INGRESS, l4, false, NULL) != CT_NEW)
 		return 0;
 	if (!dep) {
 		dep = lookup_ep4(ip4->daddr);
@@ -918,6 +990,7 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 	union ct4_key tuple;
 	struct l4info l4 = {};
 	struct endpoint_info *dep, *sep;
+	struct ct_entry *entry = NULL;
 	void *data, *data_end;
 	struct ethhdr *eth;
 	struct iphdr *ip4;
@@ -994,7 +1067,7 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 
 	/* from-container: egress of the pod. */
 	ct4_tuple_init(&tuple, ip4, &l4, TUPLE_F_IN);
-	ct = ct4_lookup(ctx, &tuple, CT_EGRESS, &l4, true);
+	ct = ct4_lookup(ctx, &tuple, CT_EGRESS, &l4, true, &entry);
 	if (ct == CT_NEW) {
 		__u32 dst_identity;
 
@@ -1012,7 +1085,7 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 		if (ret < 0)
 			return drop(ctx, ret, mdir);
 	} else {
-		dep = lookup_ep4(ip4->daddr);
+		dep = established_dst4(entry, ip4->daddr);
 	}
 
 	if (dep && !(dep->flags & ENDPOINT_F_HOST)) {
@@ -1120,26 +1193,43 @@ static __always_inline struct ct_entry *ct6_find(bool is_tcp, const union ct6_ke
 	return bpf_map_lookup_elem(&cilium_ct_any6_global, t);
 }
 
+/* Conntrack lookup of a packet's tuple (Cilium's order: the reverse tuple
+ * first, then the forward one; `forward_first` swaps the order for the
+ * egress fast path, where an established flow is the common case). On a
+ * hit, *hit (when not NULL) is the entry found. */
 static __always_inline int ct6_lookup(struct __sk_buff *ctx, union ct6_key *tuple,
-				      int dir, const struct l4info *l4, bool forward_first)
+				      int dir, const struct l4info *l4, bool forward_first,
+				      struct ct_entry **hit)
 {
 	bool is_tcp = tuple->t.nexthdr == IPPROTO_TCP;
+	struct ct_entry *e;
 	int ret;
 
 	if (forward_first) {
 		ct_reverse6(tuple);
-		ret = __ct_lookup(ct6_find(is_tcp, tuple), ctx, l4->action, dir, is_tcp, l4->tcp_flags);
+		e = ct6_find(is_tcp, tuple);
+		ret = __ct_lookup(e, ctx, l4->action, dir, is_tcp, l4->tcp_flags);
 		if (ret != CT_NEW)
-			return ret;
+			goto found;
 		ct_reverse6(tuple);
 	}
-	ret = __ct_lookup(ct6_find(is_tcp, tuple), ctx, l4->action, dir, is_tcp, l4->tcp_flags);
-	if (ret != CT_NEW)
-		return ct_settle(ret, tuple->t.flags);
+	e = ct6_find(is_tcp, tuple);
+	ret = __ct_lookup(e, ctx, l4->action, dir, is_tcp, l4->tcp_flags);
+	if (ret != CT_NEW) {
+		ret = ct_settle(ret, tuple->t.flags);
+		goto found;
+	}
 	ct_reverse6(tuple);
 	if (forward_first)
 		return CT_NEW;
-	return __ct_lookup(ct6_find(is_tcp, tuple), ctx, l4->action, dir, is_tcp, l4->tcp_flags);
+	e = ct6_find(is_tcp, tuple);
+	ret = __ct_lookup(e, ctx, l4->action, dir, is_tcp, l4->tcp_flags);
+	if (ret == CT_NEW)
+		return CT_NEW;
+found:
+	if (hit)
+		*hit = e;
+	return ret;
 }
 
 /* IPv6 extension headers (Cilium's NEXTHDR_* in bpf/lib/ipv6.h). */
@@ -1237,7 +1327,7 @@ static __always_inline int ipv6_ingress(struct __sk_buff *ctx, const __u32 *sadd
 	int ret;
 
 	ct6_tuple_init(&tuple, saddr, daddr, nexthdr, l4, TUPLE_F_OUT);
-	if (ct6_lookup(ctx, &tuple, CT_INGRESS, l4, false) != CT_NEW)
+	if (ct6_lookup(ctx, &tuple, CT_INGRESS, l4, false, NULL) != CT_NEW)
 		return 0;
 	if (!dep) {
 		dep = lookup_ep6(daddr);
@@ -1261,6 +1351,7 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 	union ct6_key tuple;
 	struct l4info l4 = {};
 	struct endpoint_info *dep, *sep;
+	struct ct_entry *entry = NULL;
 	__u32 saddr[4], daddr[4];
 	void *data, *data_end;
 	struct ethhdr *eth;
@@ -1346,7 +1437,7 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 
 	/* from-container: egress of the pod. */
 	ct6_tuple_init(&tuple, saddr, daddr, nexthdr, &l4, TUPLE_F_IN);
-	ct = ct6_lookup(ctx, &tuple, CT_EGRESS, &l4, true);
+	ct = ct6_lookup(ctx, &tuple, CT_EGRESS, &l4, true, &entry);
 	if (ct == CT_NEW) {
 		__u32 dst_identity;
 
@@ -1364,7 +1455,7 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 		if (ret < 0)
 			return drop(ctx, ret, mdir);
 	} else {
-		dep = lookup_ep6(daddr);
+		dep = established_dst6(entry, daddr);
 	}
 
 	/* Packet pointers are still valid: no helper above changes packet data. */
