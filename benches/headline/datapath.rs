@@ -7,6 +7,10 @@
 //!   Goal: at most 4x.
 //! * The same for a reply packet at `to_container` (conntrack reply, no
 //!   policy), reported against the same baseline.
+//! * The floor under both: `tc_ct_lookup`, which only parses the packet to
+//!   its ports and looks its flow up in the conntrack map, once (no update,
+//!   no endpoint, no metrics). What any conntrack-ing datapath pays per
+//!   packet at the least, against the same baseline.
 //!
 //! * Cross-node pod-to-pod TCP throughput (iperf3) with the datapath attached
 //!   on both nodes (skip-FIB mode), against the same topology forwarded by
@@ -76,114 +80,159 @@ fn tcp_packet(
     p
 }
 
-fn ns_per_packet(dp: &Datapath, prog: Program, pkt: &[u8], ctx: &TestContext) -> f64 {
-    let out = dp.test_run(prog, pkt, ctx).expect("BPF_PROG_TEST_RUN");
-    out.duration.as_nanos() as f64
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
 }
 
+/// A datapath loaded for the program benchmarks, with the pod, 200 more
+/// endpoints (a realistic map population) and one established TCP flow from
+/// the pod to a remote pod.
+struct Established {
+    dp: Datapath,
+    _dir: BpfDir,
+}
+
+const POD: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);
+const REMOTE: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 7);
+
+impl Established {
+    fn new(tag: &str, ct_accounting: bool) -> Established {
+        let dir = BpfDir::new(tag);
+        let mut o = Options::small(dir.join("globals"));
+        o.ct_accounting = ct_accounting;
+        let dp = Datapath::load(&o).expect("loading the datapath");
+        for i in 0..=200u32 {
+            let ip = if i == 0 {
+                POD
+            } else {
+                Ipv4Addr::from(0x0a01_0100 + i)
+            };
+            dp.upsert_endpoint(&Endpoint {
+                ip: ip.into(),
+                ifindex: if i == 0 { POD_IF } else { 100 + i },
+                mac: POD_MAC,
+                node_mac: NODE_MAC,
+                id: 1 + i as u16,
+                identity: 1001 + i,
+                flags: EndpointFlags::empty(),
+            })
+            .expect("endpoint");
+        }
+        // SYN out, SYN-ACK back (to-container), ACK out.
+        let syn = tcp_packet(POD, REMOTE, 40000, 443, 0x02, 0);
+        let synack = tcp_packet(REMOTE, POD, 443, 40000, 0x12, 0);
+        dp.test_run(Program::FromContainer, &syn, &from_pod())
+            .expect("syn");
+        dp.test_run(Program::ToContainer, &synack, &TestContext::default())
+            .expect("syn-ack");
+        let e = Established { dp, _dir: dir };
+        assert_eq!(e.run(Program::FromContainer, &ack(), 1), 0);
+        assert_eq!(e.dp.ct4_entries(true).expect("ct").len(), 1, "one flow");
+        assert_eq!(e.run(Program::CtLookup, &ack(), 1), 0, "the floor finds it");
+        e
+    }
+
+    /// The program's return value, for `repeat` 1.
+    fn run(&self, prog: Program, pkt: &[u8], repeat: u32) -> u32 {
+        self.test_run(prog, pkt, repeat).retval
+    }
+
+    fn test_run(&self, prog: Program, pkt: &[u8], repeat: u32) -> datapath_bpf::TestOutput {
+        let ctx = TestContext {
+            repeat,
+            ..if prog == Program::ToContainer {
+                TestContext::default()
+            } else {
+                from_pod()
+            }
+        };
+        self.dp
+            .test_run(prog, pkt, &ctx)
+            .expect("BPF_PROG_TEST_RUN")
+    }
+
+    /// The kernel's average ns per run over `repeat` runs.
+    fn ns_per_packet(&self, prog: Program, pkt: &[u8], repeat: u32) -> f64 {
+        self.test_run(prog, pkt, repeat).duration.as_nanos() as f64
+    }
+}
+
+fn from_pod() -> TestContext {
+    TestContext {
+        ingress_ifindex: POD_IF,
+        ..Default::default()
+    }
+}
+
+/// The pod's 1054-byte ACK of the established flow.
+fn ack() -> Vec<u8> {
+    tcp_packet(POD, REMOTE, 40000, 443, 0x10, 1000)
+}
+
 /// ns/packet of the programs via BPF_PROG_TEST_RUN.
 pub fn run_programs(report: &mut Report) {
     let repeat = report.size(2_000_000, 20_000) as u32;
-    let dir = BpfDir::new("bench-dp");
-    let dp = Datapath::load(&Options::small(dir.join("globals"))).expect("loading the datapath");
-    let pod: Ipv4Addr = "10.1.0.2".parse().unwrap();
-    let remote: Ipv4Addr = "10.2.0.7".parse().unwrap();
-    dp.upsert_endpoint(&Endpoint {
-        ip: pod.into(),
-        ifindex: POD_IF,
-        mac: POD_MAC,
-        node_mac: NODE_MAC,
-        id: 1,
-        identity: 1001,
-        flags: EndpointFlags::empty(),
-    })
-    .expect("endpoint");
-    // Some realistic map population.
-    for i in 0..200u32 {
-        let ip = Ipv4Addr::from(0x0a01_0100 + i);
-        let _ = dp.upsert_endpoint(&Endpoint {
-            ip: ip.into(),
-            ifindex: 100 + i,
-            mac: POD_MAC,
-            node_mac: NODE_MAC,
-            id: 2 + i as u16,
-            identity: 2000 + i,
-            flags: EndpointFlags::empty(),
+    let exact = Established::new("bench-dp", true);
+    let uncounted = Established::new("bench-dp-noacct", false);
+    let (ack, reply) = (ack(), tcp_packet(REMOTE, POD, 443, 40000, 0x10, 1000));
+
+    // Every measurement, run once per round in an order that reverses from
+    // round to round, so that none always follows the same other one.
+    let runs: [(&Established, Program, &[u8]); 5] = [
+        (&exact, Program::Pass, &ack),
+        (&exact, Program::FromContainer, &ack),
+        (&uncounted, Program::FromContainer, &ack),
+        (&exact, Program::ToContainer, &reply),
+        (&exact, Program::CtLookup, &ack),
+    ];
+    let mut ns = vec![Vec::new(); runs.len()];
+    for round in 0..report.size(9, 3) {
+        let mut order: Vec<usize> = (0..runs.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            let (e, prog, pkt) = runs[i];
+            ns[i].push(e.ns_per_packet(prog, pkt, repeat));
+        }
+    }
+    let mut medians = ns.into_iter().map(median);
+    let base = medians.next().unwrap_or(f64::NAN);
+    let rows = [
+        (
+            format!("from-container, established TCP flow, BPF_PROG_TEST_RUN x{repeat}"),
+            Goal::RatioAtMost(4.0),
+        ),
+        (
+            format!("the same with ct_accounting off (no per-flow counters), x{repeat}"),
+            Goal::None,
+        ),
+        (
+            format!("to-container, reply of an established flow, x{repeat}"),
+            Goal::None,
+        ),
+        (
+            format!("floor: parse + one conntrack lookup (tc_ct_lookup), x{repeat}"),
+            Goal::None,
+        ),
+    ];
+    for ((figure, goal), ours) in rows.into_iter().zip(medians) {
+        report.add(Row {
+            area: "datapath",
+            figure,
+            ours,
+            baseline_name: "tc program returning TC_ACT_OK".into(),
+            baseline: base,
+            unit: "ns/pkt",
+            goal,
         });
     }
-
-    let from_pod = TestContext {
-        ingress_ifindex: POD_IF,
-        ..Default::default()
-    };
-    // Establish the flow: SYN out, SYN-ACK back (to-container), ACK out.
-    let syn = tcp_packet(pod, remote, 40000, 443, 0x02, 0);
-    let synack = tcp_packet(remote, pod, 443, 40000, 0x12, 0);
-    let ack = tcp_packet(pod, remote, 40000, 443, 0x10, 1000);
-    let reply = tcp_packet(remote, pod, 443, 40000, 0x10, 1000);
-    dp.test_run(Program::FromContainer, &syn, &from_pod)
-        .expect("syn");
-    dp.test_run(Program::ToContainer, &synack, &TestContext::default())
-        .expect("syn-ack");
-    assert_eq!(
-        dp.test_run(Program::FromContainer, &ack, &from_pod)
-            .expect("ack")
-            .retval,
-        0
-    );
-    assert_eq!(
-        dp.ct4_entries(true).expect("ct").len(),
-        1,
-        "one established flow"
-    );
-
-    let run_ctx = TestContext { repeat, ..from_pod };
-    let reply_ctx = TestContext {
-        repeat,
-        ..Default::default()
-    };
-    let (mut ours, mut ours_rx, mut base) = (Vec::new(), Vec::new(), Vec::new());
-    // Same packet (the 1054-byte ACK) and repeat count for the baseline and
-    // from-container; the order within a round alternates so that neither
-    // always runs first after the other.
-    for round in 0..report.size(9, 3) {
-        if round % 2 == 0 {
-            base.push(ns_per_packet(&dp, Program::Pass, &ack, &run_ctx));
-            ours.push(ns_per_packet(&dp, Program::FromContainer, &ack, &run_ctx));
-        } else {
-            ours.push(ns_per_packet(&dp, Program::FromContainer, &ack, &run_ctx));
-            base.push(ns_per_packet(&dp, Program::Pass, &ack, &run_ctx));
+    for e in [exact, uncounted] {
+        if let Err(err) = e.dp.teardown() {
+            eprintln!("datapath bench teardown: {err}");
         }
-        ours_rx.push(ns_per_packet(&dp, Program::ToContainer, &reply, &reply_ctx));
     }
-    let base = median(base);
-    report.add(Row {
-        area: "datapath",
-        figure: format!("from-container, established TCP flow, BPF_PROG_TEST_RUN x{repeat}"),
-        ours: median(ours),
-        baseline_name: "tc program returning TC_ACT_OK".into(),
-        baseline: base,
-        unit: "ns/pkt",
-        goal: Goal::RatioAtMost(4.0),
-    });
-    report.add(Row {
-        area: "datapath",
-        figure: format!("to-container, reply of an established flow, x{repeat}"),
-        ours: median(ours_rx),
-        baseline_name: "tc program returning TC_ACT_OK".into(),
-        baseline: base,
-        unit: "ns/pkt",
-        goal: Goal::None,
-    });
-    if let Err(e) = dp.teardown() {
-        eprintln!("datapath bench teardown: {e}");
-    }
-    drop(dir);
 }
 
 /// Throughput and latency of real traffic, with and without the datapath.

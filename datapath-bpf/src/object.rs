@@ -4,9 +4,11 @@
 /// BTF included), for programs that load it with their own loader.
 ///
 /// Programs (`SEC("tc")`): `from_container`, `to_container`, `from_netdev`,
-/// and `tc_pass` (returns `TC_ACT_OK`; a benchmark baseline). Maps are listed
+/// and two benchmark references: `tc_pass` (returns `TC_ACT_OK`) and
+/// `tc_ct_lookup` (one conntrack lookup of an IPv4 packet). Maps are listed
 /// in [`crate::maps`]. The `.rodata` section holds one `struct pn_config`
-/// (`skip_fib`, `trace_redirect`, `redirect_peer`, each a `u32`).
+/// (`skip_fib`, `trace_redirect`, `redirect_peer`, `ct_accounting`, each a
+/// `u32`).
 ///
 /// ```
 /// assert_eq!(&datapath_bpf::OBJECT[..4], b"\x7fELF");

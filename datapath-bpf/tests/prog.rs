@@ -547,6 +547,60 @@ fn established_flows_follow_endpoint_changes() {
     let entries = dp.ct4_entries(true).unwrap();
     assert_eq!(entries.len(), 1, "one flow throughout");
     assert_eq!(entries[0].1.packets, 6);
+
+    // The benchmark reference finds the flow from its packets and nothing
+    // else (the reverse direction is another tuple), and changes nothing.
+    let lookup = |pkt: &[u8]| {
+        dp.test_run(Program::CtLookup, pkt, &TestContext::default())
+            .unwrap()
+            .retval
+    };
+    assert_eq!(lookup(&ack4), TC_ACT_OK);
+    let reply = packet4(
+        A_NODE_MAC,
+        A_MAC,
+        &Ip4::new(remote, a4(), 6),
+        &tcp(80, 40000, 0x10),
+    );
+    assert_eq!(lookup(&reply), TC_ACT_SHOT);
+    assert_eq!(lookup(&ack4[..36]), TC_ACT_SHOT, "ports cut off");
+    assert_eq!(dp.ct4_entries(true).unwrap()[0].1.packets, 6);
+}
+
+/// `ct_accounting` off (Cilium without CONNTRACK_ACCOUNTING): entries are
+/// created and kept alive as usual, their counters stay 0.
+#[test]
+fn conntrack_without_accounting_keeps_counters_at_zero() {
+    require_privileges!();
+    let dir = BpfDir::new("noacct");
+    let mut o = Options::small(dir.join("globals"));
+    o.ct_accounting = false;
+    let dp = Datapath::load(&o).expect("load");
+    dp.upsert_endpoint(&ep(a4().into(), true, EndpointFlags::empty()))
+        .unwrap();
+    let remote: Ipv4Addr = "10.2.0.5".parse().unwrap();
+    let send = |flags: u8| {
+        let pkt = packet4(
+            A_MAC,
+            A_NODE_MAC,
+            &Ip4::new(a4(), remote, 6),
+            &tcp(40000, 80, flags),
+        );
+        dp.test_run(Program::FromContainer, &pkt, &from_a())
+            .unwrap()
+            .retval
+    };
+    assert_eq!(send(0x02), TC_ACT_OK);
+    let syn = dp.ct4_entries(true).unwrap()[0].1;
+    assert_eq!(syn.lifetime, syn.last_tx_report + 60, "SYN timeout");
+    assert_eq!(send(0x10), TC_ACT_OK);
+    let entries = dp.ct4_entries(true).unwrap();
+    assert_eq!(entries.len(), 1);
+    let e = entries[0].1;
+    assert_eq!((e.packets, e.bytes), (0, 0));
+    assert_ne!(e.flags & ct_flags::SEEN_NON_SYN, 0);
+    assert!(e.lifetime >= mono_now() + 21600 - 1, "established lifetime");
+    assert_eq!(e.src_sec_id, A_ID);
 }
 
 #[test]
