@@ -103,6 +103,8 @@ pub(crate) struct Attachment {
     ns: Netns,
     pub ifindex: u32,
     pub hook: Hook,
+    /// What runs there: the hook's program, or another one.
+    program: Program,
     kind: Kind,
     /// Where the tcx link is pinned (keep-attached mode).
     pin: Option<PathBuf>,
@@ -165,12 +167,12 @@ const ENOTSUPP: i32 = 524;
 /// to tc.
 fn create_tcx_link(
     prog: &OwnedFd,
+    program: &'static str,
     ifindex: u32,
     hook: Hook,
     pin: Option<&Path>,
     mode: AttachMode,
 ) -> Result<Option<OwnedFd>> {
-    let program = hook.program().name();
     let dir = hook.direction();
     let attach_type = if hook.egress() {
         libbpf_sys::BPF_TCX_EGRESS
@@ -264,8 +266,10 @@ impl Attachment {
         }
     }
 
+    /// Attaches `prog` (the fd of `program`) where `hook` runs.
     pub(crate) fn attach(
         prog: OwnedFd,
+        program: Program,
         ns: Netns,
         ifindex: u32,
         hook: Hook,
@@ -275,18 +279,19 @@ impl Attachment {
         if ifindex == 0 || !interface_exists(ifindex) {
             return Err(Error::UnknownInterface { ifindex });
         }
-        let program = hook.program().name();
+        let name = program.name();
         let dir = hook.direction();
         if mode != AttachMode::Tc {
             let link = match link_pin.as_deref().and_then(|pin| reuse_link(pin, &prog)) {
                 Some(link) => Some(link),
-                None => create_tcx_link(&prog, ifindex, hook, link_pin.as_deref(), mode)?,
+                None => create_tcx_link(&prog, name, ifindex, hook, link_pin.as_deref(), mode)?,
             };
             if let Some(link) = link {
                 return Ok(Attachment {
                     ns,
                     ifindex,
                     hook,
+                    program,
                     kind: Kind::Tcx(link),
                     pin: link_pin,
                 });
@@ -301,7 +306,7 @@ impl Attachment {
         });
         if rc < 0 && -rc != libc::EEXIST {
             return Err(Error::Attach {
-                program,
+                program: name,
                 ifindex,
                 mode: mode_text,
                 source: io::Error::from_raw_os_error(-rc),
@@ -313,7 +318,7 @@ impl Attachment {
         let rc = unsafe { libbpf_sys::bpf_tc_attach(&h, &mut o) };
         if rc < 0 {
             return Err(Error::Attach {
-                program,
+                program: name,
                 ifindex,
                 mode: mode_text,
                 source: io::Error::from_raw_os_error(-rc),
@@ -323,6 +328,7 @@ impl Attachment {
             ns,
             ifindex,
             hook,
+            program,
             kind: Kind::Tc { prog },
             pin: None,
         })
@@ -335,7 +341,7 @@ impl Attachment {
                 let _ = std::fs::remove_dir(dir); // only when empty
             }
         }
-        let program = self.hook.program().name();
+        let program = self.program.name();
         let mode = self.mode();
         let ifindex = self.ifindex;
         // The attachment may already be gone with its interface: those errnos are fine.

@@ -761,6 +761,14 @@ impl Datapath {
     /// network namespace (tcx, or tc clsact as [`Options::attach_mode`] says).
     /// Attaching the same hook twice to one interface is a no-op.
     pub fn attach(&mut self, ifindex: u32, hook: Hook) -> Result<()> {
+        self.attach_program(ifindex, hook, hook.program())
+    }
+
+    /// Attaches `program` where `hook` runs, in its place: for measurements,
+    /// such as [`Program::Pass`] to learn what the hooks alone cost. Apart
+    /// from the program, as [`Datapath::attach`]; [`Datapath::detach`] of
+    /// the hook removes it.
+    pub fn attach_program(&mut self, ifindex: u32, hook: Hook, program: Program) -> Result<()> {
         let ns = crate::attach::current_netns()?;
         if self
             .attachments
@@ -770,10 +778,10 @@ impl Datapath {
             return Ok(());
         }
         let prog = self
-            .program_fd(hook.program())
+            .program_fd(program)
             .try_clone_to_owned()
             .map_err(|source| Error::Attach {
-                program: hook.program().name(),
+                program: program.name(),
                 ifindex,
                 mode: "dup".into(),
                 source,
@@ -781,7 +789,7 @@ impl Datapath {
         let pin = self
             .keep_attached
             .then(|| crate::attach::link_pin_path(&self.pin_dir, &ns, ifindex, hook));
-        let a = Attachment::attach(prog, ns, ifindex, hook, self.attach_mode, pin)?;
+        let a = Attachment::attach(prog, program, ns, ifindex, hook, self.attach_mode, pin)?;
         self.attachments.push(a);
         Ok(())
     }
