@@ -1239,6 +1239,31 @@ fn redirect_peer_mode_applies_ingress_conntrack_and_policy_before_delivery() {
         .find(|(k, _)| k.nexthdr == 17 && k.flags == TUPLE_F_IN)
         .unwrap();
     assert_eq!(e.src_sec_id, 4242);
+    // From the underlay, a local pod's address as source earns no pod
+    // identity: the ipcache alone decides (WORLD here), IPv4 and IPv6.
+    let spoof = packet4([2; 6], [3; 6], &Ip4::new(a4(), b4(), 17), &udp(4444, 53, 4));
+    let out = dp
+        .test_run(Program::FromNetdev, &spoof, &TestContext::default())
+        .unwrap();
+    assert_eq!(out.retval, TC_ACT_REDIRECT);
+    let any = dp.ct4_entries(false).unwrap();
+    let (_, e) = any
+        .iter()
+        .find(|(k, _)| k.nexthdr == 17 && k.sport == 4444u16.to_be())
+        .unwrap();
+    assert_eq!(e.src_sec_id, maps::IDENTITY_WORLD);
+    let mut spoof6 = eth([3; 6], [2; 6], ETH_P_IPV6);
+    spoof6.extend(ip6(a6(), b6(), 17, 64, &udp(4444, 53, 4)));
+    let out = dp
+        .test_run(Program::FromNetdev, &spoof6, &TestContext::default())
+        .unwrap();
+    assert_eq!(out.retval, TC_ACT_REDIRECT);
+    let any6 = dp.ct6_entries(false).unwrap();
+    let (_, e) = any6
+        .iter()
+        .find(|(k, _)| k.nexthdr == 17 && k.sport == 4444u16.to_be())
+        .unwrap();
+    assert_eq!(e.src_sec_id, maps::IDENTITY_WORLD);
     // And a fragment for a local pod is dropped there, one for the node is not.
     let mut ip = Ip4::new(src, b4(), 17);
     ip.frag_off = 0x2000;

@@ -977,10 +977,14 @@ static __always_inline void ct4_tuple_init(union ct4_key *key, const struct iphd
 
 /* What to_container does for a packet entering endpoint `dep`: conntrack in
  * the ingress direction and, for a new connection, ingress policy with the
- * source identity (`identity`, or resolved here when 0). `dep` NULL: looked
- * up here, for new connections only. 0, DROP_*, or NOT_ENDPOINT when the
- * destination is no endpoint (nothing done). */
+ * source identity: `identity`, or resolved here when the connection is new,
+ * from the endpoints then the ipcache (0) or from the ipcache alone
+ * (IDENTITY_FROM_IPCACHE: traffic from the underlay, whose source may not
+ * claim a local pod's identity). `dep` NULL: looked up here, for new
+ * connections only. 0, DROP_*, or NOT_ENDPOINT when the destination is no
+ * endpoint (nothing done). */
 #define NOT_ENDPOINT 1
+#define IDENTITY_FROM_IPCACHE 0xFFFFFFFF /* beyond Cilium's 24-bit identities */
 static __always_inline int ipv4_ingress(struct __sk_buff *ctx, struct iphdr *ip4,
 					const struct l4info *l4, const struct endpoint_info *dep,
 					__u32 identity)
@@ -997,7 +1001,9 @@ static __always_inline int ipv4_ingress(struct __sk_buff *ctx, struct iphdr *ip4
 		if (!dep)
 			return NOT_ENDPOINT;
 	}
-	if (!identity) {
+	if (identity == IDENTITY_FROM_IPCACHE) {
+		identity = ipcache_identity4(ip4->saddr);
+	} else if (!identity) {
 		sep = lookup_ep4(ip4->saddr);
 		identity = sep ? sep->sec_id : ipcache_identity4(ip4->saddr);
 	}
@@ -1050,12 +1056,13 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 			return drop(ctx, DROP_FRAG_NOSUPPORT, mdir);
 		if (ip4->ttl <= 1)
 			return TC_ACT_OK; /* the stack answers with time exceeded */
-		identity = ipcache_identity4(ip4->saddr);
 		if (CONFIG.redirect_peer) {
+			/* The source identity only matters to a new connection:
+			 * ipv4_ingress resolves it after conntrack. */
 			ret = extract_l4(ctx, ip4->protocol, l4_off, l3_end, &l4);
 			if (ret < 0)
 				return drop(ctx, ret, mdir);
-			ret = ipv4_ingress(ctx, ip4, &l4, dep, identity);
+			ret = ipv4_ingress(ctx, ip4, &l4, dep, IDENTITY_FROM_IPCACHE);
 			if (ret < 0)
 				return drop(ctx, ret, mdir);
 			ip4_dec_ttl(ip4);
@@ -1065,7 +1072,7 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 		}
 		ip4_dec_ttl(ip4);
 		rewrite_macs(eth, dep->node_mac, dep->mac);
-		set_identity_mark(ctx, identity);
+		set_identity_mark(ctx, ipcache_identity4(ip4->saddr));
 		return redirect_to(dep->ifindex);
 	}
 
@@ -1358,7 +1365,9 @@ static __always_inline int ipv6_ingress(struct __sk_buff *ctx, const __u32 *sadd
 		if (!dep)
 			return NOT_ENDPOINT;
 	}
-	if (!identity) {
+	if (identity == IDENTITY_FROM_IPCACHE) {
+		identity = ipcache_identity6(saddr);
+	} else if (!identity) {
 		sep = lookup_ep6(saddr);
 		identity = sep ? sep->sec_id : ipcache_identity6(saddr);
 	}
@@ -1412,7 +1421,6 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 			return TC_ACT_OK;
 		if (ip6->hop_limit <= 1)
 			return TC_ACT_OK;
-		identity = ipcache_identity6(saddr);
 		if (CONFIG.redirect_peer) {
 			ret = ipv6_skip_exthdrs(ctx, l3_end, &nexthdr, &l4_off);
 			if (ret < 0)
@@ -1421,7 +1429,8 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 			if (ret < 0)
 				return drop(ctx, ret, mdir);
 			if (!l4.ndp) {
-				ret = ipv6_ingress(ctx, saddr, daddr, nexthdr, &l4, dep, identity);
+				ret = ipv6_ingress(ctx, saddr, daddr, nexthdr, &l4, dep,
+						   IDENTITY_FROM_IPCACHE);
 				if (ret < 0)
 					return drop(ctx, ret, mdir);
 			}
@@ -1432,7 +1441,7 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 		}
 		ip6->hop_limit--;
 		rewrite_macs(eth, dep->node_mac, dep->mac);
-		set_identity_mark(ctx, identity);
+		set_identity_mark(ctx, ipcache_identity6(saddr));
 		return redirect_to(dep->ifindex);
 	}
 
