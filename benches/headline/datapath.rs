@@ -416,8 +416,7 @@ impl Topology {
                             Kind::PassHooks => Program::Pass,
                             _ => hook.program(),
                         };
-                        dp.attach_program(ifindex, hook, program)
-                            .expect("attach");
+                        dp.attach_program(ifindex, hook, program).expect("attach");
                     }
                 });
                 dps.push(dp);
@@ -478,11 +477,15 @@ impl Topology {
         let mut b = [7u8; 1];
         // A few warm-up exchanges: connection set-up is not latency.
         for _ in 0..10 {
-            c.write_all(&b).and_then(|()| c.read_exact(&mut b)).expect("warm-up");
+            c.write_all(&b)
+                .and_then(|()| c.read_exact(&mut b))
+                .expect("warm-up");
         }
         let start = Instant::now();
         for _ in 0..n {
-            c.write_all(&b).and_then(|()| c.read_exact(&mut b)).expect("exchange");
+            c.write_all(&b)
+                .and_then(|()| c.read_exact(&mut b))
+                .expect("exchange");
         }
         let us = start.elapsed().as_secs_f64() * 1e6 / n as f64;
         drop(c);
