@@ -208,9 +208,9 @@ _Static_assert(sizeof(struct remote_endpoint_info) == 24, "remote_endpoint_info"
  * from them and waits until they retire: with the tuple's ports written as
  * two 2-byte stores, that stall alone was a fifth of from-container's
  * established-flow cost. A load that lies inside one wider store forwards
- * fine, hence the words. KEY_SHIFT(lo, hi) places the 32-bit value found at
- * the lower address of an 8-byte word; the other KEY_* give the bit
- * position of each byte offset in a word, per byte order. */
+ * fine, hence the words. KEY_BIT(off, width) is the bit position, in an
+ * 8-byte word, of the field at byte offset `off`, per byte order;
+ * key_word(lo, hi) puts two 32-bit values at offsets 0 and 4. */
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define KEY_BIT(off, width) ((off) * 8)
 #else
@@ -527,8 +527,8 @@ static __always_inline void clear_identity_mark(struct __sk_buff *ctx)
 		ctx->mark = 0;
 }
 
-/* endpoint_key in words (see union ct4_key): ip, then family, key 0,
- * cluster 0. */
+/* endpoint_key written in words (see "Lookup keys" above): ip, then
+ * family, key 0, cluster 0. */
 static __always_inline struct endpoint_info *lookup_ep(__u64 ip_lo, __u64 ip_hi, __u8 family)
 {
 	union endpoint_key_words key;
@@ -585,8 +585,9 @@ static __always_inline __u64 endpoints_generation(void)
 
 /* The local pod an established flow's packet goes to, NULL when it goes to
  * no local pod (another node, the host, the world). That answer is cached
- * in the CT entry `e` (see podnet_lxc_gen): the generation is read before
- * the lookup, so an endpoint added meanwhile leaves a stale stamp behind. */
+ * in the CT entry `e` (see podnet_lxc_gen). The generation is read before
+ * the lookup: an endpoint added meanwhile comes with a new generation, so
+ * the stamp this lookup leaves is never trusted by a later packet. */
 static __always_inline struct endpoint_info *established_dst(struct ct_entry *e,
 							     struct endpoint_info *ep,
 							     __u64 gen)
