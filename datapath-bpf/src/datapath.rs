@@ -48,7 +48,7 @@ pub struct Options {
     /// Count packets and bytes per flow in the conntrack entries' `packets`
     /// / `bytes`, as Cilium does by default (its `CONNTRACK_ACCOUNTING`).
     /// The counts are exact, at the price of two atomic adds per packet,
-    /// about a tenth of an established flow's cost in from-container (see
+    /// about a sixth of an established flow's cost in from-container (see
     /// the crate README). Off: the counters stay 0. Default on.
     pub ct_accounting: bool,
     /// Record each redirect's target so [`Datapath::last_redirect`] can read
