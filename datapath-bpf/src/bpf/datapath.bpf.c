@@ -443,7 +443,7 @@ struct {
  *
  * The coarse clock only moves at a tick, so it is read once per tick per
  * CPU: jiffies (read inline, no helper call) tell when a tick has passed.
- * The helper call cost about a sixth of an established flow's packet. A
+ * The helper call cost about a tenth of an established flow's packet. A
  * reader racing the tick's own update (jiffies move just before the clock)
  * keeps the previous tick's second: `now` may lag by at most one tick, as
  * the coarse clock itself does. sec is written before jiffies, so a
