@@ -583,39 +583,26 @@ static __always_inline __u64 endpoints_generation(void)
 	return gen ? *gen : 0;
 }
 
-/* The local pod an established flow's packet goes to, NULL when it goes to
- * no local pod (another node, the host, the world). That answer is cached
- * in the CT entry `e` (see podnet_lxc_gen). The generation is read before
- * the lookup: an endpoint added meanwhile comes with a new generation, so
- * the stamp this lookup leaves is never trusted by a later packet. */
-static __always_inline struct endpoint_info *established_dst(struct ct_entry *e,
-							     struct endpoint_info *ep,
-							     __u64 gen)
+/* The local pod an established flow's packet goes to (its destination
+ * address `daddr`, IPv6 when `v6`), NULL when it goes to no local pod
+ * (another node, the host, the world). That answer is cached in the CT
+ * entry `e` (see podnet_lxc_gen). The generation is read before the lookup:
+ * an endpoint added meanwhile comes with a new generation, so the stamp
+ * this lookup leaves is never trusted by a later packet. */
+static __always_inline struct endpoint_info *established_dst(struct ct_entry *e, bool v6,
+							     const __u32 *daddr)
 {
+	__u64 gen = endpoints_generation();
+	struct endpoint_info *ep;
+
+	if (e && gen && e->reserved0 == gen)
+		return NULL;
+	ep = v6 ? lookup_ep6(daddr) : lookup_ep4(daddr[0]);
 	if (ep && !(ep->flags & ENDPOINT_F_HOST))
 		return ep;
 	if (e && gen)
 		e->reserved0 = gen;
 	return NULL;
-}
-
-static __always_inline struct endpoint_info *established_dst4(struct ct_entry *e, __be32 daddr)
-{
-	__u64 gen = endpoints_generation();
-
-	if (e && gen && e->reserved0 == gen)
-		return NULL;
-	return established_dst(e, lookup_ep4(daddr), gen);
-}
-
-static __always_inline struct endpoint_info *established_dst6(struct ct_entry *e,
-							      const __u32 *daddr)
-{
-	__u64 gen = endpoints_generation();
-
-	if (e && gen && e->reserved0 == gen)
-		return NULL;
-	return established_dst(e, lookup_ep6(daddr), gen);
 }
 
 /* Policy: most specific entry wins; an entry with deny set drops. Without a
@@ -964,36 +951,77 @@ static __always_inline struct ct_entry *ct4_find(bool is_tcp, const union ct4_ke
 	return bpf_map_lookup_elem(&cilium_ct_any4_global, t);
 }
 
+static __always_inline struct ct_entry *ct6_find(bool is_tcp, const union ct6_key *t)
+{
+	struct ct_entry *e;
+
+	if (is_tcp) {
+		e = bpf_map_lookup_elem(&cilium_ct6_global, t);
+		asm volatile("" : "+r"(e)); /* see ct4_find */
+		return e;
+	}
+	return bpf_map_lookup_elem(&cilium_ct_any6_global, t);
+}
+
+/* A CT key of either family (union ct4_key or ct6_key), for the code that
+ * is the same for both: `v6` is a constant at every call, so each inlined
+ * copy keeps its own family's code only, maps included. */
+static __always_inline bool ct_key_is_tcp(bool v6, const void *k)
+{
+	__u8 nexthdr = v6 ? ((const union ct6_key *)k)->t.nexthdr :
+			    ((const union ct4_key *)k)->t.nexthdr;
+
+	return nexthdr == IPPROTO_TCP;
+}
+
+static __always_inline __u8 ct_key_flags(bool v6, const void *k)
+{
+	return v6 ? ((const union ct6_key *)k)->t.flags : ((const union ct4_key *)k)->t.flags;
+}
+
+static __always_inline void ct_reverse(bool v6, void *k)
+{
+	if (v6)
+		ct_reverse6(k);
+	else
+		ct_reverse4(k);
+}
+
+static __always_inline struct ct_entry *ct_find(bool v6, bool is_tcp, const void *k)
+{
+	return v6 ? ct6_find(is_tcp, k) : ct4_find(is_tcp, k);
+}
+
 /* Conntrack lookup of a packet's tuple (Cilium's order: the reverse tuple
  * first, then the forward one; `forward_first` swaps the order for the
  * egress fast path, where an established flow is the common case). On a
  * hit, *hit (when not NULL) is the entry found. */
-static __always_inline int ct4_lookup(struct __sk_buff *ctx, union ct4_key *tuple,
-				      int dir, const struct l4info *l4, bool forward_first,
-				      struct ct_entry **hit)
+static __always_inline int ct_lookup(struct __sk_buff *ctx, bool v6, void *tuple, int dir,
+				     const struct l4info *l4, bool forward_first,
+				     struct ct_entry **hit)
 {
-	bool is_tcp = tuple->t.nexthdr == IPPROTO_TCP;
+	bool is_tcp = ct_key_is_tcp(v6, tuple);
 	struct ct_entry *e;
 	int ret;
 
 	if (forward_first) {
-		ct_reverse4(tuple);
-		e = ct4_find(is_tcp, tuple);
+		ct_reverse(v6, tuple);
+		e = ct_find(v6, is_tcp, tuple);
 		ret = __ct_lookup(e, ctx, l4->action, dir, is_tcp, l4->tcp_flags);
 		if (ret != CT_NEW)
 			goto found;
-		ct_reverse4(tuple);
+		ct_reverse(v6, tuple);
 	}
-	e = ct4_find(is_tcp, tuple);
+	e = ct_find(v6, is_tcp, tuple);
 	ret = __ct_lookup(e, ctx, l4->action, dir, is_tcp, l4->tcp_flags);
 	if (ret != CT_NEW) {
-		ret = ct_settle(ret, tuple->t.flags);
+		ret = ct_settle(ret, ct_key_flags(v6, tuple));
 		goto found;
 	}
-	ct_reverse4(tuple);
+	ct_reverse(v6, tuple);
 	if (forward_first)
 		return CT_NEW;
-	e = ct4_find(is_tcp, tuple);
+	e = ct_find(v6, is_tcp, tuple);
 	ret = __ct_lookup(e, ctx, l4->action, dir, is_tcp, l4->tcp_flags);
 	if (ret == CT_NEW)
 		return CT_NEW;
@@ -1031,7 +1059,7 @@ static __always_inline int ipv4_ingress(struct __sk_buff *ctx, struct iphdr *ip4
 	int ret;
 
 	ct4_tuple_init(&tuple, ip4, l4, TUPLE_F_OUT);
-	if (ct4_lookup(ctx, &tuple, CT_INGRESS, l4, false, NULL) != CT_NEW)
+	if (ct_lookup(ctx, false, &tuple, CT_INGRESS, l4, false, NULL) != CT_NEW)
 		return 0;
 	if (!dep) {
 		dep = lookup_ep4(ip4->daddr);
@@ -1135,7 +1163,7 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 
 	/* from-container: egress of the pod. */
 	ct4_tuple_init(&tuple, ip4, &l4, TUPLE_F_IN);
-	ct = ct4_lookup(ctx, &tuple, CT_EGRESS, &l4, true, &entry);
+	ct = ct_lookup(ctx, false, &tuple, CT_EGRESS, &l4, true, &entry);
 	if (ct == CT_NEW) {
 		__u32 dst_identity;
 
@@ -1153,7 +1181,7 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 		if (ret < 0)
 			return drop(ctx, ret, mdir);
 	} else {
-		dep = established_dst4(entry, ip4->daddr);
+		dep = established_dst(entry, false, &ip4->daddr);
 	}
 
 	if (dep && !(dep->flags & ENDPOINT_F_HOST)) {
@@ -1224,7 +1252,7 @@ static __always_inline int ct6_create(struct __sk_buff *ctx, const union ct6_key
 	ct_fill_new(&entry, ctx, is_tcp, dir, src_sec_id);
 	if (is_tcp) {
 		err = bpf_map_update_elem(&cilium_ct6_global, key, &entry, 0);
-		asm volatile("" : "+r"(err)); /* see ct6_find */
+		asm volatile("" : "+r"(err)); /* see ct4_find */
 	} else
 		err = bpf_map_update_elem(&cilium_ct_any6_global, key, &entry, 0);
 	if (err < 0)
@@ -1242,62 +1270,6 @@ static __always_inline int ct6_create(struct __sk_buff *ctx, const union ct6_key
 			return DROP_CT_CREATE_FAILED;
 	}
 	return 0;
-}
-
-/* The map is a constant at each lookup call: the verifier then inlines the
- * hash lookup (a map chosen at run time goes through the generic helper and
- * an indirect call, about a third of the fast path's cost). */
-static __always_inline struct ct_entry *ct6_find(bool is_tcp, const union ct6_key *t)
-{
-	struct ct_entry *e;
-
-	if (is_tcp) {
-		e = bpf_map_lookup_elem(&cilium_ct6_global, t);
-		/* An empty asm on one branch only keeps clang from merging the
-		 * two calls into one with a run-time map operand. */
-		asm volatile("" : "+r"(e));
-		return e;
-	}
-	return bpf_map_lookup_elem(&cilium_ct_any6_global, t);
-}
-
-/* Conntrack lookup of a packet's tuple (Cilium's order: the reverse tuple
- * first, then the forward one; `forward_first` swaps the order for the
- * egress fast path, where an established flow is the common case). On a
- * hit, *hit (when not NULL) is the entry found. */
-static __always_inline int ct6_lookup(struct __sk_buff *ctx, union ct6_key *tuple,
-				      int dir, const struct l4info *l4, bool forward_first,
-				      struct ct_entry **hit)
-{
-	bool is_tcp = tuple->t.nexthdr == IPPROTO_TCP;
-	struct ct_entry *e;
-	int ret;
-
-	if (forward_first) {
-		ct_reverse6(tuple);
-		e = ct6_find(is_tcp, tuple);
-		ret = __ct_lookup(e, ctx, l4->action, dir, is_tcp, l4->tcp_flags);
-		if (ret != CT_NEW)
-			goto found;
-		ct_reverse6(tuple);
-	}
-	e = ct6_find(is_tcp, tuple);
-	ret = __ct_lookup(e, ctx, l4->action, dir, is_tcp, l4->tcp_flags);
-	if (ret != CT_NEW) {
-		ret = ct_settle(ret, tuple->t.flags);
-		goto found;
-	}
-	ct_reverse6(tuple);
-	if (forward_first)
-		return CT_NEW;
-	e = ct6_find(is_tcp, tuple);
-	ret = __ct_lookup(e, ctx, l4->action, dir, is_tcp, l4->tcp_flags);
-	if (ret == CT_NEW)
-		return CT_NEW;
-found:
-	if (hit)
-		*hit = e;
-	return ret;
 }
 
 /* IPv6 extension headers (Cilium's NEXTHDR_* in bpf/lib/ipv6.h). */
@@ -1395,7 +1367,7 @@ static __always_inline int ipv6_ingress(struct __sk_buff *ctx, const __u32 *sadd
 	int ret;
 
 	ct6_tuple_init(&tuple, saddr, daddr, nexthdr, l4, TUPLE_F_OUT);
-	if (ct6_lookup(ctx, &tuple, CT_INGRESS, l4, false, NULL) != CT_NEW)
+	if (ct_lookup(ctx, true, &tuple, CT_INGRESS, l4, false, NULL) != CT_NEW)
 		return 0;
 	if (!dep) {
 		dep = lookup_ep6(daddr);
@@ -1507,7 +1479,7 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 
 	/* from-container: egress of the pod. */
 	ct6_tuple_init(&tuple, saddr, daddr, nexthdr, &l4, TUPLE_F_IN);
-	ct = ct6_lookup(ctx, &tuple, CT_EGRESS, &l4, true, &entry);
+	ct = ct_lookup(ctx, true, &tuple, CT_EGRESS, &l4, true, &entry);
 	if (ct == CT_NEW) {
 		__u32 dst_identity;
 
@@ -1525,7 +1497,7 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 		if (ret < 0)
 			return drop(ctx, ret, mdir);
 	} else {
-		dep = established_dst6(entry, daddr);
+		dep = established_dst(entry, true, daddr);
 	}
 
 	/* Packet pointers are still valid: no helper above changes packet data. */
