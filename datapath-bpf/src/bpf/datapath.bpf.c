@@ -907,33 +907,6 @@ static __always_inline void rewrite_macs(struct ethhdr *eth, const __u8 *src, co
 	__builtin_memcpy(eth->h_dest, dst, ETH_ALEN);
 }
 
-static __always_inline int ct4_create(struct __sk_buff *ctx, const union ct4_key *key,
-				      int dir, __u32 src_sec_id)
-{
-	bool is_tcp = key->t.nexthdr == IPPROTO_TCP;
-	struct ct_entry entry = {};
-	int err;
-
-	ct_fill_new(&entry, ctx, is_tcp, dir, src_sec_id);
-	if (is_tcp) {
-		err = bpf_map_update_elem(&cilium_ct4_global, key, &entry, 0);
-		asm volatile("" : "+r"(err)); /* see ct4_find */
-	} else
-		err = bpf_map_update_elem(&cilium_ct_any4_global, key, &entry, 0);
-	if (err < 0)
-		return DROP_CT_CREATE_FAILED;
-	if (key->t.nexthdr == IPPROTO_TCP || key->t.nexthdr == IPPROTO_UDP) {
-		union ct4_key icmp;
-
-		icmp.w[0] = key->w[0];
-		icmp.w[1] = tuple_tail(0, 0, IPPROTO_ICMP, key->t.flags | TUPLE_F_RELATED);
-		entry.flags |= CT_F_SEEN_NON_SYN;
-		if (bpf_map_update_elem(&cilium_ct_any4_global, &icmp, &entry, 0) < 0)
-			return DROP_CT_CREATE_FAILED;
-	}
-	return 0;
-}
-
 /* The map is a constant at each lookup call: the verifier then inlines the
  * hash lookup (a map chosen at run time goes through the generic helper and
  * an indirect call, about a third of the fast path's cost). */
@@ -966,12 +939,9 @@ static __always_inline struct ct_entry *ct6_find(bool is_tcp, const union ct6_ke
 /* A CT key of either family (union ct4_key or ct6_key), for the code that
  * is the same for both: `v6` is a constant at every call, so each inlined
  * copy keeps its own family's code only, maps included. */
-static __always_inline bool ct_key_is_tcp(bool v6, const void *k)
+static __always_inline __u8 ct_key_nexthdr(bool v6, const void *k)
 {
-	__u8 nexthdr = v6 ? ((const union ct6_key *)k)->t.nexthdr :
-			    ((const union ct4_key *)k)->t.nexthdr;
-
-	return nexthdr == IPPROTO_TCP;
+	return v6 ? ((const union ct6_key *)k)->t.nexthdr : ((const union ct4_key *)k)->t.nexthdr;
 }
 
 static __always_inline __u8 ct_key_flags(bool v6, const void *k)
@@ -992,6 +962,58 @@ static __always_inline struct ct_entry *ct_find(bool v6, bool is_tcp, const void
 	return v6 ? ct6_find(is_tcp, k) : ct4_find(is_tcp, k);
 }
 
+/* Stores `entry` under `k` in the family's TCP or "any" map (a constant
+ * map per call, as in ct4_find). */
+static __always_inline int ct_store(bool v6, bool is_tcp, const void *k,
+				    const struct ct_entry *entry)
+{
+	int err;
+
+	if (v6) {
+		if (is_tcp) {
+			err = bpf_map_update_elem(&cilium_ct6_global, k, entry, 0);
+			asm volatile("" : "+r"(err));
+			return err;
+		}
+		return bpf_map_update_elem(&cilium_ct_any6_global, k, entry, 0);
+	}
+	if (is_tcp) {
+		err = bpf_map_update_elem(&cilium_ct4_global, k, entry, 0);
+		asm volatile("" : "+r"(err));
+		return err;
+	}
+	return bpf_map_update_elem(&cilium_ct_any4_global, k, entry, 0);
+}
+
+/* Creates the entry of a new connection under `key` and, for TCP and UDP,
+ * the related ICMP entry (same addresses, no ports) in the "any" map. */
+static __always_inline int ct_create(struct __sk_buff *ctx, bool v6, const void *key, int dir,
+				     __u32 src_sec_id)
+{
+	__u8 nexthdr = ct_key_nexthdr(v6, key);
+	/* The key's address words; the last word holds ports and flags. */
+	int addr_words = v6 ? 4 : 1, i;
+	const __u64 *w = key;
+	struct ct_entry entry = {};
+	union ct6_key icmp; /* room for either family */
+
+	ct_fill_new(&entry, ctx, nexthdr == IPPROTO_TCP, dir, src_sec_id);
+	if (ct_store(v6, nexthdr == IPPROTO_TCP, key, &entry) < 0)
+		return DROP_CT_CREATE_FAILED;
+	if (nexthdr != IPPROTO_TCP && nexthdr != IPPROTO_UDP)
+		return 0;
+#pragma unroll
+	for (i = 0; i < 4; i++)
+		if (i < addr_words)
+			icmp.w[i] = w[i];
+	icmp.w[addr_words] = tuple_tail(0, 0, v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP,
+					ct_key_flags(v6, key) | TUPLE_F_RELATED);
+	entry.flags |= CT_F_SEEN_NON_SYN;
+	if (ct_store(v6, false, &icmp, &entry) < 0)
+		return DROP_CT_CREATE_FAILED;
+	return 0;
+}
+
 /* Conntrack lookup of a packet's tuple (Cilium's order: the reverse tuple
  * first, then the forward one; `forward_first` swaps the order for the
  * egress fast path, where an established flow is the common case). On a
@@ -1000,7 +1022,7 @@ static __always_inline int ct_lookup(struct __sk_buff *ctx, bool v6, void *tuple
 				     const struct l4info *l4, bool forward_first,
 				     struct ct_entry **hit)
 {
-	bool is_tcp = ct_key_is_tcp(v6, tuple);
+	bool is_tcp = ct_key_nexthdr(v6, tuple) == IPPROTO_TCP;
 	struct ct_entry *e;
 	int ret;
 
@@ -1076,7 +1098,7 @@ static __always_inline int ipv4_ingress(struct __sk_buff *ctx, struct iphdr *ip4
 			   dep->flags & ENDPOINT_F_INGRESS_ENFORCE);
 	if (ret < 0)
 		return ret;
-	return ct4_create(ctx, &tuple, CT_INGRESS, identity);
+	return ct_create(ctx, false, &tuple, CT_INGRESS, identity);
 }
 
 static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
@@ -1177,7 +1199,7 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 				   sep->flags & ENDPOINT_F_EGRESS_ENFORCE);
 		if (ret < 0)
 			return drop(ctx, ret, mdir);
-		ret = ct4_create(ctx, &tuple, CT_EGRESS, identity);
+		ret = ct_create(ctx, false, &tuple, CT_EGRESS, identity);
 		if (ret < 0)
 			return drop(ctx, ret, mdir);
 	} else {
@@ -1241,36 +1263,6 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 }
 
 /* ---- IPv6 --------------------------------------------------------------- */
-
-static __always_inline int ct6_create(struct __sk_buff *ctx, const union ct6_key *key,
-				      int dir, __u32 src_sec_id)
-{
-	bool is_tcp = key->t.nexthdr == IPPROTO_TCP;
-	struct ct_entry entry = {};
-	int err;
-
-	ct_fill_new(&entry, ctx, is_tcp, dir, src_sec_id);
-	if (is_tcp) {
-		err = bpf_map_update_elem(&cilium_ct6_global, key, &entry, 0);
-		asm volatile("" : "+r"(err)); /* see ct4_find */
-	} else
-		err = bpf_map_update_elem(&cilium_ct_any6_global, key, &entry, 0);
-	if (err < 0)
-		return DROP_CT_CREATE_FAILED;
-	if (key->t.nexthdr == IPPROTO_TCP || key->t.nexthdr == IPPROTO_UDP) {
-		union ct6_key icmp;
-
-		icmp.w[0] = key->w[0];
-		icmp.w[1] = key->w[1];
-		icmp.w[2] = key->w[2];
-		icmp.w[3] = key->w[3];
-		icmp.w[4] = tuple_tail(0, 0, IPPROTO_ICMPV6, key->t.flags | TUPLE_F_RELATED);
-		entry.flags |= CT_F_SEEN_NON_SYN;
-		if (bpf_map_update_elem(&cilium_ct_any6_global, &icmp, &entry, 0) < 0)
-			return DROP_CT_CREATE_FAILED;
-	}
-	return 0;
-}
 
 /* IPv6 extension headers (Cilium's NEXTHDR_* in bpf/lib/ipv6.h). */
 #define NEXTHDR_HOP 0
@@ -1384,7 +1376,7 @@ static __always_inline int ipv6_ingress(struct __sk_buff *ctx, const __u32 *sadd
 			   dep->flags & ENDPOINT_F_INGRESS_ENFORCE);
 	if (ret < 0)
 		return ret;
-	return ct6_create(ctx, &tuple, CT_INGRESS, identity);
+	return ct_create(ctx, true, &tuple, CT_INGRESS, identity);
 }
 
 static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
@@ -1493,7 +1485,7 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 				   sep->flags & ENDPOINT_F_EGRESS_ENFORCE);
 		if (ret < 0)
 			return drop(ctx, ret, mdir);
-		ret = ct6_create(ctx, &tuple, CT_EGRESS, identity);
+		ret = ct_create(ctx, true, &tuple, CT_EGRESS, identity);
 		if (ret < 0)
 			return drop(ctx, ret, mdir);
 	} else {
