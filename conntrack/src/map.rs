@@ -349,6 +349,13 @@ pub struct CtMap {
     kind: Option<CtMapKind>,
 }
 
+/// What a pinned map's file name says it is, when it is a Cilium CT name.
+fn kind_of(path: &Path) -> Option<CtMapKind> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(CtMapKind::from_name)
+}
+
 impl CtMap {
     /// Opens the map pinned at `path`. A Cilium name (`cilium_ct4_global`,
     /// `cilium_ct_any6_00042`, ...) sets the family; other names take it from
@@ -356,10 +363,7 @@ impl CtMap {
     /// value size (56); a mismatch is an error and nothing is modified.
     pub fn open(path: impl AsRef<Path>) -> Result<CtMap> {
         let path = path.as_ref();
-        let kind = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(CtMapKind::from_name);
+        let kind = kind_of(path);
         let raw = RawMap::open_pinned(path)?;
         let family = match kind {
             Some(k) => k.family,
@@ -374,10 +378,7 @@ impl CtMap {
     /// Opens the map at `path` as a map of `family`, whatever its name.
     pub fn open_as(path: impl AsRef<Path>, family: Family) -> Result<CtMap> {
         let path = path.as_ref();
-        let kind = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(CtMapKind::from_name);
+        let kind = kind_of(path);
         let raw = RawMap::open_pinned(path)?;
         Self::check(raw, family, kind.filter(|k| k.family == family))
     }
