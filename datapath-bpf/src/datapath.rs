@@ -513,7 +513,9 @@ impl Datapath {
     /// Removes a local endpoint; `Ok(false)` when there was none.
     pub fn remove_endpoint(&self, ip: IpAddr) -> Result<bool> {
         let removed = self.delete(maps::ENDPOINTS, EndpointKey::new(ip).as_bytes())?;
-        self.new_endpoints_generation()?;
+        if removed {
+            self.new_endpoints_generation()?;
+        }
         Ok(removed)
     }
 
