@@ -575,6 +575,18 @@ static __always_inline __u32 ipcache_identity6(const __u32 *addr)
 				key_word(addr[2], addr[3]));
 }
 
+/* The endpoint, or the ipcache identity, of an address of either family
+ * (`v6` a constant at every call; IPv4: one word). */
+static __always_inline struct endpoint_info *lookup_ep_of(bool v6, const __u32 *addr)
+{
+	return v6 ? lookup_ep6(addr) : lookup_ep4(addr[0]);
+}
+
+static __always_inline __u32 ipcache_identity_of(bool v6, const __u32 *addr)
+{
+	return v6 ? ipcache_identity6(addr) : ipcache_identity4(addr[0]);
+}
+
 static __always_inline __u64 endpoints_generation(void)
 {
 	__u32 zero = 0;
@@ -597,7 +609,7 @@ static __always_inline struct endpoint_info *established_dst(struct ct_entry *e,
 
 	if (e && gen && e->reserved0 == gen)
 		return NULL;
-	ep = v6 ? lookup_ep6(daddr) : lookup_ep4(daddr[0]);
+	ep = lookup_ep_of(v6, daddr);
 	if (ep && !(ep->flags & ENDPOINT_F_HOST))
 		return ep;
 	if (e && gen)
@@ -1053,13 +1065,27 @@ found:
 	return ret;
 }
 
-/* The tuple of an IPv4 packet; `dir_flag` TUPLE_F_OUT (ingress) or TUPLE_F_IN (egress). */
-static __always_inline void ct4_tuple_init(union ct4_key *key, const struct iphdr *ip4,
-					   const struct l4info *l4, __u8 dir_flag)
+/* The tuple of a packet from `saddr` to `daddr` (IPv6 when `v6`, else one
+ * word each) whose upper-layer protocol is `nexthdr`; `dir_flag`
+ * TUPLE_F_OUT (ingress) or TUPLE_F_IN (egress). */
+static __always_inline void ct_tuple_init(bool v6, void *key, const __u32 *saddr,
+					  const __u32 *daddr, __u8 nexthdr,
+					  const struct l4info *l4, __u8 dir_flag)
 {
-	key->w[0] = key_word(ip4->daddr, ip4->saddr);
-	key->w[1] = tuple_tail(l4->tdport, l4->tsport, ip4->protocol,
-			       dir_flag | (l4->related ? TUPLE_F_RELATED : 0));
+	__u64 *w = key;
+	__u64 tail = tuple_tail(l4->tdport, l4->tsport, nexthdr,
+				dir_flag | (l4->related ? TUPLE_F_RELATED : 0));
+
+	if (v6) {
+		w[0] = key_word(daddr[0], daddr[1]);
+		w[1] = key_word(daddr[2], daddr[3]);
+		w[2] = key_word(saddr[0], saddr[1]);
+		w[3] = key_word(saddr[2], saddr[3]);
+		w[4] = tail;
+	} else {
+		w[0] = key_word(daddr[0], saddr[0]);
+		w[1] = tail;
+	}
 }
 
 /* What to_container does for a packet entering endpoint `dep`: conntrack in
@@ -1068,37 +1094,37 @@ static __always_inline void ct4_tuple_init(union ct4_key *key, const struct iphd
  * from the endpoints then the ipcache (0) or from the ipcache alone
  * (IDENTITY_FROM_IPCACHE: traffic from the underlay, whose source may not
  * claim a local pod's identity). `dep` NULL: looked up here, for new
- * connections only. 0, DROP_*, or NOT_ENDPOINT when the destination is no
- * endpoint (nothing done). */
+ * connections only. Addresses as for ct_tuple_init. 0, DROP_*, or
+ * NOT_ENDPOINT when the destination is no endpoint (nothing done). */
 #define NOT_ENDPOINT 1
 #define IDENTITY_FROM_IPCACHE 0xFFFFFFFF /* beyond Cilium's 24-bit identities */
-static __always_inline int ipv4_ingress(struct __sk_buff *ctx, struct iphdr *ip4,
-					const struct l4info *l4, const struct endpoint_info *dep,
-					__u32 identity)
+static __always_inline int pod_ingress(struct __sk_buff *ctx, bool v6, const __u32 *saddr,
+				       const __u32 *daddr, __u8 nexthdr, const struct l4info *l4,
+				       const struct endpoint_info *dep, __u32 identity)
 {
-	union ct4_key tuple;
+	union ct6_key tuple; /* room for either family */
 	struct endpoint_info *sep;
 	int ret;
 
-	ct4_tuple_init(&tuple, ip4, l4, TUPLE_F_OUT);
-	if (ct_lookup(ctx, false, &tuple, CT_INGRESS, l4, false, NULL) != CT_NEW)
+	ct_tuple_init(v6, &tuple, saddr, daddr, nexthdr, l4, TUPLE_F_OUT);
+	if (ct_lookup(ctx, v6, &tuple, CT_INGRESS, l4, false, NULL) != CT_NEW)
 		return 0;
 	if (!dep) {
-		dep = lookup_ep4(ip4->daddr);
+		dep = lookup_ep_of(v6, daddr);
 		if (!dep)
 			return NOT_ENDPOINT;
 	}
 	if (identity == IDENTITY_FROM_IPCACHE) {
-		identity = ipcache_identity4(ip4->saddr);
+		identity = ipcache_identity_of(v6, saddr);
 	} else if (!identity) {
-		sep = lookup_ep4(ip4->saddr);
-		identity = sep ? sep->sec_id : ipcache_identity4(ip4->saddr);
+		sep = lookup_ep_of(v6, saddr);
+		identity = sep ? sep->sec_id : ipcache_identity_of(v6, saddr);
 	}
-	ret = policy_check(ctx, identity, l4->pkt_dport, ip4->protocol, 0, dep->lxc_id,
+	ret = policy_check(ctx, identity, l4->pkt_dport, nexthdr, 0, dep->lxc_id,
 			   dep->flags & ENDPOINT_F_INGRESS_ENFORCE);
 	if (ret < 0)
 		return ret;
-	return ct_create(ctx, false, &tuple, CT_INGRESS, identity);
+	return ct_create(ctx, v6, &tuple, CT_INGRESS, identity);
 }
 
 static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
@@ -1145,11 +1171,12 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 			return TC_ACT_OK; /* the stack answers with time exceeded */
 		if (CONFIG.redirect_peer) {
 			/* The source identity only matters to a new connection:
-			 * ipv4_ingress resolves it after conntrack. */
+			 * pod_ingress resolves it after conntrack. */
 			ret = extract_l4(ctx, ip4->protocol, l4_off, l3_end, &l4);
 			if (ret < 0)
 				return drop(ctx, ret, mdir);
-			ret = ipv4_ingress(ctx, ip4, &l4, dep, IDENTITY_FROM_IPCACHE);
+			ret = pod_ingress(ctx, false, &ip4->saddr, &ip4->daddr, ip4->protocol, &l4, dep,
+					  IDENTITY_FROM_IPCACHE);
 			if (ret < 0)
 				return drop(ctx, ret, mdir);
 			ip4_dec_ttl(ip4);
@@ -1173,7 +1200,8 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 		/* Conntrack before the endpoint lookup: a reply or an established
 		 * flow needs no endpoint, only a new connection does (for its
 		 * ingress policy); an address that is no endpoint passes. */
-		ret = ipv4_ingress(ctx, ip4, &l4, NULL, identity_of_mark(ctx->mark));
+		ret = pod_ingress(ctx, false, &ip4->saddr, &ip4->daddr, ip4->protocol, &l4, NULL,
+				  identity_of_mark(ctx->mark));
 		if (ret > 0)
 			return TC_ACT_OK;
 		clear_identity_mark(ctx);
@@ -1184,7 +1212,7 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 	}
 
 	/* from-container: egress of the pod. */
-	ct4_tuple_init(&tuple, ip4, &l4, TUPLE_F_IN);
+	ct_tuple_init(false, &tuple, &ip4->saddr, &ip4->daddr, ip4->protocol, &l4, TUPLE_F_IN);
 	ct = ct_lookup(ctx, false, &tuple, CT_EGRESS, &l4, true, &entry);
 	if (ct == CT_NEW) {
 		__u32 dst_identity;
@@ -1211,7 +1239,8 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 		if (ip4->ttl <= 1)
 			return TC_ACT_OK;
 		if (CONFIG.redirect_peer) {
-			ret = ipv4_ingress(ctx, ip4, &l4, dep, identity);
+			ret = pod_ingress(ctx, false, &ip4->saddr, &ip4->daddr, ip4->protocol, &l4,
+					  dep, identity);
 			if (ret < 0)
 				return drop(ctx, ret, METRIC_INGRESS);
 			ip4_dec_ttl(ip4);
@@ -1336,49 +1365,6 @@ static __always_inline int ipv6_skip_exthdrs(struct __sk_buff *ctx, __u32 l3_end
 	return 0;
 }
 
-/* The tuple of an IPv6 packet whose upper-layer protocol is `nexthdr`;
- * `dir_flag` TUPLE_F_OUT (ingress) or TUPLE_F_IN (egress). */
-static __always_inline void ct6_tuple_init(union ct6_key *key, const __u32 *saddr,
-					   const __u32 *daddr, __u8 nexthdr,
-					   const struct l4info *l4, __u8 dir_flag)
-{
-	key->w[0] = key_word(daddr[0], daddr[1]);
-	key->w[1] = key_word(daddr[2], daddr[3]);
-	key->w[2] = key_word(saddr[0], saddr[1]);
-	key->w[3] = key_word(saddr[2], saddr[3]);
-	key->w[4] = tuple_tail(l4->tdport, l4->tsport, nexthdr,
-			       dir_flag | (l4->related ? TUPLE_F_RELATED : 0));
-}
-
-static __always_inline int ipv6_ingress(struct __sk_buff *ctx, const __u32 *saddr,
-					const __u32 *daddr, __u8 nexthdr, const struct l4info *l4,
-					const struct endpoint_info *dep, __u32 identity)
-{
-	union ct6_key tuple;
-	struct endpoint_info *sep;
-	int ret;
-
-	ct6_tuple_init(&tuple, saddr, daddr, nexthdr, l4, TUPLE_F_OUT);
-	if (ct_lookup(ctx, true, &tuple, CT_INGRESS, l4, false, NULL) != CT_NEW)
-		return 0;
-	if (!dep) {
-		dep = lookup_ep6(daddr);
-		if (!dep)
-			return NOT_ENDPOINT;
-	}
-	if (identity == IDENTITY_FROM_IPCACHE) {
-		identity = ipcache_identity6(saddr);
-	} else if (!identity) {
-		sep = lookup_ep6(saddr);
-		identity = sep ? sep->sec_id : ipcache_identity6(saddr);
-	}
-	ret = policy_check(ctx, identity, l4->pkt_dport, nexthdr, 0, dep->lxc_id,
-			   dep->flags & ENDPOINT_F_INGRESS_ENFORCE);
-	if (ret < 0)
-		return ret;
-	return ct_create(ctx, true, &tuple, CT_INGRESS, identity);
-}
-
 static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 {
 	__u32 mdir = hook == HOOK_FROM_CONTAINER ? METRIC_EGRESS : METRIC_INGRESS;
@@ -1430,8 +1416,8 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 			if (ret < 0)
 				return drop(ctx, ret, mdir);
 			if (!l4.ndp) {
-				ret = ipv6_ingress(ctx, saddr, daddr, nexthdr, &l4, dep,
-						   IDENTITY_FROM_IPCACHE);
+				ret = pod_ingress(ctx, true, saddr, daddr, nexthdr, &l4, dep,
+						  IDENTITY_FROM_IPCACHE);
 				if (ret < 0)
 					return drop(ctx, ret, mdir);
 			}
@@ -1459,7 +1445,8 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 		/* Conntrack before the endpoint lookup: a reply or an established
 		 * flow needs no endpoint, only a new connection does (for its
 		 * ingress policy); an address that is no endpoint passes. */
-		ret = ipv6_ingress(ctx, saddr, daddr, nexthdr, &l4, NULL, identity_of_mark(ctx->mark));
+		ret = pod_ingress(ctx, true, saddr, daddr, nexthdr, &l4, NULL,
+				  identity_of_mark(ctx->mark));
 		if (ret > 0)
 			return TC_ACT_OK;
 		clear_identity_mark(ctx);
@@ -1470,7 +1457,7 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 	}
 
 	/* from-container: egress of the pod. */
-	ct6_tuple_init(&tuple, saddr, daddr, nexthdr, &l4, TUPLE_F_IN);
+	ct_tuple_init(true, &tuple, saddr, daddr, nexthdr, &l4, TUPLE_F_IN);
 	ct = ct_lookup(ctx, true, &tuple, CT_EGRESS, &l4, true, &entry);
 	if (ct == CT_NEW) {
 		__u32 dst_identity;
@@ -1497,7 +1484,7 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 		if (ip6->hop_limit <= 1)
 			return TC_ACT_OK;
 		if (CONFIG.redirect_peer) {
-			ret = ipv6_ingress(ctx, saddr, daddr, nexthdr, &l4, dep, identity);
+			ret = pod_ingress(ctx, true, saddr, daddr, nexthdr, &l4, dep, identity);
 			if (ret < 0)
 				return drop(ctx, ret, METRIC_INGRESS);
 			ip6->hop_limit--;
