@@ -919,6 +919,21 @@ static __always_inline void rewrite_macs(struct ethhdr *eth, const __u8 *src, co
 	__builtin_memcpy(eth->h_dest, dst, ETH_ALEN);
 }
 
+/* TTL (IPv4) or hop limit (IPv6) of the IP header at `l3`. */
+static __always_inline __u8 l3_ttl(bool v6, const void *l3)
+{
+	return v6 ? ((const struct ipv6hdr *)l3)->hop_limit : ((const struct iphdr *)l3)->ttl;
+}
+
+/* Forwarding takes one off it (IPv4: and updates the checksum). */
+static __always_inline void l3_dec_ttl(bool v6, void *l3)
+{
+	if (v6)
+		((struct ipv6hdr *)l3)->hop_limit--;
+	else
+		ip4_dec_ttl(l3);
+}
+
 /* The map is a constant at each lookup call: the verifier then inlines the
  * hash lookup (a map chosen at run time goes through the generic helper and
  * an indirect call, about a third of the fast path's cost). */
@@ -1127,19 +1142,173 @@ static __always_inline int pod_ingress(struct __sk_buff *ctx, bool v6, const __u
 	return ct_create(ctx, v6, &tuple, CT_INGRESS, identity);
 }
 
+/* From here on the hooks' work is the same for both families, on the
+ * parsed packet: `l3` its IP header, `saddr`/`daddr` its addresses (IPv4:
+ * one word, in the packet), `nexthdr` its upper-layer protocol, `l4` its
+ * ports and flags. `v6` is a constant at every call. */
+
+/* from-netdev, for local pod `dep` once its checks passed: TTL and MACs,
+ * then into the pod (redirect_peer, ingress conntrack and policy done by
+ * the caller) or to its host-side veth with the source identity in the
+ * mark, for to_container. */
+static __always_inline int netdev_deliver(struct __sk_buff *ctx, bool v6, void *l3,
+					  struct ethhdr *eth, const struct endpoint_info *dep,
+					  const __u32 *saddr)
+{
+	l3_dec_ttl(v6, l3);
+	rewrite_macs(eth, dep->node_mac, dep->mac);
+	if (CONFIG.redirect_peer) {
+		count(ctx, REASON_FORWARDED, METRIC_INGRESS);
+		return redirect_peer_to(dep->ifindex);
+	}
+	set_identity_mark(ctx, ipcache_identity_of(v6, saddr));
+	return redirect_to(dep->ifindex);
+}
+
+/* to-container: ingress conntrack before the endpoint lookup (a reply or an
+ * established flow needs no endpoint, only a new connection does, for its
+ * ingress policy); an address that is no endpoint passes. */
+static __always_inline int to_container_l3(struct __sk_buff *ctx, bool v6, const __u32 *saddr,
+					   const __u32 *daddr, __u8 nexthdr,
+					   const struct l4info *l4)
+{
+	int ret = pod_ingress(ctx, v6, saddr, daddr, nexthdr, l4, NULL,
+			      identity_of_mark(ctx->mark));
+
+	if (ret > 0)
+		return TC_ACT_OK;
+	clear_identity_mark(ctx);
+	if (ret < 0)
+		return drop(ctx, ret, METRIC_INGRESS);
+	count(ctx, REASON_FORWARDED, METRIC_INGRESS);
+	return TC_ACT_OK;
+}
+
+/* Skip-FIB forwarding towards another node: the FIB's egress interface and
+ * MACs, or the neighbour subsystem when the next hop is unresolved. The
+ * stack decides anything else (no route, MTU, forwarding off). */
+static __always_inline int fib_forward(struct __sk_buff *ctx, bool v6, void *l3,
+				       struct ethhdr *eth, const __u32 *saddr,
+				       const __u32 *daddr, __u8 nexthdr)
+{
+	struct bpf_fib_lookup fib = {};
+	int ret;
+
+	fib.l4_protocol = nexthdr;
+	/* tot_len 0: the kernel checks the skb against the egress MTU itself,
+	 * GSO-aware (a TSO super-packet is forwardable). */
+	fib.tot_len = 0;
+	fib.ifindex = ctx->ingress_ifindex;
+	if (v6) {
+		fib.family = AF_INET6;
+		__builtin_memcpy(fib.ipv6_src, saddr, 16);
+		__builtin_memcpy(fib.ipv6_dst, daddr, 16);
+	} else {
+		fib.family = AF_INET;
+		fib.tos = ((struct iphdr *)l3)->tos;
+		fib.ipv4_src = saddr[0];
+		fib.ipv4_dst = daddr[0];
+	}
+	ret = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	if (ret == BPF_FIB_LKUP_RET_SUCCESS) {
+		l3_dec_ttl(v6, l3);
+		rewrite_macs(eth, fib.smac, fib.dmac);
+		count(ctx, REASON_FORWARDED, METRIC_EGRESS);
+		return redirect_to(fib.ifindex);
+	}
+	if (ret == BPF_FIB_LKUP_RET_NO_NEIGH) {
+		struct bpf_redir_neigh nh = {};
+
+		if (v6) {
+			nh.nh_family = AF_INET6;
+			__builtin_memcpy(nh.ipv6_nh, fib.ipv6_dst, 16);
+		} else {
+			nh.nh_family = AF_INET;
+			nh.ipv4_nh = fib.ipv4_dst;
+		}
+		l3_dec_ttl(v6, l3);
+		count(ctx, REASON_FORWARDED, METRIC_EGRESS);
+		trace_redirect(fib.ifindex);
+		return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
+	}
+	count(ctx, REASON_FORWARDED, METRIC_EGRESS);
+	return TC_ACT_OK;
+}
+
+/* from-container: egress conntrack (anti-spoofing, egress policy and entry
+ * creation for a new connection), then local delivery to another pod on
+ * the node (TTL and MACs, redirect) or remote: skip-FIB or the stack. */
+static __always_inline int from_container_l3(struct __sk_buff *ctx, bool v6, void *l3,
+					     struct ethhdr *eth, const __u32 *saddr,
+					     const __u32 *daddr, __u8 nexthdr,
+					     const struct l4info *l4)
+{
+	union ct6_key tuple; /* room for either family */
+	struct endpoint_info *dep, *sep;
+	struct ct_entry *entry = NULL;
+	__u32 identity = 0;
+	int ret;
+
+	ct_tuple_init(v6, &tuple, saddr, daddr, nexthdr, l4, TUPLE_F_IN);
+	if (ct_lookup(ctx, v6, &tuple, CT_EGRESS, l4, true, &entry) == CT_NEW) {
+		__u32 dst_identity;
+
+		sep = lookup_ep_of(v6, saddr);
+		if (!sep || sep->ifindex != ctx->ingress_ifindex)
+			return drop(ctx, DROP_INVALID_SIP, METRIC_EGRESS);
+		identity = sep->sec_id;
+		dep = lookup_ep_of(v6, daddr);
+		dst_identity = dep ? dep->sec_id : ipcache_identity_of(v6, daddr);
+		ret = policy_check(ctx, dst_identity, l4->pkt_dport, nexthdr, 1, sep->lxc_id,
+				   sep->flags & ENDPOINT_F_EGRESS_ENFORCE);
+		if (ret < 0)
+			return drop(ctx, ret, METRIC_EGRESS);
+		ret = ct_create(ctx, v6, &tuple, CT_EGRESS, identity);
+		if (ret < 0)
+			return drop(ctx, ret, METRIC_EGRESS);
+	} else {
+		dep = established_dst(entry, v6, daddr);
+	}
+
+	/* Packet pointers are still valid: no helper above changes packet data. */
+	if (dep && !(dep->flags & ENDPOINT_F_HOST)) {
+		/* Local delivery: ipv4_l3 then redirect to the pod. */
+		if (l3_ttl(v6, l3) <= 1)
+			return TC_ACT_OK;
+		if (CONFIG.redirect_peer) {
+			ret = pod_ingress(ctx, v6, saddr, daddr, nexthdr, l4, dep, identity);
+			if (ret < 0)
+				return drop(ctx, ret, METRIC_INGRESS);
+			l3_dec_ttl(v6, l3);
+			rewrite_macs(eth, dep->node_mac, dep->mac);
+			count(ctx, REASON_FORWARDED, METRIC_EGRESS);
+			count(ctx, REASON_FORWARDED, METRIC_INGRESS);
+			return redirect_peer_to(dep->ifindex);
+		}
+		l3_dec_ttl(v6, l3);
+		rewrite_macs(eth, dep->node_mac, dep->mac);
+		if (identity)
+			set_identity_mark(ctx, identity);
+		count(ctx, REASON_FORWARDED, METRIC_EGRESS);
+		return redirect_to(dep->ifindex);
+	}
+	if (CONFIG.skip_fib && l3_ttl(v6, l3) > 1)
+		return fib_forward(ctx, v6, l3, eth, saddr, daddr, nexthdr);
+	count(ctx, REASON_FORWARDED, METRIC_EGRESS);
+	return TC_ACT_OK;
+}
+
 static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 {
 	__u32 mdir = hook == HOOK_FROM_CONTAINER ? METRIC_EGRESS : METRIC_INGRESS;
-	union ct4_key tuple;
 	struct l4info l4 = {};
-	struct endpoint_info *dep, *sep;
-	struct ct_entry *entry = NULL;
+	struct endpoint_info *dep;
 	void *data, *data_end;
 	struct ethhdr *eth;
 	struct iphdr *ip4;
-	__u32 hlen, tot, l4_off, l3_end, identity = 0;
+	__u32 hlen, tot, l4_off, l3_end;
 	bool frag;
-	int ct, ret;
+	int ret;
 
 	if (!pull_headers(ctx, ETH_HLEN + sizeof(struct iphdr)))
 		return drop(ctx, DROP_INVALID, mdir);
@@ -1179,15 +1348,8 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 					  IDENTITY_FROM_IPCACHE);
 			if (ret < 0)
 				return drop(ctx, ret, mdir);
-			ip4_dec_ttl(ip4);
-			rewrite_macs(eth, dep->node_mac, dep->mac);
-			count(ctx, REASON_FORWARDED, METRIC_INGRESS);
-			return redirect_peer_to(dep->ifindex);
 		}
-		ip4_dec_ttl(ip4);
-		rewrite_macs(eth, dep->node_mac, dep->mac);
-		set_identity_mark(ctx, ipcache_identity4(ip4->saddr));
-		return redirect_to(dep->ifindex);
+		return netdev_deliver(ctx, false, ip4, eth, dep, &ip4->saddr);
 	}
 
 	if (frag)
@@ -1195,100 +1357,10 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 	ret = extract_l4(ctx, ip4->protocol, l4_off, l3_end, &l4);
 	if (ret < 0)
 		return drop(ctx, ret, mdir);
-
-	if (hook == HOOK_TO_CONTAINER) {
-		/* Conntrack before the endpoint lookup: a reply or an established
-		 * flow needs no endpoint, only a new connection does (for its
-		 * ingress policy); an address that is no endpoint passes. */
-		ret = pod_ingress(ctx, false, &ip4->saddr, &ip4->daddr, ip4->protocol, &l4, NULL,
-				  identity_of_mark(ctx->mark));
-		if (ret > 0)
-			return TC_ACT_OK;
-		clear_identity_mark(ctx);
-		if (ret < 0)
-			return drop(ctx, ret, mdir);
-		count(ctx, REASON_FORWARDED, mdir);
-		return TC_ACT_OK;
-	}
-
-	/* from-container: egress of the pod. */
-	ct_tuple_init(false, &tuple, &ip4->saddr, &ip4->daddr, ip4->protocol, &l4, TUPLE_F_IN);
-	ct = ct_lookup(ctx, false, &tuple, CT_EGRESS, &l4, true, &entry);
-	if (ct == CT_NEW) {
-		__u32 dst_identity;
-
-		sep = lookup_ep4(ip4->saddr);
-		if (!sep || sep->ifindex != ctx->ingress_ifindex)
-			return drop(ctx, DROP_INVALID_SIP, mdir);
-		identity = sep->sec_id;
-		dep = lookup_ep4(ip4->daddr);
-		dst_identity = dep ? dep->sec_id : ipcache_identity4(ip4->daddr);
-		ret = policy_check(ctx, dst_identity, l4.pkt_dport, ip4->protocol, 1, sep->lxc_id,
-				   sep->flags & ENDPOINT_F_EGRESS_ENFORCE);
-		if (ret < 0)
-			return drop(ctx, ret, mdir);
-		ret = ct_create(ctx, false, &tuple, CT_EGRESS, identity);
-		if (ret < 0)
-			return drop(ctx, ret, mdir);
-	} else {
-		dep = established_dst(entry, false, &ip4->daddr);
-	}
-
-	if (dep && !(dep->flags & ENDPOINT_F_HOST)) {
-		/* Local delivery: ipv4_l3 then redirect to the pod. */
-		if (ip4->ttl <= 1)
-			return TC_ACT_OK;
-		if (CONFIG.redirect_peer) {
-			ret = pod_ingress(ctx, false, &ip4->saddr, &ip4->daddr, ip4->protocol, &l4,
-					  dep, identity);
-			if (ret < 0)
-				return drop(ctx, ret, METRIC_INGRESS);
-			ip4_dec_ttl(ip4);
-			rewrite_macs(eth, dep->node_mac, dep->mac);
-			count(ctx, REASON_FORWARDED, mdir);
-			count(ctx, REASON_FORWARDED, METRIC_INGRESS);
-			return redirect_peer_to(dep->ifindex);
-		}
-		ip4_dec_ttl(ip4);
-		rewrite_macs(eth, dep->node_mac, dep->mac);
-		if (identity)
-			set_identity_mark(ctx, identity);
-		count(ctx, REASON_FORWARDED, mdir);
-		return redirect_to(dep->ifindex);
-	}
-
-	if (CONFIG.skip_fib && ip4->ttl > 1) {
-		struct bpf_fib_lookup fib = {};
-
-		fib.family = AF_INET;
-		fib.tos = ip4->tos;
-		fib.l4_protocol = ip4->protocol;
-		/* tot_len 0: the kernel checks the skb against the egress MTU
-		 * itself, GSO-aware (a TSO super-packet is forwardable). */
-		fib.tot_len = 0;
-		fib.ipv4_src = ip4->saddr;
-		fib.ipv4_dst = ip4->daddr;
-		fib.ifindex = ctx->ingress_ifindex;
-		ret = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
-		if (ret == BPF_FIB_LKUP_RET_SUCCESS) {
-			ip4_dec_ttl(ip4);
-			rewrite_macs(eth, fib.smac, fib.dmac);
-			count(ctx, REASON_FORWARDED, mdir);
-			return redirect_to(fib.ifindex);
-		}
-		if (ret == BPF_FIB_LKUP_RET_NO_NEIGH) {
-			struct bpf_redir_neigh nh = { .nh_family = AF_INET };
-
-			nh.ipv4_nh = fib.ipv4_dst;
-			ip4_dec_ttl(ip4);
-			count(ctx, REASON_FORWARDED, mdir);
-			trace_redirect(fib.ifindex);
-			return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
-		}
-		/* Anything else (no route, MTU, forwarding off): the stack decides. */
-	}
-	count(ctx, REASON_FORWARDED, mdir);
-	return TC_ACT_OK;
+	if (hook == HOOK_TO_CONTAINER)
+		return to_container_l3(ctx, false, &ip4->saddr, &ip4->daddr, ip4->protocol, &l4);
+	return from_container_l3(ctx, false, ip4, eth, &ip4->saddr, &ip4->daddr, ip4->protocol,
+				 &l4);
 }
 
 /* ---- IPv6 --------------------------------------------------------------- */
@@ -1368,17 +1440,15 @@ static __always_inline int ipv6_skip_exthdrs(struct __sk_buff *ctx, __u32 l3_end
 static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 {
 	__u32 mdir = hook == HOOK_FROM_CONTAINER ? METRIC_EGRESS : METRIC_INGRESS;
-	union ct6_key tuple;
 	struct l4info l4 = {};
-	struct endpoint_info *dep, *sep;
-	struct ct_entry *entry = NULL;
+	struct endpoint_info *dep;
 	__u32 saddr[4], daddr[4];
 	void *data, *data_end;
 	struct ethhdr *eth;
 	struct ipv6hdr *ip6;
-	__u32 l4_off, l3_end, identity = 0;
+	__u32 l4_off, l3_end;
 	__u8 nexthdr;
-	int ct, ret;
+	int ret;
 
 	if (!pull_headers(ctx, ETH_HLEN + sizeof(struct ipv6hdr)))
 		return drop(ctx, DROP_INVALID, mdir);
@@ -1421,15 +1491,8 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 				if (ret < 0)
 					return drop(ctx, ret, mdir);
 			}
-			ip6->hop_limit--;
-			rewrite_macs(eth, dep->node_mac, dep->mac);
-			count(ctx, REASON_FORWARDED, METRIC_INGRESS);
-			return redirect_peer_to(dep->ifindex);
 		}
-		ip6->hop_limit--;
-		rewrite_macs(eth, dep->node_mac, dep->mac);
-		set_identity_mark(ctx, ipcache_identity6(saddr));
-		return redirect_to(dep->ifindex);
+		return netdev_deliver(ctx, true, ip6, eth, dep, saddr);
 	}
 
 	ret = ipv6_skip_exthdrs(ctx, l3_end, &nexthdr, &l4_off);
@@ -1440,95 +1503,9 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 		return drop(ctx, ret, mdir);
 	if (l4.ndp)
 		return TC_ACT_OK;
-
-	if (hook == HOOK_TO_CONTAINER) {
-		/* Conntrack before the endpoint lookup: a reply or an established
-		 * flow needs no endpoint, only a new connection does (for its
-		 * ingress policy); an address that is no endpoint passes. */
-		ret = pod_ingress(ctx, true, saddr, daddr, nexthdr, &l4, NULL,
-				  identity_of_mark(ctx->mark));
-		if (ret > 0)
-			return TC_ACT_OK;
-		clear_identity_mark(ctx);
-		if (ret < 0)
-			return drop(ctx, ret, mdir);
-		count(ctx, REASON_FORWARDED, mdir);
-		return TC_ACT_OK;
-	}
-
-	/* from-container: egress of the pod. */
-	ct_tuple_init(true, &tuple, saddr, daddr, nexthdr, &l4, TUPLE_F_IN);
-	ct = ct_lookup(ctx, true, &tuple, CT_EGRESS, &l4, true, &entry);
-	if (ct == CT_NEW) {
-		__u32 dst_identity;
-
-		sep = lookup_ep6(saddr);
-		if (!sep || sep->ifindex != ctx->ingress_ifindex)
-			return drop(ctx, DROP_INVALID_SIP, mdir);
-		identity = sep->sec_id;
-		dep = lookup_ep6(daddr);
-		dst_identity = dep ? dep->sec_id : ipcache_identity6(daddr);
-		ret = policy_check(ctx, dst_identity, l4.pkt_dport, nexthdr, 1, sep->lxc_id,
-				   sep->flags & ENDPOINT_F_EGRESS_ENFORCE);
-		if (ret < 0)
-			return drop(ctx, ret, mdir);
-		ret = ct_create(ctx, true, &tuple, CT_EGRESS, identity);
-		if (ret < 0)
-			return drop(ctx, ret, mdir);
-	} else {
-		dep = established_dst(entry, true, daddr);
-	}
-
-	/* Packet pointers are still valid: no helper above changes packet data. */
-	if (dep && !(dep->flags & ENDPOINT_F_HOST)) {
-		if (ip6->hop_limit <= 1)
-			return TC_ACT_OK;
-		if (CONFIG.redirect_peer) {
-			ret = pod_ingress(ctx, true, saddr, daddr, nexthdr, &l4, dep, identity);
-			if (ret < 0)
-				return drop(ctx, ret, METRIC_INGRESS);
-			ip6->hop_limit--;
-			rewrite_macs(eth, dep->node_mac, dep->mac);
-			count(ctx, REASON_FORWARDED, mdir);
-			count(ctx, REASON_FORWARDED, METRIC_INGRESS);
-			return redirect_peer_to(dep->ifindex);
-		}
-		ip6->hop_limit--;
-		rewrite_macs(eth, dep->node_mac, dep->mac);
-		if (identity)
-			set_identity_mark(ctx, identity);
-		count(ctx, REASON_FORWARDED, mdir);
-		return redirect_to(dep->ifindex);
-	}
-
-	if (CONFIG.skip_fib && ip6->hop_limit > 1) {
-		struct bpf_fib_lookup fib = {};
-
-		fib.family = AF_INET6;
-		fib.l4_protocol = nexthdr;
-		fib.tot_len = 0; /* GSO-aware MTU check by the kernel */
-		__builtin_memcpy(fib.ipv6_src, saddr, 16);
-		__builtin_memcpy(fib.ipv6_dst, daddr, 16);
-		fib.ifindex = ctx->ingress_ifindex;
-		ret = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
-		if (ret == BPF_FIB_LKUP_RET_SUCCESS) {
-			ip6->hop_limit--;
-			rewrite_macs(eth, fib.smac, fib.dmac);
-			count(ctx, REASON_FORWARDED, mdir);
-			return redirect_to(fib.ifindex);
-		}
-		if (ret == BPF_FIB_LKUP_RET_NO_NEIGH) {
-			struct bpf_redir_neigh nh = { .nh_family = AF_INET6 };
-
-			__builtin_memcpy(nh.ipv6_nh, fib.ipv6_dst, 16);
-			ip6->hop_limit--;
-			count(ctx, REASON_FORWARDED, mdir);
-			trace_redirect(fib.ifindex);
-			return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
-		}
-	}
-	count(ctx, REASON_FORWARDED, mdir);
-	return TC_ACT_OK;
+	if (hook == HOOK_TO_CONTAINER)
+		return to_container_l3(ctx, true, saddr, daddr, nexthdr, &l4);
+	return from_container_l3(ctx, true, ip6, eth, saddr, daddr, nexthdr, &l4);
 }
 
 /* ---- programs ----------------------------------------------------------- */
