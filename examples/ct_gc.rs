@@ -12,7 +12,7 @@
 use std::collections::HashSet;
 use std::process::ExitCode;
 
-use conntrack::{dump_entries_with_time_diff, gc, ClockSource, CtMap, GcFilter};
+use podnet_conntrack::{dump_entries_with_time_diff, gc, ClockSource, CtMap, GcFilter};
 
 const USAGE: &str = "usage: ct_gc list PIN
        ct_gc gc PIN [--ip ADDR]... [--keep-expired] [--jiffies HZ]

@@ -19,8 +19,8 @@
 //! ```
 
 use podnet::lab::check;
-use route::layout::EniEndpoint;
-use route::{Handle, RouteFilter, ShowStyle};
+use podnet_route::layout::EniEndpoint;
+use podnet_route::{Handle, RouteFilter, ShowStyle};
 use testsupport::{veth, Netns};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -98,7 +98,7 @@ fn run() -> Result<()> {
 
     println!("\n  ip rule show:");
     let rules: Vec<String> = h
-        .list_rules(Some(route::Family::V4))?
+        .list_rules(Some(podnet_route::Family::V4))?
         .iter()
         .map(|r| r.show().to_string())
         .collect();
@@ -160,7 +160,7 @@ fn run() -> Result<()> {
         "the ENI table is empty",
     )?;
     let left = h
-        .list_rules(Some(route::Family::V4))?
+        .list_rules(Some(podnet_route::Family::V4))?
         .into_iter()
         .filter(|r| r.priority == Some(20) || r.priority == Some(30))
         .count();

@@ -19,9 +19,9 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
-use conntrack::{dump_entries, gc, ClockSource, GcFilter};
-use datapath_bpf::AttachMode;
 use podnet::lab::{self, check, Lab, LabPlan, LabResult};
+use podnet_conntrack::{dump_entries, gc, ClockSource, GcFilter};
+use podnet_datapath::AttachMode;
 
 const USAGE: &str = "usage: native_routing [--keep]
 
@@ -192,8 +192,8 @@ fn run(keep: bool) -> LabResult<()> {
         .lookup_flow(
             client,
             server_addr,
-            conntrack::IPPROTO_TCP,
-            conntrack::Direction::Egress,
+            podnet_conntrack::IPPROTO_TCP,
+            podnet_conntrack::Direction::Egress,
         )?
         .ok_or_else(|| format!("no egress CT entry for {client} -> {server_addr}"))?;
     check(
@@ -215,7 +215,7 @@ fn run(keep: bool) -> LabResult<()> {
             m.packets,
             m.bytes
         );
-        if m.reason == datapath_bpf::reason::FORWARDED {
+        if m.reason == podnet_datapath::reason::FORWARDED {
             forwarded += m.packets;
         }
     }

@@ -10,7 +10,7 @@
 
 use std::process::ExitCode;
 
-use route::{Handle, Route, RouteFilter, ShowStyle};
+use podnet_route::{Handle, Route, RouteFilter, ShowStyle};
 
 const USAGE: &str = "usage: route_cli [--netns NAME|PATH] COMMAND ...
 
@@ -96,8 +96,10 @@ fn main() -> ExitCode {
         }
         "list" => {
             let table = match rest {
-                [] => Ok(route::MAIN_TABLE),
-                [t, name] if t == "table" => route::parse_table(name).map_err(|e| e.to_string()),
+                [] => Ok(podnet_route::MAIN_TABLE),
+                [t, name] if t == "table" => {
+                    podnet_route::parse_table(name).map_err(|e| e.to_string())
+                }
                 _ => Err(format!("list takes `table T`, not `{text}`")),
             };
             table.and_then(|t| {

@@ -34,10 +34,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use datapath_bpf::{AttachMode, Datapath, Endpoint, EndpointFlags, Hook, IpcacheInfo, Options};
 use ipnet::{IpNet, Ipv4Net};
-use route::layout::NativeRouting;
-use route::{Handle, Route};
+use podnet_datapath::{AttachMode, Datapath, Endpoint, EndpointFlags, Hook, IpcacheInfo, Options};
+use podnet_route::layout::NativeRouting;
+use podnet_route::{Handle, Route};
 use testsupport::{pod_link, veth, BpfDir, Netns};
 
 /// The error of every lab step: what failed, in words.
@@ -185,24 +185,24 @@ impl Node {
 
     /// The node's conntrack maps opened with the `conntrack` crate:
     /// (`cilium_ct4_global`, `cilium_ct_any4_global`).
-    pub fn ct_maps(&self) -> LabResult<(conntrack::CtMap, conntrack::CtMap)> {
+    pub fn ct_maps(&self) -> LabResult<(podnet_conntrack::CtMap, podnet_conntrack::CtMap)> {
         let paths = self.dp()?.ct_map_paths();
         Ok((
-            conntrack::CtMap::open(&paths.tcp4)?,
-            conntrack::CtMap::open(&paths.any4)?,
+            podnet_conntrack::CtMap::open(&paths.tcp4)?,
+            podnet_conntrack::CtMap::open(&paths.any4)?,
         ))
     }
 
     /// The node's main IPv4 routing table as `ip route` prints it, listed
     /// by `route`.
     pub fn routing_table(&self) -> LabResult<Vec<String>> {
-        let filter = route::RouteFilter::default()
-            .family(route::Family::V4)
-            .table(route::MAIN_TABLE);
+        let filter = podnet_route::RouteFilter::default()
+            .family(podnet_route::Family::V4)
+            .table(podnet_route::MAIN_TABLE);
         let routes = self.routes.list(&filter)?;
         Ok(routes
             .iter()
-            .map(|r| r.show(route::ShowStyle::OneTable).to_string())
+            .map(|r| r.show(podnet_route::ShowStyle::OneTable).to_string())
             .collect())
     }
 }
@@ -416,7 +416,7 @@ impl Lab {
             let eth0 = n.ns.ifindex("eth0");
             let lxcs: Vec<u32> = n.pods.iter().map(|p| p.lxc_ifindex).collect();
             // tc/tcx attach speaks netlink in the calling thread's namespace.
-            n.ns.run(|| -> datapath_bpf::Result<()> {
+            n.ns.run(|| -> podnet_datapath::Result<()> {
                 for idx in &lxcs {
                     dp.attach(*idx, Hook::FromContainer)?;
                     dp.attach(*idx, Hook::ToContainer)?;

@@ -6,9 +6,9 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 
-use conntrack::{gc, ClockSource, CtMap, GcFilter, TupleFlags};
-use datapath_bpf::{reason, AttachMode, Direction, PolicyKey};
 use podnet::lab::{self, Lab, LabPlan};
+use podnet_conntrack::{gc, ClockSource, CtMap, GcFilter, TupleFlags};
+use podnet_datapath::{reason, AttachMode, Direction, PolicyKey};
 use testsupport::require_privileges;
 
 fn started_lab(tag: &str) -> Lab {
@@ -67,14 +67,14 @@ fn native_routing_demo_checks() {
         .lookup_flow(
             client,
             server.addr(),
-            conntrack::IPPROTO_TCP,
-            conntrack::Direction::Egress,
+            podnet_conntrack::IPPROTO_TCP,
+            podnet_conntrack::Direction::Egress,
         )
         .unwrap()
         .expect("egress TCP entry on node1");
     assert!(e.packets() > 10 && e.bytes() > 128 * 1024, "{e}");
     assert_eq!(e.src_sec_id(), pod1b.plan.identity);
-    let dump = conntrack::dump_entries(&any).unwrap();
+    let dump = podnet_conntrack::dump_entries(&any).unwrap();
     assert!(
         dump.contains(&format!("ICMP OUT {}:", pod1a.ip())),
         "{dump}"
@@ -112,8 +112,8 @@ fn native_routing_demo_checks() {
         .lookup_flow(
             client,
             server.addr(),
-            conntrack::IPPROTO_TCP,
-            conntrack::Direction::Egress
+            podnet_conntrack::IPPROTO_TCP,
+            podnet_conntrack::Direction::Egress
         )
         .unwrap()
         .is_none());
@@ -173,7 +173,12 @@ fn datapath_entries_are_read_and_collected_by_conntrack() {
         // The TCP connection's key, as Cilium builds it, on the client's node.
         if node.plan.name == "node1" {
             let e = tcp
-                .lookup_flow(client, server.addr(), 6, conntrack::Direction::Egress)
+                .lookup_flow(
+                    client,
+                    server.addr(),
+                    6,
+                    podnet_conntrack::Direction::Egress,
+                )
                 .unwrap()
                 .expect("egress entry for the connection");
             // Lifetimes are in the datapath's clock: monotonic seconds.
@@ -183,8 +188,13 @@ fn datapath_entries_are_read_and_collected_by_conntrack() {
                 "{e} now={now}"
             );
             // Cilium's key for it: addresses reversed, TUPLE_F_OUT.
-            let key =
-                CtMap::flow_key(client, server.addr(), 6, conntrack::Direction::Egress).unwrap();
+            let key = CtMap::flow_key(
+                client,
+                server.addr(),
+                6,
+                podnet_conntrack::Direction::Egress,
+            )
+            .unwrap();
             assert_eq!(key.daddr(), client.ip());
             assert_eq!(key.saddr(), server.addr().ip());
             assert_eq!(key.flags(), TupleFlags::OUT);
@@ -225,7 +235,7 @@ fn agent_restart_keeps_established_tcp_and_conntrack() {
     let client = conn.local_addr().unwrap();
     let entry = |lab: &Lab| {
         let (tcp, _) = lab.node("node1").unwrap().ct_maps().unwrap();
-        tcp.lookup_flow(client, server_addr, 6, conntrack::Direction::Egress)
+        tcp.lookup_flow(client, server_addr, 6, podnet_conntrack::Direction::Egress)
             .unwrap()
             .expect("egress entry")
     };

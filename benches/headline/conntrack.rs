@@ -3,7 +3,7 @@
 //! * Full scan of a CT map: `CtMap::iter` (decoding every key and entry)
 //!   against a raw `bpf_map_lookup_batch` loop through libbpf-sys at its best
 //!   batch size, on the same map. Goal: ours >= 0.8x the raw rate.
-//! * GC with 50% expired: `conntrack::gc` against a raw scan + raw
+//! * GC with 50% expired: `podnet_conntrack::gc` against a raw scan + raw
 //!   `bpf_map_delete_batch` of the same expired keys, on identically filled
 //!   maps. Goal: ours <= 1.25x the raw time.
 //! * Peak RSS growth during GC (O(batch), not O(map)).
@@ -13,8 +13,10 @@
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use conntrack::libbpf_sys;
-use conntrack::{gc, CreateOptions, CtEntry, CtKey4, CtMap, CtMapKind, GcFilter, TupleFlags};
+use podnet_conntrack::libbpf_sys;
+use podnet_conntrack::{
+    gc, CreateOptions, CtEntry, CtKey4, CtMap, CtMapKind, GcFilter, TupleFlags,
+};
 use testsupport::BpfDir;
 
 use crate::report::{peak_rss_mib, reset_peak_rss, time, Goal, Report, Row};

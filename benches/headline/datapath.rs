@@ -33,7 +33,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::Instant;
 
-use datapath_bpf::{
+use podnet_datapath::{
     Datapath, Endpoint, EndpointFlags, Hook, IpcacheInfo, Options, Program, TestContext,
 };
 use testsupport::{pod_link, veth, BpfDir, Netns};
@@ -146,7 +146,7 @@ impl Established {
         self.test_run(prog, pkt, repeat).retval
     }
 
-    fn test_run(&self, prog: Program, pkt: &[u8], repeat: u32) -> datapath_bpf::TestOutput {
+    fn test_run(&self, prog: Program, pkt: &[u8], repeat: u32) -> podnet_datapath::TestOutput {
         let ctx = TestContext {
             repeat,
             ..if prog == Program::ToContainer {

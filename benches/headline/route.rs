@@ -7,7 +7,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use ::route::{Handle, Route, RouteFilter, MAIN_TABLE};
+use podnet_route::{Handle, Route, RouteFilter, MAIN_TABLE};
 use testsupport::Netns;
 
 use crate::report::{peak_rss_mib, reset_peak_rss, time, Goal, Report, Row};

@@ -22,8 +22,8 @@ pub const OUTER_PREFIX: &str = "cilium_per_cluster_ct_";
 /// Name of the outer map for `kind` (its scope is ignored).
 ///
 /// ```
-/// let k = conntrack::CtMapKind::from_name("cilium_ct_any6_global").unwrap();
-/// assert_eq!(conntrack::cluster::outer_map_name(&k), "cilium_per_cluster_ct_any6");
+/// let k = podnet_conntrack::CtMapKind::from_name("cilium_ct_any6_global").unwrap();
+/// assert_eq!(podnet_conntrack::cluster::outer_map_name(&k), "cilium_per_cluster_ct_any6");
 /// ```
 pub fn outer_map_name(kind: &CtMapKind) -> String {
     let inner = CtMapKind {
@@ -46,12 +46,12 @@ fn validate(id: u32) -> Result<()> {
 /// The per-cluster CT maps of one bpffs directory.
 ///
 /// ```no_run
-/// use conntrack::cluster::PerClusterCtMaps;
+/// use podnet_conntrack::cluster::PerClusterCtMaps;
 /// let mut maps = PerClusterCtMaps::open_or_create("/sys/fs/bpf/tc/globals".as_ref(), true, true, Default::default())?;
 /// maps.create_cluster_maps(7)?;
 /// for m in maps.cluster_maps(7)? { println!("{} entries", m.count()?); }
 /// maps.delete_cluster_maps(7)?;
-/// # Ok::<(), conntrack::Error>(())
+/// # Ok::<(), podnet_conntrack::Error>(())
 /// ```
 #[derive(Debug)]
 pub struct PerClusterCtMaps {

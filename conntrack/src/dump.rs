@@ -10,9 +10,9 @@ use crate::map::CtMap;
 /// `DoDumpEntries`).
 ///
 /// ```no_run
-/// let map = conntrack::CtMap::open_named(conntrack::DEFAULT_PIN_DIR, "cilium_ct4_global")?;
-/// print!("{}", conntrack::dump_entries(&map)?);
-/// # Ok::<(), conntrack::Error>(())
+/// let map = podnet_conntrack::CtMap::open_named(podnet_conntrack::DEFAULT_PIN_DIR, "cilium_ct4_global")?;
+/// print!("{}", podnet_conntrack::dump_entries(&map)?);
+/// # Ok::<(), podnet_conntrack::Error>(())
 /// ```
 pub fn dump_entries(map: &CtMap) -> Result<String> {
     dump(map, None)

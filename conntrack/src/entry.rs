@@ -37,7 +37,7 @@ bitflags! {
     /// `reserved2` / `Reserved1`.
     ///
     /// ```
-    /// use conntrack::EntryFlags;
+    /// use podnet_conntrack::EntryFlags;
     /// assert_eq!(EntryFlags::SEEN_NON_SYN.bits(), 1 << 4);
     /// assert_eq!(EntryFlags::FROM_TUNNEL.bits(), 1 << 10);
     /// ```
@@ -111,7 +111,7 @@ macro_rules! field {
 /// A conntrack entry (`struct ct_entry`, 56 bytes).
 ///
 /// ```
-/// use conntrack::{CtEntry, EntryFlags};
+/// use podnet_conntrack::{CtEntry, EntryFlags};
 /// let mut e = CtEntry::default();
 /// e.set_lifetime(1000);
 /// e.set_rev_nat_index(0x0102);

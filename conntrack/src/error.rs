@@ -7,9 +7,9 @@ use std::path::PathBuf;
 /// name), the operation and, for kernel failures, the errno.
 ///
 /// ```
-/// let e = conntrack::CtKey4::from_bytes(&[0; 13]).unwrap_err();
+/// let e = podnet_conntrack::CtKey4::from_bytes(&[0; 13]).unwrap_err();
 /// assert_eq!(e.to_string(), "CtKey4: expected 14 bytes, got 13");
-/// assert!(matches!(e, conntrack::Error::Layout { .. }));
+/// assert!(matches!(e, podnet_conntrack::Error::Layout { .. }));
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -18,7 +18,7 @@ use crate::raw::{is_unsupported, BatchScanner, DEFAULT_BATCH};
 /// compares against (Cilium's `models.ClockSource` / `GetCTCurTime`).
 ///
 /// ```
-/// use conntrack::ClockSource;
+/// use podnet_conntrack::ClockSource;
 /// let fixed = ClockSource::custom(|| 1000);
 /// assert_eq!(fixed.now().unwrap(), 1000);
 /// assert!(ClockSource::Monotonic.now().unwrap() > 0);
@@ -106,7 +106,7 @@ pub type EmitFn<'a> = Box<dyn FnMut(&AnyCtKey, &CtEntry) + 'a>;
 /// What to collect (Cilium's `GCFilter`).
 ///
 /// ```
-/// use conntrack::{ClockSource, GcFilter};
+/// use podnet_conntrack::{ClockSource, GcFilter};
 /// let mut kept = 0;
 /// let mut f = GcFilter::expired(&ClockSource::custom(|| 100)).unwrap();
 /// f.match_ips.insert("10.0.0.9".parse().unwrap());
@@ -234,7 +234,7 @@ enum Verdict {
 /// What a GC pass did.
 ///
 /// ```
-/// let s = conntrack::GcStats { scanned: 10, deleted: 4, deleted_expired: 3, deleted_matched: 1, alive: 6, ..Default::default() };
+/// let s = podnet_conntrack::GcStats { scanned: 10, deleted: 4, deleted_expired: 3, deleted_matched: 1, alive: 6, ..Default::default() };
 /// assert_eq!(s.to_string(), "scanned=10 deleted=4 (expired=3 matched=1) alive=6 renewed=0 vanished=0");
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -301,12 +301,12 @@ impl fmt::Display for GcStats {
 /// stays O(batch)). `emit` is always called on the calling thread.
 ///
 /// ```no_run
-/// use conntrack::{gc, ClockSource, CtMap, GcFilter};
-/// let map = CtMap::open_named(conntrack::DEFAULT_PIN_DIR, "cilium_ct4_global")?;
+/// use podnet_conntrack::{gc, ClockSource, CtMap, GcFilter};
+/// let map = CtMap::open_named(podnet_conntrack::DEFAULT_PIN_DIR, "cilium_ct4_global")?;
 /// let mut filter = GcFilter::expired(&ClockSource::Monotonic)?;
 /// let stats = gc(&map, &mut filter)?;
 /// println!("{stats}");
-/// # Ok::<(), conntrack::Error>(())
+/// # Ok::<(), podnet_conntrack::Error>(())
 /// ```
 pub fn gc(map: &CtMap, filter: &mut GcFilter<'_>) -> Result<GcStats> {
     let batch = if filter.batch_size == 0 {
@@ -613,7 +613,7 @@ fn round_to_second(ns: i64) -> Duration {
 /// 5% lengthens it 1.5x (at most 12 h); otherwise it stays.
 ///
 /// ```
-/// use conntrack::calculate_interval;
+/// use podnet_conntrack::calculate_interval;
 /// use std::time::Duration;
 /// assert_eq!(calculate_interval(Duration::from_secs(60), 0.4), Duration::from_secs(36));
 /// assert_eq!(calculate_interval(Duration::from_secs(10), 0.01), Duration::from_secs(15));
@@ -643,7 +643,7 @@ pub fn calculate_interval(prev: Duration, max_delete_ratio: f64) -> Duration {
 /// (`ConntrackGCInterval`, `ConntrackGCMaxInterval`) made explicit.
 ///
 /// ```
-/// use conntrack::GcInterval;
+/// use podnet_conntrack::GcInterval;
 /// use std::time::Duration;
 /// let mut iv = GcInterval::default();
 /// // First run: starts from 5 minutes; 50% deleted halves it.

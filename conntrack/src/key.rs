@@ -29,7 +29,7 @@ bitflags! {
     /// `TUPLE_F_OUT` is `0`, i.e. the absence of [`TupleFlags::IN`].
     ///
     /// ```
-    /// use conntrack::TupleFlags;
+    /// use podnet_conntrack::TupleFlags;
     /// let f = TupleFlags::IN | TupleFlags::RELATED;
     /// assert_eq!(f.bits(), 3);
     /// assert_eq!(TupleFlags::OUT.bits(), 0);
@@ -52,7 +52,7 @@ bitflags! {
 /// The address family of a conntrack map or key.
 ///
 /// ```
-/// assert_eq!(conntrack::Family::V6.key_size(), 38);
+/// assert_eq!(podnet_conntrack::Family::V6.key_size(), 38);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Family {
@@ -85,8 +85,8 @@ impl fmt::Display for Family {
 /// `ICMPv6`, `SCTP`, otherwise the number.
 ///
 /// ```
-/// assert_eq!(conntrack::proto_name(6), "TCP");
-/// assert_eq!(conntrack::proto_name(47), "47");
+/// assert_eq!(podnet_conntrack::proto_name(6), "TCP");
+/// assert_eq!(podnet_conntrack::proto_name(47), "47");
 /// ```
 pub fn proto_name(p: u8) -> std::borrow::Cow<'static, str> {
     match p {
@@ -316,7 +316,7 @@ ct_key!(
     4,
     "An IPv4 conntrack key (`struct ipv4_ct_tuple`, 14 bytes).\n\n\
      ```\n\
-     use conntrack::{CtKey4, TupleFlags};\n\
+     use podnet_conntrack::{CtKey4, TupleFlags};\n\
      use std::net::Ipv4Addr;\n\
      let k = CtKey4::new(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2), 80, 40000, 6, TupleFlags::OUT);\n\
      assert_eq!(&k.to_bytes()[..], &[10, 0, 0, 1, 10, 0, 0, 2, 0, 80, 0x9c, 0x40, 6, 0]);\n\
@@ -329,7 +329,7 @@ ct_key!(
     16,
     "An IPv6 conntrack key (`struct ipv6_ct_tuple`, 38 bytes).\n\n\
      ```\n\
-     use conntrack::{CtKey6, TupleFlags};\n\
+     use podnet_conntrack::{CtKey6, TupleFlags};\n\
      let k = CtKey6::new(\"f00d::1\".parse().unwrap(), \"f00d::2\".parse().unwrap(), 53, 1234, 17, TupleFlags::IN);\n\
      assert_eq!(k.to_bytes().len(), 38);\n\
      assert_eq!(k.to_string(), \"[f00d::1]:1234, 53, 17, 1\");\n\
@@ -475,7 +475,7 @@ global_key!(
     "An IPv4 key of a *global* conntrack map: same bytes as [`CtKey4`],\n\
      Cilium's global `String`/`Dump` text.\n\n\
      ```\n\
-     use conntrack::{CtKey4, CtKey4Global, TupleFlags};\n\
+     use podnet_conntrack::{CtKey4, CtKey4Global, TupleFlags};\n\
      let k = CtKey4Global(CtKey4::new([10, 0, 0, 1].into(), [10, 0, 0, 2].into(), 80, 40000, 6, TupleFlags::OUT));\n\
      let mut s = String::new();\n\
      assert!(k.dump(&mut s, true));\n\
@@ -490,7 +490,7 @@ global_key!(
     "An IPv6 key of a *global* conntrack map: same bytes as [`CtKey6`],\n\
      Cilium's global `String`/`Dump` text.\n\n\
      ```\n\
-     use conntrack::{CtKey6, CtKey6Global, TupleFlags};\n\
+     use podnet_conntrack::{CtKey6, CtKey6Global, TupleFlags};\n\
      let k = CtKey6Global(CtKey6::new(\"::1\".parse().unwrap(), \"::2\".parse().unwrap(), 80, 1, 6, TupleFlags::IN));\n\
      assert_eq!(k.to_string(), \"[::2]:1 --> [::1]:80, 6, 1\");\n\
      ```"
@@ -499,7 +499,7 @@ global_key!(
 /// A key of either family, as yielded by iteration over a [`crate::CtMap`].
 ///
 /// ```
-/// use conntrack::{AnyCtKey, CtKey4, TupleFlags};
+/// use podnet_conntrack::{AnyCtKey, CtKey4, TupleFlags};
 /// let k = AnyCtKey::from(CtKey4::new([1, 1, 1, 1].into(), [2, 2, 2, 2].into(), 1, 2, 17, TupleFlags::IN));
 /// assert_eq!(k.src_ip().to_string(), "1.1.1.1");
 /// ```

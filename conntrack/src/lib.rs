@@ -18,12 +18,12 @@
 //! * [`write_bpf_macros`], [`delete_if_upgrade_needed`], map pressure.
 //!
 //! ```no_run
-//! use conntrack::{gc, ClockSource, CtMap, GcFilter};
+//! use podnet_conntrack::{gc, ClockSource, CtMap, GcFilter};
 //! let map = CtMap::open_named("/sys/fs/bpf/tc/globals", "cilium_ct4_global")?;
 //! let mut filter = GcFilter::expired(&ClockSource::Monotonic)?;
 //! let stats = gc(&map, &mut filter)?;
 //! println!("{stats}; pressure {:.2}", map.pressure()?);
-//! # Ok::<(), conntrack::Error>(())
+//! # Ok::<(), podnet_conntrack::Error>(())
 //! ```
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
@@ -69,10 +69,10 @@ pub use libbpf_sys;
 /// one) and looks the flow up.
 ///
 /// ```no_run
-/// use conntrack::{lookup, Direction};
+/// use podnet_conntrack::{lookup, Direction};
 /// let e = lookup("/sys/fs/bpf/tc/globals".as_ref(), None,
 ///     "10.0.0.1:40000".parse().unwrap(), "10.0.0.2:80".parse().unwrap(), 6, Direction::Egress)?;
-/// # Ok::<(), conntrack::Error>(())
+/// # Ok::<(), podnet_conntrack::Error>(())
 /// ```
 pub fn lookup(
     dir: &std::path::Path,

@@ -35,7 +35,7 @@ pub const DEFAULT_MAX_ENTRIES_LOCAL: u32 = 64000;
 /// TCP or "any other protocol" map.
 ///
 /// ```
-/// assert_eq!(conntrack::CtProto::for_protocol(17), conntrack::CtProto::Any);
+/// assert_eq!(podnet_conntrack::CtProto::for_protocol(17), podnet_conntrack::CtProto::Any);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CtProto {
@@ -59,7 +59,7 @@ impl CtProto {
 /// Whose map: the global ones, an endpoint's, or a remote cluster's.
 ///
 /// ```
-/// use conntrack::{CtMapKind, Scope};
+/// use podnet_conntrack::{CtMapKind, Scope};
 /// assert_eq!(CtMapKind::from_name("cilium_ct4_00007").unwrap().scope, Scope::Endpoint(7));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -82,7 +82,7 @@ impl Scope {
 /// Which Cilium conntrack map: family, protocol class and scope.
 ///
 /// ```
-/// use conntrack::{CtMapKind, CtProto, Family, Scope};
+/// use podnet_conntrack::{CtMapKind, CtProto, Family, Scope};
 /// let k = CtMapKind::from_name("cilium_ct_any6_00042").unwrap();
 /// assert_eq!(k, CtMapKind { family: Family::V6, proto: CtProto::Any, scope: Scope::Endpoint(42) });
 /// assert_eq!(k.name(), "cilium_ct_any6_00042");
@@ -233,8 +233,8 @@ impl CtMapKind {
 /// `true` for the four global map names (Cilium's `NameIsGlobal`).
 ///
 /// ```
-/// assert!(conntrack::name_is_global("cilium_ct_any6_global"));
-/// assert!(!conntrack::name_is_global("cilium_ct4_00042"));
+/// assert!(podnet_conntrack::name_is_global("cilium_ct_any6_global"));
+/// assert!(!podnet_conntrack::name_is_global("cilium_ct4_00042"));
 /// ```
 pub fn name_is_global(name: &str) -> bool {
     matches!(
@@ -267,7 +267,7 @@ impl fmt::Display for CtMapKind {
 /// Direction of a flow for [`CtMap::lookup_flow`] (Cilium's `ingress bool`).
 ///
 /// ```
-/// use conntrack::{CtMap, Direction, TupleFlags};
+/// use podnet_conntrack::{CtMap, Direction, TupleFlags};
 /// let k = CtMap::flow_key("10.0.0.1:1".parse().unwrap(), "10.0.0.2:2".parse().unwrap(), 17, Direction::Ingress).unwrap();
 /// assert_eq!(k.flags(), TupleFlags::IN);
 /// ```
@@ -282,7 +282,7 @@ pub enum Direction {
 /// Options of [`CtMap::create`].
 ///
 /// ```
-/// use conntrack::{CreateOptions, CtMapKind};
+/// use podnet_conntrack::{CreateOptions, CtMapKind};
 /// let kind = CtMapKind::from_name("cilium_ct4_global").unwrap();
 /// let opts = CreateOptions::new(kind).max_entries(65536).pin_in("/sys/fs/bpf/mine");
 /// assert_eq!(opts.max_entries, 65536);
@@ -332,15 +332,15 @@ impl CreateOptions {
 /// A conntrack map: checked on open, typed access, streaming batch iteration.
 ///
 /// ```no_run
-/// use conntrack::{CtMap, CtKey4, TupleFlags};
-/// let map = CtMap::open_named(conntrack::DEFAULT_PIN_DIR, "cilium_ct4_global")?;
+/// use podnet_conntrack::{CtMap, CtKey4, TupleFlags};
+/// let map = CtMap::open_named(podnet_conntrack::DEFAULT_PIN_DIR, "cilium_ct4_global")?;
 /// for rec in map.iter()? {
 ///     let (key, entry) = rec?;
 ///     println!("{key} expires {}", entry.lifetime());
 /// }
 /// let k = CtKey4::new([10, 0, 0, 1].into(), [10, 0, 0, 2].into(), 80, 40000, 6, TupleFlags::OUT);
 /// let _ = map.lookup(&k)?;
-/// # Ok::<(), conntrack::Error>(())
+/// # Ok::<(), podnet_conntrack::Error>(())
 /// ```
 #[derive(Debug)]
 pub struct CtMap {
@@ -683,11 +683,11 @@ impl CtMap {
 /// without an error.
 ///
 /// ```no_run
-/// let m = conntrack::CtMap::open("/sys/fs/bpf/tc/globals/cilium_ct4_global")?;
+/// let m = podnet_conntrack::CtMap::open("/sys/fs/bpf/tc/globals/cilium_ct4_global")?;
 /// let mut it = m.iter_with_batch(64)?;
 /// let n = it.by_ref().filter(|r| r.is_ok()).count();
 /// println!("{n} entries, batch grew {} times", it.enospc_grows());
-/// # Ok::<(), conntrack::Error>(())
+/// # Ok::<(), podnet_conntrack::Error>(())
 /// ```
 pub struct Entries<'m> {
     scanner: BatchScanner<'m>,

@@ -13,7 +13,7 @@ use crate::raw::{self, RawMap};
 /// `--bpf-ct-global-any-max`); Cilium's defaults unless changed.
 ///
 /// ```
-/// let s = conntrack::CtSizes::default();
+/// let s = podnet_conntrack::CtSizes::default();
 /// assert_eq!((s.tcp, s.any), (524288, 262144));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,7 +49,7 @@ impl CtSizes {
 ///
 /// ```
 /// let mut out = Vec::new();
-/// conntrack::write_bpf_macros(&mut out, None, &Default::default()).unwrap();
+/// podnet_conntrack::write_bpf_macros(&mut out, None, &Default::default()).unwrap();
 /// assert_eq!(String::from_utf8(out).unwrap(),
 ///     "#define CT_MAP_TCP4 cilium_ct4_global\n#define CT_MAP_ANY4 cilium_ct_any4_global\n\
 ///      #define CT_MAP_TCP6 cilium_ct6_global\n#define CT_MAP_ANY6 cilium_ct_any6_global\n\

@@ -38,7 +38,7 @@ pub const DEFAULT_MAX_ENTRIES_NAT: u32 =
 /// A SNAT entry (`struct ipv4_nat_entry` / `ipv6_nat_entry`).
 ///
 /// ```
-/// use conntrack::nat::NatEntry;
+/// use podnet_conntrack::nat::NatEntry;
 /// let e = NatEntry::new("192.0.2.1".parse().unwrap(), 33000);
 /// assert_eq!(e.to_bytes().len(), 40);
 /// assert_eq!(e.to_port(), 33000);
@@ -201,12 +201,12 @@ impl fmt::Debug for NatEntry {
 /// A SNAT map, checked on open like [`CtMap`].
 ///
 /// ```no_run
-/// use conntrack::nat::{NatMap, MAP_NAME_SNAT4};
-/// use conntrack::{CtMap, Direction};
-/// let nat = NatMap::open_named(conntrack::DEFAULT_PIN_DIR, MAP_NAME_SNAT4)?;
+/// use podnet_conntrack::nat::{NatMap, MAP_NAME_SNAT4};
+/// use podnet_conntrack::{CtMap, Direction};
+/// let nat = NatMap::open_named(podnet_conntrack::DEFAULT_PIN_DIR, MAP_NAME_SNAT4)?;
 /// let ct_key = CtMap::flow_key("10.0.0.5:40000".parse().unwrap(), "1.1.1.1:443".parse().unwrap(), 6, Direction::Egress)?;
 /// println!("{} SNAT entries; {} removed with that flow", nat.count()?, nat.delete_mapping(&ct_key)?);
-/// # Ok::<(), conntrack::Error>(())
+/// # Ok::<(), podnet_conntrack::Error>(())
 /// ```
 #[derive(Debug)]
 pub struct NatMap {
@@ -378,7 +378,7 @@ impl NatMap {
 /// What [`purge_orphan_nat_entries`] did (Cilium's `NatGCStats`).
 ///
 /// ```
-/// let s = conntrack::nat::NatGcStats::default();
+/// let s = podnet_conntrack::nat::NatGcStats::default();
 /// assert_eq!(s.ingress_deleted + s.egress_deleted, 0);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

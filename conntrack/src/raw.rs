@@ -25,10 +25,10 @@ pub(crate) const MAP_TYPE_LRU_HASH: u32 = 9;
 /// The kernel's description of a map.
 ///
 /// ```no_run
-/// let m = conntrack::CtMap::open("/sys/fs/bpf/tc/globals/cilium_ct4_global")?;
+/// let m = podnet_conntrack::CtMap::open("/sys/fs/bpf/tc/globals/cilium_ct4_global")?;
 /// let i = m.info();
-/// println!("{} {}: key {} value {} max {}", conntrack::map_type_name(i.map_type), i.name, i.key_size, i.value_size, i.max_entries);
-/// # Ok::<(), conntrack::Error>(())
+/// println!("{} {}: key {} value {} max {}", podnet_conntrack::map_type_name(i.map_type), i.name, i.key_size, i.value_size, i.max_entries);
+/// # Ok::<(), podnet_conntrack::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MapInfo {

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use common::*;
-use conntrack::{gc, AnyCtKey, CreateOptions, CtEntry, CtMap, CtMapKind, GcFilter};
+use podnet_conntrack::{gc, AnyCtKey, CreateOptions, CtEntry, CtMap, CtMapKind, GcFilter};
 use testsupport::{require_privileges, BpfDir};
 
 const NOW: u32 = 1_000_000;
@@ -251,7 +251,7 @@ fn writer_during_gc(sequential: bool) {
 
 /// `BPF_EXIST` update, as the datapath renews in place: fails if the entry
 /// is gone.
-fn update_exist(map: &CtMap, k: &conntrack::CtKey4, e: &CtEntry) -> bool {
+fn update_exist(map: &CtMap, k: &podnet_conntrack::CtKey4, e: &CtEntry) -> bool {
     use std::os::fd::AsRawFd;
     // SAFETY: key and value buffers have the map's sizes.
     let r = unsafe {
@@ -268,7 +268,7 @@ fn update_exist(map: &CtMap, k: &conntrack::CtKey4, e: &CtEntry) -> bool {
 #[test]
 fn jiffies_clock_reads_the_kernel_and_advances() {
     require_privileges!();
-    let c = conntrack::ClockSource::Jiffies { hz: 1000 };
+    let c = podnet_conntrack::ClockSource::Jiffies { hz: 1000 };
     let a = c.now().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(100));
     let b = c.now().unwrap();
@@ -283,10 +283,10 @@ fn gc_with_monotonic_clock_collects_what_the_datapath_let_expire() {
     // The datapath writes lifetime = bpf_ktime_get_ns() / 1e9 + timeout.
     let dir = BpfDir::new("ct-mono");
     let map = ct4(&dir, 1024, true);
-    let now = conntrack::ClockSource::Monotonic.now().unwrap();
+    let now = podnet_conntrack::ClockSource::Monotonic.now().unwrap();
     map.update(&key4(1), &entry(now - 1, 1)).unwrap(); // expired a second ago
     map.update(&key4(2), &entry(now + 60, 2)).unwrap(); // a minute left
-    let mut f = GcFilter::expired(&conntrack::ClockSource::Monotonic).unwrap();
+    let mut f = GcFilter::expired(&podnet_conntrack::ClockSource::Monotonic).unwrap();
     let s = gc(&map, &mut f).unwrap();
     assert_eq!((s.deleted, s.alive), (1, 1));
     assert!(map.lookup(&key4(2)).unwrap().is_some());
@@ -322,7 +322,7 @@ fn gc_on_ipv6_endpoint_map_matches_addresses_and_expiry() {
             time: NOW,
             match_ips: ips,
             emit: Some(Box::new(|k: &AnyCtKey, _e: &CtEntry| {
-                assert_eq!(k.family(), conntrack::Family::V6);
+                assert_eq!(k.family(), podnet_conntrack::Family::V6);
                 kept += 1
             })),
             ..Default::default()
@@ -338,15 +338,18 @@ fn gc_on_ipv6_endpoint_map_matches_addresses_and_expiry() {
     assert!(map.lookup(&key6(4)).unwrap().is_some());
     assert_eq!(map.count().unwrap(), 1998);
     // Per-endpoint flow lookup goes to the endpoint's map.
-    let e = conntrack::lookup(
+    let e = podnet_conntrack::lookup(
         dir.path(),
         Some(42),
         std::net::SocketAddr::new(key6(4).daddr().into(), key6(4).sport()),
         std::net::SocketAddr::new(key6(4).saddr().into(), key6(4).dport()),
         6,
-        conntrack::Direction::Egress,
+        podnet_conntrack::Direction::Egress,
     );
     // key6 uses nexthdr 6 and OUT: the flow is found in the "any" map only
     // because we put it there; lookup picks the TCP map for proto 6.
-    assert!(matches!(e, Err(conntrack::Error::Open { .. })), "{e:?}");
+    assert!(
+        matches!(e, Err(podnet_conntrack::Error::Open { .. })),
+        "{e:?}"
+    );
 }

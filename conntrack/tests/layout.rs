@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use conntrack::{CtEntry, CtKey4, CtKey6, CtMap, EntryFlags, TupleFlags};
+use podnet_conntrack::{CtEntry, CtKey4, CtKey6, CtMap, EntryFlags, TupleFlags};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use testsupport::{require_privileges, BpfDir};
 
@@ -51,7 +51,7 @@ fn bpftool_written_v4_entry_reads_back_field_by_field() {
     let all: Vec<_> = map.iter().unwrap().collect::<Result<_, _>>().unwrap();
     assert_eq!(all.len(), 1);
     let (key, e) = all[0];
-    let conntrack::AnyCtKey::V4(k) = key else {
+    let podnet_conntrack::AnyCtKey::V4(k) = key else {
         panic!("v4 map yielded {key:?}")
     };
     assert_eq!(k.daddr(), Ipv4Addr::new(10, 1, 2, 3));
@@ -104,7 +104,7 @@ fn bpftool_written_v6_entry_reads_back() {
     key[37] = 0; // OUT
     bpftool_update(&path, &key, &value_bytes());
     let map = CtMap::open(&path).unwrap();
-    assert_eq!(map.family(), conntrack::Family::V6);
+    assert_eq!(map.family(), podnet_conntrack::Family::V6);
     let k = CtKey6::new(
         "2001:db8::1".parse().unwrap(),
         "2001:db8::2".parse().unwrap(),

@@ -3,9 +3,9 @@
 mod common;
 
 use common::*;
-use conntrack::cluster::{outer_map_name, PerClusterCtMaps};
-use conntrack::nat::{purge_orphan_nat_entries, NatEntry, NatMap};
-use conntrack::{
+use podnet_conntrack::cluster::{outer_map_name, PerClusterCtMaps};
+use podnet_conntrack::nat::{purge_orphan_nat_entries, NatEntry, NatMap};
+use podnet_conntrack::{
     dump_entries, dump_entries_with_time_diff, AnyCtKey, ClockSource, CreateOptions, CtKey4, CtMap,
     CtMapKind, CtSizes, Direction, EntryFlags, Error, Family, TupleFlags,
 };
@@ -54,7 +54,7 @@ fn orphan_snat_entries_are_purged_as_cilium_does() {
     let nat = NatMap::create(Family::V4, 1024, Some(dir.path())).unwrap();
     let nat = {
         drop(nat);
-        NatMap::open_named(dir.path(), conntrack::nat::MAP_NAME_SNAT4).unwrap()
+        NatMap::open_named(dir.path(), podnet_conntrack::nat::MAP_NAME_SNAT4).unwrap()
     };
 
     // Flow A (TCP), pod 10.0.0.5:40000 -> 1.1.1.1:443, SNAT to 192.168.1.1:33000,
@@ -140,7 +140,7 @@ fn orphan_snat_entries_are_purged_as_cilium_does() {
 fn snat_layout_against_bpftool() {
     require_privileges!();
     let dir = BpfDir::new("ct-natlayout");
-    let p = dir.join(conntrack::nat::MAP_NAME_SNAT4);
+    let p = dir.join(podnet_conntrack::nat::MAP_NAME_SNAT4);
     bpftool_create(&p, "lru_hash", 14, 40, 64, "cilium_snat_v4");
     let key = [1u8, 1, 1, 1, 10, 0, 0, 5, 0x01, 0xbb, 0x9c, 0x40, 6, 0];
     let mut val = [0u8; 40];
@@ -271,7 +271,7 @@ fn delete_if_upgrade_needed_unpins_only_mismatched_maps() {
         512,
         "nonlru",
     );
-    let mut removed = conntrack::delete_if_upgrade_needed(dir.path(), None, &sizes).unwrap();
+    let mut removed = podnet_conntrack::delete_if_upgrade_needed(dir.path(), None, &sizes).unwrap();
     removed.sort();
     let mut want = vec![
         dir.join("cilium_ct4_global"),
@@ -281,11 +281,11 @@ fn delete_if_upgrade_needed_unpins_only_mismatched_maps() {
     want.sort();
     assert_eq!(removed, want);
     assert!(dir.join("cilium_ct_any4_global").exists());
-    assert!(!conntrack::exists(dir.path(), None, true, true));
-    assert!(conntrack::exists(dir.path(), Some(1), false, false));
+    assert!(!podnet_conntrack::exists(dir.path(), None, true, true));
+    assert!(podnet_conntrack::exists(dir.path(), Some(1), false, false));
     // Endpoint maps: none pinned, nothing to do.
     assert!(
-        conntrack::delete_if_upgrade_needed(dir.path(), Some(42), &sizes)
+        podnet_conntrack::delete_if_upgrade_needed(dir.path(), Some(42), &sizes)
             .unwrap()
             .is_empty()
     );
@@ -395,14 +395,14 @@ fn gc_removes_the_snat_mappings_of_deleted_egress_entries() {
     )
     .unwrap();
     for sequential in [false, true] {
-        let mut f = conntrack::GcFilter {
+        let mut f = podnet_conntrack::GcFilter {
             remove_expired: true,
             time: 100,
             nat: Some(&nat),
             sequential,
             ..Default::default()
         };
-        let s = conntrack::gc(&tcp, &mut f).unwrap();
+        let s = podnet_conntrack::gc(&tcp, &mut f).unwrap();
         if !sequential {
             assert_eq!((s.deleted, s.alive, s.nat_deleted), (3, 1, 3), "{s:?}");
         }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use conntrack::{
+use podnet_conntrack::{
     CreateOptions, CtKey4, CtKey6, CtMap, CtMapKind, Direction, Error, Family, TupleFlags,
 };
 use testsupport::{require_privileges, BpfDir};
@@ -42,10 +42,10 @@ fn open_by_name_and_path_checks_sizes_and_type() {
     .iter()
     .map(|n| CtMap::open_named(dir.path(), n).unwrap())
     .collect();
-    let (t, a) = conntrack::filter_maps_by_proto(&all, Family::V4);
+    let (t, a) = podnet_conntrack::filter_maps_by_proto(&all, Family::V4);
     assert_eq!(t.unwrap().name(), "cilium_ct4_global");
     assert_eq!(a.unwrap().name(), "cilium_ct_any4_global");
-    let (t, a) = conntrack::filter_maps_by_proto(&all, Family::V6);
+    let (t, a) = podnet_conntrack::filter_maps_by_proto(&all, Family::V6);
     assert_eq!(t.unwrap().name(), "cilium_ct6_global");
     assert!(a.is_none());
     // A plain hash map is accepted too.
@@ -191,7 +191,10 @@ fn typed_ops_count_pressure_and_flow_lookup() {
     let dir = BpfDir::new("ct-ops");
     let kind = CtMapKind::from_name("cilium_ct4_global").unwrap();
     let created = CtMap::create(&CreateOptions::new(kind).pin_in(dir.path())).unwrap();
-    assert_eq!(created.max_entries(), conntrack::DEFAULT_MAX_ENTRIES_TCP);
+    assert_eq!(
+        created.max_entries(),
+        podnet_conntrack::DEFAULT_MAX_ENTRIES_TCP
+    );
     let m = CtMap::open_named(dir.path(), "cilium_ct4_global").unwrap();
     assert_eq!(m.info().map_type, 9, "LRU hash");
     {
@@ -216,7 +219,7 @@ fn typed_ops_count_pressure_and_flow_lookup() {
     let src = "10.0.0.1:40000".parse().unwrap();
     let dst = "10.0.0.2:80".parse().unwrap();
     let k = CtMap::flow_key(src, dst, 6, Direction::Egress).unwrap();
-    let conntrack::AnyCtKey::V4(k4) = k else {
+    let podnet_conntrack::AnyCtKey::V4(k4) = k else {
         panic!()
     };
     assert_eq!(
@@ -232,7 +235,7 @@ fn typed_ops_count_pressure_and_flow_lookup() {
     );
     m.update(&k4, &entry(5, 5)).unwrap();
     assert_eq!(
-        conntrack::lookup(dir.path(), None, src, dst, 6, Direction::Egress).unwrap(),
+        podnet_conntrack::lookup(dir.path(), None, src, dst, 6, Direction::Egress).unwrap(),
         Some(entry(5, 5))
     );
     assert_eq!(
@@ -240,7 +243,7 @@ fn typed_ops_count_pressure_and_flow_lookup() {
         None
     );
     assert!(
-        conntrack::update(dir.path(), None, src, dst, 6, Direction::Egress, |e| {
+        podnet_conntrack::update(dir.path(), None, src, dst, 6, Direction::Egress, |e| {
             e.set_lifetime(99)
         })
         .unwrap()
@@ -277,7 +280,7 @@ fn typed_ops_count_pressure_and_flow_lookup() {
 
 /// Loads `r0 = 0; exit` as a socket filter and pins it at `path`.
 fn pin_trivial_prog(path: &std::path::Path) {
-    use conntrack::libbpf_sys as sys;
+    use podnet_conntrack::libbpf_sys as sys;
     // SAFETY: bpf_insn is plain data; all-zero is a valid value.
     let mut insns: [sys::bpf_insn; 2] = unsafe { std::mem::zeroed() };
     insns[0].code = 0xb7; // BPF_ALU64 | BPF_MOV | BPF_K, r0 = imm 0

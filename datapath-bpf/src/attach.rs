@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 /// Where a program is attached.
 ///
 /// ```
-/// use datapath_bpf::Hook;
+/// use podnet_datapath::Hook;
 /// assert_eq!(Hook::ToContainer.to_string(), "to-container");
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -17,7 +17,7 @@ use crate::maps::{self, *};
 /// How to load the datapath.
 ///
 /// ```
-/// let o = datapath_bpf::Options::new("/sys/fs/bpf/tc/globals");
+/// let o = podnet_datapath::Options::new("/sys/fs/bpf/tc/globals");
 /// assert_eq!(o.ct_tcp_size, 524288);
 /// assert!(!o.skip_fib);
 /// ```
@@ -197,7 +197,7 @@ pub const TC_ACT_REDIRECT: u32 = 7;
 /// (it uses the calling thread's namespace).
 ///
 /// ```no_run
-/// use datapath_bpf::{Datapath, Endpoint, EndpointFlags, Hook, Options};
+/// use podnet_datapath::{Datapath, Endpoint, EndpointFlags, Hook, Options};
 /// let mut dp = Datapath::load(&Options::new("/sys/fs/bpf/tc/globals"))?;
 /// dp.upsert_endpoint(&Endpoint {
 ///     ip: "10.1.0.2".parse().unwrap(), ifindex: 7, mac: [2, 0, 0, 0, 0, 2],
@@ -205,7 +205,7 @@ pub const TC_ACT_REDIRECT: u32 = 7;
 /// })?;
 /// dp.attach(7, Hook::FromContainer)?;
 /// dp.attach(7, Hook::ToContainer)?;
-/// # Ok::<(), datapath_bpf::Error>(())
+/// # Ok::<(), podnet_datapath::Error>(())
 /// ```
 #[derive(Debug)]
 pub struct Datapath {

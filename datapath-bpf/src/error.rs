@@ -6,7 +6,7 @@ use std::path::PathBuf;
 /// What went wrong, naming the map, program or interface and the errno.
 ///
 /// ```
-/// use datapath_bpf::Error;
+/// use podnet_datapath::Error;
 /// let e = Error::UnknownInterface { ifindex: 4242 };
 /// assert!(e.to_string().contains("4242"));
 /// ```

@@ -9,14 +9,14 @@
 //!   conntrack maps ([`Datapath::ct_map_paths`]) to the `conntrack` crate.
 //!
 //! ```no_run
-//! use datapath_bpf::{Datapath, Direction, Hook, Options, PolicyKey};
+//! use podnet_datapath::{Datapath, Direction, Hook, Options, PolicyKey};
 //! let mut dp = Datapath::load(&Options::new("/sys/fs/bpf/tc/globals"))?;
 //! dp.attach(2, Hook::FromNetdev)?;
 //! dp.deny(&PolicyKey { endpoint_id: 1001, identity: 0, dport: 22, protocol: 6, direction: Direction::Ingress })?;
 //! for m in dp.metrics()? {
 //!     println!("{} {} {} packets", m.direction, m.reason_name(), m.packets);
 //! }
-//! # Ok::<(), datapath_bpf::Error>(())
+//! # Ok::<(), podnet_datapath::Error>(())
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![warn(missing_docs)]

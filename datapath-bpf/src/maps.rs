@@ -143,7 +143,7 @@ bitflags! {
 /// A local pod (an entry of the endpoints map).
 ///
 /// ```
-/// use datapath_bpf::{Endpoint, EndpointFlags};
+/// use podnet_datapath::{Endpoint, EndpointFlags};
 /// let ep = Endpoint {
 ///     ip: "10.1.0.2".parse().unwrap(),
 ///     ifindex: 7,
@@ -239,7 +239,7 @@ impl Pod for IpcacheValue {}
 /// What the IP cache knows about a prefix.
 ///
 /// ```
-/// let info = datapath_bpf::IpcacheInfo { identity: 6, tunnel_endpoint: Some("192.168.100.2".parse().unwrap()) };
+/// let info = podnet_datapath::IpcacheInfo { identity: 6, tunnel_endpoint: Some("192.168.100.2".parse().unwrap()) };
 /// assert_eq!(info.identity, 6);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -305,7 +305,7 @@ impl std::fmt::Display for Direction {
 /// decides. ICMP carries port 0.
 ///
 /// ```
-/// use datapath_bpf::{Direction, PolicyKey};
+/// use podnet_datapath::{Direction, PolicyKey};
 /// let k = PolicyKey { endpoint_id: 1001, identity: 5002, dport: 80, protocol: 6, direction: Direction::Ingress };
 /// assert_eq!(k.dport, 80);
 /// ```

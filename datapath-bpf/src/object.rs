@@ -11,6 +11,6 @@
 /// `u32`).
 ///
 /// ```
-/// assert_eq!(&datapath_bpf::OBJECT[..4], b"\x7fELF");
+/// assert_eq!(&podnet_datapath::OBJECT[..4], b"\x7fELF");
 /// ```
 pub const OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/datapath.bpf.o"));

@@ -6,8 +6,8 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use common::*;
-use datapath_bpf::maps::{ct_flags, TUPLE_F_IN, TUPLE_F_OUT, TUPLE_F_RELATED};
-use datapath_bpf::*;
+use podnet_datapath::maps::{ct_flags, TUPLE_F_IN, TUPLE_F_OUT, TUPLE_F_RELATED};
+use podnet_datapath::*;
 use testsupport::{require_privileges, BpfDir};
 
 const A_IF: u32 = 10;
@@ -1025,7 +1025,7 @@ fn pinned_maps_and_conntrack_survive_a_restart_and_teardown_unpins() {
                 .retval,
             TC_ACT_REDIRECT
         );
-        for name in datapath_bpf::maps::PINNED {
+        for name in podnet_datapath::maps::PINNED {
             assert!(dir.join("globals").join(name).exists(), "{name} pinned");
         }
         let p = dp.ct_map_paths();
@@ -1066,7 +1066,7 @@ fn pinned_maps_and_conntrack_survive_a_restart_and_teardown_unpins() {
     }
 
     dp.teardown().unwrap();
-    for name in datapath_bpf::maps::PINNED {
+    for name in podnet_datapath::maps::PINNED {
         assert!(!dir.join("globals").join(name).exists(), "{name} unpinned");
     }
 }

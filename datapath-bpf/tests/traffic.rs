@@ -19,8 +19,8 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use datapath_bpf::maps::{TUPLE_F_IN, TUPLE_F_OUT};
-use datapath_bpf::*;
+use podnet_datapath::maps::{TUPLE_F_IN, TUPLE_F_OUT};
+use podnet_datapath::*;
 use testsupport::{pod_link, require_privileges, veth, BpfDir, Netns};
 
 struct Pod {

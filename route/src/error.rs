@@ -58,7 +58,7 @@ impl fmt::Display for Op {
 /// object (as `ip` text).
 ///
 /// ```
-/// use route::{Error, Op};
+/// use podnet_route::{Error, Op};
 /// let e = Error::Kernel {
 ///     op: Op::Delete,
 ///     object: "10.0.0.0/24 dev eth0".into(),

@@ -31,7 +31,7 @@ pub const DUMP_MAX_TRIES: u32 = 10;
 /// endpoints), else the route MTU (which leaves room for tunnel overhead).
 ///
 /// ```
-/// use route::MtuConfig;
+/// use podnet_route::MtuConfig;
 /// let cfg = MtuConfig { device_mtu: 9001, route_mtu: 8951 };
 /// assert!(cfg.validate().is_ok());
 /// ```
@@ -61,7 +61,7 @@ impl MtuConfig {
 /// list costs only what it returns.
 ///
 /// ```
-/// use route::{RouteFilter, Family};
+/// use podnet_route::{RouteFilter, Family};
 /// let f = RouteFilter::default().family(Family::V6).table(300).device("eth0");
 /// assert_eq!(f.table, Some(300));
 /// ```
@@ -111,7 +111,7 @@ impl RouteFilter {
 /// iif DEV oif DEV mark MARK`.
 ///
 /// ```
-/// use route::GetOptions;
+/// use podnet_route::GetOptions;
 /// let q = GetOptions { from: Some("10.0.0.5".parse().unwrap()), iif: Some("lxc1".into()), ..Default::default() };
 /// assert!(q.oif.is_none());
 /// ```
@@ -143,7 +143,7 @@ struct Links {
 /// device gone (a link re-created under the same name).
 ///
 /// ```no_run
-/// use route::{Handle, Route, Scope};
+/// use podnet_route::{Handle, Route, Scope};
 ///
 /// let h = Handle::open_netns("/run/netns/blue")?;
 /// let r = Route::new("10.2.0.0/16".parse().unwrap())
@@ -155,7 +155,7 @@ struct Links {
 /// assert_eq!(seen.prefix, r.prefix);
 /// h.delete(&r)?;
 /// assert!(h.delete(&r).unwrap_err().is_not_found());
-/// # Ok::<(), route::Error>(())
+/// # Ok::<(), podnet_route::Error>(())
 /// ```
 pub struct Handle {
     conn: Mutex<Conn>,

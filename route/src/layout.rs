@@ -47,7 +47,7 @@ pub fn link_route(ip: IpAddr, dev: &str) -> Route {
 /// Routes and rules that belong together.
 ///
 /// ```no_run
-/// use route::{Handle, Route, layout::Layout};
+/// use podnet_route::{Handle, Route, layout::Layout};
 /// let h = Handle::new()?;
 /// let l = Layout {
 ///     routes: vec!["10.9.0.0/16 dev eth0".parse()?],
@@ -55,7 +55,7 @@ pub fn link_route(ip: IpAddr, dev: &str) -> Route {
 /// };
 /// l.install(&h)?;
 /// l.remove(&h)?;
-/// # Ok::<(), route::Error>(())
+/// # Ok::<(), podnet_route::Error>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Layout {
@@ -163,7 +163,7 @@ pub struct RemoteNode {
 /// Cilium's native-routing layout on one node (seed 003).
 ///
 /// ```no_run
-/// use route::{Handle, layout::NativeRouting};
+/// use podnet_route::{Handle, layout::NativeRouting};
 ///
 /// let h = Handle::new()?;
 /// let node = NativeRouting::new("10.0.0.161".parse().unwrap(), "10.0.0.0/24".parse().unwrap(), "eth0")
@@ -173,7 +173,7 @@ pub struct RemoteNode {
 /// }
 /// node.install(&h)?;
 /// node.remove(&h)?;
-/// # Ok::<(), route::Error>(())
+/// # Ok::<(), podnet_route::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NativeRouting {
@@ -268,7 +268,7 @@ impl NativeRouting {
 /// One endpoint of Cilium's ENI datapath (seed 002).
 ///
 /// ```no_run
-/// use route::{Handle, layout::EniEndpoint};
+/// use podnet_route::{Handle, layout::EniEndpoint};
 ///
 /// let h = Handle::new()?;
 /// let ep = EniEndpoint {
@@ -282,7 +282,7 @@ impl NativeRouting {
 /// };
 /// ep.install(&h)?;
 /// ep.remove(&h)?;
-/// # Ok::<(), route::Error>(())
+/// # Ok::<(), podnet_route::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EniEndpoint {

@@ -16,17 +16,17 @@
 //!   removed as a unit.
 //!
 //! ```no_run
-//! use route::{Handle, Route, Rule, Family};
+//! use podnet_route::{Handle, Route, Rule, Family};
 //!
 //! let h = Handle::new()?;
 //! let r: Route = "10.1.0.0/16 via 192.168.1.1 dev eth0 table 300".parse()?;
 //! h.upsert(&r, None)?;
 //! h.replace_rule(&Rule::new(Family::V4).priority(100).to("10.1.0.0/16".parse().unwrap()).table(300))?;
-//! for r in h.list(&route::RouteFilter::default().table(300))? {
+//! for r in h.list(&podnet_route::RouteFilter::default().table(300))? {
 //!     println!("{}", r.to_ip_command()); // ip route replace 10.1.0.0/16 via ... table 300
-//!     println!("{}", r.show(route::ShowStyle::TableAll)); // as `ip route show table all`
+//!     println!("{}", r.show(podnet_route::ShowStyle::TableAll)); // as `ip route show table all`
 //! }
-//! # Ok::<(), route::Error>(())
+//! # Ok::<(), podnet_route::Error>(())
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![warn(missing_docs)]

@@ -75,7 +75,7 @@ const PROTOCOLS: &[(u8, &str)] = &[
 /// `proto` in `ip route`).
 ///
 /// ```
-/// use route::Protocol;
+/// use podnet_route::Protocol;
 /// assert_eq!(Protocol::STATIC.to_string(), "static");
 /// assert_eq!("kernel".parse::<Protocol>().unwrap(), Protocol::KERNEL);
 /// assert_eq!(Protocol(77).to_string(), "77");
@@ -128,7 +128,7 @@ const SCOPES: &[(u8, &str)] = &[
 /// The scope of a route (`rtm_scope`, `scope` in `ip route`).
 ///
 /// ```
-/// use route::Scope;
+/// use podnet_route::Scope;
 /// assert_eq!(Scope::LINK.to_string(), "link");
 /// assert_eq!("global".parse::<Scope>().unwrap(), Scope::UNIVERSE);
 /// ```
@@ -185,7 +185,7 @@ const TYPES: &[(u8, &str)] = &[
 /// `blackhole 10.0.0.0/8`).
 ///
 /// ```
-/// use route::RouteType;
+/// use podnet_route::RouteType;
 /// assert_eq!(RouteType::BLACKHOLE.to_string(), "blackhole");
 /// assert_eq!("local".parse::<RouteType>().unwrap(), RouteType::LOCAL);
 /// ```
@@ -244,7 +244,7 @@ impl FromStr for RouteType {
 /// does) but never sends them: `upsert` neither sets nor compares them.
 ///
 /// ```
-/// use route::RouteFlags;
+/// use podnet_route::RouteFlags;
 /// let f = RouteFlags(RouteFlags::ONLINK.0 | RouteFlags::LINKDOWN.0);
 /// assert!(f.contains(RouteFlags::LINKDOWN));
 /// assert_eq!(f.to_string(), "onlink linkdown");
@@ -329,7 +329,7 @@ impl fmt::Display for RouteFlags {
 /// [`Route::show`](crate::Route::show), never sent.
 ///
 /// ```
-/// use route::RoutePref;
+/// use podnet_route::RoutePref;
 /// assert_eq!(RoutePref::default(), RoutePref::MEDIUM);
 /// assert_eq!(RoutePref::HIGH.to_string(), "high");
 /// ```

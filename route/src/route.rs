@@ -20,7 +20,7 @@ use crate::names::{
 /// `FromStr`.
 ///
 /// ```
-/// use route::{Route, Protocol};
+/// use podnet_route::{Route, Protocol};
 ///
 /// let r = Route::new("10.1.0.0/16".parse().unwrap())
 ///     .via("192.168.1.1".parse().unwrap())
@@ -72,7 +72,7 @@ pub struct Route {
 /// One path of a multipath (ECMP) route.
 ///
 /// ```
-/// use route::{NextHop, Route};
+/// use podnet_route::{NextHop, Route};
 /// let r = Route::new("10.7.0.0/16".parse().unwrap())
 ///     .nexthops(vec![
 ///         NextHop::new("eth0").via("10.0.0.2".parse().unwrap()),

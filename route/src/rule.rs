@@ -53,7 +53,7 @@ pub enum RuleAction {
 /// family, protocol, invert and action.
 ///
 /// ```
-/// use route::{Rule, Family};
+/// use podnet_route::{Rule, Family};
 ///
 /// let r = Rule::new(Family::V4)
 ///     .priority(30)

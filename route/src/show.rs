@@ -29,7 +29,7 @@ use crate::rule::{Rule, RuleAction};
 /// difference is whether the table is printed.
 ///
 /// ```
-/// use route::{Route, ShowStyle};
+/// use podnet_route::{Route, ShowStyle};
 /// let r = Route::new("10.4.0.0/16".parse().unwrap())
 ///     .via("10.0.0.2".parse().unwrap())
 ///     .dev("eth0")
@@ -57,7 +57,7 @@ pub enum ShowStyle {
 /// `ip` prints it, without `ip`'s trailing spaces.
 ///
 /// ```
-/// use route::{NextHop, Route, Protocol, ShowStyle};
+/// use podnet_route::{NextHop, Route, Protocol, ShowStyle};
 /// let r = Route::new("10.7.0.0/16".parse().unwrap())
 ///     .proto(Protocol::STATIC)
 ///     .nexthops(vec![
@@ -76,7 +76,7 @@ pub struct RouteShow<'a> {
 /// A rule printed as `ip rule show` prints it; made by [`Rule::show`].
 ///
 /// ```
-/// use route::{Family, Rule};
+/// use podnet_route::{Family, Rule};
 /// let r = Rule::new(Family::V4).priority(20).to("192.168.105.44/32".parse().unwrap());
 /// assert_eq!(r.show().to_string(), "20:\tfrom all to 192.168.105.44 lookup main");
 /// ```
@@ -96,7 +96,7 @@ impl Route {
     /// the kernel's default, `metric 1024`.
     ///
     /// ```
-    /// use route::{Route, Scope, ShowStyle};
+    /// use podnet_route::{Route, Scope, ShowStyle};
     /// let r: Route = "10.0.0.0/24 dev eth0 proto kernel scope link src 10.0.0.1".parse().unwrap();
     /// assert_eq!(r.to_string(), "10.0.0.0/24 dev eth0 proto kernel src 10.0.0.1");
     /// assert_eq!(r.show(ShowStyle::OneTable).to_string(),
@@ -116,7 +116,7 @@ impl Rule {
     /// priority 0, as `ip` does for a rule without one.
     ///
     /// ```
-    /// use route::{Family, Protocol, Rule};
+    /// use podnet_route::{Family, Protocol, Rule};
     /// let r = Rule::new(Family::V4).priority(41).mark(0, 0xff).table(70000)
     ///     .protocol(Protocol::BOOT);
     /// assert_eq!(r.show().to_string(), "41:\tfrom all fwmark 0/0xff lookup 70000 proto boot");

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use route::{
+use podnet_route::{
     Error, Family, Handle, MtuConfig, NextHop, Protocol, Route, RouteFilter, RouteType, Rule,
     RuleAction, Scope, MAIN_TABLE,
 };

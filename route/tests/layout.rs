@@ -3,8 +3,8 @@
 mod common;
 
 use common::*;
-use route::layout::{EniEndpoint, Layout, NativeRouting};
-use route::{GetOptions, Handle, Route, RouteFilter, Rule};
+use podnet_route::layout::{EniEndpoint, Layout, NativeRouting};
+use podnet_route::{GetOptions, Handle, Route, RouteFilter, Rule};
 use testsupport::{require_privileges, Netns};
 
 fn node(tag: &str, v6: bool) -> (Netns, Handle) {
@@ -99,7 +99,7 @@ fn failed_install_leaves_nothing_behind() {
         .remote(net("10.0.1.0/24"), ip("192.168.1.12"))
         .layout();
     l.rules.push(
-        Rule::new(route::Family::V4)
+        Rule::new(podnet_route::Family::V4)
             .priority(5)
             .to(net("10.0.1.0/24"))
             .table(77),
@@ -110,7 +110,10 @@ fn failed_install_leaves_nothing_behind() {
             .dev("nosuch9"),
     );
     let e = l.install(&h).unwrap_err();
-    assert!(matches!(e, route::Error::UnknownDevice { .. }), "{e}");
+    assert!(
+        matches!(e, podnet_route::Error::UnknownDevice { .. }),
+        "{e}"
+    );
     assert_set_eq(
         &ip_routes_all(&ns),
         &before,

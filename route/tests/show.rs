@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use route::{Family, Handle, Route, RouteFilter, Rule, ShowStyle, MAIN_TABLE};
+use podnet_route::{Family, Handle, Route, RouteFilter, Rule, ShowStyle, MAIN_TABLE};
 use testsupport::{require_privileges, Netns};
 
 /// `ip`'s lines without their trailing spaces.
@@ -140,7 +140,7 @@ fn route_show_equals_ip_route_show() {
     // One table other than main: still no table printed.
     for (fam, flag) in [(Family::V4, "-4"), (Family::V6, "-6")] {
         for table in ["300", "local", "92", "4000"] {
-            let t = route::parse_table(table).unwrap();
+            let t = podnet_route::parse_table(table).unwrap();
             // An IPv6 table that was never created is an error for `ip`.
             let Ok(text) = ns.try_ip(&[flag, "route", "show", "table", table]) else {
                 continue;
@@ -238,7 +238,7 @@ fn get_answer_prints_like_ip_route_get() {
     let h = Handle::open_netns(ns.path()).expect("open handle in netns");
     for dst in ["10.3.0.5", "10.0.0.1", "10.2.3.4", "10.7.1.1", "8.8.8.8"] {
         let answer = h.get(dst.parse::<IpAddr>().unwrap()).expect("ip route get");
-        assert_ne!(answer.proto, route::Protocol::UNSPEC, "{answer:?}");
+        assert_ne!(answer.proto, podnet_route::Protocol::UNSPEC, "{answer:?}");
         assert!(!answer.to_string().contains("proto"), "{answer}");
         // `ip route get` prints `uid 0` and a `cache` line we do not model;
         // IPv4 metrics go on that `cache` line.

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use conntrack::{CtEntry, CtKey4, CtKey6, TupleFlags};
+use podnet_conntrack::{CtEntry, CtKey4, CtKey6, TupleFlags};
 
 /// Runs bpftool and returns stdout; panics with stderr on failure.
 pub fn bpftool(args: &[&str]) -> String {

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use route::{
+use podnet_route::{
     parse_table, Family, IpNet, NextHop, Protocol, Route, RouteFlags, RoutePref, Rule, RuleAction,
 };
 use serde_json::Value;
