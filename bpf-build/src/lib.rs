@@ -36,7 +36,11 @@
 //! }
 //! ```
 
-#![warn(clippy::missing_errors_doc, clippy::must_use_candidate, clippy::doc_markdown)]
+#![warn(
+    clippy::missing_errors_doc,
+    clippy::must_use_candidate,
+    clippy::doc_markdown
+)]
 
 use std::env;
 use std::fmt;
