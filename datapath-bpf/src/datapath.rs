@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
-use libbpf_rs::{MapCore, ObjectBuilder};
+use libbpf_rs::{AsRawLibbpf, MapCore, ObjectBuilder};
 
 use crate::attach::{Attachment, Hook};
 use crate::error::{Error, Result};
 use crate::maps::{self, *};
+use crate::owned;
 
 /// How to load the datapath.
 ///
@@ -344,6 +345,9 @@ pub struct Datapath {
     pin_dir: PathBuf,
     /// Directories `load` made for the pin dir, deepest first.
     created_dirs: Vec<PathBuf>,
+    /// The pins `teardown` removes: those this datapath or an earlier one
+    /// of ours created.
+    owned_pins: Vec<&'static str>,
     maps: HashMap<&'static str, OwnedFd>,
     progs: HashMap<Program, OwnedFd>,
     attach_mode: AttachMode,
@@ -427,6 +431,8 @@ impl Datapath {
                 });
             }
         }
+        crate::checks::privileges("loading the datapath")?;
+        crate::checks::on_bpffs(&opts.pin_dir)?;
         let created_dirs = create_dirs(&opts.pin_dir).map_err(|source| Error::PinDir {
             path: opts.pin_dir.clone(),
             source,
@@ -476,6 +482,21 @@ impl Datapath {
                     source,
                 })?;
             }
+            if maps::PINNED.contains(&name.as_str()) {
+                let raw = m.as_libbpf_object().as_ptr();
+                // SAFETY: raw is the open map, valid while `open` lives.
+                let shape = unsafe {
+                    crate::checks::MapShape {
+                        name: name.clone(),
+                        map_type: libbpf_sys::bpf_map__type(raw),
+                        key_size: libbpf_sys::bpf_map__key_size(raw),
+                        value_size: libbpf_sys::bpf_map__value_size(raw),
+                        max_entries: libbpf_sys::bpf_map__max_entries(raw),
+                        map_flags: libbpf_sys::bpf_map__map_flags(raw),
+                    }
+                };
+                crate::checks::pin_compatible(&opts.pin_dir, &shape)?;
+            }
             if name.ends_with(".rodata") {
                 let Some(init) = m.initial_value_mut() else {
                     return Err(Error::Prepare {
@@ -497,7 +518,30 @@ impl Datapath {
             }
         }
 
+        // Pins this load finds are re-used. They are ours to unpin at
+        // teardown only when a podnet datapath made them (recorded in
+        // `podnet_owned`); others belong to someone else (a running
+        // Cilium's conntrack maps, say) and stay.
+        let new_mask = maps::PINNED
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| !opts.pin_dir.join(n).exists())
+            .fold(0u32, |m, (i, _)| m | (1 << i));
+        let owned_mask = match owned::read(&opts.pin_dir)? {
+            Some(recorded) => recorded | new_mask,
+            // Pins of a podnet that kept no record: all of them are its.
+            None if !opts.pin_dir.join(maps::ENDPOINTS_GENERATION).exists() => new_mask,
+            None => u32::MAX,
+        };
+
         let (loaded, log) = crate::log::capture(|| open.load());
+        if let Err(e) = &loaded {
+            if crate::error::libbpf_errno(e) == Some(libc::EPERM) {
+                return Err(Error::Privileges {
+                    what: "loading the datapath",
+                });
+            }
+        }
         let obj = loaded.map_err(|source| Error::Load {
             pin_dir: opts.pin_dir.clone(),
             source,
@@ -507,6 +551,22 @@ impl Datapath {
                 .collect::<Vec<_>>()
                 .join("\n"),
         })?;
+
+        if let Err(e) = owned::write(&opts.pin_dir, owned_mask) {
+            // Leave nothing this call pinned.
+            for (i, n) in maps::PINNED.iter().enumerate() {
+                if new_mask & (1 << i) != 0 {
+                    let _ = std::fs::remove_file(opts.pin_dir.join(n));
+                }
+            }
+            return Err(e);
+        }
+        let owned_pins: Vec<&'static str> = maps::PINNED
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| owned_mask & (1 << i) != 0)
+            .map(|(_, n)| n)
+            .collect();
 
         let mut map_fds = HashMap::new();
         for m in obj.maps() {
@@ -552,6 +612,7 @@ impl Datapath {
         let dp = Datapath {
             pin_dir: opts.pin_dir.clone(),
             created_dirs,
+            owned_pins,
             maps: map_fds,
             progs,
             attach_mode: opts.attach_mode,
@@ -901,6 +962,22 @@ impl Datapath {
     /// Runs `prog` on `packet` with BPF_PROG_TEST_RUN (in the calling thread's
     /// network namespace; map updates are real).
     pub fn test_run(&self, prog: Program, packet: &[u8], ctx: &TestContext) -> Result<TestOutput> {
+        // The kernel refuses less than an Ethernet header with a bare EINVAL.
+        if packet.len() < 14 {
+            return Err(Error::InvalidInput {
+                what: "test packet",
+                reason: format!(
+                    "{} bytes: a tc program's test run needs at least an Ethernet header (14 bytes)",
+                    packet.len()
+                ),
+            });
+        }
+        let Ok(data_size_in) = u32::try_from(packet.len()) else {
+            return Err(Error::InvalidInput {
+                what: "test packet",
+                reason: format!("{} bytes is too large", packet.len()),
+            });
+        };
         // `struct __sk_buff` (192 bytes on kernels >= 5.16) as u32 words:
         // mark is word 2, ingress_ifindex word 9.
         let mut skb_in = [0u32; 48];
@@ -912,7 +989,7 @@ impl Datapath {
         let mut opts: libbpf_sys::bpf_test_run_opts = unsafe { std::mem::zeroed() };
         opts.sz = size_of::<libbpf_sys::bpf_test_run_opts>() as _;
         opts.data_in = packet.as_ptr().cast();
-        opts.data_size_in = packet.len() as u32;
+        opts.data_size_in = data_size_in;
         opts.data_out = data_out.as_mut_ptr().cast();
         opts.data_size_out = data_out.len() as u32;
         opts.ctx_in = skb_in.as_ptr().cast();
@@ -1007,8 +1084,16 @@ impl Datapath {
         self.attachments.len()
     }
 
-    /// Detaches everything, unpins every map of the datapath, and removes the
-    /// pin directory if this datapath created it and it is now empty.
+    /// Detaches everything and removes what this datapath created: the
+    /// pinned links of `keep_attached`, the maps it pinned (or an earlier
+    /// podnet datapath in the same directory did), and the directories
+    /// [`Datapath::load`] made, while empty. Other pins in the directory stay,
+    /// among them maps of the same name that were there before podnet's own
+    /// (say, a running Cilium's conntrack maps).
+    ///
+    /// # Errors
+    ///
+    /// The first failure to detach or unpin; the rest is still attempted.
     pub fn teardown(mut self) -> Result<()> {
         let mut first_err = None;
         for a in std::mem::take(&mut self.attachments) {
@@ -1020,8 +1105,18 @@ impl Datapath {
         if let Err(e) = crate::attach::detach_pinned_links(&self.pin_dir.join("links")) {
             first_err.get_or_insert(e);
         }
-        for name in maps::PINNED {
+        for name in &self.owned_pins {
             let path = self.pin_dir.join(name);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    first_err.get_or_insert(Error::Unpin { path, source });
+                }
+            }
+        }
+        if first_err.is_none() {
+            let path = self.pin_dir.join(owned::NAME);
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}

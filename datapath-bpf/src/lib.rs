@@ -23,11 +23,13 @@
 #![warn(missing_docs)]
 
 mod attach;
+mod checks;
 mod datapath;
 mod error;
 mod log;
 pub mod maps;
 mod object;
+mod owned;
 
 pub use attach::Hook;
 pub use datapath::{
