@@ -242,6 +242,7 @@ impl Program {
 }
 
 /// Paths of the four conntrack maps, for the `conntrack` crate.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CtMapPaths {
     /// `cilium_ct4_global`.

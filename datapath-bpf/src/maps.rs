@@ -129,6 +129,7 @@ impl Pod for EndpointValue {}
 bitflags! {
     /// Flags of an [`Endpoint`].
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
     pub struct EndpointFlags: u32 {
         /// The endpoint is the host itself (Cilium's `ENDPOINT_F_HOST`):
         /// traffic to it goes to the stack, never redirected.
@@ -155,6 +156,7 @@ bitflags! {
 /// assert!(ep.ip.is_ipv4());
 /// assert_eq!(ep.ifindex, 7);
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Endpoint {
@@ -297,6 +299,7 @@ impl Pod for IpcacheValue {}
 /// assert_eq!(info.identity, 6);
 /// assert!(info.tunnel_endpoint.is_some());
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct IpcacheInfo {
@@ -355,6 +358,7 @@ impl IpcacheInfo {
 }
 
 /// Traffic direction, seen from the pod.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TrafficDirection {
     /// Into the pod.
@@ -386,6 +390,7 @@ impl std::fmt::Display for TrafficDirection {
 ///     .protocol(6);
 /// assert_eq!(k.dport, 80);
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct PolicyKey {
@@ -475,6 +480,7 @@ pub(crate) struct PolicyValue {
 impl Pod for PolicyValue {}
 
 /// A policy entry as read back: its verdict and what it matched.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PolicyStats {
     /// `true` for a deny entry.
@@ -527,6 +533,7 @@ pub mod reason {
 }
 
 /// One metrics counter, summed over CPUs.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Metric {
     /// See [`reason`].
@@ -551,6 +558,7 @@ impl Metric {
 /// for a connection the pod opened, `daddr` is the pod and `saddr` the peer,
 /// `dport` the peer's port and `sport` the pod's, flags [`TUPLE_F_OUT`].
 #[repr(C, packed)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CtTuple4 {
     /// Address (network order bytes).
@@ -570,6 +578,7 @@ impl Pod for CtTuple4 {}
 
 /// Cilium's `struct ipv6_ct_tuple` (38 bytes, packed).
 #[repr(C, packed)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CtTuple6 {
     /// Address.
@@ -594,6 +603,7 @@ impl Pod for CtTuple6 {}
 /// assert_eq!(CtTable::for_protocol(6), CtTable::Tcp);
 /// assert_eq!(CtTable::for_protocol(17), CtTable::Any);
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CtTable {
     /// TCP flows (`cilium_ct4_global` / `cilium_ct6_global`).
@@ -633,6 +643,7 @@ pub mod ct_flags {
 
 /// Cilium's `struct ct_entry` (56 bytes).
 #[repr(C)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RawCtEntry {
     /// Unused by Cilium since 1.16. This datapath keeps its "the flow goes
@@ -689,6 +700,53 @@ mod tests {
         assert_eq!(size_of::<IpcacheValue>(), 24);
         assert_eq!(size_of::<PolicyKeyRaw>(), 12);
         assert_eq!(size_of::<PolicyValue>(), 24);
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn data_types_round_trip_through_serde() {
+        fn round<T>(v: &T) -> T
+        where
+            T: serde::Serialize + serde::de::DeserializeOwned,
+        {
+            serde_json::from_str(&serde_json::to_string(v).unwrap()).unwrap()
+        }
+        let ep = Endpoint::new("10.1.0.2".parse().unwrap(), 7)
+            .mac([2, 0, 0, 0, 0, 2])
+            .id(9)
+            .flags(EndpointFlags::HOST | EndpointFlags::EGRESS_ENFORCE);
+        assert_eq!(round(&ep), ep);
+        let info = IpcacheInfo::new(6).tunnel_endpoint("fd00::1".parse().unwrap());
+        assert_eq!(round(&info), info);
+        let k = PolicyKey::new(1, TrafficDirection::Egress)
+            .dport(80)
+            .protocol(6);
+        assert_eq!(round(&k), k);
+        let t = CtTuple4 {
+            daddr: [10, 0, 0, 1],
+            dport: 80u16.to_be(),
+            nexthdr: 6,
+            ..Default::default()
+        };
+        assert_eq!(round(&t), t);
+        assert_eq!(round(&CtTuple6::default()), CtTuple6::default());
+        let e = RawCtEntry {
+            packets: 3,
+            lifetime: 77,
+            ..Default::default()
+        };
+        assert_eq!(round(&e), e);
+        let m = Metric {
+            reason: reason::POLICY,
+            direction: TrafficDirection::Ingress,
+            packets: 1,
+            bytes: 60,
+        };
+        assert_eq!(round(&m), m);
+        assert_eq!(
+            serde_json::to_string(&TrafficDirection::Ingress).unwrap(),
+            "\"Ingress\""
+        );
     }
 
     #[test]
