@@ -33,6 +33,7 @@ pub enum Hook {
 
 impl Hook {
     /// The program this hook runs.
+    #[must_use]
     pub fn program(self) -> Program {
         match self {
             Hook::FromContainer => Program::FromContainer,

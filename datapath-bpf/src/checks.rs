@@ -51,8 +51,8 @@ fn effective_caps() -> Option<u64> {
     (rc == 0).then(|| u64::from(data[0].effective) | (u64::from(data[1].effective) << 32))
 }
 
-/// Loading tc programs needs CAP_BPF (map and program creation) and
-/// CAP_NET_ADMIN (a networking program type), or CAP_SYS_ADMIN for both
+/// Loading tc programs needs `CAP_BPF` (map and program creation) and
+/// `CAP_NET_ADMIN` (a networking program type), or `CAP_SYS_ADMIN` for both
 /// (kernels before 5.8 know only that one).
 pub(crate) fn privileges(what: &'static str) -> Result<()> {
     let Some(caps) = effective_caps() else {

@@ -222,6 +222,7 @@ pub enum Program {
 
 impl Program {
     /// The program's name in the object.
+    #[must_use]
     pub fn name(self) -> &'static str {
         match self {
             Program::FromContainer => "from_container",
@@ -255,7 +256,7 @@ pub struct CtMapPaths {
     pub any6: PathBuf,
 }
 
-/// Input of a BPF_PROG_TEST_RUN.
+/// Input of a `BPF_PROG_TEST_RUN`.
 ///
 /// ```
 /// let ctx = podnet_datapath::TestContext::new().ingress_ifindex(10).repeat(100);
@@ -301,7 +302,7 @@ impl TestContext {
     }
 }
 
-/// Output of a BPF_PROG_TEST_RUN.
+/// Output of a `BPF_PROG_TEST_RUN`.
 #[derive(Clone, Debug)]
 pub struct TestOutput {
     /// The program's return value (`TC_ACT_OK` 0, `TC_ACT_SHOT` 2, `TC_ACT_REDIRECT` 7).
@@ -417,6 +418,15 @@ fn map_names() -> impl Iterator<Item = &'static str> {
 impl Datapath {
     /// Opens the embedded object, sizes and pins its maps under
     /// `opts.pin_dir` (re-using maps pinned there), and loads the programs.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for a map size of 0; [`Error::Privileges`]
+    /// without `CAP_BPF` and `CAP_NET_ADMIN`; [`Error::NotBpffs`] when the pin
+    /// directory is not on bpffs; [`Error::PinMismatch`] when a map pinned
+    /// there has another layout or size; [`Error::PinDir`], [`Error::Open`],
+    /// [`Error::Prepare`] or [`Error::Load`] (see [`Error::verifier_log`])
+    /// when libbpf or the kernel fail. Nothing this call created is left.
     pub fn load(opts: &Options) -> Result<Datapath> {
         for (what, v) in [
             ("ct_tcp_size", opts.ct_tcp_size),
@@ -632,11 +642,13 @@ impl Datapath {
     }
 
     /// The pin directory.
+    #[must_use]
     pub fn pin_dir(&self) -> &Path {
         &self.pin_dir
     }
 
     /// Where the conntrack maps are pinned (open them with the `conntrack` crate).
+    #[must_use]
     pub fn ct_map_paths(&self) -> CtMapPaths {
         CtMapPaths {
             tcp4: self.pin_dir.join(maps::CT4_TCP),
@@ -647,6 +659,7 @@ impl Datapath {
     }
 
     /// A program's fd (for test runs or your own attach code).
+    #[must_use]
     pub fn program_fd(&self, prog: Program) -> std::os::fd::BorrowedFd<'_> {
         // Every program is inserted by `load` (the object defines every one).
         self.progs[&prog].as_fd()
@@ -718,6 +731,12 @@ impl Datapath {
     }
 
     /// Adds or replaces a local endpoint.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for an unspecified or multicast address, or an
+    /// ifindex of 0 for a non-host endpoint; [`Error::Map`] when the update
+    /// fails (`E2BIG`: the map is full).
     pub fn upsert_endpoint(&self, ep: &Endpoint) -> Result<()> {
         if ep.ip.is_unspecified() || ep.ip.is_multicast() {
             return Err(Error::InvalidInput {
@@ -740,6 +759,10 @@ impl Datapath {
     }
 
     /// Removes a local endpoint; `Ok(false)` when there was none.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when the kernel refuses the delete.
     pub fn remove_endpoint(&self, ip: IpAddr) -> Result<bool> {
         let removed = self.delete(maps::ENDPOINTS, EndpointKey::new(ip).as_bytes())?;
         if removed {
@@ -776,6 +799,10 @@ impl Datapath {
     }
 
     /// Reads an endpoint back.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when the lookup fails.
     pub fn endpoint(&self, ip: IpAddr) -> Result<Option<Endpoint>> {
         let mut v = [0u8; size_of::<EndpointValue>()];
         if !self.lookup(maps::ENDPOINTS, EndpointKey::new(ip).as_bytes(), &mut v)? {
@@ -809,6 +836,11 @@ impl Datapath {
     /// assert!(dp.upsert_ipcache("10.2.0.7/24".parse().unwrap(), &IpcacheInfo::new(1)).is_err());
     /// # Ok::<(), podnet_datapath::Error>(())
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for a prefix with host bits set;
+    /// [`Error::Map`] when the update fails (`ENOSPC`: the trie is full).
     pub fn upsert_ipcache(&self, prefix: IpNet, info: &IpcacheInfo) -> Result<()> {
         let key = Self::ipcache_key(prefix)?;
         self.update(maps::IPCACHE, key.as_bytes(), info.value().as_bytes())
@@ -816,12 +848,21 @@ impl Datapath {
 
     /// Removes the IP cache entry of `prefix` (no host bits set);
     /// `Ok(false)` when there was none.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for a prefix with host bits set; [`Error::Map`]
+    /// when the delete fails.
     pub fn remove_ipcache(&self, prefix: IpNet) -> Result<bool> {
         let key = Self::ipcache_key(prefix)?;
         self.delete(maps::IPCACHE, key.as_bytes())
     }
 
     /// Longest-prefix match of one address in the IP cache.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when the lookup fails.
     pub fn lookup_ipcache(&self, addr: IpAddr) -> Result<Option<IpcacheInfo>> {
         let key = IpcacheKey::new(addr, if addr.is_ipv4() { 32 } else { 128 });
         let mut v = [0u8; size_of::<IpcacheValue>()];
@@ -840,6 +881,10 @@ impl Datapath {
     }
 
     /// Allows new connections matching `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when the update fails (`E2BIG`: the map is full).
     pub fn allow(&self, key: &PolicyKey) -> Result<()> {
         self.set_policy(key, false)
     }
@@ -847,16 +892,28 @@ impl Datapath {
     /// Denies (drops, counted as "Policy denied by denylist") new connections
     /// matching `key`. Established connections keep flowing until their
     /// conntrack entries go (flush them with the `conntrack` crate).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when the update fails (`E2BIG`: the map is full).
     pub fn deny(&self, key: &PolicyKey) -> Result<()> {
         self.set_policy(key, true)
     }
 
     /// Removes a policy entry; `Ok(false)` when there was none.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when the delete fails.
     pub fn remove_policy(&self, key: &PolicyKey) -> Result<bool> {
         self.delete(maps::POLICY, key.raw().as_bytes())
     }
 
     /// A policy entry's verdict and counters.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when the lookup fails.
     pub fn policy(&self, key: &PolicyKey) -> Result<Option<PolicyStats>> {
         let mut v = [0u8; size_of::<PolicyValue>()];
         if !self.lookup(maps::POLICY, key.raw().as_bytes(), &mut v)? {
@@ -870,6 +927,10 @@ impl Datapath {
     }
 
     /// Every non-zero metrics counter, summed over CPUs.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when a lookup fails.
     pub fn metrics(&self) -> Result<Vec<Metric>> {
         let mut out = Vec::new();
         let vsize = size_of::<MetricsValue>();
@@ -904,6 +965,10 @@ impl Datapath {
     }
 
     /// Packets counted for `reason` in `direction`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when a lookup fails.
     pub fn metric(&self, reason: u8, direction: TrafficDirection) -> Result<u64> {
         Ok(self
             .metrics()?
@@ -914,6 +979,10 @@ impl Datapath {
     }
 
     /// All entries of IPv4 conntrack table `table`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when iterating or a lookup fails.
     pub fn ct4_entries(&self, table: CtTable) -> Result<Vec<(CtTuple4, RawCtEntry)>> {
         self.ct_entries(match table {
             CtTable::Tcp => maps::CT4_TCP,
@@ -922,6 +991,10 @@ impl Datapath {
     }
 
     /// All entries of IPv6 conntrack table `table`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when iterating or a lookup fails.
     pub fn ct6_entries(&self, table: CtTable) -> Result<Vec<(CtTuple6, RawCtEntry)>> {
         self.ct_entries(match table {
             CtTable::Tcp => maps::CT6_TCP,
@@ -945,6 +1018,10 @@ impl Datapath {
 
     /// Target ifindex of the last redirect on any CPU, when loaded with
     /// `trace_redirects`; clears it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when the lookup or the reset fails.
     pub fn last_redirect(&self) -> Result<Option<u32>> {
         let mut buf = vec![0u8; 8 * self.ncpus];
         let key = 0u32.to_ne_bytes();
@@ -960,8 +1037,13 @@ impl Datapath {
         Ok(found)
     }
 
-    /// Runs `prog` on `packet` with BPF_PROG_TEST_RUN (in the calling thread's
+    /// Runs `prog` on `packet` with `BPF_PROG_TEST_RUN` (in the calling thread's
     /// network namespace; map updates are real).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for a packet shorter than an Ethernet header
+    /// (14 bytes); [`Error::TestRun`] when the kernel refuses the run.
     pub fn test_run(&self, prog: Program, packet: &[u8], ctx: &TestContext) -> Result<TestOutput> {
         // The kernel refuses less than an Ethernet header with a bare EINVAL.
         if packet.len() < 14 {
@@ -1020,6 +1102,11 @@ impl Datapath {
     /// Attaches the hook's program to `ifindex` in the calling thread's
     /// network namespace (tcx, or tc clsact as [`Options::attach_mode`] says).
     /// Attaching the same hook twice to one interface is a no-op.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownInterface`] when `ifindex` is not in the calling
+    /// thread's namespace; [`Error::Attach`] when the kernel refuses.
     pub fn attach(&mut self, ifindex: u32, hook: Hook) -> Result<()> {
         self.attach_program(ifindex, hook, hook.program())
     }
@@ -1028,6 +1115,10 @@ impl Datapath {
     /// such as [`Program::Pass`] to learn what the hooks alone cost. Apart
     /// from the program, as [`Datapath::attach`]; [`Datapath::detach`] of
     /// the hook removes it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Datapath::attach`].
     pub fn attach_program(&mut self, ifindex: u32, hook: Hook, program: Program) -> Result<()> {
         let ns = crate::attach::current_netns()?;
         if self
@@ -1056,6 +1147,11 @@ impl Datapath {
 
     /// Detaches the hook's program from `ifindex`. The interface is looked up
     /// in the calling thread's namespace first, then anywhere it is unique.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotAttached`] when this datapath did not attach the hook
+    /// there; [`Error::Detach`] when the kernel refuses.
     pub fn detach(&mut self, ifindex: u32, hook: Hook) -> Result<()> {
         let ns = crate::attach::current_netns()?;
         let pos = self
@@ -1081,6 +1177,7 @@ impl Datapath {
     }
 
     /// How many hooks are attached.
+    #[must_use]
     pub fn attached(&self) -> usize {
         self.attachments.len()
     }

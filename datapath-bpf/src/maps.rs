@@ -400,7 +400,7 @@ pub struct PolicyKey {
     pub identity: u32,
     /// Destination port (host order).
     pub dport: u16,
-    /// IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6).
+    /// IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 `ICMPv6`).
     pub protocol: u8,
     /// Which way.
     pub direction: TrafficDirection,
@@ -515,6 +515,7 @@ pub mod reason {
     pub const POLICY_DENY: u8 = 181;
 
     /// Cilium's text for a reason (`pkg/monitor/api/drop.go`).
+    #[must_use]
     pub fn name(reason: u8) -> &'static str {
         match reason {
             FORWARDED => "Success",
@@ -548,6 +549,7 @@ pub struct Metric {
 
 impl Metric {
     /// Cilium's text for the reason.
+    #[must_use]
     pub fn reason_name(&self) -> &'static str {
         reason::name(self.reason)
     }
@@ -633,11 +635,11 @@ pub const TUPLE_F_RELATED: u8 = 2;
 
 /// `ct_entry.flags` bits (Cilium's bit-field order).
 pub mod ct_flags {
-    /// RxClosing.
+    /// `RxClosing`.
     pub const RX_CLOSING: u16 = 1 << 0;
-    /// TxClosing.
+    /// `TxClosing`.
     pub const TX_CLOSING: u16 = 1 << 1;
-    /// SeenNonSyn.
+    /// `SeenNonSyn`.
     pub const SEEN_NON_SYN: u16 = 1 << 4;
 }
 
