@@ -1240,7 +1240,10 @@ impl Drop for Datapath {
         }
         for a in std::mem::take(&mut self.attachments) {
             if let Err(e) = a.detach() {
-                eprintln!("datapath-bpf: {e}");
+                // Display has the context only; the cause is the source.
+                let cause =
+                    std::error::Error::source(&e).map_or(String::new(), |c| format!(": {c}"));
+                eprintln!("podnet-datapath: {e}{cause}");
             }
         }
     }

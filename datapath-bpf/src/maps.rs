@@ -28,7 +28,9 @@ pub const METRICS: &str = "podnet_metrics";
 /// writes the endpoints map must write a new value here afterwards.
 pub const ENDPOINTS_GENERATION: &str = "podnet_lxc_gen";
 
-/// Every map pinned in the pin directory.
+/// Every map of the object pinned in the pin directory. Beside them the
+/// loader pins `podnet_owned`, a one-entry array recording which of these a
+/// podnet load created (what [`crate::Datapath::teardown`] may remove).
 pub const PINNED: [&str; 9] = [
     CT4_TCP,
     CT4_ANY,
