@@ -1336,6 +1336,21 @@ fn failed_load_leaves_no_directory_it_created() {
     let r = Datapath::load(&huge);
     assert!(r.is_err(), "a 4G-entry map loaded: {r:?}");
     assert!(!dir.join("a").exists(), "a/ left behind after {r:?}");
+    // The kernel's answer: context in Display, errno from the source,
+    // libbpf's lines through the accessor only.
+    let e = r.unwrap_err();
+    assert!(matches!(e, Error::Load { .. }), "{e:?}");
+    assert_eq!(e.errno(), Some(libc::E2BIG), "{e:?}");
+    assert!(
+        !e.to_string().contains('\n') && !e.to_string().contains("os error"),
+        "{e}"
+    );
+    assert!(std::error::Error::source(&e).is_some());
+    assert!(
+        e.verifier_log()
+            .is_some_and(|l| l.contains("cilium_ct4_global")),
+        "{e:?}"
+    );
     assert!(dir.path().exists(), "the existing parent stays");
 
     // An existing pin dir stays too, empty or not.
