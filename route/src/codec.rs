@@ -112,14 +112,14 @@ pub(crate) fn route_new(
     m
 }
 
-/// The RTM_DELROUTE body: the route's identity (table, prefix, metric) and
-/// device, with scope nowhere, protocol 0 and type 0 so that any route of
-/// that identity matches.
+/// The RTM_DELROUTE body: the route's identity (table, prefix, metric),
+/// device and protocol (0, any, for `Protocol::UNSPEC`), with scope nowhere
+/// and type 0 so that a route of any scope and type matches.
 pub(crate) fn route_del(r: &Route, oif: Option<u32>) -> RouteMessage {
     let mut m = route_identity(r);
     let h = &mut m.header;
     h.scope = SCOPE_NOWHERE.into();
-    h.protocol = 0u8.into();
+    h.protocol = r.proto.0.into();
     h.kind = 0u8.into();
     let a = &mut m.attributes;
     if let Some(i) = oif {
@@ -128,9 +128,10 @@ pub(crate) fn route_del(r: &Route, oif: Option<u32>) -> RouteMessage {
     // The metric is part of the identity: an IPv6 route without one is the
     // route of metric 1024 (what the kernel gives it), not any route of the
     // prefix. IPv4 treats metric 0 as "any" itself.
+    // (IPv6 also reads metric 0 as "any": send what the kernel stores.)
     match (r.priority, r.is_ipv6()) {
-        (Some(p), _) => a.push(RouteAttribute::Priority(p)),
-        (None, true) => a.push(RouteAttribute::Priority(1024)),
+        (_, true) => a.push(RouteAttribute::Priority(r.kernel_metric())),
+        (Some(p), false) => a.push(RouteAttribute::Priority(p)),
         (None, false) => {}
     }
     m
@@ -524,11 +525,13 @@ mod tests {
     }
 
     #[test]
-    fn delete_template_is_scope_nowhere_proto_0_type_0() {
+    fn delete_template_is_scope_nowhere_type_0_of_the_protocol() {
         let r = Route::new("fd00::/64".parse().unwrap())
             .dev("eth0")
             .proto(Protocol::KERNEL);
         let b = bytes(&route_del(&r, Some(3)));
+        assert_eq!(&b[..8], &[10, 64, 0, 0, 254, 2, 255, 0]);
+        let b = bytes(&route_del(&r.clone().proto(Protocol::UNSPEC), Some(3)));
         assert_eq!(&b[..8], &[10, 64, 0, 0, 254, 0, 255, 0]);
     }
 

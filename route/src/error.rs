@@ -122,6 +122,20 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// A route of the same identity (table, prefix, metric) but of another
+    /// protocol is in the kernel: an upsert does not rewrite another
+    /// owner's route (see `Handle::upsert_take_over`).
+    #[error("{op} {object}: a route of protocol {proto} is in the way ({existing}); not replaced")]
+    Conflict {
+        /// What was being done.
+        op: Op,
+        /// The route asked for, as `ip` text.
+        object: String,
+        /// The route in the kernel, as `ip` text.
+        existing: String,
+        /// Its protocol.
+        proto: crate::names::Protocol,
+    },
     /// A dump kept being interrupted (`NLM_F_DUMP_INTR`) by concurrent changes.
     #[error("{op}: dump interrupted by concurrent changes {tries} times in a row")]
     DumpInterrupted {
@@ -180,6 +194,7 @@ impl Error {
             | Error::UnknownDevice { op, .. }
             | Error::Io { op, .. }
             | Error::Decode { op, .. }
+            | Error::Conflict { op, .. }
             | Error::DumpInterrupted { op, .. } => *op,
         }
     }

@@ -22,7 +22,7 @@ use ipnet::IpNet;
 
 use crate::error::{Error, Result};
 use crate::handle::Handle;
-use crate::names::{Protocol, Scope, MAIN_TABLE};
+use crate::names::{Protocol, Scope, DEFAULT_TABLE, LOCAL_TABLE, MAIN_TABLE};
 use crate::route::Route;
 use crate::rule::{Family, Rule};
 
@@ -85,7 +85,7 @@ impl Layout {
                     // Best effort: the error the caller sees is the cause.
                     let _ = match u {
                         Undo::Delete(r) => h.delete_if_present(&r).map(drop),
-                        Undo::Restore(r) => h.upsert(&r, None).map(drop),
+                        Undo::Restore(r) => h.upsert_take_over(&r, None).map(drop),
                         Undo::DeleteRule(r) => h.delete_rule(&r),
                     };
                 }
@@ -107,8 +107,28 @@ impl Layout {
             sel.kind = r.kind;
             sel.priority = r.priority;
             let prev = h.lookup(&sel)?;
+            // The nexthop route an upsert of `via` adds is taken back too.
+            let nh = r.nexthop_route();
+            let nh_sel = nh.as_ref().map(|n| {
+                let mut s = Route::new(n.prefix).table(n.table);
+                s.device.clone_from(&n.device);
+                s
+            });
+            let nh_prev = match &nh_sel {
+                Some(s) => h.lookup(s)?,
+                None => None,
+            };
             if h.upsert(r, None)? {
                 changed = true;
+                if let (Some(nh), Some(s)) = (nh, &nh_sel) {
+                    let now = h.lookup(s)?;
+                    if now != nh_prev {
+                        undo.push(match nh_prev {
+                            Some(p) => Undo::Restore(p),
+                            None => Undo::Delete(nh),
+                        });
+                    }
+                }
                 undo.push(match prev {
                     Some(p) => Undo::Restore(p),
                     None => Undo::Delete(r.clone()),
@@ -307,6 +327,24 @@ impl EniEndpoint {
         Family::of(&IpNet::from(self.pod_ip))
     }
 
+    /// The ENI table must be the ENI's own: 0 (unspec), `default` (253),
+    /// `main` (254) and `local` (255) belong to the system, and installing
+    /// (or removing) the ENI's default route there would replace (or
+    /// delete) the node's own.
+    pub fn validate(&self) -> Result<()> {
+        if matches!(self.eni_table, 0 | DEFAULT_TABLE | MAIN_TABLE | LOCAL_TABLE) {
+            return Err(Error::InvalidInput {
+                op: crate::Op::Upsert,
+                object: format!("ENI endpoint {} table {}", self.pod_ip, self.eni_table),
+                reason: format!(
+                    "table {} belongs to the system; an ENI needs a table of its own",
+                    crate::names::table_name(self.eni_table)
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// The ENI table's routes: `<router> dev ethN scope link` and
     /// `default via <router> dev ethN`, in table `eni_table`.
     pub fn eni_table_routes(&self) -> Vec<Route> {
@@ -348,8 +386,10 @@ impl EniEndpoint {
         Layout { routes, rules }
     }
 
-    /// Installs the endpoint (see [`Layout::install`]).
+    /// Installs the endpoint (see [`Layout::install`]); a system table is
+    /// refused first (see [`EniEndpoint::validate`]).
     pub fn install(&self, h: &Handle) -> Result<bool> {
+        self.validate()?;
         self.layout().install(h)
     }
 
@@ -357,6 +397,7 @@ impl EniEndpoint {
     /// routes go too unless another rule still looks up that table (another
     /// endpoint on the same ENI).
     pub fn remove(&self, h: &Handle) -> Result<()> {
+        self.validate()?;
         let mut l = self.layout();
         let shared = self.eni_table_routes();
         l.routes.retain(|r| !shared.contains(r));

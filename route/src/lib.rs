@@ -54,6 +54,6 @@ pub use names::{
     parse_table, table_name, NameError, Protocol, RouteFlags, RoutePref, RouteType, Scope,
     DEFAULT_TABLE, LOCAL_TABLE, MAIN_TABLE,
 };
-pub use route::{NextHop, Route};
+pub use route::{NextHop, Route, MAX_MTU};
 pub use rule::{Family, Rule, RuleAction};
 pub use show::{RouteShow, RuleShow, ShowStyle};

@@ -226,6 +226,23 @@ impl Route {
         self
     }
 
+    /// The metric the kernel stores for this route: `priority`, or the
+    /// family's default when it is `None` (0 for IPv4, 1024 for IPv6);
+    /// IPv6 also turns metric 0 into 1024.
+    ///
+    /// ```
+    /// use podnet_route::Route;
+    /// assert_eq!(Route::new("fd00::/64".parse().unwrap()).metric(0).kernel_metric(), 1024);
+    /// assert_eq!(Route::new("10.0.0.0/8".parse().unwrap()).kernel_metric(), 0);
+    /// ```
+    pub fn kernel_metric(&self) -> u32 {
+        match (self.priority, self.is_ipv6()) {
+            (None | Some(0), true) => 1024,
+            (Some(p), _) => p,
+            (None, false) => 0,
+        }
+    }
+
     /// `true` for an IPv6 route.
     pub fn is_ipv6(&self) -> bool {
         self.prefix.addr().is_ipv6()
@@ -291,6 +308,19 @@ impl Route {
         if self.mtu == Some(0) {
             return Err(bad("MTU 0".into()));
         }
+        if let Some(m) = self.mtu.filter(|m| *m > MAX_MTU) {
+            return Err(bad(format!(
+                "MTU {m} above {MAX_MTU}: the kernel would store {MAX_MTU}"
+            )));
+        }
+        if let Some(nh) = self.nexthop {
+            check_gateway(nh, &self.prefix).map_err(bad)?;
+        }
+        for h in &self.multipath {
+            if let Some(g) = h.gateway {
+                check_gateway(g, &self.prefix).map_err(bad)?;
+            }
+        }
         if self.table == 0 {
             return Err(bad("table 0 (unspec) is not a table".into()));
         }
@@ -338,6 +368,33 @@ impl Route {
         }
         Ok(())
     }
+}
+
+/// The largest route MTU the kernel stores (`IP_MAX_MTU` less 15); it
+/// clamps larger values to this, so [`Route::validate`] refuses them.
+pub const MAX_MTU: u32 = 65520;
+
+/// A gateway that cannot be one: the unspecified address, a multicast or
+/// the IPv4 broadcast address, or the network address of the route's own
+/// IPv4 prefix (which `ip` refuses too).
+fn check_gateway(gw: IpAddr, prefix: &IpNet) -> Result<(), String> {
+    if gw.is_unspecified() {
+        return Err(format!("gateway {gw} is the unspecified address"));
+    }
+    if gw.is_multicast() {
+        return Err(format!("gateway {gw} is a multicast address"));
+    }
+    if let IpAddr::V4(a) = gw {
+        if a.is_broadcast() {
+            return Err(format!("gateway {gw} is the broadcast address"));
+        }
+        if prefix.prefix_len() > 0 && prefix.prefix_len() < 31 && gw == prefix.network() {
+            return Err(format!(
+                "gateway {gw} is the network address of the route's prefix {prefix}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The table iproute2 picks when `ip route add` gets none.
@@ -721,6 +778,28 @@ mod tests {
             Route::new(p("fd00::/64")).dev("eth0").scope(Scope::LINK),
             Route::new(p("10.0.0.0/24")).dev("eth0").table(0),
             Route::new(p("10.0.0.0/24")).dev("a-very-long-device-name"),
+            // Values the kernel would change or refuse.
+            Route::new(p("10.0.0.0/24")).dev("eth0").mtu(65521),
+            Route::new(p("10.1.0.0/24"))
+                .dev("e")
+                .via("0.0.0.0".parse().unwrap()),
+            Route::new(p("10.1.0.0/24"))
+                .dev("e")
+                .via("255.255.255.255".parse().unwrap()),
+            Route::new(p("10.1.0.0/24"))
+                .dev("e")
+                .via("224.0.0.1".parse().unwrap()),
+            Route::new(p("10.1.0.0/24"))
+                .dev("e")
+                .via("10.1.0.0".parse().unwrap()),
+            Route::new(p("fd00::/64"))
+                .dev("e")
+                .via("::".parse().unwrap()),
+            Route::new(p("fd00::/64"))
+                .dev("e")
+                .via("ff02::1".parse().unwrap()),
+            Route::new(p("10.7.0.0/16"))
+                .nexthops(vec![NextHop::new("e").via("0.0.0.0".parse().unwrap())]),
         ];
         for r in bad {
             let e = r.validate(Op::Upsert).unwrap_err();

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use ipnet::IpNet;
 
 use crate::error::{Error, Op};
-use crate::names::{parse_table, table_name, Protocol, MAIN_TABLE};
+use crate::names::{parse_table, table_name, Protocol, DEFAULT_TABLE, LOCAL_TABLE, MAIN_TABLE};
 use crate::route::{parse_err, parse_prefix, strip_command};
 use crate::show::fmt_net;
 
@@ -192,6 +192,73 @@ impl Rule {
             return Err(bad("a mark mask without a mark".into()));
         }
         Ok(())
+    }
+
+    /// The kernel's default rules of `family`: `0: from all lookup local`,
+    /// `32766: from all lookup main` and, for IPv4, `32767: from all
+    /// lookup default` (protocol kernel).
+    ///
+    /// ```
+    /// use podnet_route::{Family, Rule};
+    /// let d = Rule::system_rules(Family::V4);
+    /// assert_eq!(d[1].to_string(), "priority 32766 from all lookup main proto kernel");
+    /// assert!(d.iter().all(Rule::is_system));
+    /// assert_eq!(Rule::system_rules(Family::V6).len(), 2);
+    /// ```
+    pub fn system_rules(family: Family) -> Vec<Rule> {
+        let mut v = vec![(0, LOCAL_TABLE), (32766, MAIN_TABLE)];
+        if family == Family::V4 {
+            v.push((32767, DEFAULT_TABLE));
+        }
+        v.into_iter()
+            .map(|(p, t)| {
+                Rule::new(family)
+                    .priority(p)
+                    .table(t)
+                    .protocol(Protocol::KERNEL)
+            })
+            .collect()
+    }
+
+    fn selects_all(&self) -> bool {
+        self.from.is_none() && self.to.is_none() && self.mark.is_none() && !self.invert
+    }
+
+    /// `true` for one of the kernel's default rules (see
+    /// [`Rule::system_rules`]; protocol kernel or unspec).
+    pub fn is_system(&self) -> bool {
+        let mut r = self.clone().normalized();
+        if r.protocol == Protocol::UNSPEC {
+            r.protocol = Protocol::KERNEL;
+        }
+        Rule::system_rules(self.family).contains(&r)
+    }
+
+    /// The default rule at this rule's priority when this rule selects
+    /// `from all` there too (adding it would make that default rule a
+    /// stale variant).
+    pub(crate) fn system_slot(&self) -> Option<Rule> {
+        if !self.selects_all() {
+            return None;
+        }
+        let sys = Rule::system_rules(self.family)
+            .into_iter()
+            .find(|s| s.priority == self.priority)?;
+        (!self.is_system()).then_some(sys)
+    }
+
+    /// The default rule a delete of this rule could hit (the kernel takes
+    /// the first rule matching what is given; no priority matches any).
+    pub(crate) fn matching_system_rule(&self) -> Option<Rule> {
+        if !self.selects_all()
+            || self.action != RuleAction::Lookup
+            || !matches!(self.protocol, Protocol::UNSPEC | Protocol::KERNEL)
+        {
+            return None;
+        }
+        Rule::system_rules(self.family)
+            .into_iter()
+            .find(|s| s.table == self.table && self.priority.is_none_or(|p| s.priority == Some(p)))
     }
 
     /// Normalises what the kernel treats as equal (a /0 prefix = none, an
