@@ -299,12 +299,6 @@ struct Put<'a> {
     take_over: bool,
 }
 
-/// The kernel's own protocol filter for a delete: the route's protocol,
-/// none (any) for [`Protocol::UNSPEC`].
-fn proto_filter(r: &Route) -> Option<Protocol> {
-    (r.proto != Protocol::UNSPEC).then_some(r.proto)
-}
-
 fn proto_matches(r: &Route, d: &Decoded) -> bool {
     r.proto == Protocol::UNSPEC || d.route.proto == r.proto
 }
@@ -988,13 +982,12 @@ impl Handle {
                     .flatten()
                     .any(|d| matches(r, oif, crit, d) && proto_matches(r, d))
             }
-            None => {
-                let fam = Family::V4;
-                let req = codec::route_dump(Some(fam), Some(r.table), proto_filter(r), None, oif);
-                let found =
-                    self.dump_routes(c, &req, |d| matches(r, oif, crit, d) && proto_matches(r, d))?;
-                !found.is_empty()
-            }
+            // One FIB message where the FIB has the route (the best route
+            // of its prefix has the lowest metric, 0), else a dump of the
+            // table filtered by device.
+            None => self
+                .find(c, r, oif, crit, None)?
+                .is_some_and(|d| proto_matches(r, &d)),
         };
         Ok(Some(found))
     }
