@@ -16,9 +16,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use podnet_conntrack::nat::NatEntry;
-use podnet_conntrack::{
-    AnyCtKey, CtEntry, CtKey4, CtKey4Global, CtKey6, CtKey6Global, GcInterval,
-};
+use podnet_conntrack::{AnyCtKey, CtEntry, CtKey4, CtKey4Global, CtKey6, CtKey6Global, GcInterval};
 use podnet_route::{Route, Rule, ShowStyle};
 
 /// A fuzz body: takes the fuzzer's bytes, panics on a bug.

@@ -32,10 +32,11 @@ pub const DUMP_MAX_TRIES: u32 = 10;
 ///
 /// ```
 /// use podnet_route::MtuConfig;
-/// let cfg = MtuConfig { device_mtu: 9001, route_mtu: 8951 };
+/// let cfg = MtuConfig::new(9001, 8951);
 /// assert!(cfg.validate().is_ok());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MtuConfig {
     /// The MTU of the devices (`GetDeviceMTU`).
     pub device_mtu: u32,
@@ -44,6 +45,15 @@ pub struct MtuConfig {
 }
 
 impl MtuConfig {
+    /// The device MTU and the route MTU.
+    #[must_use]
+    pub fn new(device_mtu: u32, route_mtu: u32) -> MtuConfig {
+        MtuConfig {
+            device_mtu,
+            route_mtu,
+        }
+    }
+
     /// Both MTUs must be non-zero.
     pub fn validate(&self) -> std::result::Result<(), String> {
         if self.device_mtu == 0 || self.route_mtu == 0 {
@@ -73,6 +83,7 @@ impl MtuConfig {
 /// assert_eq!(f.table, Some(300));
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RouteFilter {
     /// Only this family (`None`: IPv4 and IPv6).
     pub family: Option<Family>,
@@ -119,10 +130,11 @@ impl RouteFilter {
 ///
 /// ```
 /// use podnet_route::GetOptions;
-/// let q = GetOptions { from: Some("10.0.0.5".parse().unwrap()), iif: Some("lxc1".into()), ..Default::default() };
+/// let q = GetOptions::new().from("10.0.0.5".parse().unwrap()).iif("lxc1");
 /// assert!(q.oif.is_none());
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GetOptions {
     /// The source address (`from`).
     pub from: Option<IpAddr>,
@@ -133,6 +145,38 @@ pub struct GetOptions {
     pub oif: Option<String>,
     /// The firewall mark (`mark`).
     pub mark: Option<u32>,
+}
+
+impl GetOptions {
+    /// No selectors (`ip route get DST`).
+    #[must_use]
+    pub fn new() -> GetOptions {
+        GetOptions::default()
+    }
+    /// Sets the source address (`from`).
+    #[must_use]
+    pub fn from(mut self, src: IpAddr) -> Self {
+        self.from = Some(src);
+        self
+    }
+    /// Sets the input device (`iif`).
+    #[must_use]
+    pub fn iif(mut self, dev: impl Into<String>) -> Self {
+        self.iif = Some(dev.into());
+        self
+    }
+    /// Sets the output device (`oif`).
+    #[must_use]
+    pub fn oif(mut self, dev: impl Into<String>) -> Self {
+        self.oif = Some(dev.into());
+        self
+    }
+    /// Sets the firewall mark (`mark`).
+    #[must_use]
+    pub fn mark(mut self, mark: u32) -> Self {
+        self.mark = Some(mark);
+        self
+    }
 }
 
 #[derive(Default)]

@@ -49,15 +49,13 @@ pub fn link_route(ip: IpAddr, dev: &str) -> Route {
 /// ```no_run
 /// use podnet_route::{Handle, Route, layout::Layout};
 /// let h = Handle::new()?;
-/// let l = Layout {
-///     routes: vec!["10.9.0.0/16 dev eth0".parse()?],
-///     rules: vec![],
-/// };
+/// let l = Layout::new(vec!["10.9.0.0/16 dev eth0".parse()?], vec![]);
 /// l.install(&h)?;
 /// l.remove(&h)?;
 /// # Ok::<(), podnet_route::Error>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Layout {
     /// Routes, upserted in order (put nexthop routes first).
     pub routes: Vec<Route>,
@@ -72,6 +70,12 @@ enum Undo {
 }
 
 impl Layout {
+    /// Routes (upserted in order) and rules (added after them).
+    #[must_use]
+    pub fn new(routes: Vec<Route>, rules: Vec<Rule>) -> Layout {
+        Layout { routes, rules }
+    }
+
     /// Upserts every route, then adds every rule. Returns whether anything
     /// changed. On the first failure, routes this call added are deleted,
     /// routes it changed are restored, rules it added are deleted, and the
@@ -173,6 +177,7 @@ impl Layout {
 
 /// A remote node of [`NativeRouting`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RemoteNode {
     /// The node's pod CIDR.
     pub pod_cidr: IpNet,
@@ -196,6 +201,7 @@ pub struct RemoteNode {
 /// # Ok::<(), podnet_route::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NativeRouting {
     /// The host device, `cilium_host` by default.
     pub host_device: String,
@@ -230,7 +236,36 @@ impl NativeRouting {
         }
     }
 
+    /// Sets the host device (`cilium_host` by default).
+    #[must_use]
+    pub fn host_device(mut self, dev: impl Into<String>) -> Self {
+        self.host_device = dev.into();
+        self
+    }
+
+    /// Sets the table of all routes (main by default).
+    #[must_use]
+    pub fn table(mut self, table: u32) -> Self {
+        self.table = table;
+        self
+    }
+
+    /// Sets the protocol of all routes (`boot` by default).
+    #[must_use]
+    pub fn proto(mut self, proto: Protocol) -> Self {
+        self.proto = proto;
+        self
+    }
+
+    /// Sets the MTU of the routes through a gateway.
+    #[must_use]
+    pub fn mtu(mut self, mtu: u32) -> Self {
+        self.mtu = Some(mtu);
+        self
+    }
+
     /// Adds a remote node.
+    #[must_use]
     pub fn remote(mut self, pod_cidr: IpNet, node_ip: IpAddr) -> Self {
         self.remote_nodes.push(RemoteNode { pod_cidr, node_ip });
         self
@@ -291,20 +326,20 @@ impl NativeRouting {
 /// use podnet_route::{Handle, layout::EniEndpoint};
 ///
 /// let h = Handle::new()?;
-/// let ep = EniEndpoint {
-///     pod_ip: "192.168.105.44".parse().unwrap(),
-///     host_device: "lxc5a4def8d96c5".into(),
-///     eni_device: "eth2".into(),
-///     eni_table: 92,
-///     router: "192.168.0.1".parse().unwrap(),
-///     vpc_cidrs: vec!["192.168.0.0/16".parse().unwrap()],
-///     mtu: None,
-/// };
+/// let ep = EniEndpoint::new(
+///     "192.168.105.44".parse().unwrap(),
+///     "lxc5a4def8d96c5",
+///     "eth2",
+///     92,
+///     "192.168.0.1".parse().unwrap(),
+/// )
+/// .vpc_cidr("192.168.0.0/16".parse().unwrap());
 /// ep.install(&h)?;
 /// ep.remove(&h)?;
 /// # Ok::<(), podnet_route::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct EniEndpoint {
     /// The pod's IP (an ENI secondary IP).
     pub pod_ip: IpAddr,
@@ -323,6 +358,42 @@ pub struct EniEndpoint {
 }
 
 impl EniEndpoint {
+    /// An endpoint `pod_ip` behind `host_device`, on the ENI `eni_device`
+    /// whose table is `eni_table` and whose subnet's router is `router`;
+    /// no VPC CIDRs yet, no MTU.
+    #[must_use]
+    pub fn new(
+        pod_ip: IpAddr,
+        host_device: impl Into<String>,
+        eni_device: impl Into<String>,
+        eni_table: u32,
+        router: IpAddr,
+    ) -> EniEndpoint {
+        EniEndpoint {
+            pod_ip,
+            host_device: host_device.into(),
+            eni_device: eni_device.into(),
+            eni_table,
+            router,
+            vpc_cidrs: Vec::new(),
+            mtu: None,
+        }
+    }
+
+    /// Adds a VPC CIDR reached through the ENI.
+    #[must_use]
+    pub fn vpc_cidr(mut self, cidr: IpNet) -> Self {
+        self.vpc_cidrs.push(cidr);
+        self
+    }
+
+    /// Sets the MTU of the ENI's default route.
+    #[must_use]
+    pub fn mtu(mut self, mtu: u32) -> Self {
+        self.mtu = Some(mtu);
+        self
+    }
+
     fn family(&self) -> Family {
         Family::of(&IpNet::from(self.pod_ip))
     }

@@ -35,6 +35,7 @@ use crate::names::{
 /// assert_eq!(r.to_string().parse::<Route>().unwrap(), r);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Route {
     /// The destination prefix (no host bits set).
     pub prefix: IpNet,
@@ -83,6 +84,7 @@ pub struct Route {
 /// assert_eq!(r.to_string().parse::<Route>().unwrap(), r);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct NextHop {
     /// The gateway of this path.
     pub gateway: Option<IpAddr>,

@@ -65,6 +65,7 @@ pub enum RuleAction {
 /// assert_eq!(r.to_string().parse::<Rule>().unwrap(), r);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Rule {
     /// The priority (`priority`); `None` lets the kernel pick one.
     pub priority: Option<u32>,

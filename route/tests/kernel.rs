@@ -206,10 +206,7 @@ fn mtu_configuration_sets_route_or_device_mtu() {
     require_privileges!();
     let ns = world("mtu");
     let h = handle(&ns);
-    let cfg = MtuConfig {
-        device_mtu: 9000,
-        route_mtu: 8950,
-    };
+    let cfg = MtuConfig::new(9000, 8950);
     let remote = Route::new(net("10.50.0.0/16"))
         .via(ip("10.0.0.2"))
         .dev("eth0")
@@ -224,10 +221,7 @@ fn mtu_configuration_sets_route_or_device_mtu() {
     assert!(!h.upsert(&remote, Some(&cfg)).unwrap());
     assert_eq!(h.lookup(&remote).unwrap().unwrap().mtu, Some(8950));
     assert_eq!(h.lookup(&local).unwrap().unwrap().mtu, Some(9000));
-    let bad = MtuConfig {
-        device_mtu: 0,
-        route_mtu: 1,
-    };
+    let bad = MtuConfig::new(0, 1);
     assert!(matches!(
         h.upsert(&remote, Some(&bad)),
         Err(Error::InvalidInput { .. })

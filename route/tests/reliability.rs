@@ -89,15 +89,8 @@ fn eni_layout_refuses_system_tables() {
     let h = handle(&ns);
     let before = ns.ip(&["route", "show", "table", "all"]);
     for table in [0, 253, 254, 255] {
-        let ep = EniEndpoint {
-            pod_ip: ip("10.0.0.44"),
-            host_device: "eth0".into(),
-            eni_device: "eth1".into(),
-            eni_table: table,
-            router: ip("10.1.0.254"),
-            vpc_cidrs: vec![net("10.0.0.0/16")],
-            mtu: None,
-        };
+        let ep = EniEndpoint::new(ip("10.0.0.44"), "eth0", "eth1", table, ip("10.1.0.254"))
+            .vpc_cidr(net("10.0.0.0/16"));
         let e = ep.install(&h).unwrap_err();
         assert!(matches!(e, Error::InvalidInput { .. }), "{table}: {e}");
         assert!(ep.remove(&h).is_err(), "{table}");
@@ -112,8 +105,8 @@ fn failed_install_takes_back_the_nexthop_routes_it_added() {
     let ns = world("rollbacknh");
     let h = handle(&ns);
     let before = ip_routes_all(&ns);
-    let l = Layout {
-        routes: vec![
+    let l = Layout::new(
+        vec![
             // Its upsert adds `10.0.0.2 dev eth0 scope link` too.
             Route::new(net("10.9.0.0/16"))
                 .via(ip("10.0.0.2"))
@@ -124,8 +117,8 @@ fn failed_install_takes_back_the_nexthop_routes_it_added() {
                 .dev("eth0")
                 .src(ip("10.200.0.1")),
         ],
-        rules: vec![],
-    };
+        vec![],
+    );
     let e = l.install(&h).unwrap_err();
     assert_eq!(e.errno(), Some(libc::EINVAL), "{e}");
     assert_set_eq(&ip_routes_all(&ns), &before, "after the failed install");
