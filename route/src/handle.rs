@@ -35,6 +35,7 @@ pub const DUMP_MAX_TRIES: u32 = 10;
 /// let cfg = MtuConfig::new(9001, 8951);
 /// assert!(cfg.validate().is_ok());
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct MtuConfig {
@@ -82,6 +83,7 @@ impl MtuConfig {
 /// let f = RouteFilter::default().family(Family::V6).table(300).device("eth0");
 /// assert_eq!(f.table, Some(300));
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RouteFilter {

@@ -80,6 +80,7 @@ const PROTOCOLS: &[(u8, &str)] = &[
 /// assert_eq!("kernel".parse::<Protocol>().unwrap(), Protocol::KERNEL);
 /// assert_eq!(Protocol(77).to_string(), "77");
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Protocol(pub u8);
 
@@ -132,6 +133,7 @@ const SCOPES: &[(u8, &str)] = &[
 /// assert_eq!(Scope::LINK.to_string(), "link");
 /// assert_eq!("global".parse::<Scope>().unwrap(), Scope::UNIVERSE);
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Scope(pub u8);
 
@@ -189,6 +191,7 @@ const TYPES: &[(u8, &str)] = &[
 /// assert_eq!(RouteType::BLACKHOLE.to_string(), "blackhole");
 /// assert_eq!("local".parse::<RouteType>().unwrap(), RouteType::LOCAL);
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RouteType(pub u8);
 
@@ -261,6 +264,7 @@ impl FromStr for RouteType {
 /// assert_eq!(f.to_string(), "onlink linkdown");
 /// assert_eq!(RouteFlags::default().to_string(), "");
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct RouteFlags(pub u32);
 
@@ -344,6 +348,7 @@ impl fmt::Display for RouteFlags {
 /// assert_eq!(RoutePref::default(), RoutePref::MEDIUM);
 /// assert_eq!(RoutePref::HIGH.to_string(), "high");
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct RoutePref(pub u8);
 

@@ -34,6 +34,7 @@ use crate::names::{
 /// );
 /// assert_eq!(r.to_string().parse::<Route>().unwrap(), r);
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct Route {
@@ -83,6 +84,7 @@ pub struct Route {
 ///     "10.7.0.0/16 nexthop via 10.0.0.2 dev eth0 weight 1 nexthop via 10.1.0.2 dev eth1 weight 3");
 /// assert_eq!(r.to_string().parse::<Route>().unwrap(), r);
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct NextHop {
@@ -752,6 +754,20 @@ mod tests {
         assert!("6 10.0.0.0/8".parse::<Route>().is_err());
         let r: Route = "blackhole 10.0.0.0/8".parse().unwrap();
         assert_eq!(r.kind, RouteType::BLACKHOLE);
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn serde_round_trips() {
+        let r: Route = "10.7.0.0/16 table 300 proto static nexthop via 10.0.0.2 dev eth0 weight 2"
+            .parse()
+            .unwrap();
+        let j = serde_json::to_string(&r).unwrap();
+        assert!(j.contains("10.7.0.0/16"), "{j}");
+        assert_eq!(serde_json::from_str::<Route>(&j).unwrap(), r);
+        let rule: crate::Rule = "priority 30 from 10.0.0.5 lookup 92".parse().unwrap();
+        let j = serde_json::to_string(&rule).unwrap();
+        assert_eq!(serde_json::from_str::<crate::Rule>(&j).unwrap(), rule);
     }
 
     #[test]

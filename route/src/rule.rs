@@ -11,6 +11,7 @@ use crate::route::{parse_err, parse_prefix, strip_command};
 use crate::show::fmt_net;
 
 /// An address family.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Family {
     /// IPv4 (`AF_INET`).
@@ -32,6 +33,7 @@ impl Family {
 }
 
 /// What a rule does when it matches.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum RuleAction {
     /// `lookup TABLE`: look the packet up in the rule's table.
@@ -64,6 +66,7 @@ pub enum RuleAction {
 ///     "ip rule add priority 30 from 192.168.105.44 to 192.168.0.0/16 lookup 92");
 /// assert_eq!(r.to_string().parse::<Rule>().unwrap(), r);
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct Rule {
