@@ -48,7 +48,7 @@ fn header_table(table: u32) -> u8 {
     }
 }
 
-/// What both route_new and route_del say first: family, prefix and table.
+/// What both `route_new` and `route_del` say first: family, prefix and table.
 fn route_identity(r: &Route) -> RouteMessage {
     let mut m = RouteMessage::default();
     m.header.address_family = family_of(&r.prefix.addr());
@@ -62,7 +62,7 @@ fn route_identity(r: &Route) -> RouteMessage {
     m
 }
 
-/// The RTM_NEWROUTE body for `r` with the resolved `oif`, effective `mtu`
+/// The `RTM_NEWROUTE` body for `r` with the resolved `oif`, effective `mtu`
 /// and the resolved devices of its multipath hops (`hop_oifs[i]` for
 /// `r.multipath[i]`).
 pub(crate) fn route_new(
@@ -112,7 +112,7 @@ pub(crate) fn route_new(
     m
 }
 
-/// The RTM_DELROUTE body: the route's identity (table, prefix, metric),
+/// The `RTM_DELROUTE` body: the route's identity (table, prefix, metric),
 /// device and protocol (0, any, for `Protocol::UNSPEC`), with scope nowhere
 /// and type 0 so that a route of any scope and type matches.
 pub(crate) fn route_del(r: &Route, oif: Option<u32>) -> RouteMessage {
@@ -138,7 +138,7 @@ pub(crate) fn route_del(r: &Route, oif: Option<u32>) -> RouteMessage {
 }
 
 /// A FIB lookup request (`ip route get ADDR`, with `fibmatch` when
-/// `fib_match`): dst_len is the full length, as strict checking demands.
+/// `fib_match`): `dst_len` is the full length, as strict checking demands.
 pub(crate) fn route_get(dst: IpAddr, fib_match: bool) -> RouteMessage {
     let mut m = RouteMessage::default();
     m.header.address_family = family_of(&dst);
@@ -227,7 +227,7 @@ fn addr(a: &RouteAddress) -> Option<IpAddr> {
     }
 }
 
-/// Decodes an RTM_NEWROUTE body; `None` for families other than IPv4/IPv6.
+/// Decodes an `RTM_NEWROUTE` body; `None` for families other than IPv4/IPv6.
 /// Attributes netlink-packet-route does not know are tolerated (they decode
 /// as `Other`).
 pub(crate) fn decode_route(buf: &[u8]) -> Result<Option<Decoded>, NlError> {
@@ -313,7 +313,7 @@ pub(crate) fn decode_route_msg(m: &RouteMessage) -> Option<Decoded> {
     })
 }
 
-/// An RTM_GETLINK body asking for one link by name or index.
+/// An `RTM_GETLINK` body asking for one link by name or index.
 pub(crate) fn link_get(name: Option<&str>, index: u32) -> LinkMessage {
     let mut m = LinkMessage::default();
     m.header.index = index;
@@ -323,7 +323,7 @@ pub(crate) fn link_get(name: Option<&str>, index: u32) -> LinkMessage {
     m
 }
 
-/// Reads (index, name) from an RTM_NEWLINK body without decoding the rest
+/// Reads (index, name) from an `RTM_NEWLINK` body without decoding the rest
 /// (links carry many attributes we do not need).
 pub(crate) fn decode_link(buf: &[u8]) -> Result<(u32, String), NlError> {
     const IFINFO: usize = 16;
@@ -337,7 +337,7 @@ pub(crate) fn decode_link(buf: &[u8]) -> Result<(u32, String), NlError> {
     Ok((index, name))
 }
 
-/// The RTM_NEWRULE / RTM_DELRULE body for `r`.
+/// The `RTM_NEWRULE` / `RTM_DELRULE` body for `r`.
 pub(crate) fn rule_msg(r: &Rule) -> RuleMessage {
     let mut m = RuleMessage::default();
     let h = &mut m.header;

@@ -1,4 +1,4 @@
-//! [`Handle`]: one NETLINK_ROUTE socket in one netns, and every operation
+//! [`Handle`]: one `NETLINK_ROUTE` socket in one netns, and every operation
 //! on routes and rules.
 
 use std::collections::HashMap;
@@ -56,6 +56,10 @@ impl MtuConfig {
     }
 
     /// Both MTUs must be non-zero.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the zero or too large MTU.
     pub fn validate(&self) -> std::result::Result<(), String> {
         if self.device_mtu == 0 || self.route_mtu == 0 {
             return Err(format!(
@@ -101,11 +105,13 @@ pub struct RouteFilter {
 
 impl RouteFilter {
     /// Sets the family.
+    #[must_use]
     pub fn family(mut self, f: Family) -> Self {
         self.family = Some(f);
         self
     }
     /// Sets the table.
+    #[must_use]
     pub fn table(mut self, t: u32) -> Self {
         self.table = Some(t);
         self
@@ -116,11 +122,13 @@ impl RouteFilter {
         self
     }
     /// Sets the protocol.
+    #[must_use]
     pub fn proto(mut self, p: Protocol) -> Self {
         self.proto = Some(p);
         self
     }
     /// Sets the type.
+    #[must_use]
     pub fn kind(mut self, k: RouteType) -> Self {
         self.kind = Some(k);
         self
@@ -187,7 +195,7 @@ struct Links {
     by_index: HashMap<u32, String>,
 }
 
-/// One NETLINK_ROUTE socket, opened in the current netns ([`Handle::new`])
+/// One `NETLINK_ROUTE` socket, opened in the current netns ([`Handle::new`])
 /// or in another one ([`Handle::open_netns`]), with extended acks and strict
 /// checking on. All methods take `&self`: a `Handle` can be shared between
 /// threads (requests on one handle are serialised; open several handles for
@@ -433,6 +441,10 @@ fn fib_confirms(r: &Route, oif: Option<u32>, c: Crit, d: &Decoded) -> bool {
 
 impl Handle {
     /// Opens a handle in the calling thread's network namespace.
+    ///
+    /// # Errors
+    ///
+    /// `Error::Io` when the socket cannot be opened or configured.
     pub fn new() -> Result<Handle> {
         let conn = Conn::open().map_err(|source| Error::Io {
             op: Op::Open,
@@ -446,6 +458,11 @@ impl Handle {
     /// `/proc/PID/ns/net`). The socket is created on a short-lived thread
     /// that entered the namespace, so no thread of the caller changes
     /// namespace; the socket then works from any thread.
+    ///
+    /// # Errors
+    ///
+    /// `Error::Io` when the namespace file cannot be opened or entered, or the
+    /// socket cannot be opened there.
     pub fn open_netns(path: impl AsRef<Path>) -> Result<Handle> {
         let path = path.as_ref();
         let ctx = || path.display().to_string();
@@ -499,6 +516,10 @@ impl Handle {
     /// batches send fewer requests per datagram; should the kernel still
     /// drop replies (ENOBUFS), the batch finds out what happened to each
     /// request and the handle stays usable (see [`Handle::upsert_many`]).
+    ///
+    /// # Errors
+    ///
+    /// `Error::Io` when the kernel refuses the size.
     pub fn set_receive_buffer(&self, bytes: usize) -> Result<usize> {
         lock(&self.conn)
             .set_rcvbuf(bytes)
@@ -599,6 +620,11 @@ impl Handle {
     }
 
     /// The interface index of `name` in the handle's netns (cached).
+    ///
+    /// # Errors
+    ///
+    /// `Error::UnknownDevice` when there is no such link; `Error::Kernel` when
+    /// the request fails.
     pub fn link_index(&self, name: &str) -> Result<u32> {
         let mut c = lock(&self.conn);
         self.dev_index(&mut c, name, false, Op::ResolveLink, &name)
@@ -717,10 +743,10 @@ impl Handle {
         let fam = Family::of(&r.prefix);
         if let Some(cache) = cache {
             let key = (fam == Family::V6, r.table);
-            if !cache.contains_key(&key) {
+            if let std::collections::hash_map::Entry::Vacant(e) = cache.entry(key) {
                 let req = codec::route_dump(Some(fam), Some(r.table), None, None, None);
                 let all = self.dump_routes(c, &req, |d| d.route.table == r.table)?;
-                cache.insert(key, all);
+                e.insert(all);
             }
             let found = cache.get(&key).into_iter().flatten();
             return Ok(found
@@ -966,12 +992,23 @@ impl Handle {
     ///
     /// With `mtu` given and `route.mtu` set, the route MTU comes from the
     /// configuration (see [`MtuConfig`]); else `route.mtu` is used as is.
+    ///
+    /// # Errors
+    ///
+    /// `Error::InvalidInput` for a route [`Route::validate`] refuses (nothing
+    /// sent), `Error::UnknownDevice`, `Error::Conflict` for a route of another
+    /// protocol in the way, `Error::Kernel` with the kernel's errno and message
+    /// (`Op::UpsertNexthop` when the nexthop route failed).
     pub fn upsert(&self, route: &Route, mtu: Option<&MtuConfig>) -> Result<bool> {
         self.upsert_as(route, mtu, false)
     }
 
     /// Like [`Handle::upsert`], and a route of the same identity but
     /// another protocol is replaced too (taken over).
+    ///
+    /// # Errors
+    ///
+    /// As [`Handle::upsert`], without `Error::Conflict`.
     pub fn upsert_take_over(&self, route: &Route, mtu: Option<&MtuConfig>) -> Result<bool> {
         self.upsert_as(route, mtu, true)
     }
@@ -1017,10 +1054,10 @@ impl Handle {
         let found = match cache {
             Some(cache) => {
                 let key = (false, r.table);
-                if !cache.contains_key(&key) {
+                if let std::collections::hash_map::Entry::Vacant(e) = cache.entry(key) {
                     let req = codec::route_dump(Some(Family::V4), Some(r.table), None, None, None);
                     let all = self.dump_routes(c, &req, |d| d.route.table == r.table)?;
-                    cache.insert(key, all);
+                    e.insert(all);
                 }
                 cache
                     .get(&key)
@@ -1045,6 +1082,12 @@ impl Handle {
     /// [`Protocol::UNSPEC`]), whatever its scope and type. A route of
     /// another metric or protocol is never removed. A route that is not
     /// there gives an error for which [`Error::is_not_found`] is true.
+    ///
+    /// # Errors
+    ///
+    /// An error for which [`Error::is_not_found`] is true when no such route is
+    /// there; `Error::InvalidInput` for a bad selector; `Error::Kernel` for
+    /// other refusals.
     pub fn delete(&self, route: &Route) -> Result<()> {
         self.check_selector(route, Op::Delete)?;
         let mut c = lock(&self.conn);
@@ -1068,6 +1111,10 @@ impl Handle {
     }
 
     /// Like [`Handle::delete`] but a missing route is `Ok(false)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Handle::delete`], except "not found".
     pub fn delete_if_present(&self, route: &Route) -> Result<bool> {
         match self.delete(route) {
             Ok(()) => Ok(true),
@@ -1101,6 +1148,12 @@ impl Handle {
     /// Costs one FIB lookup when the table is reachable through the policy
     /// rules (the main table, say) however many routes it holds; otherwise
     /// one dump of that table filtered by device in the kernel.
+    ///
+    /// # Errors
+    ///
+    /// `Error::InvalidInput` for a bad selector, `Error::UnknownDevice`,
+    /// `Error::Kernel` or `Error::DumpInterrupted` when the kernel cannot
+    /// answer.
     pub fn lookup(&self, route: &Route) -> Result<Option<Route>> {
         self.check_selector(route, Op::Lookup)?;
         let mut c = lock(&self.conn);
@@ -1112,6 +1165,11 @@ impl Handle {
     }
 
     /// Lists routes (no cached clones), filtered in the kernel.
+    ///
+    /// # Errors
+    ///
+    /// `Error::UnknownDevice` for the filter's device; `Error::Kernel`,
+    /// `Error::Decode` or `Error::DumpInterrupted` when the dump fails.
     pub fn list(&self, filter: &RouteFilter) -> Result<Vec<Route>> {
         let mut c = lock(&self.conn);
         let what = format!("{filter:?}");
@@ -1140,6 +1198,10 @@ impl Handle {
     /// is the first line of `ip route get` without `uid` (and, for IPv4,
     /// with the `mtu` that `ip` prints on its `cache` line; for IPv6,
     /// without `from`).
+    ///
+    /// # Errors
+    ///
+    /// `Error::Kernel` with the kernel's answer (ENETUNREACH for no route ...).
     pub fn get(&self, dst: IpAddr) -> Result<Route> {
         let mut c = lock(&self.conn);
         let d = c
@@ -1160,6 +1222,11 @@ impl Handle {
     /// Deletes every route of `table` (of `family`, or both), like Cilium's
     /// `DeleteRouteTable`; returns how many went. Every route is attempted;
     /// the first failure other than "already gone" is returned.
+    ///
+    /// # Errors
+    ///
+    /// The first failure other than "already gone" (every route is attempted),
+    /// or the failure to list the table.
     pub fn delete_table(&self, table: u32, family: Option<Family>) -> Result<usize> {
         let mut f = RouteFilter::default().table(table);
         f.family = family;
@@ -1185,6 +1252,12 @@ impl Handle {
     /// The device of the default route of lowest metric in the main table,
     /// like Cilium's `NodeDeviceWithDefaultRoute` for one family. Two
     /// default routes of the same lowest metric are an error, as in Cilium.
+    ///
+    /// # Errors
+    ///
+    /// `Error::Kernel` (ENOENT) when there is no default route,
+    /// `Error::InvalidInput` when two share the lowest metric,
+    /// `Error::UnknownDevice` when it has no device.
     pub fn default_route_device(&self, family: Family) -> Result<String> {
         let f = RouteFilter::default()
             .family(family)
@@ -1225,6 +1298,11 @@ impl Handle {
     /// The kernel's answer for `dst` with selectors, like `ip route get DST
     /// from SRC iif DEV oif DEV mark MARK`. The answer's `table` is the
     /// table the policy rules chose.
+    ///
+    /// # Errors
+    ///
+    /// `Error::InvalidInput` when `from` is of another family,
+    /// `Error::UnknownDevice`, `Error::Kernel` with the kernel's answer.
     pub fn get_with(&self, dst: IpAddr, opts: &GetOptions) -> Result<Route> {
         let what = || format!("{dst} {opts:?}");
         if opts.from.is_some_and(|s| s.is_ipv6() != dst.is_ipv6()) {
@@ -1485,8 +1563,8 @@ impl Handle {
     // ---------------------------------------------------------------- rules
 
     /// Adds a rule unless an identical one exists (`true` when added). The
-    /// kernel ignores NLM_F_REPLACE for rules and would add duplicates, so
-    /// this adds with NLM_F_EXCL and takes EEXIST as "present". After an
+    /// kernel ignores `NLM_F_REPLACE` for rules and would add duplicates, so
+    /// this adds with `NLM_F_EXCL` and takes EEXIST as "present". After an
     /// add, stale variants (same priority and selector, other table, action
     /// or protocol) are removed. Give rules a priority: without one the
     /// kernel picks a new one on each add, and the rule is not idempotent.
@@ -1497,6 +1575,12 @@ impl Handle {
     /// the selector `from all` that is not that default rule is refused
     /// (typed error, nothing sent). [`Handle::replace_system_rule`] is the
     /// explicit way to replace one.
+    ///
+    /// # Errors
+    ///
+    /// `Error::InvalidInput` for a rule [`Rule::validate`] refuses or one that
+    /// would remove a default rule (nothing sent); `Error::Kernel` for the
+    /// kernel's refusal.
     pub fn replace_rule(&self, rule: &Rule) -> Result<bool> {
         self.replace_rule_as(rule, false)
     }
@@ -1504,6 +1588,10 @@ impl Handle {
     /// Like [`Handle::replace_rule`], for a rule that takes the place of
     /// one of the kernel's default rules (its priority, selector `from
     /// all`), which is removed: only for callers that mean exactly that.
+    ///
+    /// # Errors
+    ///
+    /// As [`Handle::replace_rule`], without the default-rule refusal.
     pub fn replace_system_rule(&self, rule: &Rule) -> Result<bool> {
         self.replace_rule_as(rule, true)
     }
@@ -1564,12 +1652,22 @@ impl Handle {
     /// kernel's default rules (selector `from all`, lookup local, main or
     /// default, at its priority or none) is refused (typed error, nothing
     /// sent); [`Handle::delete_system_rule`] is the explicit way.
+    ///
+    /// # Errors
+    ///
+    /// An error for which [`Error::is_not_found`] is true when no such rule is
+    /// there; `Error::InvalidInput` for a bad rule or one that could match a
+    /// default rule (nothing sent).
     pub fn delete_rule(&self, rule: &Rule) -> Result<()> {
         self.delete_rule_as(rule, false)
     }
 
     /// Like [`Handle::delete_rule`], also for one of the kernel's default
     /// rules: only for callers that mean exactly that.
+    ///
+    /// # Errors
+    ///
+    /// As [`Handle::delete_rule`], without the default-rule refusal.
     pub fn delete_system_rule(&self, rule: &Rule) -> Result<()> {
         self.delete_rule_as(rule, true)
     }
@@ -1606,6 +1704,11 @@ impl Handle {
     }
 
     /// Lists the rules of `family` (`None`: both), in the kernel's order.
+    ///
+    /// # Errors
+    ///
+    /// `Error::Kernel`, `Error::Decode` or `Error::DumpInterrupted` when the
+    /// dump fails.
     pub fn list_rules(&self, family: Option<Family>) -> Result<Vec<Rule>> {
         let mut c = lock(&self.conn);
         self.rules_locked(&mut c, family)

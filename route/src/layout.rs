@@ -35,6 +35,7 @@ pub const RULE_PRIORITY_EGRESS: u32 = 30;
 
 /// A scope-link route to one address through `dev` (scope global for IPv6,
 /// which has no route scopes).
+#[must_use]
 pub fn link_route(ip: IpAddr, dev: &str) -> Route {
     let r = Route::host(ip).dev(dev);
     if ip.is_ipv4() {
@@ -80,6 +81,11 @@ impl Layout {
     /// changed. On the first failure, routes this call added are deleted,
     /// routes it changed are restored, rules it added are deleted, and the
     /// error is returned.
+    ///
+    /// # Errors
+    ///
+    /// The first failure (after the rollback), as [`Handle::upsert`] and
+    /// [`Handle::replace_rule`] report it.
     pub fn install(&self, h: &Handle) -> Result<bool> {
         let mut undo = Vec::new();
         match self.apply(h, &mut undo) {
@@ -152,6 +158,10 @@ impl Layout {
     /// gone is skipped (also routes whose device is gone: the kernel
     /// removed them with it); every item is attempted, and the first other
     /// error is returned.
+    ///
+    /// # Errors
+    ///
+    /// The first failure other than "already gone".
     pub fn remove(&self, h: &Handle) -> Result<()> {
         let mut first: Option<Error> = None;
         let mut note = |r: Result<()>| {
@@ -279,6 +289,7 @@ impl NativeRouting {
     /// For IPv6 the local pod CIDR route has no `via`: the kernel refuses a
     /// gateway that is a local address ("Gateway can not be a local
     /// address"), so it is `<local pod CIDR> dev cilium_host src <host IP>`.
+    #[must_use]
     pub fn layout(&self) -> Layout {
         let fix = |r: Route| {
             let mut r = r.table(self.table).proto(self.proto);
@@ -310,11 +321,19 @@ impl NativeRouting {
     }
 
     /// Installs the layout (see [`Layout::install`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Layout::install`].
     pub fn install(&self, h: &Handle) -> Result<bool> {
         self.layout().install(h)
     }
 
     /// Removes the layout (see [`Layout::remove`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Layout::remove`].
     pub fn remove(&self, h: &Handle) -> Result<()> {
         self.layout().remove(h)
     }
@@ -402,6 +421,10 @@ impl EniEndpoint {
     /// `main` (254) and `local` (255) belong to the system, and installing
     /// (or removing) the ENI's default route there would replace (or
     /// delete) the node's own.
+    ///
+    /// # Errors
+    ///
+    /// `Error::InvalidInput` for a system table.
     pub fn validate(&self) -> Result<()> {
         if matches!(self.eni_table, 0 | DEFAULT_TABLE | MAIN_TABLE | LOCAL_TABLE) {
             return Err(Error::InvalidInput {
@@ -418,6 +441,7 @@ impl EniEndpoint {
 
     /// The ENI table's routes: `<router> dev ethN scope link` and
     /// `default via <router> dev ethN`, in table `eni_table`.
+    #[must_use]
     pub fn eni_table_routes(&self) -> Vec<Route> {
         let default = if self.router.is_ipv6() {
             IpNet::V6(Default::default())
@@ -437,6 +461,7 @@ impl EniEndpoint {
 
     /// Everything of this endpoint: the ENI table's routes, `<podIP> dev
     /// lxcXXXX` (scope link) in main, and the rules of priority 20 and 30.
+    #[must_use]
     pub fn layout(&self) -> Layout {
         let pod = IpNet::from(self.pod_ip);
         let mut routes = self.eni_table_routes();
@@ -459,6 +484,10 @@ impl EniEndpoint {
 
     /// Installs the endpoint (see [`Layout::install`]); a system table is
     /// refused first (see [`EniEndpoint::validate`]).
+    ///
+    /// # Errors
+    ///
+    /// `Error::InvalidInput` for a system table; else as [`Layout::install`].
     pub fn install(&self, h: &Handle) -> Result<bool> {
         self.validate()?;
         self.layout().install(h)
@@ -467,6 +496,10 @@ impl EniEndpoint {
     /// Removes the endpoint's rules and main-table route; the ENI table's
     /// routes go too unless another rule still looks up that table (another
     /// endpoint on the same ENI).
+    ///
+    /// # Errors
+    ///
+    /// `Error::InvalidInput` for a system table; else as [`Layout::remove`].
     pub fn remove(&self, h: &Handle) -> Result<()> {
         self.validate()?;
         let mut l = self.layout();

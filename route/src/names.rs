@@ -216,6 +216,7 @@ impl RouteType {
     pub const THROW: RouteType = RouteType(9);
 
     /// Types that need no device (`blackhole`, `unreachable`, `prohibit`, `throw`).
+    #[must_use]
     pub fn is_reject(self) -> bool {
         matches!(self.0, 6..=9)
     }
@@ -298,11 +299,13 @@ impl RouteFlags {
     pub const ALL: RouteFlags = RouteFlags(0x7f | 0x100 | 0x4000 | 0x8000 | 0x2000_0000);
 
     /// `true` when every flag of `other` is set.
+    #[must_use]
     pub fn contains(self, other: RouteFlags) -> bool {
         self.0 & other.0 == other.0
     }
 
     /// `true` when no flag is set.
+    #[must_use]
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }
@@ -380,6 +383,7 @@ pub const LOCAL_TABLE: u32 = 255;
 pub const DEFAULT_TABLE: u32 = 253;
 
 /// iproute2's name for a table (`main`, `local`, `default`, else the number).
+#[must_use]
 pub fn table_name(table: u32) -> String {
     match table {
         MAIN_TABLE => "main".into(),
@@ -391,6 +395,10 @@ pub fn table_name(table: u32) -> String {
 }
 
 /// Parses a table name or number as iproute2 does.
+///
+/// # Errors
+///
+/// [`NameError`] for a word that is neither a table name nor a number.
 pub fn parse_table(s: &str) -> Result<u32, NameError> {
     match s {
         "main" => Ok(MAIN_TABLE),

@@ -230,7 +230,7 @@ pub(crate) fn scan_dump(
 /// the add's ack.
 pub(crate) type Pair<T> = (Result<T, NlError>, Result<(), NlError>);
 
-/// One NETLINK_ROUTE socket with its buffers.
+/// One `NETLINK_ROUTE` socket with its buffers.
 pub(crate) struct Conn {
     sock: Socket,
     /// Requests per datagram of a batch; halved after an overflow.
@@ -302,8 +302,8 @@ impl Conn {
         (self.rcvbuf() / 2048).clamp(16, 512)
     }
 
-    /// Sets the receive buffer (SO_RCVBUFFORCE where permitted, else
-    /// SO_RCVBUF within the system limit) and sizes the batch window to
+    /// Sets the receive buffer (`SO_RCVBUFFORCE` where permitted, else
+    /// `SO_RCVBUF` within the system limit) and sizes the batch window to
     /// it; returns the size the kernel now counts.
     pub(crate) fn set_rcvbuf(&mut self, bytes: usize) -> io::Result<usize> {
         let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);

@@ -111,12 +111,14 @@ impl NextHop {
     }
 
     /// Sets the gateway.
+    #[must_use]
     pub fn via(mut self, gateway: IpAddr) -> NextHop {
         self.gateway = Some(gateway);
         self
     }
 
     /// Sets the weight (1 to 256).
+    #[must_use]
     pub fn weight(mut self, weight: u16) -> NextHop {
         self.weight = weight;
         self
@@ -139,6 +141,7 @@ impl fmt::Display for NextHop {
 impl Route {
     /// A unicast route to `prefix` in the main table, protocol `boot`, scope
     /// global, with nothing else set.
+    #[must_use]
     pub fn new(prefix: IpNet) -> Route {
         Route {
             prefix,
@@ -158,11 +161,13 @@ impl Route {
     }
 
     /// A route to the single address `ip` (a /32 or /128).
+    #[must_use]
     pub fn host(ip: IpAddr) -> Route {
         Route::new(IpNet::from(ip))
     }
 
     /// Sets the gateway (`via`).
+    #[must_use]
     pub fn via(mut self, nexthop: IpAddr) -> Route {
         self.nexthop = Some(nexthop);
         self
@@ -175,30 +180,35 @@ impl Route {
     }
 
     /// Sets the preferred source address (`src`).
+    #[must_use]
     pub fn src(mut self, local: IpAddr) -> Route {
         self.local = Some(local);
         self
     }
 
     /// Sets the MTU (`mtu`).
+    #[must_use]
     pub fn mtu(mut self, mtu: u32) -> Route {
         self.mtu = Some(mtu);
         self
     }
 
     /// Sets the protocol (`proto`).
+    #[must_use]
     pub fn proto(mut self, proto: Protocol) -> Route {
         self.proto = proto;
         self
     }
 
     /// Sets the scope (`scope`).
+    #[must_use]
     pub fn scope(mut self, scope: Scope) -> Route {
         self.scope = scope;
         self
     }
 
     /// Sets the table (`table`).
+    #[must_use]
     pub fn table(mut self, table: u32) -> Route {
         self.table = table;
         self
@@ -206,6 +216,7 @@ impl Route {
 
     /// Sets the type. Setting [`RouteType::LOCAL`] on a route of scope global
     /// also sets scope host, as Cilium and iproute2 do.
+    #[must_use]
     pub fn kind(mut self, kind: RouteType) -> Route {
         self.kind = kind;
         if kind == RouteType::LOCAL && self.scope == Scope::UNIVERSE && self.prefix.addr().is_ipv4()
@@ -216,6 +227,7 @@ impl Route {
     }
 
     /// Sets the metric (`metric`).
+    #[must_use]
     pub fn metric(mut self, priority: u32) -> Route {
         self.priority = Some(priority);
         self
@@ -223,6 +235,7 @@ impl Route {
 
     /// Makes this a multipath (ECMP) route over `hops` (clears `nexthop`
     /// and `device`).
+    #[must_use]
     pub fn nexthops(mut self, hops: Vec<NextHop>) -> Route {
         self.nexthop = None;
         self.device = None;
@@ -239,6 +252,7 @@ impl Route {
     /// assert_eq!(Route::new("fd00::/64".parse().unwrap()).metric(0).kernel_metric(), 1024);
     /// assert_eq!(Route::new("10.0.0.0/8".parse().unwrap()).kernel_metric(), 0);
     /// ```
+    #[must_use]
     pub fn kernel_metric(&self) -> u32 {
         match (self.priority, self.is_ipv6()) {
             (None | Some(0), true) => 1024,
@@ -248,12 +262,14 @@ impl Route {
     }
 
     /// `true` for an IPv6 route.
+    #[must_use]
     pub fn is_ipv6(&self) -> bool {
         self.prefix.addr().is_ipv6()
     }
 
     /// The `ip` command that creates or replaces this route:
     /// `ip route replace <Display>` (`ip -6 route replace` for IPv6).
+    #[must_use]
     pub fn to_ip_command(&self) -> String {
         if self.is_ipv6() {
             format!("ip -6 route replace {self}")
@@ -265,6 +281,7 @@ impl Route {
     /// The scope-link route to this route's nexthop that Cilium's upsert
     /// creates first: `<nexthop> dev <device> scope link table <table>`
     /// (scope global for IPv6), with this route's protocol.
+    #[must_use]
     pub fn nexthop_route(&self) -> Option<Route> {
         let nh = self.nexthop?;
         let mut r = Route::host(nh).table(self.table).proto(self.proto);
@@ -278,6 +295,10 @@ impl Route {
     /// Checks the route on its own (without the kernel): prefix without host
     /// bits, families that agree, a device where one is needed, MTU not 0,
     /// table not 0, no scope for IPv6.
+    ///
+    /// # Errors
+    ///
+    /// `Error::InvalidInput` saying what is wrong.
     pub fn validate(&self, op: Op) -> Result<(), Error> {
         let bad = |reason: String| Error::InvalidInput {
             op,

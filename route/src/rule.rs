@@ -23,6 +23,7 @@ pub enum Family {
 
 impl Family {
     /// The family of a prefix.
+    #[must_use]
     pub fn of(net: &IpNet) -> Family {
         if net.addr().is_ipv6() {
             Family::V6
@@ -94,6 +95,7 @@ pub struct Rule {
 
 impl Rule {
     /// A rule of `family` that matches everything and looks up main.
+    #[must_use]
     pub fn new(family: Family) -> Rule {
         Rule {
             priority: None,
@@ -110,12 +112,14 @@ impl Rule {
     }
 
     /// Sets the priority.
+    #[must_use]
     pub fn priority(mut self, p: u32) -> Rule {
         self.priority = Some(p);
         self
     }
 
     /// Sets the source prefix (a /0 means all) and the family from it.
+    #[must_use]
     pub fn from(mut self, net: IpNet) -> Rule {
         self.family = Family::of(&net);
         self.from = (net.prefix_len() > 0).then_some(net);
@@ -123,6 +127,7 @@ impl Rule {
     }
 
     /// Sets the destination prefix (a /0 means all) and the family from it.
+    #[must_use]
     pub fn to(mut self, net: IpNet) -> Rule {
         self.family = Family::of(&net);
         self.to = (net.prefix_len() > 0).then_some(net);
@@ -131,6 +136,7 @@ impl Rule {
 
     /// Sets the mark and mask (`fwmark MARK/MASK`; a mask of all ones is
     /// the same as none).
+    #[must_use]
     pub fn mark(mut self, mark: u32, mask: u32) -> Rule {
         self.mark = Some(mark);
         self.mask = (mask != u32::MAX).then_some(mask);
@@ -138,6 +144,7 @@ impl Rule {
     }
 
     /// Sets the table to look up.
+    #[must_use]
     pub fn table(mut self, table: u32) -> Rule {
         self.table = table;
         self.action = RuleAction::Lookup;
@@ -145,6 +152,7 @@ impl Rule {
     }
 
     /// Sets the action (any action but `Lookup` clears the table).
+    #[must_use]
     pub fn action(mut self, action: RuleAction) -> Rule {
         self.action = action;
         if action != RuleAction::Lookup {
@@ -154,18 +162,21 @@ impl Rule {
     }
 
     /// Sets the protocol.
+    #[must_use]
     pub fn protocol(mut self, p: Protocol) -> Rule {
         self.protocol = p;
         self
     }
 
     /// Inverts the selector (`not`).
+    #[must_use]
     pub fn invert(mut self, invert: bool) -> Rule {
         self.invert = invert;
         self
     }
 
     /// The `ip` command that adds this rule: `ip [-6] rule add <Display>`.
+    #[must_use]
     pub fn to_ip_command(&self) -> String {
         match self.family {
             Family::V4 => format!("ip rule add {self}"),
@@ -175,6 +186,10 @@ impl Rule {
 
     /// Checks the rule on its own: prefixes of the rule's family without
     /// host bits, a table for `lookup`, a mask only with a mark.
+    ///
+    /// # Errors
+    ///
+    /// `Error::InvalidInput` saying what is wrong.
     pub fn validate(&self, op: Op) -> Result<(), Error> {
         let bad = |reason: String| Error::InvalidInput {
             op,
@@ -209,6 +224,7 @@ impl Rule {
     /// assert!(d.iter().all(Rule::is_system));
     /// assert_eq!(Rule::system_rules(Family::V6).len(), 2);
     /// ```
+    #[must_use]
     pub fn system_rules(family: Family) -> Vec<Rule> {
         let mut v = vec![(0, LOCAL_TABLE), (32766, MAIN_TABLE)];
         if family == Family::V4 {
@@ -230,6 +246,7 @@ impl Rule {
 
     /// `true` for one of the kernel's default rules (see
     /// [`Rule::system_rules`]; protocol kernel or unspec).
+    #[must_use]
     pub fn is_system(&self) -> bool {
         let mut r = self.clone().normalized();
         if r.protocol == Protocol::UNSPEC {
