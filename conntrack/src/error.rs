@@ -99,6 +99,17 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// Loading or running the GC walk's BPF program failed.
+    #[error("{op} for map {name}")]
+    Bpf {
+        /// What was done.
+        op: &'static str,
+        /// The map's name or pin path.
+        name: String,
+        /// libbpf's error.
+        #[source]
+        source: libbpf_rs::Error,
+    },
     /// A bytes-to-struct conversion got the wrong length.
     #[error("{what}: expected {expected} bytes, got {found}")]
     Layout {

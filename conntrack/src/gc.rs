@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::entry::{flags_in, lifetime_in, CtEntry};
 use crate::error::{Error, Result};
+use crate::kernel_scan::{Program, Walker, MAX_VISIT};
 use crate::key::{AnyCtKey, Family};
 use crate::map::CtMap;
 use crate::nat::NatMap;
@@ -103,6 +104,29 @@ fn read_jiffies() -> Result<u64> {
 /// Cilium passes them.
 pub type EmitFn<'a> = Box<dyn FnMut(&AnyCtKey, &CtEntry) + 'a>;
 
+/// How [`gc`] finds the entries to delete.
+///
+/// ```
+/// assert_eq!(podnet_conntrack::GcScan::default(), podnet_conntrack::GcScan::Auto);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum GcScan {
+    /// [`GcScan::Kernel`] where the kernel loads the walk program and no
+    /// [`GcFilter::emit`] is set, else [`GcScan::Syscall`].
+    #[default]
+    Auto,
+    /// The candidates are found in the kernel: the crate's BPF program walks
+    /// the map with `bpf_for_each_map_elem` (run with `BPF_PROG_TEST_RUN`,
+    /// kernel 5.13+, root or `CAP_BPF`) and returns the keys of expired or
+    /// address-matched entries in runs of at most 262,144 entries examined
+    /// and 8,192 keys found; no value crosses to user space. When `emit` is
+    /// set, GC scans with syscalls instead (kept entries must be read).
+    Kernel,
+    /// The map is streamed to user space with `BPF_MAP_LOOKUP_BATCH`.
+    Syscall,
+}
+
 /// What to collect (Cilium's `GCFilter`).
 ///
 /// ```
@@ -138,6 +162,8 @@ pub struct GcFilter<'a> {
     /// Cilium's GC does (`purgeCtEntry4/6`: `DeleteMapping`, or
     /// `DeleteSwappedMapping` for `DSRInternal` entries).
     pub nat: Option<&'a NatMap>,
+    /// How candidates are found (default [`GcScan::Auto`]).
+    pub scan: GcScan,
 }
 
 impl fmt::Debug for GcFilter<'_> {
@@ -151,6 +177,7 @@ impl fmt::Debug for GcFilter<'_> {
             .field("batch_size", &self.batch_size)
             .field("sequential", &self.sequential)
             .field("nat", &self.nat.is_some())
+            .field("scan", &self.scan)
             .finish()
     }
 }
@@ -276,6 +303,10 @@ pub struct GcStats {
     pub enospc_grows: u32,
     /// SNAT entries removed with deleted CT entries ([`GcFilter::nat`]).
     pub nat_deleted: usize,
+    /// The candidates were found in the kernel ([`GcScan::Kernel`]).
+    pub kernel_scan: bool,
+    /// Runs of the in-kernel walk.
+    pub kernel_runs: u64,
 }
 
 impl fmt::Display for GcStats {
@@ -324,6 +355,19 @@ impl fmt::Display for GcStats {
 /// # Ok::<(), podnet_conntrack::Error>(())
 /// ```
 pub fn gc(map: &CtMap, filter: &mut GcFilter<'_>) -> Result<GcStats> {
+    if filter.emit.is_none() && filter.scan != GcScan::Syscall {
+        match Walker::load(
+            map,
+            Program::Walk,
+            filter.valid_ips.as_ref(),
+            &filter.match_ips,
+        ) {
+            Ok(w) => return gc_kernel(map, filter, w),
+            Err(e) if filter.scan == GcScan::Kernel => return Err(e),
+            // Auto: the syscall scan below.
+            Err(_) => {}
+        }
+    }
     let batch = if filter.batch_size == 0 {
         DEFAULT_BATCH
     } else {
@@ -392,6 +436,50 @@ pub fn gc(map: &CtMap, filter: &mut GcFilter<'_>) -> Result<GcStats> {
             Ok(d)
         })?;
     }
+    stats.batches = scanner.calls;
+    stats.enospc_grows = scanner.grows;
+    finish(map, filter, stats, del)
+}
+
+/// GC with the candidates found by the in-kernel walk: each run's keys are
+/// deleted (atomically, per key) before the next run, which resumes after the
+/// entries already examined that are still in the map. Entries are never
+/// reordered by a delete, and a renewed entry put back lands in its own
+/// bucket, so the count of what stays before the cursor is exact unless the
+/// datapath inserts or evicts there meanwhile (then an entry is examined
+/// twice or left for the next pass; never lost).
+fn gc_kernel(map: &CtMap, filter: &mut GcFilter<'_>, mut w: Walker) -> Result<GcStats> {
+    let mut stats = GcStats {
+        kernel_scan: true,
+        ..Default::default()
+    };
+    let mut del = Deletions::default();
+    let decider = filter.decider();
+    let mut skip: u32 = 0;
+    loop {
+        let r = w.run(map, filter.remove_expired, filter.time, skip, MAX_VISIT)?;
+        stats.kernel_runs += 1;
+        stats.scanned += r.visited as usize;
+        stats.alive += r.kept as usize;
+        let gone_before = del.deleted_expired + del.deleted_matched + del.vanished;
+        del.run(map, decider, w.keys(r.found))?;
+        let gone = del.deleted_expired + del.deleted_matched + del.vanished - gone_before;
+        let gone = u32::try_from(gone).unwrap_or(u32::MAX);
+        skip = skip.saturating_add(r.visited.saturating_sub(gone));
+        if r.done != 0 {
+            break;
+        }
+    }
+    finish(map, filter, stats, del)
+}
+
+/// Adds the deletions' counts to `stats` and emits the renewed entries.
+fn finish(
+    map: &CtMap,
+    filter: &mut GcFilter<'_>,
+    mut stats: GcStats,
+    del: Deletions,
+) -> Result<GcStats> {
     stats.deleted_expired += del.deleted_expired;
     stats.deleted_matched += del.deleted_matched;
     stats.vanished += del.vanished;
@@ -408,8 +496,6 @@ pub fn gc(map: &CtMap, filter: &mut GcFilter<'_>) -> Result<GcStats> {
         emit(filter, family, k, v)?;
     }
     stats.deleted = stats.deleted_expired + stats.deleted_matched;
-    stats.batches = scanner.calls;
-    stats.enospc_grows = scanner.grows;
     Ok(stats)
 }
 

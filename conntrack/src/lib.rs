@@ -34,6 +34,8 @@ mod dump;
 mod entry;
 mod error;
 mod gc;
+mod kernel_scan;
+pub use kernel_scan::RenewWriter;
 mod key;
 mod map;
 mod names;
@@ -44,7 +46,7 @@ pub use dump::{dump_entries, dump_entries_with_time_diff};
 pub use entry::{CtEntry, EntryFlags};
 pub use error::{Error, Result};
 pub use gc::{
-    calculate_interval, gc, ClockSource, EmitFn, GcFilter, GcInterval, GcStats,
+    calculate_interval, gc, ClockSource, EmitFn, GcFilter, GcInterval, GcScan, GcStats,
     GC_MAX_LRU_INTERVAL, GC_MIN_INTERVAL, GC_STARTING_INTERVAL,
 };
 pub use key::{
