@@ -473,6 +473,44 @@ fn gc_kernel(map: &CtMap, filter: &mut GcFilter<'_>, mut w: Walker) -> Result<Gc
     finish(map, filter, stats, del)
 }
 
+/// The keys a GC pass with `filter` would look at (expired, or matched by
+/// its addresses), found by the in-kernel walk ([`GcScan::Kernel`]) without
+/// deleting anything: a dry run. `emit`, `nat`, `scan` are ignored.
+///
+/// ```no_run
+/// use podnet_conntrack::{gc_candidates, ClockSource, CtMap, GcFilter};
+/// let map = CtMap::open_named(podnet_conntrack::DEFAULT_PIN_DIR, "cilium_ct4_global")?;
+/// let keys = gc_candidates(&map, &GcFilter::expired(&ClockSource::Monotonic)?)?;
+/// println!("{} entries would go", keys.len());
+/// # Ok::<(), podnet_conntrack::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::Bpf`] when the kernel refuses or fails the walk program.
+pub fn gc_candidates(map: &CtMap, filter: &GcFilter<'_>) -> Result<Vec<AnyCtKey>> {
+    let mut w = Walker::load(
+        map,
+        Program::Walk,
+        filter.valid_ips.as_ref(),
+        &filter.match_ips,
+    )?;
+    let family = map.family();
+    let mut keys = Vec::new();
+    let mut skip: u32 = 0;
+    loop {
+        let r = w.run(map, filter.remove_expired, filter.time, skip, MAX_VISIT)?;
+        keys.extend(
+            w.keys(r.found)
+                .chunks_exact(family.key_size())
+                .map(|k| AnyCtKey::copy_from(family, k)),
+        );
+        skip = skip.saturating_add(r.visited);
+        if r.done != 0 {
+            return Ok(keys);
+        }
+    }
+}
+
 /// Adds the deletions' counts to `stats` and emits the renewed entries.
 fn finish(
     map: &CtMap,

@@ -30,6 +30,7 @@
 #![warn(missing_docs)]
 
 pub mod cluster;
+mod controller;
 mod dump;
 mod entry;
 mod error;
@@ -42,12 +43,13 @@ mod names;
 pub mod nat;
 mod raw;
 
+pub use controller::{GcController, GcControllerBuilder, GcRun, MapRun, MonotonicFn};
 pub use dump::{dump_entries, dump_entries_with_time_diff};
 pub use entry::{CtEntry, EntryFlags};
 pub use error::{Error, Result};
 pub use gc::{
-    calculate_interval, gc, ClockSource, EmitFn, GcFilter, GcInterval, GcScan, GcStats,
-    GC_MAX_LRU_INTERVAL, GC_MIN_INTERVAL, GC_STARTING_INTERVAL,
+    calculate_interval, gc, gc_candidates, ClockSource, EmitFn, GcFilter, GcInterval, GcScan,
+    GcStats, GC_MAX_LRU_INTERVAL, GC_MIN_INTERVAL, GC_STARTING_INTERVAL,
 };
 pub use key::{
     proto_name, AnyCtKey, CtKey, CtKey4, CtKey4Global, CtKey6, CtKey6Global, Family, TupleFlags,

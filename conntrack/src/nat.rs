@@ -210,7 +210,7 @@ impl fmt::Debug for NatEntry {
 /// ```
 #[derive(Debug)]
 pub struct NatMap {
-    raw: RawMap,
+    pub(crate) raw: RawMap,
     family: Family,
 }
 
