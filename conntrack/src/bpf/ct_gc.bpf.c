@@ -263,9 +263,9 @@ int ct6_gc_walk(struct gc_args *ctx)
 }
 
 /* Test/benchmark datapath stand-in: renews, in place, expired entries whose
- * tuple flags have TUPLE_F_IN (1) set, to lifetime `time`, re-looking each up
- * afterwards and writing its key to gc_out only when the renewed entry is
- * still in the map. `cap`, `found`, `done` as for the walk. */
+ * tuple flags have TUPLE_F_IN (1) set, to lifetime `time`, and writes its key
+ * to gc_out only when the renewed entry is provably still in the map (see the
+ * witness below). `cap`, `found`, `done` as for the walk. */
 struct renew {
 	__u32 time;
 	__u32 cap;
@@ -277,7 +277,7 @@ static long renew4(struct bpf_map *map, struct ct4_key *key, struct ct_entry *va
 		   struct renew *r)
 {
 	struct ct4_key k;
-	struct ct_entry *again;
+	struct ct_entry *again, copy;
 	struct out_buf *out;
 	__u32 zero = 0, n;
 
@@ -291,6 +291,14 @@ static long renew4(struct bpf_map *map, struct ct4_key *key, struct ct_entry *va
 	__builtin_memcpy(&k, key, sizeof(k));
 	again = bpf_map_lookup_elem(&ct4, &k);
 	if (again != val || again->lifetime != r->time)
+		return 0;
+	/* Witness: a BPF_EXIST re-write takes the bucket lock, so it fails when
+	 * a delete (whose copy-then-unlink holds that lock) removed the entry
+	 * around the in-place write. A renewal counts only when it provably
+	 * landed in an entry still in the map. */
+	__builtin_memcpy(&copy, val, sizeof(copy));
+	if (copy.lifetime != r->time ||
+	    bpf_map_update_elem(&ct4, &k, &copy, BPF_EXIST) != 0)
 		return 0;
 	out = bpf_map_lookup_elem(&gc_out, &zero);
 	if (!out)
