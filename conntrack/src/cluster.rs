@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::entry::CtEntry;
 use crate::error::{Error, Result};
-use crate::map::{CtMap, CtMapKind, Scope};
+use crate::map::{CtMap, CtMapKind, CtScope};
 use crate::names::CtSizes;
 use crate::raw::{self, RawMap};
 
@@ -27,7 +27,7 @@ pub const OUTER_PREFIX: &str = "cilium_per_cluster_ct_";
 /// ```
 pub fn outer_map_name(kind: &CtMapKind) -> String {
     let inner = CtMapKind {
-        scope: Scope::Cluster(0),
+        scope: CtScope::Cluster(0),
         ..*kind
     }
     .name();
@@ -66,7 +66,7 @@ impl PerClusterCtMaps {
     /// missing. Inner maps get `sizes` entries.
     pub fn open_or_create(dir: &Path, ipv4: bool, ipv6: bool, sizes: CtSizes) -> Result<Self> {
         let mut outers = Vec::new();
-        for kind in CtMapKind::all(Scope::Cluster(0), ipv4, ipv6) {
+        for kind in CtMapKind::all(CtScope::Cluster(0), ipv4, ipv6) {
             let name = outer_map_name(&kind);
             let path = dir.join(&name);
             let raw = if path.exists() {
@@ -119,7 +119,7 @@ impl PerClusterCtMaps {
 
     fn inner_kind(kind: &CtMapKind, id: u32) -> CtMapKind {
         CtMapKind {
-            scope: Scope::Cluster(id),
+            scope: CtScope::Cluster(id),
             ..*kind
         }
     }
@@ -136,7 +136,29 @@ impl PerClusterCtMaps {
         for (kind, outer) in &self.outers {
             let path = self.inner_path(kind, id);
             let inner = if path.exists() {
-                CtMap::open(&path)?
+                let m = CtMap::open(&path)?;
+                let want = self.sizes.max_entries(kind);
+                // The outer map accepts only inners like its template; say
+                // which parameter differs instead of the kernel's EINVAL.
+                if m.max_entries() != want {
+                    return Err(Error::Mismatch {
+                        name: m.name().to_string(),
+                        path,
+                        what: "max_entries",
+                        expected: want.to_string(),
+                        found: m.max_entries().to_string(),
+                    });
+                }
+                if m.info().map_type != raw::MAP_TYPE_LRU_HASH {
+                    return Err(Error::Mismatch {
+                        name: m.name().to_string(),
+                        path,
+                        what: "type",
+                        expected: "lru_hash".into(),
+                        found: raw::map_type_name(m.info().map_type),
+                    });
+                }
+                m
             } else {
                 CtMap::create(
                     &crate::map::CreateOptions::new(Self::inner_kind(kind, id))
@@ -202,7 +224,7 @@ impl PerClusterCtMaps {
     /// Removes every per-cluster map (inner and outer) pinned in `dir`
     /// (Cilium's `CleanupPerClusterCTMaps`).
     pub fn cleanup(dir: &Path, ipv4: bool, ipv6: bool) -> Result<()> {
-        for kind in CtMapKind::all(Scope::Cluster(0), ipv4, ipv6) {
+        for kind in CtMapKind::all(CtScope::Cluster(0), ipv4, ipv6) {
             for id in 1..=CLUSTER_ID_MAX {
                 unpin_if_present(dir.join(Self::inner_kind(&kind, id).name()))?;
             }

@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::gc::{gc, ClockSource, GcFilter, GcInterval, GcStats};
-use crate::key::Family;
+use crate::key::IpFamily;
 use crate::map::{filter_maps_by_proto, CtMap};
 use crate::nat::{purge_orphan_nat_entries, NatGcStats, NatMap};
 
@@ -20,6 +20,7 @@ use crate::nat::{purge_orphan_nat_entries, NatGcStats, NatMap};
 pub type MonotonicFn = Arc<dyn Fn() -> Duration + Send + Sync>;
 
 /// What one map's pass did.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct MapRun {
@@ -42,6 +43,7 @@ impl MapRun {
 }
 
 /// What one run of the controller did.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct GcRun {
@@ -52,7 +54,7 @@ pub struct GcRun {
     /// Per map, in the order they were given.
     pub maps: Vec<MapRun>,
     /// The orphan SNAT purge, per family, when it ran.
-    pub nat_purge: Vec<(Family, Result<NatGcStats, String>)>,
+    pub nat_purge: Vec<(IpFamily, Result<NatGcStats, String>)>,
     /// The largest delete ratio over the maps.
     pub max_delete_ratio: f64,
     /// The interval until the next run.
@@ -381,7 +383,7 @@ impl Worker {
 }
 
 /// The global TCP and non-TCP CT maps of `family` among `maps`.
-fn global_pair(maps: &[CtMap], family: Family) -> (Option<&CtMap>, Option<&CtMap>) {
+fn global_pair(maps: &[CtMap], family: IpFamily) -> (Option<&CtMap>, Option<&CtMap>) {
     let mut tcp = None;
     let mut any = None;
     for m in maps

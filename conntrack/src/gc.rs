@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::entry::{flags_in, lifetime_in, CtEntry};
 use crate::error::{Error, Result};
 use crate::kernel_scan::{Program, Walker, MAX_VISIT};
-use crate::key::{AnyCtKey, Family};
+use crate::key::{AnyCtKey, IpFamily};
 use crate::map::CtMap;
 use crate::nat::NatMap;
 use crate::raw::{is_unsupported, BatchScanner, DEFAULT_BATCH};
@@ -203,7 +203,7 @@ impl GcFilter<'_> {
     }
 
     #[cfg(test)]
-    fn decide(&self, family: Family, key: &[u8], lifetime: u32) -> Verdict {
+    fn decide(&self, family: IpFamily, key: &[u8], lifetime: u32) -> Verdict {
         self.decider().decide(family, key, lifetime)
     }
 }
@@ -220,7 +220,7 @@ struct Decider<'a> {
 
 impl Decider<'_> {
     /// Cilium's NAT clean-up for a deleted CT entry.
-    fn purge_nat(&self, family: Family, key: &[u8], value: &[u8]) -> Result<usize> {
+    fn purge_nat(&self, family: IpFamily, key: &[u8], value: &[u8]) -> Result<usize> {
         match self.nat {
             None => Ok(0),
             Some(nat) => nat.purge_for_ct(&AnyCtKey::copy_from(family, key), flags_in(value)),
@@ -229,7 +229,7 @@ impl Decider<'_> {
 }
 
 impl Decider<'_> {
-    fn decide(&self, family: Family, key: &[u8], lifetime: u32) -> Verdict {
+    fn decide(&self, family: IpFamily, key: &[u8], lifetime: u32) -> Verdict {
         if self.remove_expired && lifetime < self.time {
             return Verdict::Expired;
         }
@@ -249,14 +249,14 @@ impl Decider<'_> {
     }
 }
 
-fn addrs(family: Family, key: &[u8]) -> (IpAddr, IpAddr) {
+fn addrs(family: IpFamily, key: &[u8]) -> (IpAddr, IpAddr) {
     match family {
-        Family::V4 => {
+        IpFamily::V4 => {
             let d: [u8; 4] = [key[0], key[1], key[2], key[3]];
             let s: [u8; 4] = [key[4], key[5], key[6], key[7]];
             (Ipv4Addr::from(d).into(), Ipv4Addr::from(s).into())
         }
-        Family::V6 => {
+        IpFamily::V6 => {
             let mut d = [0u8; 16];
             let mut s = [0u8; 16];
             d.copy_from_slice(&key[0..16]);
@@ -279,6 +279,7 @@ enum Verdict {
 /// let s = podnet_conntrack::GcStats { scanned: 10, deleted: 4, deleted_expired: 3, deleted_matched: 1, alive: 6, ..Default::default() };
 /// assert_eq!(s.to_string(), "scanned=10 deleted=4 (expired=3 matched=1) alive=6 renewed=0 vanished=0");
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GcStats {
     /// Entries the scan saw.
@@ -659,7 +660,7 @@ impl Deletions {
                 return Ok(true);
             }
             Err(e) => {
-                if is_unsupported(e.raw_os_error().unwrap_or(0)) {
+                if is_unsupported(e.errno().unwrap_or(0)) {
                     self.no_atomic = true;
                     return Ok(false);
                 }
@@ -721,7 +722,7 @@ fn delete_batch(
     })
 }
 
-fn emit(filter: &mut GcFilter<'_>, family: Family, key: &[u8], val: &[u8]) -> Result<()> {
+fn emit(filter: &mut GcFilter<'_>, family: IpFamily, key: &[u8], val: &[u8]) -> Result<()> {
     if let Some(cb) = filter.emit.as_mut() {
         let k = AnyCtKey::copy_from(family, key);
         let e = CtEntry::copy_from(val);
@@ -948,29 +949,29 @@ mod tests {
             6,
             crate::TupleFlags::OUT,
         );
-        assert!(f.decide(Family::V4, k.as_bytes(), 99) == Verdict::Expired);
-        assert!(f.decide(Family::V4, k.as_bytes(), 100) == Verdict::Keep);
+        assert!(f.decide(IpFamily::V4, k.as_bytes(), 99) == Verdict::Expired);
+        assert!(f.decide(IpFamily::V4, k.as_bytes(), 100) == Verdict::Keep);
         f.match_ips.insert("10.0.0.2".parse().unwrap());
-        assert!(f.decide(Family::V4, k.as_bytes(), 100) == Verdict::Matched);
+        assert!(f.decide(IpFamily::V4, k.as_bytes(), 100) == Verdict::Matched);
         f.match_ips.clear();
         f.match_ips.insert("10.0.0.1".parse().unwrap());
-        assert!(f.decide(Family::V4, k.as_bytes(), 1000) == Verdict::Matched);
+        assert!(f.decide(IpFamily::V4, k.as_bytes(), 1000) == Verdict::Matched);
         f.remove_expired = false;
         f.match_ips.clear();
-        assert!(f.decide(Family::V4, k.as_bytes(), 0) == Verdict::Keep);
+        assert!(f.decide(IpFamily::V4, k.as_bytes(), 0) == Verdict::Keep);
         // ValidIPs: kept when either address is valid, deleted when neither.
         f.valid_ips = Some(["10.0.0.2".parse().unwrap()].into());
-        assert!(f.decide(Family::V4, k.as_bytes(), 0) == Verdict::Keep);
+        assert!(f.decide(IpFamily::V4, k.as_bytes(), 0) == Verdict::Keep);
         f.valid_ips = Some(["10.0.0.1".parse().unwrap()].into());
-        assert!(f.decide(Family::V4, k.as_bytes(), 0) == Verdict::Keep);
+        assert!(f.decide(IpFamily::V4, k.as_bytes(), 0) == Verdict::Keep);
         f.valid_ips = Some(["10.0.0.3".parse().unwrap()].into());
-        assert!(f.decide(Family::V4, k.as_bytes(), 0) == Verdict::Matched);
+        assert!(f.decide(IpFamily::V4, k.as_bytes(), 0) == Verdict::Matched);
         f.valid_ips = Some(HashSet::new());
-        assert!(f.decide(Family::V4, k.as_bytes(), 0) == Verdict::Matched);
+        assert!(f.decide(IpFamily::V4, k.as_bytes(), 0) == Verdict::Matched);
         // A valid entry still goes when expired or matched.
         f.valid_ips = Some(["10.0.0.1".parse().unwrap()].into());
         f.match_ips.insert("10.0.0.2".parse().unwrap());
-        assert!(f.decide(Family::V4, k.as_bytes(), 0) == Verdict::Matched);
+        assert!(f.decide(IpFamily::V4, k.as_bytes(), 0) == Verdict::Matched);
     }
 
     #[test]

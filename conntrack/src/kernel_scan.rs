@@ -11,7 +11,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use libbpf_rs::{MapCore, MapFlags, Object, ObjectBuilder};
 
 use crate::error::{Error, Result};
-use crate::key::Family;
+use crate::key::IpFamily;
 use crate::map::CtMap;
 
 /// The compiled object (see `build.rs`: the committed prebuilt copy unless
@@ -118,10 +118,10 @@ impl Walker {
     ) -> Result<Walker> {
         let family = map.family();
         let (ct, prog, ips) = match (family, which) {
-            (Family::V4, Program::Walk) => ("ct4", "ct4_gc_walk", "ips4"),
-            (Family::V6, Program::Walk) => ("ct6", "ct6_gc_walk", "ips6"),
-            (Family::V4, Program::Renew) => ("ct4", "ct4_renew", "ips4"),
-            (Family::V6, Program::Renew) => {
+            (IpFamily::V4, Program::Walk) => ("ct4", "ct4_gc_walk", "ips4"),
+            (IpFamily::V6, Program::Walk) => ("ct6", "ct6_gc_walk", "ips6"),
+            (IpFamily::V4, Program::Renew) => ("ct4", "ct4_renew", "ips4"),
+            (IpFamily::V6, Program::Renew) => {
                 return Err(Error::InvalidInput(
                     "the in-place renewing writer exists for IPv4 maps only".into(),
                 ))
@@ -131,8 +131,8 @@ impl Walker {
         let mut addrs: std::collections::HashMap<Vec<u8>, u8> = std::collections::HashMap::new();
         let mut add = |a: &IpAddr, bit: u8| {
             let bytes = match (a, family) {
-                (IpAddr::V4(v4), Family::V4) => v4.octets().to_vec(),
-                (IpAddr::V6(v6), Family::V6) => v6.octets().to_vec(),
+                (IpAddr::V4(v4), IpFamily::V4) => v4.octets().to_vec(),
+                (IpAddr::V6(v6), IpFamily::V6) => v6.octets().to_vec(),
                 _ => return,
             };
             *addrs.entry(bytes).or_default() |= bit;
@@ -289,7 +289,10 @@ impl Walker {
 /// datapath's conntrack does), for the IPv4 entries whose tuple flags have
 /// `TUPLE_F_IN`. Each [`RenewWriter::run`] walks the map in the kernel
 /// (`bpf_for_each_map_elem`), renews up to `max` (at most 8,192) entries and
-/// returns the keys it renewed that were still in the map after the write.
+/// returns the keys it renewed that were provably still in the map after the
+/// write (a `BPF_EXIST` re-write of the renewed value, which takes the
+/// bucket lock a delete holds, must succeed: a write that lands inside a
+/// delete's own copy-then-unlink is lost for any GC, and is not counted).
 ///
 /// ```no_run
 /// use podnet_conntrack::{CtMap, RenewWriter};

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::entry::CtEntry;
 use crate::error::{Error, Result};
-use crate::key::{AnyCtKey, CtKey, CtKey4, CtKey6, Family, TupleFlags, IPPROTO_TCP};
+use crate::key::{AnyCtKey, CtKey, CtKey4, CtKey6, IpFamily, TupleFlags, IPPROTO_TCP};
 use crate::raw::{BatchScanner, MapInfo, RawMap, DEFAULT_BATCH};
 
 /// Where Cilium pins its global maps (`bpf.MapPath`): the directory that
@@ -37,6 +37,7 @@ pub const DEFAULT_MAX_ENTRIES_LOCAL: u32 = 64000;
 /// ```
 /// assert_eq!(podnet_conntrack::CtProto::for_protocol(17), podnet_conntrack::CtProto::Any);
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CtProto {
     /// `cilium_ct4_*` / `cilium_ct6_*`.
@@ -59,11 +60,12 @@ impl CtProto {
 /// Whose map: the global ones, an endpoint's, or a remote cluster's.
 ///
 /// ```
-/// use podnet_conntrack::{CtMapKind, Scope};
-/// assert_eq!(CtMapKind::from_name("cilium_ct4_00007").unwrap().scope, Scope::Endpoint(7));
+/// use podnet_conntrack::{CtMapKind, CtScope};
+/// assert_eq!(CtMapKind::from_name("cilium_ct4_00007").unwrap().scope, CtScope::Endpoint(7));
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Scope {
+pub enum CtScope {
     /// `..._global`.
     Global,
     /// A per-endpoint map, `..._00042` (Cilium's `CtEndpoint`).
@@ -72,36 +74,37 @@ pub enum Scope {
     Cluster(u32),
 }
 
-impl Scope {
+impl CtScope {
     /// The scope of an endpoint's maps (`Some(id)`) or the global ones.
-    pub(crate) fn of_endpoint(endpoint: Option<u16>) -> Scope {
-        endpoint.map(Scope::Endpoint).unwrap_or(Scope::Global)
+    pub(crate) fn of_endpoint(endpoint: Option<u16>) -> CtScope {
+        endpoint.map(CtScope::Endpoint).unwrap_or(CtScope::Global)
     }
 }
 
 /// Which Cilium conntrack map: family, protocol class and scope.
 ///
 /// ```
-/// use podnet_conntrack::{CtMapKind, CtProto, Family, Scope};
+/// use podnet_conntrack::{CtMapKind, CtProto, IpFamily, CtScope};
 /// let k = CtMapKind::from_name("cilium_ct_any6_00042").unwrap();
-/// assert_eq!(k, CtMapKind { family: Family::V6, proto: CtProto::Any, scope: Scope::Endpoint(42) });
+/// assert_eq!(k, CtMapKind { family: IpFamily::V6, proto: CtProto::Any, scope: CtScope::Endpoint(42) });
 /// assert_eq!(k.name(), "cilium_ct_any6_00042");
 /// assert_eq!(k.bpf_define(), "CT_MAP_ANY6");
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct CtMapKind {
     /// IPv4 or IPv6.
-    pub family: Family,
+    pub family: IpFamily,
     /// TCP or any.
     pub proto: CtProto,
     /// Global, endpoint or cluster.
-    pub scope: Scope,
+    pub scope: CtScope,
 }
 
 /// The names Cilium gives one (protocol, family) pair of conntrack maps.
 struct KindNames {
     proto: CtProto,
-    family: Family,
+    family: IpFamily,
     /// Pin name prefix of the global and endpoint maps.
     prefix: &'static str,
     /// Middle part of the per-cluster map names.
@@ -114,28 +117,28 @@ struct KindNames {
 static KIND_NAMES: [KindNames; 4] = [
     KindNames {
         proto: CtProto::Tcp,
-        family: Family::V4,
+        family: IpFamily::V4,
         prefix: "cilium_ct4_",
         short: "tcp4",
         define: "CT_MAP_TCP4",
     },
     KindNames {
         proto: CtProto::Any,
-        family: Family::V4,
+        family: IpFamily::V4,
         prefix: "cilium_ct_any4_",
         short: "any4",
         define: "CT_MAP_ANY4",
     },
     KindNames {
         proto: CtProto::Tcp,
-        family: Family::V6,
+        family: IpFamily::V6,
         prefix: "cilium_ct6_",
         short: "tcp6",
         define: "CT_MAP_TCP6",
     },
     KindNames {
         proto: CtProto::Any,
-        family: Family::V6,
+        family: IpFamily::V6,
         prefix: "cilium_ct_any6_",
         short: "any6",
         define: "CT_MAP_ANY6",
@@ -145,16 +148,16 @@ static KIND_NAMES: [KindNames; 4] = [
 impl CtMapKind {
     /// The four global maps in Cilium's order (TCP4, ANY4, TCP6, ANY6).
     pub fn globals(ipv4: bool, ipv6: bool) -> Vec<CtMapKind> {
-        Self::all(Scope::Global, ipv4, ipv6)
+        Self::all(CtScope::Global, ipv4, ipv6)
     }
 
     /// The maps of `scope` in Cilium's order (TCP4, ANY4, TCP6, ANY6).
-    pub fn all(scope: Scope, ipv4: bool, ipv6: bool) -> Vec<CtMapKind> {
+    pub fn all(scope: CtScope, ipv4: bool, ipv6: bool) -> Vec<CtMapKind> {
         KIND_NAMES
             .iter()
             .filter(|n| match n.family {
-                Family::V4 => ipv4,
-                Family::V6 => ipv6,
+                IpFamily::V4 => ipv4,
+                IpFamily::V6 => ipv6,
             })
             .map(|n| CtMapKind {
                 family: n.family,
@@ -167,10 +170,10 @@ impl CtMapKind {
     /// This map's row of [`KIND_NAMES`].
     fn names(&self) -> &'static KindNames {
         let row = match (self.proto, self.family) {
-            (CtProto::Tcp, Family::V4) => 0,
-            (CtProto::Any, Family::V4) => 1,
-            (CtProto::Tcp, Family::V6) => 2,
-            (CtProto::Any, Family::V6) => 3,
+            (CtProto::Tcp, IpFamily::V4) => 0,
+            (CtProto::Any, IpFamily::V4) => 1,
+            (CtProto::Tcp, IpFamily::V6) => 2,
+            (CtProto::Any, IpFamily::V6) => 3,
         };
         &KIND_NAMES[row]
     }
@@ -179,9 +182,9 @@ impl CtMapKind {
     pub fn name(&self) -> String {
         let KindNames { prefix, short, .. } = self.names();
         match self.scope {
-            Scope::Global => format!("{prefix}global"),
-            Scope::Endpoint(id) => format!("{prefix}{id:05}"),
-            Scope::Cluster(id) => format!("cilium_per_cluster_ct_{short}_{id}"),
+            CtScope::Global => format!("{prefix}global"),
+            CtScope::Endpoint(id) => format!("{prefix}{id:05}"),
+            CtScope::Cluster(id) => format!("cilium_per_cluster_ct_{short}_{id}"),
         }
     }
 
@@ -194,16 +197,16 @@ impl CtMapKind {
             return Some(CtMapKind {
                 family: n.family,
                 proto: n.proto,
-                scope: Scope::Cluster(id),
+                scope: CtScope::Cluster(id),
             });
         }
         let (n, rest) = KIND_NAMES
             .iter()
             .find_map(|n| Some((n, name.strip_prefix(n.prefix)?)))?;
         let scope = if rest == "global" {
-            Scope::Global
+            CtScope::Global
         } else if rest.len() == 5 && rest.bytes().all(|b| b.is_ascii_digit()) {
-            Scope::Endpoint(rest.parse().ok()?)
+            CtScope::Endpoint(rest.parse().ok()?)
         } else {
             return None;
         };
@@ -226,7 +229,7 @@ impl CtMapKind {
 
     /// `true` for maps whose keys dump in the global format.
     pub fn is_global(&self) -> bool {
-        !matches!(self.scope, Scope::Endpoint(_))
+        !matches!(self.scope, CtScope::Endpoint(_))
     }
 }
 
@@ -245,7 +248,7 @@ pub fn name_is_global(name: &str) -> bool {
 
 /// Picks the TCP and the non-TCP map of `family` among `maps` (Cilium's
 /// `FilterMapsByProto`); maps without a Cilium name are ignored.
-pub fn filter_maps_by_proto(maps: &[CtMap], family: Family) -> (Option<&CtMap>, Option<&CtMap>) {
+pub fn filter_maps_by_proto(maps: &[CtMap], family: IpFamily) -> (Option<&CtMap>, Option<&CtMap>) {
     let mut tcp = None;
     let mut any = None;
     for m in maps {
@@ -345,7 +348,7 @@ impl CreateOptions {
 #[derive(Debug)]
 pub struct CtMap {
     pub(crate) raw: RawMap,
-    family: Family,
+    family: IpFamily,
     kind: Option<CtMapKind>,
 }
 
@@ -368,15 +371,15 @@ impl CtMap {
         let family = match kind {
             Some(k) => k.family,
             None => match raw.info.key_size as usize {
-                CtKey6::SIZE => Family::V6,
-                _ => Family::V4,
+                CtKey6::SIZE => IpFamily::V6,
+                _ => IpFamily::V4,
             },
         };
         Self::check(raw, family, kind)
     }
 
     /// Opens the map at `path` as a map of `family`, whatever its name.
-    pub fn open_as(path: impl AsRef<Path>, family: Family) -> Result<CtMap> {
+    pub fn open_as(path: impl AsRef<Path>, family: IpFamily) -> Result<CtMap> {
         let path = path.as_ref();
         let kind = kind_of(path);
         let raw = RawMap::open_pinned(path)?;
@@ -399,7 +402,7 @@ impl CtMap {
         Self::open(dir.as_ref().join(kind.name()))
     }
 
-    fn check(raw: RawMap, family: Family, kind: Option<CtMapKind>) -> Result<CtMap> {
+    fn check(raw: RawMap, family: IpFamily, kind: Option<CtMapKind>) -> Result<CtMap> {
         raw.check_hash_layout(family.key_size(), CtEntry::SIZE)?;
         Ok(CtMap { raw, family, kind })
     }
@@ -408,6 +411,14 @@ impl CtMap {
     /// asked. Fails with `EEXIST` rather than replace an existing pin.
     pub fn create(opts: &CreateOptions) -> Result<CtMap> {
         let name = opts.kind.name();
+        if opts.max_entries == 0 {
+            return Err(Error::InvalidInput(format!(
+                "map {name}: max_entries must be at least 1"
+            )));
+        }
+        if let Some(d) = &opts.pin_dir {
+            crate::raw::check_pin_dir(d)?;
+        }
         let pin = opts.pin_dir.as_ref().map(|d| d.join(&name));
         if let Some(p) = &pin {
             if p.exists() {
@@ -440,7 +451,7 @@ impl CtMap {
     }
 
     /// The map's family.
-    pub fn family(&self) -> Family {
+    pub fn family(&self) -> IpFamily {
         self.family
     }
 
@@ -556,9 +567,51 @@ impl CtMap {
 
     /// Map pressure: entries / max_entries, the figure Cilium exports as
     /// `bpf_map_pressure`.
+    ///
+    /// An LRU map starts evicting *before* this reaches 1.0 (about 0.9 on
+    /// a small map): free elements sit in per-CPU lists the inserting CPU
+    /// cannot use. [`CtMap::effective_pressure`] reaches 1.0 there.
     pub fn pressure(&self) -> Result<f64> {
         let n = self.count()?;
         Ok(n as f64 / f64::from(self.max_entries().max(1)))
+    }
+
+    /// Entries / the capacity usable before evictions start, capped at 1.0:
+    /// 1.0 means the map is full, and for an LRU map that every new flow
+    /// evicts an old one. For a plain hash it equals [`CtMap::pressure`].
+    ///
+    /// For an LRU map the usable capacity is `max_entries` less what the
+    /// kernel may hold in per-CPU free lists (`LOCAL_FREE_TARGET`, 128
+    /// elements per possible CPU, `kernel/bpf/bpf_lru_list.h`), at most half
+    /// the map; with `BPF_F_NO_COMMON_LRU` each CPU has its own
+    /// `max_entries / ncpus` share, so one CPU's flows can fill only that:
+    /// the figure is then the fullest share a single CPU can see, judged
+    /// conservatively as entries / (max_entries / ncpus).
+    ///
+    /// ```no_run
+    /// let m = podnet_conntrack::CtMap::open("/sys/fs/bpf/tc/globals/cilium_ct4_global")?;
+    /// if m.effective_pressure()? >= 1.0 {
+    ///     eprintln!("{}: full, new flows evict old ones", m.name());
+    /// }
+    /// # Ok::<(), podnet_conntrack::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Syscall`] when counting the entries fails.
+    pub fn effective_pressure(&self) -> Result<f64> {
+        let n = self.count()? as f64;
+        let max = f64::from(self.max_entries().max(1));
+        let info = self.info();
+        if info.map_type != crate::raw::MAP_TYPE_LRU_HASH {
+            return Ok((n / max).min(1.0));
+        }
+        let cpus = possible_cpus() as f64;
+        let usable = if info.map_flags & libbpf_sys::BPF_F_NO_COMMON_LRU != 0 {
+            max / cpus
+        } else {
+            max - (cpus * 128.0).min(max / 2.0)
+        };
+        Ok((n / usable.max(1.0)).min(1.0))
     }
 
     /// Streams every entry with `BPF_MAP_LOOKUP_BATCH` (batches of [`DEFAULT_BATCH`],
@@ -579,7 +632,7 @@ impl CtMap {
     }
 
     /// Calls `f(keys, values, n)` for each raw batch of the map: the fastest
-    /// way through it, with `n` keys of [`Family::key_size`] bytes and `n`
+    /// way through it, with `n` keys of [`IpFamily::key_size`] bytes and `n`
     /// values of 56 bytes. Returns the number of entries seen.
     pub fn for_each_batch<F>(&self, batch: u32, mut f: F) -> Result<usize>
     where
@@ -692,7 +745,7 @@ impl CtMap {
 /// ```
 pub struct Entries<'m> {
     scanner: BatchScanner<'m>,
-    family: Family,
+    family: IpFamily,
     pos: usize,
     len: usize,
     failed: bool,
@@ -748,7 +801,7 @@ mod tests {
 
     #[test]
     fn every_kind_finds_its_own_names_row() {
-        for scope in [Scope::Global, Scope::Endpoint(1), Scope::Cluster(2)] {
+        for scope in [CtScope::Global, CtScope::Endpoint(1), CtScope::Cluster(2)] {
             for row in &KIND_NAMES {
                 let k = CtMapKind {
                     family: row.family,
@@ -768,19 +821,27 @@ mod tests {
             ["CT_MAP_TCP4", "CT_MAP_ANY4", "CT_MAP_TCP6", "CT_MAP_ANY6"]
         );
         assert_eq!(
-            CtMapKind::all(Scope::Endpoint(3), false, true),
+            CtMapKind::all(CtScope::Endpoint(3), false, true),
             [
                 CtMapKind {
-                    family: Family::V6,
+                    family: IpFamily::V6,
                     proto: CtProto::Tcp,
-                    scope: Scope::Endpoint(3)
+                    scope: CtScope::Endpoint(3)
                 },
                 CtMapKind {
-                    family: Family::V6,
+                    family: IpFamily::V6,
                     proto: CtProto::Any,
-                    scope: Scope::Endpoint(3)
+                    scope: CtScope::Endpoint(3)
                 },
             ]
         );
     }
+}
+
+/// The number of possible CPUs (`/sys/devices/system/cpu/possible`), as
+/// the kernel sizes per-CPU LRU lists; 1 when unreadable.
+fn possible_cpus() -> usize {
+    // SAFETY: no arguments; libbpf reads and parses the sysfs file.
+    let n = unsafe { libbpf_sys::libbpf_num_possible_cpus() };
+    usize::try_from(n).unwrap_or(1).max(1)
 }

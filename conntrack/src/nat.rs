@@ -23,7 +23,7 @@ use std::path::Path;
 
 use crate::entry::EntryFlags;
 use crate::error::{Error, Result};
-use crate::key::{AnyCtKey, CtKey6, Family, TupleFlags, IPPROTO_TCP};
+use crate::key::{AnyCtKey, CtKey6, IpFamily, TupleFlags, IPPROTO_TCP};
 use crate::map::CtMap;
 use crate::raw::{BatchScanner, RawMap, DEFAULT_BATCH};
 
@@ -47,7 +47,7 @@ pub const DEFAULT_MAX_ENTRIES_NAT: u32 =
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct NatEntry {
     bytes: [u8; 56],
-    family: Family,
+    family: IpFamily,
 }
 
 impl NatEntry {
@@ -61,9 +61,9 @@ impl NatEntry {
         let mut e = NatEntry {
             bytes: [0; 56],
             family: if addr.is_ipv4() {
-                Family::V4
+                IpFamily::V4
             } else {
-                Family::V6
+                IpFamily::V6
             },
         };
         match addr {
@@ -75,15 +75,15 @@ impl NatEntry {
     }
 
     /// Value size for `family`.
-    pub fn size(family: Family) -> usize {
+    pub fn size(family: IpFamily) -> usize {
         match family {
-            Family::V4 => Self::SIZE_V4,
-            Family::V6 => Self::SIZE_V6,
+            IpFamily::V4 => Self::SIZE_V4,
+            IpFamily::V6 => Self::SIZE_V6,
         }
     }
 
     /// Decodes an entry of `family`.
-    pub fn from_bytes(family: Family, b: &[u8]) -> Result<Self> {
+    pub fn from_bytes(family: IpFamily, b: &[u8]) -> Result<Self> {
         let want = Self::size(family);
         if b.len() != want {
             return Err(Error::Layout {
@@ -137,8 +137,8 @@ impl NatEntry {
     pub fn to_addr(&self) -> IpAddr {
         let a = self.addr_bytes();
         match self.family {
-            Family::V4 => Ipv4Addr::from([a[0], a[1], a[2], a[3]]).into(),
-            Family::V6 => {
+            IpFamily::V4 => Ipv4Addr::from([a[0], a[1], a[2], a[3]]).into(),
+            IpFamily::V6 => {
                 let mut b = [0u8; 16];
                 b.copy_from_slice(a);
                 Ipv6Addr::from(b).into()
@@ -211,7 +211,7 @@ impl fmt::Debug for NatEntry {
 #[derive(Debug)]
 pub struct NatMap {
     pub(crate) raw: RawMap,
-    family: Family,
+    family: IpFamily,
 }
 
 impl NatMap {
@@ -222,13 +222,13 @@ impl NatMap {
         let raw = RawMap::open_pinned(path)?;
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let family = if name.contains("_v6_") {
-            Family::V6
+            IpFamily::V6
         } else if name.contains("_v4_") {
-            Family::V4
+            IpFamily::V4
         } else if raw.info.key_size as usize == CtKey6::SIZE {
-            Family::V6
+            IpFamily::V6
         } else {
-            Family::V4
+            IpFamily::V4
         };
         Self::check(raw, family)
     }
@@ -238,18 +238,26 @@ impl NatMap {
         Self::open(dir.as_ref().join(name))
     }
 
-    fn check(raw: RawMap, family: Family) -> Result<NatMap> {
+    fn check(raw: RawMap, family: IpFamily) -> Result<NatMap> {
         raw.check_hash_layout(family.key_size(), NatEntry::size(family))?;
         Ok(NatMap { raw, family })
     }
 
     /// Creates an LRU SNAT map with Cilium's name for `family`, pinned in
     /// `pin_dir` when given.
-    pub fn create(family: Family, max_entries: u32, pin_dir: Option<&Path>) -> Result<NatMap> {
+    pub fn create(family: IpFamily, max_entries: u32, pin_dir: Option<&Path>) -> Result<NatMap> {
         let name = match family {
-            Family::V4 => MAP_NAME_SNAT4,
-            Family::V6 => MAP_NAME_SNAT6,
+            IpFamily::V4 => MAP_NAME_SNAT4,
+            IpFamily::V6 => MAP_NAME_SNAT6,
         };
+        if max_entries == 0 {
+            return Err(Error::InvalidInput(format!(
+                "map {name}: max_entries must be at least 1"
+            )));
+        }
+        if let Some(d) = pin_dir {
+            crate::raw::check_pin_dir(d)?;
+        }
         let pin = pin_dir.map(|d| d.join(name));
         let raw = RawMap::create(
             libbpf_rs::MapType::LruHash,
@@ -264,7 +272,7 @@ impl NatMap {
     }
 
     /// The map's family.
-    pub fn family(&self) -> Family {
+    pub fn family(&self) -> IpFamily {
         self.family
     }
 
@@ -381,6 +389,7 @@ impl NatMap {
 /// let s = podnet_conntrack::nat::NatGcStats::default();
 /// assert_eq!(s.ingress_deleted + s.egress_deleted, 0);
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NatGcStats {
     /// SNAT entries scanned.
@@ -400,10 +409,10 @@ pub struct NatGcStats {
 const OFF_ADDR: usize = 32;
 
 /// Address length of `f`, in bytes.
-fn addr_len(f: Family) -> usize {
+fn addr_len(f: IpFamily) -> usize {
     match f {
-        Family::V4 => 4,
-        Family::V6 => 16,
+        IpFamily::V4 => 4,
+        IpFamily::V6 => 16,
     }
 }
 
@@ -417,7 +426,7 @@ fn ct_exists(ct: &CtMap, key: &AnyCtKey, want_dsr: bool) -> bool {
 }
 
 fn tuple(
-    family: Family,
+    family: IpFamily,
     daddr: &[u8],
     saddr: &[u8],
     dport: [u8; 2],
@@ -522,14 +531,14 @@ mod tests {
         assert_eq!(&b6[48..50], &[0x01, 0xbb]);
         assert_eq!(e6.to_addr(), IpAddr::from(a6));
         assert_eq!(e6.to_port(), 443);
-        assert_eq!(NatEntry::from_bytes(Family::V6, &b6).unwrap(), e6);
+        assert_eq!(NatEntry::from_bytes(IpFamily::V6, &b6).unwrap(), e6);
 
         let e4 = NatEntry::new("192.0.2.1".parse().unwrap(), 33000);
         assert_eq!(e4.to_addr().to_string(), "192.0.2.1");
         assert_eq!(e4.addr_bytes(), &[192, 0, 2, 1]);
         assert_eq!(e4.port_bytes(), [0x80, 0xe8]);
         assert_eq!(
-            NatEntry::from_bytes(Family::V4, &e4.to_bytes()).unwrap(),
+            NatEntry::from_bytes(IpFamily::V4, &e4.to_bytes()).unwrap(),
             e4
         );
     }

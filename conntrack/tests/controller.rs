@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::*;
 use podnet_conntrack::nat::{NatEntry, NatMap};
 use podnet_conntrack::{
-    AnyCtKey, ClockSource, CreateOptions, CtKey4, CtMap, CtMapKind, Family, GcController,
+    AnyCtKey, ClockSource, CreateOptions, CtKey4, CtMap, CtMapKind, GcController, IpFamily,
     TupleFlags,
 };
 use testsupport::{require_privileges, BpfDir};
@@ -55,7 +55,7 @@ fn controller_adapts_its_interval_wakes_purges_and_stops() {
     let local = ct(&dir, "cilium_ct4_00042");
     fill(&tcp, 0, 100, 50);
     fill(&local, 0, 100, 10);
-    let nat = NatMap::create(Family::V4, 1024, Some(dir.path())).unwrap();
+    let nat = NatMap::create(IpFamily::V4, 1024, Some(dir.path())).unwrap();
     // An orphan egress SNAT mapping: no CT entry goes with it.
     let orphan = AnyCtKey::V4(CtKey4::new(
         [10, 9, 9, 9].into(),

@@ -434,7 +434,7 @@ fn gc_on_ipv6_endpoint_map_matches_addresses_and_expiry() {
             time: NOW,
             match_ips: ips,
             emit: Some(Box::new(|k: &AnyCtKey, _e: &CtEntry| {
-                assert_eq!(k.family(), podnet_conntrack::Family::V6);
+                assert_eq!(k.family(), podnet_conntrack::IpFamily::V6);
                 kept += 1
             })),
             ..Default::default()
