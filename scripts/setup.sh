@@ -18,6 +18,7 @@ declare -A PKGS=(
   [iperf3]=/usr/bin/iperf3
   [linux-libc-dev]=/usr/include/linux/bpf.h
   [procps]=/usr/sbin/sysctl
+  [util-linux]=/usr/bin/setpriv
 )
 
 if [ "$(id -u)" -ne 0 ]; then
