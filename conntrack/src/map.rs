@@ -795,6 +795,14 @@ impl Iterator for Entries<'_> {
     }
 }
 
+/// The number of possible CPUs (`/sys/devices/system/cpu/possible`), as
+/// the kernel sizes per-CPU LRU lists; 1 when unreadable.
+fn possible_cpus() -> usize {
+    // SAFETY: no arguments; libbpf reads and parses the sysfs file.
+    let n = unsafe { libbpf_sys::libbpf_num_possible_cpus() };
+    usize::try_from(n).unwrap_or(1).max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -838,10 +846,3 @@ mod tests {
     }
 }
 
-/// The number of possible CPUs (`/sys/devices/system/cpu/possible`), as
-/// the kernel sizes per-CPU LRU lists; 1 when unreadable.
-fn possible_cpus() -> usize {
-    // SAFETY: no arguments; libbpf reads and parses the sysfs file.
-    let n = unsafe { libbpf_sys::libbpf_num_possible_cpus() };
-    usize::try_from(n).unwrap_or(1).max(1)
-}
