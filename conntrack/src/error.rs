@@ -221,7 +221,7 @@ fn bpf_errno(e: &libbpf_rs::Error) -> Option<i32> {
     })
 }
 
-/// ": needs root or CAP_BPF and CAP_NET_ADMIN" for EPERM/EACCES from bpf(2).
+/// ": needs root or `CAP_BPF` and `CAP_NET_ADMIN`" for EPERM/EACCES from bpf(2).
 fn root_hint(e: &io::Error) -> &'static str {
     match e.raw_os_error() {
         Some(libc::EPERM | libc::EACCES) => ": needs root or CAP_BPF and CAP_NET_ADMIN",

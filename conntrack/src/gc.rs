@@ -59,6 +59,9 @@ impl ClockSource {
 
     /// The current time in lifetime units (seconds or jiffies), truncated
     /// to 32 bits as the datapath stores it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when the clock cannot be read (`clock_gettime`, `/proc/timer_list`).
     pub fn now(&self) -> Result<u32> {
         match self {
             ClockSource::Monotonic => {
@@ -81,6 +84,7 @@ impl ClockSource {
     }
 
     /// Converts a time in lifetime units to seconds.
+    #[must_use]
     pub fn to_seconds(&self, t: u64) -> u64 {
         match self {
             ClockSource::Jiffies { hz } if *hz > 0 => t / u64::from(*hz),
@@ -184,6 +188,9 @@ impl fmt::Debug for GcFilter<'_> {
 
 impl GcFilter<'_> {
     /// A filter removing entries expired at `clock`'s current time.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when the clock cannot be read (`clock_gettime`, `/proc/timer_list`).
     pub fn expired(clock: &ClockSource) -> Result<Self> {
         Ok(GcFilter {
             remove_expired: true,
@@ -355,6 +362,9 @@ impl fmt::Display for GcStats {
 /// println!("{stats}");
 /// # Ok::<(), podnet_conntrack::Error>(())
 /// ```
+///
+/// # Errors
+/// [`Error::Syscall`] when a map call fails (the pass stops with the error, never silently); [`Error::Bpf`] when [`GcScan::Kernel`] was asked for and the kernel refuses the walk.
 pub fn gc(map: &CtMap, filter: &mut GcFilter<'_>) -> Result<GcStats> {
     if filter.emit.is_none() && filter.scan != GcScan::Syscall {
         match Walker::load(
@@ -766,6 +776,7 @@ fn round_to_second(ns: i64) -> Duration {
 /// assert_eq!(calculate_interval(Duration::from_secs(60), 0.4), Duration::from_secs(36));
 /// assert_eq!(calculate_interval(Duration::from_secs(10), 0.01), Duration::from_secs(15));
 /// ```
+#[must_use]
 pub fn calculate_interval(prev: Duration, max_delete_ratio: f64) -> Duration {
     let mut interval = prev;
     if max_delete_ratio == 0.0 {

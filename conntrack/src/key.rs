@@ -65,6 +65,7 @@ pub enum IpFamily {
 
 impl IpFamily {
     /// The key size of this family's conntrack (and SNAT) maps.
+    #[must_use]
     pub const fn key_size(self) -> usize {
         match self {
             IpFamily::V4 => CtKey4::SIZE,
@@ -89,6 +90,7 @@ impl fmt::Display for IpFamily {
 /// assert_eq!(podnet_conntrack::proto_name(6), "TCP");
 /// assert_eq!(podnet_conntrack::proto_name(47), "47");
 /// ```
+#[must_use]
 pub fn proto_name(p: u8) -> std::borrow::Cow<'static, str> {
     match p {
         0 => "ANY".into(),
@@ -167,6 +169,9 @@ macro_rules! ct_key {
             }
 
             /// Decodes a key; `bytes` must be exactly [`Self::SIZE`] long.
+            ///
+            /// # Errors
+            /// [`Error::Layout`] when `bytes` has the wrong length.
             pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
                 let bytes: [u8; Self::SIZE] = bytes.try_into().map_err(|_| Error::Layout {
                     what: stringify!($name),
@@ -395,6 +400,9 @@ macro_rules! global_key {
             pub const SIZE: usize = $inner::SIZE;
 
             /// Decodes a key; `bytes` must be exactly [`Self::SIZE`] long.
+            ///
+            /// # Errors
+            /// [`Error::Layout`] when `bytes` has the wrong length.
             pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
                 $inner::from_bytes(bytes).map($name)
             }
@@ -552,6 +560,9 @@ pub enum AnyCtKey {
 
 impl AnyCtKey {
     /// Decodes `bytes` as a key of `family`.
+    ///
+    /// # Errors
+    /// [`Error::Layout`] when `bytes` has the wrong length.
     pub fn from_bytes(family: IpFamily, bytes: &[u8]) -> Result<Self, Error> {
         Ok(match family {
             IpFamily::V4 => AnyCtKey::V4(CtKey4::from_bytes(bytes)?),
@@ -567,6 +578,7 @@ impl AnyCtKey {
     }
 
     /// The key's family.
+    #[must_use]
     pub fn family(&self) -> IpFamily {
         match self {
             AnyCtKey::V4(_) => IpFamily::V4,
@@ -575,6 +587,7 @@ impl AnyCtKey {
     }
 
     /// The key's bytes.
+    #[must_use]
     pub fn as_bytes(&self) -> &[u8] {
         match self {
             AnyCtKey::V4(k) => k.as_bytes(),
@@ -583,6 +596,7 @@ impl AnyCtKey {
     }
 
     /// `daddr` as an [`IpAddr`].
+    #[must_use]
     pub fn daddr(&self) -> IpAddr {
         match self {
             AnyCtKey::V4(k) => k.daddr().into(),
@@ -591,6 +605,7 @@ impl AnyCtKey {
     }
 
     /// `saddr` as an [`IpAddr`].
+    #[must_use]
     pub fn saddr(&self) -> IpAddr {
         match self {
             AnyCtKey::V4(k) => k.saddr().into(),
@@ -600,16 +615,19 @@ impl AnyCtKey {
 
     /// The flow's source address as Cilium's GC passes it to filters and
     /// `EmitCTEntryCB` (the key's `daddr`, see `doGC4` in `ctmap.go`).
+    #[must_use]
     pub fn src_ip(&self) -> IpAddr {
         self.daddr()
     }
 
     /// The flow's destination address as Cilium's GC sees it (`saddr`).
+    #[must_use]
     pub fn dst_ip(&self) -> IpAddr {
         self.saddr()
     }
 
     /// `dport`, host order.
+    #[must_use]
     pub fn dport(&self) -> u16 {
         match self {
             AnyCtKey::V4(k) => k.dport(),
@@ -618,6 +636,7 @@ impl AnyCtKey {
     }
 
     /// `sport`, host order.
+    #[must_use]
     pub fn sport(&self) -> u16 {
         match self {
             AnyCtKey::V4(k) => k.sport(),
@@ -626,6 +645,7 @@ impl AnyCtKey {
     }
 
     /// `nexthdr`.
+    #[must_use]
     pub fn nexthdr(&self) -> u8 {
         match self {
             AnyCtKey::V4(k) => k.nexthdr(),
@@ -634,6 +654,7 @@ impl AnyCtKey {
     }
 
     /// Tuple flags.
+    #[must_use]
     pub fn flags(&self) -> TupleFlags {
         match self {
             AnyCtKey::V4(k) => k.flags(),

@@ -84,6 +84,9 @@ pub use libbpf_sys;
 ///     "10.0.0.1:40000".parse().unwrap(), "10.0.0.2:80".parse().unwrap(), 6, Direction::Egress)?;
 /// # Ok::<(), podnet_conntrack::Error>(())
 /// ```
+///
+/// # Errors
+/// As [`CtMap::open_kind`] for the map, then as [`CtMap::lookup_flow`].
 pub fn lookup(
     dir: &std::path::Path,
     endpoint: Option<u16>,
@@ -98,6 +101,9 @@ pub fn lookup(
 /// Cilium's `Update(epname, src, dst, proto, ingress, updateFn)`: looks the
 /// flow up and, if present, applies `f` and writes it back. Returns whether
 /// the flow was found.
+///
+/// # Errors
+/// As [`CtMap::open_kind`] for the map, then as [`CtMap::lookup_flow`].
 pub fn update<F: FnOnce(&mut CtEntry)>(
     dir: &std::path::Path,
     endpoint: Option<u16>,

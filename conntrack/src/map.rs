@@ -48,6 +48,7 @@ pub enum CtProto {
 
 impl CtProto {
     /// The map used for IP protocol `proto` (TCP map for 6, any map otherwise).
+    #[must_use]
     pub fn for_protocol(proto: u8) -> CtProto {
         if proto == IPPROTO_TCP {
             CtProto::Tcp
@@ -147,11 +148,13 @@ static KIND_NAMES: [KindNames; 4] = [
 
 impl CtMapKind {
     /// The four global maps in Cilium's order (TCP4, ANY4, TCP6, ANY6).
+    #[must_use]
     pub fn globals(ipv4: bool, ipv6: bool) -> Vec<CtMapKind> {
         Self::all(CtScope::Global, ipv4, ipv6)
     }
 
     /// The maps of `scope` in Cilium's order (TCP4, ANY4, TCP6, ANY6).
+    #[must_use]
     pub fn all(scope: CtScope, ipv4: bool, ipv6: bool) -> Vec<CtMapKind> {
         KIND_NAMES
             .iter()
@@ -179,6 +182,7 @@ impl CtMapKind {
     }
 
     /// The pin name Cilium gives this map.
+    #[must_use]
     pub fn name(&self) -> String {
         let KindNames { prefix, short, .. } = self.names();
         match self.scope {
@@ -189,6 +193,7 @@ impl CtMapKind {
     }
 
     /// Parses a Cilium conntrack map name.
+    #[must_use]
     pub fn from_name(name: &str) -> Option<CtMapKind> {
         if let Some(rest) = name.strip_prefix("cilium_per_cluster_ct_") {
             let (short, id) = rest.split_once('_')?;
@@ -218,16 +223,19 @@ impl CtMapKind {
     }
 
     /// The datapath macro naming this map (`CT_MAP_TCP4`, ...).
+    #[must_use]
     pub fn bpf_define(&self) -> &'static str {
         self.names().define
     }
 
     /// Cilium's default `max_entries` for this map.
+    #[must_use]
     pub fn default_max_entries(&self) -> u32 {
         crate::names::CtSizes::default().max_entries(self)
     }
 
     /// `true` for maps whose keys dump in the global format.
+    #[must_use]
     pub fn is_global(&self) -> bool {
         !matches!(self.scope, CtScope::Endpoint(_))
     }
@@ -239,6 +247,7 @@ impl CtMapKind {
 /// assert!(podnet_conntrack::name_is_global("cilium_ct_any6_global"));
 /// assert!(!podnet_conntrack::name_is_global("cilium_ct4_00042"));
 /// ```
+#[must_use]
 pub fn name_is_global(name: &str) -> bool {
     matches!(
         name,
@@ -248,6 +257,7 @@ pub fn name_is_global(name: &str) -> bool {
 
 /// Picks the TCP and the non-TCP map of `family` among `maps` (Cilium's
 /// `FilterMapsByProto`); maps without a Cilium name are ignored.
+#[must_use]
 pub fn filter_maps_by_proto(maps: &[CtMap], family: IpFamily) -> (Option<&CtMap>, Option<&CtMap>) {
     let mut tcp = None;
     let mut any = None;
@@ -304,6 +314,7 @@ pub struct CreateOptions {
 
 impl CreateOptions {
     /// Cilium's defaults for `kind`, unpinned.
+    #[must_use]
     pub fn new(kind: CtMapKind) -> Self {
         CreateOptions {
             kind,
@@ -314,6 +325,7 @@ impl CreateOptions {
     }
 
     /// Sets `max_entries`.
+    #[must_use]
     pub fn max_entries(mut self, n: u32) -> Self {
         self.max_entries = n;
         self
@@ -326,6 +338,7 @@ impl CreateOptions {
     }
 
     /// Uses a plain `BPF_MAP_TYPE_HASH`.
+    #[must_use]
     pub fn hash(mut self) -> Self {
         self.lru = false;
         self
@@ -364,6 +377,9 @@ impl CtMap {
     /// `cilium_ct_any6_00042`, ...) sets the family; other names take it from
     /// the key size. Checks type (LRU hash or hash), key size (14/38) and
     /// value size (56); a mismatch is an error and nothing is modified.
+    ///
+    /// # Errors
+    /// [`Error::Open`] when nothing is pinned there; [`Error::NotBpffs`], [`Error::NotAMap`], [`Error::MapType`], [`Error::KeySize`] or [`Error::ValueSize`] when it is not a map of this layout (nothing is modified).
     pub fn open(path: impl AsRef<Path>) -> Result<CtMap> {
         let path = path.as_ref();
         let kind = kind_of(path);
@@ -379,6 +395,9 @@ impl CtMap {
     }
 
     /// Opens the map at `path` as a map of `family`, whatever its name.
+    ///
+    /// # Errors
+    /// [`Error::Open`] when nothing is pinned there; [`Error::NotBpffs`], [`Error::NotAMap`], [`Error::MapType`], [`Error::KeySize`] or [`Error::ValueSize`] when it is not a map of this layout (nothing is modified).
     pub fn open_as(path: impl AsRef<Path>, family: IpFamily) -> Result<CtMap> {
         let path = path.as_ref();
         let kind = kind_of(path);
@@ -388,6 +407,9 @@ impl CtMap {
 
     /// Opens `dir/name`, where `dir` directly holds the pins (Cilium's
     /// [`DEFAULT_PIN_DIR`]) and `name` is a Cilium conntrack map name.
+    ///
+    /// # Errors
+    /// [`Error::UnknownName`] (conntrack maps) for a name that is not Cilium's; otherwise as `open`: [`Error::Open`] when nothing is pinned there; [`Error::NotBpffs`], [`Error::NotAMap`], [`Error::MapType`], [`Error::KeySize`] or [`Error::ValueSize`] when it is not a map of this layout (nothing is modified).
     pub fn open_named(dir: impl AsRef<Path>, name: &str) -> Result<CtMap> {
         if CtMapKind::from_name(name).is_none() {
             return Err(Error::UnknownName {
@@ -398,6 +420,9 @@ impl CtMap {
     }
 
     /// Opens the map of `kind` in `dir`.
+    ///
+    /// # Errors
+    /// [`Error::Open`] when nothing is pinned there; [`Error::NotBpffs`], [`Error::NotAMap`], [`Error::MapType`], [`Error::KeySize`] or [`Error::ValueSize`] when it is not a map of this layout (nothing is modified).
     pub fn open_kind(dir: impl AsRef<Path>, kind: CtMapKind) -> Result<CtMap> {
         Self::open(dir.as_ref().join(kind.name()))
     }
@@ -409,6 +434,9 @@ impl CtMap {
 
     /// Creates a map (LRU hash unless [`CreateOptions::hash`]), pinned when
     /// asked. Fails with `EEXIST` rather than replace an existing pin.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for `max_entries` 0 and [`Error::NotBpffs`] for a pin directory outside bpffs (both before the kernel is touched); [`Error::Syscall`] when the kernel refuses, `EEXIST` for an existing pin.
     pub fn create(opts: &CreateOptions) -> Result<CtMap> {
         let name = opts.kind.name();
         if opts.max_entries == 0 {
@@ -451,42 +479,52 @@ impl CtMap {
     }
 
     /// The map's family.
+    #[must_use]
     pub fn family(&self) -> IpFamily {
         self.family
     }
 
     /// The Cilium map kind, when the name is one of Cilium's.
+    #[must_use]
     pub fn kind(&self) -> Option<CtMapKind> {
         self.kind
     }
 
     /// The pin name (or the name given at creation).
+    #[must_use]
     pub fn name(&self) -> &str {
         &self.raw.label
     }
 
     /// The pin path, if the map is pinned.
+    #[must_use]
     pub fn path(&self) -> Option<&Path> {
         self.raw.path.as_deref()
     }
 
     /// The kernel's description of the map (as checked at open).
+    #[must_use]
     pub fn info(&self) -> &MapInfo {
         &self.raw.info
     }
 
     /// `max_entries`.
+    #[must_use]
     pub fn max_entries(&self) -> u32 {
         self.raw.info.max_entries
     }
 
     /// The map's file descriptor.
+    #[must_use]
     pub fn as_fd(&self) -> BorrowedFd<'_> {
         self.raw.fd.as_fd()
     }
 
     /// A libbpf-rs handle on the same map (a second descriptor), for code
     /// built on libbpf-rs.
+    ///
+    /// # Errors
+    /// [`Error::Syscall`] when the map's descriptor cannot be duplicated.
     pub fn to_map_handle(&self) -> Result<libbpf_rs::MapHandle> {
         libbpf_rs::MapHandle::from_map_id(self.raw.info.id).map_err(|e| Error::Syscall {
             op: "BPF_MAP_GET_FD_BY_ID",
@@ -496,6 +534,7 @@ impl CtMap {
     }
 
     /// `true` when keys dump in Cilium's global format.
+    #[must_use]
     pub fn is_global(&self) -> bool {
         self.kind.map(|k| k.is_global()).unwrap_or(true)
     }
@@ -516,6 +555,9 @@ impl CtMap {
     }
 
     /// Looks a key up.
+    ///
+    /// # Errors
+    /// [`Error::KeyFamily`] for a key of the other family (nothing sent); [`Error::Syscall`], with the errno, when the kernel call fails.
     pub fn lookup<K: CtKey + ?Sized>(&self, key: &K) -> Result<Option<CtEntry>> {
         let key = self.key_bytes(key)?;
         let mut v = [0u8; CtEntry::SIZE];
@@ -527,11 +569,17 @@ impl CtMap {
     }
 
     /// Inserts or replaces an entry.
+    ///
+    /// # Errors
+    /// [`Error::KeyFamily`] for a key of the other family (nothing sent); [`Error::Syscall`], with the errno, when the kernel call fails.
     pub fn update<K: CtKey + ?Sized>(&self, key: &K, entry: &CtEntry) -> Result<()> {
         self.raw.update(self.key_bytes(key)?, entry.as_bytes(), 0)
     }
 
     /// Inserts or replaces many entries with `BPF_MAP_UPDATE_BATCH`.
+    ///
+    /// # Errors
+    /// [`Error::KeyFamily`] for a key of the other family (nothing sent); [`Error::Syscall`], with the errno, when the kernel call fails.
     pub fn update_many<K: CtKey>(&self, items: &[(K, CtEntry)]) -> Result<()> {
         let ks = self.family.key_size();
         let mut keys = Vec::with_capacity(items.len() * ks);
@@ -546,6 +594,9 @@ impl CtMap {
     /// Deletes many keys with `BPF_MAP_DELETE_BATCH`; keys that are not
     /// there are skipped (the kernel stops a batch at the first one; this
     /// carries on after it). Returns how many were deleted.
+    ///
+    /// # Errors
+    /// [`Error::KeyFamily`] for a key of the other family (nothing sent); [`Error::Syscall`], with the errno, when the kernel call fails.
     pub fn delete_many<K: CtKey>(&self, keys: &[K]) -> Result<usize> {
         let ks = self.family.key_size();
         let mut buf = Vec::with_capacity(keys.len() * ks);
@@ -556,21 +607,30 @@ impl CtMap {
     }
 
     /// Deletes a key; `Ok(false)` when it was not there.
+    ///
+    /// # Errors
+    /// [`Error::KeyFamily`] for a key of the other family (nothing sent); [`Error::Syscall`], with the errno, when the kernel call fails.
     pub fn delete<K: CtKey + ?Sized>(&self, key: &K) -> Result<bool> {
         self.raw.delete(self.key_bytes(key)?)
     }
 
     /// Counts the entries with a batch walk (Cilium's `Count`).
+    ///
+    /// # Errors
+    /// [`Error::KeyFamily`] for a key of the other family (nothing sent); [`Error::Syscall`], with the errno, when the kernel call fails.
     pub fn count(&self) -> Result<usize> {
         self.raw.count()
     }
 
-    /// Map pressure: entries / max_entries, the figure Cilium exports as
+    /// Map pressure: entries / `max_entries`, the figure Cilium exports as
     /// `bpf_map_pressure`.
     ///
     /// An LRU map starts evicting *before* this reaches 1.0 (about 0.9 on
     /// a small map): free elements sit in per-CPU lists the inserting CPU
     /// cannot use. [`CtMap::effective_pressure`] reaches 1.0 there.
+    ///
+    /// # Errors
+    /// [`Error::KeyFamily`] for a key of the other family (nothing sent); [`Error::Syscall`], with the errno, when the kernel call fails.
     pub fn pressure(&self) -> Result<f64> {
         let n = self.count()?;
         Ok(n as f64 / f64::from(self.max_entries().max(1)))
@@ -586,7 +646,7 @@ impl CtMap {
     /// the map; with `BPF_F_NO_COMMON_LRU` each CPU has its own
     /// `max_entries / ncpus` share, so one CPU's flows can fill only that:
     /// the figure is then the fullest share a single CPU can see, judged
-    /// conservatively as entries / (max_entries / ncpus).
+    /// conservatively as entries / (`max_entries` / ncpus).
     ///
     /// ```no_run
     /// let m = podnet_conntrack::CtMap::open("/sys/fs/bpf/tc/globals/cilium_ct4_global")?;
@@ -616,11 +676,17 @@ impl CtMap {
 
     /// Streams every entry with `BPF_MAP_LOOKUP_BATCH` (batches of [`DEFAULT_BATCH`],
     /// grown on `ENOSPC`). Memory stays O(batch).
+    ///
+    /// # Errors
+    /// [`Error::KeyFamily`] for a key of the other family (nothing sent); [`Error::Syscall`], with the errno, when the kernel call fails.
     pub fn iter(&self) -> Result<Entries<'_>> {
         self.iter_with_batch(DEFAULT_BATCH)
     }
 
     /// Like [`CtMap::iter`] with a chosen initial batch size.
+    ///
+    /// # Errors
+    /// [`Error::KeyFamily`] for a key of the other family (nothing sent); [`Error::Syscall`], with the errno, when the kernel call fails.
     pub fn iter_with_batch(&self, batch: u32) -> Result<Entries<'_>> {
         Ok(Entries {
             scanner: BatchScanner::new(&self.raw, batch)?,
@@ -634,6 +700,9 @@ impl CtMap {
     /// Calls `f(keys, values, n)` for each raw batch of the map: the fastest
     /// way through it, with `n` keys of [`IpFamily::key_size`] bytes and `n`
     /// values of 56 bytes. Returns the number of entries seen.
+    ///
+    /// # Errors
+    /// [`Error::KeyFamily`] for a key of the other family (nothing sent); [`Error::Syscall`], with the errno, when the kernel call fails.
     pub fn for_each_batch<F>(&self, batch: u32, mut f: F) -> Result<usize>
     where
         F: FnMut(&[u8], &[u8], usize) -> Result<()>,
@@ -651,6 +720,9 @@ impl CtMap {
     /// Builds the key Cilium's `Lookup`/`Update` build for a flow from `src`
     /// to `dst` (`lookup.go`, `createTupleKey`): addresses reversed, ports
     /// as given, `TUPLE_F_IN` for ingress.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when the two addresses differ in family.
     pub fn flow_key(
         src: SocketAddr,
         dst: SocketAddr,
@@ -685,6 +757,9 @@ impl CtMap {
     }
 
     /// Cilium's `Lookup(epname, src, dst, proto, ingress)` on this map.
+    ///
+    /// # Errors
+    /// [`Error::KeyFamily`] for a key of the other family (nothing sent); [`Error::Syscall`], with the errno, when the kernel call fails.
     pub fn lookup_flow(
         &self,
         src: SocketAddr,
@@ -697,6 +772,9 @@ impl CtMap {
 
     /// Cilium's `Update`: looks the flow up and, when present, applies `f`
     /// and writes the entry back. Returns whether the flow was found.
+    ///
+    /// # Errors
+    /// [`Error::KeyFamily`] for a key of the other family (nothing sent); [`Error::Syscall`], with the errno, when the kernel call fails.
     pub fn update_flow<F: FnOnce(&mut CtEntry)>(
         &self,
         src: SocketAddr,
@@ -717,6 +795,9 @@ impl CtMap {
     }
 
     /// Deletes every entry (Cilium's `Flush`); returns how many went.
+    ///
+    /// # Errors
+    /// [`Error::KeyFamily`] for a key of the other family (nothing sent); [`Error::Syscall`], with the errno, when the kernel call fails.
     pub fn flush(&self) -> Result<usize> {
         let stats = crate::gc::gc(
             self,
@@ -753,11 +834,13 @@ pub struct Entries<'m> {
 
 impl Entries<'_> {
     /// The current batch size (grows on `ENOSPC`).
+    #[must_use]
     pub fn batch_size(&self) -> u32 {
         self.scanner.batch()
     }
 
     /// How many times the batch had to grow because a hash bucket did not fit.
+    #[must_use]
     pub fn enospc_grows(&self) -> u32 {
         self.scanner.grows
     }
@@ -845,4 +928,3 @@ mod tests {
         );
     }
 }
-

@@ -35,6 +35,7 @@ impl Default for CtSizes {
 
 impl CtSizes {
     /// `max_entries` of `kind` under these sizes.
+    #[must_use]
     pub fn max_entries(&self, kind: &CtMapKind) -> u32 {
         match (kind.scope, kind.proto) {
             (CtScope::Endpoint(_), _) => crate::map::DEFAULT_MAX_ENTRIES_LOCAL,
@@ -60,6 +61,9 @@ const CT_MAP_FLAGS: u32 = 0;
 ///      #define CT_MAP_TCP6 cilium_ct6_global\n#define CT_MAP_ANY6 cilium_ct_any6_global\n\
 ///      #define CT_MAP_SIZE_TCP 524288\n#define CT_MAP_SIZE_ANY 262144\n");
 /// ```
+///
+/// # Errors
+/// The writer's I/O error.
 pub fn write_bpf_macros(
     w: &mut dyn Write,
     endpoint: Option<u16>,
@@ -82,6 +86,7 @@ pub fn write_bpf_macros(
 
 /// `true` when every conntrack map of the endpoint (or the global ones) is
 /// pinned in `dir` (Cilium's `Exists`).
+#[must_use]
 pub fn exists(dir: &Path, endpoint: Option<u16>, ipv4: bool, ipv6: bool) -> bool {
     let scope = CtScope::of_endpoint(endpoint);
     CtMapKind::all(scope, ipv4, ipv6)
@@ -96,6 +101,9 @@ pub fn exists(dir: &Path, endpoint: Option<u16>, ipv4: bool, ipv6: bool) -> bool
 /// `pkg/bpf/bpf_linux.go`: Cilium creates its CT maps as LRU hashes with
 /// flags 0, so any flag, e.g. `BPF_F_NO_COMMON_LRU`, means an upgrade). Returns the paths removed. Missing
 /// pins are skipped; a pin that is not a map is left alone.
+///
+/// # Errors
+/// [`Error::Open`] when a mismatched pin cannot be removed; [`Error::Syscall`] when a pin cannot be inspected.
 pub fn delete_if_upgrade_needed(
     dir: &Path,
     endpoint: Option<u16>,

@@ -57,6 +57,7 @@ impl NatEntry {
     pub const SIZE_V6: usize = 56;
 
     /// An entry translating to `addr:port` (port in host order).
+    #[must_use]
     pub fn new(addr: IpAddr, port: u16) -> Self {
         let mut e = NatEntry {
             bytes: [0; 56],
@@ -75,6 +76,7 @@ impl NatEntry {
     }
 
     /// Value size for `family`.
+    #[must_use]
     pub fn size(family: IpFamily) -> usize {
         match family {
             IpFamily::V4 => Self::SIZE_V4,
@@ -83,6 +85,9 @@ impl NatEntry {
     }
 
     /// Decodes an entry of `family`.
+    ///
+    /// # Errors
+    /// [`Error::Layout`] when `b` has the wrong length for `family`.
     pub fn from_bytes(family: IpFamily, b: &[u8]) -> Result<Self> {
         let want = Self::size(family);
         if b.len() != want {
@@ -98,11 +103,13 @@ impl NatEntry {
     }
 
     /// The bytes as the map stores them (40 or 56).
+    #[must_use]
     pub fn to_bytes(&self) -> Vec<u8> {
         self.as_bytes().to_vec()
     }
 
     /// The bytes, borrowed.
+    #[must_use]
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..Self::size(self.family)]
     }
@@ -114,6 +121,7 @@ impl NatEntry {
     }
 
     /// `created`.
+    #[must_use]
     pub fn created(&self) -> u64 {
         self.u64_at(0)
     }
@@ -124,6 +132,7 @@ impl NatEntry {
     }
 
     /// `needs_ct`.
+    #[must_use]
     pub fn needs_ct(&self) -> u64 {
         self.u64_at(8)
     }
@@ -134,6 +143,7 @@ impl NatEntry {
     }
 
     /// The translated address (`to_saddr` / `to_daddr`).
+    #[must_use]
     pub fn to_addr(&self) -> IpAddr {
         let a = self.addr_bytes();
         match self.family {
@@ -152,6 +162,7 @@ impl NatEntry {
     }
 
     /// The translated port, host order.
+    #[must_use]
     pub fn to_port(&self) -> u16 {
         let o = self.port_off();
         u16::from_be_bytes([self.bytes[o], self.bytes[o + 1]])
@@ -217,6 +228,9 @@ pub struct NatMap {
 impl NatMap {
     /// Opens a pinned SNAT map; family from the name
     /// (`cilium_snat_v4_external` / `..._v6_...`) or else the key size.
+    ///
+    /// # Errors
+    /// [`Error::Open`] when nothing is pinned there; [`Error::NotBpffs`], [`Error::NotAMap`], [`Error::MapType`], [`Error::KeySize`] or [`Error::ValueSize`] when it is not a map of this layout (nothing is modified).
     pub fn open(path: impl AsRef<Path>) -> Result<NatMap> {
         let path = path.as_ref();
         let raw = RawMap::open_pinned(path)?;
@@ -234,6 +248,9 @@ impl NatMap {
     }
 
     /// Opens `dir/name`.
+    ///
+    /// # Errors
+    /// [`Error::UnknownName`] (conntrack maps) for a name that is not Cilium's; otherwise as `open`: [`Error::Open`] when nothing is pinned there; [`Error::NotBpffs`], [`Error::NotAMap`], [`Error::MapType`], [`Error::KeySize`] or [`Error::ValueSize`] when it is not a map of this layout (nothing is modified).
     pub fn open_named(dir: impl AsRef<Path>, name: &str) -> Result<NatMap> {
         Self::open(dir.as_ref().join(name))
     }
@@ -245,6 +262,9 @@ impl NatMap {
 
     /// Creates an LRU SNAT map with Cilium's name for `family`, pinned in
     /// `pin_dir` when given.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for `max_entries` 0 and [`Error::NotBpffs`] for a pin directory outside bpffs (both before the kernel is touched); [`Error::Syscall`] when the kernel refuses.
     pub fn create(family: IpFamily, max_entries: u32, pin_dir: Option<&Path>) -> Result<NatMap> {
         let name = match family {
             IpFamily::V4 => MAP_NAME_SNAT4,
@@ -272,6 +292,7 @@ impl NatMap {
     }
 
     /// The map's family.
+    #[must_use]
     pub fn family(&self) -> IpFamily {
         self.family
     }
@@ -295,6 +316,9 @@ impl NatMap {
     }
 
     /// Looks a tuple up.
+    ///
+    /// # Errors
+    /// [`Error::KeyFamily`] for a key of the other family (nothing sent); [`Error::Syscall`], with the errno, when the kernel call fails.
     pub fn lookup(&self, key: &AnyCtKey) -> Result<Option<NatEntry>> {
         self.check_family(key, None)?;
         let mut v = [0u8; 56];
@@ -307,12 +331,18 @@ impl NatMap {
     }
 
     /// Inserts or replaces an entry.
+    ///
+    /// # Errors
+    /// [`Error::KeyFamily`] for a key of the other family (nothing sent); [`Error::Syscall`], with the errno, when the kernel call fails.
     pub fn update(&self, key: &AnyCtKey, e: &NatEntry) -> Result<()> {
         self.check_family(key, Some(e))?;
         self.raw.update(key.as_bytes(), e.as_bytes(), 0)
     }
 
     /// Deletes an entry; `Ok(false)` when absent.
+    ///
+    /// # Errors
+    /// [`Error::KeyFamily`] for a key of the other family (nothing sent); [`Error::Syscall`], with the errno, when the kernel call fails.
     pub fn delete(&self, key: &AnyCtKey) -> Result<bool> {
         self.check_family(key, None)?;
         self.raw.delete(key.as_bytes())
@@ -323,6 +353,9 @@ impl NatMap {
     /// swapped; when present, its reverse key (`daddr = to_addr, saddr =
     /// ct.saddr, dport = to_port, sport = ct.dport`, `TUPLE_F_IN`) goes too.
     /// Returns how many SNAT entries were deleted.
+    ///
+    /// # Errors
+    /// [`Error::KeyFamily`] for a key of the other family (nothing sent); [`Error::Syscall`], with the errno, when the kernel call fails.
     pub fn delete_mapping(&self, ct_key: &AnyCtKey) -> Result<usize> {
         self.check_family(ct_key, None)?;
         let (al, b) = (addr_len(self.family), ct_key.as_bytes());
@@ -353,6 +386,9 @@ impl NatMap {
 
     /// Removes the SNAT entry a DSR CT entry owns (Cilium's
     /// `DeleteSwappedMapping4/6`): the CT key with ports swapped, `TUPLE_F_OUT`.
+    ///
+    /// # Errors
+    /// [`Error::KeyFamily`] for a key of the other family (nothing sent); [`Error::Syscall`], with the errno, when the kernel call fails.
     pub fn delete_swapped_mapping(&self, ct_key: &AnyCtKey) -> Result<bool> {
         self.check_family(ct_key, None)?;
         let (al, b) = (addr_len(self.family), ct_key.as_bytes());
@@ -378,6 +414,9 @@ impl NatMap {
     }
 
     /// Counts entries with a batch walk.
+    ///
+    /// # Errors
+    /// [`Error::KeyFamily`] for a key of the other family (nothing sent); [`Error::Syscall`], with the errno, when the kernel call fails.
     pub fn count(&self) -> Result<usize> {
         self.raw.count()
     }
@@ -455,6 +494,9 @@ fn tuple(
 ///
 /// TCP tuples are checked in `ct_tcp`, the others in `ct_any`. Deletions use
 /// `BPF_MAP_DELETE_BATCH`.
+///
+/// # Errors
+/// [`Error::InvalidInput`] when the maps' families differ (nothing deleted); [`Error::Syscall`] when a map call fails.
 pub fn purge_orphan_nat_entries(
     ct_tcp: &CtMap,
     ct_any: &CtMap,

@@ -49,6 +49,7 @@ pub struct MapInfo {
 }
 
 /// The name of a map type as bpftool prints it.
+#[must_use]
 pub fn map_type_name(t: u32) -> String {
     match t {
         MAP_TYPE_HASH => "hash".into(),
