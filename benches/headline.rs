@@ -17,6 +17,7 @@
 //! Everything runs as root inside network namespaces and bpffs directories the
 //! benchmarks create and remove (see the `testsupport` crate).
 
+#[path = "headline/report.rs"]
 mod report;
 #[path = "headline/rounds.rs"]
 mod rounds;
