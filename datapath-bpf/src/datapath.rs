@@ -260,16 +260,32 @@ impl Datapath {
                 });
             }
         }
-        let created_dir = !opts.pin_dir.exists();
-        std::fs::create_dir_all(&opts.pin_dir).map_err(|source| Error::PinDir {
-            path: opts.pin_dir.clone(),
-            source,
-        })?;
+        // The directories this load creates, deepest first: the pin
+        // directory and every missing parent.
+        let created: Vec<PathBuf> = opts
+            .pin_dir
+            .ancestors()
+            .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+            .map(Path::to_path_buf)
+            .collect();
+        let remove_created = || {
+            // libbpf unpins what it pinned on failure; leave no directory
+            // behind either (remove_dir only removes empty ones).
+            for d in &created {
+                let _ = std::fs::remove_dir(d);
+            }
+        };
+        if let Err(source) = std::fs::create_dir_all(&opts.pin_dir) {
+            remove_created();
+            return Err(Error::PinDir {
+                path: opts.pin_dir.clone(),
+                source,
+            });
+        }
 
-        let loaded = Self::load_in(opts, created_dir);
-        if loaded.is_err() && created_dir {
-            // libbpf unpins what it pinned on failure; leave no directory behind.
-            let _ = std::fs::remove_dir(&opts.pin_dir);
+        let loaded = Self::load_in(opts, !created.is_empty());
+        if loaded.is_err() {
+            remove_created();
         }
         loaded
     }

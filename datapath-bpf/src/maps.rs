@@ -393,6 +393,37 @@ pub mod reason {
     pub const FRAG_NOSUPPORT: u8 = 157;
     /// An explicit deny entry matched.
     pub const POLICY_DENY: u8 = 181;
+    /// Not a drop: a new connection whose entry in `cilium_ct4_global` made
+    /// the kernel evict entries, the map being full (podnet's own number,
+    /// beyond Cilium's drop reasons). Any count here says the map is too
+    /// small: flows are being forgotten. A creation that failed is
+    /// [`CT_CREATE_FAILED`] instead. See [`ct_evicted_map`].
+    pub const CT_EVICTED_TCP4: u8 = 250;
+    /// As [`CT_EVICTED_TCP4`], for `cilium_ct_any4_global`.
+    pub const CT_EVICTED_ANY4: u8 = 251;
+    /// As [`CT_EVICTED_TCP4`], for `cilium_ct6_global`.
+    pub const CT_EVICTED_TCP6: u8 = 252;
+    /// As [`CT_EVICTED_TCP4`], for `cilium_ct_any6_global`.
+    pub const CT_EVICTED_ANY6: u8 = 253;
+
+    /// The conntrack map whose evictions `reason` counts, if it is one of
+    /// the `CT_EVICTED_*` reasons.
+    ///
+    /// ```
+    /// use podnet_datapath::maps::reason;
+    /// assert_eq!(reason::ct_evicted_map(reason::CT_EVICTED_ANY4), Some("cilium_ct_any4_global"));
+    /// assert_eq!(reason::ct_evicted_map(reason::POLICY), None);
+    /// ```
+    #[must_use]
+    pub fn ct_evicted_map(reason: u8) -> Option<&'static str> {
+        match reason {
+            CT_EVICTED_TCP4 => Some(super::CT4_TCP),
+            CT_EVICTED_ANY4 => Some(super::CT4_ANY),
+            CT_EVICTED_TCP6 => Some(super::CT6_TCP),
+            CT_EVICTED_ANY6 => Some(super::CT6_ANY),
+            _ => None,
+        }
+    }
 
     /// Cilium's text for a reason (`pkg/monitor/api/drop.go`).
     pub fn name(reason: u8) -> &'static str {
@@ -407,6 +438,9 @@ pub mod reason {
             INVALID_EXTHDR => "Invalid IPv6 extension header",
             FRAG_NOSUPPORT => "Fragmentation needed",
             POLICY_DENY => "Policy denied by denylist",
+            CT_EVICTED_TCP4 | CT_EVICTED_ANY4 | CT_EVICTED_TCP6 | CT_EVICTED_ANY6 => {
+                "CT: Map full, entries evicted"
+            }
             _ => "Unknown reason",
         }
     }

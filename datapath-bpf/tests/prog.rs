@@ -1321,3 +1321,80 @@ fn redirect_peer_mode_applies_ingress_conntrack_and_policy_before_delivery() {
         frags + 1
     );
 }
+
+/// Issue #15: a full LRU conntrack map evicts silently; the datapath counts
+/// the creations that made it evict, per map, in its metrics.
+#[test]
+fn ct_creations_that_evict_are_counted_per_map() {
+    require_privileges!();
+    let dir = BpfDir::new("evict");
+    let mut o = Options::small(dir.join("globals"));
+    o.redirect_peer = false;
+    o.ct_tcp_size = 64;
+    let dp = Datapath::load(&o).expect("load");
+    dp.upsert_endpoint(&ep(a4().into(), true, EndpointFlags::empty()))
+        .unwrap();
+    dp.upsert_endpoint(&ep(b4().into(), false, EndpointFlags::empty()))
+        .unwrap();
+    let syn = |sport: u16| {
+        packet4(
+            A_MAC,
+            A_NODE_MAC,
+            &Ip4::new(a4(), b4(), 6),
+            &tcp(sport, 80, 0x02),
+        )
+    };
+    // Fewer connections than the map holds: no eviction.
+    for sport in 10000..10020 {
+        dp.test_run(Program::FromContainer, &syn(sport), &from_a())
+            .unwrap();
+    }
+    assert_eq!(
+        dp.metric(reason::CT_EVICTED_TCP4, Direction::Egress)
+            .unwrap(),
+        0
+    );
+    // Ten times as many as it holds: the kernel evicts, and it is counted.
+    for sport in 20000..20640 {
+        dp.test_run(Program::FromContainer, &syn(sport), &from_a())
+            .unwrap();
+    }
+    let evicting = dp
+        .metric(reason::CT_EVICTED_TCP4, Direction::Egress)
+        .unwrap();
+    assert!(evicting > 0, "creations that evicted counted");
+    assert!(dp.ct4_entries(true).unwrap().len() <= 64);
+    // Every one of these flows shares one related ICMP entry in the roomy
+    // "any" map: refreshing it is no eviction.
+    assert_eq!(
+        dp.metric(reason::CT_EVICTED_ANY4, Direction::Egress)
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        dp.metric(reason::CT_CREATE_FAILED, Direction::Egress)
+            .unwrap(),
+        0
+    );
+    let m = dp
+        .metrics()
+        .unwrap()
+        .into_iter()
+        .find(|m| m.reason == reason::CT_EVICTED_TCP4)
+        .unwrap();
+    assert_eq!(m.reason_name(), "CT: Map full, entries evicted");
+    assert_eq!(reason::ct_evicted_map(m.reason), Some("cilium_ct4_global"));
+    dp.teardown().unwrap();
+}
+
+/// Issue #15: a load that fails leaves no directory it made, parents included.
+#[test]
+fn a_failed_load_leaves_no_directory_it_made() {
+    require_privileges!();
+    // Not on bpffs: pinning fails after the directories were created.
+    let top = std::env::temp_dir().join(format!("pnt-{}-loadfail", std::process::id()));
+    let pin_dir = top.join("a").join("b").join("globals");
+    let r = Datapath::load(&Options::small(&pin_dir));
+    assert!(r.is_err(), "pinning outside bpffs fails");
+    assert!(!top.exists(), "{} left behind", top.display());
+}

@@ -27,6 +27,13 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
+/* Entries in a map (Linux 6.6, kernel/bpf/map_iter.c); weak: optional. The
+ * struct is the kernel's, only ever passed by pointer. */
+struct bpf_map {
+	int unused;
+} __attribute__((preserve_access_index));
+extern __s64 bpf_map_sum_elem_count(const struct bpf_map *map) __ksym __weak;
+
 /* ICMP types (linux/icmp.h and linux/icmpv6.h pull in libc headers). */
 #define ICMP_ECHOREPLY 0
 #define ICMP_DEST_UNREACH 3
@@ -93,6 +100,19 @@ enum { ACTION_UNSPEC = 0, ACTION_CREATE, ACTION_CLOSE };
 #define DROP_INVALID_EXTHDR -156
 #define DROP_FRAG_NOSUPPORT -157
 #define DROP_POLICY_DENY -181
+
+/* Not drops: counted in podnet_metrics for a new connection whose CT entry
+ * made the kernel evict entries from a full map, one reason per map
+ * (podnet's own numbers, beyond Cilium's drop reasons). A creation that
+ * failed is the drop DROP_CT_CREATE_FAILED. */
+#define REASON_CT_EVICTED_TCP4 250 /* cilium_ct4_global */
+#define REASON_CT_EVICTED_ANY4 251 /* cilium_ct_any4_global */
+#define REASON_CT_EVICTED_TCP6 252 /* cilium_ct6_global */
+#define REASON_CT_EVICTED_ANY6 253 /* cilium_ct_any6_global */
+
+#ifndef EEXIST
+#define EEXIST 17
+#endif
 
 #define IDENTITY_WORLD 2
 
