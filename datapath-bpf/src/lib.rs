@@ -27,6 +27,7 @@ mod error;
 mod log;
 pub mod maps;
 mod object;
+mod service;
 
 pub use attach::Hook;
 pub use datapath::{
@@ -39,3 +40,4 @@ pub use maps::{
     PolicyKey, PolicyStats,
 };
 pub use object::OBJECT;
+pub use service::{Backend, BackendState, L4Protocol, Service, MAX_BACKENDS};

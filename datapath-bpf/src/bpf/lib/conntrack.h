@@ -265,12 +265,13 @@ static __always_inline int ct_store_new(struct __sk_buff *ctx, bool v6, bool is_
 }
 
 /* Creates the entry of a new connection under `key` and, for TCP and UDP,
- * the related ICMP entry (same addresses, no ports) in the "any" map. The
+ * the related ICMP entry (same addresses, no ports) in the "any" map, both
+ * carrying `rev_nat_index` (network order; 0: not a service flow). The
  * related entry is shared by every flow between the same two addresses
  * and protocol: an existing one is refreshed (overwritten, as Cilium
  * does), which is no eviction. */
 static __always_inline int ct_create(struct __sk_buff *ctx, bool v6, const void *key, int dir,
-				     __u32 src_sec_id)
+				     __u32 src_sec_id, __be16 rev_nat_index)
 {
 	__u8 nexthdr = ct_key_nexthdr(v6, key);
 	/* The key's address words; the last word holds ports and flags. */
@@ -280,6 +281,7 @@ static __always_inline int ct_create(struct __sk_buff *ctx, bool v6, const void 
 	union ct6_key icmp; /* room for either family */
 
 	ct_fill_new(&entry, ctx, nexthdr == IPPROTO_TCP, dir, src_sec_id);
+	entry.rev_nat_index = rev_nat_index;
 	if (ct_store_new(ctx, v6, nexthdr == IPPROTO_TCP, key, &entry, BPF_ANY, dir) < 0)
 		return DROP_CT_CREATE_FAILED;
 	if (nexthdr != IPPROTO_TCP && nexthdr != IPPROTO_UDP)
