@@ -5,13 +5,21 @@
 //! * `cargo bench` (or `cargo bench --bench headline -- route`) runs the full
 //!   sizes; a trailing word filters the areas by substring (`route`, `conntrack`,
 //!   `datapath`, or only `datapath-programs` / `datapath-traffic`).
-//! * `cargo test --benches` runs every benchmark once at a small size, so they
-//!   keep compiling and working (CI does this).
+//! * `cargo test --benches` (and `cargo bench -- --quick`) runs every
+//!   benchmark at a small size with 3 rounds, so they keep compiling and
+//!   working (scripts/test.sh does this).
+//!
+//! Every row follows one discipline (`headline/rounds.rs`): its contenders
+//! alternate within each round, the order reversed every other round, and
+//! the row reports the median of the per-round paired ratios with their
+//! quartiles; a goal whose quartiles straddle it is "unsettled".
 //!
 //! Everything runs as root inside network namespaces and bpffs directories the
 //! benchmarks create and remove (see the `testsupport` crate).
 
 mod report;
+#[path = "headline/rounds.rs"]
+mod rounds;
 
 #[path = "headline/conntrack.rs"]
 mod conntrack;
@@ -28,7 +36,7 @@ type Area = (&'static str, fn(&mut Report));
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // `cargo bench` passes `--bench`; `cargo test --benches` does not.
-    let full = args.iter().any(|a| a == "--bench");
+    let full = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--quick");
     let filters: Vec<&str> = args
         .iter()
         .filter(|a| !a.starts_with('-'))

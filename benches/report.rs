@@ -3,6 +3,8 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use crate::rounds::{Rounds, Stat};
+
 /// What a figure must achieve.
 #[derive(Clone, Copy, Debug)]
 #[allow(dead_code)]
@@ -17,40 +19,83 @@ pub enum Goal {
     None,
 }
 
-/// One line of the table.
+/// Whether a row met its goal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Met,
+    Missed,
+    /// The interquartile spread straddles the goal.
+    Unsettled,
+    /// No goal.
+    None,
+}
+
+impl Verdict {
+    fn text(self) -> &'static str {
+        match self {
+            Verdict::Met => "met",
+            Verdict::Missed => "MISSED",
+            Verdict::Unsettled => "unsettled",
+            Verdict::None => "",
+        }
+    }
+}
+
+/// One line of the table (made by `rounds::Samples::row` or `alone`).
 #[derive(Clone, Debug)]
 pub struct Row {
     /// `route`, `conntrack` or `datapath`.
     pub area: &'static str,
     /// What was measured, with its size: "upsert one by one, 100k /32 routes".
     pub figure: String,
-    /// Our figure, in `unit`.
-    pub ours: f64,
+    /// Our figure over the rounds, in `unit`.
+    pub ours: Stat,
     /// The baseline's name: "ip -batch route replace".
     pub baseline_name: String,
-    /// The baseline's figure in the same unit (NaN when there is none).
-    pub baseline: f64,
+    /// The baseline's figure over the same rounds, in the same unit.
+    pub baseline: Option<Stat>,
+    /// The per-round paired ratios ours / baseline.
+    pub ratio: Option<Stat>,
     /// "routes/s", "ms", "ns/pkt", "MiB" ...
     pub unit: &'static str,
     pub goal: Goal,
+    /// Further per-round comparisons, already formatted.
+    pub notes: Vec<String>,
 }
 
 impl Row {
-    fn ratio(&self) -> f64 {
-        self.ours / self.baseline
+    /// Adds a note (shown in the table's last column).
+    pub fn note(mut self, text: impl Into<String>) -> Row {
+        self.notes.push(text.into());
+        self
     }
 
-    fn verdict(&self) -> &'static str {
-        let ok = match self.goal {
-            Goal::RatioAtLeast(g) => self.ratio() >= g,
-            Goal::RatioAtMost(g) => self.ratio() <= g,
-            Goal::Below(g) => self.ours < g,
-            Goal::None => return "",
+    /// Met or missed by the median; unsettled when the interquartile
+    /// spread straddles the goal.
+    pub fn verdict(&self) -> Verdict {
+        let (stat, goal, at_least) = match (self.goal, self.ratio) {
+            (Goal::RatioAtLeast(g), Some(r)) => (r, g, true),
+            (Goal::RatioAtMost(g), Some(r)) => (r, g, false),
+            (Goal::Below(g), _) => (self.ours, g, false),
+            _ => return Verdict::None,
+        };
+        if stat.median.is_nan() {
+            return Verdict::Missed;
+        }
+        if stat.straddles(goal) {
+            return Verdict::Unsettled;
+        }
+        let ok = if at_least {
+            stat.median >= goal
+        } else if matches!(self.goal, Goal::Below(_)) {
+            stat.median < goal
+        } else {
+            stat.median <= goal
         };
         if ok {
-            "met"
+            Verdict::Met
         } else {
-            "MISSED"
+            Verdict::Missed
         }
     }
 
@@ -64,16 +109,42 @@ impl Row {
     }
 }
 
-fn fmt_num(v: f64) -> String {
+pub fn fmt_num(v: f64) -> String {
     if v.is_nan() {
         "-".into()
     } else if v.abs() >= 1000.0 {
         format!("{v:.0}")
     } else if v.abs() >= 10.0 {
         format!("{v:.1}")
+    } else if v.abs() >= 0.1 || v == 0.0 {
+        format!("{v:.2}")
     } else {
-        format!("{v:.3}")
+        format!("{v:.4}")
     }
+}
+
+/// `median (q1-q3)`.
+pub fn fmt_stat(s: &Stat) -> String {
+    format!(
+        "{} ({}-{})",
+        fmt_num(s.median),
+        fmt_num(s.lo),
+        fmt_num(s.hi)
+    )
+}
+
+/// `1.07x (1.02-1.12)`.
+pub fn fmt_ratio(s: &Stat) -> String {
+    let one = |v: f64| {
+        if v.is_nan() {
+            "-".to_string()
+        } else if v.abs() < 0.01 {
+            format!("{v:.1e}")
+        } else {
+            format!("{v:.2}")
+        }
+    };
+    format!("{}x ({}-{})", one(s.median), one(s.lo), one(s.hi))
 }
 
 pub struct Report {
@@ -89,8 +160,9 @@ impl Report {
         }
     }
 
-    /// `true` under `cargo bench`; `false` under `cargo test --benches`, where
-    /// each benchmark should run once at a small size.
+    /// `true` under `cargo bench`; `false` under `cargo test --benches` or
+    /// with `--quick`: small sizes and fewer rounds, the same discipline.
+    #[allow(dead_code)]
     pub fn full(&self) -> bool {
         self.full
     }
@@ -105,15 +177,38 @@ impl Report {
         }
     }
 
+    /// How many alternating rounds a row of this kind runs: 10 for network
+    /// rows and 11 for the others (the minimums are 8 and 9), 3 in quick mode.
+    pub fn rounds(&self, kind: Rounds) -> usize {
+        match (self.full, kind) {
+            (true, Rounds::Network) => 10,
+            (true, Rounds::Other) => 11,
+            (false, _) => 3,
+        }
+    }
+
     pub fn add(&mut self, row: Row) {
+        let base = match &row.baseline {
+            Some(b) => format!(", {}: {}", row.baseline_name, fmt_stat(b)),
+            None => String::new(),
+        };
+        let ratio = match &row.ratio {
+            Some(r) => format!(
+                ", ratio {} min {:.3} max {:.3}, {} rounds",
+                fmt_ratio(r),
+                r.min,
+                r.max,
+                r.n
+            ),
+            None => format!(", min {:.3} max {:.3}", row.ours.min, row.ours.max),
+        };
         eprintln!(
-            "   {}: {} {} (baseline {}: {} {})",
+            "   {}: {} {}{base}{ratio} [{}] {}",
             row.figure,
-            fmt_num(row.ours),
+            fmt_stat(&row.ours),
             row.unit,
-            row.baseline_name,
-            fmt_num(row.baseline),
-            row.unit
+            row.verdict().text(),
+            row.notes.join("; ")
         );
         self.rows.push(row);
     }
@@ -122,55 +217,65 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "| area | figure | ours | baseline | baseline figure | ratio | goal | |"
+            "| area | figure | ours | baseline | baseline figure | paired ratio | goal | | notes |"
         );
-        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
         for r in &self.rows {
-            let ratio = if r.baseline.is_nan() {
-                "-".to_string()
-            } else {
-                let ratio = r.ratio();
-                if ratio < 0.01 {
-                    format!("{ratio:.1e}x")
-                } else {
-                    format!("{ratio:.2}x")
-                }
-            };
             let _ = writeln!(
                 s,
-                "| {} | {} | {} {} | {} | {} {} | {} | {} | {} |",
+                "| {} | {} | {} {} | {} | {} | {} | {} | {} | {} |",
                 r.area,
                 r.figure,
-                fmt_num(r.ours),
+                fmt_stat(&r.ours),
                 r.unit,
                 r.baseline_name,
-                fmt_num(r.baseline),
-                r.unit,
-                ratio,
+                r.baseline.as_ref().map_or("-".to_string(), |b| format!(
+                    "{} {}",
+                    fmt_stat(b),
+                    r.unit
+                )),
+                r.ratio.as_ref().map_or("-".to_string(), fmt_ratio),
                 r.goal_text(),
-                r.verdict()
+                r.verdict().text(),
+                r.notes.join("; ")
             );
         }
         s
     }
 
-    /// Prints the table and writes it to `target/bench-report.md` (full mode).
+    /// The verdicts, one line per row with a goal: `verdict<TAB>figure`.
+    fn verdicts(&self) -> String {
+        self.rows
+            .iter()
+            .filter(|r| r.verdict() != Verdict::None)
+            .map(|r| format!("{}\t{}\n", r.verdict().text(), r.figure))
+            .collect()
+    }
+
+    /// Prints the table and writes it to `target/bench-report.md` (full mode),
+    /// the verdicts alone to `target/bench-verdicts.txt`.
     pub fn finish(self) {
         let table = self.markdown();
         println!("{table}");
         if self.full {
             let header = format!(
-                "# Headline benchmarks\n\nMachine: {} cores, kernel {}. Ratios are ours / baseline, both measured in the same run.\n\n",
+                "# Headline benchmarks\n\nMachine: {} cores, kernel {}. Every figure is the median over alternating rounds (in brackets: first-third quartile); the ratio is the median of the per-round paired ratios ours / baseline. A goal is met or missed by that median, unsettled when the quartiles straddle it.\n\n",
                 std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
                 std::fs::read_to_string("/proc/sys/kernel/osrelease")
                     .unwrap_or_default()
                     .trim()
             );
             let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-            let path = std::path::Path::new(&dir).join("bench-report.md");
-            match std::fs::write(&path, header + &table) {
-                Ok(()) => eprintln!("wrote {}", path.display()),
-                Err(e) => eprintln!("could not write {}: {e}", path.display()),
+            let dir = std::path::Path::new(&dir);
+            for (name, text) in [
+                ("bench-report.md", header + &table),
+                ("bench-verdicts.txt", self.verdicts()),
+            ] {
+                let path = dir.join(name);
+                match std::fs::write(&path, text) {
+                    Ok(()) => eprintln!("wrote {}", path.display()),
+                    Err(e) => eprintln!("could not write {}: {e}", path.display()),
+                }
             }
         }
     }

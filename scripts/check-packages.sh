@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 crates=(podnet-bpf-build podnet-route podnet-conntrack podnet-datapath)
-ex=(--exclude podnet --exclude testsupport)
+ex=(--exclude podnet --exclude testsupport --exclude podnet-fuzz)
 
 cargo package --workspace "${ex[@]}" --quiet
 cargo publish --workspace "${ex[@]}" --dry-run --quiet 2>&1 | { grep -i 'already exists' && exit 1 || true; }

@@ -5,10 +5,13 @@
 //!   batch size, on the same map. Goal: ours >= 0.8x the raw rate.
 //! * GC with 50% expired: `podnet_conntrack::gc` against a raw scan + raw
 //!   `bpf_map_delete_batch` of the same expired keys, on identically filled
-//!   maps. Goal: ours <= 1.25x the raw time.
+//!   maps. Goal: ours <= 1.25x the raw time, for both GC modes (deletes
+//!   overlapped on a second thread, the default, and one thread), which also
+//!   alternate with each other so the table says which one is faster.
 //! * Peak RSS growth during GC (O(batch), not O(map)).
 //!
-//! Sizes: 1M entries (`cargo bench`), 20k in quick mode.
+//! Sizes: 1M entries (`cargo bench`), 20k in quick mode; every figure over
+//! alternating rounds (`rounds.rs`).
 
 use std::os::fd::AsRawFd;
 use std::time::Duration;
@@ -19,7 +22,8 @@ use podnet_conntrack::{
 };
 use testsupport::BpfDir;
 
-use crate::report::{peak_rss_mib, reset_peak_rss, time, Goal, Report, Row};
+use crate::report::{peak_rss_mib, reset_peak_rss, time, Goal, Report};
+use crate::rounds::{alternate, Record, Rounds};
 
 const NOW: u32 = 1_000_000;
 
@@ -123,9 +127,40 @@ fn best_of<R>(reps: usize, mut f: impl FnMut() -> R) -> (Duration, R) {
     best.expect("at least one repetition")
 }
 
+/// The raw GC: scan + batch delete of the expired keys of each batch.
+fn raw_gc(fd: i32, batch: u32) {
+    let mut del = Vec::with_capacity(14 * batch as usize);
+    raw_scan(fd, batch, |keys, vals, cnt| {
+        del.clear();
+        for i in 0..cnt {
+            let lt = u32::from_ne_bytes([
+                vals[i * 56 + 32],
+                vals[i * 56 + 33],
+                vals[i * 56 + 34],
+                vals[i * 56 + 35],
+            ]);
+            if lt < NOW {
+                del.extend_from_slice(&keys[i * 14..(i + 1) * 14]);
+            }
+        }
+        if !del.is_empty() {
+            raw_delete_batch(fd, &del);
+        }
+    });
+}
+
+fn our_gc(map: &CtMap, sequential: bool) -> usize {
+    let mut f = GcFilter {
+        remove_expired: true,
+        time: NOW,
+        sequential,
+        ..Default::default()
+    };
+    gc(map, &mut f).expect("gc").deleted
+}
+
 pub fn run(report: &mut Report) {
     let n = report.size(1_000_000, 20_000) as u32;
-    let reps = if report.full() { 5 } else { 1 };
     let label = if n >= 1_000_000 {
         format!("{}M", n / 1_000_000)
     } else {
@@ -141,16 +176,16 @@ pub fn run(report: &mut Report) {
     let fd = map.as_fd().as_raw_fd();
 
     // --- Full scan ---------------------------------------------------------
-    // Pick the raw loop's best batch size, then time it and ours
-    // alternately (best of `reps` each), so both see the same machine load.
+    // Calibration (not counted): the raw loop's best batch size.
     let mut raw_best = (Duration::MAX, 0u32);
     for batch in [256u32, 1024, 4096, 16384, 65536] {
-        let (d, seen) = best_of(reps.min(2), || raw_scan(fd, batch, |_, _, _| {}));
+        let (d, seen) = best_of(2, || raw_scan(fd, batch, |_, _, _| {}));
         assert_eq!(seen, n as usize);
         if d < raw_best.0 {
             raw_best = (d, batch);
         }
     }
+    let batch = raw_best.1;
     if std::env::var_os("CT_BENCH_SWEEP").is_some() {
         for batch in [128u32, 256, 512, 1024, 2048, 4096, 16384] {
             for _ in 0..3 {
@@ -165,131 +200,123 @@ pub fn run(report: &mut Report) {
             }
         }
     }
-    // Only the alternating runs below count, for both.
-    raw_best.0 = Duration::MAX;
-    let mut ours_d = Duration::MAX;
-    for _ in 0..reps + 2 {
-        let (d, seen) = time(|| raw_scan(fd, raw_best.1, |_, _, _| {}));
-        assert_eq!(seen, n as usize);
-        raw_best.0 = raw_best.0.min(d);
-        let (d, seen) = time(|| {
-            let mut sum = 0u64;
-            let mut c = 0usize;
-            for r in map.iter().expect("iter") {
-                let (k, e) = r.expect("scan");
-                sum = sum.wrapping_add(u64::from(e.lifetime()) + u64::from(k.sport()));
-                c += 1;
-            }
-            std::hint::black_box(sum);
-            c
-        });
-        assert_eq!(seen, n as usize);
-        ours_d = ours_d.min(d);
-    }
     let rate = |d: Duration| n as f64 / d.as_secs_f64() / 1e6;
-    report.add(Row {
-        area: "conntrack",
-        figure: format!("full scan, {label} entries (CtMap::iter, typed)"),
-        ours: rate(ours_d),
-        baseline_name: format!("raw bpf_map_lookup_batch loop, batch {}", raw_best.1),
-        baseline: rate(raw_best.0),
-        unit: "M entries/s",
-        goal: Goal::RatioAtLeast(0.8),
-    });
+    let scans = alternate(
+        report.rounds(Rounds::Other),
+        &mut [
+            &mut |r: &mut Record<'_>| {
+                let (d, seen) = time(|| raw_scan(fd, batch, |_, _, _| {}));
+                assert_eq!(seen, n as usize);
+                r.put("raw", rate(d));
+            },
+            &mut |r: &mut Record<'_>| {
+                let (d, seen) = time(|| {
+                    let mut sum = 0u64;
+                    let mut c = 0usize;
+                    for r in map.iter().expect("iter") {
+                        let (k, e) = r.expect("scan");
+                        sum = sum.wrapping_add(u64::from(e.lifetime()) + u64::from(k.sport()));
+                        c += 1;
+                    }
+                    std::hint::black_box(sum);
+                    c
+                });
+                assert_eq!(seen, n as usize);
+                r.put("ours", rate(d));
+            },
+        ],
+    );
+    report.add(scans.row(
+        "conntrack",
+        format!("full scan, {label} entries (CtMap::iter, typed)"),
+        "ours",
+        format!("raw bpf_map_lookup_batch loop, batch {batch}"),
+        "raw",
+        "M entries/s",
+        Goal::RatioAtLeast(0.8),
+    ));
 
     // --- GC, 50% expired ---------------------------------------------------
-    let mut ours_gc = Duration::MAX;
-    let mut ours_seq = Duration::MAX;
-    let mut raw_gc = Duration::MAX;
-    let mut rss = 0f64;
-    for _ in 0..reps {
-        // Raw: scan + batch delete of the expired keys of each batch.
+    // Each contender refills the map (not timed), then collects it.
+    let refill = || {
         map.flush().expect("flush");
         fill(&map, n);
-        let batch = raw_best.1;
-        let (d, _) = time(|| {
-            let mut del = Vec::with_capacity(14 * batch as usize);
-            raw_scan(fd, batch, |keys, vals, cnt| {
-                del.clear();
-                for i in 0..cnt {
-                    let lt = u32::from_ne_bytes([
-                        vals[i * 56 + 32],
-                        vals[i * 56 + 33],
-                        vals[i * 56 + 34],
-                        vals[i * 56 + 35],
-                    ]);
-                    if lt < NOW {
-                        del.extend_from_slice(&keys[i * 14..(i + 1) * 14]);
-                    }
-                }
-                if !del.is_empty() {
-                    raw_delete_batch(fd, &del);
-                }
-            })
-        });
-        assert_eq!(map.count().expect("count"), (n / 2) as usize);
-        raw_gc = raw_gc.min(d);
-
-        map.flush().expect("flush");
-        fill(&map, n);
-        reset_peak_rss();
-        let before = peak_rss_mib();
-        let (d, stats) = time(|| {
-            let mut f = GcFilter {
-                remove_expired: true,
-                time: NOW,
-                ..Default::default()
-            };
-            gc(&map, &mut f).expect("gc")
-        });
-        rss = rss.max(peak_rss_mib() - before);
-        assert_eq!(stats.deleted, (n / 2) as usize);
-        assert_eq!(map.count().expect("count"), (n / 2) as usize);
-        ours_gc = ours_gc.min(d);
-
-        // The same on one thread (GcFilter::sequential).
-        map.flush().expect("flush");
-        fill(&map, n);
-        let (d, stats) = time(|| {
-            let mut f = GcFilter {
-                remove_expired: true,
-                time: NOW,
-                sequential: true,
-                ..Default::default()
-            };
-            gc(&map, &mut f).expect("gc")
-        });
-        assert_eq!(stats.deleted, (n / 2) as usize);
-        ours_seq = ours_seq.min(d);
-    }
-    report.add(Row {
-        area: "conntrack",
-        figure: format!(
-            "GC pass, {label} entries, 50% expired (deletes overlapped on a 2nd thread)"
+    };
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let gcs = alternate(
+        report.rounds(Rounds::Other),
+        &mut [
+            &mut |r: &mut Record<'_>| {
+                refill();
+                let (d, ()) = time(|| raw_gc(fd, batch));
+                assert_eq!(map.count().expect("count"), (n / 2) as usize);
+                r.put("raw", ms(d));
+            },
+            &mut |r: &mut Record<'_>| {
+                refill();
+                reset_peak_rss();
+                let before = peak_rss_mib();
+                let (d, deleted) = time(|| our_gc(&map, false));
+                r.put("rss", peak_rss_mib() - before);
+                assert_eq!(deleted, (n / 2) as usize);
+                assert_eq!(map.count().expect("count"), (n / 2) as usize);
+                r.put("overlapped", ms(d));
+            },
+            &mut |r: &mut Record<'_>| {
+                refill();
+                let (d, deleted) = time(|| our_gc(&map, true));
+                assert_eq!(deleted, (n / 2) as usize);
+                r.put("sequential", ms(d));
+            },
+        ],
+    );
+    let raw_name = "raw lookup_batch scan + raw delete_batch";
+    // Which mode is faster, by the per-round paired ratio of the two.
+    let modes = gcs.ratio("overlapped", "sequential");
+    let faster = if modes.straddles(1.0) {
+        "neither mode faster"
+    } else if modes.median < 1.0 {
+        "overlapped faster"
+    } else {
+        "sequential faster"
+    };
+    report.add(gcs.row(
+        "conntrack",
+        format!(
+            "GC pass, {label} entries, 50% expired, deletes overlapped on a 2nd thread (default)"
         ),
-        ours: ours_gc.as_secs_f64() * 1e3,
-        baseline_name: "raw lookup_batch scan + raw delete_batch".into(),
-        baseline: raw_gc.as_secs_f64() * 1e3,
-        unit: "ms",
-        goal: Goal::RatioAtMost(1.25),
-    });
-    report.add(Row {
-        area: "conntrack",
-        figure: format!("GC pass, {label} entries, 50% expired, one thread"),
-        ours: ours_seq.as_secs_f64() * 1e3,
-        baseline_name: "raw lookup_batch scan + raw delete_batch".into(),
-        baseline: raw_gc.as_secs_f64() * 1e3,
-        unit: "ms",
-        // The brief's goal is for the default mode above; this one is reported.
-        goal: Goal::None,
-    });
-    report.add(Row {
-        area: "conntrack",
-        figure: format!("peak RSS growth during GC of {label} entries"),
-        ours: rss,
-        baseline_name: "-".into(),
-        baseline: f64::NAN,
-        unit: "MiB",
-        goal: Goal::Below(16.0),
-    });
+        "overlapped",
+        raw_name,
+        "raw",
+        "ms",
+        Goal::RatioAtMost(1.25),
+    ));
+    report.add(gcs.row(
+        "conntrack",
+        format!("GC pass, {label} entries, 50% expired, one thread (sequential: true)"),
+        "sequential",
+        raw_name,
+        "raw",
+        "ms",
+        Goal::RatioAtMost(1.25),
+    ));
+    report.add(
+        gcs.row(
+            "conntrack",
+            format!("GC pass, {label} entries: overlapped against one thread"),
+            "overlapped",
+            "the same GC with sequential: true",
+            "sequential",
+            "ms",
+            Goal::None,
+        )
+        .note(faster),
+    );
+    report.add(gcs.alone(
+        "conntrack",
+        format!("peak RSS growth during GC of {label} entries"),
+        "rss",
+        "MiB",
+        Goal::Below(16.0),
+    ));
 }

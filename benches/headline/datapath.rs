@@ -23,22 +23,25 @@
 //!   `tc_pass` on the datapath's hooks is measured too: what the hooks alone
 //!   cost, with a program that does nothing.
 //!
-//! Repetitions: 2M per measurement (`cargo bench`), 20k in quick mode; the
-//! figure is the median of 9 interleaved rounds (quick: 3) of the kernel's own per-run
-//! average. iperf3 runs 5 s, best of 3 alternating rounds (quick: 1 s, once);
-//! latency: median of 9 alternating rounds (quick: 1) of the mean of 5000
-//! request/responses (quick: 500) and of 50 pings.
+//! Every figure over alternating rounds (`rounds.rs`). Programs: 2M
+//! repetitions per measurement (`cargo bench`), 20k in quick mode, 21 rounds
+//! (quick: 3) of the kernel's own per-run average. iperf3: 3 s runs, 10
+//! rounds (quick: 1 s, 3); latency: 20 rounds (quick: 3) of the mean of 5000
+//! request/responses (quick: 500) and of 50 pings. Client and server of
+//! every network row run on the same CPU for every contender (iperf3 `-A`,
+//! the request/response threads' affinity, `taskset` for ping).
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::Instant;
 
 use podnet_datapath::{
-    Datapath, Endpoint, EndpointFlags, Hook, IpcacheInfo, Options, Program, TestContext,
+    CtTable, Datapath, Endpoint, Hook, IpcacheInfo, Options, Program, TestContext,
 };
 use testsupport::{pod_link, veth, BpfDir, Netns};
 
-use crate::report::{Goal, Report, Row};
+use crate::report::{fmt_ratio, fmt_stat, Goal, Report};
+use crate::rounds::{alternate, Record, Rounds};
 
 const POD_IF: u32 = 10;
 const POD_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
@@ -88,11 +91,6 @@ fn tcp_packet(
     p
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 /// A datapath loaded for the program benchmarks, with the pod, 200 more
 /// endpoints (a realistic map population) and one established TCP flow from
 /// the pod to a remote pod.
@@ -107,8 +105,7 @@ const REMOTE: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 7);
 impl Established {
     fn new(tag: &str, ct_accounting: bool) -> Established {
         let dir = BpfDir::new(tag);
-        let mut o = Options::small(dir.join("globals"));
-        o.ct_accounting = ct_accounting;
+        let o = Options::small(dir.join("globals")).ct_accounting(ct_accounting);
         let dp = Datapath::load(&o).expect("loading the datapath");
         for i in 0..=200u32 {
             let ip = if i == 0 {
@@ -116,15 +113,13 @@ impl Established {
             } else {
                 Ipv4Addr::from(0x0a01_0100 + i)
             };
-            dp.upsert_endpoint(&Endpoint {
-                ip: ip.into(),
-                ifindex: if i == 0 { POD_IF } else { 100 + i },
-                mac: POD_MAC,
-                node_mac: NODE_MAC,
-                id: 1 + i as u16,
-                identity: 1001 + i,
-                flags: EndpointFlags::empty(),
-            })
+            dp.upsert_endpoint(
+                &Endpoint::new(ip.into(), if i == 0 { POD_IF } else { 100 + i })
+                    .mac(POD_MAC)
+                    .node_mac(NODE_MAC)
+                    .id(1 + i as u16)
+                    .identity(1001 + i),
+            )
             .expect("endpoint");
         }
         // SYN out, SYN-ACK back (to-container), ACK out.
@@ -136,7 +131,11 @@ impl Established {
             .expect("syn-ack");
         let e = Established { dp, _dir: dir };
         assert_eq!(e.run(Program::FromContainer, &ack(), 1), 0);
-        assert_eq!(e.dp.ct4_entries(true).expect("ct").len(), 1, "one flow");
+        assert_eq!(
+            e.dp.ct4_entries(CtTable::Tcp).expect("ct").len(),
+            1,
+            "one flow"
+        );
         assert_eq!(e.run(Program::CtLookup, &ack(), 1), 0, "the floor finds it");
         e
     }
@@ -147,14 +146,12 @@ impl Established {
     }
 
     fn test_run(&self, prog: Program, pkt: &[u8], repeat: u32) -> podnet_datapath::TestOutput {
-        let ctx = TestContext {
-            repeat,
-            ..if prog == Program::ToContainer {
-                TestContext::default()
-            } else {
-                from_pod()
-            }
-        };
+        let ctx = if prog == Program::ToContainer {
+            TestContext::new()
+        } else {
+            from_pod()
+        }
+        .repeat(repeat);
         self.dp
             .test_run(prog, pkt, &ctx)
             .expect("BPF_PROG_TEST_RUN")
@@ -167,10 +164,7 @@ impl Established {
 }
 
 fn from_pod() -> TestContext {
-    TestContext {
-        ingress_ifindex: POD_IF,
-        ..Default::default()
-    }
+    TestContext::new().ingress_ifindex(POD_IF)
 }
 
 /// The pod's 1054-byte ACK of the established flow.
@@ -185,56 +179,78 @@ pub fn run_programs(report: &mut Report) {
     let uncounted = Established::new("bench-dp-noacct", false);
     let (ack, reply) = (ack(), tcp_packet(REMOTE, POD, 443, 40000, 0x10, 1000));
 
-    // Every measurement, run once per round in an order that reverses from
-    // round to round, so that none always follows the same other one.
-    let runs: [(&Established, Program, &[u8]); 5] = [
-        (&exact, Program::Pass, &ack),
-        (&exact, Program::FromContainer, &ack),
-        (&uncounted, Program::FromContainer, &ack),
-        (&exact, Program::ToContainer, &reply),
-        (&exact, Program::CtLookup, &ack),
-    ];
-    let mut ns = vec![Vec::new(); runs.len()];
-    for round in 0..report.size(9, 3) {
-        let mut order: Vec<usize> = (0..runs.len()).collect();
-        if round % 2 == 1 {
-            order.reverse();
-        }
-        for i in order {
-            let (e, prog, pkt) = runs[i];
-            ns[i].push(e.ns_per_packet(prog, pkt, repeat));
-        }
+    // A round is cheap (5 x 0.1 s), so these rows take more rounds than the
+    // minimum.
+    let rounds = report.rounds(Rounds::Other).max(report.size(21, 3));
+    fn measure<'a>(
+        e: &'a Established,
+        prog: Program,
+        pkt: &'a [u8],
+        name: &'a str,
+        repeat: u32,
+    ) -> impl FnMut(&mut Record<'_>) + 'a {
+        move |r: &mut Record<'_>| r.put(name, e.ns_per_packet(prog, pkt, repeat))
     }
-    let mut medians = ns.into_iter().map(median);
-    let base = medians.next().unwrap_or(f64::NAN);
+    let samples = alternate(
+        rounds,
+        &mut [
+            &mut measure(&exact, Program::Pass, &ack, "pass", repeat),
+            &mut measure(&exact, Program::FromContainer, &ack, "from", repeat),
+            &mut measure(
+                &uncounted,
+                Program::FromContainer,
+                &ack,
+                "from noacct",
+                repeat,
+            ),
+            &mut measure(&exact, Program::ToContainer, &reply, "to", repeat),
+            &mut measure(&exact, Program::CtLookup, &ack, "floor", repeat),
+        ],
+    );
+    let pass_name = "tc program returning TC_ACT_OK";
+    report.add(samples.alone(
+        "datapath",
+        format!("the empty program itself (tc_pass, the test-run loop's own cost on this machine), x{repeat}"),
+        "pass",
+        "ns/pkt",
+        Goal::None,
+    ));
     let rows = [
         (
             format!("from-container, established TCP flow, BPF_PROG_TEST_RUN x{repeat}"),
+            "from",
             Goal::RatioAtMost(4.0),
         ),
         (
             format!("the same with ct_accounting off (no per-flow counters), x{repeat}"),
+            "from noacct",
             Goal::None,
         ),
         (
             format!("to-container, reply of an established flow, x{repeat}"),
+            "to",
             Goal::None,
         ),
         (
             format!("floor: parse + one conntrack lookup (tc_ct_lookup), x{repeat}"),
+            "floor",
             Goal::None,
         ),
     ];
-    for ((figure, goal), ours) in rows.into_iter().zip(medians) {
-        report.add(Row {
-            area: "datapath",
-            figure,
-            ours,
-            baseline_name: "tc program returning TC_ACT_OK".into(),
-            baseline: base,
-            unit: "ns/pkt",
-            goal,
-        });
+    for (figure, ours, goal) in rows {
+        let mut row = samples
+            .row("datapath", figure, ours, pass_name, "pass", "ns/pkt", goal)
+            .note(format!(
+                "{} ns above the empty program",
+                fmt_stat(&samples.difference(ours, "pass"))
+            ));
+        if ours != "floor" {
+            row = row.note(format!(
+                "{} tc_ct_lookup",
+                fmt_ratio(&samples.ratio(ours, "floor"))
+            ));
+        }
+        report.add(row);
     }
     for e in [exact, uncounted] {
         if let Err(err) = e.dp.teardown() {
@@ -243,81 +259,161 @@ pub fn run_programs(report: &mut Report) {
     }
 }
 
+/// The CPU the network rows pin their client and server to, the same for
+/// every contender.
+const CPU: usize = 0;
+
+/// Pins the calling thread to [`CPU`].
+fn pin_thread() {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes within it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(CPU, &mut set);
+        let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        assert_eq!(rc, 0, "sched_setaffinity to CPU {CPU}");
+    }
+}
+
+/// ksoftirqd's CPU time on [`CPU`] so far, seconds: the softirq work the
+/// kernel deferred out of the processes' own context.
+fn ksoftirqd_seconds() -> f64 {
+    let want = format!("ksoftirqd/{CPU}");
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    for entry in dir.flatten() {
+        let path = entry.path();
+        if std::fs::read_to_string(path.join("comm")).is_ok_and(|c| c.trim() == want) {
+            let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
+            // Fields after the `(comm)`: state is field 3; utime 14, stime 15.
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            let f: Vec<f64> = rest
+                .split_whitespace()
+                .map(|x| x.parse().unwrap_or(0.0))
+                .collect();
+            // SAFETY: sysconf has no preconditions.
+            let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+            return f.get(11).zip(f.get(12)).map_or(0.0, |(u, s)| (u + s) / hz);
+        }
+    }
+    0.0
+}
+
 /// Throughput and latency of real traffic, with and without the datapath.
 pub fn run_traffic(report: &mut Report) {
-    let secs = report.size(5, 1);
-    let rounds = report.size(3, 1);
-    let lat_rounds = report.size(9, 1);
+    let secs = report.size(3, 1);
     let (probes, transactions) = (50, report.size(5000, 500));
-    // The topologies exist side by side; runs alternate so that load from
-    // elsewhere on the machine hits them alike.
+    // The topologies exist side by side; their runs alternate so that load
+    // from elsewhere on the machine hits them alike.
     let plain = Topology::new(Kind::Plain);
     let bpf = Topology::new(Kind::Datapath);
     let hooks = Topology::new(Kind::PassHooks);
-    let (mut tp, mut tb) = (Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        tp.push(plain.iperf(secs));
-        tb.push(bpf.iperf(secs));
-    }
-    let mut rtt = [Vec::new(), Vec::new(), Vec::new()];
-    let mut rr = [Vec::new(), Vec::new(), Vec::new()];
-    for _ in 0..lat_rounds {
-        for (i, t) in [&plain, &bpf, &hooks].into_iter().enumerate() {
-            rtt[i].push(t.rtt(probes));
-            rr[i].push(t.request_response(transactions));
+
+    fn iperf<'a>(t: &'a Topology, name: &'a str, secs: usize) -> impl FnMut(&mut Record<'_>) + 'a {
+        move |r: &mut Record<'_>| {
+            let run = t.iperf(secs);
+            r.put(name, run.gbps);
+            r.put(&format!("{name} per cpu"), run.gbit_per_cpu_second);
         }
     }
-    let max = |v: Vec<f64>| v.into_iter().fold(f64::NAN, f64::max);
-    let plain_name = || "plain kernel routing, same topology".to_string();
-    report.add(Row {
-        area: "datapath",
-        figure: format!("cross-node pod-to-pod TCP throughput, iperf3 {secs} s, best of {rounds}"),
-        ours: max(tb),
-        baseline_name: plain_name(),
-        baseline: max(tp),
-        unit: "Gbit/s",
-        goal: Goal::RatioAtLeast(0.9),
-    });
-    let [rtt_plain, rtt_bpf, rtt_hooks] = rtt.map(median);
-    let [rr_plain, rr_bpf, rr_hooks] = rr.map(median);
+    let tp = alternate(
+        report.rounds(Rounds::Network),
+        &mut [
+            &mut iperf(&plain, "plain", secs),
+            &mut iperf(&bpf, "bpf", secs),
+        ],
+    );
+    let plain_name = "plain kernel routing, same topology";
+    let pinned = format!("client and server on CPU {CPU}");
+    report.add(tp.row(
+        "datapath",
+        format!("cross-node pod-to-pod TCP throughput, iperf3 {secs} s, {pinned}"),
+        "bpf",
+        plain_name,
+        "plain",
+        "Gbit/s",
+        Goal::RatioAtLeast(0.9),
+    ));
+    report.add(tp.row(
+        "datapath",
+        "the same iperf3 runs per CPU-second (client + server process time, softirq in their context included, + ksoftirqd)",
+        "bpf per cpu",
+        plain_name,
+        "plain per cpu",
+        "Gbit/CPU-s",
+        Goal::RatioAtLeast(0.9),
+    ));
+
+    // Ping and request/response are cheap: more rounds than the minimum.
+    fn latency<'a>(
+        t: &'a Topology,
+        name: &'a str,
+        probes: usize,
+        transactions: usize,
+    ) -> impl FnMut(&mut Record<'_>) + 'a {
+        move |r: &mut Record<'_>| {
+            r.put(&format!("{name} rtt"), t.rtt(probes));
+            r.put(&format!("{name} rr"), t.request_response(transactions));
+        }
+    }
+    let lat_rounds = report.rounds(Rounds::Network).max(report.size(20, 3));
+    let lat = alternate(
+        lat_rounds,
+        &mut [
+            &mut latency(&plain, "plain", probes, transactions),
+            &mut latency(&bpf, "bpf", probes, transactions),
+            &mut latency(&hooks, "hooks", probes, transactions),
+        ],
+    );
     let rows = [
         (
-            format!("cross-node TCP request/response (1 byte each way, {transactions} back to back), median of {lat_rounds} rounds"),
-            rr_bpf,
-            rr_plain,
+            format!("cross-node TCP request/response (1 byte each way, {transactions} back to back), {pinned}"),
+            "bpf rr",
+            "plain rr",
             Goal::RatioAtMost(1.1),
         ),
         (
-            format!("cross-node ping RTT, {probes} probes 10 ms apart, median of {lat_rounds} rounds"),
-            rtt_bpf,
-            rtt_plain,
-            Goal::RatioAtMost(1.1),
-        ),
-        (
-            "the same ping with TC_ACT_OK programs on the datapath's hooks instead (what the hooks alone cost)".to_string(),
-            rtt_hooks,
-            rtt_plain,
+            "the same request/response with TC_ACT_OK programs on the datapath's hooks instead (what the hooks alone cost)".to_string(),
+            "hooks rr",
+            "plain rr",
             Goal::None,
         ),
         (
-            "the same request/response with TC_ACT_OK programs on the hooks".to_string(),
-            rr_hooks,
-            rr_plain,
+            format!("cross-node ping RTT, {probes} probes 10 ms apart, ping on CPU {CPU}"),
+            "bpf rtt",
+            "plain rtt",
+            Goal::RatioAtMost(1.1),
+        ),
+        (
+            "the same ping with TC_ACT_OK programs on the hooks".to_string(),
+            "hooks rtt",
+            "plain rtt",
             Goal::None,
         ),
     ];
-    for (figure, ours, baseline, goal) in rows {
-        report.add(Row {
-            area: "datapath",
-            figure,
-            ours,
-            baseline_name: plain_name(),
-            baseline,
-            unit: "us",
-            goal,
-        });
+    for (figure, ours, base, goal) in rows {
+        report.add(lat.row("datapath", figure, ours, plain_name, base, "us", goal));
     }
     drop((plain, bpf, hooks));
+}
+
+/// One iperf3 run.
+struct Iperf {
+    gbps: f64,
+    /// Gbit moved per CPU-second of client, server and ksoftirqd.
+    gbit_per_cpu_second: f64,
+}
+
+/// The number after `"key":` in `json`, searching from `from`.
+fn json_number(json: &str, from: usize, key: &str) -> Option<f64> {
+    let pat = format!("\"{key}\":");
+    let at = json[from..].find(&pat)? + from + pat.len();
+    let num: String = json[at..]
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'))
+        .collect();
+    num.parse().ok()
 }
 
 /// What forwards the pods' traffic in a [`Topology`].
@@ -382,28 +478,21 @@ impl Topology {
                 "link",
             ]);
             if kind != Kind::Plain {
-                let mut o = Options::small(pins.join(&format!("n{i}")));
-                o.skip_fib = true;
+                let o = Options::small(pins.join(&format!("n{i}"))).skip_fib(true);
                 let mut dp = Datapath::load(&o).expect("load");
                 let lxc = node.ifindex("lxc0");
                 let eth0 = node.ifindex("eth0");
-                dp.upsert_endpoint(&Endpoint {
-                    ip: IPS[i].parse().expect("ip"),
-                    ifindex: lxc,
-                    mac: link.pod_mac,
-                    node_mac: link.lxc_mac,
-                    id: 1 + i as u16,
-                    identity: 1001 + i as u32,
-                    flags: EndpointFlags::empty(),
-                })
+                dp.upsert_endpoint(
+                    &Endpoint::new(IPS[i].parse().expect("ip"), lxc)
+                        .mac(link.pod_mac)
+                        .node_mac(link.lxc_mac)
+                        .id(1 + i as u16)
+                        .identity(1001 + i as u32),
+                )
                 .expect("endpoint");
                 dp.upsert_ipcache(
-                    IPS[1 - i].parse().expect("ip"),
-                    32,
-                    &IpcacheInfo {
-                        identity: 1002 - i as u32,
-                        tunnel_endpoint: None,
-                    },
+                    IPS[1 - i].parse::<std::net::IpAddr>().expect("ip").into(),
+                    &IpcacheInfo::new(1002 - i as u32),
                 )
                 .expect("ipcache");
                 node.run(|| {
@@ -430,26 +519,45 @@ impl Topology {
         }
     }
 
-    /// iperf3 pod 1 -> pod 2, Gbit/s.
-    fn iperf(&self, secs: usize) -> f64 {
+    /// iperf3 pod 1 -> pod 2, client and server pinned to [`CPU`].
+    fn iperf(&self, secs: usize) -> Iperf {
         let mut server = self.pods[1].spawn("iperf3", &["-s", "-1"]);
         std::thread::sleep(std::time::Duration::from_millis(300));
-        let out = self.pods[0].exec("iperf3", &["-c", IPS[1], "-t", &secs.to_string(), "-J"]);
+        let softirq = ksoftirqd_seconds();
+        let cpus = format!("{CPU},{CPU}");
+        let out = self.pods[0].exec(
+            "iperf3",
+            &["-c", IPS[1], "-t", &secs.to_string(), "-A", &cpus, "-J"],
+        );
+        let softirq = ksoftirqd_seconds() - softirq;
         let _ = server.kill();
         let _ = server.wait();
         let json = String::from_utf8_lossy(&out.stdout);
-        json.find("\"sum_received\"")
-            .and_then(|at| {
-                let rest = &json[at..];
-                let b = rest.find("\"bits_per_second\":")? + "\"bits_per_second\":".len();
-                let num: String = rest[b..]
-                    .trim_start()
-                    .chars()
-                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == 'e' || *c == '+')
-                    .collect();
-                num.parse::<f64>().ok()
-            })
-            .map_or(f64::NAN, |bps| bps / 1e9)
+        let nan = Iperf {
+            gbps: f64::NAN,
+            gbit_per_cpu_second: f64::NAN,
+        };
+        let Some(end) = json.rfind("\"sum_received\"") else {
+            eprintln!(
+                "iperf3 printed no result: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return nan;
+        };
+        let (Some(bps), Some(seconds)) = (
+            json_number(&json, end, "bits_per_second"),
+            json_number(&json, end, "seconds"),
+        ) else {
+            return nan;
+        };
+        let cpu = json.find("\"cpu_utilization_percent\"").and_then(|at| {
+            Some(json_number(&json, at, "host_total")? + json_number(&json, at, "remote_total")?)
+        });
+        let cpu_seconds = cpu.map_or(f64::NAN, |pct| pct / 100.0 * seconds) + softirq;
+        Iperf {
+            gbps: bps / 1e9,
+            gbit_per_cpu_second: bps / 1e9 * seconds / cpu_seconds,
+        }
     }
 
     /// Mean time of a TCP request/response, pod 1 -> pod 2, microseconds:
@@ -461,6 +569,7 @@ impl Topology {
             .run(|| TcpListener::bind(addr))
             .expect("listen in pod 2");
         let server = std::thread::spawn(move || {
+            pin_thread();
             let (mut s, _) = listener.accept().expect("accept");
             s.set_nodelay(true).expect("nodelay");
             let mut b = [0u8; 1];
@@ -474,6 +583,13 @@ impl Topology {
             .run(|| TcpStream::connect(addr))
             .expect("connect from pod 1");
         c.set_nodelay(true).expect("nodelay");
+        // The exchanges run on this thread, pinned like the server; it is
+        // unpinned again below.
+        // SAFETY: a zeroed cpu_set_t is valid; sched_getaffinity fills it.
+        let mut old: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `old` is a cpu_set_t of the size given.
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut old) };
+        pin_thread();
         let mut b = [7u8; 1];
         // A few warm-up exchanges: connection set-up is not latency.
         for _ in 0..10 {
@@ -488,6 +604,8 @@ impl Topology {
                 .expect("exchange");
         }
         let us = start.elapsed().as_secs_f64() * 1e6 / n as f64;
+        // SAFETY: `old` is the affinity read above.
+        unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &old) };
         drop(c);
         let _ = server.join();
         us
@@ -496,8 +614,18 @@ impl Topology {
     /// Mean ping RTT pod 1 -> pod 2, microseconds.
     fn rtt(&self, probes: usize) -> f64 {
         let ping = self.pods[0].exec(
-            "ping",
-            &["-q", "-c", &probes.to_string(), "-i", "0.01", IPS[1]],
+            "taskset",
+            &[
+                "-c",
+                &CPU.to_string(),
+                "ping",
+                "-q",
+                "-c",
+                &probes.to_string(),
+                "-i",
+                "0.01",
+                IPS[1],
+            ],
         );
         let text = String::from_utf8_lossy(&ping.stdout);
         // rtt min/avg/max/mdev = 0.031/0.046/0.120/0.011 ms

@@ -28,15 +28,19 @@
 //!
 //! ```no_run
 //! // build.rs of a crate with src/bpf/prog.bpf.c and prebuilt/prog.bpf.o
-//! fn main() {
-//!     if let Err(e) = podnet_bpf_build::BpfObject::new("src/bpf", "prog.bpf.c", "prebuilt/prog.bpf.o")
-//!         .clang_arg("-Wall")
-//!         .build()
-//!     {
-//!         panic!("{e}");
-//!     }
+//! let obj = podnet_bpf_build::BpfObject::new("src/bpf", "prog.bpf.c", "prebuilt/prog.bpf.o")
+//!     .clang_arg("-Wall");
+//! if let Err(e) = obj.build() {
+//!     eprintln!("{e}");
+//!     std::process::exit(1);
 //! }
 //! ```
+
+#![warn(
+    clippy::missing_errors_doc,
+    clippy::must_use_candidate,
+    clippy::doc_markdown
+)]
 
 use std::env;
 use std::fmt;
@@ -162,6 +166,7 @@ impl BpfObject {
     }
 
     /// The digest file next to the prebuilt object.
+    #[must_use]
     pub fn digest_path(&self) -> PathBuf {
         let mut p = self.prebuilt.clone().into_os_string();
         p.push(".digest");
@@ -226,7 +231,7 @@ impl BpfObject {
         let file_name = self
             .prebuilt
             .file_name()
-            .map_or_else(|| "bpf.o".into(), |n| n.to_owned());
+            .map_or_else(|| "bpf.o".into(), std::borrow::ToOwned::to_owned);
         let out = out_dir.join(file_name);
         let update = flag("PODNET_BPF_UPDATE");
         let check = flag("PODNET_BPF_CHECK");

@@ -119,6 +119,12 @@ pub struct GcFilter<'a> {
     pub remove_expired: bool,
     /// The reference time, in lifetime units (see [`ClockSource`]).
     pub time: u32,
+    /// Cilium's `ValidIPs`: when set, delete entries whose source *and*
+    /// destination address are both outside it (an empty set deletes every
+    /// entry). Checked after expiry and before `match_ips`; such deletions
+    /// count as [`GcStats::deleted_matched`]. Addresses compare as stored: in
+    /// an IPv6 map an IPv4-mapped address is an IPv6 address.
+    pub valid_ips: Option<HashSet<IpAddr>>,
     /// Delete entries whose source or destination address is in the set.
     pub match_ips: HashSet<IpAddr>,
     /// Called exactly once for every entry that is kept.
@@ -139,6 +145,7 @@ impl fmt::Debug for GcFilter<'_> {
         f.debug_struct("GcFilter")
             .field("remove_expired", &self.remove_expired)
             .field("time", &self.time)
+            .field("valid_ips", &self.valid_ips)
             .field("match_ips", &self.match_ips)
             .field("emit", &self.emit.is_some())
             .field("batch_size", &self.batch_size)
@@ -162,6 +169,7 @@ impl GcFilter<'_> {
         Decider {
             remove_expired: self.remove_expired,
             time: self.time,
+            valid_ips: self.valid_ips.as_ref(),
             match_ips: &self.match_ips,
             nat: self.nat,
         }
@@ -178,6 +186,7 @@ impl GcFilter<'_> {
 struct Decider<'a> {
     remove_expired: bool,
     time: u32,
+    valid_ips: Option<&'a HashSet<IpAddr>>,
     match_ips: &'a HashSet<IpAddr>,
     nat: Option<&'a NatMap>,
 }
@@ -197,11 +206,17 @@ impl Decider<'_> {
         if self.remove_expired && lifetime < self.time {
             return Verdict::Expired;
         }
-        if !self.match_ips.is_empty() {
-            let (d, s) = addrs(family, key);
-            if self.match_ips.contains(&d) || self.match_ips.contains(&s) {
+        if self.valid_ips.is_none() && self.match_ips.is_empty() {
+            return Verdict::Keep;
+        }
+        let (d, s) = addrs(family, key);
+        if let Some(valid) = self.valid_ips {
+            if !valid.contains(&d) && !valid.contains(&s) {
                 return Verdict::Matched;
             }
+        }
+        if self.match_ips.contains(&d) || self.match_ips.contains(&s) {
+            return Verdict::Matched;
         }
         Verdict::Keep
     }
@@ -325,9 +340,11 @@ pub fn gc(map: &CtMap, filter: &mut GcFilter<'_>) -> Result<GcStats> {
         // The helper thread decides with its own copy of `match_ips`: `scan`
         // holds `filter` mutably (for `emit`) meanwhile.
         let match_ips = filter.match_ips.clone();
+        let valid_ips = filter.valid_ips.clone();
         let decider = Decider {
             remove_expired: filter.remove_expired,
             time: filter.time,
+            valid_ips: valid_ips.as_ref(),
             match_ips: &match_ips,
             nat: filter.nat,
         };
@@ -603,8 +620,14 @@ fn round_to_second(ns: i64) -> Duration {
         return Duration::ZERO;
     }
     let r = ns % S;
-    let d = if r + r < S { ns - r } else { ns + (S - r) };
-    Duration::from_nanos(d as u64)
+    // Saturating: an interval near i64::MAX ns (292 years) must not overflow
+    // (callers clamp it to GC_MAX_LRU_INTERVAL anyway).
+    let d = if r + r < S {
+        ns - r
+    } else {
+        ns.saturating_add(S - r)
+    };
+    Duration::from_nanos(d.unsigned_abs())
 }
 
 /// Cilium's `calculateInterval`: the next interval after one of `prev` that
@@ -756,6 +779,30 @@ mod tests {
     }
 
     #[test]
+    fn huge_intervals_do_not_overflow() {
+        // Found by fuzzing (#15): 6.2e9 s * 1.5 overflowed the rounding.
+        for secs in [6_200_000_000, 6_200_000_001, u64::MAX / 2, u64::MAX] {
+            let prev = Duration::from_secs(secs);
+            assert_eq!(calculate_interval(prev, 0.01), GC_MAX_LRU_INTERVAL);
+            // Halved, from at most i64::MAX ns as Cilium's time.Duration.
+            let half = calculate_interval(prev, 0.5).as_secs();
+            assert!(
+                half.abs_diff(secs.min(9_223_372_036) / 2) <= 1,
+                "{secs}: {half}"
+            );
+            let mut iv = GcInterval {
+                cached: Some(prev),
+                ..Default::default()
+            };
+            assert_eq!(iv.get_interval(prev, 0.01), GC_MAX_LRU_INTERVAL);
+        }
+        assert_eq!(
+            round_to_second(i64::MAX),
+            Duration::from_nanos(i64::MAX as u64)
+        );
+    }
+
+    #[test]
     fn rounding_matches_go() {
         assert_eq!(round_to_second(1_499_999_999), Duration::from_secs(1));
         assert_eq!(round_to_second(1_500_000_000), Duration::from_secs(2));
@@ -787,6 +834,19 @@ mod tests {
         f.remove_expired = false;
         f.match_ips.clear();
         assert!(f.decide(Family::V4, k.as_bytes(), 0) == Verdict::Keep);
+        // ValidIPs: kept when either address is valid, deleted when neither.
+        f.valid_ips = Some(["10.0.0.2".parse().unwrap()].into());
+        assert!(f.decide(Family::V4, k.as_bytes(), 0) == Verdict::Keep);
+        f.valid_ips = Some(["10.0.0.1".parse().unwrap()].into());
+        assert!(f.decide(Family::V4, k.as_bytes(), 0) == Verdict::Keep);
+        f.valid_ips = Some(["10.0.0.3".parse().unwrap()].into());
+        assert!(f.decide(Family::V4, k.as_bytes(), 0) == Verdict::Matched);
+        f.valid_ips = Some(HashSet::new());
+        assert!(f.decide(Family::V4, k.as_bytes(), 0) == Verdict::Matched);
+        // A valid entry still goes when expired or matched.
+        f.valid_ips = Some(["10.0.0.1".parse().unwrap()].into());
+        f.match_ips.insert("10.0.0.2".parse().unwrap());
+        assert!(f.decide(Family::V4, k.as_bytes(), 0) == Verdict::Matched);
     }
 
     #[test]

@@ -258,22 +258,43 @@ macro_rules! ct_key {
                 self.set_saddr(d);
             }
 
-            /// Writes Cilium's local-map `Dump` text (`pkg/tuple`,
-            /// `TupleKey4.Dump`) into `out`; returns `false` (writing
-            /// nothing) when `nexthdr` is 0.
+            /// Writes Cilium's local-map `Dump` text (`CtKey4.Dump` /
+            /// `CtKey6.Dump` in `pkg/maps/ctmap/types.go`) into `out`;
+            /// returns `false` (writing nothing) when `nexthdr` is 0.
+            ///
+            /// Service keys (`TUPLE_F_SERVICE`) print as
+            /// `PROTO SVC daddr dport:sport `, whatever `reverse`; the others
+            /// as `PROTO IN addr sport:dport ` / `PROTO OUT addr dport:sport `,
+            /// `addr` being `saddr` when `reverse`. `related ` follows for
+            /// `TUPLE_F_RELATED`. IPv4-mapped IPv6 addresses print as IPv4
+            /// (Go's `net.IP.String`).
             pub fn dump(&self, out: &mut String, reverse: bool) -> bool {
                 use fmt::Write as _;
                 if self.nexthdr() == 0 {
                     return false;
                 }
-                let addr = if reverse { self.saddr() } else { self.daddr() };
                 let proto = proto_name(self.nexthdr());
-                if self.flags().contains(TupleFlags::IN) {
-                    let _ = write!(out, "{proto} IN {addr} {}:{} ", self.sport(), self.dport());
+                let flags = self.flags();
+                if flags.contains(TupleFlags::SERVICE) {
+                    let _ = write!(
+                        out,
+                        "{proto} SVC {} {}:{} ",
+                        go_ip(self.daddr()),
+                        self.dport(),
+                        self.sport()
+                    );
                 } else {
-                    let _ = write!(out, "{proto} OUT {addr} {}:{} ", self.dport(), self.sport());
+                    let addr = go_ip(if reverse { self.saddr() } else { self.daddr() });
+                    if flags.contains(TupleFlags::IN) {
+                        let _ = write!(out, "{proto} IN {addr} {}:{} ", self.sport(), self.dport());
+                    } else {
+                        let _ =
+                            write!(out, "{proto} OUT {addr} {}:{} ", self.dport(), self.sport());
+                    }
                 }
-                dump_flag_words(out, self.flags());
+                if flags.contains(TupleFlags::RELATED) {
+                    out.push_str("related ");
+                }
                 true
             }
         }
@@ -301,13 +322,10 @@ macro_rules! ct_key {
     };
 }
 
-fn dump_flag_words(out: &mut String, flags: TupleFlags) {
-    if flags.contains(TupleFlags::RELATED) {
-        out.push_str("related ");
-    }
-    if flags.contains(TupleFlags::SERVICE) {
-        out.push_str("service ");
-    }
+/// An address as Cilium's Go text prints it (`net.IP.String`): an
+/// IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) as plain IPv4.
+pub(crate) fn go_ip(a: impl Into<IpAddr>) -> IpAddr {
+    a.into().to_canonical()
 }
 
 ct_key!(
@@ -342,7 +360,7 @@ impl fmt::Display for CtKey4 {
         write!(
             f,
             "{}:{}, {}, {}, {}",
-            self.daddr(),
+            go_ip(self.daddr()),
             self.sport(),
             self.dport(),
             self.nexthdr(),
@@ -356,7 +374,7 @@ impl fmt::Display for CtKey6 {
         write!(
             f,
             "[{}]:{}, {}, {}, {}",
-            self.daddr(),
+            go_ip(self.daddr()),
             self.sport(),
             self.dport(),
             self.nexthdr(),
@@ -385,37 +403,56 @@ macro_rules! global_key {
                 self.0.to_bytes()
             }
 
-            /// Writes Cilium's global-map `Dump` text (`TupleKey4Global.Dump`
-            /// in `pkg/tuple`) into `out`; returns `false` (writing nothing)
-            /// when `nexthdr` is 0. `cilium bpf ct list global` uses
-            /// `reverse = true`.
+            /// Writes Cilium's global-map `Dump` text (`CtKey4Global.Dump` /
+            /// `CtKey6Global.Dump` in `pkg/maps/ctmap/types.go`) into `out`;
+            /// returns `false` (writing nothing) when `nexthdr` is 0.
+            /// `cilium bpf ct list global` uses `reverse = true`.
+            ///
+            /// Service keys print as `PROTO SVC saddr:dport -> daddr:sport `
+            /// whatever `reverse`; the others as
+            /// `PROTO IN|OUT src:sport -> dst:dport `. Addresses carry no
+            /// brackets, IPv6 included, and IPv4-mapped IPv6 addresses print
+            /// as IPv4, as Cilium prints them.
             pub fn dump(&self, out: &mut String, reverse: bool) -> bool {
                 use fmt::Write as _;
                 let k = &self.0;
                 if k.nexthdr() == 0 {
                     return false;
                 }
-                let (src, dst) = if reverse {
-                    (k.daddr(), k.saddr())
+                let proto = proto_name(k.nexthdr());
+                let flags = k.flags();
+                if flags.contains(TupleFlags::SERVICE) {
+                    let _ = write!(
+                        out,
+                        "{proto} SVC {}:{} -> {}:{} ",
+                        go_ip(k.saddr()),
+                        k.dport(),
+                        go_ip(k.daddr()),
+                        k.sport()
+                    );
                 } else {
-                    (k.saddr(), k.daddr())
-                };
-                let dir = if k.flags().contains(TupleFlags::IN) {
-                    "IN"
-                } else {
-                    "OUT"
-                };
-                let _ = write!(
-                    out,
-                    concat!("{} {} ", $open, "{}", $close, ":{} -> ", $open, "{}", $close, ":{} "),
-                    proto_name(k.nexthdr()),
-                    dir,
-                    src,
-                    k.sport(),
-                    dst,
-                    k.dport()
-                );
-                dump_flag_words(out, k.flags());
+                    let (src, dst) = if reverse {
+                        (k.daddr(), k.saddr())
+                    } else {
+                        (k.saddr(), k.daddr())
+                    };
+                    let dir = if flags.contains(TupleFlags::IN) {
+                        "IN"
+                    } else {
+                        "OUT"
+                    };
+                    let _ = write!(
+                        out,
+                        "{proto} {dir} {}:{} -> {}:{} ",
+                        go_ip(src),
+                        k.sport(),
+                        go_ip(dst),
+                        k.dport()
+                    );
+                }
+                if flags.contains(TupleFlags::RELATED) {
+                    out.push_str("related ");
+                }
                 true
             }
         }
@@ -455,9 +492,9 @@ macro_rules! global_key {
                         $close,
                         ":{}, {}, {}"
                     ),
-                    k.saddr(),
+                    go_ip(k.saddr()),
                     k.sport(),
-                    k.daddr(),
+                    go_ip(k.daddr()),
                     k.dport(),
                     k.nexthdr(),
                     k.flags().bits()
@@ -810,7 +847,7 @@ mod tests {
         );
         let mut s = String::new();
         assert!(out.dump(&mut s, false));
-        assert_eq!(s, "UDP OUT 1.2.3.4 53:1000 service ");
+        assert_eq!(s, "UDP SVC 1.2.3.4 53:1000 ");
 
         let zero = CtKey4::default();
         let mut s = String::new();
@@ -827,11 +864,101 @@ mod tests {
         ));
         let mut s = String::new();
         assert!(k6.dump(&mut s, true));
-        assert_eq!(s, "TCP OUT [f00d::1]:5555 -> [f00d::2]:443 ");
+        assert_eq!(s, "TCP OUT f00d::1:5555 -> f00d::2:443 ");
         assert_eq!(k6.to_string(), "[f00d::2]:5555 --> [f00d::1]:443, 6, 0");
         let mut s = String::new();
         assert!(k6.0.dump(&mut s, true));
         assert_eq!(s, "TCP OUT f00d::2 443:5555 ");
+    }
+
+    #[test]
+    fn service_keys_print_cilium_svc_form() {
+        // Vectors from the issue, checked against Cilium's CtKey*.Dump.
+        let k = CtKey4::new(
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 2),
+            80,
+            40000,
+            6,
+            TupleFlags::SERVICE,
+        );
+        for reverse in [true, false] {
+            let mut s = String::new();
+            assert!(CtKey4Global(k).dump(&mut s, reverse));
+            assert_eq!(s, "TCP SVC 10.0.0.2:80 -> 10.0.0.1:40000 ");
+            let mut s = String::new();
+            assert!(k.dump(&mut s, reverse));
+            assert_eq!(s, "TCP SVC 10.0.0.1 80:40000 ");
+        }
+        // SERVICE wins over IN; RELATED still follows.
+        let mut k = k;
+        k.set_flags(TupleFlags::SERVICE | TupleFlags::IN | TupleFlags::RELATED);
+        let mut s = String::new();
+        assert!(k.dump(&mut s, true));
+        assert_eq!(s, "TCP SVC 10.0.0.1 80:40000 related ");
+        let k6 = CtKey6::new(
+            "f00d::1".parse().unwrap(),
+            "f00d::2".parse().unwrap(),
+            53,
+            1000,
+            17,
+            TupleFlags::SERVICE,
+        );
+        let mut s = String::new();
+        assert!(CtKey6Global(k6).dump(&mut s, true));
+        assert_eq!(s, "UDP SVC f00d::2:53 -> f00d::1:1000 ");
+        let mut s = String::new();
+        assert!(k6.dump(&mut s, false));
+        assert_eq!(s, "UDP SVC f00d::1 53:1000 ");
+    }
+
+    #[test]
+    fn ipv6_global_dump_has_no_brackets_and_mapped_prints_as_ipv4() {
+        let k = CtKey6Global(CtKey6::new(
+            "f00d::1".parse().unwrap(),
+            "::".parse().unwrap(),
+            443,
+            51000,
+            1,
+            TupleFlags::OUT,
+        ));
+        let mut s = String::new();
+        assert!(k.dump(&mut s, true));
+        assert_eq!(s, "ICMP OUT f00d::1:51000 -> :::443 ");
+        let m = CtKey6Global(CtKey6::new(
+            "fe80::1".parse().unwrap(),
+            "::ffff:10.0.0.1".parse().unwrap(),
+            443,
+            51004,
+            132,
+            TupleFlags::OUT,
+        ));
+        assert_eq!(m.to_string(), "[10.0.0.1]:51004 --> [fe80::1]:443, 132, 0");
+        let mut s = String::new();
+        assert!(m.dump(&mut s, false));
+        assert_eq!(s, "SCTP OUT 10.0.0.1:51004 -> fe80::1:443 ");
+        let mut s = String::new();
+        assert!(m.0.dump(&mut s, true));
+        assert_eq!(s, "SCTP OUT 10.0.0.1 443:51004 ");
+        let l = CtKey6::new(
+            "::ffff:1.2.3.4".parse().unwrap(),
+            "::1".parse().unwrap(),
+            1,
+            2,
+            6,
+            TupleFlags::IN,
+        );
+        assert_eq!(l.to_string(), "[1.2.3.4]:2, 1, 6, 1");
+        // Not mapped (IPv4-compatible) stays IPv6 as in Go.
+        let c = CtKey6::new(
+            "::102:304".parse().unwrap(),
+            "::1".parse().unwrap(),
+            1,
+            2,
+            6,
+            TupleFlags::IN,
+        );
+        assert_eq!(c.to_string(), "[::102:304]:2, 1, 6, 1");
     }
 
     #[test]

@@ -44,6 +44,11 @@ impl CtSizes {
     }
 }
 
+/// The flags Cilium creates conntrack maps with (`newMap` in
+/// `pkg/maps/ctmap/ctmap.go` passes 0, and `GetPreAllocateMapFlags` adds
+/// nothing for LRU hashes).
+const CT_MAP_FLAGS: u32 = 0;
+
 /// Writes the `#define` lines naming the conntrack maps of an endpoint
 /// (`Some(id)`) or the global ones (`None`), as Cilium's `WriteBPFMacros`.
 ///
@@ -85,9 +90,11 @@ pub fn exists(dir: &Path, endpoint: Option<u16>, ipv4: bool, ipv6: bool) -> bool
 }
 
 /// Unpins the conntrack maps of an endpoint (or the global ones) in `dir`
-/// whose type, key size, value size or max entries differ from what this
-/// crate (and `sizes`) expect, so the next datapath load recreates them
-/// (Cilium's `DeleteIfUpgradeNeeded`). Returns the paths removed. Missing
+/// whose type, key size, value size, max entries or map flags differ from
+/// what this crate (and `sizes`) expect, so the next datapath load recreates
+/// them (Cilium's `DeleteIfUpgradeNeeded` through `objCheck` in
+/// `pkg/bpf/bpf_linux.go`: Cilium creates its CT maps as LRU hashes with
+/// flags 0, so any flag, e.g. `BPF_F_NO_COMMON_LRU`, means an upgrade). Returns the paths removed. Missing
 /// pins are skipped; a pin that is not a map is left alone.
 pub fn delete_if_upgrade_needed(
     dir: &Path,
@@ -110,7 +117,8 @@ pub fn delete_if_upgrade_needed(
         let ok = i.map_type == raw::MAP_TYPE_LRU_HASH
             && i.key_size as usize == k.family.key_size()
             && i.value_size == CtEntry::SIZE as u32
-            && i.max_entries == sizes.max_entries(&k);
+            && i.max_entries == sizes.max_entries(&k)
+            && i.map_flags == CT_MAP_FLAGS;
         drop(m);
         if !ok {
             std::fs::remove_file(&path).map_err(|source| Error::Open {

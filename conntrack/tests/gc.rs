@@ -80,6 +80,7 @@ fn check_gc(n: u32, batch: u32, lru: bool, sequential: bool) {
             batch_size: batch,
             sequential,
             nat: None,
+            valid_ips: None,
         };
         gc(&map, &mut f).unwrap()
     };
@@ -352,4 +353,35 @@ fn gc_on_ipv6_endpoint_map_matches_addresses_and_expiry() {
         matches!(e, Err(podnet_conntrack::Error::Open { .. })),
         "{e:?}"
     );
+}
+
+#[test]
+fn valid_ips_deletes_entries_with_neither_address_valid() {
+    require_privileges!();
+    let dir = BpfDir::new("ct-validips");
+    let map = ct4(&dir, 4096, true);
+    let items: Vec<_> = (0..1000).map(|i| (key4(i), entry(NOW + 10, 1))).collect();
+    map.update_many(&items).unwrap();
+    // Valid: the daddr of keys 0..250 and the saddr of keys 250..500.
+    let valid: HashSet<IpAddr> = (0..500)
+        .map(|i| {
+            let k = key4(i);
+            IpAddr::V4(if i < 250 { k.daddr() } else { k.saddr() })
+        })
+        .collect();
+    let mut f = GcFilter {
+        remove_expired: true,
+        time: NOW,
+        valid_ips: Some(valid),
+        ..Default::default()
+    };
+    let s = gc(&map, &mut f).unwrap();
+    assert_eq!(
+        (s.scanned, s.deleted, s.deleted_matched, s.alive),
+        (1000, 500, 500, 500),
+        "{s}"
+    );
+    for i in 0..1000 {
+        assert_eq!(map.lookup(&key4(i)).unwrap().is_some(), i < 500, "key {i}");
+    }
 }

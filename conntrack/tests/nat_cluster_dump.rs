@@ -283,6 +283,30 @@ fn delete_if_upgrade_needed_unpins_only_mismatched_maps() {
     assert!(dir.join("cilium_ct_any4_global").exists());
     assert!(!podnet_conntrack::exists(dir.path(), None, true, true));
     assert!(podnet_conntrack::exists(dir.path(), Some(1), false, false));
+    // Right sizes but BPF_F_NO_COMMON_LRU (flags 2): Cilium unpins it too.
+    let p = dir.join("cilium_ct4_global");
+    bpftool(&[
+        "map",
+        "create",
+        p.to_str().unwrap(),
+        "type",
+        "lru_hash",
+        "key",
+        "14",
+        "value",
+        "56",
+        "entries",
+        "1024",
+        "name",
+        "nocommon",
+        "flags",
+        "2",
+    ]);
+    assert_eq!(
+        podnet_conntrack::delete_if_upgrade_needed(dir.path(), None, &sizes).unwrap(),
+        vec![p.clone()]
+    );
+    assert!(dir.join("cilium_ct_any4_global").exists());
     // Endpoint maps: none pinned, nothing to do.
     assert!(
         podnet_conntrack::delete_if_upgrade_needed(dir.path(), Some(42), &sizes)
@@ -339,6 +363,63 @@ fn dump_text_matches_cilium() {
     let text = dump_entries_with_time_diff(&l, &ClockSource::custom(|| 60)).unwrap();
     assert!(
         text.starts_with("UDP IN 10.0.0.3 5000:53 expires=50 (remaining: -10 sec(s)) Packets=1 "),
+        "{text}"
+    );
+}
+
+#[test]
+fn dump_of_service_and_ipv6_keys_matches_cilium() {
+    require_privileges!();
+    let dir = BpfDir::new("ct-dumpsvc");
+    let g = ct(&dir, "cilium_ct4_global");
+    g.update(
+        &k4(
+            [10, 0, 0, 1],
+            [10, 0, 0, 2],
+            80,
+            40000,
+            6,
+            TupleFlags::SERVICE,
+        ),
+        &entry(7, 1),
+    )
+    .unwrap();
+    let text = dump_entries(&g).unwrap();
+    assert!(
+        text.starts_with("TCP SVC 10.0.0.2:80 -> 10.0.0.1:40000 expires=7 "),
+        "{text}"
+    );
+    let l = ct(&dir, "cilium_ct4_00007");
+    l.update(
+        &k4(
+            [10, 0, 0, 1],
+            [10, 0, 0, 2],
+            80,
+            40000,
+            6,
+            TupleFlags::SERVICE,
+        ),
+        &entry(7, 1),
+    )
+    .unwrap();
+    let text = dump_entries(&l).unwrap();
+    assert!(
+        text.starts_with("TCP SVC 10.0.0.1 80:40000 expires=7 "),
+        "{text}"
+    );
+    let g6 = ct(&dir, "cilium_ct_any6_global");
+    let k6 = podnet_conntrack::CtKey6::new(
+        "::ffff:10.0.0.1".parse().unwrap(),
+        "f00d::1".parse().unwrap(),
+        443,
+        51000,
+        1,
+        TupleFlags::OUT,
+    );
+    g6.update(&k6, &entry(9, 1)).unwrap();
+    let text = dump_entries(&g6).unwrap();
+    assert!(
+        text.starts_with("ICMP OUT 10.0.0.1:51000 -> f00d::1:443 expires=9 "),
         "{text}"
     );
 }

@@ -8,6 +8,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ipnet::IpNet;
 use libbpf_rs::{MapCore, ObjectBuilder};
 
 use crate::attach::{Attachment, Hook};
@@ -16,10 +17,16 @@ use crate::maps::{self, *};
 
 /// How to load the datapath.
 ///
+/// Built with [`Options::new`] (Cilium's sizes) or [`Options::small`] and
+/// the setters; the fields stay readable.
+///
 /// ```
-/// let o = podnet_datapath::Options::new("/sys/fs/bpf/tc/globals");
+/// use podnet_datapath::{AttachMode, Options};
+/// let o = Options::new("/sys/fs/bpf/podnet")
+///     .skip_fib(true)
+///     .attach_mode(AttachMode::Tc);
 /// assert_eq!(o.ct_tcp_size, 524288);
-/// assert!(!o.skip_fib);
+/// assert!(o.skip_fib);
 /// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -67,6 +74,7 @@ pub struct Options {
 
 impl Options {
     /// Cilium's default sizes, pinned under `pin_dir`.
+    #[must_use]
     pub fn new(pin_dir: impl Into<PathBuf>) -> Self {
         Options {
             pin_dir: pin_dir.into(),
@@ -85,6 +93,7 @@ impl Options {
     }
 
     /// Small maps, for tests and benchmarks.
+    #[must_use]
     pub fn small(pin_dir: impl Into<PathBuf>) -> Self {
         Options {
             ct_tcp_size: 4096,
@@ -94,6 +103,90 @@ impl Options {
             policy_size: 1024,
             ..Options::new(pin_dir)
         }
+    }
+
+    /// Sets the bpffs directory the maps are pinned in.
+    #[must_use]
+    pub fn pin_dir(mut self, pin_dir: impl Into<PathBuf>) -> Self {
+        self.pin_dir = pin_dir.into();
+        self
+    }
+
+    /// Sets the entries of the TCP conntrack maps.
+    #[must_use]
+    pub fn ct_tcp_size(mut self, ct_tcp_size: u32) -> Self {
+        self.ct_tcp_size = ct_tcp_size;
+        self
+    }
+
+    /// Sets the entries of the non-TCP conntrack maps.
+    #[must_use]
+    pub fn ct_any_size(mut self, ct_any_size: u32) -> Self {
+        self.ct_any_size = ct_any_size;
+        self
+    }
+
+    /// Sets the entries of the endpoints map.
+    #[must_use]
+    pub fn endpoints_size(mut self, endpoints_size: u32) -> Self {
+        self.endpoints_size = endpoints_size;
+        self
+    }
+
+    /// Sets the entries of the IP cache.
+    #[must_use]
+    pub fn ipcache_size(mut self, ipcache_size: u32) -> Self {
+        self.ipcache_size = ipcache_size;
+        self
+    }
+
+    /// Sets the entries of the policy map.
+    #[must_use]
+    pub fn policy_size(mut self, policy_size: u32) -> Self {
+        self.policy_size = policy_size;
+        self
+    }
+
+    /// Forward remote traffic with `bpf_fib_lookup` + `bpf_redirect_neigh` (see the field).
+    #[must_use]
+    pub fn skip_fib(mut self, skip_fib: bool) -> Self {
+        self.skip_fib = skip_fib;
+        self
+    }
+
+    /// Deliver to local pods with `bpf_redirect_peer` (see the field).
+    #[must_use]
+    pub fn redirect_peer(mut self, redirect_peer: bool) -> Self {
+        self.redirect_peer = redirect_peer;
+        self
+    }
+
+    /// Count packets and bytes per flow (see the field).
+    #[must_use]
+    pub fn ct_accounting(mut self, ct_accounting: bool) -> Self {
+        self.ct_accounting = ct_accounting;
+        self
+    }
+
+    /// Record each redirect's target for [`Datapath::last_redirect`].
+    #[must_use]
+    pub fn trace_redirects(mut self, trace_redirects: bool) -> Self {
+        self.trace_redirects = trace_redirects;
+        self
+    }
+
+    /// Sets how [`Datapath::attach`] attaches.
+    #[must_use]
+    pub fn attach_mode(mut self, attach_mode: AttachMode) -> Self {
+        self.attach_mode = attach_mode;
+        self
+    }
+
+    /// Leave programs attached when the `Datapath` is dropped (see the field).
+    #[must_use]
+    pub fn keep_attached(mut self, keep_attached: bool) -> Self {
+        self.keep_attached = keep_attached;
+        self
     }
 }
 
@@ -161,7 +254,13 @@ pub struct CtMapPaths {
 }
 
 /// Input of a BPF_PROG_TEST_RUN.
+///
+/// ```
+/// let ctx = podnet_datapath::TestContext::new().ingress_ifindex(10).repeat(100);
+/// assert_eq!(ctx.mark, 0);
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
+#[non_exhaustive]
 pub struct TestContext {
     /// `skb->ingress_ifindex` (from-container checks the source pod's veth).
     pub ingress_ifindex: u32,
@@ -169,6 +268,35 @@ pub struct TestContext {
     pub mark: u32,
     /// Repetitions (0 = 1).
     pub repeat: u32,
+}
+
+impl TestContext {
+    /// Ingress ifindex 0, mark 0, one run.
+    #[must_use]
+    pub fn new() -> Self {
+        TestContext::default()
+    }
+
+    /// Sets `skb->ingress_ifindex`.
+    #[must_use]
+    pub fn ingress_ifindex(mut self, ifindex: u32) -> Self {
+        self.ingress_ifindex = ifindex;
+        self
+    }
+
+    /// Sets `skb->mark`.
+    #[must_use]
+    pub fn mark(mut self, mark: u32) -> Self {
+        self.mark = mark;
+        self
+    }
+
+    /// Sets the repetitions (0 = 1).
+    #[must_use]
+    pub fn repeat(mut self, repeat: u32) -> Self {
+        self.repeat = repeat;
+        self
+    }
 }
 
 /// Output of a BPF_PROG_TEST_RUN.
@@ -198,11 +326,15 @@ pub const TC_ACT_REDIRECT: u32 = 7;
 ///
 /// ```no_run
 /// use podnet_datapath::{Datapath, Endpoint, EndpointFlags, Hook, Options};
-/// let mut dp = Datapath::load(&Options::new("/sys/fs/bpf/tc/globals"))?;
-/// dp.upsert_endpoint(&Endpoint {
-///     ip: "10.1.0.2".parse().unwrap(), ifindex: 7, mac: [2, 0, 0, 0, 0, 2],
-///     node_mac: [2, 0, 0, 0, 0, 1], id: 1001, identity: 5001, flags: EndpointFlags::empty(),
-/// })?;
+/// let mut dp = Datapath::load(&Options::new("/sys/fs/bpf/podnet"))?;
+/// dp.upsert_endpoint(
+///     &Endpoint::new("10.1.0.2".parse().unwrap(), 7)
+///         .mac([2, 0, 0, 0, 0, 2])
+///         .node_mac([2, 0, 0, 0, 0, 1])
+///         .id(1001)
+///         .identity(5001)
+///         .flags(EndpointFlags::INGRESS_ENFORCE),
+/// )?;
 /// dp.attach(7, Hook::FromContainer)?;
 /// dp.attach(7, Hook::ToContainer)?;
 /// # Ok::<(), podnet_datapath::Error>(())
@@ -210,7 +342,8 @@ pub const TC_ACT_REDIRECT: u32 = 7;
 #[derive(Debug)]
 pub struct Datapath {
     pin_dir: PathBuf,
-    created_dir: bool,
+    /// Directories `load` made for the pin dir, deepest first.
+    created_dirs: Vec<PathBuf>,
     maps: HashMap<&'static str, OwnedFd>,
     progs: HashMap<Program, OwnedFd>,
     attach_mode: AttachMode,
@@ -238,6 +371,40 @@ fn map_found(map: &'static str, op: &'static str, rc: i32) -> Result<bool> {
     }
 }
 
+/// Creates `dir` and its missing parents; returns the directories this call
+/// made, deepest first. A directory someone else creates meanwhile is not
+/// counted as ours.
+fn create_dirs(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut made = Vec::new();
+    let missing: Vec<&Path> = dir.ancestors().take_while(|a| !a.exists()).collect();
+    for d in missing.into_iter().rev() {
+        if d.as_os_str().is_empty() {
+            continue;
+        }
+        match std::fs::create_dir(d) {
+            Ok(()) => made.push(d.to_path_buf()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && d.is_dir() => {}
+            Err(e) => {
+                made.reverse();
+                remove_empty_dirs(&made);
+                return Err(e);
+            }
+        }
+    }
+    made.reverse();
+    Ok(made)
+}
+
+/// Removes `dirs` (deepest first) while they are empty; stops at the first
+/// that is not (it holds something that is not ours to remove).
+fn remove_empty_dirs(dirs: &[PathBuf]) {
+    for d in dirs {
+        if std::fs::remove_dir(d).is_err() {
+            return;
+        }
+    }
+}
+
 fn map_names() -> impl Iterator<Item = &'static str> {
     maps::PINNED.into_iter().chain([maps::REDIRECT_TRACE])
 }
@@ -260,37 +427,21 @@ impl Datapath {
                 });
             }
         }
-        // The directories this load creates, deepest first: the pin
-        // directory and every missing parent.
-        let created: Vec<PathBuf> = opts
-            .pin_dir
-            .ancestors()
-            .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
-            .map(Path::to_path_buf)
-            .collect();
-        let remove_created = || {
-            // libbpf unpins what it pinned on failure; leave no directory
-            // behind either (remove_dir only removes empty ones).
-            for d in &created {
-                let _ = std::fs::remove_dir(d);
-            }
-        };
-        if let Err(source) = std::fs::create_dir_all(&opts.pin_dir) {
-            remove_created();
-            return Err(Error::PinDir {
-                path: opts.pin_dir.clone(),
-                source,
-            });
-        }
+        let created_dirs = create_dirs(&opts.pin_dir).map_err(|source| Error::PinDir {
+            path: opts.pin_dir.clone(),
+            source,
+        })?;
 
-        let loaded = Self::load_in(opts, !created.is_empty());
+        let loaded = Self::load_in(opts, created_dirs.clone());
         if loaded.is_err() {
-            remove_created();
+            // libbpf unpins what it pinned on failure; leave no directory
+            // behind that this call made, parents included.
+            remove_empty_dirs(&created_dirs);
         }
         loaded
     }
 
-    fn load_in(opts: &Options, created_dir: bool) -> Result<Datapath> {
+    fn load_in(opts: &Options, created_dirs: Vec<PathBuf>) -> Result<Datapath> {
         let mut builder = ObjectBuilder::default();
         builder
             .pin_root_path(&opts.pin_dir)
@@ -400,7 +551,7 @@ impl Datapath {
         let ncpus = unsafe { libbpf_sys::libbpf_num_possible_cpus() };
         let dp = Datapath {
             pin_dir: opts.pin_dir.clone(),
-            created_dir,
+            created_dirs,
             maps: map_fds,
             progs,
             attach_mode: opts.attach_mode,
@@ -571,36 +722,40 @@ impl Datapath {
         Ok(EndpointValue::from_bytes(&v).map(|v| Endpoint::from_value(ip, &v)))
     }
 
-    fn ipcache_key(addr: IpAddr, prefix_len: u8) -> Result<IpcacheKey> {
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        if prefix_len > max {
+    fn ipcache_key(prefix: IpNet) -> Result<IpcacheKey> {
+        // The LPM trie would ignore host bits; refuse them, so that what is
+        // stored is what was asked for (and removal names the same entry).
+        if prefix.trunc() != prefix {
             return Err(Error::InvalidInput {
-                what: "ipcache prefix length",
+                what: "ipcache prefix",
                 reason: format!(
-                    "{addr}/{prefix_len}: an {} prefix is at most /{max}",
-                    if addr.is_ipv4() { "IPv4" } else { "IPv6" }
+                    "{prefix} has host bits set (the network is {})",
+                    prefix.trunc()
                 ),
             });
         }
-        // Normalise: clear host bits, as the LPM trie ignores them anyway.
-        let net = ipnet::IpNet::new(addr, prefix_len)
-            .map_err(|e| Error::InvalidInput {
-                what: "ipcache prefix",
-                reason: e.to_string(),
-            })?
-            .trunc();
-        Ok(IpcacheKey::new(net.addr(), prefix_len))
+        Ok(IpcacheKey::new(prefix.addr(), prefix.prefix_len()))
     }
 
-    /// Adds or replaces the IP cache entry of `addr/prefix_len`.
-    pub fn upsert_ipcache(&self, addr: IpAddr, prefix_len: u8, info: &IpcacheInfo) -> Result<()> {
-        let key = Self::ipcache_key(addr, prefix_len)?;
+    /// Adds or replaces the IP cache entry of `prefix`, which must have no
+    /// host bits set (`10.2.0.0/24`, not `10.2.0.7/24`).
+    ///
+    /// ```no_run
+    /// # let dp = podnet_datapath::Datapath::load(&podnet_datapath::Options::small("/sys/fs/bpf/podnet"))?;
+    /// use podnet_datapath::IpcacheInfo;
+    /// dp.upsert_ipcache("10.2.0.0/24".parse().unwrap(), &IpcacheInfo::new(20001))?;
+    /// assert!(dp.upsert_ipcache("10.2.0.7/24".parse().unwrap(), &IpcacheInfo::new(1)).is_err());
+    /// # Ok::<(), podnet_datapath::Error>(())
+    /// ```
+    pub fn upsert_ipcache(&self, prefix: IpNet, info: &IpcacheInfo) -> Result<()> {
+        let key = Self::ipcache_key(prefix)?;
         self.update(maps::IPCACHE, key.as_bytes(), info.value().as_bytes())
     }
 
-    /// Removes an IP cache entry; `Ok(false)` when there was none.
-    pub fn remove_ipcache(&self, addr: IpAddr, prefix_len: u8) -> Result<bool> {
-        let key = Self::ipcache_key(addr, prefix_len)?;
+    /// Removes the IP cache entry of `prefix` (no host bits set);
+    /// `Ok(false)` when there was none.
+    pub fn remove_ipcache(&self, prefix: IpNet) -> Result<bool> {
+        let key = Self::ipcache_key(prefix)?;
         self.delete(maps::IPCACHE, key.as_bytes())
     }
 
@@ -658,7 +813,10 @@ impl Datapath {
         let vsize = size_of::<MetricsValue>();
         let mut buf = vec![0u8; vsize * self.ncpus];
         for reason in 0..=255u32 {
-            for (dirbits, direction) in [(1u32, Direction::Ingress), (2u32, Direction::Egress)] {
+            for (dirbits, direction) in [
+                (1u32, TrafficDirection::Ingress),
+                (2u32, TrafficDirection::Egress),
+            ] {
                 let idx = (reason << 2) | dirbits;
                 if !self.lookup(maps::METRICS, &idx.to_ne_bytes(), &mut buf)? {
                     continue;
@@ -684,7 +842,7 @@ impl Datapath {
     }
 
     /// Packets counted for `reason` in `direction`.
-    pub fn metric(&self, reason: u8, direction: Direction) -> Result<u64> {
+    pub fn metric(&self, reason: u8, direction: TrafficDirection) -> Result<u64> {
         Ok(self
             .metrics()?
             .iter()
@@ -693,23 +851,29 @@ impl Datapath {
             .sum())
     }
 
-    /// All IPv4 conntrack entries (`tcp`: the TCP map, else the "any" map).
-    pub fn ct4_entries(&self, tcp: bool) -> Result<Vec<(CtTuple4, CtEntry)>> {
-        self.ct_entries(if tcp { maps::CT4_TCP } else { maps::CT4_ANY })
+    /// All entries of IPv4 conntrack table `table`.
+    pub fn ct4_entries(&self, table: CtTable) -> Result<Vec<(CtTuple4, RawCtEntry)>> {
+        self.ct_entries(match table {
+            CtTable::Tcp => maps::CT4_TCP,
+            CtTable::Any => maps::CT4_ANY,
+        })
     }
 
-    /// All IPv6 conntrack entries.
-    pub fn ct6_entries(&self, tcp: bool) -> Result<Vec<(CtTuple6, CtEntry)>> {
-        self.ct_entries(if tcp { maps::CT6_TCP } else { maps::CT6_ANY })
+    /// All entries of IPv6 conntrack table `table`.
+    pub fn ct6_entries(&self, table: CtTable) -> Result<Vec<(CtTuple6, RawCtEntry)>> {
+        self.ct_entries(match table {
+            CtTable::Tcp => maps::CT6_TCP,
+            CtTable::Any => maps::CT6_ANY,
+        })
     }
 
     /// Every entry of conntrack map `map`, keyed by tuples of type `K`.
-    fn ct_entries<K: Pod + Default>(&self, map: &'static str) -> Result<Vec<(K, CtEntry)>> {
+    fn ct_entries<K: Pod + Default>(&self, map: &'static str) -> Result<Vec<(K, RawCtEntry)>> {
         let mut out = Vec::new();
         for k in self.keys::<K>(map)? {
-            let mut v = [0u8; size_of::<CtEntry>()];
+            let mut v = [0u8; size_of::<RawCtEntry>()];
             if self.lookup(map, k.as_bytes(), &mut v)? {
-                if let Some(e) = CtEntry::from_bytes(&v) {
+                if let Some(e) = RawCtEntry::from_bytes(&v) {
                     out.push((k, e));
                 }
             }
@@ -866,9 +1030,7 @@ impl Datapath {
                 }
             }
         }
-        if self.created_dir {
-            let _ = std::fs::remove_dir(&self.pin_dir);
-        }
+        remove_empty_dirs(&self.created_dirs);
         match first_err {
             Some(e) => Err(e),
             None => Ok(()),

@@ -9,10 +9,11 @@
 //!   conntrack maps ([`Datapath::ct_map_paths`]) to the `conntrack` crate.
 //!
 //! ```no_run
-//! use podnet_datapath::{Datapath, Direction, Hook, Options, PolicyKey};
-//! let mut dp = Datapath::load(&Options::new("/sys/fs/bpf/tc/globals"))?;
+//! use podnet_datapath::{Datapath, Hook, Options, PolicyKey, TrafficDirection};
+//! // A pin directory of its own: never Cilium's `/sys/fs/bpf/tc/globals`.
+//! let mut dp = Datapath::load(&Options::new("/sys/fs/bpf/podnet").skip_fib(true))?;
 //! dp.attach(2, Hook::FromNetdev)?;
-//! dp.deny(&PolicyKey { endpoint_id: 1001, identity: 0, dport: 22, protocol: 6, direction: Direction::Ingress })?;
+//! dp.deny(&PolicyKey::new(1001, TrafficDirection::Ingress).dport(22).protocol(6))?;
 //! for m in dp.metrics()? {
 //!     println!("{} {} {} packets", m.direction, m.reason_name(), m.packets);
 //! }
@@ -36,8 +37,19 @@ pub use datapath::{
 };
 pub use error::{Error, Result};
 pub use maps::{
-    reason, CtEntry, CtTuple4, CtTuple6, Direction, Endpoint, EndpointFlags, IpcacheInfo, Metric,
-    PolicyKey, PolicyStats,
+    reason, CtTable, CtTuple4, CtTuple6, Endpoint, EndpointFlags, IpcacheInfo, Metric, PolicyKey,
+    PolicyStats, RawCtEntry, TrafficDirection,
 };
 pub use object::OBJECT;
 pub use service::{Backend, BackendState, L4Protocol, Service, MAX_BACKENDS};
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
+/// The prefix type of [`Datapath::upsert_ipcache`], re-exported so callers
+/// need no version-matched dependency of their own.
+pub use ipnet;
+/// libbpf-rs, whose types appear in [`Error`]'s sources, re-exported.
+pub use libbpf_rs;

@@ -17,11 +17,11 @@ pub const OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/datapath.bpf
 
 #[cfg(test)]
 mod tests {
+    include!("../bpf_object.rs");
+
     /// The committed object was compiled from the C sources as they are now
     /// (`PODNET_BPF_UPDATE=1 cargo build` refreshes it). CI also rebuilds it
     /// with clang and compares the bytes (`PODNET_BPF_CHECK=1`).
-    include!("../bpf_object.rs");
-
     #[test]
     fn prebuilt_object_matches_sources() {
         assert!(

@@ -23,23 +23,19 @@ const TUPLE_F_SERVICE: u8 = 4;
 const SVC_ID: u16 = 7;
 
 fn ep(ip: IpAddr, a: bool) -> Endpoint {
-    Endpoint {
-        ip,
-        ifindex: if a { A_IF } else { B_IF },
-        mac: if a { A_MAC } else { B_MAC },
-        node_mac: if a { A_NODE_MAC } else { B_NODE_MAC },
-        id: if a { 1001 } else { 1002 },
-        identity: if a { 5001 } else { 5002 },
-        flags: EndpointFlags::empty(),
-    }
+    Endpoint::new(ip, if a { A_IF } else { B_IF })
+        .mac(if a { A_MAC } else { B_MAC })
+        .node_mac(if a { A_NODE_MAC } else { B_NODE_MAC })
+        .id(if a { 1001 } else { 1002 })
+        .identity(if a { 5001 } else { 5002 })
 }
 
 /// Client pod A and backend pod B on this node, both families.
 fn setup(tag: &str, peer: bool) -> (BpfDir, Datapath) {
     let dir = BpfDir::new(tag);
-    let mut o = Options::small(dir.join("globals"));
-    o.redirect_peer = peer;
-    o.trace_redirects = true;
+    let o = Options::small(dir.join("globals"))
+        .redirect_peer(peer)
+        .trace_redirects(true);
     let dp = Datapath::load(&o).expect("load");
     for (ip, a) in [
         (a4().into(), true),
@@ -72,10 +68,7 @@ fn vip6() -> Ipv6Addr {
 }
 
 fn from_a() -> TestContext {
-    TestContext {
-        ingress_ifindex: A_IF,
-        ..Default::default()
-    }
+    TestContext::new().ingress_ifindex(A_IF)
 }
 
 // ---- an independent checksum computation -----------------------------------
@@ -217,7 +210,9 @@ fn dnat_and_reverse(v6: bool, proto: u8, peer: bool) {
     // backend, carrying the rev NAT index.
     let tcp = proto == 6;
     if v6 {
-        let ct = dp.ct6_entries(tcp).unwrap();
+        let ct = dp
+            .ct6_entries(if tcp { CtTable::Tcp } else { CtTable::Any })
+            .unwrap();
         let svc = ct
             .iter()
             .find(|(k, _)| k.flags == TUPLE_F_SERVICE)
@@ -234,7 +229,9 @@ fn dnat_and_reverse(v6: bool, proto: u8, peer: bool) {
             .unwrap_or_else(|| panic!("{tag}: flow entry in {ct:?}"));
         assert_eq!(u16::from_be(flow.1.rev_nat_index), SVC_ID);
     } else {
-        let ct = dp.ct4_entries(tcp).unwrap();
+        let ct = dp
+            .ct4_entries(if tcp { CtTable::Tcp } else { CtTable::Any })
+            .unwrap();
         let svc = ct
             .iter()
             .find(|(k, _)| k.flags == TUPLE_F_SERVICE)
@@ -250,7 +247,7 @@ fn dnat_and_reverse(v6: bool, proto: u8, peer: bool) {
             .find(|(k, _)| k.flags == TUPLE_F_OUT && k.saddr == b4().octets())
             .unwrap_or_else(|| panic!("{tag}: flow entry in {ct:?}"));
         assert_eq!(u16::from_be(flow.1.rev_nat_index), SVC_ID);
-        let related = dp.ct4_entries(false).unwrap();
+        let related = dp.ct4_entries(CtTable::Any).unwrap();
         assert!(
             related
                 .iter()
@@ -269,10 +266,7 @@ fn dnat_and_reverse(v6: bool, proto: u8, peer: bool) {
             .test_run(
                 Program::FromContainer,
                 &reply,
-                &TestContext {
-                    ingress_ifindex: B_IF,
-                    ..Default::default()
-                },
+                &TestContext::new().ingress_ifindex(B_IF),
             )
             .unwrap();
         assert_eq!(o.retval, TC_ACT_REDIRECT, "{tag}: reply delivered");
@@ -280,7 +274,7 @@ fn dnat_and_reverse(v6: bool, proto: u8, peer: bool) {
         o
     } else {
         let o = dp
-            .test_run(Program::ToContainer, &reply, &TestContext::default())
+            .test_run(Program::ToContainer, &reply, &TestContext::new())
             .unwrap();
         assert_eq!(o.retval, TC_ACT_OK, "{tag}: reply passes");
         o
@@ -300,7 +294,11 @@ fn dnat_and_reverse(v6: bool, proto: u8, peer: bool) {
     let (_, d, ok) = parse(&out.data);
     assert_eq!(d, backend);
     assert!(ok);
-    assert_eq!(dp.metric(reason::NO_SERVICE, Direction::Egress).unwrap(), 0);
+    assert_eq!(
+        dp.metric(reason::NO_SERVICE, TrafficDirection::Egress)
+            .unwrap(),
+        0
+    );
     dp.teardown().unwrap();
 }
 
@@ -423,7 +421,11 @@ fn a_frontend_without_backends_drops_and_counts() {
         )
         .unwrap();
     assert_eq!(out.retval, TC_ACT_SHOT);
-    assert_eq!(dp.metric(reason::NO_SERVICE, Direction::Egress).unwrap(), 1);
+    assert_eq!(
+        dp.metric(reason::NO_SERVICE, TrafficDirection::Egress)
+            .unwrap(),
+        1
+    );
     assert_eq!(
         reason::name(reason::NO_SERVICE),
         "Service backend not found"
@@ -442,7 +444,11 @@ fn a_frontend_without_backends_drops_and_counts() {
         )
         .unwrap();
     assert_eq!(out.retval, TC_ACT_SHOT);
-    assert_eq!(dp.metric(reason::NO_SERVICE, Direction::Egress).unwrap(), 2);
+    assert_eq!(
+        dp.metric(reason::NO_SERVICE, TrafficDirection::Egress)
+            .unwrap(),
+        2
+    );
     // Another port of the same address is no service: untouched.
     let other = sa(vip4(), 81);
     let out = dp
@@ -498,8 +504,7 @@ fn service_api_validates_round_trips_and_keeps_the_old_service_on_failure() {
 
     // Pinned and re-used after a restart.
     drop(dp);
-    let mut o = Options::small(dir.join("globals"));
-    o.redirect_peer = false;
+    let o = Options::small(dir.join("globals")).redirect_peer(false);
     let dp = Datapath::load(&o).unwrap();
     assert_eq!(
         dp.services().unwrap(),

@@ -230,6 +230,17 @@ impl fmt::Display for RouteType {
     }
 }
 
+impl RouteType {
+    /// The type named `name` (`blackhole`, `local` ...): names only, no
+    /// numbers, as the leading word of `ip route` takes them.
+    pub(crate) fn from_name(name: &str) -> Option<RouteType> {
+        TYPES
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(v, _)| RouteType(*v))
+    }
+}
+
 impl FromStr for RouteType {
     type Err = NameError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

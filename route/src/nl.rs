@@ -76,8 +76,14 @@ pub(crate) fn parse_error(flags: u16, payload: &[u8]) -> Result<(i32, Option<Str
         return Err(NlError::Decode("short NLMSG_ERROR".into()));
     }
     let code = i32::from_ne_bytes([payload[0], payload[1], payload[2], payload[3]]);
+    // The kernel sends 0 or a negative errno; anything else (a positive
+    // code, i32::MIN, which has no negation) is malformed.
+    let errno = match code.checked_neg() {
+        Some(e) if e >= 0 => e,
+        _ => return Err(NlError::Decode(format!("bad NLMSG_ERROR code {code}"))),
+    };
     if flags & NLM_F_ACK_TLVS == 0 || payload.len() < 4 + HDR {
-        return Ok((-code, None));
+        return Ok((errno, None));
     }
     // The TLVs follow the echoed request: its header only when capped.
     let skip = if flags & NLM_F_CAPPED != 0 {
@@ -86,7 +92,7 @@ pub(crate) fn parse_error(flags: u16, payload: &[u8]) -> Result<(i32, Option<Str
         align(u32::from_ne_bytes([payload[4], payload[5], payload[6], payload[7]]) as usize)
     };
     let tlvs = payload.get(4 + skip..).unwrap_or(&[]);
-    Ok((-code, attr_string(tlvs, NLMSGERR_ATTR_MSG)))
+    Ok((errno, attr_string(tlvs, NLMSGERR_ATTR_MSG)))
 }
 
 /// The outcome an `NLMSG_ERROR` reports: `Ok(())` for an ack (errno 0),
@@ -522,6 +528,11 @@ mod tests {
         let (errno, m) = parse_error(0, &0i32.to_ne_bytes()).unwrap();
         assert_eq!((errno, m), (0, None));
         assert!(parse_error(0, &[1, 2]).is_err());
+        // Fuzzing found the negation of i32::MIN; a positive code is no
+        // errno either.
+        assert!(parse_error(0, &i32::MIN.to_ne_bytes()).is_err());
+        assert!(parse_error(NLM_F_ACK_TLVS, &[0x00, 0, 0, 0x80, 0, 0]).is_err());
+        assert!(parse_error(0, &5i32.to_ne_bytes()).is_err());
     }
 
     #[test]

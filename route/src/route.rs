@@ -364,7 +364,9 @@ fn default_scope(v6: bool, kind: RouteType, has_gateway: bool) -> Scope {
 
 fn fmt_prefix(p: &IpNet) -> String {
     match p {
-        IpNet::V4(n) if n.prefix_len() == 0 => "default".into(),
+        // Only 0.0.0.0/0 is `default`: `1.7.0.0/0` (host bits, refused by
+        // `validate`) stays as it is, so its text parses back to it.
+        IpNet::V4(n) if n.prefix_len() == 0 && n.addr().is_unspecified() => "default".into(),
         IpNet::V4(n) if n.prefix_len() == 32 => n.addr().to_string(),
         IpNet::V6(n) if n.prefix_len() == 128 => n.addr().to_string(),
         _ => p.to_string(),
@@ -489,13 +491,12 @@ impl FromStr for Route {
         if first == "to" {
             first = words.next().ok_or_else(|| parse_err(text, "no prefix"))?;
         }
-        if let Ok(k) = first.parse::<RouteType>() {
-            if first.parse::<u8>().is_err() {
-                kind = k;
-                first = words
-                    .next()
-                    .ok_or_else(|| parse_err(text, "no prefix after the type"))?;
-            }
+        // Like `ip`, only a type's name leads (a number there is a prefix).
+        if let Some(k) = RouteType::from_name(first) {
+            kind = k;
+            first = words
+                .next()
+                .ok_or_else(|| parse_err(text, "no prefix after the type"))?;
         }
         let prefix = parse_prefix(text, first, v6_flag)?;
         let mut r = Route::new(prefix);
@@ -678,6 +679,20 @@ mod tests {
             assert_eq!(text.parse::<Route>().unwrap(), r, "{text}");
             assert_eq!(r.to_ip_command().parse::<Route>().unwrap(), r);
         }
+    }
+
+    #[test]
+    fn fuzz_found_texts_round_trip_or_are_refused() {
+        // `1.7.0.0/0` printed as `default` and came back as 0.0.0.0/0.
+        let r: Route = "1.7.0.0/0 dev e".parse().unwrap();
+        assert_eq!(r.to_string().parse::<Route>().unwrap(), r);
+        assert!(r.validate(Op::Upsert).is_err());
+        // A numeric leading type (`0x40 ::`) printed as `64 ::`, which no
+        // parser takes: like `ip`, only type names lead.
+        assert!("0x40 :: dev e".parse::<Route>().is_err());
+        assert!("6 10.0.0.0/8".parse::<Route>().is_err());
+        let r: Route = "blackhole 10.0.0.0/8".parse().unwrap();
+        assert_eq!(r.kind, RouteType::BLACKHOLE);
     }
 
     #[test]

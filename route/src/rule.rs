@@ -320,22 +320,40 @@ impl FromStr for Rule {
                 other => return Err(parse_err(text, format!("unsupported word {other:?}"))),
             }
         }
-        // The family comes from the addresses when there are any.
+        // The family comes from the addresses when there are any (`all`,
+        // `default` and `any` have none: they take the `-6` flag's), and
+        // every address must be of it.
+        let wildcard = |s: &str| matches!(s, "all" | "default" | "any");
         let fam_hint = [&from, &to]
             .into_iter()
             .flatten()
-            .find(|s| *s != "all")
+            .find(|s| !wildcard(s))
             .map(|s| s.contains(':'));
         let fam_v6 = fam_hint.or(v6);
+        if v6.is_some() && fam_hint.is_some() && fam_hint != v6 {
+            return Err(parse_err(
+                text,
+                "an address is not of the family given by -4/-6",
+            ));
+        }
+        r.family = if fam_v6 == Some(true) {
+            Family::V6
+        } else {
+            Family::V4
+        };
         for (slot, val) in [(&mut r.from, from), (&mut r.to, to)] {
             if let Some(s) = val {
                 if s != "all" {
-                    *slot = Some(parse_prefix(text, &s, fam_v6)?);
+                    let n = parse_prefix(text, &s, fam_v6)?;
+                    if Family::of(&n) != r.family {
+                        return Err(parse_err(
+                            text,
+                            format!("{s} is not of the rule's address family"),
+                        ));
+                    }
+                    *slot = Some(n);
                 }
             }
-        }
-        if let Some(n) = r.from.or(r.to) {
-            r.family = Family::of(&n);
         }
         if r.action != RuleAction::Lookup {
             r.table = 0;
@@ -403,6 +421,25 @@ mod tests {
             r.to_string(),
             "priority 1 from all fwmark 0x200/0xf00 lookup 2005"
         );
+    }
+
+    #[test]
+    fn family_mixes_are_refused_and_wildcards_take_the_family() {
+        // Fuzzing found these: a V6 rule with a V4 destination, and
+        // `from default` in an IPv6 rule parsed as IPv4.
+        assert!("to 1.1.2.1 from ::/0".parse::<Rule>().is_err());
+        assert!("from 10.0.0.0/8 to fd00::/64".parse::<Rule>().is_err());
+        assert!("ip -6 rule add to 10.0.0.0/8".parse::<Rule>().is_err());
+        let r: Rule = "ip -6 rule add from default to fd00::/64 lookup 5"
+            .parse()
+            .unwrap();
+        assert_eq!(r.family, Family::V6);
+        assert_eq!(r.to, Some("fd00::/64".parse().unwrap()));
+        let r: Rule = "ip -6 rule add from default lookup 5".parse().unwrap();
+        assert_eq!(r.family, Family::V6);
+        assert_eq!(r.to_string().parse::<Rule>().unwrap(), r);
+        let r: Rule = "from ::/0 lookup 5".parse().unwrap();
+        assert_eq!((r.family, r.from), (Family::V6, None));
     }
 
     #[test]

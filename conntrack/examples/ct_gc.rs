@@ -2,8 +2,8 @@
 //! way `cilium bpf ct list global` does, and garbage-collect it.
 //!
 //! ```text
-//! sudo cargo run --example ct_gc -- list /sys/fs/bpf/tc/globals/cilium_ct4_global
-//! sudo cargo run --example ct_gc -- gc /sys/fs/bpf/pn/node1/cilium_ct_any4_global --ip 10.1.0.11
+//! sudo cargo run -p podnet-conntrack --example ct_gc -- list /sys/fs/bpf/tc/globals/cilium_ct4_global
+//! sudo cargo run -p podnet-conntrack --example ct_gc -- gc /sys/fs/bpf/pn/node1/cilium_ct_any4_global --ip 10.1.0.11
 //! ```
 //!
 //! Works on maps pinned by this workspace's datapath (`native_routing --keep`

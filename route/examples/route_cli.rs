@@ -3,9 +3,9 @@
 //! `ip route` takes them.
 //!
 //! ```text
-//! sudo cargo run --example route_cli -- upsert 10.9.0.0/24 via 192.168.1.1 dev eth0 table 300
-//! sudo cargo run --example route_cli -- --netns pe-node list table 92
-//! sudo cargo run --example route_cli -- get 10.9.0.7
+//! sudo cargo run -p podnet-route --example route_cli -- upsert 10.9.0.0/24 via 192.168.1.1 dev eth0 table 300
+//! sudo cargo run -p podnet-route --example route_cli -- --netns pe-node list table 92
+//! sudo cargo run -p podnet-route --example route_cli -- get 10.9.0.7
 //! ```
 
 use std::process::ExitCode;

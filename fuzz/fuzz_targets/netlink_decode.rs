@@ -1,0 +1,5 @@
+//! cargo-fuzz target; the body is [`podnet_fuzz::netlink_decode`], shared with the
+//! corpus replay in `tests/replay.rs`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| podnet_fuzz::netlink_decode(data));
