@@ -685,37 +685,39 @@ fn run_services(report: &mut Report) {
     // first repetition would be seen by the next ones: every figure here is
     // the median of single runs, each on a fresh copy of the packet.
     let n = report.size(2000, 200);
-    let single = |pkt: &[u8]| -> f64 {
-        let mut v: Vec<f64> = (0..n)
-            .map(|_| e.ns_per_packet(Program::FromContainer, pkt, 1))
-            .collect();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+    let samples = {
+        let single = |pkt: &[u8]| -> f64 {
+            let mut v: Vec<f64> = (0..n)
+                .map(|_| e.ns_per_packet(Program::FromContainer, pkt, 1))
+                .collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let mut port: u16 = 1024;
+        let mut first = |dst: Ipv4Addr, dport: u16| -> f64 {
+            let mut v = Vec::with_capacity(n);
+            for _ in 0..n / 10 {
+                port = if port == u16::MAX { 1024 } else { port + 1 };
+                let pkt = tcp_packet(POD, dst, port, dport, 0x02, 0);
+                v.push(e.ns_per_packet(Program::FromContainer, &pkt, 1));
+            }
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        alternate(
+            rounds,
+            &mut [
+                &mut |r: &mut Record<'_>| r.put("plain", single(&plain_ack)),
+                &mut |r: &mut Record<'_>| r.put("svc", single(&svc_ack)),
+                &mut |r: &mut Record<'_>| {
+                    let a = first(REMOTE, 443);
+                    let b = first(VIP, 443);
+                    r.put("plain first", a);
+                    r.put("svc first", b);
+                },
+            ],
+        )
     };
-    let mut port: u16 = 1024;
-    let mut first = |dst: Ipv4Addr, dport: u16| -> f64 {
-        let mut v = Vec::with_capacity(n);
-        for _ in 0..n / 10 {
-            port = if port == u16::MAX { 1024 } else { port + 1 };
-            let pkt = tcp_packet(POD, dst, port, dport, 0x02, 0);
-            v.push(e.ns_per_packet(Program::FromContainer, &pkt, 1));
-        }
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let samples = alternate(
-        rounds,
-        &mut [
-            &mut |r: &mut Record<'_>| r.put("plain", single(&plain_ack)),
-            &mut |r: &mut Record<'_>| r.put("svc", single(&svc_ack)),
-            &mut |r: &mut Record<'_>| {
-                let a = first(REMOTE, 443);
-                let b = first(VIP, 443);
-                r.put("plain first", a);
-                r.put("svc first", b);
-            },
-        ],
-    );
     report.add(samples.row(
         "datapath",
         format!("from-container, established service flow (ClusterIP, remote backend), median of {n} single runs per round"),
@@ -734,7 +736,6 @@ fn run_services(report: &mut Report) {
         "ns/pkt",
         Goal::None,
     ));
-    drop(first);
     if let Err(err) = e.dp.teardown() {
         eprintln!("datapath bench teardown: {err}");
     }
