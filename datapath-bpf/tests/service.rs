@@ -1,6 +1,7 @@
 //! BPF_PROG_TEST_RUN tests of services: DNAT of new connections to a
 //! frontend, Cilium's CT entries for them, reverse NAT of replies, backend
-//! choice, established flows across backend changes, no-backend drops; the
+//! choice, established flows across backend changes, no-backend drops, ICMP
+//! errors about service flows translated back; the
 //! rewritten checksums are checked by computing them here from scratch.
 
 mod common;
@@ -283,6 +284,24 @@ fn dnat_and_reverse(v6: bool, proto: u8, peer: bool) {
     assert_eq!((s, d), (frontend, client), "{tag}: reverse NAT");
     assert!(ok, "{tag}: L4 checksum after reverse NAT");
 
+    // An ICMP error from the backend about the client's packet: outer
+    // source and quoted destination back to the frontend, checksums right.
+    let err = icmp_error(backend, client, proto);
+    let out = if peer {
+        dp.test_run(
+            Program::FromContainer,
+            &err,
+            &TestContext::new().ingress_ifindex(B_IF),
+        )
+        .unwrap()
+    } else {
+        dp.test_run(Program::ToContainer, &err, &TestContext::new())
+            .unwrap()
+    };
+    let (outer_src, quoted_dst) = check_icmp_error(&out.data);
+    assert_eq!(outer_src, vip, "{tag}: ICMP error's source");
+    assert_eq!(quoted_dst, frontend, "{tag}: quoted destination");
+
     // The second packet of the connection: same backend, established.
     let out = dp
         .test_run(
@@ -518,4 +537,74 @@ fn service_api_validates_round_trips_and_keeps_the_old_service_on_failure() {
     assert!(dp.remove_service(fe6, L4Protocol::Udp).unwrap());
     assert!(dp.services().unwrap().is_empty());
     dp.teardown().unwrap();
+}
+
+/// An ICMP port unreachable from `backend` to `client` quoting the client's
+/// packet to the backend (IP header and the first 8 bytes of L4).
+fn icmp_error(backend: SocketAddr, client: SocketAddr, proto: u8) -> Vec<u8> {
+    let quoted = pkt(client, backend, proto, 0x02, (A_MAC, A_NODE_MAC));
+    let (ip_len, v6) = if client.is_ipv4() {
+        (20, false)
+    } else {
+        (40, true)
+    };
+    let quote = &quoted[14..14 + ip_len + 8];
+    let mut icmp = vec![
+        if v6 { 1 } else { 3 },
+        if v6 { 4 } else { 3 },
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ];
+    icmp.extend_from_slice(quote);
+    let c = if v6 {
+        l4_csum(backend.ip(), client.ip(), 58, &icmp)
+    } else {
+        csum(&icmp)
+    };
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    match (backend.ip(), client.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => packet4(B_MAC, B_NODE_MAC, &Ip4::new(s, d, 1), &icmp),
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let mut p = eth(B_NODE_MAC, B_MAC, ETH_P_IPV6);
+            p.extend(ip6(s, d, 58, 64, &icmp));
+            p
+        }
+        _ => unreachable!(),
+    }
+}
+
+/// The outer source and the quoted destination of an ICMP error, after
+/// checking the outer IPv4 header, ICMP (ICMPv6 with its pseudo header) and
+/// quoted IPv4 header checksums.
+fn check_icmp_error(p: &[u8]) -> (IpAddr, SocketAddr) {
+    if p[12..14] == [0x08, 0] {
+        assert_eq!(csum(&p[14..34]), 0, "outer IPv4 header checksum");
+        let icmp = &p[34..];
+        assert_eq!(csum(icmp), 0, "ICMP checksum");
+        let q = &icmp[8..];
+        assert_eq!(csum(&q[..20]), 0, "quoted IPv4 header checksum");
+        let dst = Ipv4Addr::new(q[16], q[17], q[18], q[19]);
+        let dport = u16::from_be_bytes([q[22], q[23]]);
+        (
+            Ipv4Addr::new(p[26], p[27], p[28], p[29]).into(),
+            sa(dst, dport),
+        )
+    } else {
+        let s: [u8; 16] = p[22..38].try_into().unwrap();
+        let d: [u8; 16] = p[38..54].try_into().unwrap();
+        let icmp = &p[54..];
+        assert_eq!(
+            l4_csum(Ipv6Addr::from(s).into(), Ipv6Addr::from(d).into(), 58, icmp),
+            0,
+            "ICMPv6 checksum"
+        );
+        let q = &icmp[8..];
+        let qd: [u8; 16] = q[24..40].try_into().unwrap();
+        let dport = u16::from_be_bytes([q[42], q[43]]);
+        (Ipv6Addr::from(s).into(), sa(Ipv6Addr::from(qd), dport))
+    }
 }

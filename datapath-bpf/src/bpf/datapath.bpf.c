@@ -53,7 +53,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
  * (IDENTITY_FROM_IPCACHE: traffic from the underlay, whose source may not
  * claim a local pod's identity). `dep` NULL: looked up here, for new
  * connections only. Addresses as for ct_tuple_init. A reply of a service
- * connection gets its source translated back to the frontend (lb_rev_nat);
+ * connection gets its source translated back to the frontend (lb_rev_nat),
+ * an ICMP error about one its outer source and quoted packet (lb_rev_nat_icmp);
  * *rewritten then tells the caller its packet pointers are void. 0,
  * DROP_*, or NOT_ENDPOINT when the destination is no endpoint (nothing
  * done). */
@@ -72,8 +73,10 @@ static __always_inline int pod_ingress(struct __sk_buff *ctx, bool v6, const __u
 	ct_tuple_init(v6, &tuple, saddr, daddr, nexthdr, l4, TUPLE_F_OUT);
 	ret = ct_lookup(ctx, v6, &tuple, CT_INGRESS, l4, false, &e);
 	if (ret != CT_NEW) {
-		if (ret == CT_REPLY && e && e->rev_nat_index) {
-			ret = lb_rev_nat(ctx, v6, e, saddr, nexthdr, l4, l4_off);
+		if (e && e->rev_nat_index && (ret == CT_REPLY || ret == CT_RELATED)) {
+			ret = ret == CT_REPLY ?
+				      lb_rev_nat(ctx, v6, e, saddr, nexthdr, l4, l4_off) :
+				      lb_rev_nat_icmp(ctx, v6, e, saddr, l4_off);
 			if (ret < 0)
 				return ret;
 			*rewritten = ret > 0;

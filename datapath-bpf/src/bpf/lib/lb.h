@@ -173,6 +173,28 @@ static __always_inline int lb_xlate(struct __sk_buff *ctx, bool v6, const __u32 
 	return ret < 0 ? ret : 1;
 }
 
+/* The frontend of reverse NAT index `idx` (network order) into `addr` /
+ * `port`; false when there is none. */
+static __always_inline bool lb_rev_nat_target(bool v6, __u16 idx, __u32 *addr, __be16 *port)
+{
+	if (v6) {
+		struct lb6_reverse_nat *r = bpf_map_lookup_elem(&cilium_lb6_reverse_nat, &idx);
+
+		if (!r)
+			return false;
+		__builtin_memcpy(addr, r->address, 16);
+		*port = r->port;
+		return true;
+	}
+	struct lb4_reverse_nat *r = bpf_map_lookup_elem(&cilium_lb4_reverse_nat, &idx);
+
+	if (!r)
+		return false;
+	addr[0] = r->address;
+	*port = r->port;
+	return true;
+}
+
 /* A reply of a translated connection (its CT entry `e` carries the
  * reverse NAT index): the source goes back to the frontend. 1 rewritten, 0
  * nothing to do, or DROP_*. Invalidates packet pointers when it rewrites. */
@@ -180,34 +202,113 @@ static __always_inline int lb_rev_nat(struct __sk_buff *ctx, bool v6, const stru
 				      const __u32 *saddr, __u8 nexthdr, const struct l4info *l4,
 				      __u32 l4_off)
 {
-	__u16 idx = e->rev_nat_index;
 	__u32 from[4], to[4] = {};
 	__be16 port;
 	int ret, i;
 
-	if (!idx || (nexthdr != IPPROTO_TCP && nexthdr != IPPROTO_UDP))
+	if (!e->rev_nat_index || (nexthdr != IPPROTO_TCP && nexthdr != IPPROTO_UDP))
 		return 0;
 #pragma unroll
 	for (i = 0; i < 4; i++)
 		from[i] = (v6 || i == 0) ? saddr[i] : 0;
-	if (v6) {
-		struct lb6_reverse_nat *r = bpf_map_lookup_elem(&cilium_lb6_reverse_nat, &idx);
-
-		if (!r)
-			return 0;
-		__builtin_memcpy(to, r->address, 16);
-		port = r->port;
-	} else {
-		struct lb4_reverse_nat *r = bpf_map_lookup_elem(&cilium_lb4_reverse_nat, &idx);
-
-		if (!r)
-			return 0;
-		to[0] = r->address;
-		port = r->port;
-	}
+	if (!lb_rev_nat_target(v6, e->rev_nat_index, to, &port))
+		return 0;
 	/* The packet's source port is at tuple->dport (l4->tdport). */
 	ret = nat_rewrite(ctx, v6, nexthdr, l4_off, false, from, to, l4->tdport, port);
 	return ret < 0 ? ret : 1;
+}
+
+/* An ICMP error about a translated connection, sent by its backend to the
+ * client (found by the flow's related entry, which carries the reverse NAT
+ * index): the quoted packet is the client's, to the backend. The outer
+ * source, when it is the backend, and the quoted destination address and
+ * port go back to the frontend, with the ICMP checksum (ICMPv6: its pseudo
+ * header too) and the quoted IPv4 header checksum updated. The quoted
+ * TCP/UDP checksum is left as it is (the quote is usually truncated; Cilium
+ * leaves it too). 1 rewritten, 0 nothing to do, or DROP_*. */
+static __always_inline int lb_rev_nat_icmp(struct __sk_buff *ctx, bool v6,
+					   const struct ct_entry *e, const __u32 *saddr,
+					   __u32 l4_off)
+{
+	__u32 csum_off = l4_off + 2, in_l3 = l4_off + 8;
+	__u32 in_daddr_off, in_l4;
+	__u32 vip[4] = {}, be[4] = {}, outer[4] = {};
+	__be16 vport, be_port;
+	__u8 proto;
+	int i;
+
+	if (!e->rev_nat_index || !lb_rev_nat_target(v6, e->rev_nat_index, vip, &vport))
+		return 0;
+#pragma unroll
+	for (i = 0; i < 4; i++)
+		outer[i] = (v6 || i == 0) ? saddr[i] : 0;
+	if (v6) {
+		in_daddr_off = in_l3 + offsetof(struct ipv6hdr, daddr);
+		in_l4 = in_l3 + sizeof(struct ipv6hdr);
+		if (bpf_skb_load_bytes(ctx, in_l3 + offsetof(struct ipv6hdr, nexthdr), &proto, 1) <
+			    0 ||
+		    bpf_skb_load_bytes(ctx, in_daddr_off, be, 16) < 0)
+			return 0;
+	} else {
+		__u8 vihl;
+
+		if (bpf_skb_load_bytes(ctx, in_l3, &vihl, 1) < 0 || (vihl & 0xf) < 5 ||
+		    bpf_skb_load_bytes(ctx, in_l3 + offsetof(struct iphdr, protocol), &proto, 1) <
+			    0)
+			return 0;
+		in_daddr_off = in_l3 + offsetof(struct iphdr, daddr);
+		in_l4 = in_l3 + (vihl & 0xf) * 4;
+		if (bpf_skb_load_bytes(ctx, in_daddr_off, be, 4) < 0)
+			return 0;
+	}
+	if ((proto != IPPROTO_TCP && proto != IPPROTO_UDP) ||
+	    bpf_skb_load_bytes(ctx, in_l4 + 2, &be_port, 2) < 0)
+		return 0;
+
+	/* The outer source, when the backend sent the error. */
+	if (v6 ? (outer[0] == be[0] && outer[1] == be[1] && outer[2] == be[2] &&
+		  outer[3] == be[3]) :
+		 outer[0] == be[0]) {
+		if (v6) {
+			__s64 d = bpf_csum_diff(be, 16, vip, 16, 0);
+
+			if (d < 0 ||
+			    bpf_l4_csum_replace(ctx, csum_off, 0, d, BPF_F_PSEUDO_HDR) < 0 ||
+			    bpf_skb_store_bytes(ctx, ETH_HLEN + offsetof(struct ipv6hdr, saddr), vip,
+						16, 0) < 0)
+				return DROP_WRITE_ERROR;
+		} else if (bpf_l3_csum_replace(ctx, ETH_HLEN + offsetof(struct iphdr, check), be[0],
+					       vip[0], 4) < 0 ||
+			   bpf_skb_store_bytes(ctx, ETH_HLEN + offsetof(struct iphdr, saddr), vip,
+					       4, 0) < 0) {
+			return DROP_WRITE_ERROR;
+		}
+	}
+	/* The quoted packet: its destination, and (IPv4) its header checksum,
+	 * all inside the ICMP payload. */
+	if (v6) {
+		__s64 d = bpf_csum_diff(be, 16, vip, 16, 0);
+
+		if (d < 0 || bpf_l4_csum_replace(ctx, csum_off, 0, d, 0) < 0)
+			return DROP_WRITE_ERROR;
+	} else {
+		__u32 check_off = in_l3 + offsetof(struct iphdr, check);
+		__u16 old_check, new_check;
+
+		if (bpf_skb_load_bytes(ctx, check_off, &old_check, 2) < 0 ||
+		    bpf_l3_csum_replace(ctx, check_off, be[0], vip[0], 4) < 0 ||
+		    bpf_skb_load_bytes(ctx, check_off, &new_check, 2) < 0 ||
+		    bpf_l4_csum_replace(ctx, csum_off, be[0], vip[0], 4) < 0 ||
+		    bpf_l4_csum_replace(ctx, csum_off, old_check, new_check, 2) < 0)
+			return DROP_WRITE_ERROR;
+	}
+	if (bpf_skb_store_bytes(ctx, in_daddr_off, vip, v6 ? 16 : 4, 0) < 0)
+		return DROP_WRITE_ERROR;
+	if (be_port != vport &&
+	    (bpf_l4_csum_replace(ctx, csum_off, be_port, vport, 2) < 0 ||
+	     bpf_skb_store_bytes(ctx, in_l4 + 2, &vport, 2, 0) < 0))
+		return DROP_WRITE_ERROR;
+	return 1;
 }
 
 #endif /* PODNET_LB_H */
