@@ -41,7 +41,7 @@ pub use maps::{
     PolicyStats, RawCtEntry, TrafficDirection,
 };
 pub use object::OBJECT;
-pub use service::{Backend, BackendState, L4Protocol, Service, MAX_BACKENDS};
+pub use service::{Backend, BackendState, L4Protocol, Service, ServiceKind, MAX_BACKENDS};
 
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]

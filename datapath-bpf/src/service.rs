@@ -65,6 +65,54 @@ impl fmt::Display for L4Protocol {
     }
 }
 
+/// Which kind of frontend a service is (Cilium's `SVC_FLAG_*`): where the
+/// datapath translates it. A ClusterIP is translated for pods only
+/// (from-container); NodePort, external IP and LoadBalancer frontends also
+/// for traffic arriving from the underlay (from-netdev), to local backends
+/// only (a remote backend would need SNAT).
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ServiceKind {
+    /// ClusterIP.
+    #[default]
+    ClusterIp,
+    /// NodePort (a node address and the node port).
+    NodePort,
+    /// An external IP of the service.
+    ExternalIp,
+    /// A LoadBalancer address.
+    LoadBalancer,
+}
+
+const SVC_FLAG_EXTERNAL_IP: u8 = 1 << 0;
+const SVC_FLAG_NODEPORT: u8 = 1 << 1;
+const SVC_FLAG_LOADBALANCER: u8 = 1 << 5;
+const SVC_FLAG_ROUTABLE: u8 = 1 << 6;
+
+impl ServiceKind {
+    fn flags(self) -> u8 {
+        SVC_FLAG_ROUTABLE
+            | match self {
+                ServiceKind::ClusterIp => 0,
+                ServiceKind::NodePort => SVC_FLAG_NODEPORT,
+                ServiceKind::ExternalIp => SVC_FLAG_EXTERNAL_IP,
+                ServiceKind::LoadBalancer => SVC_FLAG_LOADBALANCER,
+            }
+    }
+
+    fn from_flags(f: u8) -> Self {
+        if f & SVC_FLAG_NODEPORT != 0 {
+            ServiceKind::NodePort
+        } else if f & SVC_FLAG_EXTERNAL_IP != 0 {
+            ServiceKind::ExternalIp
+        } else if f & SVC_FLAG_LOADBALANCER != 0 {
+            ServiceKind::LoadBalancer
+        } else {
+            ServiceKind::ClusterIp
+        }
+    }
+}
+
 /// A backend's state (Cilium's `BE_STATE_*`): only active backends get new
 /// connections; terminating ones keep their established connections.
 #[non_exhaustive]
@@ -154,6 +202,8 @@ pub struct Service {
     pub frontend: SocketAddr,
     /// Protocol of the frontend.
     pub protocol: L4Protocol,
+    /// Kind of frontend (default ClusterIP).
+    pub kind: ServiceKind,
     /// Backends, in slot order.
     pub backends: Vec<Backend>,
 }
@@ -167,8 +217,16 @@ impl Service {
             id,
             frontend,
             protocol,
+            kind: ServiceKind::ClusterIp,
             backends: Vec::new(),
         }
+    }
+
+    /// The same service as a frontend of `kind`.
+    #[must_use]
+    pub fn kind(mut self, kind: ServiceKind) -> Self {
+        self.kind = kind;
+        self
     }
 
     /// The same service with one more backend.
@@ -647,7 +705,7 @@ impl Datapath {
                 backend_id: 0,
                 count: u16::try_from(active).unwrap_or(u16::MAX),
                 rev_nat_index: svc.id.to_be(),
-                flags: 0,
+                flags: svc.kind.flags(),
                 flags2: 0,
                 qcount: u16::try_from(order.len() - active).unwrap_or(u16::MAX),
             };
@@ -753,6 +811,7 @@ impl Datapath {
                     id: u16::from_be(c.frontend.rev_nat_index),
                     frontend: fe,
                     protocol,
+                    kind: ServiceKind::from_flags(c.frontend.flags),
                     backends,
                 });
             }

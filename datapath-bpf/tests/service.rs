@@ -608,3 +608,97 @@ fn check_icmp_error(p: &[u8]) -> (IpAddr, SocketAddr) {
         (Ipv6Addr::from(s).into(), sa(Ipv6Addr::from(qd), dport))
     }
 }
+
+/// NodePort from the underlay to a local backend, both families: DNAT and
+/// delivery at from-netdev, the backend's reply translated back at its
+/// from-container; a ClusterIP is not translated from the underlay.
+#[test]
+fn nodeport_from_the_underlay_to_a_local_backend() {
+    require_privileges!();
+    for v6 in [false, true] {
+        for peer in [true, false] {
+            let (_dir, dp) = setup(&format!("svcnp{}{}", u8::from(v6), u8::from(peer)), peer);
+            let (node, client, b): (IpAddr, IpAddr, IpAddr) = if v6 {
+                (
+                    "fd00:100::1".parse().unwrap(),
+                    "fd00:100::9".parse().unwrap(),
+                    b6().into(),
+                )
+            } else {
+                (
+                    "192.168.100.1".parse().unwrap(),
+                    "192.168.100.9".parse().unwrap(),
+                    b4().into(),
+                )
+            };
+            let fe = sa(node, 30080);
+            let backend = sa(b, 8080);
+            dp.upsert_service(
+                &Service::new(SVC_ID, fe, L4Protocol::Tcp)
+                    .kind(ServiceKind::NodePort)
+                    .backend(Backend::new(backend)),
+            )
+            .unwrap();
+            let vip = if v6 {
+                IpAddr::from(vip6())
+            } else {
+                vip4().into()
+            };
+            dp.upsert_service(
+                &Service::new(SVC_ID + 1, sa(vip, 80), L4Protocol::Tcp)
+                    .backend(Backend::new(backend)),
+            )
+            .unwrap();
+            let cl = sa(client, 5555);
+            let out = dp
+                .test_run(
+                    Program::FromNetdev,
+                    &pkt(cl, fe, 6, 0x02, (B_NODE_MAC, A_NODE_MAC)),
+                    &TestContext::new(),
+                )
+                .unwrap();
+            assert_eq!(
+                out.retval, TC_ACT_REDIRECT,
+                "v6 {v6} peer {peer}: delivered"
+            );
+            assert_eq!(dp.last_redirect().unwrap(), Some(B_IF));
+            let (s, d, ok) = parse(&out.data);
+            assert_eq!((s, d), (cl, backend), "NodePort DNAT");
+            assert!(ok, "checksum after NodePort DNAT");
+
+            let reply = pkt(backend, cl, 6, 0x12, (B_MAC, B_NODE_MAC));
+            let out = dp
+                .test_run(
+                    Program::FromContainer,
+                    &reply,
+                    &TestContext::new().ingress_ifindex(B_IF),
+                )
+                .unwrap();
+            assert_eq!(out.retval, TC_ACT_OK, "reply to the stack");
+            let (s, d, ok) = parse(&out.data);
+            assert_eq!((s, d), (fe, cl), "reply from the NodePort frontend");
+            assert!(ok, "checksum after the reply's reverse NAT");
+
+            // A ClusterIP is for pods: from the underlay it passes untouched.
+            let out = dp
+                .test_run(
+                    Program::FromNetdev,
+                    &pkt(cl, sa(vip, 80), 6, 0x02, (B_NODE_MAC, A_NODE_MAC)),
+                    &TestContext::new(),
+                )
+                .unwrap();
+            assert_eq!(out.retval, TC_ACT_OK);
+            assert_eq!(parse(&out.data).1, sa(vip, 80));
+            assert_eq!(
+                dp.services()
+                    .unwrap()
+                    .iter()
+                    .find(|s| s.frontend == fe)
+                    .unwrap()
+                    .kind,
+                ServiceKind::NodePort
+            );
+            dp.teardown().unwrap();
+        }
+    }
+}

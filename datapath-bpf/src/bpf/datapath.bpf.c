@@ -63,7 +63,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 static __always_inline int pod_ingress(struct __sk_buff *ctx, bool v6, const __u32 *saddr,
 				       const __u32 *daddr, __u8 nexthdr, const struct l4info *l4,
 				       __u32 l4_off, const struct endpoint_info *dep,
-				       __u32 identity, bool *rewritten)
+				       __u32 identity, bool *rewritten, __be16 rev_nat_index)
 {
 	union ct6_key tuple; /* room for either family */
 	struct endpoint_info *sep;
@@ -98,15 +98,20 @@ static __always_inline int pod_ingress(struct __sk_buff *ctx, bool v6, const __u
 			   dep->flags & ENDPOINT_F_INGRESS_ENFORCE);
 	if (ret < 0)
 		return ret;
-	return ct_create(ctx, v6, &tuple, CT_INGRESS, identity, 0);
+	return ct_create(ctx, v6, &tuple, CT_INGRESS, identity, rev_nat_index);
 }
 
 /* After a helper rewrote the packet: its Ethernet and IP headers again. */
 static __always_inline bool reload_l3(struct __sk_buff *ctx, bool v6, struct ethhdr **eth,
 				      void **l3)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
+	void *data, *data_end;
+
+	/* Keeps clang from computing &ctx->data once for every reload: the
+	 * verifier refuses a load through a ctx pointer with an offset. */
+	asm volatile("" : "+r"(ctx));
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
 
 	if (data + ETH_HLEN + (v6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr)) > data_end)
 		return false;
@@ -147,7 +152,7 @@ static __always_inline int to_container_l3(struct __sk_buff *ctx, bool v6, const
 {
 	bool rewritten = false;
 	int ret = pod_ingress(ctx, v6, saddr, daddr, nexthdr, l4, l4_off, NULL,
-			      identity_of_mark(ctx->mark), &rewritten);
+			      identity_of_mark(ctx->mark), &rewritten, 0);
 
 	if (ret > 0)
 		return TC_ACT_OK;
@@ -156,6 +161,44 @@ static __always_inline int to_container_l3(struct __sk_buff *ctx, bool v6, const
 		return drop(ctx, ret, METRIC_INGRESS);
 	count(ctx, REASON_FORWARDED, METRIC_INGRESS);
 	return TC_ACT_OK;
+}
+
+/* from-netdev, a TCP/UDP packet for no local pod (addresses: copies, not
+ * in the packet): a NodePort, external IP or LoadBalancer frontend with a
+ * local backend is translated (lb_xlate), gets the backend's ingress
+ * conntrack and policy with the frontend's reverse NAT index in its entry
+ * (so the backend's replies are translated back at from-container), and is
+ * delivered to it. Anything else passes to the stack. */
+static __always_inline int netdev_nodeport(struct __sk_buff *ctx, bool v6, const __u32 *saddr,
+					   const __u32 *daddr, __u8 nexthdr, struct l4info *l4,
+					   __u32 l4_off)
+{
+	struct endpoint_info *dep;
+	bool rewritten = false;
+	struct lb_state st;
+	struct ethhdr *eth;
+	void *l3;
+	int ret;
+
+	ret = lb_xlate(ctx, v6, saddr, daddr, nexthdr, l4, l4_off, true, &st);
+	if (ret <= 0)
+		return ret < 0 ? drop(ctx, ret, METRIC_INGRESS) : TC_ACT_OK;
+	if (!reload_l3(ctx, v6, &eth, &l3))
+		return drop(ctx, DROP_INVALID, METRIC_INGRESS);
+	dep = lookup_ep_of(v6, st.addr);
+	if (!dep)
+		return drop(ctx, DROP_NO_SERVICE, METRIC_INGRESS);
+	l4->tsport = st.port;
+	l4->pkt_dport = st.port;
+	ret = pod_ingress(ctx, v6, saddr, st.addr, nexthdr, l4, l4_off, dep, IDENTITY_FROM_IPCACHE,
+			  &rewritten, st.rev_nat_index);
+	if (ret < 0)
+		return drop(ctx, ret, METRIC_INGRESS);
+	if (rewritten && !reload_l3(ctx, v6, &eth, &l3))
+		return drop(ctx, DROP_INVALID, METRIC_INGRESS);
+	if (l3_ttl(v6, l3) <= 1)
+		return TC_ACT_OK;
+	return netdev_deliver(ctx, v6, l3, eth, dep, saddr);
 }
 
 /* from-container: egress conntrack (anti-spoofing, egress policy and entry
@@ -184,11 +227,22 @@ static __always_inline int from_container_l3(struct __sk_buff *ctx, bool v6, voi
 	int ret;
 
 	ct_tuple_init(v6, &tuple, saddr, daddr, nexthdr, l4, TUPLE_F_IN);
-	if (ct_lookup(ctx, v6, &tuple, CT_EGRESS, l4, true, &entry) == CT_NEW) {
+	ret = ct_lookup(ctx, v6, &tuple, CT_EGRESS, l4, true, &entry);
+	if (ret == CT_REPLY && entry && entry->rev_nat_index) {
+		/* A local backend's reply to a NodePort client (only from-netdev
+		 * gives an ingress entry a reverse NAT index): its source back to
+		 * the node's frontend, then to the client through the stack. */
+		ret = lb_rev_nat(ctx, v6, entry, saddr, nexthdr, l4, l4_off);
+		if (ret < 0)
+			return drop(ctx, ret, METRIC_EGRESS);
+		count(ctx, REASON_FORWARDED, METRIC_EGRESS);
+		return TC_ACT_OK;
+	}
+	if (ret == CT_NEW) {
 		__u32 dst_identity;
 
 		if (xlate) {
-			ret = lb_xlate(ctx, v6, saddr, daddr, nexthdr, l4, l4_off, xlate);
+			ret = lb_xlate(ctx, v6, saddr, daddr, nexthdr, l4, l4_off, false, xlate);
 			if (ret < 0)
 				return drop(ctx, ret, METRIC_EGRESS);
 			if (ret > 0)
@@ -220,7 +274,7 @@ static __always_inline int from_container_l3(struct __sk_buff *ctx, bool v6, voi
 			return TC_ACT_OK;
 		if (CONFIG.redirect_peer) {
 			ret = pod_ingress(ctx, v6, saddr, daddr, nexthdr, l4, l4_off, dep, identity,
-					  &rewritten);
+					  &rewritten, 0);
 			if (ret < 0)
 				return drop(ctx, ret, METRIC_INGRESS);
 			if (rewritten && !reload_l3(ctx, v6, &eth, &l3))
@@ -280,8 +334,15 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 	if (hook == HOOK_FROM_NETDEV) {
 		/* Underlay ingress: only traffic for a local pod is ours. */
 		dep = lookup_ep4(ip4->daddr);
-		if (!dep || (dep->flags & ENDPOINT_F_HOST))
-			return TC_ACT_OK;
+		if (!dep || (dep->flags & ENDPOINT_F_HOST)) {
+			__u32 s4 = ip4->saddr, d4 = ip4->daddr;
+			__u8 proto = ip4->protocol;
+
+			if (frag || (proto != IPPROTO_TCP && proto != IPPROTO_UDP) ||
+			    extract_l4(ctx, proto, l4_off, l3_end, &l4) < 0)
+				return TC_ACT_OK;
+			return netdev_nodeport(ctx, false, &s4, &d4, proto, &l4, l4_off);
+		}
 		if (frag)
 			return drop(ctx, DROP_FRAG_NOSUPPORT, mdir);
 		if (ip4->ttl <= 1)
@@ -293,7 +354,7 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 			if (ret < 0)
 				return drop(ctx, ret, mdir);
 			ret = pod_ingress(ctx, false, &ip4->saddr, &ip4->daddr, ip4->protocol, &l4,
-					  l4_off, dep, IDENTITY_FROM_IPCACHE, &rewritten);
+					  l4_off, dep, IDENTITY_FROM_IPCACHE, &rewritten, 0);
 			if (ret < 0)
 				return drop(ctx, ret, mdir);
 			if (rewritten && !reload_l3(ctx, false, &eth, (void **)&ip4))
@@ -362,8 +423,13 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 
 	if (hook == HOOK_FROM_NETDEV) {
 		dep = lookup_ep6(daddr);
-		if (!dep || (dep->flags & ENDPOINT_F_HOST))
-			return TC_ACT_OK;
+		if (!dep || (dep->flags & ENDPOINT_F_HOST)) {
+			if (ipv6_skip_exthdrs(ctx, l3_end, &nexthdr, &l4_off) < 0 ||
+			    (nexthdr != IPPROTO_TCP && nexthdr != IPPROTO_UDP) ||
+			    extract_l4(ctx, nexthdr, l4_off, l3_end, &l4) < 0)
+				return TC_ACT_OK;
+			return netdev_nodeport(ctx, true, saddr, daddr, nexthdr, &l4, l4_off);
+		}
 		if (ip6->hop_limit <= 1)
 			return TC_ACT_OK;
 		if (CONFIG.redirect_peer) {
@@ -375,7 +441,7 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 				return drop(ctx, ret, mdir);
 			if (!l4.ndp) {
 				ret = pod_ingress(ctx, true, saddr, daddr, nexthdr, &l4, l4_off, dep,
-						  IDENTITY_FROM_IPCACHE, &rewritten);
+						  IDENTITY_FROM_IPCACHE, &rewritten, 0);
 				if (ret < 0)
 					return drop(ctx, ret, mdir);
 				if (rewritten && !reload_l3(ctx, true, &eth, (void **)&ip6))

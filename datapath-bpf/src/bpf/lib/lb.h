@@ -19,6 +19,7 @@
 #include "maps.h"
 #include "conntrack.h"
 #include "nat.h"
+#include "eps.h"
 
 /* What a translated connection carries on: its backend and the reverse
  * NAT index its CT entry stores (network order). */
@@ -120,13 +121,17 @@ static __always_inline __u32 lb_select(bool v6, union lb_key *k, const struct lb
 	return slot->backend_id;
 }
 
-/* from-container, a new connection (no CT entry for its tuple): when its
- * destination is a frontend, chooses (or finds again, through the
- * TUPLE_F_SERVICE entry) the backend and rewrites the destination to it.
- * 1 translated (`st` says where to), 0 no service, or DROP_*. */
+/* A packet without a CT entry for its tuple: when its destination is a
+ * frontend, chooses (or finds again, through the TUPLE_F_SERVICE entry) the
+ * backend and rewrites the destination to it. `external` (from-netdev):
+ * only NodePort, external IP and LoadBalancer frontends, and only to a
+ * backend that is a local pod (remote backends would need SNAT), else
+ * nothing is done. 1 translated (`st` says where to), 0 no service, or
+ * DROP_*. */
+#define SVC_FLAGS_EXTERNAL (SVC_FLAG_NODEPORT | SVC_FLAG_EXTERNAL_IP | SVC_FLAG_LOADBALANCER)
 static __always_inline int lb_xlate(struct __sk_buff *ctx, bool v6, const __u32 *saddr,
 				    const __u32 *daddr, __u8 nexthdr, const struct l4info *l4,
-				    __u32 l4_off, struct lb_state *st)
+				    __u32 l4_off, bool external, struct lb_state *st)
 {
 	bool is_tcp = nexthdr == IPPROTO_TCP;
 	union ct6_key skey; /* room for either family */
@@ -139,7 +144,7 @@ static __always_inline int lb_xlate(struct __sk_buff *ctx, bool v6, const __u32 
 	if (nexthdr != IPPROTO_TCP && nexthdr != IPPROTO_UDP)
 		return 0;
 	svc = lb_lookup_service(v6, &k, daddr, l4->pkt_dport, nexthdr);
-	if (!svc)
+	if (!svc || (external && !(svc->flags & SVC_FLAGS_EXTERNAL)))
 		return 0;
 	st->rev_nat_index = svc->rev_nat_index;
 
@@ -167,6 +172,12 @@ static __always_inline int lb_xlate(struct __sk_buff *ctx, bool v6, const __u32 
 		entry.rev_nat_index = svc->rev_nat_index;
 		if (ct_store_new(ctx, v6, is_tcp, &skey, &entry, BPF_ANY, CT_EGRESS) < 0)
 			return DROP_CT_CREATE_FAILED;
+	}
+	if (external) {
+		struct endpoint_info *ep = lookup_ep_of(v6, st->addr);
+
+		if (!ep || (ep->flags & ENDPOINT_F_HOST))
+			return 0;
 	}
 	ret = nat_rewrite(ctx, v6, nexthdr, l4_off, true, daddr, st->addr, l4->pkt_dport,
 			  st->port);
