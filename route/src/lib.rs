@@ -31,6 +31,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![warn(missing_docs)]
 
+mod address;
 mod codec;
 mod error;
 #[cfg(feature = "fuzzing")]
@@ -38,22 +39,27 @@ mod error;
 pub mod fuzzing;
 mod handle;
 pub mod layout;
+mod link;
 mod names;
+mod neighbour;
 mod nl;
 mod route;
 mod rule;
 pub mod show;
 
+pub use address::Address;
 pub use error::{Error, Op, Result};
 pub use handle::{
     GetOptions, Handle, MtuConfig, RouteFilter, DUMP_MAX_TRIES, ROUTE_REPLACE_MAX_TRIES,
     ROUTE_REPLACE_RETRY_INTERVAL,
 };
 pub use ipnet::IpNet;
+pub use link::{Link, MacAddr, MacParseError, OperState, Veth, MAX_IFNAME_LEN};
 pub use names::{
     parse_table, table_name, NameError, Protocol, RouteFlags, RoutePref, RouteType, Scope,
     DEFAULT_TABLE, LOCAL_TABLE, MAIN_TABLE,
 };
+pub use neighbour::Neighbour;
 pub use route::{NextHop, Route};
 pub use rule::{Family, Rule, RuleAction};
 pub use show::{RouteShow, RuleShow, ShowStyle};
