@@ -27,7 +27,9 @@ const HOST_LOCAL: &str = "/usr/lib/cni/host-local";
 
 /// System-wide paths podman writes regardless of its config, and whether
 /// each existed before the first test of this process touched podman.
-static SYSTEM_PATHS: Mutex<Option<(usize, Vec<(PathBuf, bool)>)>> = Mutex::new(None);
+/// (tests in flight, [(path, existed before)]).
+type Users = Option<(usize, Vec<(PathBuf, bool)>)>;
+static SYSTEM_PATHS: Mutex<Users> = Mutex::new(None);
 
 fn system_paths_enter() {
     let mut g = SYSTEM_PATHS.lock().unwrap_or_else(|p| p.into_inner());
@@ -256,6 +258,48 @@ default_network = "pntunused"
         v["result"].clone()
     }
 
+    /// Runs the plugin itself in the node, as libcni would: `command` for
+    /// container `name` with the network's config (and `prevResult`).
+    fn plugin(&self, command: &str, id: &str, netns: &str, prev: Option<&Value>) -> (bool, String) {
+        let list: Value = serde_json::from_slice(
+            &std::fs::read(self.tmp.join("conf").join(format!("{}.conflist", self.net))).unwrap(),
+        )
+        .unwrap();
+        let mut conf = list["plugins"][0].clone();
+        conf["cniVersion"] = list["cniVersion"].clone();
+        conf["name"] = list["name"].clone();
+        if let Some(r) = prev {
+            conf["prevResult"] = r.clone();
+        }
+        let mut child = Command::new("nsenter")
+            .arg(format!("--net={}", self.node.path().display()))
+            .arg(self.tmp.join("bin/podnet-cni"))
+            .env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", id)
+            .env("CNI_NETNS", netns)
+            .env("CNI_IFNAME", "eth0")
+            .env(
+                "CNI_PATH",
+                format!("{}:/usr/lib/cni", self.tmp.join("bin").display()),
+            )
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(conf.to_string().as_bytes())
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    }
+
     fn exec(&self, name: &str, cmd: &str) -> Output {
         self.podman(&["exec", name, "sh", "-c", cmd])
     }
@@ -456,6 +500,29 @@ fn two_containers_talk_through_the_datapath_and_leave_nothing_behind() {
         "no ICMP CT entry:\n{ct}"
     );
 
+    // CHECK (libcni's CheckNetworkList; podman never sends it) passes, and
+    // fails naming the route once the host route is gone.
+    let id_a = p.ok(&["inspect", "--format", "{{.Id}}", "a"]);
+    let sandbox = r["interfaces"][i]["sandbox"].as_str().unwrap().to_string();
+    let (ok, out) = p.plugin("CHECK", &id_a, &sandbox, Some(&r));
+    assert!(ok, "CHECK: {out}");
+    let host_route =
+        podnet_route::Route::new(podnet_route::IpNet::new(ip_a, 32).unwrap()).dev(&lxc_a.name);
+    p.routes().delete(&host_route).unwrap();
+    let (ok, out) = p.plugin("CHECK", &id_a, &sandbox, Some(&r));
+    assert!(!ok, "CHECK must fail without the host route");
+    let e: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(e["code"], 104, "{out}");
+    assert!(
+        e["msg"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{ip_a}/32 dev {}", lxc_a.name)),
+        "{out}"
+    );
+    p.routes().upsert(&host_route, None).unwrap();
+    assert!(p.plugin("CHECK", &id_a, &sandbox, Some(&r)).0);
+
     // stop -> DEL: nothing of a is left.
     p.ok(&["stop", "-t", "0", "a"]);
     p.assert_gone(ip_a, 1);
@@ -471,6 +538,12 @@ fn two_containers_talk_through_the_datapath_and_leave_nothing_behind() {
     p.assert_gone(ip_b, 0);
     assert_eq!(p.records(), 0);
     assert!(p.leases().is_empty(), "leases left: {:?}", p.leases());
+    // A second DEL, and a DEL of a container never added, succeed with no output.
+    assert_eq!(p.plugin("DEL", &id_a, "", None), (true, String::new()));
+    assert_eq!(
+        p.plugin("DEL", "never-added", "", None),
+        (true, String::new())
+    );
     // No pinned tcx link outlives its veth.
     assert!(!p.pin.path().join("links").exists());
 }

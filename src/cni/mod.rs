@@ -25,3 +25,6 @@ pub use error::*;
 pub use plugin::{host_ifname, run, version, Output, GATEWAY};
 pub use result::{Dns, Interface, IpConfig, RouteConfig, Success};
 pub use state::{Record, Store};
+
+#[cfg(test)]
+mod tests;
