@@ -35,7 +35,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net};
-use podnet_datapath::{AttachMode, Datapath, Endpoint, EndpointFlags, Hook, IpcacheInfo, Options};
+use podnet_datapath::{AttachMode, Datapath, Endpoint, Hook, IpcacheInfo, Options};
 use podnet_route::layout::NativeRouting;
 use podnet_route::{Handle, Route};
 use testsupport::{pod_link, veth, BpfDir, Netns};
@@ -367,14 +367,12 @@ impl Lab {
     /// two instances would share a handle).
     pub fn start_datapath(&mut self, mode: AttachMode) -> LabResult<()> {
         // Everything every node must know: all pods, all node addresses.
-        let mut cache: Vec<(IpAddr, u8, IpcacheInfo)> = Vec::new();
+        let mut cache: Vec<(IpNet, IpcacheInfo)> = Vec::new();
         for n in &self.nodes {
             for p in &n.pods {
-                let info = IpcacheInfo {
-                    identity: p.plan.identity,
-                    tunnel_endpoint: Some(IpAddr::V4(n.plan.node_ip)),
-                };
-                cache.push((p.ip(), 32, info));
+                let info =
+                    IpcacheInfo::new(p.plan.identity).tunnel_endpoint(IpAddr::V4(n.plan.node_ip));
+                cache.push((p.ip().into(), info));
             }
         }
         let node_ips: Vec<(String, Ipv4Addr)> = self
@@ -383,23 +381,21 @@ impl Lab {
             .map(|n| (n.plan.name.clone(), n.plan.node_ip))
             .collect();
         for n in &mut self.nodes {
-            let mut opts = Options::small(&n.pin_dir);
-            opts.skip_fib = n.plan.skip_fib;
-            opts.attach_mode = mode;
+            let opts = Options::small(&n.pin_dir)
+                .skip_fib(n.plan.skip_fib)
+                .attach_mode(mode);
             let mut dp = Datapath::load(&opts)?;
             for p in &n.pods {
-                dp.upsert_endpoint(&Endpoint {
-                    ip: p.ip(),
-                    ifindex: p.lxc_ifindex,
-                    mac: p.mac,
-                    node_mac: p.lxc_mac,
-                    id: p.plan.endpoint_id,
-                    identity: p.plan.identity,
-                    flags: EndpointFlags::empty(),
-                })?;
+                dp.upsert_endpoint(
+                    &Endpoint::new(p.ip(), p.lxc_ifindex)
+                        .mac(p.mac)
+                        .node_mac(p.lxc_mac)
+                        .id(p.plan.endpoint_id)
+                        .identity(p.plan.identity),
+                )?;
             }
-            for (addr, len, info) in &cache {
-                dp.upsert_ipcache(*addr, *len, info)?;
+            for (prefix, info) in &cache {
+                dp.upsert_ipcache(*prefix, info)?;
             }
             for (name, ip) in &node_ips {
                 let identity = if *name == n.plan.name {
@@ -407,11 +403,7 @@ impl Lab {
                 } else {
                     IDENTITY_REMOTE_NODE
                 };
-                let info = IpcacheInfo {
-                    identity,
-                    tunnel_endpoint: None,
-                };
-                dp.upsert_ipcache(IpAddr::V4(*ip), 32, &info)?;
+                dp.upsert_ipcache(IpAddr::V4(*ip).into(), &IpcacheInfo::new(identity))?;
             }
             let eth0 = n.ns.ifindex("eth0");
             let lxcs: Vec<u32> = n.pods.iter().map(|p| p.lxc_ifindex).collect();

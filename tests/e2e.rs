@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use podnet::lab::{self, Lab, LabPlan};
 use podnet_conntrack::{gc, ClockSource, CtMap, GcFilter, TupleFlags};
-use podnet_datapath::{reason, AttachMode, Direction, PolicyKey};
+use podnet_datapath::{reason, AttachMode, CtTable, PolicyKey, TrafficDirection};
 use testsupport::require_privileges;
 
 fn started_lab(tag: &str) -> Lab {
@@ -82,20 +82,16 @@ fn native_routing_demo_checks() {
 
     // Policy at the receiving pod, enforced by node2's datapath.
     let node2 = lab.node("node2").unwrap();
-    let deny = PolicyKey {
-        endpoint_id: pod2a.plan.endpoint_id,
-        identity: pod1a.plan.identity,
-        dport: 0,
-        protocol: 1,
-        direction: Direction::Ingress,
-    };
+    let deny = PolicyKey::new(pod2a.plan.endpoint_id, TrafficDirection::Ingress)
+        .identity(pod1a.plan.identity)
+        .protocol(1);
     node2.dp().unwrap().deny(&deny).unwrap();
     assert_eq!(lab::ping(pod1a, pod2a.ip(), 2), 0, "denied by policy");
     assert!(
         node2
             .dp()
             .unwrap()
-            .metric(reason::POLICY_DENY, Direction::Ingress)
+            .metric(reason::POLICY_DENY, TrafficDirection::Ingress)
             .unwrap()
             >= 2
     );
@@ -142,9 +138,9 @@ fn datapath_entries_are_read_and_collected_by_conntrack() {
         assert_eq!(tcp.name(), "cilium_ct4_global");
         assert_eq!(any.name(), "cilium_ct_any4_global");
         // Both decoders, written independently, agree on every entry.
-        for (is_tcp, map) in [(true, &tcp), (false, &any)] {
+        for (table, map) in [(CtTable::Tcp, &tcp), (CtTable::Any, &any)] {
             let ours: Vec<_> = map.iter().unwrap().map(|r| r.unwrap()).collect();
-            let theirs = dp.ct4_entries(is_tcp).unwrap();
+            let theirs = dp.ct4_entries(table).unwrap();
             assert_eq!(ours.len(), theirs.len(), "{}", map.name());
             assert!(!ours.is_empty(), "{} on {}", map.name(), node.plan.name);
             for (k, e) in &ours {
@@ -159,7 +155,7 @@ fn datapath_entries_are_read_and_collected_by_conntrack() {
                             && dk.flags == k.flags().bits()
                     })
                     .unwrap_or_else(|| panic!("{k} not seen by the datapath's decoder"));
-                assert_eq!(dk.nexthdr, if is_tcp { 6 } else { 1 });
+                assert_eq!(dk.nexthdr, if table == CtTable::Tcp { 6 } else { 1 });
                 assert_eq!(de.packets, e.packets());
                 assert_eq!(de.bytes, e.bytes());
                 assert_eq!(de.lifetime, e.lifetime());
@@ -213,8 +209,8 @@ fn datapath_entries_are_read_and_collected_by_conntrack() {
             assert_eq!(stats.deleted_expired, stats.scanned, "{stats}");
             assert_eq!(map.count().unwrap(), 0);
         }
-        assert!(dp.ct4_entries(true).unwrap().is_empty());
-        assert!(dp.ct4_entries(false).unwrap().is_empty());
+        assert!(dp.ct4_entries(CtTable::Tcp).unwrap().is_empty());
+        assert!(dp.ct4_entries(CtTable::Any).unwrap().is_empty());
     }
     // New traffic creates new entries the datapath writes into the collected maps.
     assert_eq!(lab::ping(pod1a, pod2a.ip(), 1), 1);
@@ -260,13 +256,11 @@ fn agent_restart_keeps_established_tcp_and_conntrack() {
     node2
         .dp()
         .unwrap()
-        .deny(&PolicyKey {
-            endpoint_id: pod2a.plan.endpoint_id,
-            identity: pod1a.plan.identity,
-            dport: 0,
-            protocol: 1,
-            direction: Direction::Ingress,
-        })
+        .deny(
+            &PolicyKey::new(pod2a.plan.endpoint_id, TrafficDirection::Ingress)
+                .identity(pod1a.plan.identity)
+                .protocol(1),
+        )
         .unwrap();
     assert_eq!(lab::ping(pod1a, pod2a.ip(), 1), 0);
     drop((conn, server));

@@ -36,7 +36,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::Instant;
 
 use podnet_datapath::{
-    Datapath, Endpoint, EndpointFlags, Hook, IpcacheInfo, Options, Program, TestContext,
+    CtTable, Datapath, Endpoint, Hook, IpcacheInfo, Options, Program, TestContext,
 };
 use testsupport::{pod_link, veth, BpfDir, Netns};
 
@@ -105,8 +105,7 @@ const REMOTE: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 7);
 impl Established {
     fn new(tag: &str, ct_accounting: bool) -> Established {
         let dir = BpfDir::new(tag);
-        let mut o = Options::small(dir.join("globals"));
-        o.ct_accounting = ct_accounting;
+        let o = Options::small(dir.join("globals")).ct_accounting(ct_accounting);
         let dp = Datapath::load(&o).expect("loading the datapath");
         for i in 0..=200u32 {
             let ip = if i == 0 {
@@ -114,15 +113,13 @@ impl Established {
             } else {
                 Ipv4Addr::from(0x0a01_0100 + i)
             };
-            dp.upsert_endpoint(&Endpoint {
-                ip: ip.into(),
-                ifindex: if i == 0 { POD_IF } else { 100 + i },
-                mac: POD_MAC,
-                node_mac: NODE_MAC,
-                id: 1 + i as u16,
-                identity: 1001 + i,
-                flags: EndpointFlags::empty(),
-            })
+            dp.upsert_endpoint(
+                &Endpoint::new(ip.into(), if i == 0 { POD_IF } else { 100 + i })
+                    .mac(POD_MAC)
+                    .node_mac(NODE_MAC)
+                    .id(1 + i as u16)
+                    .identity(1001 + i),
+            )
             .expect("endpoint");
         }
         // SYN out, SYN-ACK back (to-container), ACK out.
@@ -134,7 +131,11 @@ impl Established {
             .expect("syn-ack");
         let e = Established { dp, _dir: dir };
         assert_eq!(e.run(Program::FromContainer, &ack(), 1), 0);
-        assert_eq!(e.dp.ct4_entries(true).expect("ct").len(), 1, "one flow");
+        assert_eq!(
+            e.dp.ct4_entries(CtTable::Tcp).expect("ct").len(),
+            1,
+            "one flow"
+        );
         assert_eq!(e.run(Program::CtLookup, &ack(), 1), 0, "the floor finds it");
         e
     }
@@ -145,14 +146,12 @@ impl Established {
     }
 
     fn test_run(&self, prog: Program, pkt: &[u8], repeat: u32) -> podnet_datapath::TestOutput {
-        let ctx = TestContext {
-            repeat,
-            ..if prog == Program::ToContainer {
-                TestContext::default()
-            } else {
-                from_pod()
-            }
-        };
+        let ctx = if prog == Program::ToContainer {
+            TestContext::new()
+        } else {
+            from_pod()
+        }
+        .repeat(repeat);
         self.dp
             .test_run(prog, pkt, &ctx)
             .expect("BPF_PROG_TEST_RUN")
@@ -165,10 +164,7 @@ impl Established {
 }
 
 fn from_pod() -> TestContext {
-    TestContext {
-        ingress_ifindex: POD_IF,
-        ..Default::default()
-    }
+    TestContext::new().ingress_ifindex(POD_IF)
 }
 
 /// The pod's 1054-byte ACK of the established flow.
@@ -482,28 +478,21 @@ impl Topology {
                 "link",
             ]);
             if kind != Kind::Plain {
-                let mut o = Options::small(pins.join(&format!("n{i}")));
-                o.skip_fib = true;
+                let o = Options::small(pins.join(&format!("n{i}"))).skip_fib(true);
                 let mut dp = Datapath::load(&o).expect("load");
                 let lxc = node.ifindex("lxc0");
                 let eth0 = node.ifindex("eth0");
-                dp.upsert_endpoint(&Endpoint {
-                    ip: IPS[i].parse().expect("ip"),
-                    ifindex: lxc,
-                    mac: link.pod_mac,
-                    node_mac: link.lxc_mac,
-                    id: 1 + i as u16,
-                    identity: 1001 + i as u32,
-                    flags: EndpointFlags::empty(),
-                })
+                dp.upsert_endpoint(
+                    &Endpoint::new(IPS[i].parse().expect("ip"), lxc)
+                        .mac(link.pod_mac)
+                        .node_mac(link.lxc_mac)
+                        .id(1 + i as u16)
+                        .identity(1001 + i as u32),
+                )
                 .expect("endpoint");
                 dp.upsert_ipcache(
-                    IPS[1 - i].parse().expect("ip"),
-                    32,
-                    &IpcacheInfo {
-                        identity: 1002 - i as u32,
-                        tunnel_endpoint: None,
-                    },
+                    IPS[1 - i].parse::<std::net::IpAddr>().expect("ip").into(),
+                    &IpcacheInfo::new(1002 - i as u32),
                 )
                 .expect("ipcache");
                 node.run(|| {

@@ -33,6 +33,7 @@ pub enum Hook {
 
 impl Hook {
     /// The program this hook runs.
+    #[must_use]
     pub fn program(self) -> Program {
         match self {
             Hook::FromContainer => Program::FromContainer,
@@ -399,6 +400,14 @@ pub(crate) fn detach_pinned_links(dir: &Path) -> Result<()> {
     };
     for e in entries.flatten() {
         let path = e.path();
+        // Only the pins `link_pin_path` names; anything else is not ours.
+        let name = e.file_name();
+        let ours = ["from-container-", "to-container-", "from-netdev-"]
+            .iter()
+            .any(|p| name.as_encoded_bytes().starts_with(p.as_bytes()));
+        if !ours {
+            continue;
+        }
         if let Ok(c) = cpath(&path) {
             // SAFETY: NUL-terminated path.
             let fd = unsafe { libbpf_sys::bpf_obj_get(c.as_ptr()) };

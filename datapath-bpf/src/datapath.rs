@@ -8,18 +8,26 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use libbpf_rs::{MapCore, ObjectBuilder};
+use ipnet::IpNet;
+use libbpf_rs::{AsRawLibbpf, MapCore, ObjectBuilder};
 
 use crate::attach::{Attachment, Hook};
 use crate::error::{Error, Result};
 use crate::maps::{self, *};
+use crate::owned;
 
 /// How to load the datapath.
 ///
+/// Built with [`Options::new`] (Cilium's sizes) or [`Options::small`] and
+/// the setters; the fields stay readable.
+///
 /// ```
-/// let o = podnet_datapath::Options::new("/sys/fs/bpf/tc/globals");
+/// use podnet_datapath::{AttachMode, Options};
+/// let o = Options::new("/sys/fs/bpf/podnet")
+///     .skip_fib(true)
+///     .attach_mode(AttachMode::Tc);
 /// assert_eq!(o.ct_tcp_size, 524288);
-/// assert!(!o.skip_fib);
+/// assert!(o.skip_fib);
 /// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -67,6 +75,7 @@ pub struct Options {
 
 impl Options {
     /// Cilium's default sizes, pinned under `pin_dir`.
+    #[must_use]
     pub fn new(pin_dir: impl Into<PathBuf>) -> Self {
         Options {
             pin_dir: pin_dir.into(),
@@ -85,6 +94,7 @@ impl Options {
     }
 
     /// Small maps, for tests and benchmarks.
+    #[must_use]
     pub fn small(pin_dir: impl Into<PathBuf>) -> Self {
         Options {
             ct_tcp_size: 4096,
@@ -94,6 +104,90 @@ impl Options {
             policy_size: 1024,
             ..Options::new(pin_dir)
         }
+    }
+
+    /// Sets the bpffs directory the maps are pinned in.
+    #[must_use]
+    pub fn pin_dir(mut self, pin_dir: impl Into<PathBuf>) -> Self {
+        self.pin_dir = pin_dir.into();
+        self
+    }
+
+    /// Sets the entries of the TCP conntrack maps.
+    #[must_use]
+    pub fn ct_tcp_size(mut self, ct_tcp_size: u32) -> Self {
+        self.ct_tcp_size = ct_tcp_size;
+        self
+    }
+
+    /// Sets the entries of the non-TCP conntrack maps.
+    #[must_use]
+    pub fn ct_any_size(mut self, ct_any_size: u32) -> Self {
+        self.ct_any_size = ct_any_size;
+        self
+    }
+
+    /// Sets the entries of the endpoints map.
+    #[must_use]
+    pub fn endpoints_size(mut self, endpoints_size: u32) -> Self {
+        self.endpoints_size = endpoints_size;
+        self
+    }
+
+    /// Sets the entries of the IP cache.
+    #[must_use]
+    pub fn ipcache_size(mut self, ipcache_size: u32) -> Self {
+        self.ipcache_size = ipcache_size;
+        self
+    }
+
+    /// Sets the entries of the policy map.
+    #[must_use]
+    pub fn policy_size(mut self, policy_size: u32) -> Self {
+        self.policy_size = policy_size;
+        self
+    }
+
+    /// Forward remote traffic with `bpf_fib_lookup` + `bpf_redirect_neigh` (see the field).
+    #[must_use]
+    pub fn skip_fib(mut self, skip_fib: bool) -> Self {
+        self.skip_fib = skip_fib;
+        self
+    }
+
+    /// Deliver to local pods with `bpf_redirect_peer` (see the field).
+    #[must_use]
+    pub fn redirect_peer(mut self, redirect_peer: bool) -> Self {
+        self.redirect_peer = redirect_peer;
+        self
+    }
+
+    /// Count packets and bytes per flow (see the field).
+    #[must_use]
+    pub fn ct_accounting(mut self, ct_accounting: bool) -> Self {
+        self.ct_accounting = ct_accounting;
+        self
+    }
+
+    /// Record each redirect's target for [`Datapath::last_redirect`].
+    #[must_use]
+    pub fn trace_redirects(mut self, trace_redirects: bool) -> Self {
+        self.trace_redirects = trace_redirects;
+        self
+    }
+
+    /// Sets how [`Datapath::attach`] attaches.
+    #[must_use]
+    pub fn attach_mode(mut self, attach_mode: AttachMode) -> Self {
+        self.attach_mode = attach_mode;
+        self
+    }
+
+    /// Leave programs attached when the `Datapath` is dropped (see the field).
+    #[must_use]
+    pub fn keep_attached(mut self, keep_attached: bool) -> Self {
+        self.keep_attached = keep_attached;
+        self
     }
 }
 
@@ -128,6 +222,7 @@ pub enum Program {
 
 impl Program {
     /// The program's name in the object.
+    #[must_use]
     pub fn name(self) -> &'static str {
         match self {
             Program::FromContainer => "from_container",
@@ -148,6 +243,7 @@ impl Program {
 }
 
 /// Paths of the four conntrack maps, for the `conntrack` crate.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CtMapPaths {
     /// `cilium_ct4_global`.
@@ -160,8 +256,14 @@ pub struct CtMapPaths {
     pub any6: PathBuf,
 }
 
-/// Input of a BPF_PROG_TEST_RUN.
+/// Input of a `BPF_PROG_TEST_RUN`.
+///
+/// ```
+/// let ctx = podnet_datapath::TestContext::new().ingress_ifindex(10).repeat(100);
+/// assert_eq!(ctx.mark, 0);
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
+#[non_exhaustive]
 pub struct TestContext {
     /// `skb->ingress_ifindex` (from-container checks the source pod's veth).
     pub ingress_ifindex: u32,
@@ -171,7 +273,36 @@ pub struct TestContext {
     pub repeat: u32,
 }
 
-/// Output of a BPF_PROG_TEST_RUN.
+impl TestContext {
+    /// Ingress ifindex 0, mark 0, one run.
+    #[must_use]
+    pub fn new() -> Self {
+        TestContext::default()
+    }
+
+    /// Sets `skb->ingress_ifindex`.
+    #[must_use]
+    pub fn ingress_ifindex(mut self, ifindex: u32) -> Self {
+        self.ingress_ifindex = ifindex;
+        self
+    }
+
+    /// Sets `skb->mark`.
+    #[must_use]
+    pub fn mark(mut self, mark: u32) -> Self {
+        self.mark = mark;
+        self
+    }
+
+    /// Sets the repetitions (0 = 1).
+    #[must_use]
+    pub fn repeat(mut self, repeat: u32) -> Self {
+        self.repeat = repeat;
+        self
+    }
+}
+
+/// Output of a `BPF_PROG_TEST_RUN`.
 #[derive(Clone, Debug)]
 pub struct TestOutput {
     /// The program's return value (`TC_ACT_OK` 0, `TC_ACT_SHOT` 2, `TC_ACT_REDIRECT` 7).
@@ -198,11 +329,15 @@ pub const TC_ACT_REDIRECT: u32 = 7;
 ///
 /// ```no_run
 /// use podnet_datapath::{Datapath, Endpoint, EndpointFlags, Hook, Options};
-/// let mut dp = Datapath::load(&Options::new("/sys/fs/bpf/tc/globals"))?;
-/// dp.upsert_endpoint(&Endpoint {
-///     ip: "10.1.0.2".parse().unwrap(), ifindex: 7, mac: [2, 0, 0, 0, 0, 2],
-///     node_mac: [2, 0, 0, 0, 0, 1], id: 1001, identity: 5001, flags: EndpointFlags::empty(),
-/// })?;
+/// let mut dp = Datapath::load(&Options::new("/sys/fs/bpf/podnet"))?;
+/// dp.upsert_endpoint(
+///     &Endpoint::new("10.1.0.2".parse().unwrap(), 7)
+///         .mac([2, 0, 0, 0, 0, 2])
+///         .node_mac([2, 0, 0, 0, 0, 1])
+///         .id(1001)
+///         .identity(5001)
+///         .flags(EndpointFlags::INGRESS_ENFORCE),
+/// )?;
 /// dp.attach(7, Hook::FromContainer)?;
 /// dp.attach(7, Hook::ToContainer)?;
 /// # Ok::<(), podnet_datapath::Error>(())
@@ -210,7 +345,11 @@ pub const TC_ACT_REDIRECT: u32 = 7;
 #[derive(Debug)]
 pub struct Datapath {
     pin_dir: PathBuf,
-    created_dir: bool,
+    /// Directories `load` made for the pin dir, deepest first.
+    created_dirs: Vec<PathBuf>,
+    /// The pins `teardown` removes: those this datapath or an earlier one
+    /// of ours created.
+    owned_pins: Vec<&'static str>,
     maps: HashMap<&'static str, OwnedFd>,
     progs: HashMap<Program, OwnedFd>,
     attach_mode: AttachMode,
@@ -238,6 +377,40 @@ fn map_found(map: &'static str, op: &'static str, rc: i32) -> Result<bool> {
     }
 }
 
+/// Creates `dir` and its missing parents; returns the directories this call
+/// made, deepest first. A directory someone else creates meanwhile is not
+/// counted as ours.
+fn create_dirs(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut made = Vec::new();
+    let missing: Vec<&Path> = dir.ancestors().take_while(|a| !a.exists()).collect();
+    for d in missing.into_iter().rev() {
+        if d.as_os_str().is_empty() {
+            continue;
+        }
+        match std::fs::create_dir(d) {
+            Ok(()) => made.push(d.to_path_buf()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && d.is_dir() => {}
+            Err(e) => {
+                made.reverse();
+                remove_empty_dirs(&made);
+                return Err(e);
+            }
+        }
+    }
+    made.reverse();
+    Ok(made)
+}
+
+/// Removes `dirs` (deepest first) while they are empty; stops at the first
+/// that is not (it holds something that is not ours to remove).
+fn remove_empty_dirs(dirs: &[PathBuf]) {
+    for d in dirs {
+        if std::fs::remove_dir(d).is_err() {
+            return;
+        }
+    }
+}
+
 fn map_names() -> impl Iterator<Item = &'static str> {
     maps::PINNED.into_iter().chain([maps::REDIRECT_TRACE])
 }
@@ -245,6 +418,15 @@ fn map_names() -> impl Iterator<Item = &'static str> {
 impl Datapath {
     /// Opens the embedded object, sizes and pins its maps under
     /// `opts.pin_dir` (re-using maps pinned there), and loads the programs.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for a map size of 0; [`Error::Privileges`]
+    /// without `CAP_BPF` and `CAP_NET_ADMIN`; [`Error::NotBpffs`] when the pin
+    /// directory is not on bpffs; [`Error::PinMismatch`] when a map pinned
+    /// there has another layout or size; [`Error::PinDir`], [`Error::Open`],
+    /// [`Error::Prepare`] or [`Error::Load`] (see [`Error::verifier_log`])
+    /// when libbpf or the kernel fail. Nothing this call created is left.
     pub fn load(opts: &Options) -> Result<Datapath> {
         for (what, v) in [
             ("ct_tcp_size", opts.ct_tcp_size),
@@ -260,21 +442,23 @@ impl Datapath {
                 });
             }
         }
-        let created_dir = !opts.pin_dir.exists();
-        std::fs::create_dir_all(&opts.pin_dir).map_err(|source| Error::PinDir {
+        crate::checks::privileges("loading the datapath")?;
+        crate::checks::on_bpffs(&opts.pin_dir)?;
+        let created_dirs = create_dirs(&opts.pin_dir).map_err(|source| Error::PinDir {
             path: opts.pin_dir.clone(),
             source,
         })?;
 
-        let loaded = Self::load_in(opts, created_dir);
-        if loaded.is_err() && created_dir {
-            // libbpf unpins what it pinned on failure; leave no directory behind.
-            let _ = std::fs::remove_dir(&opts.pin_dir);
+        let loaded = Self::load_in(opts, created_dirs.clone());
+        if loaded.is_err() {
+            // libbpf unpins what it pinned on failure; leave no directory
+            // behind that this call made, parents included.
+            remove_empty_dirs(&created_dirs);
         }
         loaded
     }
 
-    fn load_in(opts: &Options, created_dir: bool) -> Result<Datapath> {
+    fn load_in(opts: &Options, created_dirs: Vec<PathBuf>) -> Result<Datapath> {
         let mut builder = ObjectBuilder::default();
         builder
             .pin_root_path(&opts.pin_dir)
@@ -309,6 +493,21 @@ impl Datapath {
                     source,
                 })?;
             }
+            if maps::PINNED.contains(&name.as_str()) {
+                let raw = m.as_libbpf_object().as_ptr();
+                // SAFETY: raw is the open map, valid while `open` lives.
+                let shape = unsafe {
+                    crate::checks::MapShape {
+                        name: name.clone(),
+                        map_type: libbpf_sys::bpf_map__type(raw),
+                        key_size: libbpf_sys::bpf_map__key_size(raw),
+                        value_size: libbpf_sys::bpf_map__value_size(raw),
+                        max_entries: libbpf_sys::bpf_map__max_entries(raw),
+                        map_flags: libbpf_sys::bpf_map__map_flags(raw),
+                    }
+                };
+                crate::checks::pin_compatible(&opts.pin_dir, &shape)?;
+            }
             if name.ends_with(".rodata") {
                 let Some(init) = m.initial_value_mut() else {
                     return Err(Error::Prepare {
@@ -330,7 +529,30 @@ impl Datapath {
             }
         }
 
+        // Pins this load finds are re-used. They are ours to unpin at
+        // teardown only when a podnet datapath made them (recorded in
+        // `podnet_owned`); others belong to someone else (a running
+        // Cilium's conntrack maps, say) and stay.
+        let new_mask = maps::PINNED
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| !opts.pin_dir.join(n).exists())
+            .fold(0u32, |m, (i, _)| m | (1 << i));
+        let owned_mask = match owned::read(&opts.pin_dir)? {
+            Some(recorded) => recorded | new_mask,
+            // Pins of a podnet that kept no record: all of them are its.
+            None if !opts.pin_dir.join(maps::ENDPOINTS_GENERATION).exists() => new_mask,
+            None => u32::MAX,
+        };
+
         let (loaded, log) = crate::log::capture(|| open.load());
+        if let Err(e) = &loaded {
+            if crate::error::libbpf_errno(e) == Some(libc::EPERM) {
+                return Err(Error::Privileges {
+                    what: "loading the datapath",
+                });
+            }
+        }
         let obj = loaded.map_err(|source| Error::Load {
             pin_dir: opts.pin_dir.clone(),
             source,
@@ -340,6 +562,22 @@ impl Datapath {
                 .collect::<Vec<_>>()
                 .join("\n"),
         })?;
+
+        if let Err(e) = owned::write(&opts.pin_dir, owned_mask) {
+            // Leave nothing this call pinned.
+            for (i, n) in maps::PINNED.iter().enumerate() {
+                if new_mask & (1 << i) != 0 {
+                    let _ = std::fs::remove_file(opts.pin_dir.join(n));
+                }
+            }
+            return Err(e);
+        }
+        let owned_pins: Vec<&'static str> = maps::PINNED
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| owned_mask & (1 << i) != 0)
+            .map(|(_, n)| n)
+            .collect();
 
         let mut map_fds = HashMap::new();
         for m in obj.maps() {
@@ -384,7 +622,8 @@ impl Datapath {
         let ncpus = unsafe { libbpf_sys::libbpf_num_possible_cpus() };
         let dp = Datapath {
             pin_dir: opts.pin_dir.clone(),
-            created_dir,
+            created_dirs,
+            owned_pins,
             maps: map_fds,
             progs,
             attach_mode: opts.attach_mode,
@@ -403,11 +642,13 @@ impl Datapath {
     }
 
     /// The pin directory.
+    #[must_use]
     pub fn pin_dir(&self) -> &Path {
         &self.pin_dir
     }
 
     /// Where the conntrack maps are pinned (open them with the `conntrack` crate).
+    #[must_use]
     pub fn ct_map_paths(&self) -> CtMapPaths {
         CtMapPaths {
             tcp4: self.pin_dir.join(maps::CT4_TCP),
@@ -418,6 +659,7 @@ impl Datapath {
     }
 
     /// A program's fd (for test runs or your own attach code).
+    #[must_use]
     pub fn program_fd(&self, prog: Program) -> std::os::fd::BorrowedFd<'_> {
         // Every program is inserted by `load` (the object defines every one).
         self.progs[&prog].as_fd()
@@ -489,6 +731,12 @@ impl Datapath {
     }
 
     /// Adds or replaces a local endpoint.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for an unspecified or multicast address, or an
+    /// ifindex of 0 for a non-host endpoint; [`Error::Map`] when the update
+    /// fails (`E2BIG`: the map is full).
     pub fn upsert_endpoint(&self, ep: &Endpoint) -> Result<()> {
         if ep.ip.is_unspecified() || ep.ip.is_multicast() {
             return Err(Error::InvalidInput {
@@ -511,6 +759,10 @@ impl Datapath {
     }
 
     /// Removes a local endpoint; `Ok(false)` when there was none.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when the kernel refuses the delete.
     pub fn remove_endpoint(&self, ip: IpAddr) -> Result<bool> {
         let removed = self.delete(maps::ENDPOINTS, EndpointKey::new(ip).as_bytes())?;
         if removed {
@@ -547,6 +799,10 @@ impl Datapath {
     }
 
     /// Reads an endpoint back.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when the lookup fails.
     pub fn endpoint(&self, ip: IpAddr) -> Result<Option<Endpoint>> {
         let mut v = [0u8; size_of::<EndpointValue>()];
         if !self.lookup(maps::ENDPOINTS, EndpointKey::new(ip).as_bytes(), &mut v)? {
@@ -555,40 +811,58 @@ impl Datapath {
         Ok(EndpointValue::from_bytes(&v).map(|v| Endpoint::from_value(ip, &v)))
     }
 
-    fn ipcache_key(addr: IpAddr, prefix_len: u8) -> Result<IpcacheKey> {
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        if prefix_len > max {
+    fn ipcache_key(prefix: IpNet) -> Result<IpcacheKey> {
+        // The LPM trie would ignore host bits; refuse them, so that what is
+        // stored is what was asked for (and removal names the same entry).
+        if prefix.trunc() != prefix {
             return Err(Error::InvalidInput {
-                what: "ipcache prefix length",
+                what: "ipcache prefix",
                 reason: format!(
-                    "{addr}/{prefix_len}: an {} prefix is at most /{max}",
-                    if addr.is_ipv4() { "IPv4" } else { "IPv6" }
+                    "{prefix} has host bits set (the network is {})",
+                    prefix.trunc()
                 ),
             });
         }
-        // Normalise: clear host bits, as the LPM trie ignores them anyway.
-        let net = ipnet::IpNet::new(addr, prefix_len)
-            .map_err(|e| Error::InvalidInput {
-                what: "ipcache prefix",
-                reason: e.to_string(),
-            })?
-            .trunc();
-        Ok(IpcacheKey::new(net.addr(), prefix_len))
+        Ok(IpcacheKey::new(prefix.addr(), prefix.prefix_len()))
     }
 
-    /// Adds or replaces the IP cache entry of `addr/prefix_len`.
-    pub fn upsert_ipcache(&self, addr: IpAddr, prefix_len: u8, info: &IpcacheInfo) -> Result<()> {
-        let key = Self::ipcache_key(addr, prefix_len)?;
+    /// Adds or replaces the IP cache entry of `prefix`, which must have no
+    /// host bits set (`10.2.0.0/24`, not `10.2.0.7/24`).
+    ///
+    /// ```no_run
+    /// # let dp = podnet_datapath::Datapath::load(&podnet_datapath::Options::small("/sys/fs/bpf/podnet"))?;
+    /// use podnet_datapath::IpcacheInfo;
+    /// dp.upsert_ipcache("10.2.0.0/24".parse().unwrap(), &IpcacheInfo::new(20001))?;
+    /// assert!(dp.upsert_ipcache("10.2.0.7/24".parse().unwrap(), &IpcacheInfo::new(1)).is_err());
+    /// # Ok::<(), podnet_datapath::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for a prefix with host bits set;
+    /// [`Error::Map`] when the update fails (`ENOSPC`: the trie is full).
+    pub fn upsert_ipcache(&self, prefix: IpNet, info: &IpcacheInfo) -> Result<()> {
+        let key = Self::ipcache_key(prefix)?;
         self.update(maps::IPCACHE, key.as_bytes(), info.value().as_bytes())
     }
 
-    /// Removes an IP cache entry; `Ok(false)` when there was none.
-    pub fn remove_ipcache(&self, addr: IpAddr, prefix_len: u8) -> Result<bool> {
-        let key = Self::ipcache_key(addr, prefix_len)?;
+    /// Removes the IP cache entry of `prefix` (no host bits set);
+    /// `Ok(false)` when there was none.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for a prefix with host bits set; [`Error::Map`]
+    /// when the delete fails.
+    pub fn remove_ipcache(&self, prefix: IpNet) -> Result<bool> {
+        let key = Self::ipcache_key(prefix)?;
         self.delete(maps::IPCACHE, key.as_bytes())
     }
 
     /// Longest-prefix match of one address in the IP cache.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when the lookup fails.
     pub fn lookup_ipcache(&self, addr: IpAddr) -> Result<Option<IpcacheInfo>> {
         let key = IpcacheKey::new(addr, if addr.is_ipv4() { 32 } else { 128 });
         let mut v = [0u8; size_of::<IpcacheValue>()];
@@ -607,6 +881,10 @@ impl Datapath {
     }
 
     /// Allows new connections matching `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when the update fails (`E2BIG`: the map is full).
     pub fn allow(&self, key: &PolicyKey) -> Result<()> {
         self.set_policy(key, false)
     }
@@ -614,16 +892,28 @@ impl Datapath {
     /// Denies (drops, counted as "Policy denied by denylist") new connections
     /// matching `key`. Established connections keep flowing until their
     /// conntrack entries go (flush them with the `conntrack` crate).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when the update fails (`E2BIG`: the map is full).
     pub fn deny(&self, key: &PolicyKey) -> Result<()> {
         self.set_policy(key, true)
     }
 
     /// Removes a policy entry; `Ok(false)` when there was none.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when the delete fails.
     pub fn remove_policy(&self, key: &PolicyKey) -> Result<bool> {
         self.delete(maps::POLICY, key.raw().as_bytes())
     }
 
     /// A policy entry's verdict and counters.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when the lookup fails.
     pub fn policy(&self, key: &PolicyKey) -> Result<Option<PolicyStats>> {
         let mut v = [0u8; size_of::<PolicyValue>()];
         if !self.lookup(maps::POLICY, key.raw().as_bytes(), &mut v)? {
@@ -637,12 +927,19 @@ impl Datapath {
     }
 
     /// Every non-zero metrics counter, summed over CPUs.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when a lookup fails.
     pub fn metrics(&self) -> Result<Vec<Metric>> {
         let mut out = Vec::new();
         let vsize = size_of::<MetricsValue>();
         let mut buf = vec![0u8; vsize * self.ncpus];
         for reason in 0..=255u32 {
-            for (dirbits, direction) in [(1u32, Direction::Ingress), (2u32, Direction::Egress)] {
+            for (dirbits, direction) in [
+                (1u32, TrafficDirection::Ingress),
+                (2u32, TrafficDirection::Egress),
+            ] {
                 let idx = (reason << 2) | dirbits;
                 if !self.lookup(maps::METRICS, &idx.to_ne_bytes(), &mut buf)? {
                     continue;
@@ -668,7 +965,11 @@ impl Datapath {
     }
 
     /// Packets counted for `reason` in `direction`.
-    pub fn metric(&self, reason: u8, direction: Direction) -> Result<u64> {
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when a lookup fails.
+    pub fn metric(&self, reason: u8, direction: TrafficDirection) -> Result<u64> {
         Ok(self
             .metrics()?
             .iter()
@@ -677,23 +978,37 @@ impl Datapath {
             .sum())
     }
 
-    /// All IPv4 conntrack entries (`tcp`: the TCP map, else the "any" map).
-    pub fn ct4_entries(&self, tcp: bool) -> Result<Vec<(CtTuple4, CtEntry)>> {
-        self.ct_entries(if tcp { maps::CT4_TCP } else { maps::CT4_ANY })
+    /// All entries of IPv4 conntrack table `table`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when iterating or a lookup fails.
+    pub fn ct4_entries(&self, table: CtTable) -> Result<Vec<(CtTuple4, RawCtEntry)>> {
+        self.ct_entries(match table {
+            CtTable::Tcp => maps::CT4_TCP,
+            CtTable::Any => maps::CT4_ANY,
+        })
     }
 
-    /// All IPv6 conntrack entries.
-    pub fn ct6_entries(&self, tcp: bool) -> Result<Vec<(CtTuple6, CtEntry)>> {
-        self.ct_entries(if tcp { maps::CT6_TCP } else { maps::CT6_ANY })
+    /// All entries of IPv6 conntrack table `table`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when iterating or a lookup fails.
+    pub fn ct6_entries(&self, table: CtTable) -> Result<Vec<(CtTuple6, RawCtEntry)>> {
+        self.ct_entries(match table {
+            CtTable::Tcp => maps::CT6_TCP,
+            CtTable::Any => maps::CT6_ANY,
+        })
     }
 
     /// Every entry of conntrack map `map`, keyed by tuples of type `K`.
-    fn ct_entries<K: Pod + Default>(&self, map: &'static str) -> Result<Vec<(K, CtEntry)>> {
+    fn ct_entries<K: Pod + Default>(&self, map: &'static str) -> Result<Vec<(K, RawCtEntry)>> {
         let mut out = Vec::new();
         for k in self.keys::<K>(map)? {
-            let mut v = [0u8; size_of::<CtEntry>()];
+            let mut v = [0u8; size_of::<RawCtEntry>()];
             if self.lookup(map, k.as_bytes(), &mut v)? {
-                if let Some(e) = CtEntry::from_bytes(&v) {
+                if let Some(e) = RawCtEntry::from_bytes(&v) {
                     out.push((k, e));
                 }
             }
@@ -703,6 +1018,10 @@ impl Datapath {
 
     /// Target ifindex of the last redirect on any CPU, when loaded with
     /// `trace_redirects`; clears it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when the lookup or the reset fails.
     pub fn last_redirect(&self) -> Result<Option<u32>> {
         let mut buf = vec![0u8; 8 * self.ncpus];
         let key = 0u32.to_ne_bytes();
@@ -718,9 +1037,30 @@ impl Datapath {
         Ok(found)
     }
 
-    /// Runs `prog` on `packet` with BPF_PROG_TEST_RUN (in the calling thread's
+    /// Runs `prog` on `packet` with `BPF_PROG_TEST_RUN` (in the calling thread's
     /// network namespace; map updates are real).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for a packet shorter than an Ethernet header
+    /// (14 bytes); [`Error::TestRun`] when the kernel refuses the run.
     pub fn test_run(&self, prog: Program, packet: &[u8], ctx: &TestContext) -> Result<TestOutput> {
+        // The kernel refuses less than an Ethernet header with a bare EINVAL.
+        if packet.len() < 14 {
+            return Err(Error::InvalidInput {
+                what: "test packet",
+                reason: format!(
+                    "{} bytes: a tc program's test run needs at least an Ethernet header (14 bytes)",
+                    packet.len()
+                ),
+            });
+        }
+        let Ok(data_size_in) = u32::try_from(packet.len()) else {
+            return Err(Error::InvalidInput {
+                what: "test packet",
+                reason: format!("{} bytes is too large", packet.len()),
+            });
+        };
         // `struct __sk_buff` (192 bytes on kernels >= 5.16) as u32 words:
         // mark is word 2, ingress_ifindex word 9.
         let mut skb_in = [0u32; 48];
@@ -732,7 +1072,7 @@ impl Datapath {
         let mut opts: libbpf_sys::bpf_test_run_opts = unsafe { std::mem::zeroed() };
         opts.sz = size_of::<libbpf_sys::bpf_test_run_opts>() as _;
         opts.data_in = packet.as_ptr().cast();
-        opts.data_size_in = packet.len() as u32;
+        opts.data_size_in = data_size_in;
         opts.data_out = data_out.as_mut_ptr().cast();
         opts.data_size_out = data_out.len() as u32;
         opts.ctx_in = skb_in.as_ptr().cast();
@@ -762,6 +1102,11 @@ impl Datapath {
     /// Attaches the hook's program to `ifindex` in the calling thread's
     /// network namespace (tcx, or tc clsact as [`Options::attach_mode`] says).
     /// Attaching the same hook twice to one interface is a no-op.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownInterface`] when `ifindex` is not in the calling
+    /// thread's namespace; [`Error::Attach`] when the kernel refuses.
     pub fn attach(&mut self, ifindex: u32, hook: Hook) -> Result<()> {
         self.attach_program(ifindex, hook, hook.program())
     }
@@ -770,6 +1115,10 @@ impl Datapath {
     /// such as [`Program::Pass`] to learn what the hooks alone cost. Apart
     /// from the program, as [`Datapath::attach`]; [`Datapath::detach`] of
     /// the hook removes it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Datapath::attach`].
     pub fn attach_program(&mut self, ifindex: u32, hook: Hook, program: Program) -> Result<()> {
         let ns = crate::attach::current_netns()?;
         if self
@@ -798,6 +1147,11 @@ impl Datapath {
 
     /// Detaches the hook's program from `ifindex`. The interface is looked up
     /// in the calling thread's namespace first, then anywhere it is unique.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotAttached`] when this datapath did not attach the hook
+    /// there; [`Error::Detach`] when the kernel refuses.
     pub fn detach(&mut self, ifindex: u32, hook: Hook) -> Result<()> {
         let ns = crate::attach::current_netns()?;
         let pos = self
@@ -823,12 +1177,21 @@ impl Datapath {
     }
 
     /// How many hooks are attached.
+    #[must_use]
     pub fn attached(&self) -> usize {
         self.attachments.len()
     }
 
-    /// Detaches everything, unpins every map of the datapath, and removes the
-    /// pin directory if this datapath created it and it is now empty.
+    /// Detaches everything and removes what this datapath created: the
+    /// pinned links of `keep_attached`, the maps it pinned (or an earlier
+    /// podnet datapath in the same directory did), and the directories
+    /// [`Datapath::load`] made, while empty. Other pins in the directory stay,
+    /// among them maps of the same name that were there before podnet's own
+    /// (say, a running Cilium's conntrack maps).
+    ///
+    /// # Errors
+    ///
+    /// The first failure to detach or unpin; the rest is still attempted.
     pub fn teardown(mut self) -> Result<()> {
         let mut first_err = None;
         for a in std::mem::take(&mut self.attachments) {
@@ -840,7 +1203,7 @@ impl Datapath {
         if let Err(e) = crate::attach::detach_pinned_links(&self.pin_dir.join("links")) {
             first_err.get_or_insert(e);
         }
-        for name in maps::PINNED {
+        for name in &self.owned_pins {
             let path = self.pin_dir.join(name);
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
@@ -850,9 +1213,17 @@ impl Datapath {
                 }
             }
         }
-        if self.created_dir {
-            let _ = std::fs::remove_dir(&self.pin_dir);
+        if first_err.is_none() {
+            let path = self.pin_dir.join(owned::NAME);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    first_err.get_or_insert(Error::Unpin { path, source });
+                }
+            }
         }
+        remove_empty_dirs(&self.created_dirs);
         match first_err {
             Some(e) => Err(e),
             None => Ok(()),
@@ -869,7 +1240,10 @@ impl Drop for Datapath {
         }
         for a in std::mem::take(&mut self.attachments) {
             if let Err(e) = a.detach() {
-                eprintln!("datapath-bpf: {e}");
+                // Display has the context only; the cause is the source.
+                let cause =
+                    std::error::Error::source(&e).map_or(String::new(), |c| format!(": {c}"));
+                eprintln!("podnet-datapath: {e}{cause}");
             }
         }
     }

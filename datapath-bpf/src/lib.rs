@@ -1,18 +1,23 @@
 //! A libbpf-built pod datapath for native routing, with Cilium-compatible
 //! conntrack maps, that a CNI agent embeds.
 //!
-//! * [`OBJECT`]: the compiled BPF object (built from `src/bpf/datapath.bpf.c`
-//!   by libbpf-cargo at build time), for your own loader.
+//! * [`OBJECT`]: the compiled BPF object (from `src/bpf/datapath.bpf.c`,
+//!   shipped prebuilt), for your own loader.
 //! * [`Datapath`]: load it ([`Options`]: pin directory, map sizes, skip-FIB),
 //!   fill the endpoint / IP cache / policy maps, [`Datapath::attach`] the
 //!   programs ([`Hook`]) with tcx or tc, read [`Datapath::metrics`], hand the
-//!   conntrack maps ([`Datapath::ct_map_paths`]) to the `conntrack` crate.
+//!   conntrack maps ([`Datapath::ct_map_paths`]) to the `podnet-conntrack` crate.
+//!
+//! Needs Linux 5.11 or later (tcx attach: 6.6), root or `CAP_BPF` and
+//! `CAP_NET_ADMIN`, and a pin directory of its own on bpffs; the crate
+//! README lists the kernel per feature and what the map sizes cost.
 //!
 //! ```no_run
-//! use podnet_datapath::{Datapath, Direction, Hook, Options, PolicyKey};
-//! let mut dp = Datapath::load(&Options::new("/sys/fs/bpf/tc/globals"))?;
+//! use podnet_datapath::{Datapath, Hook, Options, PolicyKey, TrafficDirection};
+//! // A pin directory of its own: never Cilium's `/sys/fs/bpf/tc/globals`.
+//! let mut dp = Datapath::load(&Options::new("/sys/fs/bpf/podnet").skip_fib(true))?;
 //! dp.attach(2, Hook::FromNetdev)?;
-//! dp.deny(&PolicyKey { endpoint_id: 1001, identity: 0, dport: 22, protocol: 6, direction: Direction::Ingress })?;
+//! dp.deny(&PolicyKey::new(1001, TrafficDirection::Ingress).dport(22).protocol(6))?;
 //! for m in dp.metrics()? {
 //!     println!("{} {} {} packets", m.direction, m.reason_name(), m.packets);
 //! }
@@ -22,11 +27,13 @@
 #![warn(missing_docs)]
 
 mod attach;
+mod checks;
 mod datapath;
 mod error;
 mod log;
 pub mod maps;
 mod object;
+mod owned;
 
 pub use attach::Hook;
 pub use datapath::{
@@ -35,7 +42,18 @@ pub use datapath::{
 };
 pub use error::{Error, Result};
 pub use maps::{
-    reason, CtEntry, CtTuple4, CtTuple6, Direction, Endpoint, EndpointFlags, IpcacheInfo, Metric,
-    PolicyKey, PolicyStats,
+    reason, CtTable, CtTuple4, CtTuple6, Endpoint, EndpointFlags, IpcacheInfo, Metric, PolicyKey,
+    PolicyStats, RawCtEntry, TrafficDirection,
 };
 pub use object::OBJECT;
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
+/// The prefix type of [`Datapath::upsert_ipcache`], re-exported so callers
+/// need no version-matched dependency of their own.
+pub use ipnet;
+/// libbpf-rs, whose types appear in [`Error`]'s sources, re-exported.
+pub use libbpf_rs;

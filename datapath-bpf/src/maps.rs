@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use bitflags::bitflags;
 
-/// Cilium's IPv4 TCP conntrack map (LRU hash, key [`CtTuple4`], value [`CtEntry`]).
+/// Cilium's IPv4 TCP conntrack map (LRU hash, key [`CtTuple4`], value [`RawCtEntry`]).
 pub const CT4_TCP: &str = "cilium_ct4_global";
 /// Cilium's IPv4 conntrack map for every other protocol.
 pub const CT4_ANY: &str = "cilium_ct_any4_global";
@@ -28,7 +28,9 @@ pub const METRICS: &str = "podnet_metrics";
 /// writes the endpoints map must write a new value here afterwards.
 pub const ENDPOINTS_GENERATION: &str = "podnet_lxc_gen";
 
-/// Every map pinned in the pin directory.
+/// Every map of the object pinned in the pin directory. Beside them the
+/// loader pins `podnet_owned`, a one-entry array recording which of these a
+/// podnet load created (what [`crate::Datapath::teardown`] may remove).
 pub const PINNED: [&str; 9] = [
     CT4_TCP,
     CT4_ANY,
@@ -129,6 +131,7 @@ impl Pod for EndpointValue {}
 bitflags! {
     /// Flags of an [`Endpoint`].
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
     pub struct EndpointFlags: u32 {
         /// The endpoint is the host itself (Cilium's `ENDPOINT_F_HOST`):
         /// traffic to it goes to the stack, never redirected.
@@ -142,20 +145,22 @@ bitflags! {
 
 /// A local pod (an entry of the endpoints map).
 ///
+/// Built with [`Endpoint::new`] and the setters; the fields stay readable.
+///
 /// ```
 /// use podnet_datapath::{Endpoint, EndpointFlags};
-/// let ep = Endpoint {
-///     ip: "10.1.0.2".parse().unwrap(),
-///     ifindex: 7,
-///     mac: [0x02, 0, 0, 0, 0, 2],
-///     node_mac: [0x02, 0, 0, 0, 0, 1],
-///     id: 1001,
-///     identity: 5001,
-///     flags: EndpointFlags::empty(),
-/// };
+/// let ep = Endpoint::new("10.1.0.2".parse().unwrap(), 7)
+///     .mac([0x02, 0, 0, 0, 0, 2])
+///     .node_mac([0x02, 0, 0, 0, 0, 1])
+///     .id(1001)
+///     .identity(5001)
+///     .flags(EndpointFlags::INGRESS_ENFORCE);
 /// assert!(ep.ip.is_ipv4());
+/// assert_eq!(ep.ifindex, 7);
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Endpoint {
     /// The pod's address.
     pub ip: IpAddr,
@@ -171,6 +176,58 @@ pub struct Endpoint {
     pub identity: u32,
     /// Flags.
     pub flags: EndpointFlags,
+}
+
+impl Endpoint {
+    /// The pod at `ip` behind host-side veth `ifindex`; MACs zero, id 0,
+    /// identity 0, no flags until set.
+    #[must_use]
+    pub fn new(ip: IpAddr, ifindex: u32) -> Self {
+        Endpoint {
+            ip,
+            ifindex,
+            mac: [0; 6],
+            node_mac: [0; 6],
+            id: 0,
+            identity: 0,
+            flags: EndpointFlags::empty(),
+        }
+    }
+
+    /// Sets the pod's own MAC.
+    #[must_use]
+    pub fn mac(mut self, mac: [u8; 6]) -> Self {
+        self.mac = mac;
+        self
+    }
+
+    /// Sets the host-side veth's MAC.
+    #[must_use]
+    pub fn node_mac(mut self, node_mac: [u8; 6]) -> Self {
+        self.node_mac = node_mac;
+        self
+    }
+
+    /// Sets the endpoint id.
+    #[must_use]
+    pub fn id(mut self, id: u16) -> Self {
+        self.id = id;
+        self
+    }
+
+    /// Sets the security identity.
+    #[must_use]
+    pub fn identity(mut self, identity: u32) -> Self {
+        self.identity = identity;
+        self
+    }
+
+    /// Sets the flags.
+    #[must_use]
+    pub fn flags(mut self, flags: EndpointFlags) -> Self {
+        self.flags = flags;
+        self
+    }
 }
 
 impl Endpoint {
@@ -239,15 +296,37 @@ impl Pod for IpcacheValue {}
 /// What the IP cache knows about a prefix.
 ///
 /// ```
-/// let info = podnet_datapath::IpcacheInfo { identity: 6, tunnel_endpoint: Some("192.168.100.2".parse().unwrap()) };
+/// let info = podnet_datapath::IpcacheInfo::new(6)
+///     .tunnel_endpoint("192.168.100.2".parse().unwrap());
 /// assert_eq!(info.identity, 6);
+/// assert!(info.tunnel_endpoint.is_some());
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct IpcacheInfo {
     /// Security identity of the addresses in the prefix.
     pub identity: u32,
     /// The node that hosts them (Cilium's tunnel endpoint / node IP).
     pub tunnel_endpoint: Option<IpAddr>,
+}
+
+impl IpcacheInfo {
+    /// Addresses of security identity `identity`, no tunnel endpoint.
+    #[must_use]
+    pub fn new(identity: u32) -> Self {
+        IpcacheInfo {
+            identity,
+            tunnel_endpoint: None,
+        }
+    }
+
+    /// Sets the node that hosts the addresses.
+    #[must_use]
+    pub fn tunnel_endpoint(mut self, node: IpAddr) -> Self {
+        self.tunnel_endpoint = Some(node);
+        self
+    }
 }
 
 impl IpcacheInfo {
@@ -281,20 +360,21 @@ impl IpcacheInfo {
 }
 
 /// Traffic direction, seen from the pod.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Direction {
+pub enum TrafficDirection {
     /// Into the pod.
     Ingress,
     /// Out of the pod.
     Egress,
 }
 
-impl std::fmt::Display for Direction {
+impl std::fmt::Display for TrafficDirection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Cilium's metrics text.
         f.write_str(match self {
-            Direction::Ingress => "INGRESS",
-            Direction::Egress => "EGRESS",
+            TrafficDirection::Ingress => "INGRESS",
+            TrafficDirection::Egress => "EGRESS",
         })
     }
 }
@@ -305,11 +385,16 @@ impl std::fmt::Display for Direction {
 /// decides. ICMP carries port 0.
 ///
 /// ```
-/// use podnet_datapath::{Direction, PolicyKey};
-/// let k = PolicyKey { endpoint_id: 1001, identity: 5002, dport: 80, protocol: 6, direction: Direction::Ingress };
+/// use podnet_datapath::{PolicyKey, TrafficDirection};
+/// let k = PolicyKey::new(1001, TrafficDirection::Ingress)
+///     .identity(5002)
+///     .dport(80)
+///     .protocol(6);
 /// assert_eq!(k.dport, 80);
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct PolicyKey {
     /// The endpoint whose policy this is.
     pub endpoint_id: u16,
@@ -317,10 +402,46 @@ pub struct PolicyKey {
     pub identity: u32,
     /// Destination port (host order).
     pub dport: u16,
-    /// IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6).
+    /// IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 `ICMPv6`).
     pub protocol: u8,
     /// Which way.
-    pub direction: Direction,
+    pub direction: TrafficDirection,
+}
+
+impl PolicyKey {
+    /// Endpoint `endpoint_id`'s entry for `direction`, matching every
+    /// identity, port and protocol until those are set.
+    #[must_use]
+    pub fn new(endpoint_id: u16, direction: TrafficDirection) -> Self {
+        PolicyKey {
+            endpoint_id,
+            identity: 0,
+            dport: 0,
+            protocol: 0,
+            direction,
+        }
+    }
+
+    /// Sets the peer's identity (0: any).
+    #[must_use]
+    pub fn identity(mut self, identity: u32) -> Self {
+        self.identity = identity;
+        self
+    }
+
+    /// Sets the destination port, host order (0: any).
+    #[must_use]
+    pub fn dport(mut self, dport: u16) -> Self {
+        self.dport = dport;
+        self
+    }
+
+    /// Sets the IP protocol number (0: any).
+    #[must_use]
+    pub fn protocol(mut self, protocol: u8) -> Self {
+        self.protocol = protocol;
+        self
+    }
 }
 
 #[repr(C)]
@@ -341,7 +462,7 @@ impl PolicyKey {
             sec_label: self.identity,
             dport: self.dport.to_be(),
             protocol: self.protocol,
-            egress: u8::from(self.direction == Direction::Egress),
+            egress: u8::from(self.direction == TrafficDirection::Egress),
             endpoint_id: self.endpoint_id,
             pad: 0,
         }
@@ -361,6 +482,7 @@ pub(crate) struct PolicyValue {
 impl Pod for PolicyValue {}
 
 /// A policy entry as read back: its verdict and what it matched.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PolicyStats {
     /// `true` for a deny entry.
@@ -395,6 +517,7 @@ pub mod reason {
     pub const POLICY_DENY: u8 = 181;
 
     /// Cilium's text for a reason (`pkg/monitor/api/drop.go`).
+    #[must_use]
     pub fn name(reason: u8) -> &'static str {
         match reason {
             FORWARDED => "Success",
@@ -413,12 +536,13 @@ pub mod reason {
 }
 
 /// One metrics counter, summed over CPUs.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Metric {
     /// See [`reason`].
     pub reason: u8,
     /// Which way the packet was going.
-    pub direction: Direction,
+    pub direction: TrafficDirection,
     /// Packets.
     pub packets: u64,
     /// Bytes (`skb->len`).
@@ -427,6 +551,7 @@ pub struct Metric {
 
 impl Metric {
     /// Cilium's text for the reason.
+    #[must_use]
     pub fn reason_name(&self) -> &'static str {
         reason::name(self.reason)
     }
@@ -437,6 +562,7 @@ impl Metric {
 /// for a connection the pod opened, `daddr` is the pod and `saddr` the peer,
 /// `dport` the peer's port and `sport` the pod's, flags [`TUPLE_F_OUT`].
 #[repr(C, packed)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CtTuple4 {
     /// Address (network order bytes).
@@ -456,6 +582,7 @@ impl Pod for CtTuple4 {}
 
 /// Cilium's `struct ipv6_ct_tuple` (38 bytes, packed).
 #[repr(C, packed)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CtTuple6 {
     /// Address.
@@ -473,6 +600,34 @@ pub struct CtTuple6 {
 }
 impl Pod for CtTuple6 {}
 
+/// Which of a family's two conntrack maps.
+///
+/// ```
+/// use podnet_datapath::CtTable;
+/// assert_eq!(CtTable::for_protocol(6), CtTable::Tcp);
+/// assert_eq!(CtTable::for_protocol(17), CtTable::Any);
+/// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CtTable {
+    /// TCP flows (`cilium_ct4_global` / `cilium_ct6_global`).
+    Tcp,
+    /// Every other protocol (`cilium_ct_any4_global` / `cilium_ct_any6_global`).
+    Any,
+}
+
+impl CtTable {
+    /// The table flows of IP protocol `protocol` live in.
+    #[must_use]
+    pub fn for_protocol(protocol: u8) -> Self {
+        if protocol == 6 {
+            CtTable::Tcp
+        } else {
+            CtTable::Any
+        }
+    }
+}
+
 /// Tuple flag: entry created by egress (the pod opened it).
 pub const TUPLE_F_OUT: u8 = 0;
 /// Tuple flag: entry created by ingress.
@@ -482,18 +637,19 @@ pub const TUPLE_F_RELATED: u8 = 2;
 
 /// `ct_entry.flags` bits (Cilium's bit-field order).
 pub mod ct_flags {
-    /// RxClosing.
+    /// `RxClosing`.
     pub const RX_CLOSING: u16 = 1 << 0;
-    /// TxClosing.
+    /// `TxClosing`.
     pub const TX_CLOSING: u16 = 1 << 1;
-    /// SeenNonSyn.
+    /// `SeenNonSyn`.
     pub const SEEN_NON_SYN: u16 = 1 << 4;
 }
 
 /// Cilium's `struct ct_entry` (56 bytes).
 #[repr(C)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CtEntry {
+pub struct RawCtEntry {
     /// Unused by Cilium since 1.16. This datapath keeps its "the flow goes
     /// to no local pod" stamp here: the endpoints generation it was checked
     /// at (see [`ENDPOINTS_GENERATION`]), 0 when not checked.
@@ -523,7 +679,7 @@ pub struct CtEntry {
     /// Last ingress report (monotonic seconds).
     pub last_rx_report: u32,
 }
-impl Pod for CtEntry {}
+impl Pod for RawCtEntry {}
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -541,13 +697,60 @@ mod tests {
     fn layouts_match_the_bpf_side() {
         assert_eq!(size_of::<CtTuple4>(), 14);
         assert_eq!(size_of::<CtTuple6>(), 38);
-        assert_eq!(size_of::<CtEntry>(), 56);
+        assert_eq!(size_of::<RawCtEntry>(), 56);
         assert_eq!(size_of::<EndpointKey>(), 20);
         assert_eq!(size_of::<EndpointValue>(), 48);
         assert_eq!(size_of::<IpcacheKey>(), 24);
         assert_eq!(size_of::<IpcacheValue>(), 24);
         assert_eq!(size_of::<PolicyKeyRaw>(), 12);
         assert_eq!(size_of::<PolicyValue>(), 24);
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn data_types_round_trip_through_serde() {
+        fn round<T>(v: &T) -> T
+        where
+            T: serde::Serialize + serde::de::DeserializeOwned,
+        {
+            serde_json::from_str(&serde_json::to_string(v).unwrap()).unwrap()
+        }
+        let ep = Endpoint::new("10.1.0.2".parse().unwrap(), 7)
+            .mac([2, 0, 0, 0, 0, 2])
+            .id(9)
+            .flags(EndpointFlags::HOST | EndpointFlags::EGRESS_ENFORCE);
+        assert_eq!(round(&ep), ep);
+        let info = IpcacheInfo::new(6).tunnel_endpoint("fd00::1".parse().unwrap());
+        assert_eq!(round(&info), info);
+        let k = PolicyKey::new(1, TrafficDirection::Egress)
+            .dport(80)
+            .protocol(6);
+        assert_eq!(round(&k), k);
+        let t = CtTuple4 {
+            daddr: [10, 0, 0, 1],
+            dport: 80u16.to_be(),
+            nexthdr: 6,
+            ..Default::default()
+        };
+        assert_eq!(round(&t), t);
+        assert_eq!(round(&CtTuple6::default()), CtTuple6::default());
+        let e = RawCtEntry {
+            packets: 3,
+            lifetime: 77,
+            ..Default::default()
+        };
+        assert_eq!(round(&e), e);
+        let m = Metric {
+            reason: reason::POLICY,
+            direction: TrafficDirection::Ingress,
+            packets: 1,
+            bytes: 60,
+        };
+        assert_eq!(round(&m), m);
+        assert_eq!(
+            serde_json::to_string(&TrafficDirection::Ingress).unwrap(),
+            "\"Ingress\""
+        );
     }
 
     #[test]

@@ -33,15 +33,12 @@ fn b6() -> Ipv6Addr {
 }
 
 fn ep(ip: IpAddr, a: bool, flags: EndpointFlags) -> Endpoint {
-    Endpoint {
-        ip,
-        ifindex: if a { A_IF } else { B_IF },
-        mac: if a { A_MAC } else { B_MAC },
-        node_mac: if a { A_NODE_MAC } else { B_NODE_MAC },
-        id: if a { 1001 } else { 1002 },
-        identity: if a { A_ID } else { B_ID },
-        flags,
-    }
+    Endpoint::new(ip, if a { A_IF } else { B_IF })
+        .mac(if a { A_MAC } else { B_MAC })
+        .node_mac(if a { A_NODE_MAC } else { B_NODE_MAC })
+        .id(if a { 1001 } else { 1002 })
+        .identity(if a { A_ID } else { B_ID })
+        .flags(flags)
 }
 
 fn setup(tag: &str) -> (BpfDir, Datapath) {
@@ -51,9 +48,9 @@ fn setup(tag: &str) -> (BpfDir, Datapath) {
 /// `peer`: deliver with bpf_redirect_peer (ingress policy in the same run).
 fn setup_with(tag: &str, peer: bool) -> (BpfDir, Datapath) {
     let dir = BpfDir::new(tag);
-    let mut o = Options::small(dir.join("globals"));
-    o.trace_redirects = true;
-    o.redirect_peer = peer;
+    let o = Options::small(dir.join("globals"))
+        .trace_redirects(true)
+        .redirect_peer(peer);
     let dp = Datapath::load(&o).expect("load");
     for (ip, a) in [
         (a4().into(), true),
@@ -68,10 +65,7 @@ fn setup_with(tag: &str, peer: bool) -> (BpfDir, Datapath) {
 }
 
 fn from_a() -> TestContext {
-    TestContext {
-        ingress_ifindex: A_IF,
-        ..Default::default()
-    }
+    TestContext::new().ingress_ifindex(A_IF)
 }
 
 fn syn_a_to_b() -> Vec<u8> {
@@ -107,7 +101,7 @@ fn local_delivery_v4_rewrites_macs_and_ttl_and_creates_cilium_ct_entries() {
     assert_eq!(out.mark >> 16, A_ID & 0xffff);
 
     // Cilium's key: addresses reversed, ports as (dport, sport) of the original direction.
-    let ct = dp.ct4_entries(true).unwrap();
+    let ct = dp.ct4_entries(CtTable::Tcp).unwrap();
     assert_eq!(ct.len(), 1, "{ct:?}");
     let (k, e) = ct[0];
     assert_eq!(
@@ -135,7 +129,7 @@ fn local_delivery_v4_rewrites_macs_and_ttl_and_creates_cilium_ct_entries() {
     assert!(e.last_tx_report >= before && e.last_tx_report <= after);
 
     // Related ICMP entry in the "any" map.
-    let any = dp.ct4_entries(false).unwrap();
+    let any = dp.ct4_entries(CtTable::Any).unwrap();
     assert_eq!(any.len(), 1);
     assert_eq!(any[0].0.nexthdr, 1);
     assert_eq!(any[0].0.flags, TUPLE_F_OUT | TUPLE_F_RELATED);
@@ -152,7 +146,7 @@ fn local_delivery_v4_rewrites_macs_and_ttl_and_creates_cilium_ct_entries() {
         .test_run(Program::FromContainer, &ack, &from_a())
         .unwrap();
     assert_eq!(out.retval, TC_ACT_REDIRECT);
-    let ct = dp.ct4_entries(true).unwrap();
+    let ct = dp.ct4_entries(CtTable::Tcp).unwrap();
     assert_eq!(ct.len(), 1);
     let e = ct[0].1;
     assert_eq!(e.packets, 2);
@@ -170,11 +164,15 @@ fn local_delivery_v4_rewrites_macs_and_ttl_and_creates_cilium_ct_entries() {
     );
     dp.test_run(Program::FromContainer, &fin, &from_a())
         .unwrap();
-    let e = dp.ct4_entries(true).unwrap()[0].1;
+    let e = dp.ct4_entries(CtTable::Tcp).unwrap()[0].1;
     assert_ne!(e.flags & ct_flags::TX_CLOSING, 0);
     assert_eq!(e.flags & ct_flags::RX_CLOSING, 0);
 
-    assert_eq!(dp.metric(reason::FORWARDED, Direction::Egress).unwrap(), 3);
+    assert_eq!(
+        dp.metric(reason::FORWARDED, TrafficDirection::Egress)
+            .unwrap(),
+        3
+    );
 }
 
 #[test]
@@ -186,14 +184,11 @@ fn to_container_creates_ingress_entry_and_replies_skip_policy() {
         .unwrap();
     assert_eq!(out.retval, TC_ACT_REDIRECT);
     // The redirected packet meets to-container on B's veth, mark included.
-    let ctx = TestContext {
-        mark: out.mark,
-        ..Default::default()
-    };
+    let ctx = TestContext::new().mark(out.mark);
     let out2 = dp.test_run(Program::ToContainer, &out.data, &ctx).unwrap();
     assert_eq!(out2.retval, TC_ACT_OK);
     assert_eq!(out2.mark, 0, "identity mark consumed");
-    let ct = dp.ct4_entries(true).unwrap();
+    let ct = dp.ct4_entries(CtTable::Tcp).unwrap();
     assert_eq!(ct.len(), 2);
     let ingress = ct
         .iter()
@@ -213,15 +208,12 @@ fn to_container_creates_ingress_entry_and_replies_skip_policy() {
         &Ip4::new(b4(), a4(), 6),
         &tcp(80, 40000, 0x12),
     );
-    let ctx = TestContext {
-        ingress_ifindex: B_IF,
-        ..Default::default()
-    };
+    let ctx = TestContext::new().ingress_ifindex(B_IF);
     let out3 = dp.test_run(Program::FromContainer, &synack, &ctx).unwrap();
     assert_eq!(out3.retval, TC_ACT_REDIRECT);
     assert_eq!(dp.last_redirect().unwrap(), Some(A_IF));
     assert_eq!(
-        dp.ct4_entries(true).unwrap().len(),
+        dp.ct4_entries(CtTable::Tcp).unwrap().len(),
         2,
         "no new entry for a reply"
     );
@@ -243,31 +235,35 @@ fn to_container_creates_ingress_entry_and_replies_skip_policy() {
         .test_run(Program::ToContainer, &syn, &TestContext::default())
         .unwrap();
     assert_eq!(out5.retval, TC_ACT_SHOT);
-    assert_eq!(dp.metric(reason::POLICY, Direction::Ingress).unwrap(), 1);
+    assert_eq!(
+        dp.metric(reason::POLICY, TrafficDirection::Ingress)
+            .unwrap(),
+        1
+    );
 
     // To an address that is no endpoint: passes untouched, its mark kept,
     // no entry, nothing counted.
-    let forwarded = dp.metric(reason::FORWARDED, Direction::Ingress).unwrap();
+    let forwarded = dp
+        .metric(reason::FORWARDED, TrafficDirection::Ingress)
+        .unwrap();
     let other = packet4(
         B_MAC,
         B_NODE_MAC,
         &Ip4::new(b4(), "10.1.0.99".parse().unwrap(), 6),
         &tcp(50001, 22, 0x02),
     );
-    let marked = TestContext {
-        mark: out.mark,
-        ..Default::default()
-    };
+    let marked = TestContext::new().mark(out.mark);
     let out6 = dp.test_run(Program::ToContainer, &other, &marked).unwrap();
     assert_eq!((out6.retval, out6.mark), (TC_ACT_OK, out.mark));
     assert_eq!(out6.data, other);
     assert!(dp
-        .ct4_entries(true)
+        .ct4_entries(CtTable::Tcp)
         .unwrap()
         .iter()
         .all(|(k, _)| k.sport != 50001u16.to_be() && k.dport != 50001u16.to_be()));
     assert_eq!(
-        dp.metric(reason::FORWARDED, Direction::Ingress).unwrap(),
+        dp.metric(reason::FORWARDED, TrafficDirection::Ingress)
+            .unwrap(),
         forwarded
     );
 }
@@ -276,27 +272,25 @@ fn to_container_creates_ingress_entry_and_replies_skip_policy() {
 fn policy_deny_and_enforcement_are_counted() {
     require_privileges!();
     let (_dir, dp) = setup("policy");
-    let deny = PolicyKey {
-        endpoint_id: 1002,
-        identity: A_ID,
-        dport: 80,
-        protocol: 6,
-        direction: Direction::Ingress,
-    };
+    let deny = PolicyKey::new(1002, TrafficDirection::Ingress)
+        .identity(A_ID)
+        .dport(80)
+        .protocol(6);
     dp.deny(&deny).unwrap();
     let out = dp
         .test_run(Program::ToContainer, &syn_a_to_b(), &TestContext::default())
         .unwrap();
     assert_eq!(out.retval, TC_ACT_SHOT);
     assert_eq!(
-        dp.metric(reason::POLICY_DENY, Direction::Ingress).unwrap(),
+        dp.metric(reason::POLICY_DENY, TrafficDirection::Ingress)
+            .unwrap(),
         1
     );
     let st = dp.policy(&deny).unwrap().unwrap();
     assert!(st.deny);
     assert_eq!(st.packets, 1);
     assert!(
-        dp.ct4_entries(true).unwrap().is_empty(),
+        dp.ct4_entries(CtTable::Tcp).unwrap().is_empty(),
         "no CT entry for a dropped packet"
     );
     // Another port is not denied.
@@ -330,22 +324,19 @@ fn policy_deny_and_enforcement_are_counted() {
             .retval,
         TC_ACT_SHOT
     );
-    assert_eq!(dp.metric(reason::POLICY, Direction::Egress).unwrap(), 1);
-    dp.allow(&PolicyKey {
-        endpoint_id: 1001,
-        identity: 0,
-        dport: 0,
-        protocol: 17,
-        direction: Direction::Egress,
-    })
-    .unwrap();
+    assert_eq!(
+        dp.metric(reason::POLICY, TrafficDirection::Egress).unwrap(),
+        1
+    );
+    dp.allow(&PolicyKey::new(1001, TrafficDirection::Egress).protocol(17))
+        .unwrap();
     assert_eq!(
         dp.test_run(Program::FromContainer, &udp_pkt, &from_a())
             .unwrap()
             .retval,
         TC_ACT_REDIRECT
     );
-    let any = dp.ct4_entries(false).unwrap();
+    let any = dp.ct4_entries(CtTable::Any).unwrap();
     assert!(any
         .iter()
         .any(|(k, _)| k.nexthdr == 17 && k.dport == 53u16.to_be() && k.sport == 5000u16.to_be()));
@@ -391,12 +382,8 @@ fn remote_destination_goes_to_the_stack_and_spoofed_source_is_dropped() {
     let (_dir, dp) = setup("remote");
     let remote: Ipv4Addr = "10.2.0.5".parse().unwrap();
     dp.upsert_ipcache(
-        IpAddr::V4("10.2.0.0".parse().unwrap()),
-        24,
-        &IpcacheInfo {
-            identity: 7777,
-            tunnel_endpoint: Some("192.168.100.2".parse().unwrap()),
-        },
+        "10.2.0.0/24".parse().unwrap(),
+        &IpcacheInfo::new(7777).tunnel_endpoint("192.168.100.2".parse().unwrap()),
     )
     .unwrap();
     let pkt = packet4(
@@ -413,7 +400,7 @@ fn remote_destination_goes_to_the_stack_and_spoofed_source_is_dropped() {
         out.data, pkt,
         "handed to the stack untouched (the stack decrements the TTL)"
     );
-    let any = dp.ct4_entries(false).unwrap();
+    let any = dp.ct4_entries(CtTable::Any).unwrap();
     assert_eq!(any.len(), 1);
     let (k, e) = any[0];
     assert_eq!((k.daddr, k.saddr), (a4().octets(), remote.octets()));
@@ -438,7 +425,7 @@ fn remote_destination_goes_to_the_stack_and_spoofed_source_is_dropped() {
             .retval,
         TC_ACT_OK
     );
-    assert_eq!(dp.ct4_entries(false).unwrap()[0].1.packets, 2);
+    assert_eq!(dp.ct4_entries(CtTable::Any).unwrap()[0].1.packets, 2);
 
     // Source address not A's on A's veth.
     let spoof = packet4(
@@ -454,10 +441,7 @@ fn remote_destination_goes_to_the_stack_and_spoofed_source_is_dropped() {
         TC_ACT_SHOT
     );
     // A's address on the wrong veth.
-    let wrong = TestContext {
-        ingress_ifindex: B_IF,
-        ..Default::default()
-    };
+    let wrong = TestContext::new().ingress_ifindex(B_IF);
     let pkt = packet4(
         A_MAC,
         A_NODE_MAC,
@@ -471,7 +455,7 @@ fn remote_destination_goes_to_the_stack_and_spoofed_source_is_dropped() {
         TC_ACT_SHOT
     );
     assert_eq!(
-        dp.metric(reason::INVALID_SOURCE_IP, Direction::Egress)
+        dp.metric(reason::INVALID_SOURCE_IP, TrafficDirection::Egress)
             .unwrap(),
         2
     );
@@ -502,8 +486,8 @@ fn established_flows_follow_endpoint_changes() {
             .unwrap()
             .retval
     };
-    let stamp4 = || dp.ct4_entries(true).unwrap()[0].1.reserved0;
-    let stamp6 = || dp.ct6_entries(true).unwrap()[0].1.reserved0;
+    let stamp4 = || dp.ct4_entries(CtTable::Tcp).unwrap()[0].1.reserved0;
+    let stamp6 = || dp.ct6_entries(CtTable::Tcp).unwrap()[0].1.reserved0;
     // The first packet creates the entries; the second, established, goes
     // to the stack and stamps them.
     for _ in 0..2 {
@@ -544,7 +528,7 @@ fn established_flows_follow_endpoint_changes() {
     assert_eq!(send(&ack6), TC_ACT_OK);
     assert!(![0, s4, host_stamp].contains(&stamp4()));
     assert_eq!(stamp4(), stamp6());
-    let entries = dp.ct4_entries(true).unwrap();
+    let entries = dp.ct4_entries(CtTable::Tcp).unwrap();
     assert_eq!(entries.len(), 1, "one flow throughout");
     assert_eq!(entries[0].1.packets, 6);
 
@@ -564,7 +548,7 @@ fn established_flows_follow_endpoint_changes() {
     );
     assert_eq!(lookup(&reply), TC_ACT_SHOT);
     assert_eq!(lookup(&ack4[..36]), TC_ACT_SHOT, "ports cut off");
-    assert_eq!(dp.ct4_entries(true).unwrap()[0].1.packets, 6);
+    assert_eq!(dp.ct4_entries(CtTable::Tcp).unwrap()[0].1.packets, 6);
 }
 
 /// `ct_accounting` off (Cilium without CONNTRACK_ACCOUNTING): entries are
@@ -573,8 +557,7 @@ fn established_flows_follow_endpoint_changes() {
 fn conntrack_without_accounting_keeps_counters_at_zero() {
     require_privileges!();
     let dir = BpfDir::new("noacct");
-    let mut o = Options::small(dir.join("globals"));
-    o.ct_accounting = false;
+    let o = Options::small(dir.join("globals")).ct_accounting(false);
     let dp = Datapath::load(&o).expect("load");
     dp.upsert_endpoint(&ep(a4().into(), true, EndpointFlags::empty()))
         .unwrap();
@@ -591,10 +574,10 @@ fn conntrack_without_accounting_keeps_counters_at_zero() {
             .retval
     };
     assert_eq!(send(0x02), TC_ACT_OK);
-    let syn = dp.ct4_entries(true).unwrap()[0].1;
+    let syn = dp.ct4_entries(CtTable::Tcp).unwrap()[0].1;
     assert_eq!(syn.lifetime, syn.last_tx_report + 60, "SYN timeout");
     assert_eq!(send(0x10), TC_ACT_OK);
-    let entries = dp.ct4_entries(true).unwrap();
+    let entries = dp.ct4_entries(CtTable::Tcp).unwrap();
     assert_eq!(entries.len(), 1);
     let e = entries[0].1;
     assert_eq!((e.packets, e.bytes), (0, 0));
@@ -607,15 +590,8 @@ fn conntrack_without_accounting_keeps_counters_at_zero() {
 fn from_netdev_delivers_to_local_pods_with_source_identity() {
     require_privileges!();
     let (_dir, dp) = setup("netdev");
-    dp.upsert_ipcache(
-        IpAddr::V4("10.2.0.0".parse().unwrap()),
-        16,
-        &IpcacheInfo {
-            identity: 0x12_3456,
-            tunnel_endpoint: None,
-        },
-    )
-    .unwrap();
+    dp.upsert_ipcache("10.2.0.0/16".parse().unwrap(), &IpcacheInfo::new(0x12_3456))
+        .unwrap();
     let src: Ipv4Addr = "10.2.3.4".parse().unwrap();
     let pkt = packet4(
         [0x02, 0xee, 0, 0, 0, 1],
@@ -641,14 +617,11 @@ fn from_netdev_delivers_to_local_pods_with_source_identity() {
         .test_run(
             Program::ToContainer,
             &out.data,
-            &TestContext {
-                mark: out.mark,
-                ..Default::default()
-            },
+            &TestContext::new().mark(out.mark),
         )
         .unwrap();
     assert_eq!(out2.retval, TC_ACT_OK);
-    let any = dp.ct4_entries(false).unwrap();
+    let any = dp.ct4_entries(CtTable::Any).unwrap();
     let (_, e) = any.iter().find(|(k, _)| k.nexthdr == 17).unwrap();
     assert_eq!(e.src_sec_id, 0x12_3456);
 
@@ -682,7 +655,7 @@ fn ipv6_local_delivery_and_ndp() {
     assert_eq!(dp.last_redirect().unwrap(), Some(B_IF));
     assert_eq!(&out.data[0..6], &B_MAC);
     assert_eq!(out.data[14 + 7], 63, "hop limit decremented");
-    let any = dp.ct6_entries(false).unwrap();
+    let any = dp.ct6_entries(CtTable::Any).unwrap();
     assert_eq!(any.len(), 1);
     let (k, e) = any[0];
     assert_eq!((k.daddr, k.saddr), (a6().octets(), b6().octets()));
@@ -701,7 +674,7 @@ fn ipv6_local_delivery_and_ndp() {
             .retval,
         TC_ACT_REDIRECT
     );
-    let tcp6 = dp.ct6_entries(true).unwrap();
+    let tcp6 = dp.ct6_entries(CtTable::Tcp).unwrap();
     assert_eq!(tcp6.len(), 1);
     assert_eq!(
         (tcp6[0].0.dport, tcp6[0].0.sport),
@@ -717,7 +690,7 @@ fn ipv6_local_delivery_and_ndp() {
     assert_eq!(out.retval, TC_ACT_OK);
     assert_eq!(out.data, p);
     // Still the echo entry plus the TCP flow's related ICMPv6 entry only.
-    assert_eq!(dp.ct6_entries(false).unwrap().len(), 2);
+    assert_eq!(dp.ct6_entries(CtTable::Any).unwrap().len(), 2);
 }
 
 #[test]
@@ -726,10 +699,11 @@ fn malformed_packets_get_a_defined_verdict_and_are_counted() {
     let (_dir, dp) = setup("malformed");
     let run = |p: &[u8]| dp.test_run(Program::FromContainer, p, &from_a());
 
-    // Zero-length input, or IP shorter than its fixed header: kernel 6.18's
-    // BPF_PROG_TEST_RUN refuses them (EINVAL) before the program runs. (The
-    // program drops them as DROP_INVALID when they reach it on a device.)
-    assert!(matches!(run(&[]), Err(Error::TestRun { .. })));
+    // Less than an Ethernet header: refused by test_run itself. IP shorter
+    // than its fixed header: kernel 6.18's BPF_PROG_TEST_RUN refuses it
+    // (EINVAL) before the program runs. (The program drops both as
+    // DROP_INVALID when they reach it on a device.)
+    assert!(matches!(run(&[]), Err(Error::InvalidInput { .. })));
     let mut trunc = syn_a_to_b();
     trunc.truncate(14 + 12);
     assert!(matches!(run(&trunc), Err(Error::TestRun { .. })));
@@ -741,7 +715,11 @@ fn malformed_packets_get_a_defined_verdict_and_are_counted() {
     let mut long = syn_a_to_b();
     long[16..18].copy_from_slice(&1500u16.to_be_bytes());
     assert_eq!(run(&long).unwrap().retval, TC_ACT_SHOT);
-    assert_eq!(dp.metric(reason::INVALID, Direction::Egress).unwrap(), 2);
+    assert_eq!(
+        dp.metric(reason::INVALID, TrafficDirection::Egress)
+            .unwrap(),
+        2
+    );
 
     // Fragments (first and later).
     for frag in [0x2000u16, 0x0010] {
@@ -751,7 +729,7 @@ fn malformed_packets_get_a_defined_verdict_and_are_counted() {
         assert_eq!(run(&p).unwrap().retval, TC_ACT_SHOT);
     }
     assert_eq!(
-        dp.metric(reason::FRAG_NOSUPPORT, Direction::Egress)
+        dp.metric(reason::FRAG_NOSUPPORT, TrafficDirection::Egress)
             .unwrap(),
         2
     );
@@ -766,7 +744,7 @@ fn malformed_packets_get_a_defined_verdict_and_are_counted() {
     short.truncate(14 + 20 + 10);
     assert_eq!(run(&short).unwrap().retval, TC_ACT_SHOT);
     assert_eq!(
-        dp.metric(reason::CT_INVALID_HDR, Direction::Egress)
+        dp.metric(reason::CT_INVALID_HDR, TrafficDirection::Egress)
             .unwrap(),
         1
     );
@@ -775,7 +753,7 @@ fn malformed_packets_get_a_defined_verdict_and_are_counted() {
     let gre = packet4(A_MAC, A_NODE_MAC, &Ip4::new(a4(), b4(), 47), &[0u8; 8]);
     assert_eq!(run(&gre).unwrap().retval, TC_ACT_SHOT);
     assert_eq!(
-        dp.metric(reason::CT_UNKNOWN_PROTO, Direction::Egress)
+        dp.metric(reason::CT_UNKNOWN_PROTO, TrafficDirection::Egress)
             .unwrap(),
         1
     );
@@ -805,21 +783,25 @@ fn malformed_packets_get_a_defined_verdict_and_are_counted() {
     let out = run(&mld).unwrap();
     assert_eq!((out.retval, &out.data), (TC_ACT_OK, &mld));
     assert_eq!(
-        dp.metric(reason::INVALID_EXTHDR, Direction::Egress)
+        dp.metric(reason::INVALID_EXTHDR, TrafficDirection::Egress)
             .unwrap(),
         0
     );
     // IPv6 payload length beyond the packet.
     p[14 + 4..14 + 6].copy_from_slice(&4000u16.to_be_bytes());
     assert_eq!(run(&p).unwrap().retval, TC_ACT_SHOT);
-    assert_eq!(dp.metric(reason::INVALID, Direction::Egress).unwrap(), 3);
+    assert_eq!(
+        dp.metric(reason::INVALID, TrafficDirection::Egress)
+            .unwrap(),
+        3
+    );
 
     // IP options are parsed past: the ports in the CT key are the real ones.
     let mut ip = Ip4::new(a4(), b4(), 6);
     ip.options = vec![1, 1, 1, 0]; // NOP NOP NOP EOL
     let p = packet4(A_MAC, A_NODE_MAC, &ip, &tcp(41000, 8080, 0x02));
     assert_eq!(run(&p).unwrap().retval, TC_ACT_REDIRECT);
-    let ct = dp.ct4_entries(true).unwrap();
+    let ct = dp.ct4_entries(CtTable::Tcp).unwrap();
     assert!(
         ct.iter()
             .any(|(k, _)| k.dport == 8080u16.to_be() && k.sport == 41000u16.to_be()),
@@ -853,7 +835,11 @@ fn malformed_packets_get_a_defined_verdict_and_are_counted() {
             .unwrap();
         assert_eq!(out.retval, TC_ACT_SHOT);
     }
-    assert_eq!(dp.metric(reason::INVALID, Direction::Ingress).unwrap(), 2);
+    assert_eq!(
+        dp.metric(reason::INVALID, TrafficDirection::Ingress)
+            .unwrap(),
+        2
+    );
 }
 
 /// An 8-byte-unit option header (hop-by-hop, routing or destination
@@ -874,13 +860,12 @@ fn ipv6_extension_headers_are_walked_to_the_real_l4() {
     // A enforces egress policy: only TCP 8443 to B is allowed.
     dp.upsert_endpoint(&ep(a6().into(), true, EndpointFlags::EGRESS_ENFORCE))
         .unwrap();
-    dp.allow(&PolicyKey {
-        endpoint_id: 1001,
-        identity: B_ID,
-        dport: 8443,
-        protocol: 6,
-        direction: Direction::Egress,
-    })
+    dp.allow(
+        &PolicyKey::new(1001, TrafficDirection::Egress)
+            .identity(B_ID)
+            .dport(8443)
+            .protocol(6),
+    )
     .unwrap();
     let run = |p: &[u8]| dp.test_run(Program::FromContainer, p, &from_a()).unwrap();
     let pkt = |first: u8, chain: &[u8], l4: &[u8]| {
@@ -890,7 +875,7 @@ fn ipv6_extension_headers_are_walked_to_the_real_l4() {
         p.extend(ip6(a6(), b6(), first, 64, &payload));
         p
     };
-    let metric = |r| dp.metric(r, Direction::Egress).unwrap();
+    let metric = |r| dp.metric(r, TrafficDirection::Egress).unwrap();
 
     // TCP behind hop-by-hop + destination options: tracked and forwarded.
     let mut chain = opt_hdr(60, 0);
@@ -905,7 +890,7 @@ fn ipv6_extension_headers_are_walked_to_the_real_l4() {
         &syn[14 + 40..],
         "chain and TCP intact"
     );
-    let ct = dp.ct6_entries(true).unwrap();
+    let ct = dp.ct6_entries(CtTable::Tcp).unwrap();
     assert_eq!(ct.len(), 1, "{ct:?}");
     let (k, e) = ct[0];
     assert_eq!((k.daddr, k.saddr), (a6().octets(), b6().octets()));
@@ -917,7 +902,7 @@ fn ipv6_extension_headers_are_walked_to_the_real_l4() {
     // The next packet of the flow (same chain) hits the entry.
     let ack = pkt(0, &chain, &tcp(35000, 8443, 0x10));
     assert_eq!(run(&ack).retval, TC_ACT_REDIRECT);
-    let ct = dp.ct6_entries(true).unwrap();
+    let ct = dp.ct6_entries(CtTable::Tcp).unwrap();
     assert_eq!(ct.len(), 1);
     assert_eq!(ct[0].1.packets, 2);
     assert_ne!(ct[0].1.flags & ct_flags::SEEN_NON_SYN, 0);
@@ -933,7 +918,7 @@ fn ipv6_extension_headers_are_walked_to_the_real_l4() {
     let out = run(&pkt(51, &ah, &tcp(35002, 8443, 0x02)));
     assert_eq!(out.retval, TC_ACT_REDIRECT);
     assert!(dp
-        .ct6_entries(true)
+        .ct6_entries(CtTable::Tcp)
         .unwrap()
         .iter()
         .any(|(k, _)| k.sport == 35002u16.to_be() && k.dport == 8443u16.to_be()));
@@ -986,7 +971,7 @@ fn ipv6_extension_headers_are_walked_to_the_real_l4() {
     assert_eq!(metric(reason::CT_UNKNOWN_PROTO), 1);
 
     // None of the drops created an entry: the three flows walked above.
-    assert_eq!(dp.ct6_entries(true).unwrap().len(), 3);
+    assert_eq!(dp.ct6_entries(CtTable::Tcp).unwrap().len(), 3);
 
     // to_container walks the chain too: B's reply is found as a reply.
     let mut reply = eth(A_NODE_MAC, B_MAC, ETH_P_IPV6);
@@ -997,7 +982,7 @@ fn ipv6_extension_headers_are_walked_to_the_real_l4() {
         .test_run(Program::ToContainer, &reply, &TestContext::default())
         .unwrap();
     assert_eq!(out.retval, TC_ACT_OK);
-    let ct = dp.ct6_entries(true).unwrap();
+    let ct = dp.ct6_entries(CtTable::Tcp).unwrap();
     assert_eq!(ct.len(), 3, "a reply creates no entry: {ct:?}");
     let flow = ct
         .iter()
@@ -1011,8 +996,7 @@ fn ipv6_extension_headers_are_walked_to_the_real_l4() {
 fn pinned_maps_and_conntrack_survive_a_restart_and_teardown_unpins() {
     require_privileges!();
     let dir = BpfDir::new("restart");
-    let mut opts = Options::small(dir.join("globals"));
-    opts.redirect_peer = false;
+    let opts = Options::small(dir.join("globals")).redirect_peer(false);
     {
         let dp = Datapath::load(&opts).unwrap();
         dp.upsert_endpoint(&ep(a4().into(), true, EndpointFlags::empty()))
@@ -1032,7 +1016,11 @@ fn pinned_maps_and_conntrack_survive_a_restart_and_teardown_unpins() {
         assert_eq!(p.tcp4, dir.join("globals").join("cilium_ct4_global"));
     }
     let dp = Datapath::load(&opts).unwrap();
-    assert_eq!(dp.ct4_entries(true).unwrap().len(), 1, "conntrack survived");
+    assert_eq!(
+        dp.ct4_entries(CtTable::Tcp).unwrap().len(),
+        1,
+        "conntrack survived"
+    );
     assert!(
         dp.endpoint(a4().into()).unwrap().is_some(),
         "endpoints survived"
@@ -1046,24 +1034,34 @@ fn pinned_maps_and_conntrack_survive_a_restart_and_teardown_unpins() {
     );
     dp.test_run(Program::FromContainer, &ack, &from_a())
         .unwrap();
-    assert_eq!(dp.ct4_entries(true).unwrap()[0].1.packets, 2);
+    assert_eq!(dp.ct4_entries(CtTable::Tcp).unwrap()[0].1.packets, 2);
 
-    // Different sizes cannot re-use the pins: a typed load error.
-    let mut other = opts.clone();
-    other.ct_tcp_size = 8192;
-    match Datapath::load(&other) {
-        Err(e @ Error::Load { .. }) => {
-            eprintln!("{e}");
-            let Error::Load { verifier_log, .. } = e else {
-                unreachable!()
-            };
-            assert!(
-                verifier_log.contains("cilium_ct4_global"),
-                "libbpf's log names the map: {verifier_log}"
-            )
-        }
-        other => panic!("expected a load error, got {other:?}"),
-    }
+    // Different sizes cannot re-use the pins: checked before load, the
+    // message names the pin, the field, both values and what to do.
+    let other = opts.clone().ct_tcp_size(8192);
+    let e = Datapath::load(&other).expect_err("a pin of another size was re-used");
+    let msg = e.to_string();
+    let pin = dir.join("globals").join("cilium_ct4_global");
+    assert!(
+        matches!(
+            e,
+            Error::PinMismatch {
+                field: "max_entries",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(
+        msg,
+        format!(
+            "pinned map {} has max_entries 4096, this datapath needs 8192: remove the pin \
+             (its entries are lost) or load with Options that match it",
+            pin.display()
+        )
+    );
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(pin.exists(), "the pin is untouched");
 
     dp.teardown().unwrap();
     for name in podnet_datapath::maps::PINNED {
@@ -1075,22 +1073,18 @@ fn pinned_maps_and_conntrack_survive_a_restart_and_teardown_unpins() {
 fn bad_input_is_rejected_before_the_kernel() {
     require_privileges!();
     let (_dir, mut dp) = setup("badinput");
-    let info = IpcacheInfo {
-        identity: 1,
-        tunnel_endpoint: None,
-    };
-    assert!(matches!(
-        dp.upsert_ipcache("10.0.0.0".parse().unwrap(), 33, &info),
-        Err(Error::InvalidInput { .. })
-    ));
-    assert!(matches!(
-        dp.upsert_ipcache("fd00::".parse().unwrap(), 129, &info),
-        Err(Error::InvalidInput { .. })
-    ));
-    assert!(matches!(
-        dp.remove_ipcache("10.0.0.0".parse().unwrap(), 40),
-        Err(Error::InvalidInput { .. })
-    ));
+    // Host bits are refused, not cleared: nothing is stored.
+    let info = IpcacheInfo::new(1);
+    for bad in ["10.9.1.77/16", "fd00::1/64", "10.0.0.1/0"] {
+        let r = dp.upsert_ipcache(bad.parse().unwrap(), &info);
+        assert!(matches!(r, Err(Error::InvalidInput { .. })), "{bad}: {r:?}");
+        let r = dp.remove_ipcache(bad.parse().unwrap());
+        assert!(matches!(r, Err(Error::InvalidInput { .. })), "{bad}: {r:?}");
+    }
+    assert!(dp
+        .lookup_ipcache("10.9.2.5".parse().unwrap())
+        .unwrap()
+        .is_none());
     let mut bad = ep(a4().into(), true, EndpointFlags::empty());
     bad.ip = "0.0.0.0".parse().unwrap();
     assert!(matches!(
@@ -1108,41 +1102,54 @@ fn bad_input_is_rejected_before_the_kernel() {
         Err(Error::UnknownInterface { ifindex: 999_999 })
     ));
     assert_eq!(dp.attached(), 0);
-    let mut zero = Options::small("/sys/fs/bpf/never-created");
-    zero.ct_tcp_size = 0;
+    let zero = Options::small("/sys/fs/bpf/never-created").ct_tcp_size(0);
     assert!(matches!(
         Datapath::load(&zero),
         Err(Error::InvalidInput { .. })
     ));
     assert!(!std::path::Path::new("/sys/fs/bpf/never-created").exists());
 
-    // A pin directory outside bpffs: the load fails and leaves no directory.
+    // A pin directory outside bpffs: refused before anything is created,
+    // with what to do.
     let base = std::env::temp_dir().join(format!("pnt-dp-notbpffs-{}", std::process::id()));
-    let notbpf = Options::small(base.join("g"));
+    let notbpf = Options::small(base.join("a").join("g"));
     let r = Datapath::load(&notbpf);
-    assert!(matches!(r, Err(Error::Load { .. })), "{r:?}");
-    assert!(!base.join("g").exists());
+    let left = base.exists();
     let _ = std::fs::remove_dir_all(&base);
+    let e = r.expect_err("loaded off bpffs");
+    assert!(!left, "{} left behind", base.display());
+    assert!(matches!(e, Error::NotBpffs { .. }), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "pin directory {} is not on a bpffs mount; mount one with `mount -t bpf bpf <dir>` \
+             or pick a dir under /sys/fs/bpf",
+            base.join("a").join("g").display()
+        )
+    );
+    // An existing directory off bpffs, too.
+    let tmp = std::env::temp_dir();
+    let e = Datapath::load(&Options::small(&tmp)).expect_err("loaded into /tmp");
+    assert!(matches!(e, Error::NotBpffs { .. }), "{e:?}");
 
-    // ipcache: host bits are cleared, longest prefix wins.
-    dp.upsert_ipcache(
-        "10.9.1.77".parse().unwrap(),
-        16,
-        &IpcacheInfo {
-            identity: 16,
-            tunnel_endpoint: None,
-        },
-    )
-    .unwrap();
-    dp.upsert_ipcache(
-        "10.9.1.0".parse().unwrap(),
-        24,
-        &IpcacheInfo {
-            identity: 24,
-            tunnel_endpoint: None,
-        },
-    )
-    .unwrap();
+    // A test packet shorter than an Ethernet header: refused before the kernel.
+    for len in [0, 3, 13] {
+        let e = dp
+            .test_run(Program::FromContainer, &vec![0u8; len], &from_a())
+            .expect_err("short packet ran");
+        assert!(matches!(e, Error::InvalidInput { .. }), "{e:?}");
+        assert!(
+            e.to_string().contains(&format!("{len} bytes"))
+                && e.to_string().contains("Ethernet header (14 bytes)"),
+            "{e}"
+        );
+    }
+
+    // ipcache: longest prefix wins.
+    dp.upsert_ipcache("10.9.0.0/16".parse().unwrap(), &IpcacheInfo::new(16))
+        .unwrap();
+    dp.upsert_ipcache("10.9.1.0/24".parse().unwrap(), &IpcacheInfo::new(24))
+        .unwrap();
     assert_eq!(
         dp.lookup_ipcache("10.9.1.5".parse().unwrap())
             .unwrap()
@@ -1157,7 +1164,8 @@ fn bad_input_is_rejected_before_the_kernel() {
             .identity,
         16
     );
-    assert!(dp.remove_ipcache("10.9.0.0".parse().unwrap(), 16).unwrap());
+    assert!(dp.remove_ipcache("10.9.0.0/16".parse().unwrap()).unwrap());
+    assert!(!dp.remove_ipcache("10.9.0.0/16".parse().unwrap()).unwrap());
     assert!(dp
         .lookup_ipcache("10.9.2.5".parse().unwrap())
         .unwrap()
@@ -1182,21 +1190,22 @@ fn redirect_peer_mode_applies_ingress_conntrack_and_policy_before_delivery() {
     assert_eq!(out.data[22], 63);
     assert_eq!(out.mark, 0, "no identity mark needed");
     // Both the egress (A) and the ingress (B) entry, in one run.
-    let ct = dp.ct4_entries(true).unwrap();
+    let ct = dp.ct4_entries(CtTable::Tcp).unwrap();
     assert_eq!(ct.len(), 2, "{ct:?}");
     let inn = ct.iter().find(|(k, _)| k.flags == TUPLE_F_IN).unwrap();
     assert_eq!(inn.1.src_sec_id, A_ID);
     assert_eq!(inn.1.rx_flags_seen, 0x02);
-    assert_eq!(dp.metric(reason::FORWARDED, Direction::Ingress).unwrap(), 1);
+    assert_eq!(
+        dp.metric(reason::FORWARDED, TrafficDirection::Ingress)
+            .unwrap(),
+        1
+    );
 
     // B denies A: dropped at A's from-container, counted as ingress.
-    let deny = PolicyKey {
-        endpoint_id: 1002,
-        identity: A_ID,
-        dport: 22,
-        protocol: 6,
-        direction: Direction::Ingress,
-    };
+    let deny = PolicyKey::new(1002, TrafficDirection::Ingress)
+        .identity(A_ID)
+        .dport(22)
+        .protocol(6);
     dp.deny(&deny).unwrap();
     let ssh = packet4(
         A_MAC,
@@ -1211,20 +1220,14 @@ fn redirect_peer_mode_applies_ingress_conntrack_and_policy_before_delivery() {
         TC_ACT_SHOT
     );
     assert_eq!(
-        dp.metric(reason::POLICY_DENY, Direction::Ingress).unwrap(),
+        dp.metric(reason::POLICY_DENY, TrafficDirection::Ingress)
+            .unwrap(),
         1
     );
 
     // from-netdev: ingress entry with the ipcache identity, then redirect_peer.
-    dp.upsert_ipcache(
-        "10.2.0.0".parse().unwrap(),
-        16,
-        &IpcacheInfo {
-            identity: 4242,
-            tunnel_endpoint: None,
-        },
-    )
-    .unwrap();
+    dp.upsert_ipcache("10.2.0.0/16".parse().unwrap(), &IpcacheInfo::new(4242))
+        .unwrap();
     let src: Ipv4Addr = "10.2.3.4".parse().unwrap();
     let pkt = packet4([2; 6], [3; 6], &Ip4::new(src, b4(), 17), &udp(999, 53, 4));
     let out = dp
@@ -1233,7 +1236,7 @@ fn redirect_peer_mode_applies_ingress_conntrack_and_policy_before_delivery() {
     assert_eq!(out.retval, TC_ACT_REDIRECT);
     assert_eq!(dp.last_redirect().unwrap(), Some(B_IF));
     assert_eq!(out.mark, 0);
-    let any = dp.ct4_entries(false).unwrap();
+    let any = dp.ct4_entries(CtTable::Any).unwrap();
     let (_, e) = any
         .iter()
         .find(|(k, _)| k.nexthdr == 17 && k.flags == TUPLE_F_IN)
@@ -1246,7 +1249,7 @@ fn redirect_peer_mode_applies_ingress_conntrack_and_policy_before_delivery() {
         .test_run(Program::FromNetdev, &spoof, &TestContext::default())
         .unwrap();
     assert_eq!(out.retval, TC_ACT_REDIRECT);
-    let any = dp.ct4_entries(false).unwrap();
+    let any = dp.ct4_entries(CtTable::Any).unwrap();
     let (_, e) = any
         .iter()
         .find(|(k, _)| k.nexthdr == 17 && k.sport == 4444u16.to_be())
@@ -1258,7 +1261,7 @@ fn redirect_peer_mode_applies_ingress_conntrack_and_policy_before_delivery() {
         .test_run(Program::FromNetdev, &spoof6, &TestContext::default())
         .unwrap();
     assert_eq!(out.retval, TC_ACT_REDIRECT);
-    let any6 = dp.ct6_entries(false).unwrap();
+    let any6 = dp.ct6_entries(CtTable::Any).unwrap();
     let (_, e) = any6
         .iter()
         .find(|(k, _)| k.nexthdr == 17 && k.sport == 4444u16.to_be())
@@ -1296,7 +1299,7 @@ fn redirect_peer_mode_applies_ingress_conntrack_and_policy_before_delivery() {
         .unwrap();
     assert_eq!(out.retval, TC_ACT_REDIRECT);
     assert_eq!(dp.last_redirect().unwrap(), Some(B_IF));
-    let any6 = dp.ct6_entries(false).unwrap();
+    let any6 = dp.ct6_entries(CtTable::Any).unwrap();
     assert!(
         any6.iter().any(|(k, _)| k.nexthdr == 17
             && k.flags == TUPLE_F_IN
@@ -1305,7 +1308,7 @@ fn redirect_peer_mode_applies_ingress_conntrack_and_policy_before_delivery() {
         "{any6:?}"
     );
     let frags = dp
-        .metric(reason::FRAG_NOSUPPORT, Direction::Ingress)
+        .metric(reason::FRAG_NOSUPPORT, TrafficDirection::Ingress)
         .unwrap();
     let mut payload = vec![17u8, 0, 0, 1, 0, 0, 0, 9];
     payload.extend(udp(998, 5353, 4));
@@ -1316,8 +1319,164 @@ fn redirect_peer_mode_applies_ingress_conntrack_and_policy_before_delivery() {
         .unwrap();
     assert_eq!(out.retval, TC_ACT_SHOT);
     assert_eq!(
-        dp.metric(reason::FRAG_NOSUPPORT, Direction::Ingress)
+        dp.metric(reason::FRAG_NOSUPPORT, TrafficDirection::Ingress)
             .unwrap(),
         frags + 1
     );
+}
+
+/// A load that fails in the kernel (here: a map too large to create) leaves
+/// no directory it made on bpffs, parents included; directories that were
+/// there before stay.
+#[test]
+fn failed_load_leaves_no_directory_it_created() {
+    require_privileges!();
+    let dir = BpfDir::new("loadfail");
+    let huge = Options::small(dir.join("a").join("b").join("globals")).ct_tcp_size(u32::MAX);
+    let r = Datapath::load(&huge);
+    assert!(r.is_err(), "a 4G-entry map loaded: {r:?}");
+    assert!(!dir.join("a").exists(), "a/ left behind after {r:?}");
+    // The kernel's answer: context in Display, errno from the source,
+    // libbpf's lines through the accessor only.
+    let e = r.unwrap_err();
+    assert!(matches!(e, Error::Load { .. }), "{e:?}");
+    assert_eq!(e.errno(), Some(libc::E2BIG), "{e:?}");
+    assert!(
+        !e.to_string().contains('\n') && !e.to_string().contains("os error"),
+        "{e}"
+    );
+    assert!(std::error::Error::source(&e).is_some());
+    assert!(
+        e.verifier_log()
+            .is_some_and(|l| l.contains("cilium_ct4_global")),
+        "{e:?}"
+    );
+    assert!(dir.path().exists(), "the existing parent stays");
+
+    // An existing pin dir stays too, empty or not.
+    std::fs::create_dir(dir.join("mine")).unwrap();
+    let r = Datapath::load(&Options::small(dir.join("mine")).ct_tcp_size(u32::MAX));
+    assert!(r.is_err());
+    assert!(
+        dir.join("mine").exists(),
+        "a directory it did not make stays"
+    );
+
+    // Teardown removes the directories load made, and only those.
+    let opts = Options::small(dir.join("c").join("globals"));
+    Datapath::load(&opts).unwrap().teardown().unwrap();
+    assert!(!dir.join("c").exists(), "teardown leaves c/");
+    assert!(dir.join("mine").exists());
+}
+
+/// `teardown` removes what this datapath created and nothing else: a
+/// foreign pin in the same directory, and a map of one of its names that
+/// was pinned before (a running Cilium's conntrack map, say), stay.
+#[test]
+fn teardown_removes_only_what_this_datapath_created() {
+    require_privileges!();
+    let dir = BpfDir::new("foreign");
+    let pins = dir.join("globals");
+    std::fs::create_dir(&pins).unwrap();
+    let opts = libbpf_rs::MapHandle::create(
+        libbpf_rs::MapType::Hash,
+        Some("foreign"),
+        4,
+        4,
+        16,
+        &libbpf_sys::bpf_map_create_opts {
+            sz: size_of::<libbpf_sys::bpf_map_create_opts>() as _,
+            ..Default::default()
+        },
+    );
+    let mut foreign = opts.unwrap();
+    foreign.pin(pins.join("someone_elses_map")).unwrap();
+    // "Cilium's" conntrack map, with the layout podnet re-uses.
+    let ct = libbpf_rs::MapHandle::create(
+        libbpf_rs::MapType::LruHash,
+        Some("cilium_ct4_glob"),
+        14,
+        56,
+        4096,
+        &libbpf_sys::bpf_map_create_opts {
+            sz: size_of::<libbpf_sys::bpf_map_create_opts>() as _,
+            ..Default::default()
+        },
+    );
+    let mut ct = ct.unwrap();
+    ct.pin(pins.join("cilium_ct4_global")).unwrap();
+
+    let dp = Datapath::load(&Options::small(&pins)).unwrap();
+    assert!(pins.join("podnet_lxc").exists());
+    dp.teardown().unwrap();
+    assert!(
+        pins.join("someone_elses_map").exists(),
+        "foreign pin removed"
+    );
+    assert!(
+        pins.join("cilium_ct4_global").exists(),
+        "pre-existing CT map unpinned"
+    );
+    assert!(!pins.join("podnet_lxc").exists(), "own map left");
+    assert!(
+        !pins.join("cilium_ct_any4_global").exists(),
+        "own CT map left"
+    );
+    assert!(pins.exists(), "a directory it did not make was removed");
+
+    // A restart re-uses its own pins and its teardown still removes them.
+    let dp = Datapath::load(&Options::small(&pins)).unwrap();
+    drop(dp);
+    let dp = Datapath::load(&Options::small(&pins)).unwrap();
+    dp.teardown().unwrap();
+    assert!(!pins.join("podnet_lxc").exists());
+    assert!(pins.join("cilium_ct4_global").exists());
+    foreign.unpin(pins.join("someone_elses_map")).unwrap();
+    ct.unpin(pins.join("cilium_ct4_global")).unwrap();
+}
+
+/// Without CAP_BPF / CAP_NET_ADMIN (root with every capability dropped, in a
+/// child process this test re-executes itself as, under util-linux's
+/// `setpriv`) the load says what it needs, instead of libbpf's hint about
+/// RLIMIT_MEMLOCK, and creates nothing.
+#[test]
+fn loading_without_capabilities_says_what_is_needed() {
+    const CHILD: &str = "PODNET_TEST_NO_CAPS_PIN_DIR";
+    if let Some(dir) = std::env::var_os(CHILD) {
+        let e = Datapath::load(&Options::small(std::path::PathBuf::from(dir).join("g")))
+            .expect_err("loaded without capabilities");
+        assert!(matches!(e, Error::Privileges { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "loading the datapath: needs root or CAP_BPF and CAP_NET_ADMIN"
+        );
+        assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
+        return;
+    }
+    require_privileges!();
+    let dir = BpfDir::new("nocaps");
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--inh-caps=-all",
+            "--ambient-caps=-all",
+            "--bounding-set=-all",
+            "--",
+        ])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "loading_without_capabilities_says_what_is_needed",
+            "--nocapture",
+        ])
+        .env(CHILD, dir.path())
+        .output()
+        .expect("setpriv (util-linux) runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "child failed:\n{text}");
+    assert!(text.contains("1 passed"), "the child ran the test:\n{text}");
+    assert!(!dir.join("g").exists(), "the child created its pin dir");
 }

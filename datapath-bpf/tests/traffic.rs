@@ -59,15 +59,11 @@ fn add_pod(
         "scope",
         "link",
     ]);
-    let ep = Endpoint {
-        ip: IpAddr::V4(ip),
-        ifindex: link.lxc_ifindex,
-        mac: link.pod_mac,
-        node_mac: link.lxc_mac,
-        id,
-        identity,
-        flags: EndpointFlags::empty(),
-    };
+    let ep = Endpoint::new(IpAddr::V4(ip), link.lxc_ifindex)
+        .mac(link.pod_mac)
+        .node_mac(link.lxc_mac)
+        .id(id)
+        .identity(identity);
     (
         Pod {
             ns,
@@ -130,27 +126,20 @@ fn pods_talk_on_one_node_and_across_nodes_and_policy_drops() {
     // Node 1: bpf_redirect_peer delivery, remote traffic to the stack.
     // Node 2: skip-FIB, classic delivery through the veth's egress (to_container).
     let mut dp1 = Datapath::load(&Options::small(pins.join("n1"))).unwrap();
-    let mut o2 = Options::small(pins.join("n2"));
-    o2.skip_fib = true;
-    o2.redirect_peer = false;
+    let o2 = Options::small(pins.join("n2"))
+        .skip_fib(true)
+        .redirect_peer(false);
     let mut dp2 = Datapath::load(&o2).unwrap();
 
     for e in [&e1a, &e1b] {
         dp1.upsert_endpoint(e).unwrap();
-        let info = IpcacheInfo {
-            identity: e.identity,
-            tunnel_endpoint: Some("192.168.100.1".parse().unwrap()),
-        };
-        dp2.upsert_ipcache(e.ip, 32, &info).unwrap();
+        let info = IpcacheInfo::new(e.identity).tunnel_endpoint("192.168.100.1".parse().unwrap());
+        dp2.upsert_ipcache(e.ip.into(), &info).unwrap();
     }
     dp2.upsert_endpoint(&e2a).unwrap();
     dp1.upsert_ipcache(
-        e2a.ip,
-        32,
-        &IpcacheInfo {
-            identity: e2a.identity,
-            tunnel_endpoint: Some("192.168.100.2".parse().unwrap()),
-        },
+        e2a.ip.into(),
+        &IpcacheInfo::new(e2a.identity).tunnel_endpoint("192.168.100.2".parse().unwrap()),
     )
     .unwrap();
 
@@ -189,20 +178,23 @@ fn pods_talk_on_one_node_and_across_nodes_and_policy_drops() {
     // Conntrack entries in Cilium's layout on both nodes.
     let icmp_out = |dp: &Datapath, pod: &Pod, peer: &str, flags: u8| {
         let peer: Ipv4Addr = peer.parse().unwrap();
-        dp.ct4_entries(false).unwrap().into_iter().any(|(k, e)| {
-            k.nexthdr == 1
-                && k.daddr == pod.ip.octets()
-                && k.saddr == peer.octets()
-                && k.flags == flags
-                && e.packets >= 2
-        })
+        dp.ct4_entries(CtTable::Any)
+            .unwrap()
+            .into_iter()
+            .any(|(k, e)| {
+                k.nexthdr == 1
+                    && k.daddr == pod.ip.octets()
+                    && k.saddr == peer.octets()
+                    && k.flags == flags
+                    && e.packets >= 2
+            })
     };
     assert!(
         icmp_out(&dp1, &p1a, "10.2.0.2", TUPLE_F_OUT),
         "egress entry on node 1"
     );
     let in_entry = dp2
-        .ct4_entries(false)
+        .ct4_entries(CtTable::Any)
         .unwrap()
         .into_iter()
         .find(|(k, _)| k.nexthdr == 1 && k.daddr == p1a.ip.octets() && k.flags == TUPLE_F_IN)
@@ -227,7 +219,7 @@ fn pods_talk_on_one_node_and_across_nodes_and_policy_drops() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let tcp = dp1.ct4_entries(true).unwrap();
+    let tcp = dp1.ct4_entries(CtTable::Tcp).unwrap();
     // iperf3 opens a control and a data connection to the same port.
     let flow = tcp
         .iter()
@@ -244,32 +236,36 @@ fn pods_talk_on_one_node_and_across_nodes_and_policy_drops() {
     );
 
     // Policy: p2a denies ICMP from p1b's identity; p1a still gets through.
-    let deny = PolicyKey {
-        endpoint_id: p2a.id,
-        identity: p1b.identity,
-        dport: 0,
-        protocol: 1,
-        direction: Direction::Ingress,
-    };
+    let deny = PolicyKey::new(p2a.id, TrafficDirection::Ingress)
+        .identity(p1b.identity)
+        .protocol(1);
     dp2.deny(&deny).unwrap();
     assert!(!ping(&p1b, "10.2.0.2"), "denied across nodes");
-    assert!(dp2.metric(reason::POLICY_DENY, Direction::Ingress).unwrap() >= 2);
+    assert!(
+        dp2.metric(reason::POLICY_DENY, TrafficDirection::Ingress)
+            .unwrap()
+            >= 2
+    );
     assert!(dp2.policy(&deny).unwrap().unwrap().packets >= 2);
     // Same node: p1b denies ICMP from p1a (to-container runs on redirected packets).
-    let deny_local = PolicyKey {
-        endpoint_id: p1b.id,
-        identity: p1a.identity,
-        dport: 0,
-        protocol: 1,
-        direction: Direction::Ingress,
-    };
+    let deny_local = PolicyKey::new(p1b.id, TrafficDirection::Ingress)
+        .identity(p1a.identity)
+        .protocol(1);
     // The earlier p1a -> p1b ping left conntrack entries for that echo id;
     // ping uses a new id per process, so this is a new connection.
     dp1.deny(&deny_local).unwrap();
     assert!(!ping(&p1a, "10.1.0.3"), "denied on one node");
-    assert!(dp1.metric(reason::POLICY_DENY, Direction::Ingress).unwrap() >= 2);
+    assert!(
+        dp1.metric(reason::POLICY_DENY, TrafficDirection::Ingress)
+            .unwrap()
+            >= 2
+    );
     assert!(ping(&p1a, "10.2.0.2"), "other flows unaffected");
-    assert!(dp1.metric(reason::FORWARDED, Direction::Egress).unwrap() > 0);
+    assert!(
+        dp1.metric(reason::FORWARDED, TrafficDirection::Egress)
+            .unwrap()
+            > 0
+    );
 
     // Detach from another thread than the one that attached: fine for tcx.
     dp1.detach(e1a.ifindex, Hook::FromContainer).unwrap();
@@ -287,8 +283,7 @@ fn tc_clsact_fallback_attaches_and_detaches_in_the_right_namespace() {
     let n = Netns::new("tcmode");
     n.add_link("lxc9");
     let idx = n.ifindex("lxc9");
-    let mut o = Options::small(pins.join("g"));
-    o.attach_mode = AttachMode::Tc;
+    let o = Options::small(pins.join("g")).attach_mode(AttachMode::Tc);
     let mut dp = Datapath::load(&o).unwrap();
     n.run(|| {
         dp.attach(idx, Hook::FromContainer).unwrap();
@@ -366,9 +361,9 @@ fn ipv6_pods_talk_on_one_node_and_across_nodes() {
 
     let mut dps = Vec::new();
     for (i, nn) in n.iter().enumerate() {
-        let mut o = Options::small(pins.join(&format!("n{i}")));
-        o.skip_fib = i == 1;
-        o.redirect_peer = i == 0;
+        let o = Options::small(pins.join(&format!("n{i}")))
+            .skip_fib(i == 1)
+            .redirect_peer(i == 0);
         dps.push(Datapath::load(&o).unwrap());
         let _ = nn;
     }
@@ -389,25 +384,14 @@ fn ipv6_pods_talk_on_one_node_and_across_nodes() {
             "fe80::1".parse().unwrap(),
         );
         node.ip(&["-6", "route", "add", &format!("{ip}/128"), "dev", lxc]);
-        let ep = Endpoint {
-            ip: ip.parse().unwrap(),
-            ifindex: link.lxc_ifindex,
-            mac: link.pod_mac,
-            node_mac: link.lxc_mac,
-            id: 300 + k as u16,
-            identity: 3000 + k as u32,
-            flags: EndpointFlags::empty(),
-        };
+        let ep = Endpoint::new(ip.parse().unwrap(), link.lxc_ifindex)
+            .mac(link.pod_mac)
+            .node_mac(link.lxc_mac)
+            .id(300 + k as u16)
+            .identity(3000 + k as u32);
         dps[*ni].upsert_endpoint(&ep).unwrap();
         dps[1 - *ni]
-            .upsert_ipcache(
-                ep.ip,
-                128,
-                &IpcacheInfo {
-                    identity: ep.identity,
-                    tunnel_endpoint: None,
-                },
-            )
+            .upsert_ipcache(ep.ip.into(), &IpcacheInfo::new(ep.identity))
             .unwrap();
         let eth0 = node.ifindex("eth0");
         let dp = &mut dps[*ni];
@@ -429,7 +413,7 @@ fn ipv6_pods_talk_on_one_node_and_across_nodes() {
         ping6(&pod_ns[2], "fd00:1::3"),
         "across nodes, skip-FIB side first"
     );
-    let any = dps[0].ct6_entries(false).unwrap();
+    let any = dps[0].ct6_entries(CtTable::Any).unwrap();
     let a: std::net::Ipv6Addr = "fd00:1::2".parse().unwrap();
     assert!(
         any.iter().any(|(k, e)| k.nexthdr == 58
@@ -440,18 +424,16 @@ fn ipv6_pods_talk_on_one_node_and_across_nodes() {
     );
 
     dps[1]
-        .deny(&PolicyKey {
-            endpoint_id: 302,
-            identity: 3001,
-            dport: 0,
-            protocol: 58,
-            direction: Direction::Ingress,
-        })
+        .deny(
+            &PolicyKey::new(302, TrafficDirection::Ingress)
+                .identity(3001)
+                .protocol(58),
+        )
         .unwrap();
     assert!(!ping6(&pod_ns[1], "fd00:2::2"), "denied");
     assert!(
         dps[1]
-            .metric(reason::POLICY_DENY, Direction::Ingress)
+            .metric(reason::POLICY_DENY, TrafficDirection::Ingress)
             .unwrap()
             >= 2
     );
@@ -471,9 +453,11 @@ fn keep_attached_survives_an_agent_restart() {
     let n = node("keep");
     n.ip(&["addr", "add", "192.168.200.1/32", "dev", "lo"]);
     let (pod, ep) = add_pod(&n, "keeppod", "lxc7", "10.7.0.2", 7, 7007);
-    let mut opts = Options::small(pins.join("g"));
-    opts.keep_attached = true;
-    let fwd = |dp: &Datapath| dp.metric(reason::FORWARDED, Direction::Egress).unwrap();
+    let opts = Options::small(pins.join("g")).keep_attached(true);
+    let fwd = |dp: &Datapath| {
+        dp.metric(reason::FORWARDED, TrafficDirection::Egress)
+            .unwrap()
+    };
 
     let mut dp = Datapath::load(&opts).unwrap();
     dp.upsert_endpoint(&ep).unwrap();

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use ipnet::IpNet;
-use podnet_datapath::{Datapath, Endpoint, EndpointFlags, Hook, IpcacheInfo, Options};
+use podnet_datapath::{Datapath, Endpoint, Hook, IpcacheInfo, Options};
 use podnet_route::{Address, Handle, MacAddr, Neighbour, Route, Veth};
 
 use super::bpf;
@@ -77,14 +77,14 @@ fn dp_err(what: &str, e: &podnet_datapath::Error) -> CniError {
 
 fn load_datapath(conf: &NetConf) -> CniResult<Datapath> {
     let pin = conf.pin_dir();
-    let mut o = if conf.small_maps {
+    let o = if conf.small_maps {
         Options::small(&pin)
     } else {
         Options::new(&pin)
     };
     // The plugin exits right after: programs stay attached (tcx links
     // pinned under the pin dir) and DEL removes them.
-    o.keep_attached = true;
+    let o = o.keep_attached(true);
     Datapath::load(&o)
         .map_err(|e| dp_err(&format!("load datapath pinned in {}", pin.display()), &e))
 }
@@ -202,25 +202,16 @@ fn wire(conf: &NetConf, env: &Env, rec: &mut Record, store: &Store) -> CniResult
 
     // The datapath.
     let mut dp = load_datapath(conf)?;
-    dp.upsert_endpoint(&Endpoint {
-        ip,
-        ifindex: rec.host_ifindex,
-        mac: pod_mac.octets(),
-        node_mac: host_mac.octets(),
-        id: rec.endpoint_id,
-        identity: rec.identity,
-        flags: EndpointFlags::empty(),
-    })
-    .map_err(|e| dp_err("register endpoint", &e))?;
-    dp.upsert_ipcache(
-        ip,
-        32,
-        &IpcacheInfo {
-            identity: rec.identity,
-            tunnel_endpoint: None,
-        },
+    dp.upsert_endpoint(
+        &Endpoint::new(ip, rec.host_ifindex)
+            .mac(pod_mac.octets())
+            .node_mac(host_mac.octets())
+            .id(rec.endpoint_id)
+            .identity(rec.identity),
     )
-    .map_err(|e| dp_err("add the pod to the ipcache", &e))?;
+    .map_err(|e| dp_err("register endpoint", &e))?;
+    dp.upsert_ipcache(host_net, &IpcacheInfo::new(rec.identity))
+        .map_err(|e| dp_err("add the pod to the ipcache", &e))?;
     for hook in [Hook::FromContainer, Hook::ToContainer] {
         dp.attach(rec.host_ifindex, hook)
             .map_err(|e| dp_err(&format!("attach {hook} to {}", rec.host_if), &e))?;
@@ -273,6 +264,7 @@ fn teardown(conf: &NetConf, env: &Env, store: &Store) -> CniResult<()> {
         }
     };
     if let Some(ip) = rec.as_ref().and_then(|r| r.ip) {
+        let net = IpNet::new(ip, 32).map_err(|e| CniError::new(INVALID_CONFIG, e.to_string()))?;
         // Datapath: endpoint, ipcache, attachments (through the crate while
         // the veth exists, so its pinned links go with them).
         match load_datapath(conf) {
@@ -283,7 +275,7 @@ fn teardown(conf: &NetConf, env: &Env, store: &Store) -> CniResult<()> {
                         .map_err(|e| dp_err("remove endpoint", &e)),
                 );
                 keep(
-                    dp.remove_ipcache(ip, 32)
+                    dp.remove_ipcache(net)
                         .map(|_| ())
                         .map_err(|e| dp_err("remove the pod from the ipcache", &e)),
                 );
@@ -302,7 +294,6 @@ fn teardown(conf: &NetConf, env: &Env, store: &Store) -> CniResult<()> {
             }
             Err(e) => keep(Err(e)),
         }
-        let net = IpNet::new(ip, 32).map_err(|e| CniError::new(INVALID_CONFIG, e.to_string()))?;
         match host.delete_if_present(&Route::new(net).dev(&host_if)) {
             Ok(_) => {}
             // The device is gone, and its route with it.
@@ -403,23 +394,12 @@ fn check(conf: &NetConf, env: &Env) -> CniResult<()> {
         return fail(format!("{net} is not on {} in the pod", env.ifname));
     }
     let dp = load_datapath(conf)?;
-    let want = Endpoint {
-        ip,
-        ifindex: rec.host_ifindex,
-        mac: rec
-            .pod_mac
-            .parse::<MacAddr>()
-            .map(|m| m.octets())
-            .unwrap_or_default(),
-        node_mac: rec
-            .host_mac
-            .parse::<MacAddr>()
-            .map(|m| m.octets())
-            .unwrap_or_default(),
-        id: rec.endpoint_id,
-        identity: rec.identity,
-        flags: EndpointFlags::empty(),
-    };
+    let mac = |m: &str| m.parse::<MacAddr>().map(|m| m.octets()).unwrap_or_default();
+    let want = Endpoint::new(ip, rec.host_ifindex)
+        .mac(mac(&rec.pod_mac))
+        .node_mac(mac(&rec.host_mac))
+        .id(rec.endpoint_id)
+        .identity(rec.identity);
     match dp
         .endpoint(ip)
         .map_err(|e| dp_err("look up endpoint", &e))?
