@@ -313,41 +313,14 @@ impl Lab {
                 format!("pod name {} makes {lxc} longer than 15 characters", p.name).into(),
             );
         }
-        let (node_h, pod_h) = (
-            Handle::open_netns(node.path())?,
-            Handle::open_netns(ns.path())?,
-        );
-        let lxc_ifindex = node_h.add_veth(&Veth::new(&lxc, "eth0").peer_netns(ns.path()))?;
-        let mac_of = |h: &Handle, name: &str| -> LabResult<MacAddr> {
-            h.link(name)?
-                .and_then(|l| l.mac)
-                .ok_or_else(|| format!("{name} has no MAC").into())
-        };
-        let (lxc_mac, pod_mac) = (mac_of(&node_h, &lxc)?, mac_of(&pod_h, "eth0")?);
-        // As a CNI plugin wires a routed pod: the pod's /32, its gateway on
-        // link with a permanent neighbour entry naming the host-side veth's
-        // MAC (so it never ARPs for it), the default route via the gateway;
-        // the node's permanent entry for the pod. The node's route to the
-        // pod is installed by `install_routes`.
-        let (ip, gw) = (IpAddr::V4(p.ip), IpAddr::V4(n.host_ip));
-        node_h.set_link_up(&lxc, true)?;
-        pod_h.set_link_up("eth0", true)?;
-        pod_h.add_address(&Address::new(IpNet::new(ip, 32)?, "eth0"))?;
-        pod_h.replace_neighbour(&Neighbour::permanent(gw, lxc_mac, "eth0"))?;
-        pod_h.upsert(
-            &Route::new(IpNet::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)?)
-                .via(gw)
-                .dev("eth0"),
-            None,
-        )?;
-        node_h.replace_neighbour(&Neighbour::permanent(ip, pod_mac, &lxc))?;
+        let link = wire_pod(node, &lxc, &ns, p.ip, n.host_ip)?;
         Ok(Pod {
-            lxc_ifindex,
+            lxc_ifindex: link.lxc_ifindex,
             plan: p.clone(),
             ns,
             lxc,
-            mac: pod_mac.octets(),
-            lxc_mac: lxc_mac.octets(),
+            mac: link.pod_mac.octets(),
+            lxc_mac: link.lxc_mac.octets(),
         })
     }
 
@@ -636,4 +609,59 @@ pub fn ct_counts(node: &Node) -> LabResult<BTreeMap<String, usize>> {
     m.insert(tcp.name().to_string(), tcp.count()?);
     m.insert(any.name().to_string(), any.count()?);
     Ok(m)
+}
+
+/// Both ends of a pod's veth, as [`wire_pod`] made them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PodWiring {
+    /// Index of the host-side veth in the node's namespace.
+    pub lxc_ifindex: u32,
+    /// MAC of the host-side veth (the pod's gateway MAC).
+    pub lxc_mac: MacAddr,
+    /// MAC of the pod's `eth0`.
+    pub pod_mac: MacAddr,
+}
+
+/// Wires `pod` to `node` with `route`'s link, address and neighbour API:
+/// a veth `lxc` (node) <-> `eth0` (created in the pod under that name).
+pub fn wire_pod(
+    node: &Netns,
+    lxc: &str,
+    pod: &Netns,
+    ip: Ipv4Addr,
+    gateway: Ipv4Addr,
+) -> LabResult<PodWiring> {
+    let (node_h, pod_h) = (
+        Handle::open_netns(node.path())?,
+        Handle::open_netns(pod.path())?,
+    );
+    let lxc_ifindex = node_h.add_veth(&Veth::new(lxc, "eth0").peer_netns(pod.path()))?;
+    let mac_of = |h: &Handle, name: &str| -> LabResult<MacAddr> {
+        h.link(name)?
+            .and_then(|l| l.mac)
+            .ok_or_else(|| format!("{name} has no MAC").into())
+    };
+    let (lxc_mac, pod_mac) = (mac_of(&node_h, lxc)?, mac_of(&pod_h, "eth0")?);
+    // As a CNI plugin wires a routed pod: the pod's /32, its gateway on
+    // link with a permanent neighbour entry naming the host-side veth's
+    // MAC (so it never ARPs for it), the default route via the gateway;
+    // the node's permanent entry for the pod. The node's route to the
+    // pod is left to the caller (the lab's `install_routes`).
+    let (ip, gw) = (IpAddr::V4(ip), IpAddr::V4(gateway));
+    node_h.set_link_up(lxc, true)?;
+    pod_h.set_link_up("eth0", true)?;
+    pod_h.add_address(&Address::new(IpNet::new(ip, 32)?, "eth0"))?;
+    pod_h.replace_neighbour(&Neighbour::permanent(gw, lxc_mac, "eth0"))?;
+    pod_h.upsert(
+        &Route::new(IpNet::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)?)
+            .via(gw)
+            .dev("eth0"),
+        None,
+    )?;
+    node_h.replace_neighbour(&Neighbour::permanent(ip, pod_mac, lxc))?;
+    Ok(PodWiring {
+        lxc_ifindex,
+        lxc_mac,
+        pod_mac,
+    })
 }
