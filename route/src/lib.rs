@@ -14,6 +14,15 @@
 //!   [`delete_many`](Handle::delete_many).
 //! * [`layout`]: Cilium's ENI and native-routing layouts, installed and
 //!   removed as a unit.
+//! * Links, addresses and neighbours, as `Handle` methods too:
+//!   [`add_veth`](Handle::add_veth) (the peer created directly in another
+//!   netns under its final name), [`delete_link`](Handle::delete_link),
+//!   [`set_link_up`](Handle::set_link_up) / `_mtu` / `_mac`,
+//!   [`link`](Handle::link) / [`links`](Handle::links) ([`Link`]: MAC, MTU,
+//!   state, kind), [`add_address`](Handle::add_address) /
+//!   [`addresses`](Handle::addresses), and permanent neighbour entries
+//!   ([`replace_neighbour`](Handle::replace_neighbour) /
+//!   [`neighbours`](Handle::neighbours)), each printed as `ip` prints it.
 //!
 //! ```no_run
 //! use podnet_route::{Handle, Route, Rule, Family};

@@ -438,7 +438,7 @@ impl Handle {
     }
 
     /// Deletes the link `name` (for a veth, both ends go). A missing link
-    /// fails with `ENODEV` ([`Error::is_not_found`]).
+    /// fails with `ENODEV` (see [`Handle::delete_link_if_present`]).
     ///
     /// # Errors
     /// [`Error::Kernel`] naming the link and the errno.
