@@ -89,6 +89,28 @@ pub(crate) fn current_netns() -> Result<Netns> {
     })
 }
 
+/// Runs `f` on a short-lived thread that entered the network namespace at
+/// `path`, so the caller's threads never change namespace. tcx links and tc
+/// filters made there stay bound to that namespace's interface.
+pub(crate) fn in_netns<T: Send>(path: &Path, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    let err = |source| Error::Netns {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(err)?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: setns on a namespace fd we own; only this thread changes.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(err(io::Error::last_os_error()));
+            }
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| Err(err(io::Error::other("netns thread panicked"))))
+    })
+}
+
 fn interface_exists(ifindex: u32) -> bool {
     let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
     // SAFETY: buf has IF_NAMESIZE bytes as if_indextoname requires.

@@ -1176,6 +1176,38 @@ impl Datapath {
         a.detach()
     }
 
+    /// Attaches the hook's program to `ifindex` of the network namespace at
+    /// `netns` (`/run/netns/NAME`, `/proc/PID/ns/net`), as
+    /// [`Datapath::attach`] does there: the caller's threads stay where they
+    /// are (a short-lived thread enters the namespace for the attach).
+    ///
+    /// ```no_run
+    /// # let mut dp = podnet_datapath::Datapath::load(&podnet_datapath::Options::new("/sys/fs/bpf/podnet"))?;
+    /// use podnet_datapath::Hook;
+    /// dp.attach_in("/run/netns/node1", 7, Hook::FromContainer)?;
+    /// dp.detach_in("/run/netns/node1", 7, Hook::FromContainer)?;
+    /// # Ok::<(), podnet_datapath::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Netns`] when the namespace cannot be entered; otherwise as
+    /// [`Datapath::attach`], for that namespace.
+    pub fn attach_in(&mut self, netns: impl AsRef<Path>, ifindex: u32, hook: Hook) -> Result<()> {
+        crate::attach::in_netns(netns.as_ref(), || self.attach(ifindex, hook))
+    }
+
+    /// Detaches what [`Datapath::attach_in`] attached to `ifindex` of the
+    /// network namespace at `netns`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Netns`] when the namespace cannot be entered; otherwise as
+    /// [`Datapath::detach`].
+    pub fn detach_in(&mut self, netns: impl AsRef<Path>, ifindex: u32, hook: Hook) -> Result<()> {
+        crate::attach::in_netns(netns.as_ref(), || self.detach(ifindex, hook))
+    }
+
     /// How many hooks are attached.
     #[must_use]
     pub fn attached(&self) -> usize {

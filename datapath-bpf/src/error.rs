@@ -69,6 +69,15 @@ pub enum Error {
         /// The OS error.
         source: io::Error,
     },
+    /// The network namespace given to [`crate::Datapath::attach_in`] /
+    /// [`crate::Datapath::detach_in`] could not be opened or entered.
+    #[error("entering network namespace {}", path.display())]
+    Netns {
+        /// The namespace path.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
     /// libbpf could not open the embedded object.
     #[error("opening the datapath BPF object")]
     Open {
@@ -179,6 +188,7 @@ impl Error {
     pub fn errno(&self) -> Option<i32> {
         match self {
             Error::PinDir { source, .. }
+            | Error::Netns { source, .. }
             | Error::Map { source, .. }
             | Error::Attach { source, .. }
             | Error::Detach { source, .. }

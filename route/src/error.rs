@@ -33,6 +33,28 @@ pub enum Op {
     ResolveLink,
     /// Parsing `ip` text.
     Parse,
+    /// `Handle::add_veth`.
+    AddLink,
+    /// `Handle::delete_link`.
+    DeleteLink,
+    /// `Handle::set_link_up` / `set_link_mtu` / `set_link_mac`.
+    SetLink,
+    /// `Handle::link` / `link_by_index`.
+    GetLink,
+    /// `Handle::links`.
+    ListLinks,
+    /// `Handle::add_address`.
+    AddAddress,
+    /// `Handle::delete_address`.
+    DeleteAddress,
+    /// `Handle::addresses`.
+    ListAddresses,
+    /// `Handle::replace_neighbour`.
+    ReplaceNeighbour,
+    /// `Handle::delete_neighbour`.
+    DeleteNeighbour,
+    /// `Handle::neighbours`.
+    ListNeighbours,
 }
 
 impl fmt::Display for Op {
@@ -50,6 +72,17 @@ impl fmt::Display for Op {
             Op::ListRules => "list rules",
             Op::ResolveLink => "resolve link",
             Op::Parse => "parse",
+            Op::AddLink => "add link",
+            Op::DeleteLink => "delete link",
+            Op::SetLink => "set link",
+            Op::GetLink => "get link",
+            Op::ListLinks => "list links",
+            Op::AddAddress => "add address",
+            Op::DeleteAddress => "delete address",
+            Op::ListAddresses => "list addresses",
+            Op::ReplaceNeighbour => "replace neighbour",
+            Op::DeleteNeighbour => "delete neighbour",
+            Op::ListNeighbours => "list neighbours",
         })
     }
 }

@@ -219,7 +219,7 @@ struct Links {
 /// # Ok::<(), podnet_route::Error>(())
 /// ```
 pub struct Handle {
-    conn: Mutex<Conn>,
+    pub(crate) conn: Mutex<Conn>,
     links: Mutex<Links>,
     netns: Option<PathBuf>,
 }
@@ -249,11 +249,11 @@ enum Ensured {
     Replaced(Box<Decoded>),
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn kernel(op: Op, object: &dyn std::fmt::Display, e: NlError) -> Error {
+pub(crate) fn kernel(op: Op, object: &dyn std::fmt::Display, e: NlError) -> Error {
     match e {
         NlError::Kernel { errno, message } => Error::Kernel {
             op,
@@ -1720,7 +1720,7 @@ impl Handle {
 /// Runs a dump, again from the start while the kernel reports it
 /// interrupted by concurrent changes (up to [`DUMP_MAX_TRIES`] runs); `each`
 /// decodes one message into the run's results.
-fn dump_retrying<T>(
+pub(crate) fn dump_retrying<T>(
     c: &mut Conn,
     ty: u16,
     req: &impl Emitable,
