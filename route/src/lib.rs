@@ -49,6 +49,7 @@ pub use handle::{
     GetOptions, Handle, MtuConfig, RouteFilter, DUMP_MAX_TRIES, ROUTE_REPLACE_MAX_TRIES,
     ROUTE_REPLACE_RETRY_INTERVAL,
 };
+pub use ipnet;
 pub use ipnet::IpNet;
 pub use names::{
     parse_table, table_name, NameError, Protocol, RouteFlags, RoutePref, RouteType, Scope,
