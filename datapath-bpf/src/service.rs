@@ -66,21 +66,21 @@ impl fmt::Display for L4Protocol {
 }
 
 /// Which kind of frontend a service is (Cilium's `SVC_FLAG_*`): where the
-/// datapath translates it. A ClusterIP is translated for pods only
-/// (from-container); NodePort, external IP and LoadBalancer frontends also
+/// datapath translates it. A cluster IP is translated for pods only
+/// (from-container); node port, external IP and load balancer frontends also
 /// for traffic arriving from the underlay (from-netdev), to local backends
 /// only (a remote backend would need SNAT).
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum ServiceKind {
-    /// ClusterIP.
+    /// A cluster IP (Kubernetes `ClusterIP`).
     #[default]
     ClusterIp,
-    /// NodePort (a node address and the node port).
+    /// A node address and node port (Kubernetes `NodePort`).
     NodePort,
     /// An external IP of the service.
     ExternalIp,
-    /// A LoadBalancer address.
+    /// A load balancer address (Kubernetes `LoadBalancer`).
     LoadBalancer,
 }
 
@@ -202,7 +202,7 @@ pub struct Service {
     pub frontend: SocketAddr,
     /// Protocol of the frontend.
     pub protocol: L4Protocol,
-    /// Kind of frontend (default ClusterIP).
+    /// Kind of frontend (default: cluster IP).
     pub kind: ServiceKind,
     /// Backends, in slot order.
     pub backends: Vec<Backend>,
