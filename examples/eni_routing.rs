@@ -20,8 +20,8 @@
 
 use podnet::lab::check;
 use podnet_route::layout::EniEndpoint;
-use podnet_route::{Handle, RouteFilter, ShowStyle};
-use testsupport::{veth, Netns};
+use podnet_route::{Address, Handle, RouteFilter, ShowStyle, Veth};
+use testsupport::Netns;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -59,24 +59,28 @@ fn run() -> Result<()> {
     let vpc = Netns::named("pe-vpc");
     node.exec_ok("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
     node.exec_ok("sysctl", &["-qw", "net.ipv4.conf.all.rp_filter=0"]);
-    veth(&node, "eth1", &vpc, "eth0");
-    node.ip(&["addr", "add", "192.168.0.20/24", "dev", "eth1"]);
-    vpc.ip(&["addr", "add", "192.168.0.1/24", "dev", "eth0"]);
-    vpc.ip(&["addr", "add", &format!("{VPC_HOST}/32"), "dev", "lo"]);
-    vpc.ip(&[
-        "route",
-        "add",
-        &format!("{POD_IP}/32"),
-        "via",
-        "192.168.0.20",
-    ]);
-    testsupport::pod_link(
+    // Links, addresses and the pod's wiring with `route` (what a CNI plugin does).
+    let (hn, hv) = (
+        Handle::open_netns(node.path())?,
+        Handle::open_netns(vpc.path())?,
+    );
+    hn.add_veth(&Veth::new("eth1", "eth0").peer_netns(vpc.path()))?;
+    hn.set_link_up("eth1", true)?;
+    hv.set_link_up("eth0", true)?;
+    hn.add_address(&Address::new("192.168.0.20/24".parse()?, "eth1"))?;
+    hv.add_address(&Address::new("192.168.0.1/24".parse()?, "eth0"))?;
+    hv.add_address(&Address::new(format!("{VPC_HOST}/32").parse()?, "lo"))?;
+    hv.upsert(
+        &format!("{POD_IP}/32 via 192.168.0.20 dev eth0").parse()?,
+        None,
+    )?;
+    podnet::lab::wire_pod(
         &node,
         "lxc-eni",
         &pod,
         POD_IP.parse()?,
         "169.254.1.1".parse()?,
-    );
+    )?;
     println!("  node pe-node: eth1 192.168.0.20/24 (ENI), lxc-eni; no default route");
     println!("  pod pe-pod: {POD_IP}/32, default via 169.254.1.1 (the host-side veth)");
     println!("  router pe-vpc: 192.168.0.1/24, {VPC_HOST} on lo");
@@ -84,15 +88,14 @@ fn run() -> Result<()> {
 
     println!("\n[2/4] install the endpoint's rules and ENI table with `route`");
     let h = Handle::open_netns(node.path())?;
-    let ep = EniEndpoint {
-        pod_ip: POD_IP.parse()?,
-        host_device: "lxc-eni".into(),
-        eni_device: "eth1".into(),
-        eni_table: ENI_TABLE,
-        router: "192.168.0.1".parse()?,
-        vpc_cidrs: vec!["192.168.0.0/16".parse()?],
-        mtu: None,
-    };
+    let ep = EniEndpoint::new(
+        POD_IP.parse()?,
+        "lxc-eni",
+        "eth1",
+        ENI_TABLE,
+        "192.168.0.1".parse()?,
+    )
+    .vpc_cidr("192.168.0.0/16".parse()?);
     check(ep.install(&h)?, "installed (something changed)")?;
     check(!ep.install(&h)?, "installing again changes nothing")?;
 

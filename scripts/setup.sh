@@ -18,6 +18,14 @@ declare -A PKGS=(
   [iperf3]=/usr/bin/iperf3
   [linux-libc-dev]=/usr/include/linux/bpf.h
   [procps]=/usr/sbin/sysctl
+  [util-linux]=/usr/bin/setpriv
+  # The CNI plugin's end-to-end test (tests/cni_podman.rs): podman with the
+  # CNI backend, host-local IPAM, runc, and a busybox rootfs for the image.
+  [podman]=/usr/bin/podman
+  [containernetworking-plugins]=/usr/lib/cni/host-local
+  [runc]=/usr/sbin/runc
+  [conmon]=/usr/bin/conmon
+  [busybox-static]=/bin/busybox
 )
 
 if [ "$(id -u)" -ne 0 ]; then

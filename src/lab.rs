@@ -8,9 +8,10 @@
 //!      cilium_host 10.1.0.1 ───┘ 192.168.100.1        192.168.100.2    └─── cilium_host 10.2.0.1
 //! ```
 //!
-//! What the container runtime would do (namespaces, veth pairs, addresses
-//! inside the pods, neighbour entries) is done with `ip`; what the agent does
-//! is done with the crates:
+//! What the container runtime and its CNI plugin would do (veth pairs,
+//! addresses inside the pods, neighbour entries) is done with `route`'s link,
+//! address and neighbour API (namespaces come from `testsupport`); what the
+//! agent does is done with the crates too:
 //!
 //! * [`Lab::install_routes`]: `route` installs seed 003's node routes
 //!   (`<local pod CIDR> via <cilium_host IP> dev cilium_host src ...`,
@@ -37,8 +38,8 @@ use std::time::Duration;
 use ipnet::{IpNet, Ipv4Net};
 use podnet_datapath::{AttachMode, Datapath, Endpoint, Hook, IpcacheInfo, Options};
 use podnet_route::layout::NativeRouting;
-use podnet_route::{Handle, Route};
-use testsupport::{pod_link, veth, BpfDir, Netns};
+use podnet_route::{Address, Handle, MacAddr, Neighbour, Route, Veth};
+use testsupport::{BpfDir, Netns};
 
 /// The error of every lab step: what failed, in words.
 pub type LabError = Box<dyn StdError + Send + Sync>;
@@ -251,31 +252,26 @@ impl Lab {
             }
             node_ns.push(ns);
         }
-        veth(&node_ns[0], "eth0", &node_ns[1], "eth0");
+        // The underlay: one veth pair, an end in each node.
+        let underlay = Handle::open_netns(node_ns[0].path())?;
+        underlay.add_veth(&Veth::new("eth0", "eth0").peer_netns(node_ns[1].path()))?;
         let mut nodes = Vec::new();
         for (n, ns) in plan.nodes.iter().zip(node_ns) {
-            ns.ip(&["addr", "add", &format!("{}/24", n.node_ip), "dev", "eth0"]);
+            let h = Handle::open_netns(ns.path())?;
+            h.set_link_up("eth0", true)?;
+            h.add_address(&Address::new(
+                IpNet::new(IpAddr::V4(n.node_ip), 24)?,
+                "eth0",
+            ))?;
             // Cilium's cilium_host / cilium_net pair, cilium_host holding the
             // pods' gateway address.
-            ns.ip(&[
-                "link",
-                "add",
+            h.add_veth(&Veth::new("cilium_host", "cilium_net"))?;
+            h.set_link_up("cilium_host", true)?;
+            h.set_link_up("cilium_net", true)?;
+            h.add_address(&Address::new(
+                IpNet::new(IpAddr::V4(n.host_ip), 32)?,
                 "cilium_host",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "cilium_net",
-            ]);
-            ns.ip(&["link", "set", "cilium_host", "up"]);
-            ns.ip(&["link", "set", "cilium_net", "up"]);
-            ns.ip(&[
-                "addr",
-                "add",
-                &format!("{}/32", n.host_ip),
-                "dev",
-                "cilium_host",
-            ]);
+            ))?;
             let mut pods = Vec::new();
             for p in &n.pods {
                 pods.push(Self::create_pod(&ns, n, p, &new_ns)?);
@@ -317,14 +313,14 @@ impl Lab {
                 format!("pod name {} makes {lxc} longer than 15 characters", p.name).into(),
             );
         }
-        let link = pod_link(node, &lxc, &ns, IpAddr::V4(p.ip), IpAddr::V4(n.host_ip));
+        let link = wire_pod(node, &lxc, &ns, p.ip, n.host_ip)?;
         Ok(Pod {
             lxc_ifindex: link.lxc_ifindex,
             plan: p.clone(),
             ns,
             lxc,
-            mac: link.pod_mac,
-            lxc_mac: link.lxc_mac,
+            mac: link.pod_mac.octets(),
+            lxc_mac: link.lxc_mac.octets(),
         })
     }
 
@@ -613,4 +609,59 @@ pub fn ct_counts(node: &Node) -> LabResult<BTreeMap<String, usize>> {
     m.insert(tcp.name().to_string(), tcp.count()?);
     m.insert(any.name().to_string(), any.count()?);
     Ok(m)
+}
+
+/// Both ends of a pod's veth, as [`wire_pod`] made them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PodWiring {
+    /// Index of the host-side veth in the node's namespace.
+    pub lxc_ifindex: u32,
+    /// MAC of the host-side veth (the pod's gateway MAC).
+    pub lxc_mac: MacAddr,
+    /// MAC of the pod's `eth0`.
+    pub pod_mac: MacAddr,
+}
+
+/// Wires `pod` to `node` with `route`'s link, address and neighbour API:
+/// a veth `lxc` (node) <-> `eth0` (created in the pod under that name).
+pub fn wire_pod(
+    node: &Netns,
+    lxc: &str,
+    pod: &Netns,
+    ip: Ipv4Addr,
+    gateway: Ipv4Addr,
+) -> LabResult<PodWiring> {
+    let (node_h, pod_h) = (
+        Handle::open_netns(node.path())?,
+        Handle::open_netns(pod.path())?,
+    );
+    let lxc_ifindex = node_h.add_veth(&Veth::new(lxc, "eth0").peer_netns(pod.path()))?;
+    let mac_of = |h: &Handle, name: &str| -> LabResult<MacAddr> {
+        h.link(name)?
+            .and_then(|l| l.mac)
+            .ok_or_else(|| format!("{name} has no MAC").into())
+    };
+    let (lxc_mac, pod_mac) = (mac_of(&node_h, lxc)?, mac_of(&pod_h, "eth0")?);
+    // As a CNI plugin wires a routed pod: the pod's /32, its gateway on
+    // link with a permanent neighbour entry naming the host-side veth's
+    // MAC (so it never ARPs for it), the default route via the gateway;
+    // the node's permanent entry for the pod. The node's route to the
+    // pod is left to the caller (the lab's `install_routes`).
+    let (ip, gw) = (IpAddr::V4(ip), IpAddr::V4(gateway));
+    node_h.set_link_up(lxc, true)?;
+    pod_h.set_link_up("eth0", true)?;
+    pod_h.add_address(&Address::new(IpNet::new(ip, 32)?, "eth0"))?;
+    pod_h.replace_neighbour(&Neighbour::permanent(gw, lxc_mac, "eth0"))?;
+    pod_h.upsert(
+        &Route::new(IpNet::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)?)
+            .via(gw)
+            .dev("eth0"),
+        None,
+    )?;
+    node_h.replace_neighbour(&Neighbour::permanent(ip, pod_mac, lxc))?;
+    Ok(PodWiring {
+        lxc_ifindex,
+        lxc_mac,
+        pod_mac,
+    })
 }

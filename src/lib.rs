@@ -2,6 +2,7 @@
 //! the two-node lab that the `native_routing` example, the top-level tests and
 //! the benchmarks share. Not published; it exists to prove the crates compose.
 
+pub mod cni;
 pub mod lab;
 
 /// The README's code samples, compiled as doc tests so they stay true.

@@ -25,9 +25,9 @@
 //!
 //! Every figure over alternating rounds (`rounds.rs`). Programs: 2M
 //! repetitions per measurement (`cargo bench`), 20k in quick mode, 21 rounds
-//! (quick: 3) of the kernel's own per-run average. iperf3: 3 s runs, 10
-//! rounds (quick: 1 s, 3); latency: 20 rounds (quick: 3) of the mean of 5000
-//! request/responses (quick: 500) and of 50 pings. Client and server of
+//! (quick: 3) of the kernel's own per-run average. iperf3: 3 s runs, 12
+//! rounds (quick: 1 s, 3); latency: 16 rounds (quick: 3) of the mean of
+//! 20000 request/responses (quick: 500) and of 100 pings (quick: 50). Client and server of
 //! every network row run on the same CPU for every contender (iperf3 `-A`,
 //! the request/response threads' affinity, `taskset` for ping).
 
@@ -304,7 +304,7 @@ fn ksoftirqd_seconds() -> f64 {
 /// Throughput and latency of real traffic, with and without the datapath.
 pub fn run_traffic(report: &mut Report) {
     let secs = report.size(3, 1);
-    let (probes, transactions) = (50, report.size(5000, 500));
+    let (probes, transactions) = (report.size(100, 50), report.size(20_000, 500));
     // The topologies exist side by side; their runs alternate so that load
     // from elsewhere on the machine hits them alike.
     let plain = Topology::new(Kind::Plain);
@@ -358,7 +358,7 @@ pub fn run_traffic(report: &mut Report) {
             r.put(&format!("{name} rr"), t.request_response(transactions));
         }
     }
-    let lat_rounds = report.rounds(Rounds::Network).max(report.size(20, 3));
+    let lat_rounds = report.rounds(Rounds::Network).max(report.size(16, 3));
     let lat = alternate(
         lat_rounds,
         &mut [

@@ -33,6 +33,7 @@ pub enum Hook {
 
 impl Hook {
     /// The program this hook runs.
+    #[must_use]
     pub fn program(self) -> Program {
         match self {
             Hook::FromContainer => Program::FromContainer,
@@ -85,6 +86,28 @@ pub(crate) fn current_netns() -> Result<Netns> {
     Ok(Netns {
         id: (md.dev(), md.ino()),
         file,
+    })
+}
+
+/// Runs `f` on a short-lived thread that entered the network namespace at
+/// `path`, so the caller's threads never change namespace. tcx links and tc
+/// filters made there stay bound to that namespace's interface.
+pub(crate) fn in_netns<T: Send>(path: &Path, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    let err = |source| Error::Netns {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(err)?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: setns on a namespace fd we own; only this thread changes.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(err(io::Error::last_os_error()));
+            }
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| Err(err(io::Error::other("netns thread panicked"))))
     })
 }
 
@@ -399,6 +422,14 @@ pub(crate) fn detach_pinned_links(dir: &Path) -> Result<()> {
     };
     for e in entries.flatten() {
         let path = e.path();
+        // Only the pins `link_pin_path` names; anything else is not ours.
+        let name = e.file_name();
+        let ours = ["from-container-", "to-container-", "from-netdev-"]
+            .iter()
+            .any(|p| name.as_encoded_bytes().starts_with(p.as_bytes()));
+        if !ours {
+            continue;
+        }
         if let Ok(c) = cpath(&path) {
             // SAFETY: NUL-terminated path.
             let fd = unsafe { libbpf_sys::bpf_obj_get(c.as_ptr()) };

@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
-use libbpf_rs::{MapCore, ObjectBuilder};
+use libbpf_rs::{AsRawLibbpf, MapCore, ObjectBuilder};
 
 use crate::attach::{Attachment, Hook};
 use crate::error::{Error, Result};
 use crate::maps::{self, *};
+use crate::owned;
 
 /// How to load the datapath.
 ///
@@ -221,6 +222,7 @@ pub enum Program {
 
 impl Program {
     /// The program's name in the object.
+    #[must_use]
     pub fn name(self) -> &'static str {
         match self {
             Program::FromContainer => "from_container",
@@ -241,6 +243,7 @@ impl Program {
 }
 
 /// Paths of the four conntrack maps, for the `conntrack` crate.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CtMapPaths {
     /// `cilium_ct4_global`.
@@ -253,7 +256,7 @@ pub struct CtMapPaths {
     pub any6: PathBuf,
 }
 
-/// Input of a BPF_PROG_TEST_RUN.
+/// Input of a `BPF_PROG_TEST_RUN`.
 ///
 /// ```
 /// let ctx = podnet_datapath::TestContext::new().ingress_ifindex(10).repeat(100);
@@ -299,7 +302,7 @@ impl TestContext {
     }
 }
 
-/// Output of a BPF_PROG_TEST_RUN.
+/// Output of a `BPF_PROG_TEST_RUN`.
 #[derive(Clone, Debug)]
 pub struct TestOutput {
     /// The program's return value (`TC_ACT_OK` 0, `TC_ACT_SHOT` 2, `TC_ACT_REDIRECT` 7).
@@ -344,6 +347,9 @@ pub struct Datapath {
     pin_dir: PathBuf,
     /// Directories `load` made for the pin dir, deepest first.
     created_dirs: Vec<PathBuf>,
+    /// The pins `teardown` removes: those this datapath or an earlier one
+    /// of ours created.
+    owned_pins: Vec<&'static str>,
     maps: HashMap<&'static str, OwnedFd>,
     progs: HashMap<Program, OwnedFd>,
     attach_mode: AttachMode,
@@ -412,6 +418,15 @@ fn map_names() -> impl Iterator<Item = &'static str> {
 impl Datapath {
     /// Opens the embedded object, sizes and pins its maps under
     /// `opts.pin_dir` (re-using maps pinned there), and loads the programs.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for a map size of 0; [`Error::Privileges`]
+    /// without `CAP_BPF` and `CAP_NET_ADMIN`; [`Error::NotBpffs`] when the pin
+    /// directory is not on bpffs; [`Error::PinMismatch`] when a map pinned
+    /// there has another layout or size; [`Error::PinDir`], [`Error::Open`],
+    /// [`Error::Prepare`] or [`Error::Load`] (see [`Error::verifier_log`])
+    /// when libbpf or the kernel fail. Nothing this call created is left.
     pub fn load(opts: &Options) -> Result<Datapath> {
         for (what, v) in [
             ("ct_tcp_size", opts.ct_tcp_size),
@@ -427,6 +442,8 @@ impl Datapath {
                 });
             }
         }
+        crate::checks::privileges("loading the datapath")?;
+        crate::checks::on_bpffs(&opts.pin_dir)?;
         let created_dirs = create_dirs(&opts.pin_dir).map_err(|source| Error::PinDir {
             path: opts.pin_dir.clone(),
             source,
@@ -476,6 +493,21 @@ impl Datapath {
                     source,
                 })?;
             }
+            if maps::PINNED.contains(&name.as_str()) {
+                let raw = m.as_libbpf_object().as_ptr();
+                // SAFETY: raw is the open map, valid while `open` lives.
+                let shape = unsafe {
+                    crate::checks::MapShape {
+                        name: name.clone(),
+                        map_type: libbpf_sys::bpf_map__type(raw),
+                        key_size: libbpf_sys::bpf_map__key_size(raw),
+                        value_size: libbpf_sys::bpf_map__value_size(raw),
+                        max_entries: libbpf_sys::bpf_map__max_entries(raw),
+                        map_flags: libbpf_sys::bpf_map__map_flags(raw),
+                    }
+                };
+                crate::checks::pin_compatible(&opts.pin_dir, &shape)?;
+            }
             if name.ends_with(".rodata") {
                 let Some(init) = m.initial_value_mut() else {
                     return Err(Error::Prepare {
@@ -497,7 +529,30 @@ impl Datapath {
             }
         }
 
+        // Pins this load finds are re-used. They are ours to unpin at
+        // teardown only when a podnet datapath made them (recorded in
+        // `podnet_owned`); others belong to someone else (a running
+        // Cilium's conntrack maps, say) and stay.
+        let new_mask = maps::PINNED
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| !opts.pin_dir.join(n).exists())
+            .fold(0u32, |m, (i, _)| m | (1 << i));
+        let owned_mask = match owned::read(&opts.pin_dir)? {
+            Some(recorded) => recorded | new_mask,
+            // Pins of a podnet that kept no record: all of them are its.
+            None if !opts.pin_dir.join(maps::ENDPOINTS_GENERATION).exists() => new_mask,
+            None => u32::MAX,
+        };
+
         let (loaded, log) = crate::log::capture(|| open.load());
+        if let Err(e) = &loaded {
+            if crate::error::libbpf_errno(e) == Some(libc::EPERM) {
+                return Err(Error::Privileges {
+                    what: "loading the datapath",
+                });
+            }
+        }
         let obj = loaded.map_err(|source| Error::Load {
             pin_dir: opts.pin_dir.clone(),
             source,
@@ -507,6 +562,22 @@ impl Datapath {
                 .collect::<Vec<_>>()
                 .join("\n"),
         })?;
+
+        if let Err(e) = owned::write(&opts.pin_dir, owned_mask) {
+            // Leave nothing this call pinned.
+            for (i, n) in maps::PINNED.iter().enumerate() {
+                if new_mask & (1 << i) != 0 {
+                    let _ = std::fs::remove_file(opts.pin_dir.join(n));
+                }
+            }
+            return Err(e);
+        }
+        let owned_pins: Vec<&'static str> = maps::PINNED
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| owned_mask & (1 << i) != 0)
+            .map(|(_, n)| n)
+            .collect();
 
         let mut map_fds = HashMap::new();
         for m in obj.maps() {
@@ -552,6 +623,7 @@ impl Datapath {
         let dp = Datapath {
             pin_dir: opts.pin_dir.clone(),
             created_dirs,
+            owned_pins,
             maps: map_fds,
             progs,
             attach_mode: opts.attach_mode,
@@ -570,11 +642,13 @@ impl Datapath {
     }
 
     /// The pin directory.
+    #[must_use]
     pub fn pin_dir(&self) -> &Path {
         &self.pin_dir
     }
 
     /// Where the conntrack maps are pinned (open them with the `conntrack` crate).
+    #[must_use]
     pub fn ct_map_paths(&self) -> CtMapPaths {
         CtMapPaths {
             tcp4: self.pin_dir.join(maps::CT4_TCP),
@@ -585,6 +659,7 @@ impl Datapath {
     }
 
     /// A program's fd (for test runs or your own attach code).
+    #[must_use]
     pub fn program_fd(&self, prog: Program) -> std::os::fd::BorrowedFd<'_> {
         // Every program is inserted by `load` (the object defines every one).
         self.progs[&prog].as_fd()
@@ -656,6 +731,12 @@ impl Datapath {
     }
 
     /// Adds or replaces a local endpoint.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for an unspecified or multicast address, or an
+    /// ifindex of 0 for a non-host endpoint; [`Error::Map`] when the update
+    /// fails (`E2BIG`: the map is full).
     pub fn upsert_endpoint(&self, ep: &Endpoint) -> Result<()> {
         if ep.ip.is_unspecified() || ep.ip.is_multicast() {
             return Err(Error::InvalidInput {
@@ -678,6 +759,10 @@ impl Datapath {
     }
 
     /// Removes a local endpoint; `Ok(false)` when there was none.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when the kernel refuses the delete.
     pub fn remove_endpoint(&self, ip: IpAddr) -> Result<bool> {
         let removed = self.delete(maps::ENDPOINTS, EndpointKey::new(ip).as_bytes())?;
         if removed {
@@ -714,6 +799,10 @@ impl Datapath {
     }
 
     /// Reads an endpoint back.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when the lookup fails.
     pub fn endpoint(&self, ip: IpAddr) -> Result<Option<Endpoint>> {
         let mut v = [0u8; size_of::<EndpointValue>()];
         if !self.lookup(maps::ENDPOINTS, EndpointKey::new(ip).as_bytes(), &mut v)? {
@@ -747,6 +836,11 @@ impl Datapath {
     /// assert!(dp.upsert_ipcache("10.2.0.7/24".parse().unwrap(), &IpcacheInfo::new(1)).is_err());
     /// # Ok::<(), podnet_datapath::Error>(())
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for a prefix with host bits set;
+    /// [`Error::Map`] when the update fails (`ENOSPC`: the trie is full).
     pub fn upsert_ipcache(&self, prefix: IpNet, info: &IpcacheInfo) -> Result<()> {
         let key = Self::ipcache_key(prefix)?;
         self.update(maps::IPCACHE, key.as_bytes(), info.value().as_bytes())
@@ -754,12 +848,21 @@ impl Datapath {
 
     /// Removes the IP cache entry of `prefix` (no host bits set);
     /// `Ok(false)` when there was none.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for a prefix with host bits set; [`Error::Map`]
+    /// when the delete fails.
     pub fn remove_ipcache(&self, prefix: IpNet) -> Result<bool> {
         let key = Self::ipcache_key(prefix)?;
         self.delete(maps::IPCACHE, key.as_bytes())
     }
 
     /// Longest-prefix match of one address in the IP cache.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when the lookup fails.
     pub fn lookup_ipcache(&self, addr: IpAddr) -> Result<Option<IpcacheInfo>> {
         let key = IpcacheKey::new(addr, if addr.is_ipv4() { 32 } else { 128 });
         let mut v = [0u8; size_of::<IpcacheValue>()];
@@ -778,6 +881,10 @@ impl Datapath {
     }
 
     /// Allows new connections matching `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when the update fails (`E2BIG`: the map is full).
     pub fn allow(&self, key: &PolicyKey) -> Result<()> {
         self.set_policy(key, false)
     }
@@ -785,16 +892,28 @@ impl Datapath {
     /// Denies (drops, counted as "Policy denied by denylist") new connections
     /// matching `key`. Established connections keep flowing until their
     /// conntrack entries go (flush them with the `conntrack` crate).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when the update fails (`E2BIG`: the map is full).
     pub fn deny(&self, key: &PolicyKey) -> Result<()> {
         self.set_policy(key, true)
     }
 
     /// Removes a policy entry; `Ok(false)` when there was none.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when the delete fails.
     pub fn remove_policy(&self, key: &PolicyKey) -> Result<bool> {
         self.delete(maps::POLICY, key.raw().as_bytes())
     }
 
     /// A policy entry's verdict and counters.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when the lookup fails.
     pub fn policy(&self, key: &PolicyKey) -> Result<Option<PolicyStats>> {
         let mut v = [0u8; size_of::<PolicyValue>()];
         if !self.lookup(maps::POLICY, key.raw().as_bytes(), &mut v)? {
@@ -808,6 +927,10 @@ impl Datapath {
     }
 
     /// Every non-zero metrics counter, summed over CPUs.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when a lookup fails.
     pub fn metrics(&self) -> Result<Vec<Metric>> {
         let mut out = Vec::new();
         let vsize = size_of::<MetricsValue>();
@@ -842,6 +965,10 @@ impl Datapath {
     }
 
     /// Packets counted for `reason` in `direction`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when a lookup fails.
     pub fn metric(&self, reason: u8, direction: TrafficDirection) -> Result<u64> {
         Ok(self
             .metrics()?
@@ -852,6 +979,10 @@ impl Datapath {
     }
 
     /// All entries of IPv4 conntrack table `table`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when iterating or a lookup fails.
     pub fn ct4_entries(&self, table: CtTable) -> Result<Vec<(CtTuple4, RawCtEntry)>> {
         self.ct_entries(match table {
             CtTable::Tcp => maps::CT4_TCP,
@@ -860,6 +991,10 @@ impl Datapath {
     }
 
     /// All entries of IPv6 conntrack table `table`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when iterating or a lookup fails.
     pub fn ct6_entries(&self, table: CtTable) -> Result<Vec<(CtTuple6, RawCtEntry)>> {
         self.ct_entries(match table {
             CtTable::Tcp => maps::CT6_TCP,
@@ -883,6 +1018,10 @@ impl Datapath {
 
     /// Target ifindex of the last redirect on any CPU, when loaded with
     /// `trace_redirects`; clears it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Map`] when the lookup or the reset fails.
     pub fn last_redirect(&self) -> Result<Option<u32>> {
         let mut buf = vec![0u8; 8 * self.ncpus];
         let key = 0u32.to_ne_bytes();
@@ -898,9 +1037,30 @@ impl Datapath {
         Ok(found)
     }
 
-    /// Runs `prog` on `packet` with BPF_PROG_TEST_RUN (in the calling thread's
+    /// Runs `prog` on `packet` with `BPF_PROG_TEST_RUN` (in the calling thread's
     /// network namespace; map updates are real).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for a packet shorter than an Ethernet header
+    /// (14 bytes); [`Error::TestRun`] when the kernel refuses the run.
     pub fn test_run(&self, prog: Program, packet: &[u8], ctx: &TestContext) -> Result<TestOutput> {
+        // The kernel refuses less than an Ethernet header with a bare EINVAL.
+        if packet.len() < 14 {
+            return Err(Error::InvalidInput {
+                what: "test packet",
+                reason: format!(
+                    "{} bytes: a tc program's test run needs at least an Ethernet header (14 bytes)",
+                    packet.len()
+                ),
+            });
+        }
+        let Ok(data_size_in) = u32::try_from(packet.len()) else {
+            return Err(Error::InvalidInput {
+                what: "test packet",
+                reason: format!("{} bytes is too large", packet.len()),
+            });
+        };
         // `struct __sk_buff` (192 bytes on kernels >= 5.16) as u32 words:
         // mark is word 2, ingress_ifindex word 9.
         let mut skb_in = [0u32; 48];
@@ -912,7 +1072,7 @@ impl Datapath {
         let mut opts: libbpf_sys::bpf_test_run_opts = unsafe { std::mem::zeroed() };
         opts.sz = size_of::<libbpf_sys::bpf_test_run_opts>() as _;
         opts.data_in = packet.as_ptr().cast();
-        opts.data_size_in = packet.len() as u32;
+        opts.data_size_in = data_size_in;
         opts.data_out = data_out.as_mut_ptr().cast();
         opts.data_size_out = data_out.len() as u32;
         opts.ctx_in = skb_in.as_ptr().cast();
@@ -942,6 +1102,11 @@ impl Datapath {
     /// Attaches the hook's program to `ifindex` in the calling thread's
     /// network namespace (tcx, or tc clsact as [`Options::attach_mode`] says).
     /// Attaching the same hook twice to one interface is a no-op.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownInterface`] when `ifindex` is not in the calling
+    /// thread's namespace; [`Error::Attach`] when the kernel refuses.
     pub fn attach(&mut self, ifindex: u32, hook: Hook) -> Result<()> {
         self.attach_program(ifindex, hook, hook.program())
     }
@@ -950,6 +1115,10 @@ impl Datapath {
     /// such as [`Program::Pass`] to learn what the hooks alone cost. Apart
     /// from the program, as [`Datapath::attach`]; [`Datapath::detach`] of
     /// the hook removes it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Datapath::attach`].
     pub fn attach_program(&mut self, ifindex: u32, hook: Hook, program: Program) -> Result<()> {
         let ns = crate::attach::current_netns()?;
         if self
@@ -978,6 +1147,11 @@ impl Datapath {
 
     /// Detaches the hook's program from `ifindex`. The interface is looked up
     /// in the calling thread's namespace first, then anywhere it is unique.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotAttached`] when this datapath did not attach the hook
+    /// there; [`Error::Detach`] when the kernel refuses.
     pub fn detach(&mut self, ifindex: u32, hook: Hook) -> Result<()> {
         let ns = crate::attach::current_netns()?;
         let pos = self
@@ -1002,13 +1176,54 @@ impl Datapath {
         a.detach()
     }
 
+    /// Attaches the hook's program to `ifindex` of the network namespace at
+    /// `netns` (`/run/netns/NAME`, `/proc/PID/ns/net`), as
+    /// [`Datapath::attach`] does there: the caller's threads stay where they
+    /// are (a short-lived thread enters the namespace for the attach).
+    ///
+    /// ```no_run
+    /// # let mut dp = podnet_datapath::Datapath::load(&podnet_datapath::Options::new("/sys/fs/bpf/podnet"))?;
+    /// use podnet_datapath::Hook;
+    /// dp.attach_in("/run/netns/node1", 7, Hook::FromContainer)?;
+    /// dp.detach_in("/run/netns/node1", 7, Hook::FromContainer)?;
+    /// # Ok::<(), podnet_datapath::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Netns`] when the namespace cannot be entered; otherwise as
+    /// [`Datapath::attach`], for that namespace.
+    pub fn attach_in(&mut self, netns: impl AsRef<Path>, ifindex: u32, hook: Hook) -> Result<()> {
+        crate::attach::in_netns(netns.as_ref(), || self.attach(ifindex, hook))
+    }
+
+    /// Detaches what [`Datapath::attach_in`] attached to `ifindex` of the
+    /// network namespace at `netns`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Netns`] when the namespace cannot be entered; otherwise as
+    /// [`Datapath::detach`].
+    pub fn detach_in(&mut self, netns: impl AsRef<Path>, ifindex: u32, hook: Hook) -> Result<()> {
+        crate::attach::in_netns(netns.as_ref(), || self.detach(ifindex, hook))
+    }
+
     /// How many hooks are attached.
+    #[must_use]
     pub fn attached(&self) -> usize {
         self.attachments.len()
     }
 
-    /// Detaches everything, unpins every map of the datapath, and removes the
-    /// pin directory if this datapath created it and it is now empty.
+    /// Detaches everything and removes what this datapath created: the
+    /// pinned links of `keep_attached`, the maps it pinned (or an earlier
+    /// podnet datapath in the same directory did), and the directories
+    /// [`Datapath::load`] made, while empty. Other pins in the directory stay,
+    /// among them maps of the same name that were there before podnet's own
+    /// (say, a running Cilium's conntrack maps).
+    ///
+    /// # Errors
+    ///
+    /// The first failure to detach or unpin; the rest is still attempted.
     pub fn teardown(mut self) -> Result<()> {
         let mut first_err = None;
         for a in std::mem::take(&mut self.attachments) {
@@ -1020,8 +1235,18 @@ impl Datapath {
         if let Err(e) = crate::attach::detach_pinned_links(&self.pin_dir.join("links")) {
             first_err.get_or_insert(e);
         }
-        for name in maps::PINNED {
+        for name in &self.owned_pins {
             let path = self.pin_dir.join(name);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    first_err.get_or_insert(Error::Unpin { path, source });
+                }
+            }
+        }
+        if first_err.is_none() {
+            let path = self.pin_dir.join(owned::NAME);
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -1047,7 +1272,10 @@ impl Drop for Datapath {
         }
         for a in std::mem::take(&mut self.attachments) {
             if let Err(e) = a.detach() {
-                eprintln!("datapath-bpf: {e}");
+                // Display has the context only; the cause is the source.
+                let cause =
+                    std::error::Error::source(&e).map_or(String::new(), |c| format!(": {c}"));
+                eprintln!("podnet-datapath: {e}{cause}");
             }
         }
     }

@@ -1,12 +1,16 @@
 //! A libbpf-built pod datapath for native routing, with Cilium-compatible
 //! conntrack maps, that a CNI agent embeds.
 //!
-//! * [`OBJECT`]: the compiled BPF object (built from `src/bpf/datapath.bpf.c`
-//!   by libbpf-cargo at build time), for your own loader.
+//! * [`OBJECT`]: the compiled BPF object (from `src/bpf/datapath.bpf.c`,
+//!   shipped prebuilt), for your own loader.
 //! * [`Datapath`]: load it ([`Options`]: pin directory, map sizes, skip-FIB),
 //!   fill the endpoint / IP cache / policy maps, [`Datapath::attach`] the
 //!   programs ([`Hook`]) with tcx or tc, read [`Datapath::metrics`], hand the
-//!   conntrack maps ([`Datapath::ct_map_paths`]) to the `conntrack` crate.
+//!   conntrack maps ([`Datapath::ct_map_paths`]) to the `podnet-conntrack` crate.
+//!
+//! Needs Linux 5.11 or later (tcx attach: 6.6), root or `CAP_BPF` and
+//! `CAP_NET_ADMIN`, and a pin directory of its own on bpffs; the crate
+//! README lists the kernel per feature and what the map sizes cost.
 //!
 //! ```no_run
 //! use podnet_datapath::{Datapath, Hook, Options, PolicyKey, TrafficDirection};
@@ -23,11 +27,13 @@
 #![warn(missing_docs)]
 
 mod attach;
+mod checks;
 mod datapath;
 mod error;
 mod log;
 pub mod maps;
 mod object;
+mod owned;
 mod service;
 
 pub use attach::Hook;

@@ -42,7 +42,9 @@ pub const LB6_BACKENDS: &str = "cilium_lb6_backends_v3";
 /// IPv6 twin of [`LB4_REVERSE_NAT`].
 pub const LB6_REVERSE_NAT: &str = "cilium_lb6_reverse_nat";
 
-/// Every map pinned in the pin directory.
+/// Every map of the object pinned in the pin directory. Beside them the
+/// loader pins `podnet_owned`, a one-entry array recording which of these a
+/// podnet load created (what [`crate::Datapath::teardown`] may remove).
 pub const PINNED: [&str; 15] = [
     CT4_TCP,
     CT4_ANY,
@@ -149,6 +151,7 @@ impl Pod for EndpointValue {}
 bitflags! {
     /// Flags of an [`Endpoint`].
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
     pub struct EndpointFlags: u32 {
         /// The endpoint is the host itself (Cilium's `ENDPOINT_F_HOST`):
         /// traffic to it goes to the stack, never redirected.
@@ -175,6 +178,7 @@ bitflags! {
 /// assert!(ep.ip.is_ipv4());
 /// assert_eq!(ep.ifindex, 7);
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Endpoint {
@@ -317,6 +321,7 @@ impl Pod for IpcacheValue {}
 /// assert_eq!(info.identity, 6);
 /// assert!(info.tunnel_endpoint.is_some());
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct IpcacheInfo {
@@ -375,6 +380,7 @@ impl IpcacheInfo {
 }
 
 /// Traffic direction, seen from the pod.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TrafficDirection {
     /// Into the pod.
@@ -406,6 +412,7 @@ impl std::fmt::Display for TrafficDirection {
 ///     .protocol(6);
 /// assert_eq!(k.dport, 80);
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct PolicyKey {
@@ -415,7 +422,7 @@ pub struct PolicyKey {
     pub identity: u32,
     /// Destination port (host order).
     pub dport: u16,
-    /// IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6).
+    /// IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 `ICMPv6`).
     pub protocol: u8,
     /// Which way.
     pub direction: TrafficDirection,
@@ -495,6 +502,7 @@ pub(crate) struct PolicyValue {
 impl Pod for PolicyValue {}
 
 /// A policy entry as read back: its verdict and what it matched.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PolicyStats {
     /// `true` for a deny entry.
@@ -564,6 +572,7 @@ pub mod reason {
     }
 
     /// Cilium's text for a reason (`pkg/monitor/api/drop.go`).
+    #[must_use]
     pub fn name(reason: u8) -> &'static str {
         match reason {
             FORWARDED => "Success",
@@ -587,6 +596,7 @@ pub mod reason {
 }
 
 /// One metrics counter, summed over CPUs.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Metric {
     /// See [`reason`].
@@ -601,6 +611,7 @@ pub struct Metric {
 
 impl Metric {
     /// Cilium's text for the reason.
+    #[must_use]
     pub fn reason_name(&self) -> &'static str {
         reason::name(self.reason)
     }
@@ -611,6 +622,7 @@ impl Metric {
 /// for a connection the pod opened, `daddr` is the pod and `saddr` the peer,
 /// `dport` the peer's port and `sport` the pod's, flags [`TUPLE_F_OUT`].
 #[repr(C, packed)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CtTuple4 {
     /// Address (network order bytes).
@@ -630,6 +642,7 @@ impl Pod for CtTuple4 {}
 
 /// Cilium's `struct ipv6_ct_tuple` (38 bytes, packed).
 #[repr(C, packed)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CtTuple6 {
     /// Address.
@@ -654,6 +667,7 @@ impl Pod for CtTuple6 {}
 /// assert_eq!(CtTable::for_protocol(6), CtTable::Tcp);
 /// assert_eq!(CtTable::for_protocol(17), CtTable::Any);
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CtTable {
     /// TCP flows (`cilium_ct4_global` / `cilium_ct6_global`).
@@ -683,16 +697,17 @@ pub const TUPLE_F_RELATED: u8 = 2;
 
 /// `ct_entry.flags` bits (Cilium's bit-field order).
 pub mod ct_flags {
-    /// RxClosing.
+    /// `RxClosing`.
     pub const RX_CLOSING: u16 = 1 << 0;
-    /// TxClosing.
+    /// `TxClosing`.
     pub const TX_CLOSING: u16 = 1 << 1;
-    /// SeenNonSyn.
+    /// `SeenNonSyn`.
     pub const SEEN_NON_SYN: u16 = 1 << 4;
 }
 
 /// Cilium's `struct ct_entry` (56 bytes).
 #[repr(C)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RawCtEntry {
     /// Unused by Cilium since 1.16. This datapath keeps its "the flow goes
@@ -749,6 +764,53 @@ mod tests {
         assert_eq!(size_of::<IpcacheValue>(), 24);
         assert_eq!(size_of::<PolicyKeyRaw>(), 12);
         assert_eq!(size_of::<PolicyValue>(), 24);
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn data_types_round_trip_through_serde() {
+        fn round<T>(v: &T) -> T
+        where
+            T: serde::Serialize + serde::de::DeserializeOwned,
+        {
+            serde_json::from_str(&serde_json::to_string(v).unwrap()).unwrap()
+        }
+        let ep = Endpoint::new("10.1.0.2".parse().unwrap(), 7)
+            .mac([2, 0, 0, 0, 0, 2])
+            .id(9)
+            .flags(EndpointFlags::HOST | EndpointFlags::EGRESS_ENFORCE);
+        assert_eq!(round(&ep), ep);
+        let info = IpcacheInfo::new(6).tunnel_endpoint("fd00::1".parse().unwrap());
+        assert_eq!(round(&info), info);
+        let k = PolicyKey::new(1, TrafficDirection::Egress)
+            .dport(80)
+            .protocol(6);
+        assert_eq!(round(&k), k);
+        let t = CtTuple4 {
+            daddr: [10, 0, 0, 1],
+            dport: 80u16.to_be(),
+            nexthdr: 6,
+            ..Default::default()
+        };
+        assert_eq!(round(&t), t);
+        assert_eq!(round(&CtTuple6::default()), CtTuple6::default());
+        let e = RawCtEntry {
+            packets: 3,
+            lifetime: 77,
+            ..Default::default()
+        };
+        assert_eq!(round(&e), e);
+        let m = Metric {
+            reason: reason::POLICY,
+            direction: TrafficDirection::Ingress,
+            packets: 1,
+            bytes: 60,
+        };
+        assert_eq!(round(&m), m);
+        assert_eq!(
+            serde_json::to_string(&TrafficDirection::Ingress).unwrap(),
+            "\"Ingress\""
+        );
     }
 
     #[test]

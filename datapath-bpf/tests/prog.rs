@@ -699,10 +699,11 @@ fn malformed_packets_get_a_defined_verdict_and_are_counted() {
     let (_dir, dp) = setup("malformed");
     let run = |p: &[u8]| dp.test_run(Program::FromContainer, p, &from_a());
 
-    // Zero-length input, or IP shorter than its fixed header: kernel 6.18's
-    // BPF_PROG_TEST_RUN refuses them (EINVAL) before the program runs. (The
-    // program drops them as DROP_INVALID when they reach it on a device.)
-    assert!(matches!(run(&[]), Err(Error::TestRun { .. })));
+    // Less than an Ethernet header: refused by test_run itself. IP shorter
+    // than its fixed header: kernel 6.18's BPF_PROG_TEST_RUN refuses it
+    // (EINVAL) before the program runs. (The program drops both as
+    // DROP_INVALID when they reach it on a device.)
+    assert!(matches!(run(&[]), Err(Error::InvalidInput { .. })));
     let mut trunc = syn_a_to_b();
     trunc.truncate(14 + 12);
     assert!(matches!(run(&trunc), Err(Error::TestRun { .. })));
@@ -1035,21 +1036,32 @@ fn pinned_maps_and_conntrack_survive_a_restart_and_teardown_unpins() {
         .unwrap();
     assert_eq!(dp.ct4_entries(CtTable::Tcp).unwrap()[0].1.packets, 2);
 
-    // Different sizes cannot re-use the pins: a typed load error.
+    // Different sizes cannot re-use the pins: checked before load, the
+    // message names the pin, the field, both values and what to do.
     let other = opts.clone().ct_tcp_size(8192);
-    match Datapath::load(&other) {
-        Err(e @ Error::Load { .. }) => {
-            eprintln!("{e}");
-            let Error::Load { verifier_log, .. } = e else {
-                unreachable!()
-            };
-            assert!(
-                verifier_log.contains("cilium_ct4_global"),
-                "libbpf's log names the map: {verifier_log}"
-            )
-        }
-        other => panic!("expected a load error, got {other:?}"),
-    }
+    let e = Datapath::load(&other).expect_err("a pin of another size was re-used");
+    let msg = e.to_string();
+    let pin = dir.join("globals").join("cilium_ct4_global");
+    assert!(
+        matches!(
+            e,
+            Error::PinMismatch {
+                field: "max_entries",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(
+        msg,
+        format!(
+            "pinned map {} has max_entries 4096, this datapath needs 8192: remove the pin \
+             (its entries are lost) or load with Options that match it",
+            pin.display()
+        )
+    );
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(pin.exists(), "the pin is untouched");
 
     dp.teardown().unwrap();
     for name in podnet_datapath::maps::PINNED {
@@ -1097,15 +1109,41 @@ fn bad_input_is_rejected_before_the_kernel() {
     ));
     assert!(!std::path::Path::new("/sys/fs/bpf/never-created").exists());
 
-    // A pin directory outside bpffs: the load fails and leaves no directory
-    // it made, parents included.
+    // A pin directory outside bpffs: refused before anything is created,
+    // with what to do.
     let base = std::env::temp_dir().join(format!("pnt-dp-notbpffs-{}", std::process::id()));
     let notbpf = Options::small(base.join("a").join("g"));
     let r = Datapath::load(&notbpf);
     let left = base.exists();
     let _ = std::fs::remove_dir_all(&base);
-    assert!(r.is_err(), "{r:?}");
+    let e = r.expect_err("loaded off bpffs");
     assert!(!left, "{} left behind", base.display());
+    assert!(matches!(e, Error::NotBpffs { .. }), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "pin directory {} is not on a bpffs mount; mount one with `mount -t bpf bpf <dir>` \
+             or pick a dir under /sys/fs/bpf",
+            base.join("a").join("g").display()
+        )
+    );
+    // An existing directory off bpffs, too.
+    let tmp = std::env::temp_dir();
+    let e = Datapath::load(&Options::small(&tmp)).expect_err("loaded into /tmp");
+    assert!(matches!(e, Error::NotBpffs { .. }), "{e:?}");
+
+    // A test packet shorter than an Ethernet header: refused before the kernel.
+    for len in [0, 3, 13] {
+        let e = dp
+            .test_run(Program::FromContainer, &vec![0u8; len], &from_a())
+            .expect_err("short packet ran");
+        assert!(matches!(e, Error::InvalidInput { .. }), "{e:?}");
+        assert!(
+            e.to_string().contains(&format!("{len} bytes"))
+                && e.to_string().contains("Ethernet header (14 bytes)"),
+            "{e}"
+        );
+    }
 
     // ipcache: longest prefix wins.
     dp.upsert_ipcache("10.9.0.0/16".parse().unwrap(), &IpcacheInfo::new(16))
@@ -1363,6 +1401,21 @@ fn failed_load_leaves_no_directory_it_created() {
     let r = Datapath::load(&huge);
     assert!(r.is_err(), "a 4G-entry map loaded: {r:?}");
     assert!(!dir.join("a").exists(), "a/ left behind after {r:?}");
+    // The kernel's answer: context in Display, errno from the source,
+    // libbpf's lines through the accessor only.
+    let e = r.unwrap_err();
+    assert!(matches!(e, Error::Load { .. }), "{e:?}");
+    assert_eq!(e.errno(), Some(libc::E2BIG), "{e:?}");
+    assert!(
+        !e.to_string().contains('\n') && !e.to_string().contains("os error"),
+        "{e}"
+    );
+    assert!(std::error::Error::source(&e).is_some());
+    assert!(
+        e.verifier_log()
+            .is_some_and(|l| l.contains("cilium_ct4_global")),
+        "{e:?}"
+    );
     assert!(dir.path().exists(), "the existing parent stays");
 
     // An existing pin dir stays too, empty or not.
@@ -1379,4 +1432,116 @@ fn failed_load_leaves_no_directory_it_created() {
     Datapath::load(&opts).unwrap().teardown().unwrap();
     assert!(!dir.join("c").exists(), "teardown leaves c/");
     assert!(dir.join("mine").exists());
+}
+
+/// `teardown` removes what this datapath created and nothing else: a
+/// foreign pin in the same directory, and a map of one of its names that
+/// was pinned before (a running Cilium's conntrack map, say), stay.
+#[test]
+fn teardown_removes_only_what_this_datapath_created() {
+    require_privileges!();
+    let dir = BpfDir::new("foreign");
+    let pins = dir.join("globals");
+    std::fs::create_dir(&pins).unwrap();
+    let opts = libbpf_rs::MapHandle::create(
+        libbpf_rs::MapType::Hash,
+        Some("foreign"),
+        4,
+        4,
+        16,
+        &libbpf_sys::bpf_map_create_opts {
+            sz: size_of::<libbpf_sys::bpf_map_create_opts>() as _,
+            ..Default::default()
+        },
+    );
+    let mut foreign = opts.unwrap();
+    foreign.pin(pins.join("someone_elses_map")).unwrap();
+    // "Cilium's" conntrack map, with the layout podnet re-uses.
+    let ct = libbpf_rs::MapHandle::create(
+        libbpf_rs::MapType::LruHash,
+        Some("cilium_ct4_glob"),
+        14,
+        56,
+        4096,
+        &libbpf_sys::bpf_map_create_opts {
+            sz: size_of::<libbpf_sys::bpf_map_create_opts>() as _,
+            ..Default::default()
+        },
+    );
+    let mut ct = ct.unwrap();
+    ct.pin(pins.join("cilium_ct4_global")).unwrap();
+
+    let dp = Datapath::load(&Options::small(&pins)).unwrap();
+    assert!(pins.join("podnet_lxc").exists());
+    dp.teardown().unwrap();
+    assert!(
+        pins.join("someone_elses_map").exists(),
+        "foreign pin removed"
+    );
+    assert!(
+        pins.join("cilium_ct4_global").exists(),
+        "pre-existing CT map unpinned"
+    );
+    assert!(!pins.join("podnet_lxc").exists(), "own map left");
+    assert!(
+        !pins.join("cilium_ct_any4_global").exists(),
+        "own CT map left"
+    );
+    assert!(pins.exists(), "a directory it did not make was removed");
+
+    // A restart re-uses its own pins and its teardown still removes them.
+    let dp = Datapath::load(&Options::small(&pins)).unwrap();
+    drop(dp);
+    let dp = Datapath::load(&Options::small(&pins)).unwrap();
+    dp.teardown().unwrap();
+    assert!(!pins.join("podnet_lxc").exists());
+    assert!(pins.join("cilium_ct4_global").exists());
+    foreign.unpin(pins.join("someone_elses_map")).unwrap();
+    ct.unpin(pins.join("cilium_ct4_global")).unwrap();
+}
+
+/// Without CAP_BPF / CAP_NET_ADMIN (root with every capability dropped, in a
+/// child process this test re-executes itself as, under util-linux's
+/// `setpriv`) the load says what it needs, instead of libbpf's hint about
+/// RLIMIT_MEMLOCK, and creates nothing.
+#[test]
+fn loading_without_capabilities_says_what_is_needed() {
+    const CHILD: &str = "PODNET_TEST_NO_CAPS_PIN_DIR";
+    if let Some(dir) = std::env::var_os(CHILD) {
+        let e = Datapath::load(&Options::small(std::path::PathBuf::from(dir).join("g")))
+            .expect_err("loaded without capabilities");
+        assert!(matches!(e, Error::Privileges { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "loading the datapath: needs root or CAP_BPF and CAP_NET_ADMIN"
+        );
+        assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
+        return;
+    }
+    require_privileges!();
+    let dir = BpfDir::new("nocaps");
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--inh-caps=-all",
+            "--ambient-caps=-all",
+            "--bounding-set=-all",
+            "--",
+        ])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "loading_without_capabilities_says_what_is_needed",
+            "--nocapture",
+        ])
+        .env(CHILD, dir.path())
+        .output()
+        .expect("setpriv (util-linux) runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "child failed:\n{text}");
+    assert!(text.contains("1 passed"), "the child ran the test:\n{text}");
+    assert!(!dir.join("g").exists(), "the child created its pin dir");
 }

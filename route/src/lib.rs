@@ -5,7 +5,7 @@
 //!   exact `ip route` / `ip rule` arguments (`Display`, `to_ip_command`)
 //!   and parsed back (`FromStr`); [`Route::show`] and [`Rule::show`] print
 //!   them as `ip route show` / `ip rule show` do.
-//! * [`Handle`]: one NETLINK_ROUTE socket in the current or any other
+//! * [`Handle`]: one `NETLINK_ROUTE` socket in the current or any other
 //!   network namespace: [`upsert`](Handle::upsert) (Cilium's semantics,
 //!   idempotent), [`delete`](Handle::delete), exact
 //!   [`lookup`](Handle::lookup) without dumping every table,
@@ -14,6 +14,15 @@
 //!   [`delete_many`](Handle::delete_many).
 //! * [`layout`]: Cilium's ENI and native-routing layouts, installed and
 //!   removed as a unit.
+//! * Links, addresses and neighbours, as `Handle` methods too:
+//!   [`add_veth`](Handle::add_veth) (the peer created directly in another
+//!   netns under its final name), [`delete_link`](Handle::delete_link),
+//!   [`set_link_up`](Handle::set_link_up) / `_mtu` / `_mac`,
+//!   [`link`](Handle::link) / [`links`](Handle::links) ([`Link`]: MAC, MTU,
+//!   state, kind), [`add_address`](Handle::add_address) /
+//!   [`addresses`](Handle::addresses), and permanent neighbour entries
+//!   ([`replace_neighbour`](Handle::replace_neighbour) /
+//!   [`neighbours`](Handle::neighbours)), each printed as `ip` prints it.
 //!
 //! ```no_run
 //! use podnet_route::{Handle, Route, Rule, Family};
@@ -31,6 +40,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![warn(missing_docs)]
 
+mod address;
 mod codec;
 mod error;
 #[cfg(feature = "fuzzing")]
@@ -38,22 +48,27 @@ mod error;
 pub mod fuzzing;
 mod handle;
 pub mod layout;
+mod link;
 mod names;
+mod neighbour;
 mod nl;
 mod route;
 mod rule;
 pub mod show;
 
+pub use address::Address;
 pub use error::{Error, Op, Result};
 pub use handle::{
     GetOptions, Handle, MtuConfig, RouteFilter, DUMP_MAX_TRIES, ROUTE_REPLACE_MAX_TRIES,
     ROUTE_REPLACE_RETRY_INTERVAL,
 };
 pub use ipnet::IpNet;
+pub use link::{Link, MacAddr, MacParseError, OperState, Veth, MAX_IFNAME_LEN};
 pub use names::{
     parse_table, table_name, NameError, Protocol, RouteFlags, RoutePref, RouteType, Scope,
     DEFAULT_TABLE, LOCAL_TABLE, MAIN_TABLE,
 };
-pub use route::{NextHop, Route};
+pub use neighbour::Neighbour;
+pub use route::{NextHop, Route, MAX_MTU};
 pub use rule::{Family, Rule, RuleAction};
 pub use show::{RouteShow, RuleShow, ShowStyle};
