@@ -12,11 +12,13 @@
 //! Every row follows one discipline (`headline/rounds.rs`): its contenders
 //! alternate within each round, the order reversed every other round, and
 //! the row reports the median of the per-round paired ratios with their
-//! quartiles; a goal whose quartiles straddle it is "unsettled".
+//! quartiles; a goal whose quartiles straddle it is "unsettled". The process
+//! runs at nice -20, so that a shared machine's other work takes less of it.
 //!
 //! Everything runs as root inside network namespaces and bpffs directories the
 //! benchmarks create and remove (see the `testsupport` crate).
 
+#[path = "headline/report.rs"]
 mod report;
 #[path = "headline/rounds.rs"]
 mod rounds;
@@ -45,6 +47,7 @@ fn main() {
     if !testsupport::privileges_available() {
         return;
     }
+    rounds::raise_priority();
     let mut report = Report::new(full);
     let areas: [Area; 4] = [
         ("route", route::run),

@@ -88,15 +88,14 @@ fn run() -> Result<()> {
 
     println!("\n[2/4] install the endpoint's rules and ENI table with `route`");
     let h = Handle::open_netns(node.path())?;
-    let ep = EniEndpoint {
-        pod_ip: POD_IP.parse()?,
-        host_device: "lxc-eni".into(),
-        eni_device: "eth1".into(),
-        eni_table: ENI_TABLE,
-        router: "192.168.0.1".parse()?,
-        vpc_cidrs: vec!["192.168.0.0/16".parse()?],
-        mtu: None,
-    };
+    let ep = EniEndpoint::new(
+        POD_IP.parse()?,
+        "lxc-eni",
+        "eth1",
+        ENI_TABLE,
+        "192.168.0.1".parse()?,
+    )
+    .vpc_cidr("192.168.0.0/16".parse()?);
     check(ep.install(&h)?, "installed (something changed)")?;
     check(!ep.install(&h)?, "installing again changes nothing")?;
 

@@ -23,6 +23,21 @@ use std::collections::BTreeMap;
 
 use crate::report::{Goal, Row};
 
+/// Raises the benchmark's scheduling priority to nice -20 (threads and
+/// children started later inherit it), so that other work on a shared
+/// machine, a build say, takes as little of the contenders' CPU time as the
+/// scheduler allows. Says so and carries on when it cannot.
+pub fn raise_priority() {
+    // SAFETY: setpriority has no memory preconditions; `who` 0 is this process.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, -20) };
+    if rc != 0 {
+        eprintln!(
+            "could not raise the benchmark's priority (nice -20): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 /// What kind of row a number of rounds is for (see `Report::rounds`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[allow(dead_code)]

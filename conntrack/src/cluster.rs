@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::entry::CtEntry;
 use crate::error::{Error, Result};
-use crate::map::{CtMap, CtMapKind, Scope};
+use crate::map::{CtMap, CtMapKind, CtScope};
 use crate::names::CtSizes;
 use crate::raw::{self, RawMap};
 
@@ -25,9 +25,10 @@ pub const OUTER_PREFIX: &str = "cilium_per_cluster_ct_";
 /// let k = podnet_conntrack::CtMapKind::from_name("cilium_ct_any6_global").unwrap();
 /// assert_eq!(podnet_conntrack::cluster::outer_map_name(&k), "cilium_per_cluster_ct_any6");
 /// ```
+#[must_use]
 pub fn outer_map_name(kind: &CtMapKind) -> String {
     let inner = CtMapKind {
-        scope: Scope::Cluster(0),
+        scope: CtScope::Cluster(0),
         ..*kind
     }
     .name();
@@ -64,9 +65,12 @@ pub struct PerClusterCtMaps {
 impl PerClusterCtMaps {
     /// Opens the outer maps pinned in `dir`, creating (and pinning) those
     /// missing. Inner maps get `sizes` entries.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a cluster id outside 1..=255; [`Error::MapType`] or [`Error::Mismatch`] for a pinned map of other parameters; [`Error::Open`] or [`Error::Syscall`] when the filesystem or the kernel refuses.
     pub fn open_or_create(dir: &Path, ipv4: bool, ipv6: bool, sizes: CtSizes) -> Result<Self> {
         let mut outers = Vec::new();
-        for kind in CtMapKind::all(Scope::Cluster(0), ipv4, ipv6) {
+        for kind in CtMapKind::all(CtScope::Cluster(0), ipv4, ipv6) {
             let name = outer_map_name(&kind);
             let path = dir.join(&name);
             let raw = if path.exists() {
@@ -119,7 +123,7 @@ impl PerClusterCtMaps {
 
     fn inner_kind(kind: &CtMapKind, id: u32) -> CtMapKind {
         CtMapKind {
-            scope: Scope::Cluster(id),
+            scope: CtScope::Cluster(id),
             ..*kind
         }
     }
@@ -130,13 +134,38 @@ impl PerClusterCtMaps {
 
     /// Creates (or reuses) the inner maps of cluster `id` and installs them
     /// in the outer maps.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a cluster id outside 1..=255; [`Error::MapType`] or [`Error::Mismatch`] for a pinned map of other parameters; [`Error::Open`] or [`Error::Syscall`] when the filesystem or the kernel refuses.
     pub fn create_cluster_maps(&mut self, id: u32) -> Result<()> {
         validate(id)?;
         self.ids.insert(id);
         for (kind, outer) in &self.outers {
             let path = self.inner_path(kind, id);
             let inner = if path.exists() {
-                CtMap::open(&path)?
+                let m = CtMap::open(&path)?;
+                let want = self.sizes.max_entries(kind);
+                // The outer map accepts only inners like its template; say
+                // which parameter differs instead of the kernel's EINVAL.
+                if m.max_entries() != want {
+                    return Err(Error::Mismatch {
+                        name: m.name().to_string(),
+                        path,
+                        what: "max_entries",
+                        expected: want.to_string(),
+                        found: m.max_entries().to_string(),
+                    });
+                }
+                if m.info().map_type != raw::MAP_TYPE_LRU_HASH {
+                    return Err(Error::Mismatch {
+                        name: m.name().to_string(),
+                        path,
+                        what: "type",
+                        expected: "lru_hash".into(),
+                        found: raw::map_type_name(m.info().map_type),
+                    });
+                }
+                m
             } else {
                 CtMap::create(
                     &crate::map::CreateOptions::new(Self::inner_kind(kind, id))
@@ -152,6 +181,9 @@ impl PerClusterCtMaps {
 
     /// Unpins the inner maps of cluster `id` and removes them from the outer
     /// maps. Missing ones are skipped.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a cluster id outside 1..=255; [`Error::MapType`] or [`Error::Mismatch`] for a pinned map of other parameters; [`Error::Open`] or [`Error::Syscall`] when the filesystem or the kernel refuses.
     pub fn delete_cluster_maps(&mut self, id: u32) -> Result<()> {
         validate(id)?;
         self.ids.remove(&id);
@@ -163,6 +195,9 @@ impl PerClusterCtMaps {
     }
 
     /// The inner maps of cluster `id` (TCP4, ANY4, TCP6, ANY6 order), opened.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a cluster id outside 1..=255; [`Error::MapType`] or [`Error::Mismatch`] for a pinned map of other parameters; [`Error::Open`] or [`Error::Syscall`] when the filesystem or the kernel refuses.
     pub fn cluster_maps(&self, id: u32) -> Result<Vec<CtMap>> {
         validate(id)?;
         self.outers
@@ -172,6 +207,9 @@ impl PerClusterCtMaps {
     }
 
     /// The inner maps of every cluster created so far.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a cluster id outside 1..=255; [`Error::MapType`] or [`Error::Mismatch`] for a pinned map of other parameters; [`Error::Open`] or [`Error::Syscall`] when the filesystem or the kernel refuses.
     pub fn all_cluster_maps(&self) -> Result<Vec<CtMap>> {
         let mut v = Vec::new();
         for &id in &self.ids {
@@ -187,6 +225,9 @@ impl PerClusterCtMaps {
 
     /// Whether slot `id` of the outer map of `kind` holds a map (reads the
     /// outer array: the kernel returns the inner map's id).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a cluster id outside 1..=255; [`Error::MapType`] or [`Error::Mismatch`] for a pinned map of other parameters; [`Error::Open`] or [`Error::Syscall`] when the filesystem or the kernel refuses.
     pub fn is_installed(&self, kind: &CtMapKind, id: u32) -> Result<bool> {
         let Some((_, outer)) = self
             .outers
@@ -201,8 +242,11 @@ impl PerClusterCtMaps {
 
     /// Removes every per-cluster map (inner and outer) pinned in `dir`
     /// (Cilium's `CleanupPerClusterCTMaps`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a cluster id outside 1..=255; [`Error::MapType`] or [`Error::Mismatch`] for a pinned map of other parameters; [`Error::Open`] or [`Error::Syscall`] when the filesystem or the kernel refuses.
     pub fn cleanup(dir: &Path, ipv4: bool, ipv6: bool) -> Result<()> {
-        for kind in CtMapKind::all(Scope::Cluster(0), ipv4, ipv6) {
+        for kind in CtMapKind::all(CtScope::Cluster(0), ipv4, ipv6) {
             for id in 1..=CLUSTER_ID_MAX {
                 unpin_if_present(dir.join(Self::inner_kind(&kind, id).name()))?;
             }

@@ -14,12 +14,18 @@ use crate::map::CtMap;
 /// print!("{}", podnet_conntrack::dump_entries(&map)?);
 /// # Ok::<(), podnet_conntrack::Error>(())
 /// ```
+///
+/// # Errors
+/// [`Error::Syscall`] when the scan fails; [`Error::InvalidInput`] when the clock cannot be read.
 pub fn dump_entries(map: &CtMap) -> Result<String> {
     dump(map, None)
 }
 
 /// Like [`dump_entries`], with ` (remaining: N sec(s))` after each
 /// `expires=` computed against `clock` (Cilium's `DumpEntriesWithTimeDiff`).
+///
+/// # Errors
+/// [`Error::Syscall`] when the scan fails; [`Error::InvalidInput`] when the clock cannot be read.
 pub fn dump_entries_with_time_diff(map: &CtMap, clock: &ClockSource) -> Result<String> {
     dump(map, Some(clock))
 }

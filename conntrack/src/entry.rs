@@ -137,6 +137,9 @@ impl CtEntry {
     pub const SIZE: usize = 56;
 
     /// Decodes an entry; `bytes` must be exactly 56 bytes long.
+    ///
+    /// # Errors
+    /// [`Error::Layout`] when `bytes` has the wrong length.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
         let bytes: [u8; 56] = bytes.try_into().map_err(|_| Error::Layout {
             what: "CtEntry",
@@ -147,6 +150,7 @@ impl CtEntry {
     }
 
     /// The entry with these bytes.
+    #[must_use]
     pub fn from_array(bytes: [u8; 56]) -> Self {
         CtEntry { bytes }
     }
@@ -158,11 +162,13 @@ impl CtEntry {
     }
 
     /// The entry's bytes exactly as the map stores them.
+    #[must_use]
     pub fn to_bytes(&self) -> [u8; 56] {
         self.bytes
     }
 
     /// The entry's bytes, borrowed.
+    #[must_use]
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes
     }
@@ -190,6 +196,7 @@ impl CtEntry {
     );
 
     /// The flags bitfield.
+    #[must_use]
     pub fn flags(&self) -> EntryFlags {
         flags_in(&self.bytes)
     }
@@ -200,6 +207,7 @@ impl CtEntry {
     }
 
     /// `rev_nat_index` in host order (stored in network order).
+    #[must_use]
     pub fn rev_nat_index(&self) -> u16 {
         u16::from_be_bytes([self.bytes[38], self.bytes[39]])
     }
@@ -210,6 +218,7 @@ impl CtEntry {
     }
 
     /// `tx_flags_seen`: OR of the TCP flags seen in the transmit direction.
+    #[must_use]
     pub fn tx_flags_seen(&self) -> u8 {
         self.bytes[42]
     }
@@ -220,6 +229,7 @@ impl CtEntry {
     }
 
     /// `rx_flags_seen`: OR of the TCP flags seen in the receive direction.
+    #[must_use]
     pub fn rx_flags_seen(&self) -> u8 {
         self.bytes[43]
     }
@@ -230,6 +240,7 @@ impl CtEntry {
     }
 
     /// Cilium's `flagsString`: `Flags=0x%04x [ RxClosing ... Unknown=0x%04x ]`.
+    #[must_use]
     pub fn flags_string(&self) -> String {
         let mut s = String::with_capacity(64);
         self.write_flags(&mut s);
@@ -265,6 +276,7 @@ impl CtEntry {
     /// Cilium's `CtEntry.StringWithTimeDiff`: the entry's text, with
     /// ` (<time_diff>)` after `expires=N` when `time_diff` is given. Ends in
     /// `" \n"` as Cilium's does.
+    #[must_use]
     pub fn string_with_time_diff(&self, time_diff: Option<&str>) -> String {
         let mut s = String::with_capacity(256);
         self.write_with_time_diff(&mut s, time_diff);

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use crate::entry::{flags_in, lifetime_in, CtEntry};
 use crate::error::{Error, Result};
-use crate::key::{AnyCtKey, Family};
+use crate::kernel_scan::{Program, Walker, MAX_VISIT};
+use crate::key::{AnyCtKey, IpFamily};
 use crate::map::CtMap;
 use crate::nat::NatMap;
 use crate::raw::{is_unsupported, BatchScanner, DEFAULT_BATCH};
@@ -58,6 +59,9 @@ impl ClockSource {
 
     /// The current time in lifetime units (seconds or jiffies), truncated
     /// to 32 bits as the datapath stores it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when the clock cannot be read (`clock_gettime`, `/proc/timer_list`).
     pub fn now(&self) -> Result<u32> {
         match self {
             ClockSource::Monotonic => {
@@ -80,6 +84,7 @@ impl ClockSource {
     }
 
     /// Converts a time in lifetime units to seconds.
+    #[must_use]
     pub fn to_seconds(&self, t: u64) -> u64 {
         match self {
             ClockSource::Jiffies { hz } if *hz > 0 => t / u64::from(*hz),
@@ -102,6 +107,29 @@ fn read_jiffies() -> Result<u64> {
 /// [`AnyCtKey::src_ip`] / [`AnyCtKey::dst_ip`] are the flow's addresses as
 /// Cilium passes them.
 pub type EmitFn<'a> = Box<dyn FnMut(&AnyCtKey, &CtEntry) + 'a>;
+
+/// How [`gc`] finds the entries to delete.
+///
+/// ```
+/// assert_eq!(podnet_conntrack::GcScan::default(), podnet_conntrack::GcScan::Auto);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum GcScan {
+    /// [`GcScan::Kernel`] where the kernel loads the walk program and no
+    /// [`GcFilter::emit`] is set, else [`GcScan::Syscall`].
+    #[default]
+    Auto,
+    /// The candidates are found in the kernel: the crate's BPF program walks
+    /// the map with `bpf_for_each_map_elem` (run with `BPF_PROG_TEST_RUN`,
+    /// kernel 5.13+, root or `CAP_BPF`) and returns the keys of expired or
+    /// address-matched entries in runs of at most 262,144 entries examined
+    /// and 8,192 keys found; no value crosses to user space. When `emit` is
+    /// set, GC scans with syscalls instead (kept entries must be read).
+    Kernel,
+    /// The map is streamed to user space with `BPF_MAP_LOOKUP_BATCH`.
+    Syscall,
+}
 
 /// What to collect (Cilium's `GCFilter`).
 ///
@@ -138,6 +166,8 @@ pub struct GcFilter<'a> {
     /// Cilium's GC does (`purgeCtEntry4/6`: `DeleteMapping`, or
     /// `DeleteSwappedMapping` for `DSRInternal` entries).
     pub nat: Option<&'a NatMap>,
+    /// How candidates are found (default [`GcScan::Auto`]).
+    pub scan: GcScan,
 }
 
 impl fmt::Debug for GcFilter<'_> {
@@ -151,12 +181,16 @@ impl fmt::Debug for GcFilter<'_> {
             .field("batch_size", &self.batch_size)
             .field("sequential", &self.sequential)
             .field("nat", &self.nat.is_some())
+            .field("scan", &self.scan)
             .finish()
     }
 }
 
 impl GcFilter<'_> {
     /// A filter removing entries expired at `clock`'s current time.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when the clock cannot be read (`clock_gettime`, `/proc/timer_list`).
     pub fn expired(clock: &ClockSource) -> Result<Self> {
         Ok(GcFilter {
             remove_expired: true,
@@ -176,7 +210,7 @@ impl GcFilter<'_> {
     }
 
     #[cfg(test)]
-    fn decide(&self, family: Family, key: &[u8], lifetime: u32) -> Verdict {
+    fn decide(&self, family: IpFamily, key: &[u8], lifetime: u32) -> Verdict {
         self.decider().decide(family, key, lifetime)
     }
 }
@@ -193,7 +227,7 @@ struct Decider<'a> {
 
 impl Decider<'_> {
     /// Cilium's NAT clean-up for a deleted CT entry.
-    fn purge_nat(&self, family: Family, key: &[u8], value: &[u8]) -> Result<usize> {
+    fn purge_nat(&self, family: IpFamily, key: &[u8], value: &[u8]) -> Result<usize> {
         match self.nat {
             None => Ok(0),
             Some(nat) => nat.purge_for_ct(&AnyCtKey::copy_from(family, key), flags_in(value)),
@@ -202,7 +236,7 @@ impl Decider<'_> {
 }
 
 impl Decider<'_> {
-    fn decide(&self, family: Family, key: &[u8], lifetime: u32) -> Verdict {
+    fn decide(&self, family: IpFamily, key: &[u8], lifetime: u32) -> Verdict {
         if self.remove_expired && lifetime < self.time {
             return Verdict::Expired;
         }
@@ -222,14 +256,14 @@ impl Decider<'_> {
     }
 }
 
-fn addrs(family: Family, key: &[u8]) -> (IpAddr, IpAddr) {
+fn addrs(family: IpFamily, key: &[u8]) -> (IpAddr, IpAddr) {
     match family {
-        Family::V4 => {
+        IpFamily::V4 => {
             let d: [u8; 4] = [key[0], key[1], key[2], key[3]];
             let s: [u8; 4] = [key[4], key[5], key[6], key[7]];
             (Ipv4Addr::from(d).into(), Ipv4Addr::from(s).into())
         }
-        Family::V6 => {
+        IpFamily::V6 => {
             let mut d = [0u8; 16];
             let mut s = [0u8; 16];
             d.copy_from_slice(&key[0..16]);
@@ -252,6 +286,7 @@ enum Verdict {
 /// let s = podnet_conntrack::GcStats { scanned: 10, deleted: 4, deleted_expired: 3, deleted_matched: 1, alive: 6, ..Default::default() };
 /// assert_eq!(s.to_string(), "scanned=10 deleted=4 (expired=3 matched=1) alive=6 renewed=0 vanished=0");
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GcStats {
     /// Entries the scan saw.
@@ -276,6 +311,10 @@ pub struct GcStats {
     pub enospc_grows: u32,
     /// SNAT entries removed with deleted CT entries ([`GcFilter::nat`]).
     pub nat_deleted: usize,
+    /// The candidates were found in the kernel ([`GcScan::Kernel`]).
+    pub kernel_scan: bool,
+    /// Runs of the in-kernel walk.
+    pub kernel_runs: u64,
 }
 
 impl fmt::Display for GcStats {
@@ -323,7 +362,23 @@ impl fmt::Display for GcStats {
 /// println!("{stats}");
 /// # Ok::<(), podnet_conntrack::Error>(())
 /// ```
+///
+/// # Errors
+/// [`Error::Syscall`] when a map call fails (the pass stops with the error, never silently); [`Error::Bpf`] when [`GcScan::Kernel`] was asked for and the kernel refuses the walk.
 pub fn gc(map: &CtMap, filter: &mut GcFilter<'_>) -> Result<GcStats> {
+    if filter.emit.is_none() && filter.scan != GcScan::Syscall {
+        match Walker::load(
+            map,
+            Program::Walk,
+            filter.valid_ips.as_ref(),
+            &filter.match_ips,
+        ) {
+            Ok(w) => return gc_kernel(map, filter, w),
+            Err(e) if filter.scan == GcScan::Kernel => return Err(e),
+            // Auto: the syscall scan below.
+            Err(_) => {}
+        }
+    }
     let batch = if filter.batch_size == 0 {
         DEFAULT_BATCH
     } else {
@@ -392,6 +447,88 @@ pub fn gc(map: &CtMap, filter: &mut GcFilter<'_>) -> Result<GcStats> {
             Ok(d)
         })?;
     }
+    stats.batches = scanner.calls;
+    stats.enospc_grows = scanner.grows;
+    finish(map, filter, stats, del)
+}
+
+/// GC with the candidates found by the in-kernel walk: each run's keys are
+/// deleted (atomically, per key) before the next run, which resumes after the
+/// entries already examined that are still in the map. Entries are never
+/// reordered by a delete, and a renewed entry put back lands in its own
+/// bucket, so the count of what stays before the cursor is exact unless the
+/// datapath inserts or evicts there meanwhile (then an entry is examined
+/// twice or left for the next pass; never lost).
+fn gc_kernel(map: &CtMap, filter: &mut GcFilter<'_>, mut w: Walker) -> Result<GcStats> {
+    let mut stats = GcStats {
+        kernel_scan: true,
+        ..Default::default()
+    };
+    let mut del = Deletions::default();
+    let decider = filter.decider();
+    let mut skip: u32 = 0;
+    loop {
+        let r = w.run(map, filter.remove_expired, filter.time, skip, MAX_VISIT)?;
+        stats.kernel_runs += 1;
+        stats.scanned += r.visited as usize;
+        stats.alive += r.kept as usize;
+        let gone_before = del.deleted_expired + del.deleted_matched + del.vanished;
+        del.run(map, decider, w.keys(r.found))?;
+        let gone = del.deleted_expired + del.deleted_matched + del.vanished - gone_before;
+        let gone = u32::try_from(gone).unwrap_or(u32::MAX);
+        skip = skip.saturating_add(r.visited.saturating_sub(gone));
+        if r.done != 0 {
+            break;
+        }
+    }
+    finish(map, filter, stats, del)
+}
+
+/// The keys a GC pass with `filter` would look at (expired, or matched by
+/// its addresses), found by the in-kernel walk ([`GcScan::Kernel`]) without
+/// deleting anything: a dry run. `emit`, `nat`, `scan` are ignored.
+///
+/// ```no_run
+/// use podnet_conntrack::{gc_candidates, ClockSource, CtMap, GcFilter};
+/// let map = CtMap::open_named(podnet_conntrack::DEFAULT_PIN_DIR, "cilium_ct4_global")?;
+/// let keys = gc_candidates(&map, &GcFilter::expired(&ClockSource::Monotonic)?)?;
+/// println!("{} entries would go", keys.len());
+/// # Ok::<(), podnet_conntrack::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::Bpf`] when the kernel refuses or fails the walk program.
+pub fn gc_candidates(map: &CtMap, filter: &GcFilter<'_>) -> Result<Vec<AnyCtKey>> {
+    let mut w = Walker::load(
+        map,
+        Program::Walk,
+        filter.valid_ips.as_ref(),
+        &filter.match_ips,
+    )?;
+    let family = map.family();
+    let mut keys = Vec::new();
+    let mut skip: u32 = 0;
+    loop {
+        let r = w.run(map, filter.remove_expired, filter.time, skip, MAX_VISIT)?;
+        keys.extend(
+            w.keys(r.found)
+                .chunks_exact(family.key_size())
+                .map(|k| AnyCtKey::copy_from(family, k)),
+        );
+        skip = skip.saturating_add(r.visited);
+        if r.done != 0 {
+            return Ok(keys);
+        }
+    }
+}
+
+/// Adds the deletions' counts to `stats` and emits the renewed entries.
+fn finish(
+    map: &CtMap,
+    filter: &mut GcFilter<'_>,
+    mut stats: GcStats,
+    del: Deletions,
+) -> Result<GcStats> {
     stats.deleted_expired += del.deleted_expired;
     stats.deleted_matched += del.deleted_matched;
     stats.vanished += del.vanished;
@@ -408,8 +545,6 @@ pub fn gc(map: &CtMap, filter: &mut GcFilter<'_>) -> Result<GcStats> {
         emit(filter, family, k, v)?;
     }
     stats.deleted = stats.deleted_expired + stats.deleted_matched;
-    stats.batches = scanner.calls;
-    stats.enospc_grows = scanner.grows;
     Ok(stats)
 }
 
@@ -535,7 +670,7 @@ impl Deletions {
                 return Ok(true);
             }
             Err(e) => {
-                if is_unsupported(e.raw_os_error().unwrap_or(0)) {
+                if is_unsupported(e.errno().unwrap_or(0)) {
                     self.no_atomic = true;
                     return Ok(false);
                 }
@@ -597,7 +732,7 @@ fn delete_batch(
     })
 }
 
-fn emit(filter: &mut GcFilter<'_>, family: Family, key: &[u8], val: &[u8]) -> Result<()> {
+fn emit(filter: &mut GcFilter<'_>, family: IpFamily, key: &[u8], val: &[u8]) -> Result<()> {
     if let Some(cb) = filter.emit.as_mut() {
         let k = AnyCtKey::copy_from(family, key);
         let e = CtEntry::copy_from(val);
@@ -641,6 +776,7 @@ fn round_to_second(ns: i64) -> Duration {
 /// assert_eq!(calculate_interval(Duration::from_secs(60), 0.4), Duration::from_secs(36));
 /// assert_eq!(calculate_interval(Duration::from_secs(10), 0.01), Duration::from_secs(15));
 /// ```
+#[must_use]
 pub fn calculate_interval(prev: Duration, max_delete_ratio: f64) -> Duration {
     let mut interval = prev;
     if max_delete_ratio == 0.0 {
@@ -824,29 +960,29 @@ mod tests {
             6,
             crate::TupleFlags::OUT,
         );
-        assert!(f.decide(Family::V4, k.as_bytes(), 99) == Verdict::Expired);
-        assert!(f.decide(Family::V4, k.as_bytes(), 100) == Verdict::Keep);
+        assert!(f.decide(IpFamily::V4, k.as_bytes(), 99) == Verdict::Expired);
+        assert!(f.decide(IpFamily::V4, k.as_bytes(), 100) == Verdict::Keep);
         f.match_ips.insert("10.0.0.2".parse().unwrap());
-        assert!(f.decide(Family::V4, k.as_bytes(), 100) == Verdict::Matched);
+        assert!(f.decide(IpFamily::V4, k.as_bytes(), 100) == Verdict::Matched);
         f.match_ips.clear();
         f.match_ips.insert("10.0.0.1".parse().unwrap());
-        assert!(f.decide(Family::V4, k.as_bytes(), 1000) == Verdict::Matched);
+        assert!(f.decide(IpFamily::V4, k.as_bytes(), 1000) == Verdict::Matched);
         f.remove_expired = false;
         f.match_ips.clear();
-        assert!(f.decide(Family::V4, k.as_bytes(), 0) == Verdict::Keep);
+        assert!(f.decide(IpFamily::V4, k.as_bytes(), 0) == Verdict::Keep);
         // ValidIPs: kept when either address is valid, deleted when neither.
         f.valid_ips = Some(["10.0.0.2".parse().unwrap()].into());
-        assert!(f.decide(Family::V4, k.as_bytes(), 0) == Verdict::Keep);
+        assert!(f.decide(IpFamily::V4, k.as_bytes(), 0) == Verdict::Keep);
         f.valid_ips = Some(["10.0.0.1".parse().unwrap()].into());
-        assert!(f.decide(Family::V4, k.as_bytes(), 0) == Verdict::Keep);
+        assert!(f.decide(IpFamily::V4, k.as_bytes(), 0) == Verdict::Keep);
         f.valid_ips = Some(["10.0.0.3".parse().unwrap()].into());
-        assert!(f.decide(Family::V4, k.as_bytes(), 0) == Verdict::Matched);
+        assert!(f.decide(IpFamily::V4, k.as_bytes(), 0) == Verdict::Matched);
         f.valid_ips = Some(HashSet::new());
-        assert!(f.decide(Family::V4, k.as_bytes(), 0) == Verdict::Matched);
+        assert!(f.decide(IpFamily::V4, k.as_bytes(), 0) == Verdict::Matched);
         // A valid entry still goes when expired or matched.
         f.valid_ips = Some(["10.0.0.1".parse().unwrap()].into());
         f.match_ips.insert("10.0.0.2".parse().unwrap());
-        assert!(f.decide(Family::V4, k.as_bytes(), 0) == Verdict::Matched);
+        assert!(f.decide(IpFamily::V4, k.as_bytes(), 0) == Verdict::Matched);
     }
 
     #[test]

@@ -52,31 +52,33 @@ bitflags! {
 /// The address family of a conntrack map or key.
 ///
 /// ```
-/// assert_eq!(podnet_conntrack::Family::V6.key_size(), 38);
+/// assert_eq!(podnet_conntrack::IpFamily::V6.key_size(), 38);
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Family {
+pub enum IpFamily {
     /// IPv4: 14-byte keys.
     V4,
     /// IPv6: 38-byte keys.
     V6,
 }
 
-impl Family {
+impl IpFamily {
     /// The key size of this family's conntrack (and SNAT) maps.
+    #[must_use]
     pub const fn key_size(self) -> usize {
         match self {
-            Family::V4 => CtKey4::SIZE,
-            Family::V6 => CtKey6::SIZE,
+            IpFamily::V4 => CtKey4::SIZE,
+            IpFamily::V6 => CtKey6::SIZE,
         }
     }
 }
 
-impl fmt::Display for Family {
+impl fmt::Display for IpFamily {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Family::V4 => "IPv4",
-            Family::V6 => "IPv6",
+            IpFamily::V4 => "IPv4",
+            IpFamily::V6 => "IPv6",
         })
     }
 }
@@ -88,6 +90,7 @@ impl fmt::Display for Family {
 /// assert_eq!(podnet_conntrack::proto_name(6), "TCP");
 /// assert_eq!(podnet_conntrack::proto_name(47), "47");
 /// ```
+#[must_use]
 pub fn proto_name(p: u8) -> std::borrow::Cow<'static, str> {
     match p {
         0 => "ANY".into(),
@@ -166,6 +169,9 @@ macro_rules! ct_key {
             }
 
             /// Decodes a key; `bytes` must be exactly [`Self::SIZE`] long.
+            ///
+            /// # Errors
+            /// [`Error::Layout`] when `bytes` has the wrong length.
             pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
                 let bytes: [u8; Self::SIZE] = bytes.try_into().map_err(|_| Error::Layout {
                     what: stringify!($name),
@@ -394,6 +400,9 @@ macro_rules! global_key {
             pub const SIZE: usize = $inner::SIZE;
 
             /// Decodes a key; `bytes` must be exactly [`Self::SIZE`] long.
+            ///
+            /// # Errors
+            /// [`Error::Layout`] when `bytes` has the wrong length.
             pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
                 $inner::from_bytes(bytes).map($name)
             }
@@ -540,6 +549,7 @@ global_key!(
 /// let k = AnyCtKey::from(CtKey4::new([1, 1, 1, 1].into(), [2, 2, 2, 2].into(), 1, 2, 17, TupleFlags::IN));
 /// assert_eq!(k.src_ip().to_string(), "1.1.1.1");
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum AnyCtKey {
     /// An IPv4 key.
@@ -550,29 +560,34 @@ pub enum AnyCtKey {
 
 impl AnyCtKey {
     /// Decodes `bytes` as a key of `family`.
-    pub fn from_bytes(family: Family, bytes: &[u8]) -> Result<Self, Error> {
+    ///
+    /// # Errors
+    /// [`Error::Layout`] when `bytes` has the wrong length.
+    pub fn from_bytes(family: IpFamily, bytes: &[u8]) -> Result<Self, Error> {
         Ok(match family {
-            Family::V4 => AnyCtKey::V4(CtKey4::from_bytes(bytes)?),
-            Family::V6 => AnyCtKey::V6(CtKey6::from_bytes(bytes)?),
+            IpFamily::V4 => AnyCtKey::V4(CtKey4::from_bytes(bytes)?),
+            IpFamily::V6 => AnyCtKey::V6(CtKey6::from_bytes(bytes)?),
         })
     }
 
-    pub(crate) fn copy_from(family: Family, bytes: &[u8]) -> Self {
+    pub(crate) fn copy_from(family: IpFamily, bytes: &[u8]) -> Self {
         match family {
-            Family::V4 => AnyCtKey::V4(CtKey4::copy_from(bytes)),
-            Family::V6 => AnyCtKey::V6(CtKey6::copy_from(bytes)),
+            IpFamily::V4 => AnyCtKey::V4(CtKey4::copy_from(bytes)),
+            IpFamily::V6 => AnyCtKey::V6(CtKey6::copy_from(bytes)),
         }
     }
 
     /// The key's family.
-    pub fn family(&self) -> Family {
+    #[must_use]
+    pub fn family(&self) -> IpFamily {
         match self {
-            AnyCtKey::V4(_) => Family::V4,
-            AnyCtKey::V6(_) => Family::V6,
+            AnyCtKey::V4(_) => IpFamily::V4,
+            AnyCtKey::V6(_) => IpFamily::V6,
         }
     }
 
     /// The key's bytes.
+    #[must_use]
     pub fn as_bytes(&self) -> &[u8] {
         match self {
             AnyCtKey::V4(k) => k.as_bytes(),
@@ -581,6 +596,7 @@ impl AnyCtKey {
     }
 
     /// `daddr` as an [`IpAddr`].
+    #[must_use]
     pub fn daddr(&self) -> IpAddr {
         match self {
             AnyCtKey::V4(k) => k.daddr().into(),
@@ -589,6 +605,7 @@ impl AnyCtKey {
     }
 
     /// `saddr` as an [`IpAddr`].
+    #[must_use]
     pub fn saddr(&self) -> IpAddr {
         match self {
             AnyCtKey::V4(k) => k.saddr().into(),
@@ -598,16 +615,19 @@ impl AnyCtKey {
 
     /// The flow's source address as Cilium's GC passes it to filters and
     /// `EmitCTEntryCB` (the key's `daddr`, see `doGC4` in `ctmap.go`).
+    #[must_use]
     pub fn src_ip(&self) -> IpAddr {
         self.daddr()
     }
 
     /// The flow's destination address as Cilium's GC sees it (`saddr`).
+    #[must_use]
     pub fn dst_ip(&self) -> IpAddr {
         self.saddr()
     }
 
     /// `dport`, host order.
+    #[must_use]
     pub fn dport(&self) -> u16 {
         match self {
             AnyCtKey::V4(k) => k.dport(),
@@ -616,6 +636,7 @@ impl AnyCtKey {
     }
 
     /// `sport`, host order.
+    #[must_use]
     pub fn sport(&self) -> u16 {
         match self {
             AnyCtKey::V4(k) => k.sport(),
@@ -624,6 +645,7 @@ impl AnyCtKey {
     }
 
     /// `nexthdr`.
+    #[must_use]
     pub fn nexthdr(&self) -> u8 {
         match self {
             AnyCtKey::V4(k) => k.nexthdr(),
@@ -632,6 +654,7 @@ impl AnyCtKey {
     }
 
     /// Tuple flags.
+    #[must_use]
     pub fn flags(&self) -> TupleFlags {
         match self {
             AnyCtKey::V4(k) => k.flags(),
@@ -686,45 +709,45 @@ impl fmt::Display for AnyCtKey {
 /// family matches the map's before touching the kernel.
 pub trait CtKey {
     /// The key's family.
-    fn family(&self) -> Family;
+    fn family(&self) -> IpFamily;
     /// The key's bytes as stored in the map.
     fn key_bytes(&self) -> &[u8];
 }
 
 impl CtKey for CtKey4 {
-    fn family(&self) -> Family {
-        Family::V4
+    fn family(&self) -> IpFamily {
+        IpFamily::V4
     }
     fn key_bytes(&self) -> &[u8] {
         &self.bytes
     }
 }
 impl CtKey for CtKey6 {
-    fn family(&self) -> Family {
-        Family::V6
+    fn family(&self) -> IpFamily {
+        IpFamily::V6
     }
     fn key_bytes(&self) -> &[u8] {
         &self.bytes
     }
 }
 impl CtKey for CtKey4Global {
-    fn family(&self) -> Family {
-        Family::V4
+    fn family(&self) -> IpFamily {
+        IpFamily::V4
     }
     fn key_bytes(&self) -> &[u8] {
         &self.0.bytes
     }
 }
 impl CtKey for CtKey6Global {
-    fn family(&self) -> Family {
-        Family::V6
+    fn family(&self) -> IpFamily {
+        IpFamily::V6
     }
     fn key_bytes(&self) -> &[u8] {
         &self.0.bytes
     }
 }
 impl CtKey for AnyCtKey {
-    fn family(&self) -> Family {
+    fn family(&self) -> IpFamily {
         AnyCtKey::family(self)
     }
     fn key_bytes(&self) -> &[u8] {

@@ -30,35 +30,45 @@
 #![warn(missing_docs)]
 
 pub mod cluster;
+mod controller;
 mod dump;
 mod entry;
 mod error;
 mod gc;
+mod kernel_scan;
+pub use kernel_scan::RenewWriter;
 mod key;
 mod map;
 mod names;
 pub mod nat;
 mod raw;
+#[cfg(feature = "serde")]
+mod serde_impls;
 
+pub use controller::{GcController, GcControllerBuilder, GcRun, MapRun, MonotonicFn};
 pub use dump::{dump_entries, dump_entries_with_time_diff};
 pub use entry::{CtEntry, EntryFlags};
 pub use error::{Error, Result};
 pub use gc::{
-    calculate_interval, gc, ClockSource, EmitFn, GcFilter, GcInterval, GcStats,
-    GC_MAX_LRU_INTERVAL, GC_MIN_INTERVAL, GC_STARTING_INTERVAL,
+    calculate_interval, gc, gc_candidates, ClockSource, EmitFn, GcFilter, GcInterval, GcScan,
+    GcStats, GC_MAX_LRU_INTERVAL, GC_MIN_INTERVAL, GC_STARTING_INTERVAL,
 };
 pub use key::{
-    proto_name, AnyCtKey, CtKey, CtKey4, CtKey4Global, CtKey6, CtKey6Global, Family, TupleFlags,
+    proto_name, AnyCtKey, CtKey, CtKey4, CtKey4Global, CtKey6, CtKey6Global, IpFamily, TupleFlags,
     IPPROTO_TCP, IPPROTO_UDP,
 };
 pub use map::{
-    filter_maps_by_proto, name_is_global, CreateOptions, CtMap, CtMapKind, CtProto, Direction,
-    Entries, Scope, DEFAULT_MAX_ENTRIES_ANY, DEFAULT_MAX_ENTRIES_LOCAL, DEFAULT_MAX_ENTRIES_TCP,
-    DEFAULT_PIN_DIR, MAP_NAME_ANY4_GLOBAL, MAP_NAME_ANY6_GLOBAL, MAP_NAME_PREFIX,
-    MAP_NAME_TCP4_GLOBAL, MAP_NAME_TCP6_GLOBAL,
+    filter_maps_by_proto, name_is_global, CreateOptions, CtMap, CtMapKind, CtProto, CtScope,
+    Direction, Entries, DEFAULT_MAX_ENTRIES_ANY, DEFAULT_MAX_ENTRIES_LOCAL,
+    DEFAULT_MAX_ENTRIES_TCP, DEFAULT_PIN_DIR, MAP_NAME_ANY4_GLOBAL, MAP_NAME_ANY6_GLOBAL,
+    MAP_NAME_PREFIX, MAP_NAME_TCP4_GLOBAL, MAP_NAME_TCP6_GLOBAL,
 };
 pub use names::{delete_if_upgrade_needed, exists, write_bpf_macros, CtSizes};
 pub use raw::{map_type_name, MapInfo, DEFAULT_BATCH};
+
+/// The libbpf-rs whose types appear in this crate's API
+/// ([`CtMap::to_map_handle`], the source of [`Error::Bpf`]).
+pub use libbpf_rs;
 
 /// The libbpf-sys this crate is built on, for raw bpf(2) calls next to
 /// [`CtMap::as_fd`] (the benchmarks use it for their baselines).
@@ -74,6 +84,9 @@ pub use libbpf_sys;
 ///     "10.0.0.1:40000".parse().unwrap(), "10.0.0.2:80".parse().unwrap(), 6, Direction::Egress)?;
 /// # Ok::<(), podnet_conntrack::Error>(())
 /// ```
+///
+/// # Errors
+/// As [`CtMap::open_kind`] for the map, then as [`CtMap::lookup_flow`].
 pub fn lookup(
     dir: &std::path::Path,
     endpoint: Option<u16>,
@@ -88,6 +101,9 @@ pub fn lookup(
 /// Cilium's `Update(epname, src, dst, proto, ingress, updateFn)`: looks the
 /// flow up and, if present, applies `f` and writes it back. Returns whether
 /// the flow was found.
+///
+/// # Errors
+/// As [`CtMap::open_kind`] for the map, then as [`CtMap::lookup_flow`].
 pub fn update<F: FnOnce(&mut CtEntry)>(
     dir: &std::path::Path,
     endpoint: Option<u16>,
@@ -108,12 +124,12 @@ fn open_for_flow(
 ) -> Result<CtMap> {
     let kind = CtMapKind {
         family: if src.is_ipv4() {
-            Family::V4
+            IpFamily::V4
         } else {
-            Family::V6
+            IpFamily::V6
         },
         proto: CtProto::for_protocol(proto),
-        scope: Scope::of_endpoint(endpoint),
+        scope: CtScope::of_endpoint(endpoint),
     };
     CtMap::open_kind(dir, kind)
 }

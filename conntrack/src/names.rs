@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::entry::CtEntry;
 use crate::error::{Error, Result};
-use crate::map::{CtMapKind, CtProto, Scope};
+use crate::map::{CtMapKind, CtProto, CtScope};
 use crate::raw::{self, RawMap};
 
 /// Map sizes an agent configured (`--bpf-ct-global-tcp-max`,
@@ -35,9 +35,10 @@ impl Default for CtSizes {
 
 impl CtSizes {
     /// `max_entries` of `kind` under these sizes.
+    #[must_use]
     pub fn max_entries(&self, kind: &CtMapKind) -> u32 {
         match (kind.scope, kind.proto) {
-            (Scope::Endpoint(_), _) => crate::map::DEFAULT_MAX_ENTRIES_LOCAL,
+            (CtScope::Endpoint(_), _) => crate::map::DEFAULT_MAX_ENTRIES_LOCAL,
             (_, CtProto::Tcp) => self.tcp,
             (_, CtProto::Any) => self.any,
         }
@@ -60,12 +61,15 @@ const CT_MAP_FLAGS: u32 = 0;
 ///      #define CT_MAP_TCP6 cilium_ct6_global\n#define CT_MAP_ANY6 cilium_ct_any6_global\n\
 ///      #define CT_MAP_SIZE_TCP 524288\n#define CT_MAP_SIZE_ANY 262144\n");
 /// ```
+///
+/// # Errors
+/// The writer's I/O error.
 pub fn write_bpf_macros(
     w: &mut dyn Write,
     endpoint: Option<u16>,
     sizes: &CtSizes,
 ) -> std::io::Result<()> {
-    let scope = Scope::of_endpoint(endpoint);
+    let scope = CtScope::of_endpoint(endpoint);
     let mut tcp = 0;
     let mut any = 0;
     for k in CtMapKind::all(scope, true, true) {
@@ -82,8 +86,9 @@ pub fn write_bpf_macros(
 
 /// `true` when every conntrack map of the endpoint (or the global ones) is
 /// pinned in `dir` (Cilium's `Exists`).
+#[must_use]
 pub fn exists(dir: &Path, endpoint: Option<u16>, ipv4: bool, ipv6: bool) -> bool {
-    let scope = Scope::of_endpoint(endpoint);
+    let scope = CtScope::of_endpoint(endpoint);
     CtMapKind::all(scope, ipv4, ipv6)
         .iter()
         .all(|k| dir.join(k.name()).exists())
@@ -96,12 +101,15 @@ pub fn exists(dir: &Path, endpoint: Option<u16>, ipv4: bool, ipv6: bool) -> bool
 /// `pkg/bpf/bpf_linux.go`: Cilium creates its CT maps as LRU hashes with
 /// flags 0, so any flag, e.g. `BPF_F_NO_COMMON_LRU`, means an upgrade). Returns the paths removed. Missing
 /// pins are skipped; a pin that is not a map is left alone.
+///
+/// # Errors
+/// [`Error::Open`] when a mismatched pin cannot be removed; [`Error::Syscall`] when a pin cannot be inspected.
 pub fn delete_if_upgrade_needed(
     dir: &Path,
     endpoint: Option<u16>,
     sizes: &CtSizes,
 ) -> Result<Vec<PathBuf>> {
-    let scope = Scope::of_endpoint(endpoint);
+    let scope = CtScope::of_endpoint(endpoint);
     let mut removed = Vec::new();
     for k in CtMapKind::all(scope, true, true) {
         let path = dir.join(k.name());
@@ -134,7 +142,7 @@ pub fn delete_if_upgrade_needed(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key::Family;
+    use crate::key::IpFamily;
 
     #[test]
     fn endpoint_macros_use_local_names_and_sizes() {
@@ -158,43 +166,53 @@ mod tests {
     #[test]
     fn map_names_round_trip() {
         for (name, fam, proto, scope) in [
-            ("cilium_ct4_global", Family::V4, CtProto::Tcp, Scope::Global),
-            ("cilium_ct6_global", Family::V6, CtProto::Tcp, Scope::Global),
+            (
+                "cilium_ct4_global",
+                IpFamily::V4,
+                CtProto::Tcp,
+                CtScope::Global,
+            ),
+            (
+                "cilium_ct6_global",
+                IpFamily::V6,
+                CtProto::Tcp,
+                CtScope::Global,
+            ),
             (
                 "cilium_ct_any4_global",
-                Family::V4,
+                IpFamily::V4,
                 CtProto::Any,
-                Scope::Global,
+                CtScope::Global,
             ),
             (
                 "cilium_ct_any6_global",
-                Family::V6,
+                IpFamily::V6,
                 CtProto::Any,
-                Scope::Global,
+                CtScope::Global,
             ),
             (
                 "cilium_ct4_00042",
-                Family::V4,
+                IpFamily::V4,
                 CtProto::Tcp,
-                Scope::Endpoint(42),
+                CtScope::Endpoint(42),
             ),
             (
                 "cilium_ct_any6_65535",
-                Family::V6,
+                IpFamily::V6,
                 CtProto::Any,
-                Scope::Endpoint(65535),
+                CtScope::Endpoint(65535),
             ),
             (
                 "cilium_per_cluster_ct_tcp4_7",
-                Family::V4,
+                IpFamily::V4,
                 CtProto::Tcp,
-                Scope::Cluster(7),
+                CtScope::Cluster(7),
             ),
             (
                 "cilium_per_cluster_ct_any6_255",
-                Family::V6,
+                IpFamily::V6,
                 CtProto::Any,
-                Scope::Cluster(255),
+                CtScope::Cluster(255),
             ),
         ] {
             let k = CtMapKind::from_name(name).unwrap();

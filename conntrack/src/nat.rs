@@ -23,7 +23,7 @@ use std::path::Path;
 
 use crate::entry::EntryFlags;
 use crate::error::{Error, Result};
-use crate::key::{AnyCtKey, CtKey6, Family, TupleFlags, IPPROTO_TCP};
+use crate::key::{AnyCtKey, CtKey6, IpFamily, TupleFlags, IPPROTO_TCP};
 use crate::map::CtMap;
 use crate::raw::{BatchScanner, RawMap, DEFAULT_BATCH};
 
@@ -47,7 +47,7 @@ pub const DEFAULT_MAX_ENTRIES_NAT: u32 =
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct NatEntry {
     bytes: [u8; 56],
-    family: Family,
+    family: IpFamily,
 }
 
 impl NatEntry {
@@ -57,13 +57,14 @@ impl NatEntry {
     pub const SIZE_V6: usize = 56;
 
     /// An entry translating to `addr:port` (port in host order).
+    #[must_use]
     pub fn new(addr: IpAddr, port: u16) -> Self {
         let mut e = NatEntry {
             bytes: [0; 56],
             family: if addr.is_ipv4() {
-                Family::V4
+                IpFamily::V4
             } else {
-                Family::V6
+                IpFamily::V6
             },
         };
         match addr {
@@ -75,15 +76,19 @@ impl NatEntry {
     }
 
     /// Value size for `family`.
-    pub fn size(family: Family) -> usize {
+    #[must_use]
+    pub fn size(family: IpFamily) -> usize {
         match family {
-            Family::V4 => Self::SIZE_V4,
-            Family::V6 => Self::SIZE_V6,
+            IpFamily::V4 => Self::SIZE_V4,
+            IpFamily::V6 => Self::SIZE_V6,
         }
     }
 
     /// Decodes an entry of `family`.
-    pub fn from_bytes(family: Family, b: &[u8]) -> Result<Self> {
+    ///
+    /// # Errors
+    /// [`Error::Layout`] when `b` has the wrong length for `family`.
+    pub fn from_bytes(family: IpFamily, b: &[u8]) -> Result<Self> {
         let want = Self::size(family);
         if b.len() != want {
             return Err(Error::Layout {
@@ -98,11 +103,13 @@ impl NatEntry {
     }
 
     /// The bytes as the map stores them (40 or 56).
+    #[must_use]
     pub fn to_bytes(&self) -> Vec<u8> {
         self.as_bytes().to_vec()
     }
 
     /// The bytes, borrowed.
+    #[must_use]
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..Self::size(self.family)]
     }
@@ -114,6 +121,7 @@ impl NatEntry {
     }
 
     /// `created`.
+    #[must_use]
     pub fn created(&self) -> u64 {
         self.u64_at(0)
     }
@@ -124,6 +132,7 @@ impl NatEntry {
     }
 
     /// `needs_ct`.
+    #[must_use]
     pub fn needs_ct(&self) -> u64 {
         self.u64_at(8)
     }
@@ -134,11 +143,12 @@ impl NatEntry {
     }
 
     /// The translated address (`to_saddr` / `to_daddr`).
+    #[must_use]
     pub fn to_addr(&self) -> IpAddr {
         let a = self.addr_bytes();
         match self.family {
-            Family::V4 => Ipv4Addr::from([a[0], a[1], a[2], a[3]]).into(),
-            Family::V6 => {
+            IpFamily::V4 => Ipv4Addr::from([a[0], a[1], a[2], a[3]]).into(),
+            IpFamily::V6 => {
                 let mut b = [0u8; 16];
                 b.copy_from_slice(a);
                 Ipv6Addr::from(b).into()
@@ -152,6 +162,7 @@ impl NatEntry {
     }
 
     /// The translated port, host order.
+    #[must_use]
     pub fn to_port(&self) -> u16 {
         let o = self.port_off();
         u16::from_be_bytes([self.bytes[o], self.bytes[o + 1]])
@@ -210,46 +221,63 @@ impl fmt::Debug for NatEntry {
 /// ```
 #[derive(Debug)]
 pub struct NatMap {
-    raw: RawMap,
-    family: Family,
+    pub(crate) raw: RawMap,
+    family: IpFamily,
 }
 
 impl NatMap {
     /// Opens a pinned SNAT map; family from the name
     /// (`cilium_snat_v4_external` / `..._v6_...`) or else the key size.
+    ///
+    /// # Errors
+    /// [`Error::Open`] when nothing is pinned there; [`Error::NotBpffs`], [`Error::NotAMap`], [`Error::MapType`], [`Error::KeySize`] or [`Error::ValueSize`] when it is not a map of this layout (nothing is modified).
     pub fn open(path: impl AsRef<Path>) -> Result<NatMap> {
         let path = path.as_ref();
         let raw = RawMap::open_pinned(path)?;
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let family = if name.contains("_v6_") {
-            Family::V6
+            IpFamily::V6
         } else if name.contains("_v4_") {
-            Family::V4
+            IpFamily::V4
         } else if raw.info.key_size as usize == CtKey6::SIZE {
-            Family::V6
+            IpFamily::V6
         } else {
-            Family::V4
+            IpFamily::V4
         };
         Self::check(raw, family)
     }
 
     /// Opens `dir/name`.
+    ///
+    /// # Errors
+    /// [`Error::UnknownName`] (conntrack maps) for a name that is not Cilium's; otherwise as `open`: [`Error::Open`] when nothing is pinned there; [`Error::NotBpffs`], [`Error::NotAMap`], [`Error::MapType`], [`Error::KeySize`] or [`Error::ValueSize`] when it is not a map of this layout (nothing is modified).
     pub fn open_named(dir: impl AsRef<Path>, name: &str) -> Result<NatMap> {
         Self::open(dir.as_ref().join(name))
     }
 
-    fn check(raw: RawMap, family: Family) -> Result<NatMap> {
+    fn check(raw: RawMap, family: IpFamily) -> Result<NatMap> {
         raw.check_hash_layout(family.key_size(), NatEntry::size(family))?;
         Ok(NatMap { raw, family })
     }
 
     /// Creates an LRU SNAT map with Cilium's name for `family`, pinned in
     /// `pin_dir` when given.
-    pub fn create(family: Family, max_entries: u32, pin_dir: Option<&Path>) -> Result<NatMap> {
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for `max_entries` 0 and [`Error::NotBpffs`] for a pin directory outside bpffs (both before the kernel is touched); [`Error::Syscall`] when the kernel refuses.
+    pub fn create(family: IpFamily, max_entries: u32, pin_dir: Option<&Path>) -> Result<NatMap> {
         let name = match family {
-            Family::V4 => MAP_NAME_SNAT4,
-            Family::V6 => MAP_NAME_SNAT6,
+            IpFamily::V4 => MAP_NAME_SNAT4,
+            IpFamily::V6 => MAP_NAME_SNAT6,
         };
+        if max_entries == 0 {
+            return Err(Error::InvalidInput(format!(
+                "map {name}: max_entries must be at least 1"
+            )));
+        }
+        if let Some(d) = pin_dir {
+            crate::raw::check_pin_dir(d)?;
+        }
         let pin = pin_dir.map(|d| d.join(name));
         let raw = RawMap::create(
             libbpf_rs::MapType::LruHash,
@@ -264,7 +292,8 @@ impl NatMap {
     }
 
     /// The map's family.
-    pub fn family(&self) -> Family {
+    #[must_use]
+    pub fn family(&self) -> IpFamily {
         self.family
     }
 
@@ -287,6 +316,9 @@ impl NatMap {
     }
 
     /// Looks a tuple up.
+    ///
+    /// # Errors
+    /// [`Error::KeyFamily`] for a key of the other family (nothing sent); [`Error::Syscall`], with the errno, when the kernel call fails.
     pub fn lookup(&self, key: &AnyCtKey) -> Result<Option<NatEntry>> {
         self.check_family(key, None)?;
         let mut v = [0u8; 56];
@@ -299,12 +331,18 @@ impl NatMap {
     }
 
     /// Inserts or replaces an entry.
+    ///
+    /// # Errors
+    /// [`Error::KeyFamily`] for a key of the other family (nothing sent); [`Error::Syscall`], with the errno, when the kernel call fails.
     pub fn update(&self, key: &AnyCtKey, e: &NatEntry) -> Result<()> {
         self.check_family(key, Some(e))?;
         self.raw.update(key.as_bytes(), e.as_bytes(), 0)
     }
 
     /// Deletes an entry; `Ok(false)` when absent.
+    ///
+    /// # Errors
+    /// [`Error::KeyFamily`] for a key of the other family (nothing sent); [`Error::Syscall`], with the errno, when the kernel call fails.
     pub fn delete(&self, key: &AnyCtKey) -> Result<bool> {
         self.check_family(key, None)?;
         self.raw.delete(key.as_bytes())
@@ -315,6 +353,9 @@ impl NatMap {
     /// swapped; when present, its reverse key (`daddr = to_addr, saddr =
     /// ct.saddr, dport = to_port, sport = ct.dport`, `TUPLE_F_IN`) goes too.
     /// Returns how many SNAT entries were deleted.
+    ///
+    /// # Errors
+    /// [`Error::KeyFamily`] for a key of the other family (nothing sent); [`Error::Syscall`], with the errno, when the kernel call fails.
     pub fn delete_mapping(&self, ct_key: &AnyCtKey) -> Result<usize> {
         self.check_family(ct_key, None)?;
         let (al, b) = (addr_len(self.family), ct_key.as_bytes());
@@ -345,6 +386,9 @@ impl NatMap {
 
     /// Removes the SNAT entry a DSR CT entry owns (Cilium's
     /// `DeleteSwappedMapping4/6`): the CT key with ports swapped, `TUPLE_F_OUT`.
+    ///
+    /// # Errors
+    /// [`Error::KeyFamily`] for a key of the other family (nothing sent); [`Error::Syscall`], with the errno, when the kernel call fails.
     pub fn delete_swapped_mapping(&self, ct_key: &AnyCtKey) -> Result<bool> {
         self.check_family(ct_key, None)?;
         let (al, b) = (addr_len(self.family), ct_key.as_bytes());
@@ -370,6 +414,9 @@ impl NatMap {
     }
 
     /// Counts entries with a batch walk.
+    ///
+    /// # Errors
+    /// [`Error::KeyFamily`] for a key of the other family (nothing sent); [`Error::Syscall`], with the errno, when the kernel call fails.
     pub fn count(&self) -> Result<usize> {
         self.raw.count()
     }
@@ -381,6 +428,7 @@ impl NatMap {
 /// let s = podnet_conntrack::nat::NatGcStats::default();
 /// assert_eq!(s.ingress_deleted + s.egress_deleted, 0);
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NatGcStats {
     /// SNAT entries scanned.
@@ -400,10 +448,10 @@ pub struct NatGcStats {
 const OFF_ADDR: usize = 32;
 
 /// Address length of `f`, in bytes.
-fn addr_len(f: Family) -> usize {
+fn addr_len(f: IpFamily) -> usize {
     match f {
-        Family::V4 => 4,
-        Family::V6 => 16,
+        IpFamily::V4 => 4,
+        IpFamily::V6 => 16,
     }
 }
 
@@ -417,7 +465,7 @@ fn ct_exists(ct: &CtMap, key: &AnyCtKey, want_dsr: bool) -> bool {
 }
 
 fn tuple(
-    family: Family,
+    family: IpFamily,
     daddr: &[u8],
     saddr: &[u8],
     dport: [u8; 2],
@@ -446,6 +494,9 @@ fn tuple(
 ///
 /// TCP tuples are checked in `ct_tcp`, the others in `ct_any`. Deletions use
 /// `BPF_MAP_DELETE_BATCH`.
+///
+/// # Errors
+/// [`Error::InvalidInput`] when the maps' families differ (nothing deleted); [`Error::Syscall`] when a map call fails.
 pub fn purge_orphan_nat_entries(
     ct_tcp: &CtMap,
     ct_any: &CtMap,
@@ -522,14 +573,14 @@ mod tests {
         assert_eq!(&b6[48..50], &[0x01, 0xbb]);
         assert_eq!(e6.to_addr(), IpAddr::from(a6));
         assert_eq!(e6.to_port(), 443);
-        assert_eq!(NatEntry::from_bytes(Family::V6, &b6).unwrap(), e6);
+        assert_eq!(NatEntry::from_bytes(IpFamily::V6, &b6).unwrap(), e6);
 
         let e4 = NatEntry::new("192.0.2.1".parse().unwrap(), 33000);
         assert_eq!(e4.to_addr().to_string(), "192.0.2.1");
         assert_eq!(e4.addr_bytes(), &[192, 0, 2, 1]);
         assert_eq!(e4.port_bytes(), [0x80, 0xe8]);
         assert_eq!(
-            NatEntry::from_bytes(Family::V4, &e4.to_bytes()).unwrap(),
+            NatEntry::from_bytes(IpFamily::V4, &e4.to_bytes()).unwrap(),
             e4
         );
     }

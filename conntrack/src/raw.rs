@@ -49,6 +49,7 @@ pub struct MapInfo {
 }
 
 /// The name of a map type as bpftool prints it.
+#[must_use]
 pub fn map_type_name(t: u32) -> String {
     match t {
         MAP_TYPE_HASH => "hash".into(),
@@ -87,6 +88,21 @@ pub(crate) struct RawMap {
     pub(crate) label: String,
     pub(crate) path: Option<PathBuf>,
     pub(crate) info: MapInfo,
+}
+
+/// A pin directory must exist and be on bpffs: checked before any map is
+/// created (else the kernel says EPERM, or ENOENT, and a map was made).
+pub(crate) fn check_pin_dir(dir: &Path) -> Result<()> {
+    match is_bpffs(dir) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Error::NotBpffs {
+            path: dir.to_path_buf(),
+        }),
+        Err(source) => Err(Error::Open {
+            path: dir.to_path_buf(),
+            source,
+        }),
+    }
 }
 
 pub(crate) fn is_bpffs(path: &Path) -> io::Result<bool> {
@@ -170,14 +186,13 @@ impl RawMap {
         if !target.is_empty() && target != "anon_inode:bpf-map" {
             return Err(Error::NotAMap {
                 path: path.to_path_buf(),
-                source: io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("the pinned object is {target}, not a map"),
-                ),
+                what: format!("the pinned object is {target}"),
+                source: io::Error::from_raw_os_error(libc::EINVAL),
             });
         }
         let info = map_info(fd.as_fd()).map_err(|source| Error::NotAMap {
             path: path.to_path_buf(),
+            what: "BPF_OBJ_GET_INFO_BY_FD failed".into(),
             source,
         })?;
         let label = path

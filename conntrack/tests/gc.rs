@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use common::*;
-use podnet_conntrack::{gc, AnyCtKey, CreateOptions, CtEntry, CtMap, CtMapKind, GcFilter};
+use podnet_conntrack::{
+    gc, AnyCtKey, CreateOptions, CtEntry, CtMap, CtMapKind, GcFilter, GcScan, RenewWriter,
+};
 use testsupport::{require_privileges, BpfDir};
 
 const NOW: u32 = 1_000_000;
@@ -64,6 +66,11 @@ fn fill(map: &CtMap, n: u32) -> (HashSet<AnyCtKey>, HashSet<IpAddr>) {
 }
 
 fn check_gc(n: u32, batch: u32, lru: bool, sequential: bool) {
+    check_gc_with(n, batch, lru, sequential, false);
+}
+
+/// `kernel`: candidates found by the in-kernel walk (no emit then).
+fn check_gc_with(n: u32, batch: u32, lru: bool, sequential: bool, kernel: bool) {
     let dir = BpfDir::new("ct-gc");
     let map = ct4(&dir, (n * 2).max(1024), lru);
     let (survivors, ips) = fill(&map, n);
@@ -74,16 +81,25 @@ fn check_gc(n: u32, batch: u32, lru: bool, sequential: bool) {
             remove_expired: true,
             time: NOW,
             match_ips: ips,
-            emit: Some(Box::new(|k: &AnyCtKey, e: &CtEntry| {
-                emitted.lock().unwrap().push((*k, *e))
-            })),
+            emit: None,
             batch_size: batch,
             sequential,
             nat: None,
             valid_ips: None,
+            scan: if kernel {
+                GcScan::Kernel
+            } else {
+                GcScan::Syscall
+            },
         };
+        if !kernel {
+            f.emit = Some(Box::new(|k: &AnyCtKey, e: &CtEntry| {
+                emitted.lock().unwrap().push((*k, *e))
+            }));
+        }
         gc(&map, &mut f).unwrap()
     };
+    assert_eq!(stats.kernel_scan, kernel, "{stats:?}");
     let emitted = emitted.into_inner().unwrap();
     let left: HashSet<AnyCtKey> = map.iter().unwrap().map(|r| r.unwrap().0).collect();
     assert_eq!(left.len(), survivors.len());
@@ -95,6 +111,10 @@ fn check_gc(n: u32, batch: u32, lru: bool, sequential: bool) {
     assert_eq!(stats.renewed, 0);
     assert_eq!(stats.vanished, 0);
     assert_eq!(stats.nat_deleted, 0);
+    if kernel {
+        assert!(stats.kernel_runs >= 1);
+        return;
+    }
     // emit: exactly once per kept entry, with its value.
     assert_eq!(emitted.len(), survivors.len());
     let emitted_keys: HashSet<AnyCtKey> = emitted.iter().map(|(k, _)| *k).collect();
@@ -121,6 +141,18 @@ fn gc_10k_exact_survivors_and_emit() {
 fn gc_1m_exact_survivors_and_emit() {
     require_privileges!();
     check_gc(1_000_000, 0, true, false);
+}
+
+#[test]
+fn kernel_walk_finds_exactly_the_candidates() {
+    require_privileges!();
+    // Below one run, one run exactly, and many resumed runs (1M entries:
+    // 250k expired + 62.5k matched candidates, 8,192 keys per run).
+    for n in [10_000, 8192 * 4, 1_000_000] {
+        check_gc_with(n, 0, true, false, true);
+    }
+    // Plain hash maps too.
+    check_gc_with(20_000, 0, false, false, true);
 }
 
 #[test]
@@ -160,6 +192,7 @@ fn gc_with_tiny_batch_reports_enospc_growth() {
         remove_expired: true,
         time: NOW,
         batch_size: 1,
+        scan: GcScan::Syscall,
         ..Default::default()
     };
     let s = gc(&map, &mut f).unwrap();
@@ -172,11 +205,88 @@ fn gc_with_tiny_batch_reports_enospc_growth() {
 #[test]
 fn writer_renewing_entries_during_gc_loses_none() {
     require_privileges!();
-    writer_during_gc(false);
-    writer_during_gc(true);
+    writer_during_gc(false, GcScan::Syscall);
+    writer_during_gc(true, GcScan::Syscall);
+    writer_during_gc(false, GcScan::Kernel);
 }
 
-fn writer_during_gc(sequential: bool) {
+#[test]
+fn bpf_writer_renewing_in_place_during_gc_loses_none() {
+    require_privileges!();
+    bpf_writer_during_gc(GcScan::Syscall);
+    bpf_writer_during_gc(GcScan::Kernel);
+}
+
+/// A BPF program renews expired entries in place (as the datapath does)
+/// while GC runs; every renewal it saw land must survive.
+fn bpf_writer_during_gc(scan: GcScan) {
+    let dir = BpfDir::new("ct-bpfwriter");
+    let n = 200_000u32;
+    let map = ct4(&dir, n * 2, true);
+    let items: Vec<_> = (0..n)
+        .map(|i| (key4(i), entry(NOW - 5, u64::from(i))))
+        .collect();
+    map.update_many(&items).unwrap();
+    let writer_map = CtMap::open(dir.join("cilium_ct4_global")).unwrap();
+    let done = AtomicBool::new(false);
+    let started = AtomicBool::new(false);
+    let (renewed, stats) = std::thread::scope(|s| {
+        let gc_thread = s.spawn(|| {
+            while !started.load(Ordering::Relaxed) {
+                std::thread::yield_now();
+            }
+            let mut f = GcFilter {
+                remove_expired: true,
+                time: NOW,
+                scan,
+                ..Default::default()
+            };
+            let stats = gc(&map, &mut f).unwrap();
+            done.store(true, Ordering::Relaxed);
+            stats
+        });
+        // Few renewals per pass, so that they spread over the whole GC.
+        let mut w = RenewWriter::load(&writer_map).unwrap();
+        let mut all = Vec::new();
+        loop {
+            let (keys, fin) = w.run(&writer_map, NOW + 1000, 64).unwrap();
+            all.extend(keys);
+            started.store(true, Ordering::Relaxed);
+            if fin && done.load(Ordering::Relaxed) {
+                break;
+            }
+        }
+        (all, gc_thread.join().unwrap())
+    });
+    eprintln!(
+        "gc ({scan:?}) during in-place BPF writes: {stats}, {} renewed",
+        renewed.len()
+    );
+    assert_eq!(stats.kernel_scan, scan == GcScan::Kernel);
+    assert_eq!(
+        stats.scanned,
+        stats.deleted + stats.alive + stats.vanished,
+        "{stats}"
+    );
+    assert!(!renewed.is_empty());
+    let lost: Vec<_> = renewed
+        .iter()
+        .filter(|k| {
+            map.lookup(*k)
+                .unwrap()
+                .is_none_or(|e| e.lifetime() != NOW + 1000)
+        })
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} renewed entries lost, e.g. {:?}",
+        lost.len(),
+        renewed.len(),
+        &lost[..lost.len().min(3)]
+    );
+}
+
+fn writer_during_gc(sequential: bool, scan: GcScan) {
     let dir = BpfDir::new("ct-writer");
     let n = 200_000u32;
     let map = ct4(&dir, n * 2, true);
@@ -211,6 +321,7 @@ fn writer_during_gc(sequential: bool) {
             time: NOW,
             batch_size: 256,
             sequential,
+            scan,
             ..Default::default()
         };
         let stats = gc(&map, &mut f).unwrap();
@@ -323,7 +434,7 @@ fn gc_on_ipv6_endpoint_map_matches_addresses_and_expiry() {
             time: NOW,
             match_ips: ips,
             emit: Some(Box::new(|k: &AnyCtKey, _e: &CtEntry| {
-                assert_eq!(k.family(), podnet_conntrack::Family::V6);
+                assert_eq!(k.family(), podnet_conntrack::IpFamily::V6);
                 kept += 1
             })),
             ..Default::default()

@@ -104,7 +104,7 @@ fn bpftool_written_v6_entry_reads_back() {
     key[37] = 0; // OUT
     bpftool_update(&path, &key, &value_bytes());
     let map = CtMap::open(&path).unwrap();
-    assert_eq!(map.family(), podnet_conntrack::Family::V6);
+    assert_eq!(map.family(), podnet_conntrack::IpFamily::V6);
     let k = CtKey6::new(
         "2001:db8::1".parse().unwrap(),
         "2001:db8::2".parse().unwrap(),

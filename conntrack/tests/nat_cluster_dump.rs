@@ -7,7 +7,7 @@ use podnet_conntrack::cluster::{outer_map_name, PerClusterCtMaps};
 use podnet_conntrack::nat::{purge_orphan_nat_entries, NatEntry, NatMap};
 use podnet_conntrack::{
     dump_entries, dump_entries_with_time_diff, AnyCtKey, ClockSource, CreateOptions, CtKey4, CtMap,
-    CtMapKind, CtSizes, Direction, EntryFlags, Error, Family, TupleFlags,
+    CtMapKind, CtSizes, Direction, EntryFlags, Error, IpFamily, TupleFlags,
 };
 use std::net::Ipv4Addr;
 use testsupport::{require_privileges, BpfDir};
@@ -51,7 +51,7 @@ fn orphan_snat_entries_are_purged_as_cilium_does() {
     let dir = BpfDir::new("ct-nat");
     let tcp = ct(&dir, "cilium_ct4_global");
     let any = ct(&dir, "cilium_ct_any4_global");
-    let nat = NatMap::create(Family::V4, 1024, Some(dir.path())).unwrap();
+    let nat = NatMap::create(IpFamily::V4, 1024, Some(dir.path())).unwrap();
     let nat = {
         drop(nat);
         NatMap::open_named(dir.path(), podnet_conntrack::nat::MAP_NAME_SNAT4).unwrap()
@@ -151,7 +151,7 @@ fn snat_layout_against_bpftool() {
     bpftool_update(&p, &key, &val);
     let nat = NatMap::open(&p).unwrap();
     let e = nat
-        .lookup(&AnyCtKey::from_bytes(Family::V4, &key).unwrap())
+        .lookup(&AnyCtKey::from_bytes(IpFamily::V4, &key).unwrap())
         .unwrap()
         .unwrap();
     assert_eq!(e.created(), 77);
@@ -225,6 +225,33 @@ fn per_cluster_maps_lifecycle() {
     assert!(!dir.join("cilium_per_cluster_ct_tcp4_3").exists());
     assert!(!pc.is_installed(&tcp4, 3).unwrap());
     pc.create_cluster_maps(9).unwrap();
+    // A pinned inner map of another size is named, not an EINVAL.
+    pc.delete_cluster_maps(4).unwrap();
+    CtMap::create(
+        &CreateOptions::new(CtMapKind {
+            scope: podnet_conntrack::CtScope::Cluster(4),
+            ..tcp4
+        })
+        .max_entries(99)
+        .pin_in(dir.path()),
+    )
+    .unwrap();
+    let err = pc.create_cluster_maps(4).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Mismatch {
+                what: "max_entries",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("max_entries 99, asked for 1024"),
+        "{err}"
+    );
+    pc.delete_cluster_maps(4).unwrap();
     drop(pc);
     PerClusterCtMaps::cleanup(dir.path(), true, true).unwrap();
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
@@ -429,7 +456,7 @@ fn gc_removes_the_snat_mappings_of_deleted_egress_entries() {
     require_privileges!();
     let dir = BpfDir::new("ct-gcnat");
     let tcp = ct(&dir, "cilium_ct4_global");
-    let nat = NatMap::create(Family::V4, 1024, Some(dir.path())).unwrap();
+    let nat = NatMap::create(IpFamily::V4, 1024, Some(dir.path())).unwrap();
     // Flow A: expired egress CT entry with its SNAT pair.
     let ct_a = CtMap::flow_key(
         "10.0.0.5:40000".parse().unwrap(),

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use podnet_conntrack::{
-    CreateOptions, CtKey4, CtKey6, CtMap, CtMapKind, Direction, Error, Family, TupleFlags,
+    CreateOptions, CtKey4, CtKey6, CtMap, CtMapKind, Direction, Error, IpFamily, TupleFlags,
 };
 use testsupport::{require_privileges, BpfDir};
 
@@ -42,10 +42,10 @@ fn open_by_name_and_path_checks_sizes_and_type() {
     .iter()
     .map(|n| CtMap::open_named(dir.path(), n).unwrap())
     .collect();
-    let (t, a) = podnet_conntrack::filter_maps_by_proto(&all, Family::V4);
+    let (t, a) = podnet_conntrack::filter_maps_by_proto(&all, IpFamily::V4);
     assert_eq!(t.unwrap().name(), "cilium_ct4_global");
     assert_eq!(a.unwrap().name(), "cilium_ct_any4_global");
-    let (t, a) = podnet_conntrack::filter_maps_by_proto(&all, Family::V6);
+    let (t, a) = podnet_conntrack::filter_maps_by_proto(&all, IpFamily::V6);
     assert_eq!(t.unwrap().name(), "cilium_ct6_global");
     assert!(a.is_none());
     // A plain hash map is accepted too.
@@ -116,7 +116,7 @@ fn bad_paths_are_typed_errors() {
     let dir = BpfDir::new("ct-badpath");
     let err = CtMap::open(dir.join("cilium_ct4_global")).unwrap_err();
     assert!(matches!(err, Error::Open { .. }), "{err}");
-    assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+    assert_eq!(err.errno(), Some(libc::ENOENT));
 
     // A regular file outside bpffs.
     let tmp = std::env::temp_dir().join(format!("ct-notbpffs-{}", std::process::id()));
@@ -163,8 +163,8 @@ fn wrong_family_key_is_rejected_and_nothing_changes() {
             matches!(
                 err,
                 Error::KeyFamily {
-                    map: Family::V4,
-                    key: Family::V6,
+                    map: IpFamily::V4,
+                    key: IpFamily::V6,
                     key_size: 38,
                     map_key_size: 14,
                     ..
@@ -181,7 +181,7 @@ fn wrong_family_key_is_rejected_and_nothing_changes() {
             .pin_in(dir.path()),
     )
     .unwrap_err();
-    assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
+    assert_eq!(err.errno(), Some(libc::EEXIST));
     assert_eq!(contents(&dir.join("cilium_ct4_global")), before);
 }
 
@@ -305,4 +305,78 @@ fn pin_trivial_prog(path: &std::path::Path) {
     // SAFETY: we own fd.
     unsafe { libc::close(fd) };
     assert_eq!(r, 0, "bpf_obj_pin");
+}
+
+#[test]
+fn effective_pressure_reaches_one_when_an_lru_map_evicts() {
+    require_privileges!();
+    let dir = BpfDir::new("ct-lrufull");
+    let kind = CtMapKind::from_name("cilium_ct4_global").unwrap();
+    let m = CtMap::create(
+        &CreateOptions::new(kind)
+            .max_entries(4096)
+            .pin_in(dir.path()),
+    )
+    .unwrap();
+    for i in 0..2048 {
+        m.update(&key4(i), &entry(1, 1)).unwrap();
+    }
+    let half = m.effective_pressure().unwrap();
+    assert!(half > 0.5 && half < 1.0, "{half}");
+    // Far more flows than entries: the map evicts on every insert now.
+    for i in 2048..20_000 {
+        m.update(&key4(i), &entry(1, 1)).unwrap();
+    }
+    let raw = m.pressure().unwrap();
+    let eff = m.effective_pressure().unwrap();
+    eprintln!("full LRU map: pressure {raw:.3}, effective {eff:.3}");
+    assert!(eff >= 1.0, "evicting LRU map reads {eff} (pressure {raw})");
+    // A plain hash map: the same as pressure, 1.0 only when full.
+    let dir2 = BpfDir::new("ct-hashfull");
+    let h = CtMap::create(
+        &CreateOptions::new(kind)
+            .max_entries(1024)
+            .pin_in(dir2.path())
+            .hash(),
+    )
+    .unwrap();
+    for i in 0..512 {
+        h.update(&key4(i), &entry(1, 1)).unwrap();
+    }
+    assert_eq!(h.effective_pressure().unwrap(), h.pressure().unwrap());
+}
+
+#[test]
+fn create_refuses_bad_input_before_the_kernel_with_clear_messages() {
+    require_privileges!();
+    let kind = CtMapKind::from_name("cilium_ct4_global").unwrap();
+    // Not bpffs: a typed error naming the directory, no EPERM.
+    let tmp = std::env::temp_dir();
+    let err = CtMap::create(&CreateOptions::new(kind).max_entries(16).pin_in(&tmp)).unwrap_err();
+    assert!(matches!(err, Error::NotBpffs { .. }), "{err}");
+    assert!(err.to_string().contains("not on a bpf filesystem"), "{err}");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(!tmp.join("cilium_ct4_global").exists());
+    // max_entries 0: refused, nothing created.
+    let dir = BpfDir::new("ct-badinput");
+    let err =
+        CtMap::create(&CreateOptions::new(kind).max_entries(0).pin_in(dir.path())).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+    assert!(
+        err.to_string().contains("max_entries must be at least 1"),
+        "{err}"
+    );
+    assert!(!dir.join("cilium_ct4_global").exists());
+    let err =
+        podnet_conntrack::nat::NatMap::create(podnet_conntrack::IpFamily::V4, 0, Some(dir.path()))
+            .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+    // errno / kind / shorthands.
+    let err = CtMap::open(dir.join("nothing")).unwrap_err();
+    assert!(
+        err.is_not_found() && err.errno() == Some(libc::ENOENT),
+        "{err}"
+    );
+    // The cause is not repeated in the message.
+    assert!(!err.to_string().contains("os error"), "{err}");
 }

@@ -669,7 +669,7 @@ impl Datapath {
         self.maps[name].as_raw_fd()
     }
 
-    fn update(&self, map: &'static str, key: &[u8], value: &[u8]) -> Result<()> {
+    pub(crate) fn update(&self, map: &'static str, key: &[u8], value: &[u8]) -> Result<()> {
         // SAFETY: key/value buffers have the map's sizes (typed callers).
         let rc = unsafe {
             libbpf_sys::bpf_map_update_elem(
@@ -685,7 +685,7 @@ impl Datapath {
         Ok(())
     }
 
-    fn delete(&self, map: &'static str, key: &[u8]) -> Result<bool> {
+    pub(crate) fn delete(&self, map: &'static str, key: &[u8]) -> Result<bool> {
         // SAFETY: key buffer has the map's key size.
         let rc = unsafe {
             libbpf_sys::bpf_map_delete_elem(self.map_fd(map), key.as_ptr().cast::<c_void>())
@@ -693,7 +693,7 @@ impl Datapath {
         map_found(map, "delete", rc)
     }
 
-    fn lookup(&self, map: &'static str, key: &[u8], value: &mut [u8]) -> Result<bool> {
+    pub(crate) fn lookup(&self, map: &'static str, key: &[u8], value: &mut [u8]) -> Result<bool> {
         // SAFETY: value buffer is large enough for the map's value (per-CPU
         // callers pass ncpus * rounded size).
         let rc = unsafe {
@@ -706,7 +706,7 @@ impl Datapath {
         map_found(map, "lookup", rc)
     }
 
-    fn keys<K: Pod + Default>(&self, map: &'static str) -> Result<Vec<K>> {
+    pub(crate) fn keys<K: Pod + Default>(&self, map: &'static str) -> Result<Vec<K>> {
         let mut out = Vec::new();
         let mut cur: Option<K> = None;
         loop {

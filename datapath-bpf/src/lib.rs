@@ -34,6 +34,7 @@ mod log;
 pub mod maps;
 mod object;
 mod owned;
+mod service;
 
 pub use attach::Hook;
 pub use datapath::{
@@ -46,6 +47,7 @@ pub use maps::{
     PolicyStats, RawCtEntry, TrafficDirection,
 };
 pub use object::OBJECT;
+pub use service::{Backend, BackendState, L4Protocol, Service, ServiceKind, MAX_BACKENDS};
 
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]

@@ -28,10 +28,24 @@ pub const METRICS: &str = "podnet_metrics";
 /// writes the endpoints map must write a new value here afterwards.
 pub const ENDPOINTS_GENERATION: &str = "podnet_lxc_gen";
 
+/// Cilium's IPv4 service map: (frontend, backend slot) -> service / slot
+/// (hash, `struct lb4_key` -> `struct lb4_service`).
+pub const LB4_SERVICES: &str = "cilium_lb4_services_v2";
+/// Cilium's IPv4 backends: backend id -> address, port, state.
+pub const LB4_BACKENDS: &str = "cilium_lb4_backends_v3";
+/// Cilium's IPv4 reverse NAT: service id -> frontend address and port.
+pub const LB4_REVERSE_NAT: &str = "cilium_lb4_reverse_nat";
+/// IPv6 twin of [`LB4_SERVICES`].
+pub const LB6_SERVICES: &str = "cilium_lb6_services_v2";
+/// IPv6 twin of [`LB4_BACKENDS`].
+pub const LB6_BACKENDS: &str = "cilium_lb6_backends_v3";
+/// IPv6 twin of [`LB4_REVERSE_NAT`].
+pub const LB6_REVERSE_NAT: &str = "cilium_lb6_reverse_nat";
+
 /// Every map of the object pinned in the pin directory. Beside them the
 /// loader pins `podnet_owned`, a one-entry array recording which of these a
 /// podnet load created (what [`crate::Datapath::teardown`] may remove).
-pub const PINNED: [&str; 9] = [
+pub const PINNED: [&str; 15] = [
     CT4_TCP,
     CT4_ANY,
     CT6_TCP,
@@ -41,6 +55,12 @@ pub const PINNED: [&str; 9] = [
     IPCACHE,
     POLICY,
     METRICS,
+    LB4_SERVICES,
+    LB4_BACKENDS,
+    LB4_REVERSE_NAT,
+    LB6_SERVICES,
+    LB6_BACKENDS,
+    LB6_REVERSE_NAT,
 ];
 
 pub(crate) const REDIRECT_TRACE: &str = "podnet_redir_trace";
@@ -513,8 +533,43 @@ pub mod reason {
     pub const INVALID_EXTHDR: u8 = 156;
     /// IP fragment.
     pub const FRAG_NOSUPPORT: u8 = 157;
+    /// Error writing to the packet (a NAT rewrite failed).
+    pub const WRITE_ERROR: u8 = 141;
+    /// A new connection to a service frontend without (active) backends.
+    pub const NO_SERVICE: u8 = 158;
     /// An explicit deny entry matched.
     pub const POLICY_DENY: u8 = 181;
+    /// Not a drop: a new connection whose entry in `cilium_ct4_global` made
+    /// the kernel evict entries, the map being full (podnet's own number,
+    /// beyond Cilium's drop reasons). Any count here says the map is too
+    /// small: flows are being forgotten. A creation that failed is
+    /// [`CT_CREATE_FAILED`] instead. See [`ct_evicted_map`].
+    pub const CT_EVICTED_TCP4: u8 = 250;
+    /// As [`CT_EVICTED_TCP4`], for `cilium_ct_any4_global`.
+    pub const CT_EVICTED_ANY4: u8 = 251;
+    /// As [`CT_EVICTED_TCP4`], for `cilium_ct6_global`.
+    pub const CT_EVICTED_TCP6: u8 = 252;
+    /// As [`CT_EVICTED_TCP4`], for `cilium_ct_any6_global`.
+    pub const CT_EVICTED_ANY6: u8 = 253;
+
+    /// The conntrack map whose evictions `reason` counts, if it is one of
+    /// the `CT_EVICTED_*` reasons.
+    ///
+    /// ```
+    /// use podnet_datapath::maps::reason;
+    /// assert_eq!(reason::ct_evicted_map(reason::CT_EVICTED_ANY4), Some("cilium_ct_any4_global"));
+    /// assert_eq!(reason::ct_evicted_map(reason::POLICY), None);
+    /// ```
+    #[must_use]
+    pub fn ct_evicted_map(reason: u8) -> Option<&'static str> {
+        match reason {
+            CT_EVICTED_TCP4 => Some(super::CT4_TCP),
+            CT_EVICTED_ANY4 => Some(super::CT4_ANY),
+            CT_EVICTED_TCP6 => Some(super::CT6_TCP),
+            CT_EVICTED_ANY6 => Some(super::CT6_ANY),
+            _ => None,
+        }
+    }
 
     /// Cilium's text for a reason (`pkg/monitor/api/drop.go`).
     #[must_use]
@@ -529,7 +584,12 @@ pub mod reason {
             CT_CREATE_FAILED => "CT: Map insertion failed",
             INVALID_EXTHDR => "Invalid IPv6 extension header",
             FRAG_NOSUPPORT => "Fragmentation needed",
+            WRITE_ERROR => "Failed to write or read packet",
+            NO_SERVICE => "Service backend not found",
             POLICY_DENY => "Policy denied by denylist",
+            CT_EVICTED_TCP4 | CT_EVICTED_ANY4 | CT_EVICTED_TCP6 | CT_EVICTED_ANY6 => {
+                "CT: Map full, entries evicted"
+            }
             _ => "Unknown reason",
         }
     }

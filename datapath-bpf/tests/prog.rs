@@ -1325,6 +1325,71 @@ fn redirect_peer_mode_applies_ingress_conntrack_and_policy_before_delivery() {
     );
 }
 
+/// Issue #15: a full LRU conntrack map evicts silently; the datapath counts
+/// the creations that made it evict, per map, in its metrics.
+#[test]
+fn ct_creations_that_evict_are_counted_per_map() {
+    require_privileges!();
+    let dir = BpfDir::new("evict");
+    let o = Options::small(dir.join("globals"))
+        .redirect_peer(false)
+        .ct_tcp_size(64);
+    let dp = Datapath::load(&o).expect("load");
+    dp.upsert_endpoint(&ep(a4().into(), true, EndpointFlags::empty()))
+        .unwrap();
+    dp.upsert_endpoint(&ep(b4().into(), false, EndpointFlags::empty()))
+        .unwrap();
+    let syn = |sport: u16| {
+        packet4(
+            A_MAC,
+            A_NODE_MAC,
+            &Ip4::new(a4(), b4(), 6),
+            &tcp(sport, 80, 0x02),
+        )
+    };
+    // Fewer connections than the map holds: no eviction.
+    for sport in 10000..10020 {
+        dp.test_run(Program::FromContainer, &syn(sport), &from_a())
+            .unwrap();
+    }
+    assert_eq!(
+        dp.metric(reason::CT_EVICTED_TCP4, TrafficDirection::Egress)
+            .unwrap(),
+        0
+    );
+    // Ten times as many as it holds: the kernel evicts, and it is counted.
+    for sport in 20000..20640 {
+        dp.test_run(Program::FromContainer, &syn(sport), &from_a())
+            .unwrap();
+    }
+    let evicting = dp
+        .metric(reason::CT_EVICTED_TCP4, TrafficDirection::Egress)
+        .unwrap();
+    assert!(evicting > 0, "creations that evicted counted");
+    assert!(dp.ct4_entries(CtTable::Tcp).unwrap().len() <= 64);
+    // Every one of these flows shares one related ICMP entry in the roomy
+    // "any" map: refreshing it is no eviction.
+    assert_eq!(
+        dp.metric(reason::CT_EVICTED_ANY4, TrafficDirection::Egress)
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        dp.metric(reason::CT_CREATE_FAILED, TrafficDirection::Egress)
+            .unwrap(),
+        0
+    );
+    let m = dp
+        .metrics()
+        .unwrap()
+        .into_iter()
+        .find(|m| m.reason == reason::CT_EVICTED_TCP4)
+        .unwrap();
+    assert_eq!(m.reason_name(), "CT: Map full, entries evicted");
+    assert_eq!(reason::ct_evicted_map(m.reason), Some("cilium_ct4_global"));
+    dp.teardown().unwrap();
+}
+
 /// A load that fails in the kernel (here: a map too large to create) leaves
 /// no directory it made on bpffs, parents included; directories that were
 /// there before stay.

@@ -48,7 +48,7 @@ fn header_table(table: u32) -> u8 {
     }
 }
 
-/// What both route_new and route_del say first: family, prefix and table.
+/// What both `route_new` and `route_del` say first: family, prefix and table.
 fn route_identity(r: &Route) -> RouteMessage {
     let mut m = RouteMessage::default();
     m.header.address_family = family_of(&r.prefix.addr());
@@ -62,7 +62,7 @@ fn route_identity(r: &Route) -> RouteMessage {
     m
 }
 
-/// The RTM_NEWROUTE body for `r` with the resolved `oif`, effective `mtu`
+/// The `RTM_NEWROUTE` body for `r` with the resolved `oif`, effective `mtu`
 /// and the resolved devices of its multipath hops (`hop_oifs[i]` for
 /// `r.multipath[i]`).
 pub(crate) fn route_new(
@@ -112,14 +112,14 @@ pub(crate) fn route_new(
     m
 }
 
-/// The RTM_DELROUTE body: the route's identity (table, prefix, metric) and
-/// device, with scope nowhere, protocol 0 and type 0 so that any route of
-/// that identity matches.
+/// The `RTM_DELROUTE` body: the route's identity (table, prefix, metric),
+/// device and protocol (0, any, for `Protocol::UNSPEC`), with scope nowhere
+/// and type 0 so that a route of any scope and type matches.
 pub(crate) fn route_del(r: &Route, oif: Option<u32>) -> RouteMessage {
     let mut m = route_identity(r);
     let h = &mut m.header;
     h.scope = SCOPE_NOWHERE.into();
-    h.protocol = 0u8.into();
+    h.protocol = r.proto.0.into();
     h.kind = 0u8.into();
     let a = &mut m.attributes;
     if let Some(i) = oif {
@@ -128,16 +128,17 @@ pub(crate) fn route_del(r: &Route, oif: Option<u32>) -> RouteMessage {
     // The metric is part of the identity: an IPv6 route without one is the
     // route of metric 1024 (what the kernel gives it), not any route of the
     // prefix. IPv4 treats metric 0 as "any" itself.
+    // (IPv6 also reads metric 0 as "any": send what the kernel stores.)
     match (r.priority, r.is_ipv6()) {
-        (Some(p), _) => a.push(RouteAttribute::Priority(p)),
-        (None, true) => a.push(RouteAttribute::Priority(1024)),
+        (_, true) => a.push(RouteAttribute::Priority(r.kernel_metric())),
+        (Some(p), false) => a.push(RouteAttribute::Priority(p)),
         (None, false) => {}
     }
     m
 }
 
 /// A FIB lookup request (`ip route get ADDR`, with `fibmatch` when
-/// `fib_match`): dst_len is the full length, as strict checking demands.
+/// `fib_match`): `dst_len` is the full length, as strict checking demands.
 pub(crate) fn route_get(dst: IpAddr, fib_match: bool) -> RouteMessage {
     let mut m = RouteMessage::default();
     m.header.address_family = family_of(&dst);
@@ -226,7 +227,7 @@ fn addr(a: &RouteAddress) -> Option<IpAddr> {
     }
 }
 
-/// Decodes an RTM_NEWROUTE body; `None` for families other than IPv4/IPv6.
+/// Decodes an `RTM_NEWROUTE` body; `None` for families other than IPv4/IPv6.
 /// Attributes netlink-packet-route does not know are tolerated (they decode
 /// as `Other`).
 pub(crate) fn decode_route(buf: &[u8]) -> Result<Option<Decoded>, NlError> {
@@ -312,7 +313,7 @@ pub(crate) fn decode_route_msg(m: &RouteMessage) -> Option<Decoded> {
     })
 }
 
-/// An RTM_GETLINK body asking for one link by name or index.
+/// An `RTM_GETLINK` body asking for one link by name or index.
 pub(crate) fn link_get(name: Option<&str>, index: u32) -> LinkMessage {
     let mut m = LinkMessage::default();
     m.header.index = index;
@@ -322,7 +323,7 @@ pub(crate) fn link_get(name: Option<&str>, index: u32) -> LinkMessage {
     m
 }
 
-/// Reads (index, name) from an RTM_NEWLINK body without decoding the rest
+/// Reads (index, name) from an `RTM_NEWLINK` body without decoding the rest
 /// (links carry many attributes we do not need).
 pub(crate) fn decode_link(buf: &[u8]) -> Result<(u32, String), NlError> {
     const IFINFO: usize = 16;
@@ -336,7 +337,7 @@ pub(crate) fn decode_link(buf: &[u8]) -> Result<(u32, String), NlError> {
     Ok((index, name))
 }
 
-/// The RTM_NEWRULE / RTM_DELRULE body for `r`.
+/// The `RTM_NEWRULE` / `RTM_DELRULE` body for `r`.
 pub(crate) fn rule_msg(r: &Rule) -> RuleMessage {
     let mut m = RuleMessage::default();
     let h = &mut m.header;
@@ -524,11 +525,13 @@ mod tests {
     }
 
     #[test]
-    fn delete_template_is_scope_nowhere_proto_0_type_0() {
+    fn delete_template_is_scope_nowhere_type_0_of_the_protocol() {
         let r = Route::new("fd00::/64".parse().unwrap())
             .dev("eth0")
             .proto(Protocol::KERNEL);
         let b = bytes(&route_del(&r, Some(3)));
+        assert_eq!(&b[..8], &[10, 64, 0, 0, 254, 2, 255, 0]);
+        let b = bytes(&route_del(&r.clone().proto(Protocol::UNSPEC), Some(3)));
         assert_eq!(&b[..8], &[10, 64, 0, 0, 254, 0, 255, 0]);
     }
 

@@ -137,7 +137,7 @@ pub enum Error {
         device: String,
     },
     /// A socket-level error (send/recv, setns, opening the netns file).
-    #[error("{op}{}: {source}", if .context.is_empty() { String::new() } else { format!(" {}", .context) })]
+    #[error("{op}{}: socket error{}", if .context.is_empty() { String::new() } else { format!(" {}", .context) }, source.raw_os_error().map(|e| format!(" (errno {e})")).unwrap_or_default())]
     Io {
         /// What was being done.
         op: Op,
@@ -155,6 +155,20 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// A route of the same identity (table, prefix, metric) but of another
+    /// protocol is in the kernel: an upsert does not rewrite another
+    /// owner's route (see `Handle::upsert_take_over`).
+    #[error("{op} {object}: a route of protocol {proto} is in the way ({existing}); not replaced")]
+    Conflict {
+        /// What was being done.
+        op: Op,
+        /// The route asked for, as `ip` text.
+        object: String,
+        /// The route in the kernel, as `ip` text.
+        existing: String,
+        /// Its protocol.
+        proto: crate::names::Protocol,
+    },
     /// A dump kept being interrupted (`NLM_F_DUMP_INTR`) by concurrent changes.
     #[error("{op}: dump interrupted by concurrent changes {tries} times in a row")]
     DumpInterrupted {
@@ -163,6 +177,17 @@ pub enum Error {
         /// How many times it was tried.
         tries: u32,
     },
+}
+
+fn errno_kind(errno: i32) -> std::io::ErrorKind {
+    use std::io::ErrorKind as K;
+    match errno {
+        libc::ESRCH | libc::ENOENT | libc::ENODEV => K::NotFound,
+        libc::EEXIST => K::AlreadyExists,
+        libc::EPERM | libc::EACCES => K::PermissionDenied,
+        libc::EOPNOTSUPP | libc::EAFNOSUPPORT | libc::EPROTONOSUPPORT => K::Unsupported,
+        _ => K::Other,
+    }
 }
 
 fn errno_text(errno: i32) -> String {
@@ -177,18 +202,49 @@ fn ext_text(msg: &Option<String>) -> String {
 }
 
 impl Error {
-    /// `true` when the object was not there: a route delete that found no
-    /// route (ESRCH), a rule delete that found no rule (ENOENT).
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, Error::Kernel { errno, .. } if *errno == libc::ESRCH || *errno == libc::ENOENT)
+    /// What kind of failure this is, as an [`std::io::ErrorKind`]:
+    /// `NotFound` (a route or rule that is not there, an unknown device),
+    /// `AlreadyExists` (EEXIST, a route of another owner in the way),
+    /// `PermissionDenied` (EPERM/EACCES), `Unsupported` (EOPNOTSUPP,
+    /// EAFNOSUPPORT), `InvalidInput` (input refused before anything was
+    /// sent), `Other` for the rest.
+    ///
+    /// ```
+    /// use podnet_route::{Error, Op};
+    /// let e = Error::Kernel { op: Op::Upsert, object: "x".into(), errno: libc::EEXIST, message: None };
+    /// assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+    /// assert!(e.is_exists());
+    /// ```
+    #[must_use]
+    pub fn kind(&self) -> std::io::ErrorKind {
+        use std::io::ErrorKind as K;
+        match self {
+            Error::InvalidInput { .. } => K::InvalidInput,
+            Error::UnknownDevice { .. } => K::NotFound,
+            Error::Conflict { .. } => K::AlreadyExists,
+            Error::Decode { .. } | Error::DumpInterrupted { .. } => K::Other,
+            Error::Kernel { errno, .. } => errno_kind(*errno),
+            Error::Io { source, .. } => source.raw_os_error().map_or(K::Other, errno_kind),
+        }
     }
 
-    /// `true` when the kernel said the object already exists (EEXIST).
+    /// `true` when the object was not there: a route delete that found no
+    /// route (ESRCH), a rule delete that found no rule (ENOENT), an unknown
+    /// device (`kind()` is `NotFound`).
+    #[must_use]
+    pub fn is_not_found(&self) -> bool {
+        self.kind() == std::io::ErrorKind::NotFound
+    }
+
+    /// `true` when the object (or another owner's of the same identity)
+    /// already exists (`kind()` is `AlreadyExists`).
+    #[must_use]
     pub fn is_exists(&self) -> bool {
-        self.errno() == Some(libc::EEXIST)
+        self.kind() == std::io::ErrorKind::AlreadyExists
     }
 
     /// The errno of a kernel or I/O error.
+    #[must_use]
     pub fn errno(&self) -> Option<i32> {
         match self {
             Error::Kernel { errno, .. } => Some(*errno),
@@ -198,6 +254,7 @@ impl Error {
     }
 
     /// The kernel's extended-ack message, when there is one.
+    #[must_use]
     pub fn kernel_message(&self) -> Option<&str> {
         match self {
             Error::Kernel { message, .. } => message.as_deref(),
@@ -206,6 +263,7 @@ impl Error {
     }
 
     /// The operation that failed.
+    #[must_use]
     pub fn op(&self) -> Op {
         match self {
             Error::Kernel { op, .. }
@@ -213,6 +271,7 @@ impl Error {
             | Error::UnknownDevice { op, .. }
             | Error::Io { op, .. }
             | Error::Decode { op, .. }
+            | Error::Conflict { op, .. }
             | Error::DumpInterrupted { op, .. } => *op,
         }
     }

@@ -36,6 +36,7 @@ pub fn parse_error(flags: u16, payload: &[u8]) -> Result<(i32, Option<String>), 
 
 /// Walks the messages of one datagram: (type, flags, sequence, payload
 /// length) of each, or the framing error that ended the walk.
+#[must_use]
 pub fn messages(datagram: &[u8]) -> Vec<Result<(u16, u16, u32, usize), String>> {
     nl::messages(datagram)
         .map(|m| {
@@ -48,6 +49,7 @@ pub fn messages(datagram: &[u8]) -> Vec<Result<(u16, u16, u32, usize), String>> 
 /// Feeds `datagrams` to the dump scanner as the answer to a route dump of
 /// sequence `seq`, decoding each route; returns how many routes decoded and
 /// the dump's outcome once it completed (`None`: not complete).
+#[must_use]
 pub fn scan_route_dump(datagrams: &[&[u8]], seq: u32) -> (usize, Option<Result<(), String>>) {
     let mut st = DumpState::default();
     let mut n = 0usize;

@@ -1,4 +1,4 @@
-//! [`Handle`]: one NETLINK_ROUTE socket in one netns, and every operation
+//! [`Handle`]: one `NETLINK_ROUTE` socket in one netns, and every operation
 //! on routes and rules.
 
 use std::collections::HashMap;
@@ -32,10 +32,12 @@ pub const DUMP_MAX_TRIES: u32 = 10;
 ///
 /// ```
 /// use podnet_route::MtuConfig;
-/// let cfg = MtuConfig { device_mtu: 9001, route_mtu: 8951 };
+/// let cfg = MtuConfig::new(9001, 8951);
 /// assert!(cfg.validate().is_ok());
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MtuConfig {
     /// The MTU of the devices (`GetDeviceMTU`).
     pub device_mtu: u32,
@@ -44,11 +46,31 @@ pub struct MtuConfig {
 }
 
 impl MtuConfig {
+    /// The device MTU and the route MTU.
+    #[must_use]
+    pub fn new(device_mtu: u32, route_mtu: u32) -> MtuConfig {
+        MtuConfig {
+            device_mtu,
+            route_mtu,
+        }
+    }
+
     /// Both MTUs must be non-zero.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the zero or too large MTU.
     pub fn validate(&self) -> std::result::Result<(), String> {
         if self.device_mtu == 0 || self.route_mtu == 0 {
             return Err(format!(
                 "MTU 0 in MTU configuration (device {}, route {})",
+                self.device_mtu, self.route_mtu
+            ));
+        }
+        let max = crate::route::MAX_MTU;
+        if self.device_mtu > max || self.route_mtu > max {
+            return Err(format!(
+                "MTU above {max} in MTU configuration (device {}, route {}): the kernel would store {max}",
                 self.device_mtu, self.route_mtu
             ));
         }
@@ -65,7 +87,9 @@ impl MtuConfig {
 /// let f = RouteFilter::default().family(Family::V6).table(300).device("eth0");
 /// assert_eq!(f.table, Some(300));
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RouteFilter {
     /// Only this family (`None`: IPv4 and IPv6).
     pub family: Option<Family>,
@@ -81,11 +105,13 @@ pub struct RouteFilter {
 
 impl RouteFilter {
     /// Sets the family.
+    #[must_use]
     pub fn family(mut self, f: Family) -> Self {
         self.family = Some(f);
         self
     }
     /// Sets the table.
+    #[must_use]
     pub fn table(mut self, t: u32) -> Self {
         self.table = Some(t);
         self
@@ -96,11 +122,13 @@ impl RouteFilter {
         self
     }
     /// Sets the protocol.
+    #[must_use]
     pub fn proto(mut self, p: Protocol) -> Self {
         self.proto = Some(p);
         self
     }
     /// Sets the type.
+    #[must_use]
     pub fn kind(mut self, k: RouteType) -> Self {
         self.kind = Some(k);
         self
@@ -112,10 +140,11 @@ impl RouteFilter {
 ///
 /// ```
 /// use podnet_route::GetOptions;
-/// let q = GetOptions { from: Some("10.0.0.5".parse().unwrap()), iif: Some("lxc1".into()), ..Default::default() };
+/// let q = GetOptions::new().from("10.0.0.5".parse().unwrap()).iif("lxc1");
 /// assert!(q.oif.is_none());
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GetOptions {
     /// The source address (`from`).
     pub from: Option<IpAddr>,
@@ -128,13 +157,45 @@ pub struct GetOptions {
     pub mark: Option<u32>,
 }
 
+impl GetOptions {
+    /// No selectors (`ip route get DST`).
+    #[must_use]
+    pub fn new() -> GetOptions {
+        GetOptions::default()
+    }
+    /// Sets the source address (`from`).
+    #[must_use]
+    pub fn from(mut self, src: IpAddr) -> Self {
+        self.from = Some(src);
+        self
+    }
+    /// Sets the input device (`iif`).
+    #[must_use]
+    pub fn iif(mut self, dev: impl Into<String>) -> Self {
+        self.iif = Some(dev.into());
+        self
+    }
+    /// Sets the output device (`oif`).
+    #[must_use]
+    pub fn oif(mut self, dev: impl Into<String>) -> Self {
+        self.oif = Some(dev.into());
+        self
+    }
+    /// Sets the firewall mark (`mark`).
+    #[must_use]
+    pub fn mark(mut self, mark: u32) -> Self {
+        self.mark = Some(mark);
+        self
+    }
+}
+
 #[derive(Default)]
 struct Links {
     by_name: HashMap<String, u32>,
     by_index: HashMap<u32, String>,
 }
 
-/// One NETLINK_ROUTE socket, opened in the current netns ([`Handle::new`])
+/// One `NETLINK_ROUTE` socket, opened in the current netns ([`Handle::new`])
 /// or in another one ([`Handle::open_netns`]), with extended acks and strict
 /// checking on. All methods take `&self`: a `Handle` can be shared between
 /// threads (requests on one handle are serialised; open several handles for
@@ -161,7 +222,6 @@ pub struct Handle {
     pub(crate) conn: Mutex<Conn>,
     links: Mutex<Links>,
     netns: Option<PathBuf>,
-    window: usize,
 }
 
 impl std::fmt::Debug for Handle {
@@ -211,11 +271,18 @@ pub(crate) fn kernel(op: Op, object: &dyn std::fmt::Display, e: NlError) -> Erro
             op,
             tries: DUMP_MAX_TRIES,
         },
+        NlError::Lost => Error::Io {
+            op,
+            context: object.to_string(),
+            source: std::io::Error::from_raw_os_error(libc::ENOBUFS),
+        },
+        NlError::Conflict(existing) => Error::Conflict {
+            op,
+            object: object.to_string(),
+            existing: existing.to_string(),
+            proto: existing.proto,
+        },
     }
-}
-
-fn default_priority(r: &Route) -> u32 {
-    r.priority.unwrap_or(if r.is_ipv6() { 1024 } else { 0 })
 }
 
 fn effective_mtu(r: &Route, cfg: Option<&MtuConfig>, op: Op) -> Result<Option<u32>> {
@@ -237,12 +304,6 @@ fn effective_mtu(r: &Route, cfg: Option<&MtuConfig>, op: Op) -> Result<Option<u3
 /// Does the kernel's `d` already say what `r` (with `oif`, `mtu`) says?
 fn same_as(r: &Route, oif: Option<u32>, mtu: Option<u32>, hops: &[u32], d: &Decoded) -> bool {
     let k = &d.route;
-    let same_hops = k.multipath.len() == r.multipath.len()
-        && d.hop_oifs.as_slice() == hops
-        && k.multipath
-            .iter()
-            .zip(&r.multipath)
-            .all(|(a, b)| a.gateway == b.gateway && a.weight == b.weight);
     !d.complex
         && !d.cloned
         && k.prefix == r.prefix
@@ -255,13 +316,67 @@ fn same_as(r: &Route, oif: Option<u32>, mtu: Option<u32>, hops: &[u32], d: &Deco
         // IPv6 reject routes sit on `lo` whatever was asked.
         && (d.oif == oif || (oif.is_none() && r.kind.is_reject()))
         && k.mtu == mtu
-        && same_hops
-        && default_priority(k) == default_priority(r)
+        && same_paths(r, hops, d)
+        && k.kernel_metric() == r.kernel_metric()
+}
+
+/// The paths of a multipath route as a set with weights: (device index,
+/// gateway, weight), sorted. The kernel keeps them as given but reports
+/// an IPv6 FIB answer rotated to the path its hash picked, so the order
+/// is not compared.
+fn path_set(hops: &[crate::route::NextHop], oifs: &[u32]) -> Vec<(u32, Option<IpAddr>, u16)> {
+    let mut v: Vec<_> = hops
+        .iter()
+        .zip(oifs.iter().copied().chain(std::iter::repeat(0)))
+        .map(|(h, i)| (i, h.gateway, h.weight))
+        .collect();
+    v.sort();
+    v
+}
+
+fn same_paths(r: &Route, hops: &[u32], d: &Decoded) -> bool {
+    r.multipath.len() == d.route.multipath.len()
+        && path_set(&r.multipath, hops) == path_set(&d.route.multipath, &d.hop_oifs)
+}
+
+/// The routes of tables dumped once for a whole batch, by (IPv6, table).
+type TableCache = HashMap<(bool, u32), Vec<Decoded>>;
+
+/// What the prefix step of an upsert sends and how it treats what is there.
+struct Put<'a> {
+    oif: Option<u32>,
+    mtu: Option<u32>,
+    hops: &'a [u32],
+    /// Retry EINVAL (the nexthop route was just created).
+    retry: bool,
+    /// Replace a route of another protocol.
+    take_over: bool,
+}
+
+fn proto_matches(r: &Route, d: &Decoded) -> bool {
+    r.proto == Protocol::UNSPEC || d.route.proto == r.proto
+}
+
+/// The "not found" of a delete that found no route of the identity.
+fn absent(r: &Route) -> Error {
+    Error::Kernel {
+        op: Op::Delete,
+        object: r.to_string(),
+        errno: libc::ESRCH,
+        message: Some(format!(
+            "no route of metric {} and protocol {}",
+            r.kernel_metric(),
+            r.proto
+        )),
+    }
 }
 
 /// How [`Handle::find`] matches.
 #[derive(Clone, Copy)]
 struct Crit {
+    /// The multipath order must be the configured one (the FIB's IPv6
+    /// answer rotates it).
+    order: bool,
     /// Match the route's type (else any type).
     kind: bool,
     /// Match the nexthop when the route has one.
@@ -278,6 +393,7 @@ impl Crit {
     /// The route of the same identity (table, prefix, metric; device when
     /// given), whatever its type and nexthop: what upsert replaces.
     const IDENTITY: Crit = Crit {
+        order: false,
         kind: false,
         nexthop: false,
         identity: true,
@@ -286,6 +402,7 @@ impl Crit {
     /// What [`Handle::lookup`] promises: type, and where set nexthop and
     /// metric, too.
     const LOOKUP: Crit = Crit {
+        order: true,
         kind: true,
         nexthop: true,
         identity: false,
@@ -302,9 +419,9 @@ fn matches(r: &Route, oif: Option<u32>, c: Crit, d: &Decoded) -> bool {
         && (oif.is_none() || d.oif == oif)
         && (!c.nexthop || r.nexthop.is_none() || k.nexthop == r.nexthop)
         && if c.identity {
-            default_priority(k) == default_priority(r)
+            k.kernel_metric() == r.kernel_metric()
         } else {
-            r.priority.is_none() || default_priority(k) == default_priority(r)
+            r.priority.is_none() || k.kernel_metric() == r.kernel_metric()
         }
 }
 
@@ -324,6 +441,10 @@ fn fib_confirms(r: &Route, oif: Option<u32>, c: Crit, d: &Decoded) -> bool {
 
 impl Handle {
     /// Opens a handle in the calling thread's network namespace.
+    ///
+    /// # Errors
+    ///
+    /// `Error::Io` when the socket cannot be opened or configured.
     pub fn new() -> Result<Handle> {
         let conn = Conn::open().map_err(|source| Error::Io {
             op: Op::Open,
@@ -337,6 +458,11 @@ impl Handle {
     /// `/proc/PID/ns/net`). The socket is created on a short-lived thread
     /// that entered the namespace, so no thread of the caller changes
     /// namespace; the socket then works from any thread.
+    ///
+    /// # Errors
+    ///
+    /// `Error::Io` when the namespace file cannot be opened or entered, or the
+    /// socket cannot be opened there.
     pub fn open_netns(path: impl AsRef<Path>) -> Result<Handle> {
         let path = path.as_ref();
         let ctx = || path.display().to_string();
@@ -375,13 +501,44 @@ impl Handle {
     }
 
     fn with_conn(conn: Conn, netns: Option<PathBuf>) -> Handle {
-        let window = (conn.rcvbuf() / 2048).clamp(16, 512);
         Handle {
             conn: Mutex::new(conn),
             links: Mutex::new(Links::default()),
             netns,
-            window,
         }
+    }
+
+    /// Sets the socket's receive buffer to `bytes` and returns the size the
+    /// kernel now counts (twice the request). A handle opens with 4 MiB,
+    /// forced past `net.core.rmem_max` with `SO_RCVBUFFORCE` where the
+    /// process may (`CAP_NET_ADMIN`), else as large as that limit allows:
+    /// room for the replies of a pipelined batch. With a smaller buffer,
+    /// batches send fewer requests per datagram; should the kernel still
+    /// drop replies (ENOBUFS), the batch finds out what happened to each
+    /// request and the handle stays usable (see [`Handle::upsert_many`]).
+    ///
+    /// # Errors
+    ///
+    /// `Error::Io` when the kernel refuses the size.
+    pub fn set_receive_buffer(&self, bytes: usize) -> Result<usize> {
+        lock(&self.conn)
+            .set_rcvbuf(bytes)
+            .map_err(|source| Error::Io {
+                op: Op::Open,
+                context: format!("receive buffer of {bytes} bytes"),
+                source,
+            })
+    }
+
+    /// The socket's receive buffer, as the kernel counts it.
+    pub fn receive_buffer(&self) -> usize {
+        lock(&self.conn).rcvbuf()
+    }
+
+    /// The number of requests a batch sends per datagram (from the receive
+    /// buffer; halved after an overflow).
+    pub fn batch_window(&self) -> usize {
+        lock(&self.conn).window()
     }
 
     /// The namespace path given to [`Handle::open_netns`], if any.
@@ -463,6 +620,11 @@ impl Handle {
     }
 
     /// The interface index of `name` in the handle's netns (cached).
+    ///
+    /// # Errors
+    ///
+    /// `Error::UnknownDevice` when there is no such link; `Error::Kernel` when
+    /// the request fails.
     pub fn link_index(&self, name: &str) -> Result<u32> {
         let mut c = lock(&self.conn);
         self.dev_index(&mut c, name, false, Op::ResolveLink, &name)
@@ -541,13 +703,17 @@ impl Handle {
     /// Finds the kernel's route matching `r` exactly: first a `fibmatch`
     /// FIB lookup (one message, independent of the table's size), and when
     /// that answers with a different route, a strict-check dump of the one
-    /// table filtered by device (and type), matched here exactly.
+    /// table filtered by device (and type), matched here exactly. With a
+    /// `cache` (one batch), the table is dumped whole once and every later
+    /// miss in it is matched against that copy: re-upserting n routes of a
+    /// table no rule reaches costs n FIB lookups and one dump, not n dumps.
     fn find(
         &self,
         c: &mut Conn,
         r: &Route,
         oif: Option<u32>,
         crit: Crit,
+        cache: Option<&mut TableCache>,
     ) -> std::result::Result<Option<Decoded>, NlError> {
         match c.get(
             nl::RTM_GETROUTE,
@@ -555,7 +721,14 @@ impl Handle {
             nl::RTM_NEWROUTE,
             codec::decode_route,
         ) {
-            Ok(Some(d)) if fib_confirms(r, oif, crit, &d) => return Ok(Some(d)),
+            // An IPv6 answer lists multipath paths rotated to the one its
+            // hash picked: where the order matters, the dump has it.
+            Ok(Some(d))
+                if fib_confirms(r, oif, crit, &d)
+                    && !(crit.order && r.is_ipv6() && d.route.multipath.len() > 1) =>
+            {
+                return Ok(Some(d))
+            }
             Ok(Some(d))
                 if crit.shortcut
                     && fib_trustworthy(&d)
@@ -568,29 +741,44 @@ impl Handle {
             Err(e) => return Err(e),
         }
         let fam = Family::of(&r.prefix);
+        if let Some(cache) = cache {
+            let key = (fam == Family::V6, r.table);
+            if let std::collections::hash_map::Entry::Vacant(e) = cache.entry(key) {
+                let req = codec::route_dump(Some(fam), Some(r.table), None, None, None);
+                let all = self.dump_routes(c, &req, |d| d.route.table == r.table)?;
+                e.insert(all);
+            }
+            let found = cache.get(&key).into_iter().flatten();
+            return Ok(found
+                .filter(|d| matches(r, oif, crit, d))
+                .min_by_key(|d| d.route.kernel_metric())
+                .cloned());
+        }
         let kind = crit.kind.then_some(r.kind);
         let req = codec::route_dump(Some(fam), Some(r.table), None, kind, oif);
         let found = self.dump_routes(c, &req, |d| matches(r, oif, crit, d))?;
-        Ok(found.into_iter().min_by_key(|d| default_priority(&d.route)))
+        Ok(found.into_iter().min_by_key(|d| d.route.kernel_metric()))
     }
 
     // ------------------------------------------------------------- mutation
 
-    /// Sends a route request, retrying on EINVAL like Cilium (the kernel's
-    /// nexthop race).
+    /// Sends a route request; with `retry`, EINVAL is retried like Cilium
+    /// does right after it created the nexthop route (the kernel's race),
+    /// and only then: other EINVALs cannot clear.
     fn send_route(
         &self,
         c: &mut Conn,
         ty: u16,
         flags: u16,
         msg: &impl Emitable,
+        retry: bool,
     ) -> std::result::Result<(), NlError> {
         let mut tries = 0;
         loop {
             tries += 1;
             match c.ack(ty, flags, msg) {
                 Err(NlError::Kernel { errno, .. })
-                    if errno == libc::EINVAL && tries < ROUTE_REPLACE_MAX_TRIES =>
+                    if retry && errno == libc::EINVAL && tries < ROUTE_REPLACE_MAX_TRIES =>
                 {
                     std::thread::sleep(ROUTE_REPLACE_RETRY_INTERVAL);
                 }
@@ -599,22 +787,24 @@ impl Handle {
         }
     }
 
-    /// Makes sure `r` is in the kernel as given (replace when absent or
-    /// different).
+    /// Makes sure the nexthop route `r` is in the kernel (replace when
+    /// absent or different). A route of the same identity but another
+    /// protocol (a daemon's, the kernel's) already makes the gateway
+    /// reachable and is left alone.
     fn ensure(
         &self,
         c: &mut Conn,
         r: &Route,
         oif: Option<u32>,
-        mtu: Option<u32>,
+        cache: Option<&mut TableCache>,
     ) -> std::result::Result<Ensured, NlError> {
         let crit = Crit {
             shortcut: true,
             ..Crit::IDENTITY
         };
-        let old = self.find(c, r, oif, crit)?;
+        let old = self.find(c, r, oif, crit, cache)?;
         if let Some(d) = &old {
-            if same_as(r, oif, mtu, &[], d) {
+            if same_as(r, oif, None, &[], d) || d.route.proto != r.proto {
                 return Ok(Ensured::Same);
             }
         }
@@ -622,7 +812,8 @@ impl Handle {
             c,
             nl::RTM_NEWROUTE,
             nl::NLM_F_CREATE | nl::NLM_F_REPLACE,
-            &codec::route_new(r, oif, mtu, &[]),
+            &codec::route_new(r, oif, None, &[]),
+            false,
         )?;
         Ok(match old {
             Some(d) => Ensured::Replaced(Box::new(d)),
@@ -645,17 +836,17 @@ impl Handle {
     }
 
     /// The prefix step of an upsert: add exclusively; when a route of the
-    /// same identity exists, compare and replace only if it differs.
+    /// same identity exists, compare and replace only if it differs, and
+    /// (unless `p.take_over`) only if it is of the requested protocol.
     fn put_prefix(
         &self,
         c: &mut Conn,
         r: &Route,
-        oif: Option<u32>,
-        mtu: Option<u32>,
-        hops: &[u32],
+        p: &Put<'_>,
         first: Option<NlError>,
+        cache: Option<&mut TableCache>,
     ) -> std::result::Result<bool, NlError> {
-        let msg = codec::route_new(r, oif, mtu, hops);
+        let msg = codec::route_new(r, p.oif, p.mtu, p.hops);
         let res = match first {
             Some(e) => Err(e),
             None => c.ack(nl::RTM_NEWROUTE, nl::NLM_F_CREATE | nl::NLM_F_EXCL, &msg),
@@ -663,9 +854,23 @@ impl Handle {
         match res {
             Ok(()) => Ok(true),
             Err(NlError::Kernel { errno, .. }) if errno == libc::EEXIST => {
-                if let Some(d) = self.find(c, r, oif, Crit::IDENTITY)? {
-                    if same_as(r, oif, mtu, hops, &d) {
+                let mut cache = cache;
+                let mine = self.find(c, r, p.oif, Crit::IDENTITY, cache.as_deref_mut())?;
+                if let Some(d) = &mine {
+                    if same_as(r, p.oif, p.mtu, p.hops, d) {
                         return Ok(false);
+                    }
+                }
+                // The identity is (table, prefix, tos, metric), whatever the
+                // device: the route a replace would hit may be on another.
+                let hit = match (mine, p.oif) {
+                    (Some(d), _) => Some(d),
+                    (None, Some(_)) => self.find(c, r, None, Crit::IDENTITY, cache)?,
+                    (None, None) => None,
+                };
+                if let Some(d) = hit {
+                    if !p.take_over && d.route.proto != r.proto {
+                        return Err(NlError::Conflict(Box::new(d.route)));
                     }
                 }
                 self.send_route(
@@ -673,16 +878,19 @@ impl Handle {
                     nl::RTM_NEWROUTE,
                     nl::NLM_F_CREATE | nl::NLM_F_REPLACE,
                     &msg,
+                    p.retry,
                 )?;
                 Ok(true)
             }
-            Err(NlError::Kernel { errno, .. }) if errno == libc::EINVAL => {
-                // Cilium's retry: the prefix may race its nexthop route.
+            Err(NlError::Kernel { errno, .. }) if errno == libc::EINVAL && p.retry => {
+                // Cilium's retry: the prefix may race the nexthop route
+                // this call just created.
                 self.send_route(
                     c,
                     nl::RTM_NEWROUTE,
-                    nl::NLM_F_CREATE | nl::NLM_F_REPLACE,
+                    nl::NLM_F_CREATE | nl::NLM_F_EXCL,
                     &msg,
+                    true,
                 )?;
                 Ok(true)
             }
@@ -697,10 +905,18 @@ impl Handle {
         oif: Option<u32>,
         mtu: Option<u32>,
         hops: &[u32],
+        take_over: bool,
     ) -> Result<bool> {
+        let mut p = Put {
+            oif,
+            mtu,
+            hops,
+            retry: false,
+            take_over,
+        };
         let Some(nh) = r.nexthop_route() else {
             return self
-                .put_prefix(c, r, oif, mtu, hops, None)
+                .put_prefix(c, r, &p, None, None)
                 .map_err(|e| kernel(Op::Upsert, r, e));
         };
         // Fast path, one round trip: ask the FIB for the nexthop route and
@@ -721,7 +937,7 @@ impl Handle {
             return match added {
                 Ok(()) => Ok(true),
                 Err(e) => self
-                    .put_prefix(c, r, oif, mtu, hops, Some(e))
+                    .put_prefix(c, r, &p, Some(e), None)
                     .map_err(|e| kernel(Op::Upsert, r, e)),
             };
         }
@@ -737,14 +953,13 @@ impl Handle {
             }
         };
         let nh_changed = !matches!(st, Ensured::Same);
+        p.retry = nh_changed;
         let prefix = match added {
             Ok(()) => Ok(true),
             // The prefix may have failed for want of its nexthop route: an
             // EEXIST is compared, anything else is tried again now.
-            Err(e) if e.errno() == Some(libc::EEXIST) => {
-                self.put_prefix(c, r, oif, mtu, hops, Some(e))
-            }
-            Err(_) => self.put_prefix(c, r, oif, mtu, hops, None),
+            Err(e) if e.errno() == Some(libc::EEXIST) => self.put_prefix(c, r, &p, Some(e), None),
+            Err(_) => self.put_prefix(c, r, &p, None, None),
         };
         match prefix {
             Ok(ch) => Ok(nh_changed | ch),
@@ -761,21 +976,50 @@ impl Handle {
     ///
     /// For `prefix via nexthop dev foo`, first makes sure `nexthop dev foo
     /// scope link` (same table and protocol) exists, then adds the prefix
-    /// route; the prefix is retried on EINVAL up to
-    /// [`ROUTE_REPLACE_MAX_TRIES`] times, [`ROUTE_REPLACE_RETRY_INTERVAL`]
-    /// apart. When the route is already there exactly as given, nothing is
-    /// replaced and the result is `false`. A failure of the prefix step
+    /// route. Right after this call created (or changed) that nexthop
+    /// route, the prefix is retried on EINVAL (the kernel's race, as in
+    /// Cilium) up to [`ROUTE_REPLACE_MAX_TRIES`] times,
+    /// [`ROUTE_REPLACE_RETRY_INTERVAL`] apart; any other error is returned
+    /// at once. When the route is already there exactly as given, nothing
+    /// is replaced and the result is `false`. A failure of the prefix step
     /// removes (or restores) the nexthop route this call touched.
+    ///
+    /// A route of the same identity (table, prefix, metric) but another
+    /// protocol (a routing daemon's, the kernel's) is never rewritten: the
+    /// result is [`Error::Conflict`]. [`Handle::upsert_take_over`] replaces
+    /// it. (A nexthop route of another protocol is left as it is: it makes
+    /// the gateway reachable already.)
     ///
     /// With `mtu` given and `route.mtu` set, the route MTU comes from the
     /// configuration (see [`MtuConfig`]); else `route.mtu` is used as is.
+    ///
+    /// # Errors
+    ///
+    /// `Error::InvalidInput` for a route [`Route::validate`] refuses (nothing
+    /// sent), `Error::UnknownDevice`, `Error::Conflict` for a route of another
+    /// protocol in the way, `Error::Kernel` with the kernel's errno and message
+    /// (`Op::UpsertNexthop` when the nexthop route failed).
     pub fn upsert(&self, route: &Route, mtu: Option<&MtuConfig>) -> Result<bool> {
+        self.upsert_as(route, mtu, false)
+    }
+
+    /// Like [`Handle::upsert`], and a route of the same identity but
+    /// another protocol is replaced too (taken over).
+    ///
+    /// # Errors
+    ///
+    /// As [`Handle::upsert`], without `Error::Conflict`.
+    pub fn upsert_take_over(&self, route: &Route, mtu: Option<&MtuConfig>) -> Result<bool> {
+        self.upsert_as(route, mtu, true)
+    }
+
+    fn upsert_as(&self, route: &Route, mtu: Option<&MtuConfig>, take_over: bool) -> Result<bool> {
         route.validate(Op::Upsert)?;
         let mtu = effective_mtu(route, mtu, Op::Upsert)?;
         let mut c = lock(&self.conn);
         let oif = self.oif(&mut c, route, Op::Upsert, false)?;
         let hops = self.hop_oifs(&mut c, route, Op::Upsert, false)?;
-        match self.upsert_locked(&mut c, route, oif, mtu, &hops) {
+        match self.upsert_locked(&mut c, route, oif, mtu, &hops, take_over) {
             Err(e) if e.errno() == Some(libc::ENODEV) => {
                 // A cached index is stale: a link was re-created.
                 let fresh = self.oif(&mut c, route, Op::Upsert, true)?;
@@ -783,20 +1027,78 @@ impl Handle {
                 if fresh == oif && fresh_hops == hops {
                     return Err(e);
                 }
-                self.upsert_locked(&mut c, route, fresh, mtu, &fresh_hops)
+                self.upsert_locked(&mut c, route, fresh, mtu, &fresh_hops, take_over)
             }
             r => r,
         }
     }
 
+    /// Whether the route `r` describes is there: for an IPv4 route of
+    /// metric 0 the kernel's delete takes "metric 0" as "any metric", so
+    /// the exact route (table, prefix, metric 0, device and protocol where
+    /// given) is checked for first. `None`: nothing to check.
+    fn delete_precheck(
+        &self,
+        c: &mut Conn,
+        r: &Route,
+        oif: Option<u32>,
+        cache: Option<&mut TableCache>,
+    ) -> std::result::Result<Option<bool>, NlError> {
+        if r.is_ipv6() || r.kernel_metric() != 0 {
+            return Ok(None);
+        }
+        let crit = Crit {
+            kind: false,
+            ..Crit::IDENTITY
+        };
+        let found = match cache {
+            Some(cache) => {
+                let key = (false, r.table);
+                if let std::collections::hash_map::Entry::Vacant(e) = cache.entry(key) {
+                    let req = codec::route_dump(Some(Family::V4), Some(r.table), None, None, None);
+                    let all = self.dump_routes(c, &req, |d| d.route.table == r.table)?;
+                    e.insert(all);
+                }
+                cache
+                    .get(&key)
+                    .into_iter()
+                    .flatten()
+                    .any(|d| matches(r, oif, crit, d) && proto_matches(r, d))
+            }
+            // One FIB message where the FIB has the route (the best route
+            // of its prefix has the lowest metric, 0), else a dump of the
+            // table filtered by device.
+            None => self
+                .find(c, r, oif, crit, None)?
+                .is_some_and(|d| proto_matches(r, &d)),
+        };
+        Ok(Some(found))
+    }
+
     /// Deletes a route: the route of the prefix's identity (table, prefix,
-    /// metric; for IPv6 no metric means 1024, as on upsert) through the
-    /// route's device when set, whatever its protocol, scope and type. A route that is not there gives an error
-    /// for which [`Error::is_not_found`] is true.
+    /// metric: no metric means the family's default, 0 for IPv4 and 1024
+    /// for IPv6, on both families alike), through the route's device when
+    /// set, of the route's protocol (any protocol only when the route says
+    /// [`Protocol::UNSPEC`]), whatever its scope and type. A route of
+    /// another metric or protocol is never removed. A route that is not
+    /// there gives an error for which [`Error::is_not_found`] is true.
+    ///
+    /// # Errors
+    ///
+    /// An error for which [`Error::is_not_found`] is true when no such route is
+    /// there; `Error::InvalidInput` for a bad selector; `Error::Kernel` for
+    /// other refusals.
     pub fn delete(&self, route: &Route) -> Result<()> {
         self.check_selector(route, Op::Delete)?;
         let mut c = lock(&self.conn);
         let oif = self.oif(&mut c, route, Op::Delete, false)?;
+        if self
+            .delete_precheck(&mut c, route, oif, None)
+            .map_err(|e| kernel(Op::Delete, route, e))?
+            == Some(false)
+        {
+            return Err(absent(route));
+        }
         let res = c.ack(nl::RTM_DELROUTE, 0, &codec::route_del(route, oif));
         match res {
             Err(NlError::Kernel { errno, .. }) if errno == libc::ENODEV && oif.is_some() => {
@@ -809,6 +1111,10 @@ impl Handle {
     }
 
     /// Like [`Handle::delete`] but a missing route is `Ok(false)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Handle::delete`], except "not found".
     pub fn delete_if_present(&self, route: &Route) -> Result<bool> {
         match self.delete(route) {
             Ok(()) => Ok(true),
@@ -842,17 +1148,28 @@ impl Handle {
     /// Costs one FIB lookup when the table is reachable through the policy
     /// rules (the main table, say) however many routes it holds; otherwise
     /// one dump of that table filtered by device in the kernel.
+    ///
+    /// # Errors
+    ///
+    /// `Error::InvalidInput` for a bad selector, `Error::UnknownDevice`,
+    /// `Error::Kernel` or `Error::DumpInterrupted` when the kernel cannot
+    /// answer.
     pub fn lookup(&self, route: &Route) -> Result<Option<Route>> {
         self.check_selector(route, Op::Lookup)?;
         let mut c = lock(&self.conn);
         let oif = self.oif(&mut c, route, Op::Lookup, false)?;
         let found = self
-            .find(&mut c, route, oif, Crit::LOOKUP)
+            .find(&mut c, route, oif, Crit::LOOKUP, None)
             .map_err(|e| kernel(Op::Lookup, route, e))?;
         Ok(found.map(|d| self.named(&mut c, d)))
     }
 
     /// Lists routes (no cached clones), filtered in the kernel.
+    ///
+    /// # Errors
+    ///
+    /// `Error::UnknownDevice` for the filter's device; `Error::Kernel`,
+    /// `Error::Decode` or `Error::DumpInterrupted` when the dump fails.
     pub fn list(&self, filter: &RouteFilter) -> Result<Vec<Route>> {
         let mut c = lock(&self.conn);
         let what = format!("{filter:?}");
@@ -881,6 +1198,10 @@ impl Handle {
     /// is the first line of `ip route get` without `uid` (and, for IPv4,
     /// with the `mtu` that `ip` prints on its `cache` line; for IPv6,
     /// without `from`).
+    ///
+    /// # Errors
+    ///
+    /// `Error::Kernel` with the kernel's answer (ENETUNREACH for no route ...).
     pub fn get(&self, dst: IpAddr) -> Result<Route> {
         let mut c = lock(&self.conn);
         let d = c
@@ -901,13 +1222,19 @@ impl Handle {
     /// Deletes every route of `table` (of `family`, or both), like Cilium's
     /// `DeleteRouteTable`; returns how many went. Every route is attempted;
     /// the first failure other than "already gone" is returned.
+    ///
+    /// # Errors
+    ///
+    /// The first failure other than "already gone" (every route is attempted),
+    /// or the failure to list the table.
     pub fn delete_table(&self, table: u32, family: Option<Family>) -> Result<usize> {
         let mut f = RouteFilter::default().table(table);
         f.family = family;
         let routes = self.list(&f)?;
         let mut deleted = 0;
         let mut first = None;
-        for res in self.delete_many(&routes) {
+        // Each route is the kernel's own, described exactly.
+        for res in self.delete_many_as(&routes, false) {
             match res {
                 Ok(()) => deleted += 1,
                 Err(e) if e.is_not_found() => {}
@@ -925,6 +1252,12 @@ impl Handle {
     /// The device of the default route of lowest metric in the main table,
     /// like Cilium's `NodeDeviceWithDefaultRoute` for one family. Two
     /// default routes of the same lowest metric are an error, as in Cilium.
+    ///
+    /// # Errors
+    ///
+    /// `Error::Kernel` (ENOENT) when there is no default route,
+    /// `Error::InvalidInput` when two share the lowest metric,
+    /// `Error::UnknownDevice` when it has no device.
     pub fn default_route_device(&self, family: Family) -> Result<String> {
         let f = RouteFilter::default()
             .family(family)
@@ -934,7 +1267,7 @@ impl Handle {
             .into_iter()
             .filter(|r| r.prefix.prefix_len() == 0)
             .collect();
-        defaults.sort_by_key(default_priority);
+        defaults.sort_by_key(Route::kernel_metric);
         let what = format!("default route ({family:?})");
         match defaults.as_slice() {
             [] => Err(Error::Kernel {
@@ -943,7 +1276,7 @@ impl Handle {
                 errno: libc::ENOENT,
                 message: Some("no default route".into()),
             }),
-            [a, b, ..] if default_priority(a) == default_priority(b) => Err(Error::InvalidInput {
+            [a, b, ..] if a.kernel_metric() == b.kernel_metric() => Err(Error::InvalidInput {
                 op: Op::Lookup,
                 object: what,
                 reason: format!("several default routes of the same metric: {a} and {b}"),
@@ -965,6 +1298,11 @@ impl Handle {
     /// The kernel's answer for `dst` with selectors, like `ip route get DST
     /// from SRC iif DEV oif DEV mark MARK`. The answer's `table` is the
     /// table the policy rules chose.
+    ///
+    /// # Errors
+    ///
+    /// `Error::InvalidInput` when `from` is of another family,
+    /// `Error::UnknownDevice`, `Error::Kernel` with the kernel's answer.
     pub fn get_with(&self, dst: IpAddr, opts: &GetOptions) -> Result<Route> {
         let what = || format!("{dst} {opts:?}");
         if opts.from.is_some_and(|s| s.is_ipv6() != dst.is_ipv6()) {
@@ -1006,7 +1344,17 @@ impl Handle {
     /// Upserts many routes, pipelining the requests and reading the acks in
     /// bulk; returns one result per route, in order (one bad route does not
     /// hide the others' outcome). Semantics per route are those of
-    /// [`Handle::upsert`]; each distinct nexthop route is checked once.
+    /// [`Handle::upsert`]; each distinct nexthop route is checked once, and
+    /// a table that the FIB cannot answer for (no rule reaches it, as an
+    /// ENI table) is dumped once for the whole batch, so re-upserting
+    /// routes that are present costs the same in any table.
+    ///
+    /// Should the kernel drop replies because the receive buffer is full
+    /// (ENOBUFS, see [`Handle::set_receive_buffer`]), the requests whose
+    /// reply was lost are asked again one by one: each result says what
+    /// the kernel now holds (a route found exactly as requested reports
+    /// `true`, as the lost request may have added it), and the handle is
+    /// usable at once.
     pub fn upsert_many(&self, routes: &[Route], mtu: Option<&MtuConfig>) -> Vec<Result<bool>> {
         let mut out: Vec<Option<Result<bool>>> = (0..routes.len()).map(|_| None).collect();
         let mut c = lock(&self.conn);
@@ -1030,6 +1378,8 @@ impl Handle {
             }
         }
         let no_hops: Vec<u32> = Vec::new();
+        // Tables no rule reaches are dumped once for the whole batch.
+        let mut cache = TableCache::new();
         // Nexthop routes, each once.
         type NhKey = (u32, IpAddr, Option<u32>, u8);
         let mut nhs: HashMap<NhKey, SharedNexthop> = HashMap::new();
@@ -1048,14 +1398,16 @@ impl Handle {
                             used: false,
                         };
                     };
-                    let outcome = self.ensure(&mut c, &nh, oif, None).map_err(|e| {
-                        let errno = e.errno().unwrap_or(libc::EIO);
-                        let msg = match &e {
-                            NlError::Kernel { message, .. } => message.clone(),
-                            _ => None,
-                        };
-                        (errno, msg)
-                    });
+                    let outcome = self
+                        .ensure(&mut c, &nh, oif, Some(&mut cache))
+                        .map_err(|e| {
+                            let errno = e.errno().unwrap_or(libc::EIO);
+                            let msg = match &e {
+                                NlError::Kernel { message, .. } => message.clone(),
+                                _ => None,
+                            };
+                            (errno, msg)
+                        });
                     SharedNexthop {
                         route: nh,
                         outcome,
@@ -1074,7 +1426,7 @@ impl Handle {
             }
             ready.push((i, oif, m));
         }
-        let acks = c.batch(ready.len(), self.window, |k| {
+        let acks = c.batch(ready.len(), |k| {
             let (i, oif, m) = ready[k];
             (
                 nl::RTM_NEWROUTE,
@@ -1086,25 +1438,42 @@ impl Handle {
             Ok(acks) => {
                 for ((i, oif, m), ack) in ready.iter().zip(acks) {
                     let r = &routes[*i];
+                    // EINVAL is retried only right after this call created
+                    // the route's nexthop route.
+                    let retry = nh_key_of[*i].and_then(|k| nhs.get(&k)).is_some_and(|nh| {
+                        matches!(nh.outcome, Ok(Ensured::Created | Ensured::Replaced(_)))
+                    });
+                    let put = Put {
+                        oif: *oif,
+                        mtu: *m,
+                        hops: hops_of.get(i).unwrap_or(&no_hops),
+                        retry,
+                        take_over: false,
+                    };
                     let res = match ack {
                         Ok(()) => Ok(true),
                         Err(NlError::Kernel { errno, .. }) if errno == libc::ENODEV => {
                             // A stale cached index: resolve again and retry.
                             self.oif(&mut c, r, Op::Upsert, true).and_then(|fresh| {
                                 let hops = self.hop_oifs(&mut c, r, Op::Upsert, true)?;
-                                self.put_prefix(&mut c, r, fresh, *m, &hops, None)
+                                let p = Put {
+                                    oif: fresh,
+                                    hops: &hops,
+                                    ..put
+                                };
+                                self.put_prefix(&mut c, r, &p, None, Some(&mut cache))
                                     .map_err(|e| kernel(Op::Upsert, r, e))
                             })
                         }
+                        // The reply was lost to a receive buffer overflow:
+                        // ask again. Found as requested, the route may have
+                        // been added by the lost request: `true` (changed).
+                        Err(NlError::Lost) => self
+                            .put_prefix(&mut c, r, &put, None, Some(&mut cache))
+                            .map(|_| true)
+                            .map_err(|e| kernel(Op::Upsert, r, e)),
                         Err(e) => self
-                            .put_prefix(
-                                &mut c,
-                                r,
-                                *oif,
-                                *m,
-                                hops_of.get(i).unwrap_or(&no_hops),
-                                Some(e),
-                            )
+                            .put_prefix(&mut c, r, &put, Some(e), Some(&mut cache))
                             .map_err(|e| kernel(Op::Upsert, r, e)),
                     };
                     out[*i] = Some(res);
@@ -1131,28 +1500,59 @@ impl Handle {
         outcomes(out, Op::Upsert)
     }
 
-    /// Deletes many routes, pipelined; one result per route, in order.
+    /// Deletes many routes, pipelined; one result per route, in order, with
+    /// the semantics of [`Handle::delete`] (IPv4 routes of metric 0 are
+    /// checked against one dump per table for the whole batch). A delete
+    /// whose reply was lost to a receive buffer overflow is asked again; a
+    /// route then absent counts as deleted.
     pub fn delete_many(&self, routes: &[Route]) -> Vec<Result<()>> {
+        self.delete_many_as(routes, true)
+    }
+
+    fn delete_many_as(&self, routes: &[Route], precheck: bool) -> Vec<Result<()>> {
         let mut out: Vec<Option<Result<()>>> = (0..routes.len()).map(|_| None).collect();
         let mut c = lock(&self.conn);
+        let mut cache = TableCache::new();
         let mut ready = Vec::with_capacity(routes.len());
         for (i, r) in routes.iter().enumerate() {
-            match self
+            let res = self
                 .check_selector(r, Op::Delete)
                 .and_then(|()| self.oif(&mut c, r, Op::Delete, false))
-            {
+                .and_then(|oif| {
+                    if !precheck {
+                        return Ok(oif);
+                    }
+                    match self.delete_precheck(&mut c, r, oif, Some(&mut cache)) {
+                        Ok(Some(false)) => Err(absent(r)),
+                        Ok(_) => Ok(oif),
+                        Err(e) => Err(kernel(Op::Delete, r, e)),
+                    }
+                });
+            match res {
                 Ok(oif) => ready.push((i, oif)),
                 Err(e) => out[i] = Some(Err(e)),
             }
         }
-        let acks = c.batch(ready.len(), self.window, |k| {
+        let acks = c.batch(ready.len(), |k| {
             let (i, oif) = ready[k];
             (nl::RTM_DELROUTE, 0u16, codec::route_del(&routes[i], oif))
         });
         match acks {
             Ok(acks) => {
-                for ((i, _), ack) in ready.iter().zip(acks) {
-                    out[*i] = Some(ack.map_err(|e| kernel(Op::Delete, &routes[*i], e)));
+                for ((i, oif), ack) in ready.iter().zip(acks) {
+                    let r = &routes[*i];
+                    let res = match ack {
+                        Err(NlError::Lost) => {
+                            match c.ack(nl::RTM_DELROUTE, 0, &codec::route_del(r, *oif)) {
+                                Err(NlError::Kernel { errno, .. }) if errno == libc::ESRCH => {
+                                    Ok(())
+                                }
+                                r => r,
+                            }
+                        }
+                        r => r,
+                    };
+                    out[*i] = Some(res.map_err(|e| kernel(Op::Delete, r, e)));
                 }
             }
             Err(e) => batch_failed(&mut out, ready.iter().map(|r| r.0), routes, Op::Delete, &e),
@@ -1163,14 +1563,54 @@ impl Handle {
     // ---------------------------------------------------------------- rules
 
     /// Adds a rule unless an identical one exists (`true` when added). The
-    /// kernel ignores NLM_F_REPLACE for rules and would add duplicates, so
-    /// this adds with NLM_F_EXCL and takes EEXIST as "present". After an
+    /// kernel ignores `NLM_F_REPLACE` for rules and would add duplicates, so
+    /// this adds with `NLM_F_EXCL` and takes EEXIST as "present". After an
     /// add, stale variants (same priority and selector, other table, action
     /// or protocol) are removed. Give rules a priority: without one the
     /// kernel picks a new one on each add, and the rule is not idempotent.
+    ///
+    /// The kernel's default rules (`0: from all lookup local`, `32766: from
+    /// all lookup main`, `32767: from all lookup default`) are never
+    /// removed as stale variants: a rule at one of those priorities with
+    /// the selector `from all` that is not that default rule is refused
+    /// (typed error, nothing sent). [`Handle::replace_system_rule`] is the
+    /// explicit way to replace one.
+    ///
+    /// # Errors
+    ///
+    /// `Error::InvalidInput` for a rule [`Rule::validate`] refuses or one that
+    /// would remove a default rule (nothing sent); `Error::Kernel` for the
+    /// kernel's refusal.
     pub fn replace_rule(&self, rule: &Rule) -> Result<bool> {
+        self.replace_rule_as(rule, false)
+    }
+
+    /// Like [`Handle::replace_rule`], for a rule that takes the place of
+    /// one of the kernel's default rules (its priority, selector `from
+    /// all`), which is removed: only for callers that mean exactly that.
+    ///
+    /// # Errors
+    ///
+    /// As [`Handle::replace_rule`], without the default-rule refusal.
+    pub fn replace_system_rule(&self, rule: &Rule) -> Result<bool> {
+        self.replace_rule_as(rule, true)
+    }
+
+    fn replace_rule_as(&self, rule: &Rule, system: bool) -> Result<bool> {
         rule.validate(Op::ReplaceRule)?;
         let rule = rule.clone().normalized();
+        if !system {
+            if let Some(sys) = rule.system_slot().filter(|s| *s != rule) {
+                return Err(Error::InvalidInput {
+                    op: Op::ReplaceRule,
+                    object: rule.to_string(),
+                    reason: format!(
+                        "priority {} with selector `from all` is the kernel's default rule `{sys}`, which this would remove (use replace_system_rule to mean that)",
+                        sys.priority.unwrap_or(0)
+                    ),
+                });
+            }
+        }
         let mut c = lock(&self.conn);
         match c.ack(
             nl::RTM_NEWRULE,
@@ -1186,9 +1626,11 @@ impl Handle {
                 .rules_locked(&mut c, Some(rule.family))
                 .map_err(|e| kernel(Op::ReplaceRule, &rule, e))?;
             for (k, extra) in all {
-                // A rule with selectors we do not model is someone else's.
+                // A rule with selectors we do not model is someone else's;
+                // a default rule goes only when asked for.
                 let stale = !extra
                     && k != rule
+                    && (system || !k.is_system())
                     && k.priority == rule.priority
                     && k.from == rule.from
                     && k.to == rule.to
@@ -1205,10 +1647,45 @@ impl Handle {
     }
 
     /// Deletes a rule; a missing rule gives an error for which
-    /// [`Error::is_not_found`] is true.
+    /// [`Error::is_not_found`] is true. The kernel deletes the first rule
+    /// that matches what is given, so a rule that could match one of the
+    /// kernel's default rules (selector `from all`, lookup local, main or
+    /// default, at its priority or none) is refused (typed error, nothing
+    /// sent); [`Handle::delete_system_rule`] is the explicit way.
+    ///
+    /// # Errors
+    ///
+    /// An error for which [`Error::is_not_found`] is true when no such rule is
+    /// there; `Error::InvalidInput` for a bad rule or one that could match a
+    /// default rule (nothing sent).
     pub fn delete_rule(&self, rule: &Rule) -> Result<()> {
+        self.delete_rule_as(rule, false)
+    }
+
+    /// Like [`Handle::delete_rule`], also for one of the kernel's default
+    /// rules: only for callers that mean exactly that.
+    ///
+    /// # Errors
+    ///
+    /// As [`Handle::delete_rule`], without the default-rule refusal.
+    pub fn delete_system_rule(&self, rule: &Rule) -> Result<()> {
+        self.delete_rule_as(rule, true)
+    }
+
+    fn delete_rule_as(&self, rule: &Rule, system: bool) -> Result<()> {
         rule.validate(Op::DeleteRule)?;
         let rule = rule.clone().normalized();
+        if !system {
+            if let Some(sys) = rule.matching_system_rule() {
+                return Err(Error::InvalidInput {
+                    op: Op::DeleteRule,
+                    object: rule.to_string(),
+                    reason: format!(
+                        "this would delete the kernel's default rule `{sys}` (use delete_system_rule to mean that)"
+                    ),
+                });
+            }
+        }
         let mut c = lock(&self.conn);
         c.ack(nl::RTM_DELRULE, 0, &codec::rule_msg(&rule))
             .map_err(|e| kernel(Op::DeleteRule, &rule, e))
@@ -1227,6 +1704,11 @@ impl Handle {
     }
 
     /// Lists the rules of `family` (`None`: both), in the kernel's order.
+    ///
+    /// # Errors
+    ///
+    /// `Error::Kernel`, `Error::Decode` or `Error::DumpInterrupted` when the
+    /// dump fails.
     pub fn list_rules(&self, family: Option<Family>) -> Result<Vec<Rule>> {
         let mut c = lock(&self.conn);
         self.rules_locked(&mut c, family)

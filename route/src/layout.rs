@@ -22,7 +22,7 @@ use ipnet::IpNet;
 
 use crate::error::{Error, Result};
 use crate::handle::Handle;
-use crate::names::{Protocol, Scope, MAIN_TABLE};
+use crate::names::{Protocol, Scope, DEFAULT_TABLE, LOCAL_TABLE, MAIN_TABLE};
 use crate::route::Route;
 use crate::rule::{Family, Rule};
 
@@ -35,6 +35,7 @@ pub const RULE_PRIORITY_EGRESS: u32 = 30;
 
 /// A scope-link route to one address through `dev` (scope global for IPv6,
 /// which has no route scopes).
+#[must_use]
 pub fn link_route(ip: IpAddr, dev: &str) -> Route {
     let r = Route::host(ip).dev(dev);
     if ip.is_ipv4() {
@@ -49,15 +50,13 @@ pub fn link_route(ip: IpAddr, dev: &str) -> Route {
 /// ```no_run
 /// use podnet_route::{Handle, Route, layout::Layout};
 /// let h = Handle::new()?;
-/// let l = Layout {
-///     routes: vec!["10.9.0.0/16 dev eth0".parse()?],
-///     rules: vec![],
-/// };
+/// let l = Layout::new(vec!["10.9.0.0/16 dev eth0".parse()?], vec![]);
 /// l.install(&h)?;
 /// l.remove(&h)?;
 /// # Ok::<(), podnet_route::Error>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Layout {
     /// Routes, upserted in order (put nexthop routes first).
     pub routes: Vec<Route>,
@@ -72,10 +71,21 @@ enum Undo {
 }
 
 impl Layout {
+    /// Routes (upserted in order) and rules (added after them).
+    #[must_use]
+    pub fn new(routes: Vec<Route>, rules: Vec<Rule>) -> Layout {
+        Layout { routes, rules }
+    }
+
     /// Upserts every route, then adds every rule. Returns whether anything
     /// changed. On the first failure, routes this call added are deleted,
     /// routes it changed are restored, rules it added are deleted, and the
     /// error is returned.
+    ///
+    /// # Errors
+    ///
+    /// The first failure (after the rollback), as [`Handle::upsert`] and
+    /// [`Handle::replace_rule`] report it.
     pub fn install(&self, h: &Handle) -> Result<bool> {
         let mut undo = Vec::new();
         match self.apply(h, &mut undo) {
@@ -85,7 +95,7 @@ impl Layout {
                     // Best effort: the error the caller sees is the cause.
                     let _ = match u {
                         Undo::Delete(r) => h.delete_if_present(&r).map(drop),
-                        Undo::Restore(r) => h.upsert(&r, None).map(drop),
+                        Undo::Restore(r) => h.upsert_take_over(&r, None).map(drop),
                         Undo::DeleteRule(r) => h.delete_rule(&r),
                     };
                 }
@@ -107,8 +117,28 @@ impl Layout {
             sel.kind = r.kind;
             sel.priority = r.priority;
             let prev = h.lookup(&sel)?;
+            // The nexthop route an upsert of `via` adds is taken back too.
+            let nh = r.nexthop_route();
+            let nh_sel = nh.as_ref().map(|n| {
+                let mut s = Route::new(n.prefix).table(n.table);
+                s.device.clone_from(&n.device);
+                s
+            });
+            let nh_prev = match &nh_sel {
+                Some(s) => h.lookup(s)?,
+                None => None,
+            };
             if h.upsert(r, None)? {
                 changed = true;
+                if let (Some(nh), Some(s)) = (nh, &nh_sel) {
+                    let now = h.lookup(s)?;
+                    if now != nh_prev {
+                        undo.push(match nh_prev {
+                            Some(p) => Undo::Restore(p),
+                            None => Undo::Delete(nh),
+                        });
+                    }
+                }
                 undo.push(match prev {
                     Some(p) => Undo::Restore(p),
                     None => Undo::Delete(r.clone()),
@@ -128,6 +158,10 @@ impl Layout {
     /// gone is skipped (also routes whose device is gone: the kernel
     /// removed them with it); every item is attempted, and the first other
     /// error is returned.
+    ///
+    /// # Errors
+    ///
+    /// The first failure other than "already gone".
     pub fn remove(&self, h: &Handle) -> Result<()> {
         let mut first: Option<Error> = None;
         let mut note = |r: Result<()>| {
@@ -153,6 +187,7 @@ impl Layout {
 
 /// A remote node of [`NativeRouting`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RemoteNode {
     /// The node's pod CIDR.
     pub pod_cidr: IpNet,
@@ -176,6 +211,7 @@ pub struct RemoteNode {
 /// # Ok::<(), podnet_route::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NativeRouting {
     /// The host device, `cilium_host` by default.
     pub host_device: String,
@@ -210,7 +246,36 @@ impl NativeRouting {
         }
     }
 
+    /// Sets the host device (`cilium_host` by default).
+    #[must_use]
+    pub fn host_device(mut self, dev: impl Into<String>) -> Self {
+        self.host_device = dev.into();
+        self
+    }
+
+    /// Sets the table of all routes (main by default).
+    #[must_use]
+    pub fn table(mut self, table: u32) -> Self {
+        self.table = table;
+        self
+    }
+
+    /// Sets the protocol of all routes (`boot` by default).
+    #[must_use]
+    pub fn proto(mut self, proto: Protocol) -> Self {
+        self.proto = proto;
+        self
+    }
+
+    /// Sets the MTU of the routes through a gateway.
+    #[must_use]
+    pub fn mtu(mut self, mtu: u32) -> Self {
+        self.mtu = Some(mtu);
+        self
+    }
+
     /// Adds a remote node.
+    #[must_use]
     pub fn remote(mut self, pod_cidr: IpNet, node_ip: IpAddr) -> Self {
         self.remote_nodes.push(RemoteNode { pod_cidr, node_ip });
         self
@@ -224,6 +289,7 @@ impl NativeRouting {
     /// For IPv6 the local pod CIDR route has no `via`: the kernel refuses a
     /// gateway that is a local address ("Gateway can not be a local
     /// address"), so it is `<local pod CIDR> dev cilium_host src <host IP>`.
+    #[must_use]
     pub fn layout(&self) -> Layout {
         let fix = |r: Route| {
             let mut r = r.table(self.table).proto(self.proto);
@@ -255,11 +321,19 @@ impl NativeRouting {
     }
 
     /// Installs the layout (see [`Layout::install`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Layout::install`].
     pub fn install(&self, h: &Handle) -> Result<bool> {
         self.layout().install(h)
     }
 
     /// Removes the layout (see [`Layout::remove`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Layout::remove`].
     pub fn remove(&self, h: &Handle) -> Result<()> {
         self.layout().remove(h)
     }
@@ -271,20 +345,20 @@ impl NativeRouting {
 /// use podnet_route::{Handle, layout::EniEndpoint};
 ///
 /// let h = Handle::new()?;
-/// let ep = EniEndpoint {
-///     pod_ip: "192.168.105.44".parse().unwrap(),
-///     host_device: "lxc5a4def8d96c5".into(),
-///     eni_device: "eth2".into(),
-///     eni_table: 92,
-///     router: "192.168.0.1".parse().unwrap(),
-///     vpc_cidrs: vec!["192.168.0.0/16".parse().unwrap()],
-///     mtu: None,
-/// };
+/// let ep = EniEndpoint::new(
+///     "192.168.105.44".parse().unwrap(),
+///     "lxc5a4def8d96c5",
+///     "eth2",
+///     92,
+///     "192.168.0.1".parse().unwrap(),
+/// )
+/// .vpc_cidr("192.168.0.0/16".parse().unwrap());
 /// ep.install(&h)?;
 /// ep.remove(&h)?;
 /// # Ok::<(), podnet_route::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct EniEndpoint {
     /// The pod's IP (an ENI secondary IP).
     pub pod_ip: IpAddr,
@@ -303,12 +377,71 @@ pub struct EniEndpoint {
 }
 
 impl EniEndpoint {
+    /// An endpoint `pod_ip` behind `host_device`, on the ENI `eni_device`
+    /// whose table is `eni_table` and whose subnet's router is `router`;
+    /// no VPC CIDRs yet, no MTU.
+    #[must_use]
+    pub fn new(
+        pod_ip: IpAddr,
+        host_device: impl Into<String>,
+        eni_device: impl Into<String>,
+        eni_table: u32,
+        router: IpAddr,
+    ) -> EniEndpoint {
+        EniEndpoint {
+            pod_ip,
+            host_device: host_device.into(),
+            eni_device: eni_device.into(),
+            eni_table,
+            router,
+            vpc_cidrs: Vec::new(),
+            mtu: None,
+        }
+    }
+
+    /// Adds a VPC CIDR reached through the ENI.
+    #[must_use]
+    pub fn vpc_cidr(mut self, cidr: IpNet) -> Self {
+        self.vpc_cidrs.push(cidr);
+        self
+    }
+
+    /// Sets the MTU of the ENI's default route.
+    #[must_use]
+    pub fn mtu(mut self, mtu: u32) -> Self {
+        self.mtu = Some(mtu);
+        self
+    }
+
     fn family(&self) -> Family {
         Family::of(&IpNet::from(self.pod_ip))
     }
 
+    /// The ENI table must be the ENI's own: 0 (unspec), `default` (253),
+    /// `main` (254) and `local` (255) belong to the system, and installing
+    /// (or removing) the ENI's default route there would replace (or
+    /// delete) the node's own.
+    ///
+    /// # Errors
+    ///
+    /// `Error::InvalidInput` for a system table.
+    pub fn validate(&self) -> Result<()> {
+        if matches!(self.eni_table, 0 | DEFAULT_TABLE | MAIN_TABLE | LOCAL_TABLE) {
+            return Err(Error::InvalidInput {
+                op: crate::Op::Upsert,
+                object: format!("ENI endpoint {} table {}", self.pod_ip, self.eni_table),
+                reason: format!(
+                    "table {} belongs to the system; an ENI needs a table of its own",
+                    crate::names::table_name(self.eni_table)
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// The ENI table's routes: `<router> dev ethN scope link` and
     /// `default via <router> dev ethN`, in table `eni_table`.
+    #[must_use]
     pub fn eni_table_routes(&self) -> Vec<Route> {
         let default = if self.router.is_ipv6() {
             IpNet::V6(Default::default())
@@ -328,6 +461,7 @@ impl EniEndpoint {
 
     /// Everything of this endpoint: the ENI table's routes, `<podIP> dev
     /// lxcXXXX` (scope link) in main, and the rules of priority 20 and 30.
+    #[must_use]
     pub fn layout(&self) -> Layout {
         let pod = IpNet::from(self.pod_ip);
         let mut routes = self.eni_table_routes();
@@ -348,15 +482,26 @@ impl EniEndpoint {
         Layout { routes, rules }
     }
 
-    /// Installs the endpoint (see [`Layout::install`]).
+    /// Installs the endpoint (see [`Layout::install`]); a system table is
+    /// refused first (see [`EniEndpoint::validate`]).
+    ///
+    /// # Errors
+    ///
+    /// `Error::InvalidInput` for a system table; else as [`Layout::install`].
     pub fn install(&self, h: &Handle) -> Result<bool> {
+        self.validate()?;
         self.layout().install(h)
     }
 
     /// Removes the endpoint's rules and main-table route; the ENI table's
     /// routes go too unless another rule still looks up that table (another
     /// endpoint on the same ENI).
+    ///
+    /// # Errors
+    ///
+    /// `Error::InvalidInput` for a system table; else as [`Layout::remove`].
     pub fn remove(&self, h: &Handle) -> Result<()> {
+        self.validate()?;
         let mut l = self.layout();
         let shared = self.eni_table_routes();
         l.routes.retain(|r| !shared.contains(r));

@@ -5,7 +5,7 @@
 //!   exact `ip route` / `ip rule` arguments (`Display`, `to_ip_command`)
 //!   and parsed back (`FromStr`); [`Route::show`] and [`Rule::show`] print
 //!   them as `ip route show` / `ip rule show` do.
-//! * [`Handle`]: one NETLINK_ROUTE socket in the current or any other
+//! * [`Handle`]: one `NETLINK_ROUTE` socket in the current or any other
 //!   network namespace: [`upsert`](Handle::upsert) (Cilium's semantics,
 //!   idempotent), [`delete`](Handle::delete), exact
 //!   [`lookup`](Handle::lookup) without dumping every table,
@@ -69,6 +69,6 @@ pub use names::{
     DEFAULT_TABLE, LOCAL_TABLE, MAIN_TABLE,
 };
 pub use neighbour::Neighbour;
-pub use route::{NextHop, Route};
+pub use route::{NextHop, Route, MAX_MTU};
 pub use rule::{Family, Rule, RuleAction};
 pub use show::{RouteShow, RuleShow, ShowStyle};

@@ -80,6 +80,7 @@ const PROTOCOLS: &[(u8, &str)] = &[
 /// assert_eq!("kernel".parse::<Protocol>().unwrap(), Protocol::KERNEL);
 /// assert_eq!(Protocol(77).to_string(), "77");
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Protocol(pub u8);
 
@@ -132,6 +133,7 @@ const SCOPES: &[(u8, &str)] = &[
 /// assert_eq!(Scope::LINK.to_string(), "link");
 /// assert_eq!("global".parse::<Scope>().unwrap(), Scope::UNIVERSE);
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Scope(pub u8);
 
@@ -189,6 +191,7 @@ const TYPES: &[(u8, &str)] = &[
 /// assert_eq!(RouteType::BLACKHOLE.to_string(), "blackhole");
 /// assert_eq!("local".parse::<RouteType>().unwrap(), RouteType::LOCAL);
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RouteType(pub u8);
 
@@ -213,6 +216,7 @@ impl RouteType {
     pub const THROW: RouteType = RouteType(9);
 
     /// Types that need no device (`blackhole`, `unreachable`, `prohibit`, `throw`).
+    #[must_use]
     pub fn is_reject(self) -> bool {
         matches!(self.0, 6..=9)
     }
@@ -261,6 +265,7 @@ impl FromStr for RouteType {
 /// assert_eq!(f.to_string(), "onlink linkdown");
 /// assert_eq!(RouteFlags::default().to_string(), "");
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct RouteFlags(pub u32);
 
@@ -294,11 +299,13 @@ impl RouteFlags {
     pub const ALL: RouteFlags = RouteFlags(0x7f | 0x100 | 0x4000 | 0x8000 | 0x2000_0000);
 
     /// `true` when every flag of `other` is set.
+    #[must_use]
     pub fn contains(self, other: RouteFlags) -> bool {
         self.0 & other.0 == other.0
     }
 
     /// `true` when no flag is set.
+    #[must_use]
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }
@@ -344,6 +351,7 @@ impl fmt::Display for RouteFlags {
 /// assert_eq!(RoutePref::default(), RoutePref::MEDIUM);
 /// assert_eq!(RoutePref::HIGH.to_string(), "high");
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct RoutePref(pub u8);
 
@@ -375,6 +383,7 @@ pub const LOCAL_TABLE: u32 = 255;
 pub const DEFAULT_TABLE: u32 = 253;
 
 /// iproute2's name for a table (`main`, `local`, `default`, else the number).
+#[must_use]
 pub fn table_name(table: u32) -> String {
     match table {
         MAIN_TABLE => "main".into(),
@@ -386,6 +395,10 @@ pub fn table_name(table: u32) -> String {
 }
 
 /// Parses a table name or number as iproute2 does.
+///
+/// # Errors
+///
+/// [`NameError`] for a word that is neither a table name nor a number.
 pub fn parse_table(s: &str) -> Result<u32, NameError> {
     match s {
         "main" => Ok(MAIN_TABLE),

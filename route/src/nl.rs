@@ -41,9 +41,17 @@ const RX_LEN: usize = 64 * 1024;
 #[derive(Debug)]
 pub(crate) enum NlError {
     Io(io::Error),
-    Kernel { errno: i32, message: Option<String> },
+    Kernel {
+        errno: i32,
+        message: Option<String>,
+    },
     Decode(String),
     Interrupted,
+    /// The request's outcome was lost: the receive buffer overflowed
+    /// (ENOBUFS) while its reply was due.
+    Lost,
+    /// A route of the same identity but another protocol is in the way.
+    Conflict(Box<crate::route::Route>),
 }
 
 impl From<io::Error> for NlError {
@@ -57,6 +65,7 @@ impl NlError {
         match self {
             NlError::Kernel { errno, .. } => Some(*errno),
             NlError::Io(e) => e.raw_os_error(),
+            NlError::Lost => Some(libc::ENOBUFS),
             _ => None,
         }
     }
@@ -221,9 +230,11 @@ pub(crate) fn scan_dump(
 /// the add's ack.
 pub(crate) type Pair<T> = (Result<T, NlError>, Result<(), NlError>);
 
-/// One NETLINK_ROUTE socket with its buffers.
+/// One `NETLINK_ROUTE` socket with its buffers.
 pub(crate) struct Conn {
     sock: Socket,
+    /// Requests per datagram of a batch; halved after an overflow.
+    window: usize,
     seq: u32,
     tx: Vec<u8>,
     rx: Vec<u8>,
@@ -270,17 +281,70 @@ impl Conn {
                 std::mem::size_of::<libc::timeval>() as libc::socklen_t,
             )
         };
-        Ok(Conn {
+        let mut c = Conn {
             sock,
+            window: 0,
             seq: 0,
             tx: Vec::with_capacity(4096),
             rx: vec![0; RX_LEN],
-        })
+        };
+        c.window = c.default_window();
+        Ok(c)
     }
 
-    /// The socket's receive buffer size in bytes.
+    /// The socket's receive buffer size in bytes (as the kernel counts it:
+    /// twice what was asked for).
     pub(crate) fn rcvbuf(&self) -> usize {
         self.sock.get_rx_buf_sz().unwrap_or(212_992)
+    }
+
+    fn default_window(&self) -> usize {
+        (self.rcvbuf() / 2048).clamp(16, 512)
+    }
+
+    /// Sets the receive buffer (`SO_RCVBUFFORCE` where permitted, else
+    /// `SO_RCVBUF` within the system limit) and sizes the batch window to
+    /// it; returns the size the kernel now counts.
+    pub(crate) fn set_rcvbuf(&mut self, bytes: usize) -> io::Result<usize> {
+        let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        // SAFETY: setsockopt reads `size` for the duration of the call.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            self.sock.set_rx_buf_sz(bytes)?;
+        }
+        self.window = self.default_window();
+        Ok(self.rcvbuf())
+    }
+
+    /// The batch window now in use.
+    pub(crate) fn window(&self) -> usize {
+        self.window
+    }
+
+    /// Reads and clears the socket's pending error (`SO_ERROR`): ENOBUFS
+    /// when the kernel dropped a reply because the receive buffer was full.
+    fn take_error(&self) -> Option<i32> {
+        let mut err: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `err`.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                (&mut err as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        (rc == 0 && err != 0).then_some(err)
     }
 
     /// Appends one request to the send buffer and returns its sequence number.
@@ -449,21 +513,28 @@ impl Conn {
         }
     }
 
-    /// Sends `n` requests made by `make(i)` pipelined (`window` per
-    /// datagram, built one window at a time) with acks requested, and
+    /// Sends `n` requests made by `make(i)` pipelined (the handle's window
+    /// per datagram, built one window at a time) with acks requested, and
     /// returns each one's outcome, in order.
+    ///
+    /// The kernel handles a datagram's requests while `send` runs and
+    /// queues their replies; when the receive buffer fills, it drops every
+    /// later reply and reports ENOBUFS. Then the queue is drained without
+    /// waiting: the replies it holds are the first ones, so every request
+    /// up to the last one answered is known (no reply = success), and
+    /// those after it are [`NlError::Lost`], for the caller to resolve.
+    /// The window is halved for what follows, and the socket is clean for
+    /// the next request at once.
     pub(crate) fn batch<E: Emitable>(
         &mut self,
         n: usize,
-        window: usize,
         mut make: impl FnMut(usize) -> (u16, u16, E),
     ) -> Result<Vec<Result<(), NlError>>, NlError> {
         let mut out = Vec::with_capacity(n);
-        let window = window.max(1);
-        let mut seqs = Vec::with_capacity(window);
+        let mut seqs = Vec::with_capacity(self.window.max(1));
         let mut start = 0;
         while start < n {
-            let end = (start + window).min(n);
+            let end = (start + self.window.max(1)).min(n);
             self.tx.clear();
             seqs.clear();
             // Only the window's last request asks for an ack: the kernel
@@ -479,10 +550,26 @@ impl Conn {
             let base = out.len();
             out.extend((0..seqs.len()).map(|_| Ok(())));
             let last = seqs.len() - 1;
+            // Index of the next reply expected, and of the last one seen.
             let mut next = 0usize;
+            let mut overflow = self.take_error() == Some(libc::ENOBUFS);
             let mut done = false;
             while !done {
-                let n = self.recv()?;
+                let got = if overflow {
+                    self.recv_nowait()
+                } else {
+                    self.recv().map(Some)
+                };
+                let n = match got {
+                    Ok(Some(n)) => n,
+                    // Drained: what was not answered is lost.
+                    Ok(None) => break,
+                    Err(NlError::Io(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                        overflow = true;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
                 for m in messages(&self.rx[..n]) {
                     let m = m?;
                     if m.ty != NLMSG_ERROR {
@@ -495,13 +582,40 @@ impl Conn {
                     let idx = next + off;
                     next = idx + 1;
                     out[base + idx] = outcome(&m)?;
-                    if idx == last {
+                    if idx == last && !overflow {
                         done = true;
                     }
                 }
             }
+            if overflow {
+                for o in &mut out[base + next..] {
+                    *o = Err(NlError::Lost);
+                }
+                self.window = (self.window / 2).max(1);
+                // A pending error from the drain itself is stale now.
+                let _ = self.take_error();
+            }
         }
         Ok(out)
+    }
+
+    /// Receives one datagram without waiting; `None` when the queue is
+    /// empty.
+    fn recv_nowait(&mut self) -> Result<Option<usize>, NlError> {
+        loop {
+            let mut slice: &mut [u8] = &mut self.rx[..];
+            match self.sock.recv(&mut slice, libc::MSG_DONTWAIT) {
+                Ok(n) if n > RX_LEN => {
+                    return Err(NlError::Decode(format!("datagram of {n} bytes truncated")))
+                }
+                Ok(n) => return Ok(Some(n)),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                // Reported once; the queue may still hold replies.
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 }
 

@@ -34,7 +34,9 @@ use crate::names::{
 /// );
 /// assert_eq!(r.to_string().parse::<Route>().unwrap(), r);
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Route {
     /// The destination prefix (no host bits set).
     pub prefix: IpNet,
@@ -82,7 +84,9 @@ pub struct Route {
 ///     "10.7.0.0/16 nexthop via 10.0.0.2 dev eth0 weight 1 nexthop via 10.1.0.2 dev eth1 weight 3");
 /// assert_eq!(r.to_string().parse::<Route>().unwrap(), r);
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct NextHop {
     /// The gateway of this path.
     pub gateway: Option<IpAddr>,
@@ -107,12 +111,14 @@ impl NextHop {
     }
 
     /// Sets the gateway.
+    #[must_use]
     pub fn via(mut self, gateway: IpAddr) -> NextHop {
         self.gateway = Some(gateway);
         self
     }
 
     /// Sets the weight (1 to 256).
+    #[must_use]
     pub fn weight(mut self, weight: u16) -> NextHop {
         self.weight = weight;
         self
@@ -135,6 +141,7 @@ impl fmt::Display for NextHop {
 impl Route {
     /// A unicast route to `prefix` in the main table, protocol `boot`, scope
     /// global, with nothing else set.
+    #[must_use]
     pub fn new(prefix: IpNet) -> Route {
         Route {
             prefix,
@@ -154,11 +161,13 @@ impl Route {
     }
 
     /// A route to the single address `ip` (a /32 or /128).
+    #[must_use]
     pub fn host(ip: IpAddr) -> Route {
         Route::new(IpNet::from(ip))
     }
 
     /// Sets the gateway (`via`).
+    #[must_use]
     pub fn via(mut self, nexthop: IpAddr) -> Route {
         self.nexthop = Some(nexthop);
         self
@@ -171,30 +180,35 @@ impl Route {
     }
 
     /// Sets the preferred source address (`src`).
+    #[must_use]
     pub fn src(mut self, local: IpAddr) -> Route {
         self.local = Some(local);
         self
     }
 
     /// Sets the MTU (`mtu`).
+    #[must_use]
     pub fn mtu(mut self, mtu: u32) -> Route {
         self.mtu = Some(mtu);
         self
     }
 
     /// Sets the protocol (`proto`).
+    #[must_use]
     pub fn proto(mut self, proto: Protocol) -> Route {
         self.proto = proto;
         self
     }
 
     /// Sets the scope (`scope`).
+    #[must_use]
     pub fn scope(mut self, scope: Scope) -> Route {
         self.scope = scope;
         self
     }
 
     /// Sets the table (`table`).
+    #[must_use]
     pub fn table(mut self, table: u32) -> Route {
         self.table = table;
         self
@@ -202,6 +216,7 @@ impl Route {
 
     /// Sets the type. Setting [`RouteType::LOCAL`] on a route of scope global
     /// also sets scope host, as Cilium and iproute2 do.
+    #[must_use]
     pub fn kind(mut self, kind: RouteType) -> Route {
         self.kind = kind;
         if kind == RouteType::LOCAL && self.scope == Scope::UNIVERSE && self.prefix.addr().is_ipv4()
@@ -212,6 +227,7 @@ impl Route {
     }
 
     /// Sets the metric (`metric`).
+    #[must_use]
     pub fn metric(mut self, priority: u32) -> Route {
         self.priority = Some(priority);
         self
@@ -219,6 +235,7 @@ impl Route {
 
     /// Makes this a multipath (ECMP) route over `hops` (clears `nexthop`
     /// and `device`).
+    #[must_use]
     pub fn nexthops(mut self, hops: Vec<NextHop>) -> Route {
         self.nexthop = None;
         self.device = None;
@@ -226,13 +243,33 @@ impl Route {
         self
     }
 
+    /// The metric the kernel stores for this route: `priority`, or the
+    /// family's default when it is `None` (0 for IPv4, 1024 for IPv6);
+    /// IPv6 also turns metric 0 into 1024.
+    ///
+    /// ```
+    /// use podnet_route::Route;
+    /// assert_eq!(Route::new("fd00::/64".parse().unwrap()).metric(0).kernel_metric(), 1024);
+    /// assert_eq!(Route::new("10.0.0.0/8".parse().unwrap()).kernel_metric(), 0);
+    /// ```
+    #[must_use]
+    pub fn kernel_metric(&self) -> u32 {
+        match (self.priority, self.is_ipv6()) {
+            (None | Some(0), true) => 1024,
+            (Some(p), _) => p,
+            (None, false) => 0,
+        }
+    }
+
     /// `true` for an IPv6 route.
+    #[must_use]
     pub fn is_ipv6(&self) -> bool {
         self.prefix.addr().is_ipv6()
     }
 
     /// The `ip` command that creates or replaces this route:
     /// `ip route replace <Display>` (`ip -6 route replace` for IPv6).
+    #[must_use]
     pub fn to_ip_command(&self) -> String {
         if self.is_ipv6() {
             format!("ip -6 route replace {self}")
@@ -244,6 +281,7 @@ impl Route {
     /// The scope-link route to this route's nexthop that Cilium's upsert
     /// creates first: `<nexthop> dev <device> scope link table <table>`
     /// (scope global for IPv6), with this route's protocol.
+    #[must_use]
     pub fn nexthop_route(&self) -> Option<Route> {
         let nh = self.nexthop?;
         let mut r = Route::host(nh).table(self.table).proto(self.proto);
@@ -257,6 +295,10 @@ impl Route {
     /// Checks the route on its own (without the kernel): prefix without host
     /// bits, families that agree, a device where one is needed, MTU not 0,
     /// table not 0, no scope for IPv6.
+    ///
+    /// # Errors
+    ///
+    /// `Error::InvalidInput` saying what is wrong.
     pub fn validate(&self, op: Op) -> Result<(), Error> {
         let bad = |reason: String| Error::InvalidInput {
             op,
@@ -290,6 +332,19 @@ impl Route {
         }
         if self.mtu == Some(0) {
             return Err(bad("MTU 0".into()));
+        }
+        if let Some(m) = self.mtu.filter(|m| *m > MAX_MTU) {
+            return Err(bad(format!(
+                "MTU {m} above {MAX_MTU}: the kernel would store {MAX_MTU}"
+            )));
+        }
+        if let Some(nh) = self.nexthop {
+            check_gateway(nh, &self.prefix).map_err(bad)?;
+        }
+        for h in &self.multipath {
+            if let Some(g) = h.gateway {
+                check_gateway(g, &self.prefix).map_err(bad)?;
+            }
         }
         if self.table == 0 {
             return Err(bad("table 0 (unspec) is not a table".into()));
@@ -338,6 +393,33 @@ impl Route {
         }
         Ok(())
     }
+}
+
+/// The largest route MTU the kernel stores (`IP_MAX_MTU` less 15); it
+/// clamps larger values to this, so [`Route::validate`] refuses them.
+pub const MAX_MTU: u32 = 65520;
+
+/// A gateway that cannot be one: the unspecified address, a multicast or
+/// the IPv4 broadcast address, or the network address of the route's own
+/// IPv4 prefix (which `ip` refuses too).
+fn check_gateway(gw: IpAddr, prefix: &IpNet) -> Result<(), String> {
+    if gw.is_unspecified() {
+        return Err(format!("gateway {gw} is the unspecified address"));
+    }
+    if gw.is_multicast() {
+        return Err(format!("gateway {gw} is a multicast address"));
+    }
+    if let IpAddr::V4(a) = gw {
+        if a.is_broadcast() {
+            return Err(format!("gateway {gw} is the broadcast address"));
+        }
+        if prefix.prefix_len() > 0 && prefix.prefix_len() < 31 && gw == prefix.network() {
+            return Err(format!(
+                "gateway {gw} is the network address of the route's prefix {prefix}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The table iproute2 picks when `ip route add` gets none.
@@ -695,6 +777,20 @@ mod tests {
         assert_eq!(r.kind, RouteType::BLACKHOLE);
     }
 
+    #[cfg(feature = "serde")]
+    #[test]
+    fn serde_round_trips() {
+        let r: Route = "10.7.0.0/16 table 300 proto static nexthop via 10.0.0.2 dev eth0 weight 2"
+            .parse()
+            .unwrap();
+        let j = serde_json::to_string(&r).unwrap();
+        assert!(j.contains("10.7.0.0/16"), "{j}");
+        assert_eq!(serde_json::from_str::<Route>(&j).unwrap(), r);
+        let rule: crate::Rule = "priority 30 from 10.0.0.5 lookup 92".parse().unwrap();
+        let j = serde_json::to_string(&rule).unwrap();
+        assert_eq!(serde_json::from_str::<crate::Rule>(&j).unwrap(), rule);
+    }
+
     #[test]
     fn parse_applies_iproute2_defaults() {
         let r: Route = "10.0.0.0/8 dev eth0".parse().unwrap();
@@ -721,6 +817,28 @@ mod tests {
             Route::new(p("fd00::/64")).dev("eth0").scope(Scope::LINK),
             Route::new(p("10.0.0.0/24")).dev("eth0").table(0),
             Route::new(p("10.0.0.0/24")).dev("a-very-long-device-name"),
+            // Values the kernel would change or refuse.
+            Route::new(p("10.0.0.0/24")).dev("eth0").mtu(65521),
+            Route::new(p("10.1.0.0/24"))
+                .dev("e")
+                .via("0.0.0.0".parse().unwrap()),
+            Route::new(p("10.1.0.0/24"))
+                .dev("e")
+                .via("255.255.255.255".parse().unwrap()),
+            Route::new(p("10.1.0.0/24"))
+                .dev("e")
+                .via("224.0.0.1".parse().unwrap()),
+            Route::new(p("10.1.0.0/24"))
+                .dev("e")
+                .via("10.1.0.0".parse().unwrap()),
+            Route::new(p("fd00::/64"))
+                .dev("e")
+                .via("::".parse().unwrap()),
+            Route::new(p("fd00::/64"))
+                .dev("e")
+                .via("ff02::1".parse().unwrap()),
+            Route::new(p("10.7.0.0/16"))
+                .nexthops(vec![NextHop::new("e").via("0.0.0.0".parse().unwrap())]),
         ];
         for r in bad {
             let e = r.validate(Op::Upsert).unwrap_err();

@@ -6,11 +6,12 @@ use std::str::FromStr;
 use ipnet::IpNet;
 
 use crate::error::{Error, Op};
-use crate::names::{parse_table, table_name, Protocol, MAIN_TABLE};
+use crate::names::{parse_table, table_name, Protocol, DEFAULT_TABLE, LOCAL_TABLE, MAIN_TABLE};
 use crate::route::{parse_err, parse_prefix, strip_command};
 use crate::show::fmt_net;
 
 /// An address family.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Family {
     /// IPv4 (`AF_INET`).
@@ -22,6 +23,7 @@ pub enum Family {
 
 impl Family {
     /// The family of a prefix.
+    #[must_use]
     pub fn of(net: &IpNet) -> Family {
         if net.addr().is_ipv6() {
             Family::V6
@@ -32,6 +34,7 @@ impl Family {
 }
 
 /// What a rule does when it matches.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum RuleAction {
     /// `lookup TABLE`: look the packet up in the rule's table.
@@ -64,7 +67,9 @@ pub enum RuleAction {
 ///     "ip rule add priority 30 from 192.168.105.44 to 192.168.0.0/16 lookup 92");
 /// assert_eq!(r.to_string().parse::<Rule>().unwrap(), r);
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Rule {
     /// The priority (`priority`); `None` lets the kernel pick one.
     pub priority: Option<u32>,
@@ -90,6 +95,7 @@ pub struct Rule {
 
 impl Rule {
     /// A rule of `family` that matches everything and looks up main.
+    #[must_use]
     pub fn new(family: Family) -> Rule {
         Rule {
             priority: None,
@@ -106,12 +112,14 @@ impl Rule {
     }
 
     /// Sets the priority.
+    #[must_use]
     pub fn priority(mut self, p: u32) -> Rule {
         self.priority = Some(p);
         self
     }
 
     /// Sets the source prefix (a /0 means all) and the family from it.
+    #[must_use]
     pub fn from(mut self, net: IpNet) -> Rule {
         self.family = Family::of(&net);
         self.from = (net.prefix_len() > 0).then_some(net);
@@ -119,6 +127,7 @@ impl Rule {
     }
 
     /// Sets the destination prefix (a /0 means all) and the family from it.
+    #[must_use]
     pub fn to(mut self, net: IpNet) -> Rule {
         self.family = Family::of(&net);
         self.to = (net.prefix_len() > 0).then_some(net);
@@ -127,6 +136,7 @@ impl Rule {
 
     /// Sets the mark and mask (`fwmark MARK/MASK`; a mask of all ones is
     /// the same as none).
+    #[must_use]
     pub fn mark(mut self, mark: u32, mask: u32) -> Rule {
         self.mark = Some(mark);
         self.mask = (mask != u32::MAX).then_some(mask);
@@ -134,6 +144,7 @@ impl Rule {
     }
 
     /// Sets the table to look up.
+    #[must_use]
     pub fn table(mut self, table: u32) -> Rule {
         self.table = table;
         self.action = RuleAction::Lookup;
@@ -141,6 +152,7 @@ impl Rule {
     }
 
     /// Sets the action (any action but `Lookup` clears the table).
+    #[must_use]
     pub fn action(mut self, action: RuleAction) -> Rule {
         self.action = action;
         if action != RuleAction::Lookup {
@@ -150,18 +162,21 @@ impl Rule {
     }
 
     /// Sets the protocol.
+    #[must_use]
     pub fn protocol(mut self, p: Protocol) -> Rule {
         self.protocol = p;
         self
     }
 
     /// Inverts the selector (`not`).
+    #[must_use]
     pub fn invert(mut self, invert: bool) -> Rule {
         self.invert = invert;
         self
     }
 
     /// The `ip` command that adds this rule: `ip [-6] rule add <Display>`.
+    #[must_use]
     pub fn to_ip_command(&self) -> String {
         match self.family {
             Family::V4 => format!("ip rule add {self}"),
@@ -171,6 +186,10 @@ impl Rule {
 
     /// Checks the rule on its own: prefixes of the rule's family without
     /// host bits, a table for `lookup`, a mask only with a mark.
+    ///
+    /// # Errors
+    ///
+    /// `Error::InvalidInput` saying what is wrong.
     pub fn validate(&self, op: Op) -> Result<(), Error> {
         let bad = |reason: String| Error::InvalidInput {
             op,
@@ -192,6 +211,75 @@ impl Rule {
             return Err(bad("a mark mask without a mark".into()));
         }
         Ok(())
+    }
+
+    /// The kernel's default rules of `family`: `0: from all lookup local`,
+    /// `32766: from all lookup main` and, for IPv4, `32767: from all
+    /// lookup default` (protocol kernel).
+    ///
+    /// ```
+    /// use podnet_route::{Family, Rule};
+    /// let d = Rule::system_rules(Family::V4);
+    /// assert_eq!(d[1].to_string(), "priority 32766 from all lookup main proto kernel");
+    /// assert!(d.iter().all(Rule::is_system));
+    /// assert_eq!(Rule::system_rules(Family::V6).len(), 2);
+    /// ```
+    #[must_use]
+    pub fn system_rules(family: Family) -> Vec<Rule> {
+        let mut v = vec![(0, LOCAL_TABLE), (32766, MAIN_TABLE)];
+        if family == Family::V4 {
+            v.push((32767, DEFAULT_TABLE));
+        }
+        v.into_iter()
+            .map(|(p, t)| {
+                Rule::new(family)
+                    .priority(p)
+                    .table(t)
+                    .protocol(Protocol::KERNEL)
+            })
+            .collect()
+    }
+
+    fn selects_all(&self) -> bool {
+        self.from.is_none() && self.to.is_none() && self.mark.is_none() && !self.invert
+    }
+
+    /// `true` for one of the kernel's default rules (see
+    /// [`Rule::system_rules`]; protocol kernel or unspec).
+    #[must_use]
+    pub fn is_system(&self) -> bool {
+        let mut r = self.clone().normalized();
+        if r.protocol == Protocol::UNSPEC {
+            r.protocol = Protocol::KERNEL;
+        }
+        Rule::system_rules(self.family).contains(&r)
+    }
+
+    /// The default rule at this rule's priority when this rule selects
+    /// `from all` there too (adding it would make that default rule a
+    /// stale variant).
+    pub(crate) fn system_slot(&self) -> Option<Rule> {
+        if !self.selects_all() {
+            return None;
+        }
+        let sys = Rule::system_rules(self.family)
+            .into_iter()
+            .find(|s| s.priority == self.priority)?;
+        (!self.is_system()).then_some(sys)
+    }
+
+    /// The default rule a delete of this rule could hit (the kernel takes
+    /// the first rule matching what is given; no priority matches any).
+    pub(crate) fn matching_system_rule(&self) -> Option<Rule> {
+        if !self.selects_all()
+            || self.action != RuleAction::Lookup
+            || !matches!(self.protocol, Protocol::UNSPEC | Protocol::KERNEL)
+        {
+            return None;
+        }
+        Rule::system_rules(self.family)
+            .into_iter()
+            .find(|s| s.table == self.table && self.priority.is_none_or(|p| s.priority == Some(p)))
     }
 
     /// Normalises what the kernel treats as equal (a /0 prefix = none, an

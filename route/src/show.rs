@@ -105,6 +105,7 @@ impl Route {
     /// assert_eq!(r.show(ShowStyle::OneTable).to_string(),
     ///     "default via fe80::1 dev eth0 metric 1024 pref medium");
     /// ```
+    #[must_use]
     pub fn show(&self, style: ShowStyle) -> RouteShow<'_> {
         RouteShow { route: self, style }
     }
@@ -124,6 +125,7 @@ impl Rule {
     ///     .from("10.0.0.0/8".parse().unwrap()).table(300);
     /// assert_eq!(r.show().to_string(), "40:\tnot from 10.0.0.0/8 lookup 300");
     /// ```
+    #[must_use]
     pub fn show(&self) -> RuleShow<'_> {
         RuleShow { rule: self }
     }

@@ -206,10 +206,7 @@ fn mtu_configuration_sets_route_or_device_mtu() {
     require_privileges!();
     let ns = world("mtu");
     let h = handle(&ns);
-    let cfg = MtuConfig {
-        device_mtu: 9000,
-        route_mtu: 8950,
-    };
+    let cfg = MtuConfig::new(9000, 8950);
     let remote = Route::new(net("10.50.0.0/16"))
         .via(ip("10.0.0.2"))
         .dev("eth0")
@@ -224,10 +221,7 @@ fn mtu_configuration_sets_route_or_device_mtu() {
     assert!(!h.upsert(&remote, Some(&cfg)).unwrap());
     assert_eq!(h.lookup(&remote).unwrap().unwrap().mtu, Some(8950));
     assert_eq!(h.lookup(&local).unwrap().unwrap().mtu, Some(9000));
-    let bad = MtuConfig {
-        device_mtu: 0,
-        route_mtu: 1,
-    };
+    let bad = MtuConfig::new(0, 1);
     assert!(matches!(
         h.upsert(&remote, Some(&bad)),
         Err(Error::InvalidInput { .. })
@@ -254,13 +248,23 @@ fn delete_reports_not_found_and_removes_kernel_routes() {
         assert_eq!(h.lookup(&r).unwrap(), None);
         assert!(!h.delete_if_present(&r).unwrap());
     }
-    // A `proto kernel scope link` route goes too (delete template).
-    let connected = Route::new(net("10.0.0.0/24")).dev("eth0");
+    // A `proto kernel scope link` route goes too when described as it is
+    // (delete template: scope nowhere, type 0, the protocol given) ...
+    let boot = Route::new(net("10.0.0.0/24")).dev("eth0");
+    assert!(
+        h.delete(&boot).unwrap_err().is_not_found(),
+        "other protocol"
+    );
+    let connected = boot.clone().proto(Protocol::KERNEL);
     h.delete(&connected).unwrap();
     assert!(!ip_routes(&ns, false)
         .iter()
         .any(|r| r.prefix == connected.prefix && r.table == MAIN_TABLE));
-    let connected6 = Route::new(net("fd00::/64")).dev("eth0").metric(256);
+    // ... or with Protocol::UNSPEC, the explicit "any protocol".
+    let connected6 = Route::new(net("fd00::/64"))
+        .dev("eth0")
+        .metric(256)
+        .proto(Protocol::UNSPEC);
     h.delete(&connected6).unwrap();
     assert_same_as_ip(&h, &ns);
 }

@@ -135,14 +135,11 @@ fn eni_endpoints_share_their_eni_table() {
     }
     ns.ip(&["addr", "add", "192.168.0.10/16", "dev", "eth2"]);
     let h = Handle::open_netns(ns.path()).unwrap();
-    let ep = |pod: &str, lxc: &str| EniEndpoint {
-        pod_ip: ip(pod),
-        host_device: lxc.into(),
-        eni_device: "eth2".into(),
-        eni_table: 92,
-        router: ip("192.168.0.1"),
-        vpc_cidrs: vec![net("192.168.0.0/16"), net("172.16.0.0/12")],
-        mtu: Some(9001),
+    let ep = |pod: &str, lxc: &str| {
+        EniEndpoint::new(ip(pod), lxc, "eth2", 92, ip("192.168.0.1"))
+            .vpc_cidr(net("192.168.0.0/16"))
+            .vpc_cidr(net("172.16.0.0/12"))
+            .mtu(9001)
     };
     let a = ep("192.168.105.44", "lxc1");
     let b = ep("192.168.105.45", "lxc2");
@@ -165,11 +162,7 @@ fn eni_endpoints_share_their_eni_table() {
     let egress = h
         .get_with(
             ip("192.168.7.7"),
-            &GetOptions {
-                from: Some(ip("192.168.105.44")),
-                iif: Some("lxc1".into()),
-                ..Default::default()
-            },
+            &GetOptions::new().from(ip("192.168.105.44")).iif("lxc1"),
         )
         .unwrap();
     assert_eq!(egress.table, 92);
@@ -180,11 +173,7 @@ fn eni_endpoints_share_their_eni_table() {
     let outside = h
         .get_with(
             ip("8.8.8.8"),
-            &GetOptions {
-                from: Some(ip("192.168.105.44")),
-                iif: Some("lxc1".into()),
-                ..Default::default()
-            },
+            &GetOptions::new().from(ip("192.168.105.44")).iif("lxc1"),
         )
         .unwrap_err();
     assert!(
@@ -194,11 +183,7 @@ fn eni_endpoints_share_their_eni_table() {
     let ingress = h
         .get_with(
             ip("192.168.105.45"),
-            &GetOptions {
-                from: Some(ip("192.168.9.9")),
-                iif: Some("eth2".into()),
-                ..Default::default()
-            },
+            &GetOptions::new().from(ip("192.168.9.9")).iif("eth2"),
         )
         .unwrap();
     assert_eq!(ingress.device.as_deref(), Some("lxc2"));

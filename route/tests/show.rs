@@ -110,11 +110,9 @@ rule add fwmark 0x5 lookup 5
 }
 
 fn list(h: &Handle, family: Option<Family>, table: Option<u32>) -> Vec<Route> {
-    let f = RouteFilter {
-        family,
-        table,
-        ..Default::default()
-    };
+    let mut f = RouteFilter::default();
+    f.family = family;
+    f.table = table;
     h.list(&f).expect("list routes")
 }
 

@@ -18,6 +18,8 @@
  *  - parse.h      L4 ports/flags, header pulls, IPv6 extension headers
  *  - conntrack.h  Cilium conntrack
  *  - forward.h    TTL/MAC rewrite, redirects, skip-FIB
+ *  - nat.h        address/port rewrite with checksums
+ *  - lb.h         services: frontends, backends, reverse NAT
  * This is the one compilation unit build.rs compiles.
  *
  * Facts from seed 003 (native routing walk-through): from-container /
@@ -37,6 +39,8 @@
 #include "lib/parse.h"
 #include "lib/conntrack.h"
 #include "lib/forward.h"
+#include "lib/nat.h"
+#include "lib/lb.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -48,21 +52,37 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
  * from the endpoints then the ipcache (0) or from the ipcache alone
  * (IDENTITY_FROM_IPCACHE: traffic from the underlay, whose source may not
  * claim a local pod's identity). `dep` NULL: looked up here, for new
- * connections only. Addresses as for ct_tuple_init. 0, DROP_*, or
- * NOT_ENDPOINT when the destination is no endpoint (nothing done). */
+ * connections only. Addresses as for ct_tuple_init. A reply of a service
+ * connection gets its source translated back to the frontend (lb_rev_nat),
+ * an ICMP error about one its outer source and quoted packet (lb_rev_nat_icmp);
+ * *rewritten then tells the caller its packet pointers are void. 0,
+ * DROP_*, or NOT_ENDPOINT when the destination is no endpoint (nothing
+ * done). */
 #define NOT_ENDPOINT 1
 #define IDENTITY_FROM_IPCACHE 0xFFFFFFFF /* beyond Cilium's 24-bit identities */
 static __always_inline int pod_ingress(struct __sk_buff *ctx, bool v6, const __u32 *saddr,
 				       const __u32 *daddr, __u8 nexthdr, const struct l4info *l4,
-				       const struct endpoint_info *dep, __u32 identity)
+				       __u32 l4_off, const struct endpoint_info *dep,
+				       __u32 identity, bool *rewritten, __be16 rev_nat_index)
 {
 	union ct6_key tuple; /* room for either family */
 	struct endpoint_info *sep;
+	struct ct_entry *e = NULL;
 	int ret;
 
 	ct_tuple_init(v6, &tuple, saddr, daddr, nexthdr, l4, TUPLE_F_OUT);
-	if (ct_lookup(ctx, v6, &tuple, CT_INGRESS, l4, false, NULL) != CT_NEW)
+	ret = ct_lookup(ctx, v6, &tuple, CT_INGRESS, l4, false, &e);
+	if (ret != CT_NEW) {
+		if (e && e->rev_nat_index && (ret == CT_REPLY || ret == CT_RELATED)) {
+			ret = ret == CT_REPLY ?
+				      lb_rev_nat(ctx, v6, e, saddr, nexthdr, l4, l4_off) :
+				      lb_rev_nat_icmp(ctx, v6, e, saddr, l4_off);
+			if (ret < 0)
+				return ret;
+			*rewritten = ret > 0;
+		}
 		return 0;
+	}
 	if (!dep) {
 		dep = lookup_ep_of(v6, daddr);
 		if (!dep)
@@ -78,7 +98,26 @@ static __always_inline int pod_ingress(struct __sk_buff *ctx, bool v6, const __u
 			   dep->flags & ENDPOINT_F_INGRESS_ENFORCE);
 	if (ret < 0)
 		return ret;
-	return ct_create(ctx, v6, &tuple, CT_INGRESS, identity);
+	return ct_create(ctx, v6, &tuple, CT_INGRESS, identity, rev_nat_index);
+}
+
+/* After a helper rewrote the packet: its Ethernet and IP headers again. */
+static __always_inline bool reload_l3(struct __sk_buff *ctx, bool v6, struct ethhdr **eth,
+				      void **l3)
+{
+	void *data, *data_end;
+
+	/* Keeps clang from computing &ctx->data once for every reload: the
+	 * verifier refuses a load through a ctx pointer with an offset. */
+	asm volatile("" : "+r"(ctx));
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+
+	if (data + ETH_HLEN + (v6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr)) > data_end)
+		return false;
+	*eth = data;
+	*l3 = data + ETH_HLEN;
+	return true;
 }
 
 /* From here on the hooks' work is the same for both families, on the
@@ -109,10 +148,11 @@ static __always_inline int netdev_deliver(struct __sk_buff *ctx, bool v6, void *
  * ingress policy); an address that is no endpoint passes. */
 static __always_inline int to_container_l3(struct __sk_buff *ctx, bool v6, const __u32 *saddr,
 					   const __u32 *daddr, __u8 nexthdr,
-					   const struct l4info *l4)
+					   const struct l4info *l4, __u32 l4_off)
 {
-	int ret = pod_ingress(ctx, v6, saddr, daddr, nexthdr, l4, NULL,
-			      identity_of_mark(ctx->mark));
+	bool rewritten = false;
+	int ret = pod_ingress(ctx, v6, saddr, daddr, nexthdr, l4, l4_off, NULL,
+			      identity_of_mark(ctx->mark), &rewritten, 0);
 
 	if (ret > 0)
 		return TC_ACT_OK;
@@ -123,23 +163,91 @@ static __always_inline int to_container_l3(struct __sk_buff *ctx, bool v6, const
 	return TC_ACT_OK;
 }
 
+/* from-netdev, a TCP/UDP packet for no local pod (addresses: copies, not
+ * in the packet): a NodePort, external IP or LoadBalancer frontend with a
+ * local backend is translated (lb_xlate), gets the backend's ingress
+ * conntrack and policy with the frontend's reverse NAT index in its entry
+ * (so the backend's replies are translated back at from-container), and is
+ * delivered to it. Anything else passes to the stack. */
+static __always_inline int netdev_nodeport(struct __sk_buff *ctx, bool v6, const __u32 *saddr,
+					   const __u32 *daddr, __u8 nexthdr, struct l4info *l4,
+					   __u32 l4_off)
+{
+	struct endpoint_info *dep;
+	bool rewritten = false;
+	struct lb_state st;
+	struct ethhdr *eth;
+	void *l3;
+	int ret;
+
+	ret = lb_xlate(ctx, v6, saddr, daddr, nexthdr, l4, l4_off, true, &st);
+	if (ret <= 0)
+		return ret < 0 ? drop(ctx, ret, METRIC_INGRESS) : TC_ACT_OK;
+	if (!reload_l3(ctx, v6, &eth, &l3))
+		return drop(ctx, DROP_INVALID, METRIC_INGRESS);
+	dep = lookup_ep_of(v6, st.addr);
+	if (!dep)
+		return drop(ctx, DROP_NO_SERVICE, METRIC_INGRESS);
+	l4->tsport = st.port;
+	l4->pkt_dport = st.port;
+	ret = pod_ingress(ctx, v6, saddr, st.addr, nexthdr, l4, l4_off, dep, IDENTITY_FROM_IPCACHE,
+			  &rewritten, st.rev_nat_index);
+	if (ret < 0)
+		return drop(ctx, ret, METRIC_INGRESS);
+	if (rewritten && !reload_l3(ctx, v6, &eth, &l3))
+		return drop(ctx, DROP_INVALID, METRIC_INGRESS);
+	if (l3_ttl(v6, l3) <= 1)
+		return TC_ACT_OK;
+	return netdev_deliver(ctx, v6, l3, eth, dep, saddr);
+}
+
 /* from-container: egress conntrack (anti-spoofing, egress policy and entry
  * creation for a new connection), then local delivery to another pod on
- * the node (TTL and MACs, redirect) or remote: skip-FIB or the stack. */
+ * the node (TTL and MACs, redirect) or remote: skip-FIB or the stack.
+ *
+ * Services: a packet without a CT entry whose destination is a frontend is
+ * translated to its backend (lb_xlate, when `xlate` is given: the first
+ * pass) and LB_TRANSLATED returned, `xlate` saying where it goes now; the
+ * caller then runs this again on the translated packet with `svc` set, so
+ * that the connection's CT entry (to the backend) carries the reverse NAT
+ * index. Established flows that are no service connection never reach the
+ * service lookup. */
+#define LB_TRANSLATED 0x10000 /* no TC_ACT_* value */
 static __always_inline int from_container_l3(struct __sk_buff *ctx, bool v6, void *l3,
 					     struct ethhdr *eth, const __u32 *saddr,
 					     const __u32 *daddr, __u8 nexthdr,
-					     const struct l4info *l4)
+					     const struct l4info *l4, __u32 l4_off,
+					     const struct lb_state *svc, struct lb_state *xlate)
 {
 	union ct6_key tuple; /* room for either family */
 	struct endpoint_info *dep, *sep;
 	struct ct_entry *entry = NULL;
+	bool rewritten = false;
 	__u32 identity = 0;
 	int ret;
 
 	ct_tuple_init(v6, &tuple, saddr, daddr, nexthdr, l4, TUPLE_F_IN);
-	if (ct_lookup(ctx, v6, &tuple, CT_EGRESS, l4, true, &entry) == CT_NEW) {
+	ret = ct_lookup(ctx, v6, &tuple, CT_EGRESS, l4, true, &entry);
+	if (ret == CT_REPLY && entry && entry->rev_nat_index) {
+		/* A local backend's reply to a NodePort client (only from-netdev
+		 * gives an ingress entry a reverse NAT index): its source back to
+		 * the node's frontend, then to the client through the stack. */
+		ret = lb_rev_nat(ctx, v6, entry, saddr, nexthdr, l4, l4_off);
+		if (ret < 0)
+			return drop(ctx, ret, METRIC_EGRESS);
+		count(ctx, REASON_FORWARDED, METRIC_EGRESS);
+		return TC_ACT_OK;
+	}
+	if (ret == CT_NEW) {
 		__u32 dst_identity;
+
+		if (xlate) {
+			ret = lb_xlate(ctx, v6, saddr, daddr, nexthdr, l4, l4_off, false, xlate);
+			if (ret < 0)
+				return drop(ctx, ret, METRIC_EGRESS);
+			if (ret > 0)
+				return LB_TRANSLATED;
+		}
 
 		sep = lookup_ep_of(v6, saddr);
 		if (!sep || sep->ifindex != ctx->ingress_ifindex)
@@ -151,7 +259,8 @@ static __always_inline int from_container_l3(struct __sk_buff *ctx, bool v6, voi
 				   sep->flags & ENDPOINT_F_EGRESS_ENFORCE);
 		if (ret < 0)
 			return drop(ctx, ret, METRIC_EGRESS);
-		ret = ct_create(ctx, v6, &tuple, CT_EGRESS, identity);
+		ret = ct_create(ctx, v6, &tuple, CT_EGRESS, identity,
+				svc ? svc->rev_nat_index : 0);
 		if (ret < 0)
 			return drop(ctx, ret, METRIC_EGRESS);
 	} else {
@@ -164,9 +273,12 @@ static __always_inline int from_container_l3(struct __sk_buff *ctx, bool v6, voi
 		if (l3_ttl(v6, l3) <= 1)
 			return TC_ACT_OK;
 		if (CONFIG.redirect_peer) {
-			ret = pod_ingress(ctx, v6, saddr, daddr, nexthdr, l4, dep, identity);
+			ret = pod_ingress(ctx, v6, saddr, daddr, nexthdr, l4, l4_off, dep, identity,
+					  &rewritten, 0);
 			if (ret < 0)
 				return drop(ctx, ret, METRIC_INGRESS);
+			if (rewritten && !reload_l3(ctx, v6, &eth, &l3))
+				return drop(ctx, DROP_INVALID, METRIC_INGRESS);
 			l3_dec_ttl(v6, l3);
 			rewrite_macs(eth, dep->node_mac, dep->mac);
 			count(ctx, REASON_FORWARDED, METRIC_EGRESS);
@@ -195,6 +307,8 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 	struct ethhdr *eth;
 	struct iphdr *ip4;
 	__u32 hlen, tot, l4_off, l3_end;
+	bool rewritten = false;
+	struct lb_state lbs;
 	bool frag;
 	int ret;
 
@@ -220,8 +334,15 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 	if (hook == HOOK_FROM_NETDEV) {
 		/* Underlay ingress: only traffic for a local pod is ours. */
 		dep = lookup_ep4(ip4->daddr);
-		if (!dep || (dep->flags & ENDPOINT_F_HOST))
-			return TC_ACT_OK;
+		if (!dep || (dep->flags & ENDPOINT_F_HOST)) {
+			__u32 s4 = ip4->saddr, d4 = ip4->daddr;
+			__u8 proto = ip4->protocol;
+
+			if (frag || (proto != IPPROTO_TCP && proto != IPPROTO_UDP) ||
+			    extract_l4(ctx, proto, l4_off, l3_end, &l4) < 0)
+				return TC_ACT_OK;
+			return netdev_nodeport(ctx, false, &s4, &d4, proto, &l4, l4_off);
+		}
 		if (frag)
 			return drop(ctx, DROP_FRAG_NOSUPPORT, mdir);
 		if (ip4->ttl <= 1)
@@ -232,10 +353,12 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 			ret = extract_l4(ctx, ip4->protocol, l4_off, l3_end, &l4);
 			if (ret < 0)
 				return drop(ctx, ret, mdir);
-			ret = pod_ingress(ctx, false, &ip4->saddr, &ip4->daddr, ip4->protocol, &l4, dep,
-					  IDENTITY_FROM_IPCACHE);
+			ret = pod_ingress(ctx, false, &ip4->saddr, &ip4->daddr, ip4->protocol, &l4,
+					  l4_off, dep, IDENTITY_FROM_IPCACHE, &rewritten, 0);
 			if (ret < 0)
 				return drop(ctx, ret, mdir);
+			if (rewritten && !reload_l3(ctx, false, &eth, (void **)&ip4))
+				return drop(ctx, DROP_INVALID, mdir);
 		}
 		return netdev_deliver(ctx, false, ip4, eth, dep, &ip4->saddr);
 	}
@@ -246,9 +369,19 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 	if (ret < 0)
 		return drop(ctx, ret, mdir);
 	if (hook == HOOK_TO_CONTAINER)
-		return to_container_l3(ctx, false, &ip4->saddr, &ip4->daddr, ip4->protocol, &l4);
+		return to_container_l3(ctx, false, &ip4->saddr, &ip4->daddr, ip4->protocol, &l4,
+				       l4_off);
+	ret = from_container_l3(ctx, false, ip4, eth, &ip4->saddr, &ip4->daddr, ip4->protocol,
+				&l4, l4_off, NULL, &lbs);
+	if (ret != LB_TRANSLATED)
+		return ret;
+	/* A service connection, now to its backend: once more, translated. */
+	if (!reload_l3(ctx, false, &eth, (void **)&ip4))
+		return drop(ctx, DROP_INVALID, mdir);
+	l4.tsport = lbs.port;
+	l4.pkt_dport = lbs.port;
 	return from_container_l3(ctx, false, ip4, eth, &ip4->saddr, &ip4->daddr, ip4->protocol,
-				 &l4);
+				 &l4, l4_off, &lbs, NULL);
 }
 
 static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
@@ -261,6 +394,8 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 	struct ethhdr *eth;
 	struct ipv6hdr *ip6;
 	__u32 l4_off, l3_end;
+	bool rewritten = false;
+	struct lb_state lbs;
 	__u8 nexthdr;
 	int ret;
 
@@ -288,8 +423,13 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 
 	if (hook == HOOK_FROM_NETDEV) {
 		dep = lookup_ep6(daddr);
-		if (!dep || (dep->flags & ENDPOINT_F_HOST))
-			return TC_ACT_OK;
+		if (!dep || (dep->flags & ENDPOINT_F_HOST)) {
+			if (ipv6_skip_exthdrs(ctx, l3_end, &nexthdr, &l4_off) < 0 ||
+			    (nexthdr != IPPROTO_TCP && nexthdr != IPPROTO_UDP) ||
+			    extract_l4(ctx, nexthdr, l4_off, l3_end, &l4) < 0)
+				return TC_ACT_OK;
+			return netdev_nodeport(ctx, true, saddr, daddr, nexthdr, &l4, l4_off);
+		}
 		if (ip6->hop_limit <= 1)
 			return TC_ACT_OK;
 		if (CONFIG.redirect_peer) {
@@ -300,10 +440,12 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 			if (ret < 0)
 				return drop(ctx, ret, mdir);
 			if (!l4.ndp) {
-				ret = pod_ingress(ctx, true, saddr, daddr, nexthdr, &l4, dep,
-						  IDENTITY_FROM_IPCACHE);
+				ret = pod_ingress(ctx, true, saddr, daddr, nexthdr, &l4, l4_off, dep,
+						  IDENTITY_FROM_IPCACHE, &rewritten, 0);
 				if (ret < 0)
 					return drop(ctx, ret, mdir);
+				if (rewritten && !reload_l3(ctx, true, &eth, (void **)&ip6))
+					return drop(ctx, DROP_INVALID, mdir);
 			}
 		}
 		return netdev_deliver(ctx, true, ip6, eth, dep, saddr);
@@ -318,8 +460,18 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 	if (l4.ndp)
 		return TC_ACT_OK;
 	if (hook == HOOK_TO_CONTAINER)
-		return to_container_l3(ctx, true, saddr, daddr, nexthdr, &l4);
-	return from_container_l3(ctx, true, ip6, eth, saddr, daddr, nexthdr, &l4);
+		return to_container_l3(ctx, true, saddr, daddr, nexthdr, &l4, l4_off);
+	ret = from_container_l3(ctx, true, ip6, eth, saddr, daddr, nexthdr, &l4, l4_off, NULL,
+				&lbs);
+	if (ret != LB_TRANSLATED)
+		return ret;
+	if (!reload_l3(ctx, true, &eth, (void **)&ip6))
+		return drop(ctx, DROP_INVALID, mdir);
+	__builtin_memcpy(daddr, lbs.addr, 16);
+	l4.tsport = lbs.port;
+	l4.pkt_dport = lbs.port;
+	return from_container_l3(ctx, true, ip6, eth, saddr, daddr, nexthdr, &l4, l4_off, &lbs,
+				 NULL);
 }
 
 /* ---- programs ----------------------------------------------------------- */

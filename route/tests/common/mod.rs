@@ -81,12 +81,12 @@ pub fn ip_routes(ns: &Netns, v6: bool) -> Vec<Route> {
         };
         if let Some(hops) = e.get("nexthops").and_then(Value::as_array) {
             for n in hops {
-                r.multipath.push(NextHop {
-                    gateway: s(n, "gateway").map(|g| g.parse().unwrap()),
-                    device: s(n, "dev").map(str::to_string),
-                    weight: n.get("weight").and_then(Value::as_u64).unwrap_or(1) as u16,
-                    flags: flags(n),
-                });
+                let mut h = NextHop::new("")
+                    .weight(n.get("weight").and_then(Value::as_u64).unwrap_or(1) as u16);
+                h.gateway = s(n, "gateway").map(|g| g.parse().unwrap());
+                h.device = s(n, "dev").map(str::to_string);
+                h.flags = flags(n);
+                r.multipath.push(h);
             }
         }
         if let Some(ms) = e.get("metrics").and_then(Value::as_array) {

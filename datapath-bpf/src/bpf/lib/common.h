@@ -27,6 +27,13 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
+/* Entries in a map (Linux 6.6, kernel/bpf/map_iter.c); weak: optional. The
+ * struct is the kernel's, only ever passed by pointer. */
+struct bpf_map {
+	int unused;
+} __attribute__((preserve_access_index));
+extern __s64 bpf_map_sum_elem_count(const struct bpf_map *map) __ksym __weak;
+
 /* ICMP types (linux/icmp.h and linux/icmpv6.h pull in libc headers). */
 #define ICMP_ECHOREPLY 0
 #define ICMP_DEST_UNREACH 3
@@ -39,6 +46,10 @@
 #define ICMPV6_PARAMPROB 4
 #define ICMPV6_ECHO_REQUEST 128
 #define ICMPV6_ECHO_REPLY 129
+
+#ifndef offsetof
+#define offsetof(type, member) __builtin_offsetof(type, member)
+#endif
 
 #ifndef AF_INET
 #define AF_INET 2
@@ -92,7 +103,22 @@ enum { ACTION_UNSPEC = 0, ACTION_CREATE, ACTION_CLOSE };
 #define DROP_CT_CREATE_FAILED -155
 #define DROP_INVALID_EXTHDR -156
 #define DROP_FRAG_NOSUPPORT -157
+#define DROP_WRITE_ERROR -141
+#define DROP_NO_SERVICE -158
 #define DROP_POLICY_DENY -181
+
+/* Not drops: counted in podnet_metrics for a new connection whose CT entry
+ * made the kernel evict entries from a full map, one reason per map
+ * (podnet's own numbers, beyond Cilium's drop reasons). A creation that
+ * failed is the drop DROP_CT_CREATE_FAILED. */
+#define REASON_CT_EVICTED_TCP4 250 /* cilium_ct4_global */
+#define REASON_CT_EVICTED_ANY4 251 /* cilium_ct_any4_global */
+#define REASON_CT_EVICTED_TCP6 252 /* cilium_ct6_global */
+#define REASON_CT_EVICTED_ANY6 253 /* cilium_ct_any6_global */
+
+#ifndef EEXIST
+#define EEXIST 17
+#endif
 
 #define IDENTITY_WORLD 2
 
@@ -232,5 +258,100 @@ struct mono_cache {
 	__u32 sec;
 	__u32 pad;
 };
+
+/* Load balancing, Cilium's layouts (bpf/lib/common.h, bpf/lib/lb.h and
+ * pkg/maps/lbmap/ of cilium/cilium 1.17; read, not copied). A service is
+ * one entry per frontend (address, port, protocol) at backend_slot 0 with
+ * `count` backend slots, and one entry per slot 1..count whose backend_id
+ * names the backend in the backends map. rev_nat_index is in network
+ * order everywhere (service, reverse NAT key, CT entry), as Cilium's agent
+ * writes it; backend ids are in host order. */
+#define SVC_FLAG_EXTERNAL_IP (1 << 0)
+#define SVC_FLAG_NODEPORT (1 << 1)
+#define SVC_FLAG_EXT_LOCAL_SCOPE (1 << 2)
+#define SVC_FLAG_HOSTPORT (1 << 3)
+#define SVC_FLAG_AFFINITY (1 << 4)
+#define SVC_FLAG_LOADBALANCER (1 << 5)
+#define SVC_FLAG_ROUTABLE (1 << 6)
+#define SVC_FLAG_SOURCE_RANGE (1 << 7)
+
+/* lb{4,6}_backend.flags */
+#define BE_STATE_ACTIVE 0
+#define BE_STATE_TERMINATING 1
+#define BE_STATE_QUARANTINED 2
+#define BE_STATE_MAINTENANCE 3
+
+#define LB_LOOKUP_SCOPE_EXT 0
+
+struct lb4_key {
+	__be32 address;
+	__be16 dport;
+	__u16 backend_slot;
+	__u8 proto;
+	__u8 scope;
+	__u8 pad[2];
+};
+
+struct lb6_key {
+	__u32 address[4];
+	__be16 dport;
+	__u16 backend_slot;
+	__u8 proto;
+	__u8 scope;
+	__u8 pad[2];
+};
+
+/* lb4_service and lb6_service are the same. */
+struct lb4_service {
+	union {
+		__u32 backend_id; /* slots 1..count */
+		__u32 affinity_timeout; /* slot 0 */
+		__u32 l7_lb_proxy_port;
+	};
+	__u16 count;
+	__be16 rev_nat_index;
+	__u8 flags;
+	__u8 flags2;
+	__u16 qcount;
+};
+#define lb6_service lb4_service
+
+struct lb4_backend {
+	__be32 address;
+	__be16 port;
+	__u8 proto;
+	__u8 flags;
+	__u16 cluster_id;
+	__u8 zone;
+	__u8 pad;
+};
+
+struct lb6_backend {
+	__u32 address[4];
+	__be16 port;
+	__u8 proto;
+	__u8 flags;
+	__u16 cluster_id;
+	__u8 zone;
+	__u8 pad;
+};
+
+struct lb4_reverse_nat {
+	__be32 address;
+	__be16 port;
+} __attribute__((packed));
+
+struct lb6_reverse_nat {
+	__u32 address[4];
+	__be16 port;
+} __attribute__((packed));
+
+_Static_assert(sizeof(struct lb4_key) == 12, "lb4_key");
+_Static_assert(sizeof(struct lb6_key) == 24, "lb6_key");
+_Static_assert(sizeof(struct lb4_service) == 12, "lb4_service");
+_Static_assert(sizeof(struct lb4_backend) == 12, "lb4_backend");
+_Static_assert(sizeof(struct lb6_backend) == 24, "lb6_backend");
+_Static_assert(sizeof(struct lb4_reverse_nat) == 6, "lb4_reverse_nat");
+_Static_assert(sizeof(struct lb6_reverse_nat) == 18, "lb6_reverse_nat");
 
 #endif /* PODNET_COMMON_H */

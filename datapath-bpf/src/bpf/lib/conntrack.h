@@ -20,6 +20,7 @@
 #include "maps.h"
 #include "clock.h"
 #include "parse.h"
+#include "metrics.h"
 
 static __always_inline void ct_update_timeout(struct ct_entry *entry, bool tcp, int dir,
 					      __u8 seen_flags, __u32 now)
@@ -197,40 +198,91 @@ static __always_inline struct ct_entry *ct_find(bool v6, bool is_tcp, const void
 /* Stores `entry` under `k` in the family's TCP or "any" map (a constant
  * map per call, as in ct4_find). */
 static __always_inline int ct_store(bool v6, bool is_tcp, const void *k,
-				    const struct ct_entry *entry)
+				    const struct ct_entry *entry, __u64 flags)
 {
 	int err;
 
 	if (v6) {
 		if (is_tcp) {
-			err = bpf_map_update_elem(&cilium_ct6_global, k, entry, 0);
+			err = bpf_map_update_elem(&cilium_ct6_global, k, entry, flags);
 			asm volatile("" : "+r"(err));
 			return err;
 		}
-		return bpf_map_update_elem(&cilium_ct_any6_global, k, entry, 0);
+		return bpf_map_update_elem(&cilium_ct_any6_global, k, entry, flags);
 	}
 	if (is_tcp) {
-		err = bpf_map_update_elem(&cilium_ct4_global, k, entry, 0);
+		err = bpf_map_update_elem(&cilium_ct4_global, k, entry, flags);
 		asm volatile("" : "+r"(err));
 		return err;
 	}
-	return bpf_map_update_elem(&cilium_ct_any4_global, k, entry, 0);
+	return bpf_map_update_elem(&cilium_ct_any4_global, k, entry, flags);
+}
+
+/* Entries in the family's TCP or "any" map, -1 when the kernel cannot tell
+ * (bpf_map_sum_elem_count, Linux 6.6, is absent: the verifier removes the
+ * code behind bpf_ksym_exists then). */
+static __always_inline __s64 ct_map_count(bool v6, bool is_tcp)
+{
+	if (!bpf_ksym_exists(bpf_map_sum_elem_count))
+		return -1;
+	if (v6)
+		return bpf_map_sum_elem_count(is_tcp ? (const struct bpf_map *)&cilium_ct6_global :
+						       (const struct bpf_map *)&cilium_ct_any6_global);
+	return bpf_map_sum_elem_count(is_tcp ? (const struct bpf_map *)&cilium_ct4_global :
+					       (const struct bpf_map *)&cilium_ct_any4_global);
+}
+
+/* The metrics reason counting creations in the family's TCP or "any" map
+ * that made the kernel evict entries (see REASON_CT_EVICTED_TCP4). */
+static __always_inline __u32 ct_evicted_reason(bool v6, bool is_tcp)
+{
+	if (v6)
+		return is_tcp ? REASON_CT_EVICTED_TCP6 : REASON_CT_EVICTED_ANY6;
+	return is_tcp ? REASON_CT_EVICTED_TCP4 : REASON_CT_EVICTED_ANY4;
+}
+
+/* Stores a new entry (its key absent: the caller's lookup missed, or the
+ * insert is BPF_NOEXIST) and counts the creation under ct_evicted_reason
+ * when the map did not grow by it. A full LRU map makes room by evicting
+ * its least recently used entries (a batch of them, per CPU free list), so
+ * the number of entries stays or falls across the insert; it grows by one
+ * otherwise. Another CPU's insert or delete in between can hide or fake
+ * one eviction: the counter tells that the map is evicting, not exactly
+ * how often. Only new connections pay for it (two reads of a per-CPU sum). */
+static __always_inline int ct_store_new(struct __sk_buff *ctx, bool v6, bool is_tcp,
+					const void *k, const struct ct_entry *entry, __u64 flags,
+					int dir)
+{
+	__s64 before = ct_map_count(v6, is_tcp);
+	int err = ct_store(v6, is_tcp, k, entry, flags);
+
+	if (err < 0)
+		return err;
+	if (before >= 0 && ct_map_count(v6, is_tcp) <= before)
+		count(ctx, ct_evicted_reason(v6, is_tcp),
+		      dir == CT_INGRESS ? METRIC_INGRESS : METRIC_EGRESS);
+	return 0;
 }
 
 /* Creates the entry of a new connection under `key` and, for TCP and UDP,
- * the related ICMP entry (same addresses, no ports) in the "any" map. */
+ * the related ICMP entry (same addresses, no ports) in the "any" map, both
+ * carrying `rev_nat_index` (network order; 0: not a service flow). The
+ * related entry is shared by every flow between the same two addresses
+ * and protocol: an existing one is refreshed (overwritten, as Cilium
+ * does), which is no eviction. */
 static __always_inline int ct_create(struct __sk_buff *ctx, bool v6, const void *key, int dir,
-				     __u32 src_sec_id)
+				     __u32 src_sec_id, __be16 rev_nat_index)
 {
 	__u8 nexthdr = ct_key_nexthdr(v6, key);
 	/* The key's address words; the last word holds ports and flags. */
-	int addr_words = v6 ? 4 : 1, i;
+	int addr_words = v6 ? 4 : 1, i, err;
 	const __u64 *w = key;
 	struct ct_entry entry = {};
 	union ct6_key icmp; /* room for either family */
 
 	ct_fill_new(&entry, ctx, nexthdr == IPPROTO_TCP, dir, src_sec_id);
-	if (ct_store(v6, nexthdr == IPPROTO_TCP, key, &entry) < 0)
+	entry.rev_nat_index = rev_nat_index;
+	if (ct_store_new(ctx, v6, nexthdr == IPPROTO_TCP, key, &entry, BPF_ANY, dir) < 0)
 		return DROP_CT_CREATE_FAILED;
 	if (nexthdr != IPPROTO_TCP && nexthdr != IPPROTO_UDP)
 		return 0;
@@ -241,7 +293,10 @@ static __always_inline int ct_create(struct __sk_buff *ctx, bool v6, const void 
 	icmp.w[addr_words] = tuple_tail(0, 0, v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP,
 					ct_key_flags(v6, key) | TUPLE_F_RELATED);
 	entry.flags |= CT_F_SEEN_NON_SYN;
-	if (ct_store(v6, false, &icmp, &entry) < 0)
+	err = ct_store_new(ctx, v6, false, &icmp, &entry, BPF_NOEXIST, dir);
+	if (err == -EEXIST)
+		err = ct_store(v6, false, &icmp, &entry, BPF_ANY);
+	if (err < 0)
 		return DROP_CT_CREATE_FAILED;
 	return 0;
 }

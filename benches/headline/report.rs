@@ -177,11 +177,11 @@ impl Report {
         }
     }
 
-    /// How many alternating rounds a row of this kind runs: 10 for network
+    /// How many alternating rounds a row of this kind runs: 12 for network
     /// rows and 11 for the others (the minimums are 8 and 9), 3 in quick mode.
     pub fn rounds(&self, kind: Rounds) -> usize {
         match (self.full, kind) {
-            (true, Rounds::Network) => 10,
+            (true, Rounds::Network) => 12,
             (true, Rounds::Other) => 11,
             (false, _) => 3,
         }
