@@ -17,11 +17,14 @@
 //! them.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 
 use podnet::lab::{self, check, Lab, LabPlan, LabResult};
+
+/// Cilium's tuple flag of a service entry (`bpf/lib/common.h`).
+const TUPLE_F_SERVICE: u8 = 4;
 use podnet_conntrack::{dump_entries, gc, ClockSource, GcFilter};
-use podnet_datapath::AttachMode;
+use podnet_datapath::{AttachMode, Backend, CtTable, L4Protocol, Service};
 
 const USAGE: &str = "usage: native_routing [--keep]
 
@@ -29,12 +32,13 @@ Builds two nodes in network namespaces (pn-node1, pn-node2) joined by an
 underlay veth, two pods each, installs seed 003's routes with the `route`
 crate, loads and attaches the `datapath-bpf` datapath, sends pod-to-pod
 traffic on one node and across nodes, prints the routing table, the conntrack
-entries and the datapath metrics, runs conntrack GC, then tears it all down.
+entries and the datapath metrics, programs a ClusterIP with a backend on each
+node and connects to it, runs conntrack GC, then tears it all down.
 
   --keep   leave namespaces, routes, programs and pins in place to inspect";
 
 fn step(n: u32, what: &str) {
-    println!("\n[{n}/8] {what}");
+    println!("\n[{n}/9] {what}");
 }
 
 fn main() {
@@ -224,7 +228,79 @@ fn run(keep: bool) -> LabResult<()> {
         "packets forwarded by the datapath were counted",
     )?;
 
-    step(8, "conntrack GC on node1");
+    step(
+        8,
+        "a ClusterIP with one backend per node (services in Cilium's LB maps)",
+    );
+    let vip: SocketAddr = "10.96.0.10:80".parse()?;
+    let backends = [
+        SocketAddr::new(pod1b.ip(), 9090),
+        SocketAddr::new(pod2a.ip(), 9090),
+    ];
+    let mut svc = Service::new(1, vip, L4Protocol::Tcp);
+    for b in backends {
+        svc = svc.backend(Backend::new(b));
+    }
+    node1.dp()?.upsert_service(&svc)?;
+    for s in node1.dp()?.services()? {
+        let list: Vec<String> = s.backends.iter().map(|b| b.addr.to_string()).collect();
+        println!(
+            "  service {} {} {} -> {}",
+            s.id,
+            s.protocol,
+            s.frontend,
+            list.join(", ")
+        );
+    }
+    const CONNS: usize = 16;
+    let servers = [
+        lab::EchoServer::start(pod1b, 9090, CONNS)?,
+        lab::EchoServer::start(pod2a, 9090, CONNS)?,
+    ];
+    let mut clients = Vec::new();
+    for _ in 0..CONNS {
+        let mut c = lab::connect(pod1a, vip)?;
+        lab::echo_exchange(&mut c, 4096)?;
+        clients.push(c.local_addr()?);
+    }
+    check(
+        true,
+        &format!("{CONNS} TCP connections pod1a -> {vip}: 4 KiB echoed on each"),
+    )?;
+    drop(servers);
+    // The entries the datapath made, read back in Cilium's layout.
+    let mut used = HashSet::new();
+    let mut svc_entries = 0;
+    for (k, e) in node1.dp()?.ct4_entries(CtTable::Tcp)? {
+        let (d, s) = (Ipv4Addr::from(k.daddr), Ipv4Addr::from(k.saddr));
+        let (dport, sport) = (u16::from_be(k.dport), u16::from_be(k.sport));
+        if k.flags == TUPLE_F_SERVICE {
+            svc_entries += 1;
+            println!(
+                "  SVC  {s}:{dport} -> {d}:{sport} backend_id={} rev_nat_index={}",
+                e.backend_id,
+                u16::from_be(e.rev_nat_index)
+            );
+        } else if e.rev_nat_index != 0 {
+            used.insert(s);
+            println!(
+                "  flow {d}:{sport} -> {s}:{dport} rev_nat_index={} packets={}",
+                u16::from_be(e.rev_nat_index),
+                e.packets
+            );
+        }
+    }
+    check(
+        svc_entries == CONNS,
+        &format!("{svc_entries} TUPLE_F_SERVICE entries, one per connection"),
+    )?;
+    check(
+        used.len() == 2,
+        "connections went to both backends (same node and other node)",
+    )?;
+    let _ = clients;
+
+    step(9, "conntrack GC on node1");
     let clock = ClockSource::Monotonic;
     for map in [&tcp, &any] {
         let mut expiry = GcFilter::expired(&clock)?;

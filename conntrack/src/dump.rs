@@ -16,7 +16,7 @@ use crate::map::CtMap;
 /// ```
 ///
 /// # Errors
-/// [`Error::Syscall`] when the scan fails; [`Error::InvalidInput`] when the clock cannot be read.
+/// [`Error::Syscall`](crate::Error::Syscall) when the scan fails; [`Error::InvalidInput`](crate::Error::InvalidInput) when the clock cannot be read.
 pub fn dump_entries(map: &CtMap) -> Result<String> {
     dump(map, None)
 }
@@ -25,7 +25,7 @@ pub fn dump_entries(map: &CtMap) -> Result<String> {
 /// `expires=` computed against `clock` (Cilium's `DumpEntriesWithTimeDiff`).
 ///
 /// # Errors
-/// [`Error::Syscall`] when the scan fails; [`Error::InvalidInput`] when the clock cannot be read.
+/// [`Error::Syscall`](crate::Error::Syscall) when the scan fails; [`Error::InvalidInput`](crate::Error::InvalidInput) when the clock cannot be read.
 pub fn dump_entries_with_time_diff(map: &CtMap, clock: &ClockSource) -> Result<String> {
     dump(map, Some(clock))
 }

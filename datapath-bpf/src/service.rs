@@ -66,21 +66,21 @@ impl fmt::Display for L4Protocol {
 }
 
 /// Which kind of frontend a service is (Cilium's `SVC_FLAG_*`): where the
-/// datapath translates it. A ClusterIP is translated for pods only
-/// (from-container); NodePort, external IP and LoadBalancer frontends also
+/// datapath translates it. A cluster IP is translated for pods only
+/// (from-container); node port, external IP and load balancer frontends also
 /// for traffic arriving from the underlay (from-netdev), to local backends
 /// only (a remote backend would need SNAT).
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum ServiceKind {
-    /// ClusterIP.
+    /// A cluster IP (Kubernetes `ClusterIP`).
     #[default]
     ClusterIp,
-    /// NodePort (a node address and the node port).
+    /// A node address and node port (Kubernetes `NodePort`).
     NodePort,
     /// An external IP of the service.
     ExternalIp,
-    /// A LoadBalancer address.
+    /// A load balancer address (Kubernetes `LoadBalancer`).
     LoadBalancer,
 }
 
@@ -202,7 +202,7 @@ pub struct Service {
     pub frontend: SocketAddr,
     /// Protocol of the frontend.
     pub protocol: L4Protocol,
-    /// Kind of frontend (default ClusterIP).
+    /// Kind of frontend (default: cluster IP).
     pub kind: ServiceKind,
     /// Backends, in slot order.
     pub backends: Vec<Backend>,
@@ -560,15 +560,18 @@ impl Datapath {
         }))
     }
 
+    /// Writes `value` under `key`, remembering what was there (`fresh`: the
+    /// caller knows nothing was: one syscall less per entry).
     fn put(
         &self,
         undo: &mut Vec<Undo>,
+        fresh: bool,
         map: &'static str,
         key: Vec<u8>,
         value: &[u8],
     ) -> Result<()> {
         let mut old = vec![0u8; value.len()];
-        let had = self.lookup(map, &key, &mut old)?;
+        let had = !fresh && self.lookup(map, &key, &mut old)?;
         self.update(map, &key, value)?;
         undo.push(Undo {
             map,
@@ -671,11 +674,15 @@ impl Datapath {
             (0..svc.backends.len()).filter(|i| svc.backends[*i].state != BackendState::Active),
         );
 
+        // A new service (no frontend yet): its backend ids carry its id, so
+        // none of the entries it writes exist.
+        let fresh = cur.is_none();
         let mut undo = Vec::new();
         let r = (|| -> Result<()> {
             for (i, b) in svc.backends.iter().enumerate() {
                 self.put(
                     &mut undo,
+                    fresh,
                     f.backends,
                     ids[i].to_ne_bytes().to_vec(),
                     &backend_value(b, proto),
@@ -690,6 +697,7 @@ impl Datapath {
                 };
                 self.put(
                     &mut undo,
+                    fresh,
                     f.services,
                     svc_key(svc.frontend, proto, slot),
                     v.as_bytes(),
@@ -697,6 +705,7 @@ impl Datapath {
             }
             self.put(
                 &mut undo,
+                fresh,
                 f.rev_nat,
                 id_key.to_vec(),
                 &rev_nat_value(svc.frontend),
@@ -711,6 +720,7 @@ impl Datapath {
             };
             self.put(
                 &mut undo,
+                fresh,
                 f.services,
                 svc_key(svc.frontend, proto, 0),
                 fe.as_bytes(),

@@ -62,6 +62,7 @@ pub use handle::{
     GetOptions, Handle, MtuConfig, RouteFilter, DUMP_MAX_TRIES, ROUTE_REPLACE_MAX_TRIES,
     ROUTE_REPLACE_RETRY_INTERVAL,
 };
+pub use ipnet;
 pub use ipnet::IpNet;
 pub use link::{Link, MacAddr, MacParseError, OperState, Veth, MAX_IFNAME_LEN};
 pub use names::{

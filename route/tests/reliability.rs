@@ -377,7 +377,7 @@ fn delete_and_upsert_leave_routes_of_another_metric_or_protocol_alone() {
         let plain = Route::new(net(p)).via(ip(gw)).dev("eth0");
         // No metric means the family default: not the daemon's, both families.
         assert!(h.delete(&plain).unwrap_err().is_not_found(), "{plain}");
-        assert!(h.delete_many(&[plain.clone()])[0]
+        assert!(h.delete_many(std::slice::from_ref(&plain))[0]
             .as_ref()
             .unwrap_err()
             .is_not_found());
