@@ -396,6 +396,20 @@ impl Drop for Podman {
         // DEL for whatever still runs, while the node and pin dir exist.
         let _ = self.podman(&["rm", "-a", "-f", "-t", "0"]);
         let _ = self.podman(&["rmi", "-a", "-f"]);
+        // conmon runs `podman container cleanup` (another DEL, which touches
+        // /var/lib/cni) after a container exits, in the node netns: wait for
+        // every process there to finish before removing what they write.
+        for _ in 0..200 {
+            let pids = Command::new("ip")
+                .args(["netns", "pids", self.node.name()])
+                .output()
+                .map(|o| o.stdout)
+                .unwrap_or_default();
+            if pids.iter().all(u8::is_ascii_whitespace) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         if let Ok(rd) = std::fs::read_dir("/var/lib/cni/results") {
             for e in rd.flatten() {
                 if e.file_name()

@@ -1,5 +1,5 @@
 //! Interface addresses: add, delete and list (`ip address`), as [`Handle`]
-//! methods (RTM_NEWADDR / RTM_DELADDR / RTM_GETADDR, each acked).
+//! methods (`RTM_NEWADDR` / `RTM_DELADDR` / `RTM_GETADDR`, each acked).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -83,7 +83,7 @@ fn family(a: IpAddr) -> AddressFamily {
     }
 }
 
-/// The RTM_NEWADDR / RTM_DELADDR body for `a` on link `index`.
+/// The `RTM_NEWADDR` / `RTM_DELADDR` body for `a` on link `index`.
 pub(crate) fn address_msg(a: &Address, index: u32) -> AddressMessage {
     let mut m = AddressMessage::default();
     m.header.family = family(a.addr.addr());
@@ -97,7 +97,7 @@ pub(crate) fn address_msg(a: &Address, index: u32) -> AddressMessage {
     m
 }
 
-/// Decodes an RTM_NEWADDR body (device left empty).
+/// Decodes an `RTM_NEWADDR` body (device left empty).
 pub(crate) fn decode_address(buf: &[u8]) -> std::result::Result<Option<Address>, NlError> {
     use netlink_packet_core::Parseable;
     let m = AddressMessage::parse(buf).map_err(|e| NlError::Decode(e.to_string()))?;

@@ -3,7 +3,7 @@
 //! by name or index with the attributes `ip link show` prints.
 //!
 //! Every method is a [`Handle`] method working in the handle's netns; the
-//! requests are RTM_NEWLINK / RTM_DELLINK / RTM_GETLINK, each acked.
+//! requests are `RTM_NEWLINK` / `RTM_DELLINK` / `RTM_GETLINK`, each acked.
 
 use std::fmt;
 use std::fs::File;
@@ -300,7 +300,7 @@ pub(crate) fn check_ifname(op: Op, object: &dyn fmt::Display, name: &str) -> Res
     Ok(())
 }
 
-/// The RTM_NEWLINK body creating `v`; `peer_fd` is the peer's netns fd.
+/// The `RTM_NEWLINK` body creating `v`; `peer_fd` is the peer's netns fd.
 pub(crate) fn veth_msg(v: &Veth, peer_fd: Option<i32>) -> LinkMessage {
     let mut peer = LinkMessage::default();
     peer.attributes.push(LinkAttribute::IfName(v.peer.clone()));
@@ -328,14 +328,14 @@ pub(crate) fn veth_msg(v: &Veth, peer_fd: Option<i32>) -> LinkMessage {
     m
 }
 
-/// An RTM_NEWLINK (modify) / RTM_DELLINK body addressing the link `name`.
+/// An `RTM_NEWLINK` (modify) / `RTM_DELLINK` body addressing the link `name`.
 pub(crate) fn link_by_name(name: &str) -> LinkMessage {
     let mut m = LinkMessage::default();
     m.attributes.push(LinkAttribute::IfName(name.to_string()));
     m
 }
 
-/// Decodes an RTM_NEWLINK body into a [`Link`].
+/// Decodes an `RTM_NEWLINK` body into a [`Link`].
 pub(crate) fn decode_link_full(buf: &[u8]) -> std::result::Result<Link, NlError> {
     use netlink_packet_core::Parseable;
     let m = LinkMessage::parse(buf).map_err(|e| NlError::Decode(e.to_string()))?;

@@ -1,6 +1,6 @@
 //! Neighbour (ARP / NDP) entries: add or replace, delete and list
-//! (`ip neighbour`), as [`Handle`] methods (RTM_NEWNEIGH / RTM_DELNEIGH /
-//! RTM_GETNEIGH, each acked). Permanent entries are what a pod uses for
+//! (`ip neighbour`), as [`Handle`] methods (`RTM_NEWNEIGH` / `RTM_DELNEIGH` /
+//! `RTM_GETNEIGH`, each acked). Permanent entries are what a pod uses for
 //! its gateway when no ARP responder answers for it.
 
 use std::fmt;
@@ -97,7 +97,7 @@ impl fmt::Display for Neighbour {
     }
 }
 
-/// The RTM_NEWNEIGH / RTM_DELNEIGH body for `n` on link `index`.
+/// The `RTM_NEWNEIGH` / `RTM_DELNEIGH` body for `n` on link `index`.
 pub(crate) fn neighbour_msg(n: &Neighbour, index: u32) -> NeighbourMessage {
     let mut m = NeighbourMessage::default();
     m.header.ifindex = index;
@@ -119,7 +119,7 @@ pub(crate) fn neighbour_msg(n: &Neighbour, index: u32) -> NeighbourMessage {
     m
 }
 
-/// Decodes an RTM_NEWNEIGH body (device left empty; `None` for entries
+/// Decodes an `RTM_NEWNEIGH` body (device left empty; `None` for entries
 /// without an IP destination, e.g. bridge FDB entries).
 pub(crate) fn decode_neighbour(buf: &[u8]) -> std::result::Result<Option<Neighbour>, NlError> {
     use netlink_packet_core::Parseable;

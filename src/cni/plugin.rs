@@ -428,3 +428,35 @@ fn check(conf: &NetConf, env: &Env) -> CniResult<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_with(args: &str) -> Env {
+        Env {
+            command: Command::Add,
+            container_id: "c".into(),
+            netns: "/run/netns/x".into(),
+            ifname: "eth0".into(),
+            args: super::super::parse_args(args).unwrap(),
+            path: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn identity_comes_from_cni_args_then_config_then_default() {
+        let mut conf =
+            NetConf::parse(br#"{"cniVersion":"1.0.0","name":"n","type":"podnet-cni"}"#).unwrap();
+        assert_eq!(identity(&conf, &env_with("")).unwrap(), DEFAULT_IDENTITY);
+        conf.identity = Some(1000);
+        assert_eq!(identity(&conf, &env_with("IgnoreUnknown=1")).unwrap(), 1000);
+        assert_eq!(
+            identity(&conf, &env_with("PODNET_IDENTITY=4242")).unwrap(),
+            4242
+        );
+        let e = identity(&conf, &env_with("PODNET_IDENTITY=web")).unwrap_err();
+        assert_eq!(e.code, super::super::INVALID_ENV);
+        assert!(e.msg.contains("PODNET_IDENTITY"), "{e}");
+    }
+}
