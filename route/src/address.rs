@@ -5,7 +5,9 @@ use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressHeaderFlags, AddressMessage, AddressScope,
+};
 use netlink_packet_route::AddressFamily;
 
 use crate::error::{Op, Result};
@@ -39,6 +41,9 @@ pub struct Address {
     pub index: u32,
     /// The scope (`global` by default).
     pub scope: Scope,
+    /// IPv6: skip duplicate address detection, so the address is usable at
+    /// once (`ip address add ... nodad`). Sent on add only.
+    pub nodad: bool,
 }
 
 impl Address {
@@ -49,7 +54,15 @@ impl Address {
             device: device.into(),
             index: 0,
             scope: Scope::UNIVERSE,
+            nodad: false,
         }
+    }
+
+    /// Without duplicate address detection (`nodad`, IPv6).
+    #[must_use]
+    pub fn nodad(mut self) -> Address {
+        self.nodad = true;
+        self
     }
 
     /// With scope `s`.
@@ -90,6 +103,9 @@ pub(crate) fn address_msg(a: &Address, index: u32) -> AddressMessage {
     m.header.prefix_len = a.addr.prefix_len();
     m.header.scope = AddressScope::from(a.scope.0);
     m.header.index = index;
+    if a.nodad {
+        m.header.flags |= AddressHeaderFlags::Nodad;
+    }
     // As `ip address add` sends it: IFA_LOCAL, and IFA_ADDRESS the same
     // when there is no peer.
     m.attributes.push(AddressAttribute::Local(a.addr.addr()));
@@ -120,6 +136,7 @@ pub(crate) fn decode_address(buf: &[u8]) -> std::result::Result<Option<Address>,
         device: String::new(),
         index: m.header.index,
         scope: Scope(u8::from(m.header.scope)),
+        nodad: m.header.flags.contains(AddressHeaderFlags::Nodad),
     }))
 }
 

@@ -581,11 +581,13 @@ impl FromStr for Route {
                 .ok_or_else(|| parse_err(text, "no prefix after the type"))?;
         }
         let prefix = parse_prefix(text, first, v6_flag)?;
+        // `default` without -4/-6 takes its family from the addresses that
+        // follow, as `ip` does (`default via fd00::1` is an IPv6 route).
+        let family_from_addresses = v6_flag.is_none() && matches!(first, "default" | "all" | "any");
         let mut r = Route::new(prefix);
         r.kind = kind;
         let mut table = None;
         let mut scope = None;
-        let v6 = prefix.addr().is_ipv6();
         while let Some(w) = words.next() {
             let mut value = || {
                 words
@@ -669,6 +671,16 @@ impl FromStr for Route {
                 }
             }
         }
+        if family_from_addresses {
+            let first_addr = r
+                .nexthop
+                .or_else(|| r.multipath.iter().find_map(|h| h.gateway))
+                .or(r.local);
+            if first_addr.is_some_and(|a| a.is_ipv6()) {
+                r.prefix = IpNet::V6(Default::default());
+            }
+        }
+        let v6 = r.prefix.addr().is_ipv6();
         r.table = table.unwrap_or_else(|| default_table(kind));
         let gw = r.nexthop.is_some() || !r.multipath.is_empty();
         r.scope = scope.unwrap_or_else(|| default_scope(v6, kind, gw));
@@ -712,6 +724,24 @@ mod tests {
             .kind(RouteType::BLACKHOLE)
             .table(1000);
         assert_eq!(r.to_string(), "blackhole 10.9.0.0/16 table 1000");
+    }
+
+    #[test]
+    fn default_takes_its_family_from_the_gateway() {
+        let r: Route = "default via fd00::fe dev eth0 table 77".parse().unwrap();
+        assert!(r.is_ipv6(), "{r:?}");
+        assert_eq!(r.to_string().parse::<Route>().unwrap(), r);
+        let r: Route = "default nexthop via fe80::1 dev a nexthop via fe80::2 dev b"
+            .parse()
+            .unwrap();
+        assert!(r.is_ipv6());
+        let r: Route = "default via 10.0.0.1 dev eth0".parse().unwrap();
+        assert!(!r.is_ipv6());
+        // An explicit -4 keeps IPv4 (and validation then refuses the mix).
+        let r: Route = "ip -4 route add default via fd00::1 dev eth0"
+            .parse()
+            .unwrap();
+        assert!(!r.is_ipv6());
     }
 
     #[test]

@@ -40,6 +40,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Once;
 
+use podnet_route::ipnet::IpNet;
+use podnet_route::{Address, Handle, MacAddr, Neighbour, Route, Veth};
+
 /// Environment variable that lets privileged tests return early on a machine
 /// without root. CI never sets it.
 pub const SKIP_ENV: &str = "PODNET_SKIP_PRIVILEGED";
@@ -412,9 +415,20 @@ impl Netns {
     pub fn add_link(&self, ifname: &str) {
         let mut peer: String = ifname.chars().take(14).collect();
         peer.push('p');
-        self.ip(&["link", "add", ifname, "type", "veth", "peer", "name", &peer]);
-        self.ip(&["link", "set", ifname, "up"]);
-        self.ip(&["link", "set", &peer, "up"]);
+        let h = self.route_handle();
+        h.add_veth(&Veth::new(ifname, peer.as_str()))
+            .unwrap_or_else(|e| panic!("netns {}: {e}", self.name));
+        for dev in [ifname, peer.as_str()] {
+            h.set_link_up(dev, true)
+                .unwrap_or_else(|e| panic!("netns {}: {e}", self.name));
+        }
+    }
+
+    /// A `podnet-route` handle in this namespace (the fixtures wire links,
+    /// addresses and neighbours with the crate, not with `ip`).
+    pub fn route_handle(&self) -> Handle {
+        Handle::open_netns(&self.path)
+            .unwrap_or_else(|e| panic!("route handle in netns {}: {e}", self.name))
     }
 
     fn kill_processes(&self) {
@@ -452,20 +466,13 @@ impl Drop for Netns {
 ///
 /// Interface names must fit the kernel's 15 characters.
 pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
-    a.ip(&[
-        "link",
-        "add",
-        a_if,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        b_if,
-        "netns",
-        b.name(),
-    ]);
-    a.ip(&["link", "set", a_if, "up"]);
-    b.ip(&["link", "set", b_if, "up"]);
+    let (ha, hb) = (a.route_handle(), b.route_handle());
+    ha.add_veth(&Veth::new(a_if, b_if).peer_netns(b.path()))
+        .unwrap_or_else(|e| panic!("veth {a_if} ({}) <-> {b_if} ({}): {e}", a.name(), b.name()));
+    ha.set_link_up(a_if, true)
+        .unwrap_or_else(|e| panic!("netns {}: {e}", a.name()));
+    hb.set_link_up(b_if, true)
+        .unwrap_or_else(|e| panic!("netns {}: {e}", b.name()));
 }
 
 /// Parses `aa:bb:cc:dd:ee:ff`.
@@ -518,54 +525,41 @@ pub fn pod_link(
         pod_mac: pod.mac("eth0"),
         lxc_ifindex: node.ifindex(lxc),
     };
-    let gw = gateway.to_string();
-    match (pod_ip, gateway) {
-        (std::net::IpAddr::V6(_), std::net::IpAddr::V6(g)) => {
-            // No duplicate address detection: the address is usable at once.
-            pod.ip(&[
-                "addr",
-                "add",
-                &format!("{pod_ip}/128"),
-                "dev",
-                "eth0",
-                "nodad",
-            ]);
-            // A link-local gateway is on-link already.
-            if g.segments()[0] & 0xffc0 != 0xfe80 {
-                pod.ip(&["route", "add", &gw, "dev", "eth0"]);
-            }
-        }
-        _ => {
-            pod.ip(&["addr", "add", &format!("{pod_ip}/32"), "dev", "eth0"]);
-            pod.ip(&["route", "add", &gw, "dev", "eth0", "scope", "link"]);
-        }
+    let (hn, hp) = (node.route_handle(), pod.route_handle());
+    let fail = |what: &str, e: podnet_route::Error| -> ! {
+        panic!(
+            "wiring pod {} ({pod_ip}) to {}: {what}: {e}",
+            pod.name(),
+            node.name()
+        )
+    };
+    let host = |ip: std::net::IpAddr| {
+        IpNet::new(ip, if ip.is_ipv4() { 32 } else { 128 }).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let addr = Address::new(host(pod_ip), "eth0");
+    // IPv6: no duplicate address detection, so the address is usable at once.
+    let addr = if pod_ip.is_ipv6() { addr.nodad() } else { addr };
+    hp.add_address(&addr).unwrap_or_else(|e| fail("address", e));
+    // A link-local IPv6 gateway is on-link already; others get a route.
+    let link_local =
+        matches!(gateway, std::net::IpAddr::V6(g) if g.segments()[0] & 0xffc0 == 0xfe80);
+    let mut routes = Vec::new();
+    if !link_local {
+        routes.push(format!("{gateway} dev eth0 scope link"));
     }
-    pod.ip(&["route", "add", "default", "via", &gw, "dev", "eth0"]);
-    let lxc_mac = fmt_mac(&link.lxc_mac);
-    pod.ip(&[
-        "neigh",
-        "add",
-        &gw,
-        "lladdr",
-        &lxc_mac,
-        "dev",
+    routes.push(format!("default via {gateway} dev eth0"));
+    for text in routes {
+        let r: Route = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+        hp.upsert(&r, None).unwrap_or_else(|e| fail("route", e));
+    }
+    hp.replace_neighbour(&Neighbour::permanent(
+        gateway,
+        MacAddr(link.lxc_mac),
         "eth0",
-        "nud",
-        "permanent",
-    ]);
-    let pod_mac = fmt_mac(&link.pod_mac);
-    let ip = pod_ip.to_string();
-    node.ip(&[
-        "neigh",
-        "add",
-        &ip,
-        "lladdr",
-        &pod_mac,
-        "dev",
-        lxc,
-        "nud",
-        "permanent",
-    ]);
+    ))
+    .unwrap_or_else(|e| fail("gateway neighbour", e));
+    hn.replace_neighbour(&Neighbour::permanent(pod_ip, MacAddr(link.pod_mac), lxc))
+        .unwrap_or_else(|e| fail("pod neighbour", e));
     link
 }
 
