@@ -311,10 +311,7 @@ fn run(keep: bool) -> LabResult<()> {
     // pod1b is deleted: Cilium then collects every flow that names its IP.
     let mut removed = 0;
     for map in [&tcp, &any] {
-        let mut f = GcFilter {
-            match_ips: HashSet::from([pod1b.ip()]),
-            ..Default::default()
-        };
+        let mut f = GcFilter::new().match_ips(HashSet::from([pod1b.ip()]));
         let stats = gc(map, &mut f)?;
         println!(
             "  {} pod1b deleted, flows of {}: {stats}",

@@ -98,10 +98,7 @@ fn native_routing_demo_checks() {
     assert_eq!(lab::ping(pod1b, pod2a.ip(), 1), 1, "other identities pass");
 
     // GC: a deleted pod's flows go, the rest stay.
-    let mut f = GcFilter {
-        match_ips: HashSet::from([pod1b.ip()]),
-        ..Default::default()
-    };
+    let mut f = GcFilter::new().match_ips(HashSet::from([pod1b.ip()]));
     let stats = gc(&tcp, &mut f).unwrap();
     assert!(stats.deleted_matched >= 1, "{stats}");
     assert!(tcp

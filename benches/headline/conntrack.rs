@@ -157,13 +157,11 @@ fn raw_gc(fd: i32, batch: u32) {
 }
 
 fn our_gc(map: &CtMap, sequential: bool) -> usize {
-    let mut f = GcFilter {
-        remove_expired: true,
-        time: NOW,
-        sequential,
-        scan: podnet_conntrack::GcScan::Syscall,
-        ..Default::default()
-    };
+    let mut f = GcFilter::new()
+        .remove_expired(true)
+        .time(NOW)
+        .sequential(sequential)
+        .scan(podnet_conntrack::GcScan::Syscall);
     gc(map, &mut f).expect("gc").deleted
 }
 
@@ -353,11 +351,7 @@ fn fill_share(map: &CtMap, n: u32, every: u32) {
 /// kernel (the crate's walk, as a dry run), then one raw
 /// `BPF_MAP_LOOKUP_AND_DELETE_ELEM` per key, with no bookkeeping.
 fn floor_gc(map: &CtMap, fd: i32) -> usize {
-    let f = GcFilter {
-        remove_expired: true,
-        time: NOW,
-        ..Default::default()
-    };
+    let f = GcFilter::new().remove_expired(true).time(NOW);
     let keys = podnet_conntrack::gc_candidates(map, &f).expect("in-kernel walk");
     let mut v = [0u8; CtEntry::SIZE];
     for k in &keys {
@@ -375,11 +369,7 @@ fn floor_gc(map: &CtMap, fd: i32) -> usize {
 
 /// Our default GC (the in-kernel walk where the kernel allows it).
 fn our_default_gc(map: &CtMap, expect: usize) {
-    let mut f = GcFilter {
-        remove_expired: true,
-        time: NOW,
-        ..Default::default()
-    };
+    let mut f = GcFilter::new().remove_expired(true).time(NOW);
     let stats = gc(map, &mut f).expect("gc");
     assert!(
         stats.kernel_scan,

@@ -73,12 +73,10 @@ fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
             println!("{} entries, pressure {:.4}", map.count()?, map.pressure()?);
         }
         "gc" => {
-            let mut f = GcFilter {
-                remove_expired,
-                time: clock.now()?,
-                match_ips: ips,
-                ..Default::default()
-            };
+            let mut f = GcFilter::new()
+                .remove_expired(remove_expired)
+                .time(clock.now()?)
+                .match_ips(ips);
             let stats = gc(&map, &mut f)?;
             println!("{}: {stats}", map.name());
             println!("pressure after: {:.4}", map.pressure()?);

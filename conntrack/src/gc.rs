@@ -106,7 +106,7 @@ fn read_jiffies() -> Result<u64> {
 /// A callback for each entry GC keeps (Cilium's `EmitCTEntryCB`). The key's
 /// [`AnyCtKey::src_ip`] / [`AnyCtKey::dst_ip`] are the flow's addresses as
 /// Cilium passes them.
-pub type EmitFn<'a> = Box<dyn FnMut(&AnyCtKey, &CtEntry) + 'a>;
+pub type EmitFn<'a> = Box<dyn FnMut(&AnyCtKey, &CtEntry) + Send + 'a>;
 
 /// How [`gc`] finds the entries to delete.
 ///
@@ -123,7 +123,7 @@ pub enum GcScan {
     /// The candidates are found in the kernel: the crate's BPF program walks
     /// the map with `bpf_for_each_map_elem` (run with `BPF_PROG_TEST_RUN`,
     /// kernel 5.13+, root or `CAP_BPF`) and returns the keys of expired or
-    /// address-matched entries in runs of at most 262,144 entries examined
+    /// address-matched entries in runs of at most 524,288 entries examined
     /// and 8,192 keys found; no value crosses to user space. When `emit` is
     /// set, GC scans with syscalls instead (kept entries must be read).
     Kernel,
@@ -142,6 +142,8 @@ pub enum GcScan {
 /// assert!(f.remove_expired && f.time == 100);
 /// ```
 #[derive(Default)]
+#[non_exhaustive]
+#[must_use]
 pub struct GcFilter<'a> {
     /// Delete entries whose `lifetime < time`.
     pub remove_expired: bool,
@@ -186,7 +188,73 @@ impl fmt::Debug for GcFilter<'_> {
     }
 }
 
-impl GcFilter<'_> {
+impl<'a> GcFilter<'a> {
+    /// A filter that removes nothing; set what to collect with the builder
+    /// methods below (or the public fields).
+    ///
+    /// ```
+    /// use podnet_conntrack::{GcFilter, GcScan};
+    /// let f = GcFilter::new().remove_expired(true).time(100).scan(GcScan::Syscall);
+    /// assert!(f.remove_expired && f.time == 100);
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets [`GcFilter::remove_expired`].
+    pub fn remove_expired(mut self, yes: bool) -> Self {
+        self.remove_expired = yes;
+        self
+    }
+
+    /// Sets [`GcFilter::time`].
+    pub fn time(mut self, time: u32) -> Self {
+        self.time = time;
+        self
+    }
+
+    /// Sets [`GcFilter::match_ips`].
+    pub fn match_ips(mut self, ips: impl IntoIterator<Item = IpAddr>) -> Self {
+        self.match_ips = ips.into_iter().collect();
+        self
+    }
+
+    /// Sets [`GcFilter::valid_ips`].
+    pub fn valid_ips(mut self, ips: impl IntoIterator<Item = IpAddr>) -> Self {
+        self.valid_ips = Some(ips.into_iter().collect());
+        self
+    }
+
+    /// Sets [`GcFilter::emit`].
+    pub fn emit(mut self, f: impl FnMut(&AnyCtKey, &CtEntry) + Send + 'a) -> Self {
+        self.emit = Some(Box::new(f));
+        self
+    }
+
+    /// Sets [`GcFilter::batch_size`].
+    pub fn batch_size(mut self, n: u32) -> Self {
+        self.batch_size = n;
+        self
+    }
+
+    /// Sets [`GcFilter::sequential`].
+    pub fn sequential(mut self, yes: bool) -> Self {
+        self.sequential = yes;
+        self
+    }
+
+    /// Sets [`GcFilter::nat`].
+    pub fn nat(mut self, nat: &'a NatMap) -> Self {
+        self.nat = Some(nat);
+        self
+    }
+
+    /// Sets [`GcFilter::scan`].
+    pub fn scan(mut self, scan: GcScan) -> Self {
+        self.scan = scan;
+        self
+    }
+
     /// A filter removing entries expired at `clock`'s current time.
     ///
     /// # Errors
@@ -936,6 +1004,13 @@ mod tests {
             round_to_second(i64::MAX),
             Duration::from_nanos(i64::MAX as u64)
         );
+    }
+
+    #[test]
+    fn filter_and_controller_are_send() {
+        fn send<T: Send>() {}
+        send::<GcFilter<'static>>();
+        send::<crate::GcController>();
     }
 
     #[test]

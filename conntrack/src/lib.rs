@@ -11,7 +11,11 @@
 //! * [`CtMap`]: open a map pinned by the datapath or by a Cilium agent
 //!   (checked: type, key and value size), or create one; typed lookup,
 //!   update, delete, count, streaming batch iteration;
-//! * [`gc`] with a [`GcFilter`], [`ClockSource`], [`GcInterval`];
+//! * [`gc`] with a [`GcFilter`], [`ClockSource`], [`GcInterval`]: candidates
+//!   found in the kernel by a shipped BPF walk ([`GcScan`]), each deleted
+//!   atomically so a flow the datapath renews is never lost;
+//! * [`GcController`]: the GC thread an agent embeds (adaptive interval,
+//!   early wake-up, orphan SNAT purge, per-map statistics);
 //! * [`dump_entries`]: `cilium bpf ct list global` text;
 //! * [`nat`]: SNAT maps and [`nat::purge_orphan_nat_entries`];
 //! * [`cluster`]: per-cluster CT maps (array of maps by cluster id);

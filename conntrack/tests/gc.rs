@@ -77,21 +77,17 @@ fn check_gc_with(n: u32, batch: u32, lru: bool, sequential: bool, kernel: bool) 
     assert_eq!(map.count().unwrap(), n as usize);
     let emitted = Mutex::new(Vec::new());
     let stats = {
-        let mut f = GcFilter {
-            remove_expired: true,
-            time: NOW,
-            match_ips: ips,
-            emit: None,
-            batch_size: batch,
-            sequential,
-            nat: None,
-            valid_ips: None,
-            scan: if kernel {
+        let mut f = GcFilter::new()
+            .remove_expired(true)
+            .time(NOW)
+            .match_ips(ips)
+            .batch_size(batch)
+            .sequential(sequential)
+            .scan(if kernel {
                 GcScan::Kernel
             } else {
                 GcScan::Syscall
-            },
-        };
+            });
         if !kernel {
             f.emit = Some(Box::new(|k: &AnyCtKey, e: &CtEntry| {
                 emitted.lock().unwrap().push((*k, *e))
@@ -188,13 +184,11 @@ fn gc_with_tiny_batch_reports_enospc_growth() {
         .map(|i| (key4(i), entry(if i % 2 == 0 { NOW - 1 } else { NOW }, 1)))
         .collect();
     map.update_many(&items).unwrap();
-    let mut f = GcFilter {
-        remove_expired: true,
-        time: NOW,
-        batch_size: 1,
-        scan: GcScan::Syscall,
-        ..Default::default()
-    };
+    let mut f = GcFilter::new()
+        .remove_expired(true)
+        .time(NOW)
+        .batch_size(1)
+        .scan(GcScan::Syscall);
     let s = gc(&map, &mut f).unwrap();
     assert!(s.enospc_grows >= 1, "{s:?}");
     assert_eq!(s.scanned, 4096);
@@ -235,12 +229,7 @@ fn bpf_writer_during_gc(scan: GcScan) {
             while !started.load(Ordering::Relaxed) {
                 std::thread::yield_now();
             }
-            let mut f = GcFilter {
-                remove_expired: true,
-                time: NOW,
-                scan,
-                ..Default::default()
-            };
+            let mut f = GcFilter::new().remove_expired(true).time(NOW).scan(scan);
             let stats = gc(&map, &mut f).unwrap();
             done.store(true, Ordering::Relaxed);
             stats
@@ -316,14 +305,12 @@ fn writer_during_gc(sequential: bool, scan: GcScan) {
             }
             ok
         });
-        let mut f = GcFilter {
-            remove_expired: true,
-            time: NOW,
-            batch_size: 256,
-            sequential,
-            scan,
-            ..Default::default()
-        };
+        let mut f = GcFilter::new()
+            .remove_expired(true)
+            .time(NOW)
+            .batch_size(256)
+            .sequential(sequential)
+            .scan(scan);
         let stats = gc(&map, &mut f).unwrap();
         done.store(true, Ordering::Relaxed);
         eprintln!("gc during writes: {stats}");
@@ -349,11 +336,7 @@ fn writer_during_gc(sequential: bool, scan: GcScan) {
         &lost[..lost.len().min(5)]
     );
     // Nothing expired and not renewed survives a second pass.
-    let mut f = GcFilter {
-        remove_expired: true,
-        time: NOW,
-        ..Default::default()
-    };
+    let mut f = GcFilter::new().remove_expired(true).time(NOW);
     gc(&map, &mut f).unwrap();
     for r in map.iter().unwrap() {
         let (_, e) = r.unwrap();
@@ -429,16 +412,14 @@ fn gc_on_ipv6_endpoint_map_matches_addresses_and_expiry() {
     ips.insert(IpAddr::V6(key6(2).saddr()));
     let mut kept = 0usize;
     let s = {
-        let mut f = GcFilter {
-            remove_expired: true,
-            time: NOW,
-            match_ips: ips,
-            emit: Some(Box::new(|k: &AnyCtKey, _e: &CtEntry| {
+        let mut f = GcFilter::new()
+            .remove_expired(true)
+            .time(NOW)
+            .match_ips(ips)
+            .emit(|k: &AnyCtKey, _e: &CtEntry| {
                 assert_eq!(k.family(), podnet_conntrack::IpFamily::V6);
                 kept += 1
-            })),
-            ..Default::default()
-        };
+            });
         gc(&map, &mut f).unwrap()
     };
     assert_eq!(s.deleted_expired, 1000);
@@ -480,12 +461,10 @@ fn valid_ips_deletes_entries_with_neither_address_valid() {
             IpAddr::V4(if i < 250 { k.daddr() } else { k.saddr() })
         })
         .collect();
-    let mut f = GcFilter {
-        remove_expired: true,
-        time: NOW,
-        valid_ips: Some(valid),
-        ..Default::default()
-    };
+    let mut f = GcFilter::new()
+        .remove_expired(true)
+        .time(NOW)
+        .valid_ips(valid);
     let s = gc(&map, &mut f).unwrap();
     assert_eq!(
         (s.scanned, s.deleted, s.deleted_matched, s.alive),

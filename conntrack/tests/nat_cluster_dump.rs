@@ -503,13 +503,11 @@ fn gc_removes_the_snat_mappings_of_deleted_egress_entries() {
     )
     .unwrap();
     for sequential in [false, true] {
-        let mut f = podnet_conntrack::GcFilter {
-            remove_expired: true,
-            time: 100,
-            nat: Some(&nat),
-            sequential,
-            ..Default::default()
-        };
+        let mut f = podnet_conntrack::GcFilter::new()
+            .remove_expired(true)
+            .time(100)
+            .nat(&nat)
+            .sequential(sequential);
         let s = podnet_conntrack::gc(&tcp, &mut f).unwrap();
         if !sequential {
             assert_eq!((s.deleted, s.alive, s.nat_deleted), (3, 1, 3), "{s:?}");
