@@ -27,7 +27,9 @@
 //! repetitions per measurement (`cargo bench`), 20k in quick mode, 21 rounds
 //! (quick: 3) of the kernel's own per-run average. iperf3: 3 s runs, 12
 //! rounds (quick: 1 s, 3); latency: 16 rounds (quick: 3) of the mean of
-//! 20000 request/responses (quick: 500) and of 100 pings (quick: 50). Client and server of
+//! 20000 request/responses (quick: 500) and of 100 pings (quick: 50), the
+//! topologies alternating chunk by chunk within a round (10 chunks of
+//! request/responses, 4 of pings). Client and server of
 //! every network row run on the same CPU for every contender (iperf3 `-A`,
 //! the request/response threads' affinity, `taskset` for ping).
 
@@ -347,26 +349,54 @@ pub fn run_traffic(report: &mut Report) {
     ));
 
     // Ping and request/response are cheap: more rounds than the minimum.
-    fn latency<'a>(
-        t: &'a Topology,
-        name: &'a str,
-        probes: usize,
-        transactions: usize,
-    ) -> impl FnMut(&mut Record<'_>) + 'a {
-        move |r: &mut Record<'_>| {
-            r.put(&format!("{name} rtt"), t.rtt(probes));
-            r.put(&format!("{name} rr"), t.request_response(transactions));
-        }
-    }
+    // Their noise comes and goes faster than a round, so within a round the
+    // three topologies also alternate chunk by chunk (order reversed every
+    // chunk and every round), on connections kept open for the round.
+    let topologies = [(&plain, "plain"), (&bpf, "bpf"), (&hooks, "hooks")];
+    let chunks = report.size(10, 2);
+    let ping_chunks = report.size(4, 2);
     let lat_rounds = report.rounds(Rounds::Network).max(report.size(16, 3));
+    // SAFETY: a zeroed cpu_set_t is valid; sched_getaffinity fills it.
+    let mut old: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `old` is a cpu_set_t of the size given.
+    unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut old) };
+    pin_thread();
     let lat = alternate(
         lat_rounds,
-        &mut [
-            &mut latency(&plain, "plain", probes, transactions),
-            &mut latency(&bpf, "bpf", probes, transactions),
-            &mut latency(&hooks, "hooks", probes, transactions),
-        ],
+        &mut [&mut |r: &mut Record<'_>| {
+            let flip = r.round() % 2;
+            let order = |chunk: usize| -> Vec<usize> {
+                let mut o = vec![0, 1, 2];
+                if (chunk + flip) % 2 == 1 {
+                    o.reverse();
+                }
+                o
+            };
+            let mut conns: Vec<RrConn> = topologies.iter().map(|(t, _)| t.rr_connect()).collect();
+            let mut took = [std::time::Duration::ZERO; 3];
+            for chunk in 0..chunks {
+                for i in order(chunk) {
+                    took[i] += conns[i].exchange(transactions / chunks);
+                }
+            }
+            for c in conns.drain(..) {
+                c.close();
+            }
+            let mut rtt = [0.0; 3];
+            for chunk in 0..ping_chunks {
+                for i in order(chunk) {
+                    rtt[i] += topologies[i].0.rtt(probes / ping_chunks) / ping_chunks as f64;
+                }
+            }
+            for (i, (_, name)) in topologies.iter().enumerate() {
+                let n = (transactions / chunks * chunks) as f64;
+                r.put(&format!("{name} rr"), took[i].as_secs_f64() * 1e6 / n);
+                r.put(&format!("{name} rtt"), rtt[i]);
+            }
+        }],
     );
+    // SAFETY: `old` is the affinity read above.
+    unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &old) };
     let rows = [
         (
             format!("cross-node TCP request/response (1 byte each way, {transactions} back to back), {pinned}"),
@@ -562,10 +592,10 @@ impl Topology {
         }
     }
 
-    /// Mean time of a TCP request/response, pod 1 -> pod 2, microseconds:
-    /// one byte each way, `n` times back to back on one connection with
-    /// Nagle off (netperf's TCP_RR, in process).
-    fn request_response(&self, n: usize) -> f64 {
+    /// A TCP connection pod 1 -> pod 2 for request/response, one byte each
+    /// way with Nagle off (netperf's TCP_RR, in process), warmed up. The
+    /// server thread runs on [`CPU`]; so must the caller's exchanges.
+    fn rr_connect(&self) -> RrConn {
         let addr: SocketAddr = format!("{}:7001", IPS[1]).parse().expect("address");
         let listener = self.pods[1]
             .run(|| TcpListener::bind(addr))
@@ -581,36 +611,14 @@ impl Topology {
                 }
             }
         });
-        let mut c = self.pods[0]
+        let c = self.pods[0]
             .run(|| TcpStream::connect(addr))
             .expect("connect from pod 1");
         c.set_nodelay(true).expect("nodelay");
-        // The exchanges run on this thread, pinned like the server; it is
-        // unpinned again below.
-        // SAFETY: a zeroed cpu_set_t is valid; sched_getaffinity fills it.
-        let mut old: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        // SAFETY: `old` is a cpu_set_t of the size given.
-        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut old) };
-        pin_thread();
-        let mut b = [7u8; 1];
-        // A few warm-up exchanges: connection set-up is not latency.
-        for _ in 0..10 {
-            c.write_all(&b)
-                .and_then(|()| c.read_exact(&mut b))
-                .expect("warm-up");
-        }
-        let start = Instant::now();
-        for _ in 0..n {
-            c.write_all(&b)
-                .and_then(|()| c.read_exact(&mut b))
-                .expect("exchange");
-        }
-        let us = start.elapsed().as_secs_f64() * 1e6 / n as f64;
-        // SAFETY: `old` is the affinity read above.
-        unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &old) };
-        drop(c);
-        let _ = server.join();
-        us
+        let mut conn = RrConn { c, server };
+        // Connection set-up is not latency.
+        conn.exchange(10);
+        conn
     }
 
     /// Mean ping RTT pod 1 -> pod 2, microseconds.
@@ -637,6 +645,32 @@ impl Topology {
             .and_then(|v| v.trim().split('/').nth(1))
             .and_then(|avg| avg.parse::<f64>().ok())
             .map_or(f64::NAN, |ms| ms * 1000.0)
+    }
+}
+
+/// See [`Topology::rr_connect`].
+struct RrConn {
+    c: TcpStream,
+    server: std::thread::JoinHandle<()>,
+}
+
+impl RrConn {
+    /// `n` request/responses back to back; how long they took.
+    fn exchange(&mut self, n: usize) -> std::time::Duration {
+        let mut b = [7u8; 1];
+        let start = Instant::now();
+        for _ in 0..n {
+            self.c
+                .write_all(&b)
+                .and_then(|()| self.c.read_exact(&mut b))
+                .expect("exchange");
+        }
+        start.elapsed()
+    }
+
+    fn close(self) {
+        drop(self.c);
+        let _ = self.server.join();
     }
 }
 
