@@ -1,6 +1,5 @@
 //! ADD, DEL, CHECK and VERSION.
 
-use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
@@ -328,10 +327,7 @@ fn flush_ct(dp: &Datapath, ip: IpAddr) -> CniResult<()> {
         let map = podnet_conntrack::CtMap::open(p).map_err(|e| {
             CniError::from_err(CONNTRACK_FAILURE, &format!("open {}", p.display()), &e)
         })?;
-        let mut f = podnet_conntrack::GcFilter {
-            match_ips: HashSet::from([ip]),
-            ..Default::default()
-        };
+        let mut f = podnet_conntrack::GcFilter::new().match_ips([ip]);
         podnet_conntrack::gc(&map, &mut f).map_err(|e| {
             CniError::from_err(
                 CONNTRACK_FAILURE,
