@@ -8,3 +8,6 @@ cd "$(dirname "$0")/.."
 
 cargo test --workspace --all-targets --no-fail-fast "$@"
 cargo test --workspace --doc --no-fail-fast "$@"
+# The optional serde feature of each published crate (round-trip unit tests).
+cargo test --no-fail-fast --lib -p podnet-route -p podnet-conntrack -p podnet-datapath \
+  --features podnet-route/serde,podnet-conntrack/serde,podnet-datapath/serde "$@"

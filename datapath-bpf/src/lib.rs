@@ -25,6 +25,13 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![warn(missing_docs)]
+// Issue #10: every fallible call says how it fails, results worth using are
+// #[must_use], and code in docs is marked as code (CI denies warnings).
+#![warn(
+    clippy::missing_errors_doc,
+    clippy::must_use_candidate,
+    clippy::doc_markdown
+)]
 
 mod attach;
 mod checks;

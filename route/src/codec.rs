@@ -392,7 +392,7 @@ pub(crate) fn rule_dump(family: Option<Family>) -> RuleMessage {
     m
 }
 
-/// Decodes an RTM_NEWRULE body; `None` for other families.
+/// Decodes an `RTM_NEWRULE` body; `None` for other families.
 #[cfg(test)]
 pub(crate) fn decode_rule(buf: &[u8]) -> Result<Option<Rule>, NlError> {
     Ok(decode_rule_full(buf)?.map(|(r, _)| r))
