@@ -65,8 +65,8 @@ fn run() -> Result<()> {
         Handle::open_netns(vpc.path())?,
     );
     hn.add_veth(&Veth::new("eth1", "eth0").peer_netns(vpc.path()))?;
-    hn.set_link_up("eth1", true)?;
-    hv.set_link_up("eth0", true)?;
+    hn.set_link_up("eth1")?;
+    hv.set_link_up("eth0")?;
     hn.add_address(&Address::new("192.168.0.20/24".parse()?, "eth1"))?;
     hv.add_address(&Address::new("192.168.0.1/24".parse()?, "eth0"))?;
     hv.add_address(&Address::new(format!("{VPC_HOST}/32").parse()?, "lo"))?;

@@ -258,7 +258,7 @@ impl Lab {
         let mut nodes = Vec::new();
         for (n, ns) in plan.nodes.iter().zip(node_ns) {
             let h = Handle::open_netns(ns.path())?;
-            h.set_link_up("eth0", true)?;
+            h.set_link_up("eth0")?;
             h.add_address(&Address::new(
                 IpNet::new(IpAddr::V4(n.node_ip), 24)?,
                 "eth0",
@@ -266,8 +266,8 @@ impl Lab {
             // Cilium's cilium_host / cilium_net pair, cilium_host holding the
             // pods' gateway address.
             h.add_veth(&Veth::new("cilium_host", "cilium_net"))?;
-            h.set_link_up("cilium_host", true)?;
-            h.set_link_up("cilium_net", true)?;
+            h.set_link_up("cilium_host")?;
+            h.set_link_up("cilium_net")?;
             h.add_address(&Address::new(
                 IpNet::new(IpAddr::V4(n.host_ip), 32)?,
                 "cilium_host",
@@ -648,8 +648,8 @@ pub fn wire_pod(
     // the node's permanent entry for the pod. The node's route to the
     // pod is left to the caller (the lab's `install_routes`).
     let (ip, gw) = (IpAddr::V4(ip), IpAddr::V4(gateway));
-    node_h.set_link_up(lxc, true)?;
-    pod_h.set_link_up("eth0", true)?;
+    node_h.set_link_up(lxc)?;
+    pod_h.set_link_up("eth0")?;
     pod_h.add_address(&Address::new(IpNet::new(ip, 32)?, "eth0"))?;
     pod_h.replace_neighbour(&Neighbour::permanent(gw, lxc_mac, "eth0"))?;
     pod_h.upsert(

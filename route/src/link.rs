@@ -395,7 +395,7 @@ impl Handle {
     /// use podnet_route::{Handle, Veth};
     /// let h = Handle::new()?;
     /// let idx = h.add_veth(&Veth::new("lxc1", "eth0").peer_netns("/run/netns/pod1"))?;
-    /// h.set_link_up("lxc1", true)?;
+    /// h.set_link_up("lxc1")?;
     /// # let _ = idx;
     /// # Ok::<(), podnet_route::Error>(())
     /// ```
@@ -473,12 +473,25 @@ impl Handle {
             .map_err(|e| kernel(Op::SetLink, &object, e))
     }
 
-    /// Sets the link `name` up or down (`ip link set NAME up|down`).
+    /// Sets the link `name` up (`ip link set NAME up`).
     ///
     /// # Errors
     /// [`Error::Kernel`] naming the link and the errno (`ENODEV`: no such
     /// link).
-    pub fn set_link_up(&self, name: &str, up: bool) -> Result<()> {
+    pub fn set_link_up(&self, name: &str) -> Result<()> {
+        self.set_link_state(name, true)
+    }
+
+    /// Sets the link `name` down (`ip link set NAME down`).
+    ///
+    /// # Errors
+    /// [`Error::Kernel`] naming the link and the errno (`ENODEV`: no such
+    /// link).
+    pub fn set_link_down(&self, name: &str) -> Result<()> {
+        self.set_link_state(name, false)
+    }
+
+    fn set_link_state(&self, name: &str, up: bool) -> Result<()> {
         let mut m = link_by_name(name);
         m.header.change_mask = LinkFlags::Up;
         if up {

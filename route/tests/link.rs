@@ -56,8 +56,8 @@ fn veth_with_peer_in_another_netns_named_there() {
     assert_eq!(e0.peer_index, Some(idx));
     assert!(h.link("eth0").unwrap().is_none(), "no eth0 in the node");
 
-    h.set_link_up("lxc1", true).unwrap();
-    p.set_link_up("eth0", true).unwrap();
+    h.set_link_up("lxc1").unwrap();
+    p.set_link_up("eth0").unwrap();
     h.set_link_mtu("lxc1", 1300).unwrap();
     let m2 = MacAddr([0x0a, 0, 0, 0, 0, 0x33]);
     h.set_link_mac("lxc1", m2).unwrap();
@@ -71,7 +71,7 @@ fn veth_with_peer_in_another_netns_named_there() {
     let names: Vec<String> = h.links().unwrap().into_iter().map(|l| l.name).collect();
     assert_eq!(names, ["lo", "lxc1"]);
 
-    let e = h.set_link_up("nope0", true).unwrap_err();
+    let e = h.set_link_up("nope0").unwrap_err();
     assert_eq!(e.errno(), Some(libc::ENODEV), "{e}");
     assert!(e.to_string().starts_with("set link nope0 up: "), "{e}");
 

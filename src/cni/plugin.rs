@@ -172,9 +172,8 @@ fn wire(conf: &NetConf, env: &Env, rec: &mut Record, store: &Store) -> CniResult
         let what = what.to_string();
         move |e: podnet_route::Error| nl(&what, &e)
     };
-    pod.set_link_up("lo", true)
-        .map_err(err("set lo up in the pod"))?;
-    pod.set_link_up(&env.ifname, true)
+    pod.set_link_up("lo").map_err(err("set lo up in the pod"))?;
+    pod.set_link_up(&env.ifname)
         .map_err(err("set the pod's interface up"))?;
     let host_net = IpNet::new(ip, 32).map_err(|e| CniError::new(INVALID_CONFIG, e.to_string()))?;
     pod.add_address(&Address::new(host_net, &env.ifname))
@@ -192,7 +191,7 @@ fn wire(conf: &NetConf, env: &Env, rec: &mut Record, store: &Store) -> CniResult
         .map_err(err("add the pod's default route"))?;
 
     // The node side: veth up, the /32 route and the pod's neighbour entry.
-    host.set_link_up(&rec.host_if, true)
+    host.set_link_up(&rec.host_if)
         .map_err(err("set the host-side veth up"))?;
     host.replace_neighbour(&Neighbour::permanent(ip, pod_mac, &rec.host_if))
         .map_err(err("add the pod's neighbour entry on the node"))?;

@@ -419,7 +419,7 @@ impl Netns {
         h.add_veth(&Veth::new(ifname, peer.as_str()))
             .unwrap_or_else(|e| panic!("netns {}: {e}", self.name));
         for dev in [ifname, peer.as_str()] {
-            h.set_link_up(dev, true)
+            h.set_link_up(dev)
                 .unwrap_or_else(|e| panic!("netns {}: {e}", self.name));
         }
     }
@@ -469,9 +469,9 @@ pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
     let (ha, hb) = (a.route_handle(), b.route_handle());
     ha.add_veth(&Veth::new(a_if, b_if).peer_netns(b.path()))
         .unwrap_or_else(|e| panic!("veth {a_if} ({}) <-> {b_if} ({}): {e}", a.name(), b.name()));
-    ha.set_link_up(a_if, true)
+    ha.set_link_up(a_if)
         .unwrap_or_else(|e| panic!("netns {}: {e}", a.name()));
-    hb.set_link_up(b_if, true)
+    hb.set_link_up(b_if)
         .unwrap_or_else(|e| panic!("netns {}: {e}", b.name()));
 }
 
