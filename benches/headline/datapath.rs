@@ -481,34 +481,16 @@ impl Topology {
         for i in 0..2 {
             let node = &n[i];
             node.exec_ok("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
-            node.ip(&[
-                "addr",
-                "add",
-                &format!("192.168.100.{}/24", i + 1),
-                "dev",
-                "eth0",
-            ]);
-            node.ip(&[
-                "route",
-                "add",
-                &format!("10.{}.0.0/24", 2 - i),
-                "via",
-                &format!("192.168.100.{}", 2 - i),
-                "dev",
-                "eth0",
-            ]);
+            node.add_address(&format!("192.168.100.{}/24", i + 1), "eth0");
+            // The other node (1 or 2) owns 10.<it>.0.0/24 behind 192.168.100.<it>.
+            let other = 2 - i;
+            node.add_route(&format!(
+                "10.{other}.0.0/24 via 192.168.100.{other} dev eth0"
+            ));
             let gateway = "169.254.1.1".parse().expect("address");
             let ip = IPS[i].parse().expect("address");
             let link = pod_link(node, "lxc0", &pods[i], ip, gateway);
-            node.ip(&[
-                "route",
-                "add",
-                &format!("{}/32", IPS[i]),
-                "dev",
-                "lxc0",
-                "scope",
-                "link",
-            ]);
+            node.add_route(&format!("{}/32 dev lxc0 scope link", IPS[i]));
             if kind != Kind::Plain {
                 let o = Options::small(pins.join(&format!("n{i}"))).skip_fib(true);
                 let mut dp = Datapath::load(&o).expect("load");

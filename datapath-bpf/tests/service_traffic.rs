@@ -31,19 +31,11 @@ fn add_pod(node: &Netns, tag: &str, lxc: &str, ip: IpAddr, id: u16) -> (Netns, E
     let ns = Netns::new(tag);
     let link = if ip.is_ipv4() {
         let l = pod_link(node, lxc, &ns, ip, "169.254.1.1".parse().unwrap());
-        node.ip(&[
-            "route",
-            "add",
-            &format!("{ip}/32"),
-            "dev",
-            lxc,
-            "scope",
-            "link",
-        ]);
+        node.add_route(&format!("{ip}/32 dev {lxc} scope link"));
         l
     } else {
         let l = pod_link(node, lxc, &ns, ip, "fe80::1".parse().unwrap());
-        node.ip(&["-6", "route", "add", &format!("{ip}/128"), "dev", lxc]);
+        node.add_route(&format!("{ip}/128 dev {lxc}"));
         l
     };
     let ep = Endpoint::new(ip, link.lxc_ifindex)
@@ -111,65 +103,15 @@ fn cluster_ip(v6: bool) {
     let n2 = node(&format!("sn{f}2"));
     veth(&n1, "eth0", &n2, "eth0");
     if v6 {
-        n1.ip(&[
-            "-6",
-            "addr",
-            "add",
-            "fd00:100::1/64",
-            "dev",
-            "eth0",
-            "nodad",
-        ]);
-        n2.ip(&[
-            "-6",
-            "addr",
-            "add",
-            "fd00:100::2/64",
-            "dev",
-            "eth0",
-            "nodad",
-        ]);
-        n1.ip(&[
-            "-6",
-            "route",
-            "add",
-            "fd00:2::/64",
-            "via",
-            "fd00:100::2",
-            "dev",
-            "eth0",
-        ]);
-        n2.ip(&[
-            "-6",
-            "route",
-            "add",
-            "fd00:1::/64",
-            "via",
-            "fd00:100::1",
-            "dev",
-            "eth0",
-        ]);
+        n1.add_address("fd00:100::1/64", "eth0");
+        n2.add_address("fd00:100::2/64", "eth0");
+        n1.add_route("fd00:2::/64 via fd00:100::2 dev eth0");
+        n2.add_route("fd00:1::/64 via fd00:100::1 dev eth0");
     } else {
-        n1.ip(&["addr", "add", "192.168.100.1/24", "dev", "eth0"]);
-        n2.ip(&["addr", "add", "192.168.100.2/24", "dev", "eth0"]);
-        n1.ip(&[
-            "route",
-            "add",
-            "10.2.0.0/24",
-            "via",
-            "192.168.100.2",
-            "dev",
-            "eth0",
-        ]);
-        n2.ip(&[
-            "route",
-            "add",
-            "10.1.0.0/24",
-            "via",
-            "192.168.100.1",
-            "dev",
-            "eth0",
-        ]);
+        n1.add_address("192.168.100.1/24", "eth0");
+        n2.add_address("192.168.100.2/24", "eth0");
+        n1.add_route("10.2.0.0/24 via 192.168.100.2 dev eth0");
+        n2.add_route("10.1.0.0/24 via 192.168.100.1 dev eth0");
     }
     let a = pick("10.1.0.2", "fd00:1::2");
     let b1ip = pick("10.1.0.3", "fd00:1::3");

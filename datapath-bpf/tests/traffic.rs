@@ -50,15 +50,7 @@ fn add_pod(
         IpAddr::V4(ip),
         "169.254.1.1".parse().unwrap(),
     );
-    node.ip(&[
-        "route",
-        "add",
-        &format!("{ip}/32"),
-        "dev",
-        lxc,
-        "scope",
-        "link",
-    ]);
+    node.add_route(&format!("{ip}/32 dev {lxc} scope link"));
     let ep = Endpoint::new(IpAddr::V4(ip), link.lxc_ifindex)
         .mac(link.pod_mac)
         .node_mac(link.lxc_mac)
@@ -98,26 +90,10 @@ fn pods_talk_on_one_node_and_across_nodes_and_policy_drops() {
     let n1 = node("n1");
     let n2 = node("n2");
     veth(&n1, "eth0", &n2, "eth0");
-    n1.ip(&["addr", "add", "192.168.100.1/24", "dev", "eth0"]);
-    n2.ip(&["addr", "add", "192.168.100.2/24", "dev", "eth0"]);
-    n1.ip(&[
-        "route",
-        "add",
-        "10.2.0.0/24",
-        "via",
-        "192.168.100.2",
-        "dev",
-        "eth0",
-    ]);
-    n2.ip(&[
-        "route",
-        "add",
-        "10.1.0.0/24",
-        "via",
-        "192.168.100.1",
-        "dev",
-        "eth0",
-    ]);
+    n1.add_address("192.168.100.1/24", "eth0");
+    n2.add_address("192.168.100.2/24", "eth0");
+    n1.add_route("10.2.0.0/24 via 192.168.100.2 dev eth0");
+    n2.add_route("10.1.0.0/24 via 192.168.100.1 dev eth0");
 
     let (p1a, e1a) = add_pod(&n1, "p1a", "lxc1a", "10.1.0.2", 101, 1001);
     let (p1b, e1b) = add_pod(&n1, "p1b", "lxc1b", "10.1.0.3", 102, 1002);
@@ -320,44 +296,10 @@ fn ipv6_pods_talk_on_one_node_and_across_nodes() {
         nn.exec_ok("sysctl", &["-qw", "net.ipv6.conf.all.forwarding=1"]);
     }
     veth(&n[0], "eth0", &n[1], "eth0");
-    n[0].ip(&[
-        "-6",
-        "addr",
-        "add",
-        "fd00:100::1/64",
-        "dev",
-        "eth0",
-        "nodad",
-    ]);
-    n[1].ip(&[
-        "-6",
-        "addr",
-        "add",
-        "fd00:100::2/64",
-        "dev",
-        "eth0",
-        "nodad",
-    ]);
-    n[0].ip(&[
-        "-6",
-        "route",
-        "add",
-        "fd00:2::/64",
-        "via",
-        "fd00:100::2",
-        "dev",
-        "eth0",
-    ]);
-    n[1].ip(&[
-        "-6",
-        "route",
-        "add",
-        "fd00:1::/64",
-        "via",
-        "fd00:100::1",
-        "dev",
-        "eth0",
-    ]);
+    n[0].add_address("fd00:100::1/64", "eth0");
+    n[1].add_address("fd00:100::2/64", "eth0");
+    n[0].add_route("fd00:2::/64 via fd00:100::2 dev eth0");
+    n[1].add_route("fd00:1::/64 via fd00:100::1 dev eth0");
 
     let mut dps = Vec::new();
     for (i, nn) in n.iter().enumerate() {
@@ -383,7 +325,7 @@ fn ipv6_pods_talk_on_one_node_and_across_nodes() {
             ip.parse().unwrap(),
             "fe80::1".parse().unwrap(),
         );
-        node.ip(&["-6", "route", "add", &format!("{ip}/128"), "dev", lxc]);
+        node.add_route(&format!("{ip}/128 dev {lxc}"));
         let ep = Endpoint::new(ip.parse().unwrap(), link.lxc_ifindex)
             .mac(link.pod_mac)
             .node_mac(link.lxc_mac)
@@ -451,7 +393,7 @@ fn keep_attached_survives_an_agent_restart() {
     require_privileges!();
     let pins = BpfDir::new("keep");
     let n = node("keep");
-    n.ip(&["addr", "add", "192.168.200.1/32", "dev", "lo"]);
+    n.add_address("192.168.200.1/32", "lo");
     let (pod, ep) = add_pod(&n, "keeppod", "lxc7", "10.7.0.2", 7, 7007);
     let opts = Options::small(pins.join("g")).keep_attached(true);
     let fwd = |dp: &Datapath| {

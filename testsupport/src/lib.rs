@@ -424,6 +424,30 @@ impl Netns {
         }
     }
 
+    /// Adds the address `cidr` (`"192.168.100.1/24"`) to `dev` with
+    /// podnet-route; IPv6 addresses skip duplicate address detection.
+    pub fn add_address(&self, cidr: &str, dev: &str) {
+        let net: IpNet = cidr
+            .parse()
+            .unwrap_or_else(|e| panic!("address {cidr:?}: {e}"));
+        let a = Address::new(net, dev);
+        let a = if net.addr().is_ipv6() { a.nodad() } else { a };
+        self.route_handle()
+            .add_address(&a)
+            .unwrap_or_else(|e| panic!("netns {}: {e}", self.name));
+    }
+
+    /// Installs a route given as `ip route` text (`"10.2.0.0/24 via
+    /// 192.168.100.2 dev eth0"`) with podnet-route.
+    pub fn add_route(&self, text: &str) {
+        let r: Route = text
+            .parse()
+            .unwrap_or_else(|e| panic!("route {text:?}: {e}"));
+        self.route_handle()
+            .upsert(&r, None)
+            .unwrap_or_else(|e| panic!("netns {}: {e}", self.name));
+    }
+
     /// A `podnet-route` handle in this namespace (the fixtures wire links,
     /// addresses and neighbours with the crate, not with `ip`).
     pub fn route_handle(&self) -> Handle {
