@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use ipnet::IpNet;
 use netlink_packet_core::Emitable;
 
 use super::*;
@@ -249,7 +250,30 @@ pub(crate) fn same_paths(r: &Route, hops: &[u32], d: &Decoded) -> bool {
 }
 
 /// The routes of tables dumped once for a whole batch, by (IPv6, table).
-pub(crate) type TableCache = HashMap<(bool, u32), Vec<Decoded>>;
+pub(crate) type TableCache = HashMap<(bool, u32), HashMap<IpNet, Vec<Decoded>>>;
+
+/// A table's routes indexed by prefix (what [`matches`] requires equal), so
+/// a batch looks each route up in O(1) instead of scanning the table.
+pub(crate) fn index_by_prefix(all: Vec<Decoded>) -> HashMap<IpNet, Vec<Decoded>> {
+    let mut by: HashMap<IpNet, Vec<Decoded>> = HashMap::new();
+    for d in all {
+        by.entry(d.route.prefix).or_default().push(d);
+    }
+    by
+}
+
+/// The cached routes of `r`'s table with `r`'s prefix.
+pub(crate) fn cached<'c>(
+    cache: &'c TableCache,
+    key: (bool, u32),
+    r: &Route,
+) -> impl Iterator<Item = &'c Decoded> {
+    cache
+        .get(&key)
+        .and_then(|m| m.get(&r.prefix))
+        .into_iter()
+        .flatten()
+}
 
 /// What the prefix step of an upsert sends and how it treats what is there.
 pub(crate) struct Put<'a> {
@@ -456,9 +480,9 @@ impl Handle {
             if let std::collections::hash_map::Entry::Vacant(e) = cache.entry(key) {
                 let req = codec::route_dump(Some(fam), Some(r.table), None, None, None);
                 let all = self.dump_routes(c, &req, |d| d.route.table == r.table)?;
-                e.insert(all);
+                e.insert(index_by_prefix(all));
             }
-            let found = cache.get(&key).into_iter().flatten();
+            let found = cached(cache, key, r);
             return Ok(found
                 .filter(|d| matches(r, oif, crit, d))
                 .min_by_key(|d| d.route.kernel_metric())
@@ -772,13 +796,9 @@ impl Handle {
                 if let std::collections::hash_map::Entry::Vacant(e) = cache.entry(key) {
                     let req = codec::route_dump(Some(Family::V4), Some(r.table), None, None, None);
                     let all = self.dump_routes(c, &req, |d| d.route.table == r.table)?;
-                    e.insert(all);
+                    e.insert(index_by_prefix(all));
                 }
-                cache
-                    .get(&key)
-                    .into_iter()
-                    .flatten()
-                    .any(|d| matches(r, oif, crit, d) && proto_matches(r, d))
+                cached(cache, key, r).any(|d| matches(r, oif, crit, d) && proto_matches(r, d))
             }
             // One FIB message where the FIB has the route (the best route
             // of its prefix has the lowest metric, 0), else a dump of the
