@@ -6,7 +6,7 @@
 //! * GC with 50% expired: `podnet_conntrack::gc` against a raw scan + raw
 //!   `bpf_map_delete_batch` of the same expired keys, on identically filled
 //!   maps. Goal: ours <= 1.25x the raw time, for both GC modes (deletes
-//!   overlapped on a second thread, and one thread, the default), which also
+//!   overlapped on a second thread, the default, and one thread), which also
 //!   alternate with each other so the table says which one is faster.
 //!   These rows pin the syscall scan (`GcScan::Syscall`) they measure.
 //! * Peak RSS growth during GC (O(batch), not O(map)).

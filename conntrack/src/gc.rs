@@ -161,10 +161,11 @@ pub struct GcFilter<'a> {
     /// Entries per `BPF_MAP_LOOKUP_BATCH` (0: [`crate::DEFAULT_BATCH`]). Grown on `ENOSPC`.
     pub batch_size: u32,
     /// Run the per-key deletions of expired entries of the syscall scan on
-    /// the calling thread (the default), instead of a helper thread that
-    /// overlaps them with the scan. The default follows the benchmark: on a
-    /// 2-core machine the overlapped mode took 1.24-1.35x the one-thread
-    /// time in three runs back to back (the helper thread waits for a CPU).
+    /// the calling thread, instead of a helper thread that overlaps them
+    /// with the scan (the default). Measured on a 2-core machine: overlapped
+    /// took 0.75x the one-thread time when the machine was otherwise idle,
+    /// but 1.24-1.35x in three runs while other builds kept both cores busy
+    /// (the helper thread then waits for a CPU): set it on a loaded node.
     pub sequential: bool,
     /// The SNAT map whose mappings go with deleted egress CT entries, as
     /// Cilium's GC does (`purgeCtEntry4/6`: `DeleteMapping`, or
@@ -183,7 +184,7 @@ impl Default for GcFilter<'_> {
             match_ips: HashSet::new(),
             emit: None,
             batch_size: 0,
-            sequential: true,
+            sequential: false,
             nat: None,
             scan: GcScan::default(),
         }
@@ -436,8 +437,8 @@ impl fmt::Display for GcStats {
 ///   On kernels without that call for hash maps (< 5.14) the entry is
 ///   re-read and re-checked just before a batch delete instead.
 ///
-/// With [`GcFilter::sequential`] off (it is on by default), those per-key
-/// deletions of the syscall scan run on a helper thread fed through a bounded channel, overlapping the scan (memory
+/// Unless [`GcFilter::sequential`] is set, those per-key deletions of the
+/// syscall scan run on a helper thread fed through a bounded channel, overlapping the scan (memory
 /// stays O(batch)). `emit` is always called on the calling thread.
 ///
 /// ```no_run
