@@ -141,6 +141,7 @@ pub enum GcScan {
 /// f.emit = Some(Box::new(|_k, _e| kept += 1));
 /// assert!(f.remove_expired && f.time == 100);
 /// ```
+#[derive(Default)]
 #[non_exhaustive]
 #[must_use]
 pub struct GcFilter<'a> {
@@ -173,22 +174,6 @@ pub struct GcFilter<'a> {
     pub nat: Option<&'a NatMap>,
     /// How candidates are found (default [`GcScan::Auto`]).
     pub scan: GcScan,
-}
-
-impl Default for GcFilter<'_> {
-    fn default() -> Self {
-        GcFilter {
-            remove_expired: false,
-            time: 0,
-            valid_ips: None,
-            match_ips: HashSet::new(),
-            emit: None,
-            batch_size: 0,
-            sequential: false,
-            nat: None,
-            scan: GcScan::default(),
-        }
-    }
 }
 
 impl fmt::Debug for GcFilter<'_> {
