@@ -148,54 +148,15 @@ static __always_inline int ip_verdict(__u8 d, __u8 s, __u32 flags)
 	return 0;
 }
 
-static long walk4(struct bpf_map *map, struct ct4_key *key, struct ct_entry *val,
-		  struct walk *w)
+/* One entry of the walk, for either family (`key_size` and `addr_len` are
+ * constants after inlining): skip up to the resume point, stop when the
+ * output is full, else record the key when it is a candidate. */
+static __always_inline long walk_entry(struct walk *w, void *ips, const void *key,
+				       __u32 key_size, const __u8 *daddr,
+				       const __u8 *saddr, __u32 addr_len,
+				       __u32 lifetime)
 {
-	__u8 *bits, d = 0, s = 0;
-	struct out_buf *out;
-	__u32 zero = 0, n, addr;
-	int cand = 0;
-
-	if (w->seen < w->a.skip) {
-		w->seen++;
-		return 0;
-	}
-	if (out_full(w))
-		return 1;
-	w->seen++;
-	w->a.visited++;
-	if ((w->a.flags & F_REMOVE_EXPIRED) && val->lifetime < w->a.time)
-		cand = 1;
-	if (!cand && (w->a.flags & (F_VALID_IPS | F_MATCH_IPS))) {
-		__builtin_memcpy(&addr, key->daddr, 4);
-		bits = bpf_map_lookup_elem(&ips4, &addr);
-		if (bits)
-			d = *bits;
-		__builtin_memcpy(&addr, key->saddr, 4);
-		bits = bpf_map_lookup_elem(&ips4, &addr);
-		if (bits)
-			s = *bits;
-		cand = ip_verdict(d, s, w->a.flags);
-	}
-	if (!cand) {
-		w->a.kept++;
-		return 0;
-	}
-	out = bpf_map_lookup_elem(&gc_out, &zero);
-	if (!out)
-		return 1;
-	n = w->a.found;
-	if (n >= GC_CAP)
-		return 1;
-	__builtin_memcpy(out->keys + n * sizeof(struct ct4_key), key, sizeof(struct ct4_key));
-	w->a.found = n + 1;
-	return 0;
-}
-
-static long walk6(struct bpf_map *map, struct ct6_key *key, struct ct_entry *val,
-		  struct walk *w)
-{
-	__u8 *bits, d = 0, s = 0;
+	__u8 addr[16] = {}, *bits, d = 0, s = 0;
 	struct out_buf *out;
 	__u32 zero = 0, n;
 	int cand = 0;
@@ -208,13 +169,16 @@ static long walk6(struct bpf_map *map, struct ct6_key *key, struct ct_entry *val
 		return 1;
 	w->seen++;
 	w->a.visited++;
-	if ((w->a.flags & F_REMOVE_EXPIRED) && val->lifetime < w->a.time)
+	if ((w->a.flags & F_REMOVE_EXPIRED) && lifetime < w->a.time)
 		cand = 1;
 	if (!cand && (w->a.flags & (F_VALID_IPS | F_MATCH_IPS))) {
-		bits = bpf_map_lookup_elem(&ips6, key->daddr);
+		/* Copied to the stack: the map key must not point into the CT key. */
+		__builtin_memcpy(addr, daddr, addr_len);
+		bits = bpf_map_lookup_elem(ips, addr);
 		if (bits)
 			d = *bits;
-		bits = bpf_map_lookup_elem(&ips6, key->saddr);
+		__builtin_memcpy(addr, saddr, addr_len);
+		bits = bpf_map_lookup_elem(ips, addr);
 		if (bits)
 			s = *bits;
 		cand = ip_verdict(d, s, w->a.flags);
@@ -229,9 +193,23 @@ static long walk6(struct bpf_map *map, struct ct6_key *key, struct ct_entry *val
 	n = w->a.found;
 	if (n >= GC_CAP)
 		return 1;
-	__builtin_memcpy(out->keys + n * sizeof(struct ct6_key), key, sizeof(struct ct6_key));
+	__builtin_memcpy(out->keys + n * key_size, key, key_size);
 	w->a.found = n + 1;
 	return 0;
+}
+
+static long walk4(struct bpf_map *map, struct ct4_key *key, struct ct_entry *val,
+		  struct walk *w)
+{
+	return walk_entry(w, &ips4, key, sizeof(*key), key->daddr, key->saddr, 4,
+			  val->lifetime);
+}
+
+static long walk6(struct bpf_map *map, struct ct6_key *key, struct ct_entry *val,
+		  struct walk *w)
+{
+	return walk_entry(w, &ips6, key, sizeof(*key), key->daddr, key->saddr, 16,
+			  val->lifetime);
 }
 
 static __always_inline int run_walk(struct gc_args *ctx, void *map, void *cb)
