@@ -320,7 +320,7 @@ fn set_rcvbuf(sock: &Socket, bytes: usize) -> io::Result<()> {
 ///
 /// let h = Handle::open_netns("/run/netns/node")?;
 /// // Subscribe first, then install: nothing is missed in between.
-/// let mut mon = h.subscribe(Topics::ROUTES)?;
+/// let mut mon = h.subscribe(Topics::ROUTES | Topics::LINKS)?;
 /// let want: Route = "10.2.0.0/16 via 10.0.0.2 dev eth0 proto static".parse()?;
 /// let keeper = Keeper::new([want]);
 /// for r in keeper.routes() {
@@ -808,6 +808,10 @@ impl RouteKey {
 ///   (the event of the agent's own upsert costs one lookup). A route of
 ///   another protocol in its place is refused by the upsert
 ///   ([`Error::Conflict`]), never overwritten.
+/// * [`Event::NewLink`] of a link that is up: the kept routes through it.
+///   The kernel removes the IPv4 routes of a link that goes down without
+///   a notification (IPv6 sends one), so subscribe to [`Topics::LINKS`]
+///   too to get them back after an `ip link set dev X down; ... up`.
 /// * [`Event::Lost`]: every kept route. Upserting them all is the dump and
 ///   the diff: [`Handle::upsert_many`] reads the tables they are in and
 ///   rewrites only the routes that differ or are missing.
@@ -881,6 +885,14 @@ impl Keeper {
             Event::NewRoute(r) | Event::DelRoute(r) => {
                 self.routes.get(&RouteKey::of(r)).into_iter().collect()
             }
+            // The kernel drops IPv4 routes of a link that goes down
+            // without a notification: when it is up again, those through
+            // it are due.
+            Event::NewLink(l) if l.up => self
+                .routes
+                .values()
+                .filter(|r| uses_device(r, &l.name))
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -899,6 +911,14 @@ impl Keeper {
             }
         }
     }
+}
+
+/// Does `r` go through device `name` (itself or one of its paths)?
+fn uses_device(r: &Route, name: &str) -> bool {
+    r.device.as_deref() == Some(name)
+        || r.multipath
+            .iter()
+            .any(|h| h.device.as_deref() == Some(name))
 }
 
 #[cfg(test)]

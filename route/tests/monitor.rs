@@ -349,3 +349,44 @@ fn a_keeper_reinstalls_what_an_admin_removed_or_replaced() {
         seen.show(ShowStyle::OneTable)
     );
 }
+
+#[test]
+fn a_keeper_reinstalls_ipv4_routes_the_kernel_dropped_with_a_link_down() {
+    require_privileges!();
+    let ns = world("monlinkdown");
+    let h = handle(&ns);
+    let mut mon = h.subscribe(Topics::ROUTES | Topics::LINKS).unwrap();
+    let mine: Route = "10.96.0.0/24 via 10.1.0.2 dev eth1 proto static"
+        .parse()
+        .unwrap();
+    let keeper = Keeper::new([mine.clone()]);
+    assert!(h.upsert(&mine, None).unwrap());
+    // Our own upsert's events are read before the link flaps.
+    wait_for(
+        &mut mon,
+        "our own NewRoute",
+        |e| matches!(e, Event::NewRoute(r) if r.prefix == mine.prefix),
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    mon.drain().unwrap();
+    ns.ip(&["link", "set", "eth1", "down"]);
+    ns.ip(&["link", "set", "eth1", "up"]);
+    // The kernel says nothing about the IPv4 route it dropped.
+    assert!(h.lookup(&mine).unwrap().is_none());
+    let mut fixed = false;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !fixed && Instant::now() < deadline {
+        if let Some(ev) = mon.recv_timeout(Duration::from_millis(200)).unwrap() {
+            assert!(
+                !matches!(&ev, Event::DelRoute(r) if r.prefix == mine.prefix),
+                "IPv4 announced the removal after all: {ev}"
+            );
+            fixed |= keeper
+                .repair(&h, &ev)
+                .into_iter()
+                .any(|(_, r)| matches!(r, Ok(true)));
+        }
+    }
+    assert!(fixed, "re-installed when eth1 came back up");
+    assert!(h.lookup(&mine).unwrap().is_some());
+}
