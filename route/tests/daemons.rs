@@ -163,6 +163,18 @@ fn bird_route_upserted_twice_changes_nothing() {
         .upsert_many(&routes, None)
         .iter()
         .all(|r| matches!(r, Ok(false))));
+    // The same identity (table, prefix, metric 32) of another protocol,
+    // another path: refused, bird's route is not rewritten.
+    let mut mine = Route::new(routes[0].prefix)
+        .via(routes[0].multipath[0].gateway.unwrap())
+        .dev(routes[0].multipath[0].device.clone().unwrap())
+        .metric(32)
+        .proto(Protocol::STATIC);
+    for _ in 0..2 {
+        let e = h.upsert(&mine, None).unwrap_err();
+        assert!(e.is_exists(), "{e}");
+        mine = mine.proto(Protocol::BOOT);
+    }
     assert_eq!(ip_shown(&bgp, Family::V4, "bird"), before4);
     assert_eq!(ip_shown(&bgp, Family::V6, "bird"), before6);
     // And the kernel saw no change at all.
