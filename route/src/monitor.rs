@@ -775,6 +775,7 @@ impl AsFd for Monitor {
 /// assert_ne!(RouteKey::of(&a), RouteKey::of(&c));
 /// # Ok::<(), podnet_route::Error>(())
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct RouteKey {
