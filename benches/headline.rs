@@ -4,7 +4,7 @@
 //!
 //! * `cargo bench` (or `cargo bench --bench headline -- route`) runs the full
 //!   sizes; a trailing word filters the areas by substring (`route`, `conntrack`,
-//!   `datapath`, or only `datapath-programs` / `datapath-traffic`).
+//!   `datapath`, or only `route-monitor`, `datapath-programs` / `datapath-traffic`).
 //! * `cargo test --benches` (and `cargo bench -- --quick`) runs every
 //!   benchmark at a small size with 3 rounds, so they keep compiling and
 //!   working (scripts/test.sh does this).
@@ -29,6 +29,8 @@ mod conntrack;
 mod datapath;
 #[path = "headline/route.rs"]
 mod route;
+#[path = "headline/route_monitor.rs"]
+mod route_monitor;
 
 use report::Report;
 
@@ -49,8 +51,9 @@ fn main() {
     }
     rounds::raise_priority();
     let mut report = Report::new(full);
-    let areas: [Area; 4] = [
+    let areas: [Area; 5] = [
         ("route", route::run),
+        ("route-monitor", route_monitor::run),
         ("conntrack", conntrack::run),
         ("datapath-programs", datapath::run_programs),
         ("datapath-traffic", datapath::run_traffic),

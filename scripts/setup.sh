@@ -26,6 +26,10 @@ declare -A PKGS=(
   [runc]=/usr/sbin/runc
   [conmon]=/usr/bin/conmon
   [busybox-static]=/bin/busybox
+  # Routing daemons of route/tests/daemons.rs, started by the tests in their
+  # own namespaces (policy-rc.d or no init keeps the packages' services off).
+  [bird2]=/usr/sbin/bird
+  [frr]=/usr/lib/frr/zebra
 )
 
 if [ "$(id -u)" -ne 0 ]; then

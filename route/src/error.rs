@@ -55,6 +55,8 @@ pub enum Op {
     DeleteNeighbour,
     /// `Handle::neighbours`.
     ListNeighbours,
+    /// `Handle::subscribe` / `Monitor`: opening or reading a subscription.
+    Monitor,
 }
 
 impl fmt::Display for Op {
@@ -83,6 +85,7 @@ impl fmt::Display for Op {
             Op::ReplaceNeighbour => "replace neighbour",
             Op::DeleteNeighbour => "delete neighbour",
             Op::ListNeighbours => "list neighbours",
+            Op::Monitor => "monitor",
         })
     }
 }

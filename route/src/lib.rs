@@ -23,6 +23,10 @@
 //!   [`addresses`](Handle::addresses), and permanent neighbour entries
 //!   ([`replace_neighbour`](Handle::replace_neighbour) /
 //!   [`neighbours`](Handle::neighbours)), each printed as `ip` prints it.
+//! * Change notifications: [`Handle::subscribe`] gives a [`Monitor`] of
+//!   typed [`Event`]s (routes, rules, links, addresses; `ip monitor`), with
+//!   [`Event::Lost`] for dropped notifications and a [`Keeper`] that says
+//!   what to re-install.
 //!
 //! ```no_run
 //! use podnet_route::{Handle, Route, Rule, Family};
@@ -56,6 +60,7 @@ pub mod fuzzing;
 mod handle;
 pub mod layout;
 mod link;
+mod monitor;
 mod names;
 mod neighbour;
 mod nl;
@@ -72,6 +77,7 @@ pub use handle::{
 pub use ipnet;
 pub use ipnet::IpNet;
 pub use link::{Link, MacAddr, MacParseError, OperState, Veth, MAX_IFNAME_LEN};
+pub use monitor::{Event, Keeper, Monitor, RouteKey, Topics, MONITOR_RECEIVE_BUFFER};
 pub use names::{
     parse_table, table_name, NameError, Protocol, RouteFlags, RoutePref, RouteType, Scope,
     DEFAULT_TABLE, LOCAL_TABLE, MAIN_TABLE,

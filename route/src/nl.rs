@@ -324,6 +324,11 @@ impl Conn {
         Ok(self.rcvbuf())
     }
 
+    /// The socket's descriptor (for `SIOCGSKNS`: its netns).
+    pub(crate) fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.sock.as_raw_fd()
+    }
+
     /// The batch window now in use.
     pub(crate) fn window(&self) -> usize {
         self.window
