@@ -58,6 +58,7 @@ pub mod layout;
 mod link;
 mod names;
 mod neighbour;
+mod nexthop;
 mod nl;
 mod route;
 mod rule;
@@ -77,6 +78,7 @@ pub use names::{
     DEFAULT_TABLE, LOCAL_TABLE, MAIN_TABLE,
 };
 pub use neighbour::Neighbour;
+pub use nexthop::{Nexthop, NexthopMember};
 pub use route::{NextHop, Route, MAX_MTU};
 pub use rule::{Family, Rule, RuleAction};
 pub use show::{RouteShow, RuleShow, ShowStyle};
