@@ -375,6 +375,8 @@ impl FromStr for Nexthop {
                 ));
             }
         }
+        // What parses is what add/replace accept.
+        n.validate(Op::Parse)?;
         Ok(n)
     }
 }
