@@ -352,6 +352,9 @@ pub(crate) fn decode_route_msg(m: &RouteMessage) -> Option<Decoded> {
     r.flags = RouteFlags(h.flags.bits() & RouteFlags::ALL.0);
     r.tos = h.tos;
     let mut oif = None;
+    // IPv6 source routing (`from`): another identity than this crate
+    // describes, never replaced.
+    let source_routed = h.source_prefix_length > 0;
     let mut hop_oifs = Vec::new();
     let mut complex = false;
     let mut kept = Vec::new();
@@ -428,7 +431,7 @@ pub(crate) fn decode_route_msg(m: &RouteMessage) -> Option<Decoded> {
         route: r,
         oif,
         hop_oifs,
-        complex,
+        complex: complex || source_routed,
         kept,
         kept_metrics,
         kept_lock,

@@ -45,7 +45,9 @@ impl Handle {
     ///
     /// # Errors
     ///
-    /// As [`Handle::add_nexthop`], without EEXIST.
+    /// As [`Handle::add_nexthop`], without EEXIST;
+    /// [`Error::Unmodelled`](crate::Error::Unmodelled) for an object with
+    /// encapsulation, `fdb` or a resilient group (left as it is).
     pub fn replace_nexthop(&self, nh: &Nexthop) -> Result<bool> {
         nh.validate(Op::ReplaceNexthopObject)?;
         let mut c = lock(&self.conn);
@@ -56,7 +58,15 @@ impl Handle {
         if let Some(d) = old {
             let mut want = nh.clone();
             want.device = None;
-            if !d.complex && d.oif == oif && d.nexthop == want {
+            if d.complex {
+                return Err(crate::Error::Unmodelled {
+                    op: Op::ReplaceNexthopObject,
+                    object: nh.to_string(),
+                    existing: self.named_nexthop(&mut c, d).to_string(),
+                    what: "encapsulation, fdb or a resilient group".into(),
+                });
+            }
+            if d.oif == oif && d.nexthop == want {
                 return Ok(false);
             }
         }

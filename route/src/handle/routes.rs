@@ -637,7 +637,8 @@ impl Handle {
                     if d.complex {
                         return Err(NlError::Unmodelled(
                             Box::new(d.route),
-                            "attributes on its paths (encapsulation or realms)".into(),
+                            "attributes on its paths (encapsulation, realms) or a source prefix"
+                                .into(),
                         ));
                     }
                     // What the crate does not model stays.
