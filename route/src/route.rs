@@ -582,12 +582,27 @@ impl Route {
             if r == 0 {
                 return Err("realm 0 is no realm (the kernel keeps none)".into());
             }
+            if self.nhid.is_some() {
+                return Err("a route on a nexthop object has the object's realm (none)".into());
+            }
+            if !self.multipath.is_empty() {
+                return Err(
+                    "a multipath route's realms are its paths' (not modelled), not the route's"
+                        .into(),
+                );
+            }
         }
         if !matches!(self.pref.0, 0 | 1 | 3) {
             return Err(format!("pref {} is not low, medium or high", self.pref));
         }
         if !v6 && self.pref != RoutePref::MEDIUM {
             return Err("IPv4 routes have no router preference (pref)".into());
+        }
+        if self.pref != RoutePref::MEDIUM && self.kind.is_reject() {
+            return Err(format!(
+                "the kernel keeps no router preference (pref) on a {} route",
+                self.kind
+            ));
         }
         match self.expires {
             Some(_) if !v6 => return Err("IPv4 routes do not expire".into()),
@@ -681,13 +696,14 @@ impl fmt::Display for Route {
             write!(f, "{} ", self.kind)?;
         }
         f.write_str(&fmt_prefix(&self.prefix))?;
-        if self.tos != 0 {
-            write!(f, " tos {}", fmt_tos(self.tos))?;
-        }
         if let Some(id) = self.nhid {
             // The object's gateway and device are not arguments.
             write!(f, " nhid {id}")?;
-        } else {
+        }
+        if self.tos != 0 {
+            write!(f, " tos {}", fmt_tos(self.tos))?;
+        }
+        if self.nhid.is_none() {
             if let Some(nh) = self.nexthop {
                 write!(f, " via {nh}")?;
             }
@@ -825,7 +841,7 @@ pub(crate) const DSFIELD: &[(u8, &str)] = &[
 pub(crate) fn fmt_tos(tos: u8) -> String {
     match DSFIELD.iter().find(|(n, _)| *n == tos) {
         Some((_, name)) => (*name).to_string(),
-        None => format!("{tos:#x}"),
+        None => format!("{tos:#04x}"),
     }
 }
 

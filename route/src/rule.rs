@@ -320,12 +320,24 @@ impl Rule {
                 }
             }
         }
+        if self.family == Family::V4 && self.tos & !0x1e != 0 {
+            // The kernel's IPTOS_TOS_MASK check for IPv4 rules (routes take
+            // any DSCP).
+            return Err(bad(format!(
+                "tos {:#x}: IPv4 rules match the TOS bits 0x1e only",
+                self.tos
+            )));
+        }
         if self.uid_range.is_some_and(|(a, b)| a > b) {
             return Err(bad("uidrange start above its end".into()));
         }
         for (what, r) in [("sport", self.sport), ("dport", self.dport)] {
             if r.is_some_and(|(a, b)| a > b) {
                 return Err(bad(format!("{what} start above its end")));
+            }
+            // The kernel's fib_rule_port_range_valid.
+            if r.is_some_and(|(a, b)| a == 0 || b == u16::MAX) {
+                return Err(bad(format!("{what} ports are 1 to 65534")));
             }
         }
         if let Some(l) = self.suppress_prefixlength {

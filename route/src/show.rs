@@ -150,11 +150,11 @@ impl fmt::Display for RouteShow<'_> {
             write!(f, "{} ", r.kind)?;
         }
         f.write_str(&fmt_dst(r))?;
-        if r.tos != 0 {
-            write!(f, " tos {}", crate::route::fmt_tos(r.tos))?;
-        }
         if let Some(id) = r.nhid {
             write!(f, " nhid {id}")?;
+        }
+        if r.tos != 0 {
+            write!(f, " tos {}", crate::route::fmt_tos(r.tos))?;
         }
         if let Some(g) = r.nexthop {
             write!(f, " via {g}")?;

@@ -53,6 +53,22 @@ fn bad_routes() -> Vec<(&'static str, Route)> {
             Route::new(net("10.2.0.0/16")).dev("eth0").onlink(),
         ),
         ("10.2.0.0/16 nhid 0", Route::new(net("10.2.0.0/16")).nhid(0)),
+        (
+            "unreachable fd02::/64 pref low",
+            Route::new(net("fd02::/64"))
+                .kind(podnet_route::RouteType::UNREACHABLE)
+                .pref(podnet_route::RoutePref::LOW),
+        ),
+        (
+            "10.2.0.0/16 realm 3 nexthop via 10.0.0.2 dev eth0",
+            Route::new(net("10.2.0.0/16"))
+                .realm(3)
+                .nexthops(vec![podnet_route::NextHop::new("eth0").via(ip("10.0.0.2"))]),
+        ),
+        (
+            "10.2.0.0/16 nhid 1 realm 3",
+            Route::new(net("10.2.0.0/16")).nhid(1).realm(3),
+        ),
     ]
 }
 

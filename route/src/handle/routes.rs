@@ -563,7 +563,8 @@ impl Handle {
             shortcut: true,
             ..Crit::IDENTITY
         };
-        let old = self.find(c, r, oif, crit, cache)?;
+        let mut cache = cache;
+        let old = self.find(c, r, oif, crit, cache.as_deref_mut())?;
         if let Some(d) = &old {
             if same_as(r, oif, None, &[], d) || d.route.proto != r.proto {
                 return Ok(Ensured::Same);
@@ -576,6 +577,27 @@ impl Handle {
             &codec::route_new(r, oif, None, &[]),
             false,
         )?;
+        // A batch's copy of the table now has it too: a later route through
+        // the same gateway with another protocol finds it there (and leaves
+        // it alone) instead of replacing it.
+        if let Some(cache) = cache {
+            if let Some(t) = cache.get_mut(&(r.is_ipv6(), r.table)) {
+                let mut route = r.clone();
+                route.device = None;
+                let entry = t.entry(r.prefix).or_default();
+                entry.retain(|d| !matches(r, oif, Crit::IDENTITY, d));
+                entry.push(Decoded {
+                    route,
+                    oif,
+                    hop_oifs: Vec::new(),
+                    complex: false,
+                    kept: Vec::new(),
+                    kept_metrics: Vec::new(),
+                    kept_lock: 0,
+                    cloned: false,
+                });
+            }
+        }
         Ok(match old {
             Some(d) => Ensured::Replaced(Box::new(d)),
             None => Ensured::Created,
@@ -664,6 +686,17 @@ impl Handle {
                     true,
                 )?;
                 Ok(true)
+            }
+            // The kernel checks the nexthops before it looks for an
+            // existing route: a gateway it cannot validate now (a rule
+            // that makes it unreachable, say) fails even the add of a route
+            // that is already there. Already there exactly as asked is no
+            // error.
+            Err(e @ NlError::Kernel { .. }) => {
+                match self.find(c, r, p.oif, Crit::IDENTITY, cache) {
+                    Ok(Some(d)) if same_as(r, p.oif, p.mtu, p.hops, &d) => Ok(false),
+                    _ => Err(e),
+                }
             }
             Err(e) => Err(e),
         }
