@@ -562,6 +562,46 @@ fn policy(v6: bool, peer: bool) {
             "{tag}: port {port}"
         );
     }
+
+    // Without enforcement, an explicit deny of port 7000: the later
+    // fragments, which carry no port, are denied by the first one's.
+    dp.upsert_endpoint(&ep(b(v6), false, EndpointFlags::empty()))
+        .unwrap();
+    dp.deny(
+        &PolicyKey::new(1002, TrafficDirection::Ingress)
+            .identity(A_ID)
+            .dport(7000)
+            .protocol(17),
+    )
+    .unwrap();
+    let deny_drops = || {
+        dp.metric(reason::POLICY_DENY, TrafficDirection::Ingress)
+            .unwrap()
+    };
+    for (port, allowed) in [(7000u16, false), (7001, true)] {
+        let (src, dst) = (sa(a(v6), 40000 + port), sa(b(v6), port));
+        let dgram = udp_datagram(src, dst, 3000);
+        let frames = fragments(
+            src.ip(),
+            dst.ip(),
+            17,
+            &dgram,
+            1232,
+            u32::from(port),
+            (A_MAC, A_NODE_MAC),
+        );
+        let before = deny_drops();
+        for (i, f) in frames.iter().enumerate() {
+            let want = if allowed { ok_verdict } else { TC_ACT_SHOT };
+            assert_eq!(deliver(f), want, "{tag}: port {port} fragment {i}");
+        }
+        let denied = deny_drops() - before;
+        assert_eq!(
+            denied,
+            if allowed { 0 } else { frames.len() as u64 },
+            "{tag}: deny {port}"
+        );
+    }
     assert_eq!(
         dp.metric(reason::FRAG_NOT_FOUND, TrafficDirection::Egress)
             .unwrap(),
