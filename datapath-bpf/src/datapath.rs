@@ -107,6 +107,7 @@ impl Options {
             endpoints_size: 1024,
             ipcache_size: 1024,
             policy_size: 1024,
+            frag_size: 1024,
             ..Options::new(pin_dir)
         }
     }
