@@ -810,3 +810,119 @@ fn fragment_maps_survive_a_reload() {
     let e = Datapath::load(&opts(&dir, false).frag_size(2048)).unwrap_err();
     assert!(matches!(e, Error::PinMismatch { .. }), "{e}");
 }
+
+/// NodePort from the underlay (a client beyond the node) to a local
+/// backend: every fragment is translated and delivered, the datagram right;
+/// the backend's fragmented reply leaves from the frontend. Fragments for
+/// the node itself (no frontend, or a later one before the first) pass to
+/// the stack, never dropped.
+fn nodeport(v6: bool, peer: bool) {
+    let tag = format!("fn{}{}", fam(v6), u8::from(peer));
+    let (_dir, dp) = setup(&tag, peer, false);
+    let (node, client): (IpAddr, IpAddr) = if v6 {
+        (
+            "fd00:100::1".parse().unwrap(),
+            "fd00:100::9".parse().unwrap(),
+        )
+    } else {
+        (
+            "192.168.100.1".parse().unwrap(),
+            "192.168.100.9".parse().unwrap(),
+        )
+    };
+    let fe = sa(node, 30080);
+    let backend = sa(b(v6), 8080);
+    dp.upsert_service(
+        &Service::new(SVC_ID, fe, L4Protocol::Udp)
+            .kind(ServiceKind::NodePort)
+            .backend(Backend::new(backend)),
+    )
+    .unwrap();
+    let cl = sa(client, 5555);
+    let dgram = udp_datagram(cl, fe, 3000);
+    let frames = fragments(cl.ip(), fe.ip(), 17, &dgram, 1232, 0x3003, ([2; 6], [3; 6]));
+    let mut outs = Vec::new();
+    for (i, f) in frames.iter().enumerate() {
+        let out = dp
+            .test_run(Program::FromNetdev, f, &TestContext::default())
+            .unwrap();
+        assert_eq!(
+            out.retval, TC_ACT_REDIRECT,
+            "{tag}: fragment {i} to the backend"
+        );
+        assert_eq!(dp.last_redirect().unwrap(), Some(B_IF));
+        outs.push(out.data);
+    }
+    let (s, d, _, ok) = reassemble(&outs);
+    assert_eq!(
+        (s, d),
+        (cl, backend),
+        "{tag}: NodePort DNAT of the datagram"
+    );
+    assert!(ok, "{tag}: checksum after NodePort DNAT");
+
+    let reply = udp_datagram(backend, cl, 2600);
+    let frames = fragments(
+        backend.ip(),
+        cl.ip(),
+        17,
+        &reply,
+        1232,
+        0x3004,
+        (B_MAC, B_NODE_MAC),
+    );
+    let mut outs = Vec::new();
+    for (i, f) in frames.iter().enumerate() {
+        let out = dp
+            .test_run(Program::FromContainer, f, &ctx_from(false))
+            .unwrap();
+        assert_eq!(
+            out.retval, TC_ACT_OK,
+            "{tag}: reply fragment {i} to the stack"
+        );
+        outs.push(out.data);
+    }
+    let (s, d, _, ok) = reassemble(&outs);
+    assert_eq!((s, d), (fe, cl), "{tag}: reply from the NodePort frontend");
+    assert!(ok, "{tag}: checksum after reverse NAT");
+
+    // For the node: untouched, in any order.
+    let to_node = sa(node, 22);
+    let dgram = udp_datagram(cl, to_node, 3000);
+    let mut frames = fragments(
+        cl.ip(),
+        to_node.ip(),
+        17,
+        &dgram,
+        1232,
+        0x3005,
+        ([2; 6], [3; 6]),
+    );
+    frames.reverse();
+    for (i, f) in frames.iter().enumerate() {
+        let out = dp
+            .test_run(Program::FromNetdev, f, &TestContext::default())
+            .unwrap();
+        assert_eq!(out.retval, TC_ACT_OK, "{tag}: node fragment {i}");
+        assert_eq!(&out.data, f, "{tag}: node fragment {i} untouched");
+    }
+    assert_eq!(
+        dp.metric(reason::FRAG_NOT_FOUND, TrafficDirection::Ingress)
+            .unwrap(),
+        0
+    );
+}
+
+#[test]
+fn v4_nodeport_fragments() {
+    require_privileges!();
+    nodeport(false, false);
+    nodeport(false, true);
+}
+
+#[test]
+fn v6_nodeport_fragments() {
+    require_privileges!();
+    nodeport(true, false);
+    nodeport(true, true);
+}

@@ -341,8 +341,14 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 			__u32 s4 = ip4->saddr, d4 = ip4->daddr;
 			__u8 proto = ip4->protocol;
 
-			if (frag || (proto != IPPROTO_TCP && proto != IPPROTO_UDP) ||
-			    extract_l4(ctx, proto, l4_off, l3_end, &l4) < 0)
+			if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+				return TC_ACT_OK;
+			/* A fragment whose datagram is unknown is the stack's. */
+			if (frag)
+				ret = frag4_l4(ctx, ip4, &l4_off, l3_end, &l4, mdir);
+			else
+				ret = extract_l4(ctx, proto, l4_off, l3_end, &l4);
+			if (ret < 0)
 				return TC_ACT_OK;
 			return netdev_nodeport(ctx, false, &s4, &d4, proto, &l4, l4_off);
 		}
@@ -431,10 +437,17 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 	if (hook == HOOK_FROM_NETDEV) {
 		dep = lookup_ep6(daddr);
 		if (!dep || (dep->flags & ENDPOINT_F_HOST)) {
-			if (ipv6_skip_exthdrs(ctx, l3_end, &nexthdr, &l4_off) < 0 ||
-			    (nexthdr != IPPROTO_TCP && nexthdr != IPPROTO_UDP) ||
-			    extract_l4(ctx, nexthdr, l4_off, l3_end, &l4) < 0)
+			ret = ipv6_skip_exthdrs(ctx, l3_end, &nexthdr, &l4_off);
+			if (ret == DROP_FRAG_NOSUPPORT) {
+				/* As for IPv4: an unknown datagram is the stack's. */
+				if (frag6_l4(ctx, saddr, daddr, &nexthdr, &l4_off, l3_end, &l4,
+					     mdir) < 0 ||
+				    (nexthdr != IPPROTO_TCP && nexthdr != IPPROTO_UDP))
+					return TC_ACT_OK;
+			} else if (ret < 0 || (nexthdr != IPPROTO_TCP && nexthdr != IPPROTO_UDP) ||
+				   extract_l4(ctx, nexthdr, l4_off, l3_end, &l4) < 0) {
 				return TC_ACT_OK;
+			}
 			return netdev_nodeport(ctx, true, saddr, daddr, nexthdr, &l4, l4_off);
 		}
 		if (ip6->hop_limit <= 1)
