@@ -66,7 +66,12 @@ fn fragmented_udp_pod_to_pod() {
         assert!(*seen >= u64::from(COUNT) * 6, "node {}: {counts:?}", n + 1);
         assert_eq!(*lost, 0, "node {}: {counts:?}", n + 1);
     }
-    assert!(lab.nodes[0].dp().unwrap().frag4_entries().unwrap().len() > 0);
+    assert!(!lab.nodes[0]
+        .dp()
+        .unwrap()
+        .frag4_entries()
+        .unwrap()
+        .is_empty());
     drop((s1b, s2a));
     lab.teardown().unwrap();
 }
