@@ -45,6 +45,10 @@ pub struct Options {
     pub ipcache_size: u32,
     /// Entries of the policy map.
     pub policy_size: u32,
+    /// Entries of each fragment map (`cilium_ipv4_frag_datagrams`,
+    /// `cilium_ipv6_frag_datagrams`): datagrams in flight whose later
+    /// fragments are still to come (Cilium's `bpf-fragments-map-max`: 8192).
+    pub frag_size: u32,
     /// Forward remote traffic with `bpf_fib_lookup` + `bpf_redirect_neigh`
     /// instead of handing it to the stack.
     pub skip_fib: bool,
@@ -84,6 +88,7 @@ impl Options {
             endpoints_size: 65_535,
             ipcache_size: 512_000,
             policy_size: 16_384,
+            frag_size: 8192,
             skip_fib: false,
             redirect_peer: true,
             ct_accounting: true,
@@ -102,8 +107,16 @@ impl Options {
             endpoints_size: 1024,
             ipcache_size: 1024,
             policy_size: 1024,
+            frag_size: 1024,
             ..Options::new(pin_dir)
         }
+    }
+
+    /// Sets the entries of each fragment map.
+    #[must_use]
+    pub fn frag_size(mut self, frag_size: u32) -> Self {
+        self.frag_size = frag_size;
+        self
     }
 
     /// Sets the bpffs directory the maps are pinned in.
@@ -434,6 +447,7 @@ impl Datapath {
             ("endpoints_size", opts.endpoints_size),
             ("ipcache_size", opts.ipcache_size),
             ("policy_size", opts.policy_size),
+            ("frag_size", opts.frag_size),
         ] {
             if v == 0 {
                 return Err(Error::InvalidInput {
@@ -485,6 +499,7 @@ impl Datapath {
                 maps::ENDPOINTS => Some(opts.endpoints_size),
                 maps::IPCACHE => Some(opts.ipcache_size),
                 maps::POLICY => Some(opts.policy_size),
+                maps::FRAG4 | maps::FRAG6 => Some(opts.frag_size),
                 _ => None,
             };
             if let Some(size) = size {
@@ -665,7 +680,7 @@ impl Datapath {
         self.progs[&prog].as_fd()
     }
 
-    fn map_fd(&self, name: &'static str) -> i32 {
+    pub(crate) fn map_fd(&self, name: &'static str) -> i32 {
         self.maps[name].as_raw_fd()
     }
 

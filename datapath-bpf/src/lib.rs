@@ -37,6 +37,7 @@ mod attach;
 mod checks;
 mod datapath;
 mod error;
+mod frag;
 mod log;
 pub mod maps;
 mod object;
@@ -49,6 +50,7 @@ pub use datapath::{
     TC_ACT_REDIRECT, TC_ACT_SHOT,
 };
 pub use error::{Error, Result};
+pub use frag::{FragId4, FragId6, FragMapPaths, FragPorts};
 pub use maps::{
     reason, CtTable, CtTuple4, CtTuple6, Endpoint, EndpointFlags, IpcacheInfo, Metric, PolicyKey,
     PolicyStats, RawCtEntry, TrafficDirection,

@@ -42,10 +42,16 @@ pub const LB6_BACKENDS: &str = "cilium_lb6_backends_v3";
 /// IPv6 twin of [`LB4_REVERSE_NAT`].
 pub const LB6_REVERSE_NAT: &str = "cilium_lb6_reverse_nat";
 
+/// Cilium's IPv4 fragment map: datagram ([`crate::FragId4`]) -> L4 ports
+/// of its first fragment ([`crate::FragPorts`]), LRU hash.
+pub const FRAG4: &str = "cilium_ipv4_frag_datagrams";
+/// The IPv6 twin of [`FRAG4`] (key [`crate::FragId6`]).
+pub const FRAG6: &str = "cilium_ipv6_frag_datagrams";
+
 /// Every map of the object pinned in the pin directory. Beside them the
 /// loader pins `podnet_owned`, a one-entry array recording which of these a
 /// podnet load created (what [`crate::Datapath::teardown`] may remove).
-pub const PINNED: [&str; 15] = [
+pub const PINNED: [&str; 17] = [
     CT4_TCP,
     CT4_ANY,
     CT6_TCP,
@@ -61,6 +67,8 @@ pub const PINNED: [&str; 15] = [
     LB6_SERVICES,
     LB6_BACKENDS,
     LB6_REVERSE_NAT,
+    FRAG4,
+    FRAG6,
 ];
 
 pub(crate) const REDIRECT_TRACE: &str = "podnet_redir_trace";
@@ -531,8 +539,20 @@ pub mod reason {
     pub const CT_CREATE_FAILED: u8 = 155;
     /// IPv6 extension header.
     pub const INVALID_EXTHDR: u8 = 156;
-    /// IP fragment.
+    /// IP fragment not supported: counted by datapaths before fragment
+    /// tracking; fragments now count as [`FRAG_PACKET`] (and those whose
+    /// datagram is unknown drop as [`FRAG_NOT_FOUND`]).
     pub const FRAG_NOSUPPORT: u8 = 157;
+    /// A later fragment of a datagram whose first fragment was not seen
+    /// (out of order, or a datagram not tracked): dropped, as Cilium does.
+    pub const FRAG_NOT_FOUND: u8 = 175;
+    /// Not a drop: a fragment the datapath handled (Cilium's
+    /// `REASON_FRAG_PACKET`, counted once per hook it passes).
+    pub const FRAG_PACKET: u8 = 9;
+    /// Not a drop: a first fragment whose ports could not be stored in the
+    /// fragment map (Cilium's `REASON_FRAG_PACKET_UPDATE`); the fragment
+    /// went on, its later fragments will be [`FRAG_NOT_FOUND`].
+    pub const FRAG_PACKET_UPDATE: u8 = 10;
     /// Error writing to the packet (a NAT rewrite failed).
     pub const WRITE_ERROR: u8 = 141;
     /// A new connection to a service frontend without (active) backends.
@@ -583,7 +603,10 @@ pub mod reason {
             CT_UNKNOWN_PROTO => "CT: Unknown L4 protocol",
             CT_CREATE_FAILED => "CT: Map insertion failed",
             INVALID_EXTHDR => "Invalid IPv6 extension header",
-            FRAG_NOSUPPORT => "Fragmentation needed",
+            FRAG_NOSUPPORT => "IP fragmentation not supported",
+            FRAG_NOT_FOUND => "First logical datagram fragment not found",
+            FRAG_PACKET => "Fragmented packet",
+            FRAG_PACKET_UPDATE => "Fragmented packet entry update failed",
             WRITE_ERROR => "Failed to write or read packet",
             NO_SERVICE => "Service backend not found",
             POLICY_DENY => "Policy denied by denylist",

@@ -20,6 +20,7 @@
  *  - forward.h    TTL/MAC rewrite, redirects, skip-FIB
  *  - nat.h        address/port rewrite with checksums
  *  - lb.h         services: frontends, backends, reverse NAT
+ *  - frag.h       IP fragments: the first fragment's ports for the others
  * This is the one compilation unit build.rs compiles.
  *
  * Facts from seed 003 (native routing walk-through): from-container /
@@ -41,6 +42,7 @@
 #include "lib/forward.h"
 #include "lib/nat.h"
 #include "lib/lb.h"
+#include "lib/frag.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -314,6 +316,7 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 
 	if (!pull_headers(ctx, ETH_HLEN + sizeof(struct iphdr)))
 		return drop(ctx, DROP_INVALID, mdir);
+	asm volatile("" : "+r"(ctx)); /* no ctx+offset kept from dispatch: see reload_l3 */
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
 	if (data + ETH_HLEN + sizeof(struct iphdr) > data_end)
@@ -338,19 +341,26 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 			__u32 s4 = ip4->saddr, d4 = ip4->daddr;
 			__u8 proto = ip4->protocol;
 
-			if (frag || (proto != IPPROTO_TCP && proto != IPPROTO_UDP) ||
-			    extract_l4(ctx, proto, l4_off, l3_end, &l4) < 0)
+			if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+				return TC_ACT_OK;
+			/* A fragment whose datagram is unknown is the stack's. */
+			if (frag)
+				ret = frag4_l4(ctx, ip4, &l4_off, l3_end, &l4, mdir);
+			else
+				ret = extract_l4(ctx, proto, l4_off, l3_end, &l4);
+			if (ret < 0)
 				return TC_ACT_OK;
 			return netdev_nodeport(ctx, false, &s4, &d4, proto, &l4, l4_off);
 		}
-		if (frag)
-			return drop(ctx, DROP_FRAG_NOSUPPORT, mdir);
 		if (ip4->ttl <= 1)
 			return TC_ACT_OK; /* the stack answers with time exceeded */
 		if (CONFIG.redirect_peer) {
 			/* The source identity only matters to a new connection:
 			 * pod_ingress resolves it after conntrack. */
-			ret = extract_l4(ctx, ip4->protocol, l4_off, l3_end, &l4);
+			if (frag)
+				ret = frag4_l4(ctx, ip4, &l4_off, l3_end, &l4, mdir);
+			else
+				ret = extract_l4(ctx, ip4->protocol, l4_off, l3_end, &l4);
 			if (ret < 0)
 				return drop(ctx, ret, mdir);
 			ret = pod_ingress(ctx, false, &ip4->saddr, &ip4->daddr, ip4->protocol, &l4,
@@ -363,9 +373,11 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 		return netdev_deliver(ctx, false, ip4, eth, dep, &ip4->saddr);
 	}
 
+	/* A later fragment leaves with l4_off 0: no L4 header (frag.h). */
 	if (frag)
-		return drop(ctx, DROP_FRAG_NOSUPPORT, mdir);
-	ret = extract_l4(ctx, ip4->protocol, l4_off, l3_end, &l4);
+		ret = frag4_l4(ctx, ip4, &l4_off, l3_end, &l4, mdir);
+	else
+		ret = extract_l4(ctx, ip4->protocol, l4_off, l3_end, &l4);
 	if (ret < 0)
 		return drop(ctx, ret, mdir);
 	if (hook == HOOK_TO_CONTAINER)
@@ -401,6 +413,7 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 
 	if (!pull_headers(ctx, ETH_HLEN + sizeof(struct ipv6hdr)))
 		return drop(ctx, DROP_INVALID, mdir);
+	asm volatile("" : "+r"(ctx)); /* no ctx+offset kept from dispatch: see reload_l3 */
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
 	if (data + ETH_HLEN + sizeof(struct ipv6hdr) > data_end)
@@ -424,19 +437,28 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 	if (hook == HOOK_FROM_NETDEV) {
 		dep = lookup_ep6(daddr);
 		if (!dep || (dep->flags & ENDPOINT_F_HOST)) {
-			if (ipv6_skip_exthdrs(ctx, l3_end, &nexthdr, &l4_off) < 0 ||
-			    (nexthdr != IPPROTO_TCP && nexthdr != IPPROTO_UDP) ||
-			    extract_l4(ctx, nexthdr, l4_off, l3_end, &l4) < 0)
+			ret = ipv6_skip_exthdrs(ctx, l3_end, &nexthdr, &l4_off);
+			if (ret == DROP_FRAG_NOSUPPORT) {
+				/* As for IPv4: an unknown datagram is the stack's. */
+				if (frag6_l4(ctx, saddr, daddr, &nexthdr, &l4_off, l3_end, &l4,
+					     mdir) < 0 ||
+				    (nexthdr != IPPROTO_TCP && nexthdr != IPPROTO_UDP))
+					return TC_ACT_OK;
+			} else if (ret < 0 || (nexthdr != IPPROTO_TCP && nexthdr != IPPROTO_UDP) ||
+				   extract_l4(ctx, nexthdr, l4_off, l3_end, &l4) < 0) {
 				return TC_ACT_OK;
+			}
 			return netdev_nodeport(ctx, true, saddr, daddr, nexthdr, &l4, l4_off);
 		}
 		if (ip6->hop_limit <= 1)
 			return TC_ACT_OK;
 		if (CONFIG.redirect_peer) {
 			ret = ipv6_skip_exthdrs(ctx, l3_end, &nexthdr, &l4_off);
-			if (ret < 0)
-				return drop(ctx, ret, mdir);
-			ret = extract_l4(ctx, nexthdr, l4_off, l3_end, &l4);
+			if (ret == 0)
+				ret = extract_l4(ctx, nexthdr, l4_off, l3_end, &l4);
+			else if (ret == DROP_FRAG_NOSUPPORT)
+				ret = frag6_l4(ctx, saddr, daddr, &nexthdr, &l4_off, l3_end, &l4,
+					       mdir);
 			if (ret < 0)
 				return drop(ctx, ret, mdir);
 			if (!l4.ndp) {
@@ -452,9 +474,10 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 	}
 
 	ret = ipv6_skip_exthdrs(ctx, l3_end, &nexthdr, &l4_off);
-	if (ret < 0)
-		return drop(ctx, ret, mdir);
-	ret = extract_l4(ctx, nexthdr, l4_off, l3_end, &l4);
+	if (ret == 0)
+		ret = extract_l4(ctx, nexthdr, l4_off, l3_end, &l4);
+	else if (ret == DROP_FRAG_NOSUPPORT) /* l4_off 0 after: a later fragment */
+		ret = frag6_l4(ctx, saddr, daddr, &nexthdr, &l4_off, l3_end, &l4, mdir);
 	if (ret < 0)
 		return drop(ctx, ret, mdir);
 	if (l4.ndp)
