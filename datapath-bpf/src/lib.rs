@@ -39,6 +39,7 @@ mod datapath;
 mod error;
 mod log;
 pub mod maps;
+mod masquerade;
 mod object;
 mod owned;
 mod service;
@@ -52,6 +53,9 @@ pub use error::{Error, Result};
 pub use maps::{
     reason, CtTable, CtTuple4, CtTuple6, Endpoint, EndpointFlags, IpcacheInfo, Metric, PolicyKey,
     PolicyStats, RawCtEntry, TrafficDirection,
+};
+pub use masquerade::{
+    Masquerade, MasqueradeError, NatMapPaths, RawNatEntry4, RawNatEntry6, MAX_NATIVE_ROUTING_CIDRS,
 };
 pub use object::OBJECT;
 pub use service::{Backend, BackendState, L4Protocol, Service, ServiceKind, MAX_BACKENDS};
