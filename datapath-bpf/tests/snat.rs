@@ -613,3 +613,75 @@ fn bad_masquerade_settings_are_refused_before_the_kernel() {
         assert!(!dir.exists());
     }
 }
+
+/// NodePort to a backend on another node: the client's packet is DNATed to
+/// the backend and SNATed to the node (its CT_EGRESS entry, carrying the
+/// service, owns the mapping); the backend's reply goes back to the client
+/// from the frontend. Both families.
+#[test]
+fn nodeport_to_a_remote_backend_is_snated_and_the_reply_translated_back() {
+    require_privileges!();
+    let (_dir, dp) = setup("snatnp", masq(32768, 65535));
+    for v6 in [false, true] {
+        let (_, _, node, out) = addrs(v6);
+        let backend: IpAddr = if v6 {
+            "fd00:2::5".parse().unwrap()
+        } else {
+            "10.2.0.5".parse().unwrap()
+        };
+        let (fe, be, client) = (sa(node, 30080), sa(backend, 8080), sa(out, 5555));
+        dp.upsert_service(
+            &Service::new(9, fe, L4Protocol::Tcp)
+                .kind(ServiceKind::NodePort)
+                .backend(Backend::new(be)),
+        )
+        .unwrap();
+        let syn = pkt(client, fe, 6, 0x02, (GW_MAC, NODE_MAC));
+        let fwd = dp
+            .test_run(Program::FromNetdev, &syn, &TestContext::new())
+            .unwrap();
+        assert_eq!(
+            fwd.retval, TC_ACT_OK,
+            "to the stack, towards the backend's node"
+        );
+        let (s, d, _) = parse(&fwd.data);
+        assert_eq!(d, be, "DNAT to the backend");
+        assert_eq!(s.ip(), node, "SNAT to the node");
+        let rows = nat_rows(&dp, v6);
+        assert!(
+            rows.contains(&((backend, out, 8080, 5555, 6, TUPLE_F_OUT), (node, s.port()))),
+            "forward entry: {rows:?}"
+        );
+        // The owner: the translated flow's CT_EGRESS entry with the service.
+        let owner = if v6 {
+            dp.ct6_entries(CtTable::Tcp)
+                .unwrap()
+                .into_iter()
+                .find(|(k, _)| {
+                    IpAddr::from(k.daddr) == out
+                        && IpAddr::from(k.saddr) == backend
+                        && k.flags == TUPLE_F_OUT
+                })
+                .map(|(_, e)| e.rev_nat_index)
+        } else {
+            dp.ct4_entries(CtTable::Tcp)
+                .unwrap()
+                .into_iter()
+                .find(|(k, _)| {
+                    IpAddr::from(k.daddr) == out
+                        && IpAddr::from(k.saddr) == backend
+                        && k.flags == TUPLE_F_OUT
+                })
+                .map(|(_, e)| e.rev_nat_index)
+        };
+        assert_eq!(owner.map(u16::from_be), Some(9), "owner CT entry");
+
+        let reply = pkt(be, s, 6, 0x12, (GW_MAC, NODE_MAC));
+        let back = dp
+            .test_run(Program::FromNetdev, &reply, &TestContext::new())
+            .unwrap();
+        assert_eq!(back.retval, TC_ACT_OK, "to the stack, towards the client");
+        assert_eq!(parse(&back.data).0, fe, "from the frontend");
+        assert_eq!(parse(&back.data).1, client, "to the client");
+    }
+}
