@@ -234,7 +234,9 @@ static __always_inline int netdev_rev_snat(struct __sk_buff *ctx, bool v6, const
 	*dep = lookup_ep_of(v6, d);
 	if (*dep && !((*dep)->flags & ENDPOINT_F_HOST))
 		return SNAT_TO_POD;
-	return snat_nodeport_rev(ctx, v6, saddr, d, nexthdr, l4_off, l3_end);
+	/* A verdict (redirect helpers return one the verifier cannot see):
+	 * never one of the two markers above. */
+	return snat_nodeport_rev(ctx, v6, saddr, d, nexthdr, l4_off, l3_end) & 0xff;
 }
 
 /* from-container: egress conntrack (anti-spoofing, egress policy and entry

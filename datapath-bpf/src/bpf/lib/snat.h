@@ -45,6 +45,7 @@
 #include "nat.h"
 #include "lb.h"
 #include "snat_config.h"
+#include "forward.h"
 
 #define DROP_NAT_NO_MAPPING -167
 #define DROP_NAT_UNSUPP_PROTO -168
@@ -294,9 +295,8 @@ static __always_inline int snat_rewrite(struct __sk_buff *ctx, bool v6, __u8 nex
 
 /* The masquerade address of the interface the packet is on, NULL when it
  * has none for the family. */
-static __always_inline const __u32 *snat_ifaddr(struct __sk_buff *ctx, bool v6)
+static __always_inline const __u32 *snat_ifaddr_of(__u32 ifindex, bool v6)
 {
-	__u32 ifindex = ctx->ifindex;
 	struct snat_ifaddr *a = bpf_map_lookup_elem(&podnet_snat_addrs, &ifindex);
 
 	if (!a)
@@ -304,6 +304,65 @@ static __always_inline const __u32 *snat_ifaddr(struct __sk_buff *ctx, bool v6)
 	if (v6)
 		return (a->v6[0] | a->v6[1] | a->v6[2] | a->v6[3]) ? a->v6 : NULL;
 	return a->v4 ? &a->v4 : NULL;
+}
+
+static __always_inline const __u32 *snat_ifaddr(struct __sk_buff *ctx, bool v6)
+{
+	return snat_ifaddr_of(ctx->ifindex, v6);
+}
+
+/* The interface the FIB sends `daddr` out of (0: none), for the address
+ * NodePort SNAT translates to (Cilium: the node address of the device
+ * towards the backend). */
+static __always_inline __u32 snat_fib_oif(struct __sk_buff *ctx, bool v6, const __u32 *saddr,
+					  const __u32 *daddr, __u8 nexthdr)
+{
+	struct bpf_fib_lookup fib = {};
+	int ret;
+
+	fib.l4_protocol = nexthdr;
+	fib.ifindex = ctx->ingress_ifindex;
+	if (v6) {
+		fib.family = AF_INET6;
+		__builtin_memcpy(fib.ipv6_src, saddr, 16);
+		__builtin_memcpy(fib.ipv6_dst, daddr, 16);
+	} else {
+		fib.family = AF_INET;
+		fib.ipv4_src = saddr[0];
+		fib.ipv4_dst = daddr[0];
+	}
+	ret = bpf_fib_lookup(ctx, &fib, sizeof(fib), BPF_FIB_LOOKUP_SKIP_NEIGH);
+	return (ret == BPF_FIB_LKUP_RET_SUCCESS || ret == BPF_FIB_LKUP_RET_NO_NEIGH) ? fib.ifindex :
+										     0;
+}
+
+/* A translated packet that now carries a node address as its source sent
+ * on from from-netdev: the stack would drop it as a martian (a local
+ * source arriving from outside), so it goes out with the FIB's interface
+ * and neighbour (fib_forward). */
+static __always_inline int snat_forward(struct __sk_buff *ctx, bool v6, __u8 nexthdr)
+{
+	__u32 s[4] = {}, d[4] = {};
+	struct ethhdr *eth;
+	void *data, *data_end, *l3;
+
+	asm volatile("" : "+r"(ctx));
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	if (data + ETH_HLEN + (v6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr)) > data_end)
+		return drop(ctx, DROP_INVALID, METRIC_INGRESS);
+	eth = data;
+	l3 = data + ETH_HLEN;
+	if (v6) {
+		__builtin_memcpy(s, &((struct ipv6hdr *)l3)->saddr, 16);
+		__builtin_memcpy(d, &((struct ipv6hdr *)l3)->daddr, 16);
+	} else {
+		s[0] = ((struct iphdr *)l3)->saddr;
+		d[0] = ((struct iphdr *)l3)->daddr;
+	}
+	if (l3_ttl(v6, l3) <= 1)
+		return TC_ACT_OK;
+	return fib_forward(ctx, v6, l3, eth, s, d, nexthdr);
 }
 
 /* A new mapping for the flow of forward NAT tuple `otuple` (source
@@ -615,8 +674,8 @@ static __always_inline int snat_rev(struct __sk_buff *ctx, bool v6, const __u32 
  * the translation), gets the CT_EGRESS entry of the translated flow
  * (client to backend, carrying the service's reverse NAT index: it owns
  * the mapping and takes the backend's replies back to the frontend), then
- * its source translated to the address of the interface it arrived on, and
- * goes to the stack, which routes it to the backend's node. */
+ * its source translated to the masquerade address of the interface towards
+ * the backend, and goes out there (snat_forward). */
 static __always_inline int snat_nodeport_fwd(struct __sk_buff *ctx, bool v6, const __u32 *saddr,
 					     __u8 nexthdr, const struct l4info *l4, __u32 l4_off,
 					     const struct lb_state *st)
@@ -640,17 +699,17 @@ static __always_inline int snat_nodeport_fwd(struct __sk_buff *ctx, bool v6, con
 		if (ret < 0)
 			return drop(ctx, ret, METRIC_INGRESS);
 	}
-	ret = snat_mapping(ctx, v6, saddr, st->addr, l4->tdport, st->port, nexthdr, true, NULL,
-			   to, &to_port);
+	ret = snat_mapping(ctx, v6, saddr, st->addr, l4->tdport, st->port, nexthdr, true,
+			   snat_ifaddr_of(snat_fib_oif(ctx, v6, saddr, st->addr, nexthdr), v6), to,
+			   &to_port);
 	if (ret == 0)
-		ret = DROP_NAT_NO_MAPPING; /* no masquerade address here */
+		ret = DROP_NAT_NO_MAPPING; /* no masquerade address towards it */
 	if (ret < 0)
 		return drop(ctx, ret, METRIC_INGRESS);
 	ret = snat_rewrite(ctx, v6, nexthdr, l4_off, false, saddr, to, l4->tdport, to_port);
 	if (ret < 0)
 		return drop(ctx, ret, METRIC_INGRESS);
-	count(ctx, REASON_FORWARDED, METRIC_INGRESS);
-	return TC_ACT_OK;
+	return snat_forward(ctx, v6, nexthdr);
 }
 
 /* from-netdev, after snat_rev translated a reply to `daddr` (a copy, now
@@ -676,6 +735,8 @@ static __always_inline int snat_nodeport_rev(struct __sk_buff *ctx, bool v6, con
 			ret = lb_rev_nat(ctx, v6, e, saddr, nexthdr, &l4, l4_off);
 			if (ret < 0)
 				return drop(ctx, ret, METRIC_INGRESS);
+			/* Its source is the frontend, a node address now. */
+			return snat_forward(ctx, v6, nexthdr);
 		}
 	}
 	count(ctx, REASON_FORWARDED, METRIC_INGRESS);
