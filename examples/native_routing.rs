@@ -19,7 +19,7 @@
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr};
 
-use podnet::lab::{self, check, Lab, LabPlan, LabResult};
+use podnet::lab::{self, check, Lab, LabResult};
 
 /// Cilium's tuple flag of a service entry (`bpf/lib/common.h`).
 const TUPLE_F_SERVICE: u8 = 4;

@@ -72,7 +72,7 @@ pub struct Options {
     /// detaches what this instance attached and every pinned link. Default off.
     pub keep_attached: bool,
     /// BPF masquerade (SNAT) of pods' traffic leaving the native-routing
-    /// CIDRs, and NodePort to remote backends; default off.
+    /// CIDRs, and `NodePort` to remote backends; default off.
     pub masquerade: crate::Masquerade,
     /// Entries of `cilium_snat_v4_external` / `cilium_snat_v6_external`
     /// (Cilium: 2/3 of the conntrack maps', 524288).

@@ -550,7 +550,7 @@ pub mod reason {
     /// An explicit deny entry matched.
     pub const POLICY_DENY: u8 = 181;
     /// No free port for a masquerade mapping (every try collided), or no
-    /// masquerade address for a NodePort flow to a remote backend.
+    /// masquerade address for a `NodePort` flow to a remote backend.
     pub const NAT_NO_MAPPING: u8 = 167;
     /// Masquerade of an unsupported protocol.
     pub const NAT_UNSUPP_PROTO: u8 = 168;

@@ -65,7 +65,7 @@ pub struct Masquerade {
     pub port_min: u16,
     /// Last port of the range (inclusive).
     pub port_max: u16,
-    /// NodePort, external IP and LoadBalancer frontends with a backend on
+    /// `NodePort`, external IP and `LoadBalancer` frontends with a backend on
     /// another node: translate the client's source to the node address
     /// (Cilium's default SNAT mode) and forward. Off: such traffic passes
     /// to the stack untranslated, as without masquerade. Default on (only
@@ -81,7 +81,7 @@ impl Default for Masquerade {
 
 impl Masquerade {
     /// Off for both families, every interface, no native-routing CIDR,
-    /// Cilium's port range 32768-65535, NodePort SNAT on.
+    /// Cilium's port range 32768-65535, `NodePort` SNAT on.
     #[must_use]
     pub fn new() -> Self {
         Masquerade {
@@ -143,7 +143,7 @@ impl Masquerade {
         self
     }
 
-    /// NodePort SNAT to remote backends on or off (see the field).
+    /// `NodePort` SNAT to remote backends on or off (see the field).
     #[must_use]
     pub fn nodeport_snat(mut self, on: bool) -> Self {
         self.nodeport_snat = on;
@@ -226,7 +226,7 @@ impl Masquerade {
         Ok(())
     }
 
-    /// `struct pn_snat_config` (lib/snat_config.h) as the loader writes it
+    /// `struct pn_snat_config` (`lib/snat_config.h`) as the loader writes it
     /// in `.rodata.snat`: u32 words, addresses and masks in network order.
     pub(crate) fn config_words(&self) -> Vec<u32> {
         let mut w = vec![
