@@ -213,28 +213,46 @@ static __always_inline bool snat_port_in_range(__u16 port)
 static __always_inline int snat_ports(struct __sk_buff *ctx, bool v6, __u8 nexthdr, __u32 l4_off,
 				      __u32 l3_end, __be16 *sport, __be16 *dport, __u8 *type)
 {
-	__u8 b[8];
+	/* The first 8 bytes of the L4 header, read as one word (byte-array
+	 * copies out of an aligned buffer become pointer ORs the verifier
+	 * refuses). */
+	union {
+		__u64 w;
+		__be16 p[4]; /* TCP/UDP: sport, dport; ICMP: type+code, csum, id, seq */
+		__u8 b[8];
+	} h;
 
 	*type = 0;
 	if (nexthdr != IPPROTO_TCP && nexthdr != IPPROTO_UDP &&
 	    nexthdr != (v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP))
 		return 1;
-	if (l4_off + 8 > l3_end || bpf_skb_load_bytes(ctx, l4_off, b, 8) < 0)
+	if (l4_off + 8 > l3_end)
 		return DROP_CT_INVALID_HDR;
+	asm volatile("" : "+r"(ctx)); /* see reload_l3 */
+	{
+		void *data = (void *)(long)ctx->data;
+		void *data_end = (void *)(long)ctx->data_end;
+
+		/* Straight from the linear data when it is there. */
+		if (l4_off <= ETH_HLEN + 60 && data + l4_off + 8 <= data_end)
+			h.w = *(__u64 *)(data + l4_off);
+		else if (bpf_skb_load_bytes(ctx, l4_off, &h.w, 8) < 0)
+			return DROP_CT_INVALID_HDR;
+	}
 	if (nexthdr == IPPROTO_TCP || nexthdr == IPPROTO_UDP) {
-		__builtin_memcpy(sport, &b[0], 2);
-		__builtin_memcpy(dport, &b[2], 2);
+		*sport = h.p[0];
+		*dport = h.p[1];
 		return 0;
 	}
-	*type = b[0];
-	if (b[0] == (v6 ? ICMPV6_ECHO_REQUEST : ICMP_ECHO)) {
-		__builtin_memcpy(sport, &b[4], 2);
+	*type = h.b[0];
+	if (h.b[0] == (v6 ? ICMPV6_ECHO_REQUEST : ICMP_ECHO)) {
+		*sport = h.p[2];
 		*dport = 0;
 		return 0;
 	}
-	if (b[0] == (v6 ? ICMPV6_ECHO_REPLY : ICMP_ECHOREPLY)) {
+	if (h.b[0] == (v6 ? ICMPV6_ECHO_REPLY : ICMP_ECHOREPLY)) {
 		*sport = 0;
-		__builtin_memcpy(dport, &b[4], 2);
+		*dport = h.p[2];
 		return 0;
 	}
 	return 1;
@@ -247,6 +265,42 @@ static __always_inline bool icmp_is_error(bool v6, __u8 type)
 		       type == ICMPV6_TIME_EXCEED || type == ICMPV6_PARAMPROB;
 	return type == ICMP_DEST_UNREACH || type == ICMP_TIME_EXCEEDED ||
 	       type == ICMP_PARAMETERPROB;
+}
+
+/* nat_rewrite for IPv4 TCP/UDP with one helper call less per address: the
+ * L4 checksum through bpf_l4_csum_replace (pseudo header, skb->csum), the
+ * address and the IPv4 header checksum written directly, the checksum
+ * updated incrementally (RFC 1624). Their two changes cancel in a one's
+ * complement sum, so skb->csum (CHECKSUM_COMPLETE) stays right. */
+static __always_inline int snat_rewrite4(struct __sk_buff *ctx, __u8 nexthdr, __u32 l4_off,
+					 bool dst, __be32 from, __be32 to, __be16 from_port,
+					 __be16 to_port)
+{
+	__u32 csum_off = l4_csum_off(nexthdr, l4_off);
+	__u64 mangled0 = nexthdr == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
+	struct iphdr *ip4;
+	__u32 sum;
+
+	if (bpf_l4_csum_replace(ctx, csum_off, from, to, BPF_F_PSEUDO_HDR | mangled0 | 4) < 0)
+		return DROP_WRITE_ERROR;
+	asm volatile("" : "+r"(ctx));
+	ip4 = (void *)(long)ctx->data + ETH_HLEN;
+	if ((void *)(ip4 + 1) > (void *)(long)ctx->data_end)
+		return DROP_WRITE_ERROR;
+	sum = (__u16)~ip4->check;
+	sum += (__u16)~from + (__u16)(~from >> 16) + (__u16)to + (__u16)(to >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	ip4->check = (__sum16)~sum;
+	if (dst)
+		ip4->daddr = to;
+	else
+		ip4->saddr = to;
+	if (from_port != to_port &&
+	    (bpf_l4_csum_replace(ctx, csum_off, from_port, to_port, mangled0 | 2) < 0 ||
+	     bpf_skb_store_bytes(ctx, l4_off + (dst ? 2 : 0), &to_port, 2, 0) < 0))
+		return DROP_WRITE_ERROR;
+	return 0;
 }
 
 /* Rewrites the source (or, `dst`, destination) address and port of the
@@ -262,6 +316,8 @@ static __always_inline int snat_rewrite(struct __sk_buff *ctx, bool v6, __u8 nex
 	__u32 old[4], new[4];
 	int i;
 
+	if (!v6 && (nexthdr == IPPROTO_TCP || nexthdr == IPPROTO_UDP))
+		return snat_rewrite4(ctx, nexthdr, l4_off, dst, from[0], to[0], from_port, to_port);
 	if (nexthdr == IPPROTO_TCP || nexthdr == IPPROTO_UDP)
 		return nat_rewrite(ctx, v6, nexthdr, l4_off, dst, from, to, from_port, to_port);
 #pragma unroll
