@@ -31,6 +31,8 @@ mod datapath;
 mod route;
 #[path = "headline/route_monitor.rs"]
 mod route_monitor;
+#[path = "headline/snat.rs"]
+mod snat;
 
 use report::Report;
 
@@ -51,14 +53,15 @@ fn main() {
     }
     rounds::raise_priority();
     let mut report = Report::new(full);
-    let areas: [Area; 5] = [
+    let areas: &[Area] = &[
         ("route", route::run),
         ("route-monitor", route_monitor::run),
         ("conntrack", conntrack::run),
         ("datapath-programs", datapath::run_programs),
         ("datapath-traffic", datapath::run_traffic),
+        ("datapath-snat", snat::run),
     ];
-    for (name, run) in areas {
+    for &(name, run) in areas {
         if filters.is_empty() || filters.iter().any(|f| name.contains(f)) {
             eprintln!("== {name} ({} mode)", if full { "full" } else { "quick" });
             run(&mut report);

@@ -16,6 +16,9 @@ declare -A PKGS=(
   [bpftool]=/usr/sbin/bpftool
   [iputils-ping]=/usr/bin/ping
   [iperf3]=/usr/bin/iperf3
+  # The masquerade benchmark's baseline (iptables -t nat MASQUERADE in a
+  # netns; Debian's is the nf_tables variant, iptables-nft).
+  [iptables]=/usr/sbin/iptables
   [linux-libc-dev]=/usr/include/linux/bpf.h
   [procps]=/usr/sbin/sysctl
   [util-linux]=/usr/bin/setpriv

@@ -75,6 +75,12 @@ pub struct Options {
     /// replaced by the next attach of the same hook. [`Datapath::teardown`]
     /// detaches what this instance attached and every pinned link. Default off.
     pub keep_attached: bool,
+    /// BPF masquerade (SNAT) of pods' traffic leaving the native-routing
+    /// CIDRs, and `NodePort` to remote backends; default off.
+    pub masquerade: crate::Masquerade,
+    /// Entries of `cilium_snat_v4_external` / `cilium_snat_v6_external`
+    /// (Cilium: 2/3 of the conntrack maps', 524288).
+    pub nat_size: u32,
 }
 
 impl Options {
@@ -95,6 +101,8 @@ impl Options {
             trace_redirects: false,
             attach_mode: AttachMode::Auto,
             keep_attached: false,
+            masquerade: crate::Masquerade::new(),
+            nat_size: 524_288,
         }
     }
 
@@ -108,6 +116,7 @@ impl Options {
             ipcache_size: 1024,
             policy_size: 1024,
             frag_size: 1024,
+            nat_size: 4096,
             ..Options::new(pin_dir)
         }
     }
@@ -202,6 +211,20 @@ impl Options {
         self.keep_attached = keep_attached;
         self
     }
+
+    /// Sets the masquerade settings (checked by [`Datapath::load`]).
+    #[must_use]
+    pub fn masquerade(mut self, masquerade: crate::Masquerade) -> Self {
+        self.masquerade = masquerade;
+        self
+    }
+
+    /// Sets the entries of the SNAT maps.
+    #[must_use]
+    pub fn nat_size(mut self, nat_size: u32) -> Self {
+        self.nat_size = nat_size;
+        self
+    }
 }
 
 /// How programs are attached to interfaces.
@@ -231,6 +254,8 @@ pub enum Program {
     /// `TC_ACT_SHOT` when not (benchmark reference: the cost floor of any
     /// conntrack-ing datapath).
     CtLookup,
+    /// `to_netdev`: underlay egress (masquerade).
+    ToNetdev,
 }
 
 impl Program {
@@ -243,15 +268,17 @@ impl Program {
             Program::FromNetdev => "from_netdev",
             Program::Pass => "tc_pass",
             Program::CtLookup => "tc_ct_lookup",
+            Program::ToNetdev => "to_netdev",
         }
     }
 
-    const ALL: [Program; 5] = [
+    const ALL: [Program; 6] = [
         Program::FromContainer,
         Program::ToContainer,
         Program::FromNetdev,
         Program::Pass,
         Program::CtLookup,
+        Program::ToNetdev,
     ];
 }
 
@@ -369,6 +396,8 @@ pub struct Datapath {
     keep_attached: bool,
     attachments: Vec<Attachment>,
     ncpus: usize,
+    /// What `attach` of [`Hook::ToNetdev`] masquerades.
+    pub(crate) masquerade: crate::Masquerade,
 }
 
 /// The error of map call `op` on `map` that returned `rc` (a negative errno).
@@ -425,7 +454,9 @@ fn remove_empty_dirs(dirs: &[PathBuf]) {
 }
 
 fn map_names() -> impl Iterator<Item = &'static str> {
-    maps::PINNED.into_iter().chain([maps::REDIRECT_TRACE])
+    maps::PINNED
+        .into_iter()
+        .chain([maps::REDIRECT_TRACE, crate::maps::SNAT_ADDRS])
 }
 
 impl Datapath {
@@ -448,6 +479,7 @@ impl Datapath {
             ("ipcache_size", opts.ipcache_size),
             ("policy_size", opts.policy_size),
             ("frag_size", opts.frag_size),
+            ("nat_size", opts.nat_size),
         ] {
             if v == 0 {
                 return Err(Error::InvalidInput {
@@ -456,6 +488,7 @@ impl Datapath {
                 });
             }
         }
+        opts.masquerade.validate()?;
         crate::checks::privileges("loading the datapath")?;
         crate::checks::on_bpffs(&opts.pin_dir)?;
         let created_dirs = create_dirs(&opts.pin_dir).map_err(|source| Error::PinDir {
@@ -500,6 +533,7 @@ impl Datapath {
                 maps::IPCACHE => Some(opts.ipcache_size),
                 maps::POLICY => Some(opts.policy_size),
                 maps::FRAG4 | maps::FRAG6 => Some(opts.frag_size),
+                maps::SNAT4 | maps::SNAT6 => Some(opts.nat_size),
                 _ => None,
             };
             if let Some(size) = size {
@@ -522,6 +556,9 @@ impl Datapath {
                     }
                 };
                 crate::checks::pin_compatible(&opts.pin_dir, &shape)?;
+            }
+            if name.ends_with(".rodata.snat") {
+                crate::masquerade::write_config(&mut m, &name, &opts.masquerade)?;
             }
             if name.ends_with(".rodata") {
                 let Some(init) = m.initial_value_mut() else {
@@ -645,6 +682,7 @@ impl Datapath {
             keep_attached: opts.keep_attached,
             attachments: Vec::new(),
             ncpus: usize::try_from(ncpus).unwrap_or(1).max(1),
+            masquerade: opts.masquerade.clone(),
         };
         // A new map holds generation 0, which disables the cache; a re-used
         // one keeps its value, and so do the stamps taken against it.
@@ -1157,6 +1195,9 @@ impl Datapath {
             .then(|| crate::attach::link_pin_path(&self.pin_dir, &ns, ifindex, hook));
         let a = Attachment::attach(prog, program, ns, ifindex, hook, self.attach_mode, pin)?;
         self.attachments.push(a);
+        if hook == Hook::ToNetdev {
+            self.masquerade_interface(ifindex)?;
+        }
         Ok(())
     }
 
@@ -1188,6 +1229,9 @@ impl Datapath {
                 ifindex,
             })?;
         let a = self.attachments.remove(pos);
+        if hook == Hook::ToNetdev {
+            self.delete(maps::SNAT_ADDRS, &ifindex.to_ne_bytes())?;
+        }
         a.detach()
     }
 

@@ -40,6 +40,7 @@ mod error;
 mod frag;
 mod log;
 pub mod maps;
+mod masquerade;
 mod object;
 mod owned;
 mod service;
@@ -54,6 +55,9 @@ pub use frag::{FragId4, FragId6, FragMapPaths, FragPorts};
 pub use maps::{
     reason, CtTable, CtTuple4, CtTuple6, Endpoint, EndpointFlags, IpcacheInfo, Metric, PolicyKey,
     PolicyStats, RawCtEntry, TrafficDirection,
+};
+pub use masquerade::{
+    Masquerade, MasqueradeError, NatMapPaths, RawNatEntry4, RawNatEntry6, MAX_NATIVE_ROUTING_CIDRS,
 };
 pub use object::OBJECT;
 pub use service::{Backend, BackendState, L4Protocol, Service, ServiceKind, MAX_BACKENDS};

@@ -51,7 +51,7 @@ pub const FRAG6: &str = "cilium_ipv6_frag_datagrams";
 /// Every map of the object pinned in the pin directory. Beside them the
 /// loader pins `podnet_owned`, a one-entry array recording which of these a
 /// podnet load created (what [`crate::Datapath::teardown`] may remove).
-pub const PINNED: [&str; 17] = [
+pub const PINNED: [&str; 19] = [
     CT4_TCP,
     CT4_ANY,
     CT6_TCP,
@@ -69,7 +69,17 @@ pub const PINNED: [&str; 17] = [
     LB6_REVERSE_NAT,
     FRAG4,
     FRAG6,
+    SNAT4,
+    SNAT6,
 ];
+
+/// Cilium's IPv4 SNAT map: NAT tuple -> translated address and port
+/// ([`crate::RawNatEntry4`]), LRU.
+pub const SNAT4: &str = "cilium_snat_v4_external";
+/// Cilium's IPv6 SNAT map ([`crate::RawNatEntry6`]).
+pub const SNAT6: &str = "cilium_snat_v6_external";
+/// Masquerade interfaces: ifindex -> node addresses (hash, not pinned).
+pub const SNAT_ADDRS: &str = "podnet_snat_addrs";
 
 pub(crate) const REDIRECT_TRACE: &str = "podnet_redir_trace";
 
@@ -559,6 +569,11 @@ pub mod reason {
     pub const NO_SERVICE: u8 = 158;
     /// An explicit deny entry matched.
     pub const POLICY_DENY: u8 = 181;
+    /// No free port for a masquerade mapping (every try collided), or no
+    /// masquerade address for a `NodePort` flow to a remote backend.
+    pub const NAT_NO_MAPPING: u8 = 167;
+    /// Masquerade of an unsupported protocol.
+    pub const NAT_UNSUPP_PROTO: u8 = 168;
     /// Not a drop: a new connection whose entry in `cilium_ct4_global` made
     /// the kernel evict entries, the map being full (podnet's own number,
     /// beyond Cilium's drop reasons). Any count here says the map is too
@@ -610,6 +625,8 @@ pub mod reason {
             WRITE_ERROR => "Failed to write or read packet",
             NO_SERVICE => "Service backend not found",
             POLICY_DENY => "Policy denied by denylist",
+            NAT_NO_MAPPING => "No mapping for NAT masquerade",
+            NAT_UNSUPP_PROTO => "Unsupported protocol for NAT masquerade",
             CT_EVICTED_TCP4 | CT_EVICTED_ANY4 | CT_EVICTED_TCP6 | CT_EVICTED_ANY6 => {
                 "CT: Map full, entries evicted"
             }
