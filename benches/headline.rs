@@ -29,8 +29,6 @@ mod conntrack;
 mod datapath;
 #[path = "headline/route.rs"]
 mod route;
-#[path = "headline/route_floor.rs"]
-mod route_floor;
 
 use report::Report;
 
@@ -51,9 +49,8 @@ fn main() {
     }
     rounds::raise_priority();
     let mut report = Report::new(full);
-    let areas: [Area; 5] = [
+    let areas: [Area; 4] = [
         ("route", route::run),
-        ("route-floor", route_floor::run),
         ("conntrack", conntrack::run),
         ("datapath-programs", datapath::run_programs),
         ("datapath-traffic", datapath::run_traffic),
