@@ -332,6 +332,11 @@ fn addr(a: &RouteAddress) -> Option<IpAddr> {
 /// Attributes netlink-packet-route does not know are tolerated (they decode
 /// as `Other`).
 pub(crate) fn decode_route(buf: &[u8]) -> Result<Option<Decoded>, NlError> {
+    // Most routes of a dump carry only the attributes the light decoder
+    // reads (a dump of a big table costs less then).
+    if let Some(d) = crate::fastcodec::decode_simple(buf) {
+        return Ok(Some(d));
+    }
     let m = RouteMessage::parse(buf).map_err(|e| NlError::Decode(e.to_string()))?;
     Ok(decode_route_msg(&m))
 }

@@ -60,6 +60,8 @@
 mod address;
 mod codec;
 mod error;
+mod fastcodec;
+mod fasthash;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;

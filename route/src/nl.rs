@@ -302,7 +302,7 @@ impl Conn {
     }
 
     fn default_window(&self) -> usize {
-        (self.rcvbuf() / 2048).clamp(16, 512)
+        (self.rcvbuf() / 2048).clamp(16, 1024)
     }
 
     /// Sets the receive buffer (`SO_RCVBUFFORCE` where permitted, else

@@ -10,6 +10,7 @@ use netlink_packet_core::Emitable;
 use super::*;
 use crate::codec::{self, Decoded};
 use crate::error::{Error, Op, Result};
+use crate::fasthash::FastMap;
 use crate::names::{Protocol, RouteType};
 use crate::nl::{self, Conn, NlError};
 use crate::route::Route;
@@ -268,12 +269,12 @@ pub(crate) fn same_paths(r: &Route, hops: &[u32], d: &Decoded) -> bool {
 }
 
 /// The routes of tables dumped once for a whole batch, by (IPv6, table).
-pub(crate) type TableCache = HashMap<(bool, u32), HashMap<IpNet, Vec<Decoded>>>;
+pub(crate) type TableCache = HashMap<(bool, u32), FastMap<IpNet, Vec<Decoded>>>;
 
 /// A table's routes indexed by prefix (what [`matches`] requires equal), so
 /// a batch looks each route up in O(1) instead of scanning the table.
-pub(crate) fn index_by_prefix(all: Vec<Decoded>) -> HashMap<IpNet, Vec<Decoded>> {
-    let mut by: HashMap<IpNet, Vec<Decoded>> = HashMap::new();
+pub(crate) fn index_by_prefix(all: Vec<Decoded>) -> FastMap<IpNet, Vec<Decoded>> {
+    let mut by: FastMap<IpNet, Vec<Decoded>> = FastMap::default();
     for d in all {
         by.entry(d.route.prefix).or_default().push(d);
     }
