@@ -12,6 +12,12 @@
 //!   [`list`](Handle::list), [`get`](Handle::get) (`ip route get`), rules,
 //!   and pipelined [`upsert_many`](Handle::upsert_many) /
 //!   [`delete_many`](Handle::delete_many).
+//! * [`Nexthop`]: the kernel's nexthop objects (`ip nexthop`), with
+//!   [`add_nexthop`](Handle::add_nexthop) /
+//!   [`replace_nexthop`](Handle::replace_nexthop) /
+//!   [`delete_nexthop`](Handle::delete_nexthop) /
+//!   [`nexthops`](Handle::nexthops); routes on them carry
+//!   [`Route::nhid`].
 //! * [`layout`]: Cilium's ENI and native-routing layouts, installed and
 //!   removed as a unit.
 //! * Links, addresses and neighbours, as `Handle` methods too:
@@ -63,6 +69,7 @@ mod link;
 mod monitor;
 mod names;
 mod neighbour;
+mod nexthop;
 mod nl;
 mod route;
 mod rule;
@@ -83,6 +90,7 @@ pub use names::{
     DEFAULT_TABLE, LOCAL_TABLE, MAIN_TABLE,
 };
 pub use neighbour::Neighbour;
+pub use nexthop::{Nexthop, NexthopMember};
 pub use route::{NextHop, Route, MAX_MTU};
 pub use rule::{Family, Rule, RuleAction};
 pub use show::{RouteShow, RuleShow, ShowStyle};

@@ -52,6 +52,9 @@ pub(crate) enum NlError {
     Lost,
     /// A route of the same identity but another protocol is in the way.
     Conflict(Box<crate::route::Route>),
+    /// The route a replace would hit carries what this crate does not
+    /// model (the route, what).
+    Unmodelled(Box<crate::route::Route>, String),
 }
 
 impl From<io::Error> for NlError {

@@ -67,7 +67,7 @@ impl Handle {
         let mut nh_key_of: Vec<Option<NhKey>> = vec![None; routes.len()];
         for (i, oif, m) in prepared {
             let r = &routes[i];
-            if let Some(gw) = r.nexthop {
+            if let Some(gw) = r.nexthop.filter(|_| r.nexthop_route().is_some()) {
                 let key = (r.table, gw, oif, r.proto.0);
                 nh_key_of[i] = Some(key);
                 let entry = nhs.entry(key).or_insert_with(|| {

@@ -25,6 +25,7 @@ pub const ROUTE_REPLACE_RETRY_INTERVAL: Duration = Duration::from_millis(100);
 pub const DUMP_MAX_TRIES: u32 = 10;
 
 mod batch;
+mod nexthops;
 mod routes;
 mod rules;
 
@@ -106,6 +107,12 @@ pub(crate) fn kernel(op: Op, object: &dyn std::fmt::Display, e: NlError) -> Erro
             object: object.to_string(),
             existing: existing.to_string(),
             proto: existing.proto,
+        },
+        NlError::Unmodelled(existing, what) => Error::Unmodelled {
+            op,
+            object: object.to_string(),
+            existing: existing.to_string(),
+            what,
         },
     }
 }
