@@ -126,6 +126,9 @@ impl Daemon {
         // FRR keeps a crash-log directory per process under /var/tmp/frr,
         // removed on a clean exit; remove ours should the exit not be clean.
         let _ = fs::remove_dir_all(format!("/var/tmp/frr/{}.{pid}", self.name));
+        // FRR makes /var/tmp/frr itself on its first start: leave the host
+        // as found once no daemon of any test uses it (fails while one does).
+        let _ = fs::remove_dir("/var/tmp/frr");
     }
 }
 
