@@ -246,9 +246,9 @@ pub(crate) fn same_as(
 }
 
 /// The paths of a multipath route as a set with weights: (device index,
-/// gateway, weight, onlink, realm), sorted. The kernel keeps them as given but reports
-/// an IPv6 FIB answer rotated to the path its hash picked, so the order
-/// is not compared.
+/// gateway, weight, onlink, realm), sorted. The kernel keeps them as
+/// given but reports an IPv6 FIB answer rotated to the path its hash
+/// picked, so the order is not compared.
 pub(crate) fn path_set(
     hops: &[crate::route::NextHop],
     oifs: &[u32],
