@@ -233,7 +233,7 @@ fn per_path_realms_round_trip_through_the_kernel_and_ip_text() {
         .into_iter()
         .filter(|l| l.prefix == r.prefix)
         .collect();
-    assert_eq!(listed, [r.clone()]);
+    assert_eq!(listed, std::slice::from_ref(&r));
     assert_eq!(shown(&listed), theirs);
     assert!(
         !h.upsert(&listed[0], None).unwrap(),

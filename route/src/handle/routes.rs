@@ -245,14 +245,15 @@ pub(crate) fn same_as(
         && paths
 }
 
+/// One path as [`path_set`] compares it: (device index, gateway, weight,
+/// onlink, realm).
+pub(crate) type PathKey = (u32, Option<IpAddr>, u16, bool, Option<u32>);
+
 /// The paths of a multipath route as a set with weights: (device index,
 /// gateway, weight, onlink, realm), sorted. The kernel keeps them as
 /// given but reports an IPv6 FIB answer rotated to the path its hash
 /// picked, so the order is not compared.
-pub(crate) fn path_set(
-    hops: &[crate::route::NextHop],
-    oifs: &[u32],
-) -> Vec<(u32, Option<IpAddr>, u16, bool, Option<u32>)> {
+pub(crate) fn path_set(hops: &[crate::route::NextHop], oifs: &[u32]) -> Vec<PathKey> {
     let onlink = crate::names::RouteFlags::ONLINK;
     let mut v: Vec<_> = hops
         .iter()
