@@ -1328,9 +1328,10 @@ mod tests {
     #[cfg(feature = "serde")]
     #[test]
     fn serde_round_trips() {
-        let r: Route = "10.7.0.0/16 table 300 proto static nexthop via 10.0.0.2 dev eth0 weight 2"
-            .parse()
-            .unwrap();
+        let r: Route =
+            "10.7.0.0/16 table 300 proto static nexthop via 10.0.0.2 realm 5 dev eth0 weight 2"
+                .parse()
+                .unwrap();
         let j = serde_json::to_string(&r).unwrap();
         assert!(j.contains("10.7.0.0/16"), "{j}");
         assert_eq!(serde_json::from_str::<Route>(&j).unwrap(), r);
