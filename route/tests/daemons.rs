@@ -67,11 +67,6 @@ fn net(s: &str) -> IpNet {
     s.parse().unwrap()
 }
 
-/// The route with a realm on each path (not modelled: see the README).
-fn is_path_realm(r: &Route) -> bool {
-    r.prefix == net(REALM_ECMP_PREFIX)
-}
-
 #[test]
 fn bird_bgp_routes_listed_as_ip_route_show_prints_them() {
     require_privileges!();
@@ -79,19 +74,18 @@ fn bird_bgp_routes_listed_as_ip_route_show_prints_them() {
     bgp.wait_for_ecmp();
     let h = handle(&bgp);
     for fam in [Family::V4, Family::V6] {
-        // The whole main table, as `ip route show` prints it (bird's
-        // single-path route with `realm 7` included); the route with a
-        // realm on each path has a test of its own.
-        let mut ours = h
+        // The whole main table, as `ip route show` prints it, bird's
+        // routes with `realm 7` (on one route, and on each path of another)
+        // included.
+        let ours = h
             .list(&RouteFilter::default().family(fam).table(MAIN_TABLE))
             .unwrap();
-        ours.retain(|r| !is_path_realm(r));
         let f = if fam == Family::V6 { "-6" } else { "-4" };
-        let theirs = without_path_realm_route(bgp.node.ip_lines(&[f, "route", "show"]));
+        let theirs = bgp.node.ip_lines(&[f, "route", "show"]);
         assert_eq!(shown(&ours), theirs, "{fam:?}");
         let bird: Vec<&Route> = ours.iter().filter(|r| r.proto == proto("bird")).collect();
         let n = if fam == Family::V4 {
-            PREFIXES4.len()
+            PREFIXES4.len() + 1 // and the single-path REALM_PREFIX
         } else {
             PREFIXES6.len()
         };
@@ -110,26 +104,8 @@ fn bird_bgp_routes_listed_as_ip_route_show_prints_them() {
     }
 }
 
-/// `ip route show` lines without the route with realms on its paths (its
-/// first line and the `nexthop` lines under it).
-fn without_path_realm_route(lines: Vec<String>) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut skipping = false;
-    for l in lines {
-        if !l.starts_with('\t') {
-            skipping = l.starts_with(&format!("{REALM_ECMP_PREFIX} "));
-        }
-        if !skipping {
-            out.push(l);
-        }
-    }
-    out
-}
-
-/// bird sets `realm 7` (`krt_realm`): on a single-path route it is listed,
-/// shown and upserted with it; on each path of a multipath route (not
-/// modelled) listing leaves it out and an upsert refuses to replace the
-/// route rather than drop it.
+/// bird sets `realm 7` (`krt_realm`): on a single-path route and on each
+/// path of a multipath route, listed, shown and upserted with it.
 #[test]
 fn bird_realm_route_listed_as_ip_route_show_prints_it() {
     require_privileges!();
@@ -166,13 +142,17 @@ fn bird_realm_route_listed_as_ip_route_show_prints_it() {
         theirs.iter().filter(|l| l.contains(" realm 7 ")).count() == 2,
         "{theirs:?}"
     );
-    let paths = bird.iter().find(|r| is_path_realm(r)).expect("listed");
-    // Compared equal (nothing sent) or refused: never replaced without them.
-    match h.upsert(paths, None) {
-        Ok(false) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {}
-        other => panic!("{paths}: {other:?}"),
-    }
+    let paths: Vec<Route> = bird
+        .iter()
+        .filter(|r| r.prefix == net(REALM_ECMP_PREFIX))
+        .cloned()
+        .collect();
+    assert_eq!(shown(&paths), theirs, "each path's realm listed");
+    assert!(
+        !h.upsert(&paths[0], None).unwrap(),
+        "the daemon's route as listed changes nothing: {}",
+        paths[0]
+    );
     assert_eq!(
         bgp.node.ip_lines(&["route", "show", REALM_ECMP_PREFIX]),
         theirs,
@@ -192,7 +172,6 @@ fn bird_route_upserted_twice_changes_nothing() {
     let mut routes: Vec<Route> = [Family::V4, Family::V6]
         .into_iter()
         .flat_map(|f| listed(&h, f, proto("bird")))
-        .filter(|r| !is_path_realm(r))
         .collect();
     // Also as text: what `ip route show` prints parses back to the same
     // request (with the metric and protocol in it).
