@@ -36,11 +36,15 @@
 mod attach;
 mod checks;
 mod datapath;
+mod drop_reasons;
 mod error;
+mod events;
 mod log;
 pub mod maps;
+pub mod monitor;
 mod object;
 mod owned;
+mod prometheus;
 mod service;
 
 pub use attach::Hook;
@@ -49,6 +53,12 @@ pub use datapath::{
     TC_ACT_REDIRECT, TC_ACT_SHOT,
 };
 pub use error::{Error, Result};
+pub use events::{
+    bpf_file_name, message_type, policy_match_name, trace_reason_name, DropNotify, Event,
+    EventHeader, EventKind, Events, LostEvents, MonitorAggregation, ObsPoint, PolicyVerdict,
+    TraceNotify, BPF_FILES,
+};
+pub use prometheus::{EndpointMetric, MapPressure};
 pub use maps::{
     reason, CtTable, CtTuple4, CtTuple6, Endpoint, EndpointFlags, IpcacheInfo, Metric, PolicyKey,
     PolicyStats, RawCtEntry, TrafficDirection,

@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/*
+ * Drop notifications: one event per dropped packet, written by drop() in
+ * metrics.h, rate-limited per CPU (Options::drop_events_rate).
+ *
+ * Facts taken from Cilium (bpf/lib/drop.h of cilium/cilium 1.17, read, not
+ * copied): struct drop_notify after NOTIFY_CAPTURE_HDR: src_label,
+ * dst_label, dst_id (designated destination endpoint, ingress only), line
+ * (u16), file (u8), ext_error (s8), ifindex; 36 bytes; subtype = the drop
+ * reason (-DROP_*), then up to TRACE_PAYLOAD_LEN bytes of the packet.
+ */
+#ifndef PODNET_DROP_NOTIFY_H
+#define PODNET_DROP_NOTIFY_H
+
+#include "common.h"
+#include "config.h"
+#include "events.h"
+
+struct drop_notify {
+	struct notify_capture_hdr hdr;
+	__u32 src_label;
+	__u32 dst_label;
+	__u32 dst_id;
+	__u16 line;
+	__u8 file;
+	__s8 ext_error;
+	__u32 ifindex;
+};
+
+_Static_assert(sizeof(struct drop_notify) == 36, "drop_notify");
+
+static __always_inline void send_drop_notify(struct __sk_buff *ctx, __u8 reason, __u32 dir,
+					     __u16 line, __u8 file)
+{
+	struct drop_notify *msg;
+
+	if (!events_drop_allowed())
+		return;
+	msg = events_reserve(sizeof(*msg));
+	if (!msg)
+		return;
+	events_capture(ctx, &msg->hdr, CILIUM_NOTIFY_DROP, reason, ctx->cb[CB_EGRESS_EP],
+		       sizeof(*msg));
+	msg->src_label = ctx->cb[CB_SRC_IDENTITY];
+	msg->dst_label = ctx->cb[CB_DST_IDENTITY];
+	msg->dst_id = dir == METRIC_INGRESS ? ctx->cb[CB_INGRESS_EP] : 0;
+	msg->line = line;
+	msg->file = file;
+	msg->ext_error = 0;
+	msg->ifindex = ctx->ifindex;
+	bpf_ringbuf_submit(msg, 0);
+}
+
+#endif /* PODNET_DROP_NOTIFY_H */
