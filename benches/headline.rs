@@ -27,6 +27,8 @@ mod rounds;
 mod conntrack;
 #[path = "headline/datapath.rs"]
 mod datapath;
+#[path = "headline/events.rs"]
+mod events;
 #[path = "headline/route.rs"]
 mod route;
 
@@ -49,11 +51,12 @@ fn main() {
     }
     rounds::raise_priority();
     let mut report = Report::new(full);
-    let areas: [Area; 4] = [
+    let areas: [Area; 5] = [
         ("route", route::run),
         ("conntrack", conntrack::run),
         ("datapath-programs", datapath::run_programs),
         ("datapath-traffic", datapath::run_traffic),
+        ("events", events::run),
     ];
     for (name, run) in areas {
         if filters.is_empty() || filters.iter().any(|f| name.contains(f)) {

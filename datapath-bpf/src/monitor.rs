@@ -152,7 +152,7 @@ impl fmt::Display for PacketSummary {
         if let Some((t, code)) = self.icmp {
             return write!(
                 f,
-                "{} -> {} icmp {}",
+                "{} -> {} {}",
                 self.src,
                 self.dst,
                 icmp_name(self.src.is_ipv6(), t, code)
@@ -344,7 +344,7 @@ mod tests {
         icmp[34] = 8;
         icmp[35] = 0;
         let s = PacketSummary::parse(&icmp).unwrap();
-        assert_eq!(s.to_string(), "10.2.0.2 -> 10.1.0.2 icmp EchoRequest");
+        assert_eq!(s.to_string(), "10.2.0.2 -> 10.1.0.2 EchoRequest");
         assert!(PacketSummary::parse(&[0u8; 20]).is_none());
         // IPv6 UDP.
         let mut p = vec![0u8; 14 + 40 + 8];

@@ -344,7 +344,7 @@ static __always_inline int ct_lookup(struct __sk_buff *ctx, bool v6, void *tuple
 		return CT_NEW;
 found:
 	if (e)
-		ct_events_hit(ctx, e, dir == CT_INGRESS, ret, ctx->cb[CB_CT_STATE]);
+		ct_events_hit(ctx, e, dir == CT_INGRESS, ret);
 	if (hit)
 		*hit = e;
 	return ret;

@@ -29,8 +29,11 @@ struct drop_notify {
 
 _Static_assert(sizeof(struct drop_notify) == 36, "drop_notify");
 
-static __always_inline void send_drop_notify(struct __sk_buff *ctx, __u8 reason, __u32 dir,
-					     __u16 line, __u8 file)
+/* A subprogram of its own (BPF-to-BPF call), not inlined at each of the
+ * many drop() sites: it only runs for drops, and the hot paths stay small.
+ * `info`: reason in bits 0-7, direction 8-15, file 16-23, line 32-47 (one
+ * argument, so nothing spills to the stack). */
+static __noinline void drop_notify_out(struct __sk_buff *ctx, __u64 info)
 {
 	struct drop_notify *msg;
 
@@ -39,16 +42,23 @@ static __always_inline void send_drop_notify(struct __sk_buff *ctx, __u8 reason,
 	msg = events_reserve(sizeof(*msg));
 	if (!msg)
 		return;
-	events_capture(ctx, &msg->hdr, CILIUM_NOTIFY_DROP, reason, ctx->cb[CB_EGRESS_EP],
-		       sizeof(*msg));
 	msg->src_label = ctx->cb[CB_SRC_IDENTITY];
 	msg->dst_label = ctx->cb[CB_DST_IDENTITY];
-	msg->dst_id = dir == METRIC_INGRESS ? ctx->cb[CB_INGRESS_EP] : 0;
-	msg->line = line;
-	msg->file = file;
+	msg->dst_id = ((info >> 8) & 0xff) == METRIC_INGRESS ? ctx->cb[CB_INGRESS_EP] : 0;
+	msg->line = (info >> 32) & 0xffff;
+	msg->file = (info >> 16) & 0xff;
 	msg->ext_error = 0;
 	msg->ifindex = ctx->ifindex;
+	events_capture(ctx, &msg->hdr, CILIUM_NOTIFY_DROP, info & 0xff, ctx->cb[CB_EGRESS_EP],
+		       sizeof(*msg));
 	bpf_ringbuf_submit(msg, 0);
+}
+
+static __always_inline void send_drop_notify(struct __sk_buff *ctx, __u8 reason, __u32 dir,
+					     __u16 line, __u8 file)
+{
+	drop_notify_out(ctx, (__u64)reason | ((__u64)(dir & 0xff) << 8) | ((__u64)file << 16) |
+				     ((__u64)line << 32));
 }
 
 #endif /* PODNET_DROP_NOTIFY_H */

@@ -134,29 +134,39 @@ static __always_inline void ct_events_new(struct __sk_buff *ctx, struct ct_entry
 }
 
 static __always_inline void ct_events_hit(struct __sk_buff *ctx, const struct ct_entry *entry,
-					  bool ingress, int ct_ret, __u32 report)
+					  bool ingress, int ct_ret)
 {
+	__u32 st;
+
 	if (EVENTS_CB_USED)
 		ctx->cb[ingress ? CB_INGRESS_EP : CB_EGRESS_EP] = entry->ifindex;
-	if (CONFIG.events) {
-		if (CONFIG.monitor_aggregation >= MONITOR_AGGREGATION_MAX)
-			report = 0;
-		ctx->cb[CB_CT_STATE] = (report ? CT_STATE_REPORT : 0) | ((__u32)(ct_ret & 0xff) << 8);
-	}
+	if (!CONFIG.events)
+		return;
+	/* Only a reported packet needs the reason: the common case is one load. */
+	st = ctx->cb[CB_CT_STATE];
+	if (st & CT_STATE_REPORT)
+		ctx->cb[CB_CT_STATE] = CT_STATE_REPORT | ((__u32)(ct_ret & 0xff) << 8);
 }
 
-/* __ct_lookup's "report" of the entry it updated, for ct_events_hit. */
+/* __ct_lookup's "report" of the entry it updated, for ct_events_hit: set
+ * only when there is one (a packet's flag stays from an earlier lookup of
+ * the same packet; max reports new connections only). */
 static __always_inline void ct_events_report(struct __sk_buff *ctx, __u32 report)
 {
-	if (CONFIG.events)
-		ctx->cb[CB_CT_STATE] = report;
+	if (CONFIG.events && CONFIG.monitor_aggregation < MONITOR_AGGREGATION_MAX && report)
+		ctx->cb[CB_CT_STATE] = CT_STATE_REPORT;
 }
 
 /* ---- writing events ----------------------------------------------------- */
 
+/* Map keys the event subprograms look up with: in a read-only map of their
+ * own rather than on the stack, which the programs' deepest paths use up
+ * (a subprogram's frame adds to its caller's: 512 bytes in all). */
+const volatile __u32 events_keys[EVENTS_LOST_SLOTS] SEC(".rodata.events") = { 0, 1 };
+
 static __always_inline void events_lost(__u32 slot)
 {
-	__u64 *n = bpf_map_lookup_elem(&podnet_events_lost, &slot);
+	__u64 *n = bpf_map_lookup_elem(&podnet_events_lost, (const void *)&events_keys[slot]);
 
 	if (n)
 		*n += 1;
@@ -167,12 +177,11 @@ static __always_inline void events_lost(__u32 slot)
 static __always_inline bool events_drop_allowed(void)
 {
 	struct events_bucket *b;
-	__u32 zero = 0;
 	__u64 now;
 
 	if (!CONFIG.drop_events_rate)
 		return true;
-	b = bpf_map_lookup_elem(&podnet_events_rl, &zero);
+	b = bpf_map_lookup_elem(&podnet_events_rl, (const void *)&events_keys[0]);
 	if (!b)
 		return true;
 	now = bpf_ktime_get_ns();
@@ -203,33 +212,35 @@ static __always_inline void *events_reserve(__u32 size)
 }
 
 /* Fills the capture header and copies the packet's first bytes after the
- * message (`hdr_size` bytes). */
+ * message (`hdr_size` bytes). Call it last: the header is written before
+ * the copy, so that little stays live across the helper call (the event
+ * subprograms must not spill: see events_keys). */
 static __always_inline void events_capture(struct __sk_buff *ctx, struct notify_capture_hdr *h,
 					   __u8 type, __u8 subtype, __u16 source, __u32 hdr_size)
 {
-	__u32 len = ctx->len, cap;
+	__u32 len = ctx->len;
 	void *data = (void *)h + hdr_size;
 	int err;
 
-	/* Two calls with their own bounds (a merged call with a run-time
-	 * length loses the bound the verifier needs). */
-	if (len >= TRACE_PAYLOAD_LEN) {
-		cap = TRACE_PAYLOAD_LEN;
-		err = bpf_skb_load_bytes(ctx, 0, data, TRACE_PAYLOAD_LEN);
-		asm volatile("" : "+r"(err));
-	} else {
-		cap = len & (TRACE_PAYLOAD_LEN - 1);
-		err = cap ? bpf_skb_load_bytes(ctx, 0, data, cap) : 0;
-	}
-	if (err < 0)
-		cap = 0;
 	h->type = type;
 	h->subtype = subtype;
 	h->source = source;
 	h->hash = ctx->hash;
-	h->len_orig = ctx->len;
-	h->len_cap = cap;
+	h->len_orig = len;
 	h->version = NOTIFY_CAPTURE_VER;
+	/* Two calls with their own bounds (a merged call with a run-time
+	 * length loses the bound the verifier needs). */
+	if (len >= TRACE_PAYLOAD_LEN) {
+		h->len_cap = TRACE_PAYLOAD_LEN;
+		err = bpf_skb_load_bytes(ctx, 0, data, TRACE_PAYLOAD_LEN);
+		asm volatile("" : "+r"(err));
+	} else {
+		len &= TRACE_PAYLOAD_LEN - 1;
+		h->len_cap = len;
+		err = len ? bpf_skb_load_bytes(ctx, 0, data, len) : 0;
+	}
+	if (err < 0)
+		h->len_cap = 0;
 }
 
 /* Where a drop was decided, as Cilium's __MAGIC_FILE__ ids it: the file's

@@ -53,29 +53,40 @@ static __always_inline __u8 policy_match_type(const struct policy_key *k)
 	       k->protocol ? POLICY_MATCH_PROTO_ONLY : POLICY_MATCH_ALL;
 }
 
+/* Writes the verdict (a subprogram: new connections only). `who`: remote
+ * identity in bits 0-31, verdict 32-63; `what`: dst port (network order)
+ * 0-15, protocol 16-23, flags 24-31, endpoint id 32-47. */
+static __noinline void policy_verdict_out(struct __sk_buff *ctx, __u64 who, __u64 what)
+{
+	struct policy_verdict_notify *msg = events_reserve(sizeof(*msg));
+
+	if (!msg)
+		return;
+	msg->remote_label = (__u32)who;
+	msg->verdict = (__s32)(who >> 32);
+	msg->dst_port = bpf_ntohs((__be16)(what & 0xffff));
+	msg->proto = (what >> 16) & 0xff;
+	msg->flags = ((what >> 24) & 0xff) | ((ctx->protocol == bpf_htons(ETH_P_IPV6)) << 2);
+	msg->auth_type = 0;
+	msg->pad1 = 0;
+	msg->pad2 = 0;
+	events_capture(ctx, &msg->hdr, CILIUM_NOTIFY_POLICY_VERDICT, 0, (what >> 32) & 0xffff,
+		       sizeof(*msg));
+	bpf_ringbuf_submit(msg, 0);
+}
+
 static __always_inline void send_policy_verdict_notify(struct __sk_buff *ctx, __u32 remote,
 						       __be16 dport, __u8 proto, __u8 egress,
 						       __u16 ep_id, int verdict, __u8 match)
 {
-	struct policy_verdict_notify *msg;
 	__u8 dir = egress ? METRIC_EGRESS : METRIC_INGRESS;
+	__u64 flags = (dir & 3) | ((match & 7) << 3);
 
 	if (!CONFIG.events)
 		return;
-	msg = events_reserve(sizeof(*msg));
-	if (!msg)
-		return;
-	events_capture(ctx, &msg->hdr, CILIUM_NOTIFY_POLICY_VERDICT, 0, ep_id, sizeof(*msg));
-	msg->remote_label = remote;
-	msg->verdict = verdict;
-	msg->dst_port = bpf_ntohs(dport);
-	msg->proto = proto;
-	msg->flags = (dir & 3) | ((ctx->protocol == bpf_htons(ETH_P_IPV6)) << 2) |
-		     ((match & 7) << 3);
-	msg->auth_type = 0;
-	msg->pad1 = 0;
-	msg->pad2 = 0;
-	bpf_ringbuf_submit(msg, 0);
+	policy_verdict_out(ctx, (__u64)remote | ((__u64)(__u32)verdict << 32),
+			   (__u64)dport | ((__u64)proto << 16) | (flags << 24) |
+				   ((__u64)ep_id << 32));
 }
 
 #endif /* PODNET_POLICY_LOG_H */

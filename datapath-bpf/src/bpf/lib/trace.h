@@ -48,32 +48,40 @@ static __always_inline bool trace_is_receive(__u8 obs)
 	return obs == TRACE_FROM_LXC || obs == TRACE_FROM_NETWORK;
 }
 
-static __always_inline void send_trace_notify(struct __sk_buff *ctx, __u8 obs, __u8 reason,
-					      __u16 dst_id)
+/* Writes the trace (a subprogram: only sampled packets call it). `info`:
+ * observation point in bits 0-7, reason 8-15, destination endpoint 16-31. */
+static __noinline void trace_notify_out(struct __sk_buff *ctx, __u32 info)
 {
-	struct trace_notify *msg;
+	struct trace_notify *msg = events_reserve(sizeof(*msg));
 
-	if (!CONFIG.events)
-		return;
-	if (CONFIG.monitor_aggregation >= MONITOR_AGGREGATION_MEDIUM &&
-	    (trace_is_receive(obs) || !(ctx->cb[CB_CT_STATE] & CT_STATE_REPORT)))
-		return;
-	msg = events_reserve(sizeof(*msg));
 	if (!msg)
 		return;
-	events_capture(ctx, &msg->hdr, CILIUM_NOTIFY_TRACE, obs, ctx->cb[CB_EGRESS_EP],
-		       sizeof(*msg));
 	msg->src_label = ctx->cb[CB_SRC_IDENTITY];
 	msg->dst_label = ctx->cb[CB_DST_IDENTITY];
-	msg->dst_id = dst_id;
-	msg->reason = reason;
+	msg->dst_id = info >> 16;
+	msg->reason = (info >> 8) & 0xff;
 	msg->flags = ctx->protocol == bpf_htons(ETH_P_IPV6) ? 1 : 0;
 	msg->ifindex = ctx->ifindex;
 	msg->orig_ip[0] = 0;
 	msg->orig_ip[1] = 0;
 	msg->orig_ip[2] = 0;
 	msg->orig_ip[3] = 0;
+	events_capture(ctx, &msg->hdr, CILIUM_NOTIFY_TRACE, info & 0xff, ctx->cb[CB_EGRESS_EP],
+		       sizeof(*msg));
 	bpf_ringbuf_submit(msg, 0);
+}
+
+/* A trace at `obs`, unless the aggregation level hides it (`obs` is a
+ * constant at every call: the level's test is all that stays inline). */
+static __always_inline void send_trace_notify(struct __sk_buff *ctx, __u8 obs, __u8 reason,
+					      __u16 dst_id)
+{
+	if (!CONFIG.events)
+		return;
+	if (CONFIG.monitor_aggregation >= MONITOR_AGGREGATION_MEDIUM &&
+	    (trace_is_receive(obs) || !(ctx->cb[CB_CT_STATE] & CT_STATE_REPORT)))
+		return;
+	trace_notify_out(ctx, (__u32)obs | ((__u32)reason << 8) | ((__u32)dst_id << 16));
 }
 
 /* A redirect to local endpoint `ep_id` without its ingress conntrack here
@@ -99,11 +107,16 @@ static __always_inline void trace_receive(struct __sk_buff *ctx, enum hook hook)
  * the node (a skip-FIB redirect). Drops are drop notifications. Returns `ret`. */
 static __always_inline int trace_verdict(struct __sk_buff *ctx, enum hook hook, int ret)
 {
-	__u32 dst_ep = ctx->cb[CB_INGRESS_EP];
-	__u8 reason = (ctx->cb[CB_CT_STATE] >> 8) & 0xff;
+	__u32 dst_ep, st;
+	__u8 reason;
 
 	if (!CONFIG.events || ret == TC_ACT_SHOT)
 		return ret;
+	st = ctx->cb[CB_CT_STATE];
+	if (CONFIG.monitor_aggregation >= MONITOR_AGGREGATION_MEDIUM && !(st & CT_STATE_REPORT))
+		return ret; /* the common case: nothing to say */
+	dst_ep = ctx->cb[CB_INGRESS_EP];
+	reason = (st >> 8) & 0xff;
 	if (hook == HOOK_TO_CONTAINER)
 		send_trace_notify(ctx, TRACE_TO_LXC, reason, dst_ep);
 	else if (ret == TC_ACT_REDIRECT)
