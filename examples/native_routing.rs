@@ -368,7 +368,10 @@ fn policy_drop_in_monitor(lab: &Lab) -> LabResult<()> {
     node2.dp()?.deny(&deny)?;
     let answered = lab::ping(pod1a, pod2a.ip(), 1);
     node2.dp()?.remove_policy(&deny)?;
-    check(answered == 0, "ping pod1a -> pod2a denied by node2's policy")?;
+    check(
+        answered == 0,
+        "ping pod1a -> pod2a denied by node2's policy",
+    )?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while std::time::Instant::now() < deadline {
         match events.recv_timeout(std::time::Duration::from_millis(500))? {

@@ -18,7 +18,11 @@ fn policy_deny_across_nodes_is_seen_in_the_monitor_with_both_identities() {
     let node2 = lab.node("node2").unwrap();
     // A reader of node2's pins, as another process would open them.
     let mut events = podnet_datapath::Events::open(&node2.pin_dir).unwrap();
-    assert_eq!(lab::ping(pod1a, pod2a.ip(), 1), 1, "allowed before the deny");
+    assert_eq!(
+        lab::ping(pod1a, pod2a.ip(), 1),
+        1,
+        "allowed before the deny"
+    );
     let deny = PolicyKey::new(pod2a.plan.endpoint_id, TrafficDirection::Ingress)
         .identity(pod1a.plan.identity)
         .protocol(1);
@@ -51,7 +55,9 @@ fn policy_deny_across_nodes_is_seen_in_the_monitor_with_both_identities() {
     );
     let prom = node2.dp().unwrap().prometheus().unwrap();
     assert!(
-        prom.contains("cilium_drop_count_total{direction=\"INGRESS\",reason=\"Policy denied by denylist\"} 1"),
+        prom.contains(
+            "cilium_drop_count_total{direction=\"INGRESS\",reason=\"Policy denied by denylist\"} 1"
+        ),
         "{prom}"
     );
     assert!(

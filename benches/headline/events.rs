@@ -49,7 +49,14 @@ fn csum(data: &[u8]) -> u16 {
 }
 
 /// Ethernet + IPv4 + TCP with `payload` zero bytes.
-fn tcp_packet(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, flags: u8, payload: usize) -> Vec<u8> {
+fn tcp_packet(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    flags: u8,
+    payload: usize,
+) -> Vec<u8> {
     let mut p = vec![0u8; 14 + 20 + 20 + payload];
     p[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
     let ip = &mut p[14..34];
@@ -109,13 +116,19 @@ impl Bench {
     /// ns per packet over `repeat` runs of from-container.
     fn ns(&self, pkt: &[u8], ifindex: u32, repeat: u32) -> f64 {
         let ctx = TestContext::new().ingress_ifindex(ifindex).repeat(repeat);
-        let out = self.dp.test_run(Program::FromContainer, pkt, &ctx).expect("test run");
+        let out = self
+            .dp
+            .test_run(Program::FromContainer, pkt, &ctx)
+            .expect("test run");
         out.duration.as_nanos() as f64
     }
 
     fn run(&self, pkt: &[u8], ifindex: u32, repeat: u32) -> u32 {
         let ctx = TestContext::new().ingress_ifindex(ifindex).repeat(repeat);
-        self.dp.test_run(Program::FromContainer, pkt, &ctx).expect("test run").retval
+        self.dp
+            .test_run(Program::FromContainer, pkt, &ctx)
+            .expect("test run")
+            .retval
     }
 }
 
@@ -171,11 +184,15 @@ fn established(report: &mut Report) {
                 "ns/pkt",
                 Goal::RatioAtMost(1.05),
             )
-            .note(format!("{sent} events sent over all rounds (the flow's reports only)")),
+            .note(format!(
+                "{sent} events sent over all rounds (the flow's reports only)"
+            )),
     );
     report.add(samples.row(
         AREA,
-        format!("from-container, established TCP flow, events off, per-endpoint counters on, x{repeat}"),
+        format!(
+            "from-container, established TCP flow, events off, per-endpoint counters on, x{repeat}"
+        ),
         "off",
         "per-endpoint counters off too",
         "bare",
@@ -190,7 +207,9 @@ fn drops(report: &mut Report) {
     let repeat = report.size(100_000, 5_000) as u32;
     let rounds = report.rounds(Rounds::Other);
     let ring = 64 << 20;
-    let on = Bench::new("ev-b-drop", |o| o.events_ring_size(ring).drop_events_rate(0, 0));
+    let on = Bench::new("ev-b-drop", |o| {
+        o.events_ring_size(ring).drop_events_rate(0, 0)
+    });
     let off = Bench::new("ev-b-nodrop", |o| o.events(false));
     let mut ev = on.dp.events().expect("events");
     let pkt = denied();
@@ -232,7 +251,10 @@ fn drops(report: &mut Report) {
         samples
             .alone(
                 AREA,
-                format!("one reader draining a ring of {} drop+verdict events", 2 * repeat),
+                format!(
+                    "one reader draining a ring of {} drop+verdict events",
+                    2 * repeat
+                ),
                 "drain",
                 "events/s",
                 Goal::None,
@@ -246,34 +268,37 @@ fn drops(report: &mut Report) {
     let stop = Arc::new(AtomicBool::new(false));
     let secs = report.size(2, 1) as u64;
     let mut lost_pct = Vec::new();
-    let samples = alternate(rounds, &mut [&mut |r: &mut Record<'_>| {
-        let before = live.dp.events_lost().expect("lost").ring_full;
-        stop.store(false, Ordering::Relaxed);
-        let s = Arc::clone(&stop);
-        let t = Instant::now();
-        let mut got = 0u64;
-        std::thread::scope(|sc| {
-            sc.spawn(|| {
-                let pkt = denied();
-                while !s.load(Ordering::Relaxed) {
-                    live.run(&pkt, DENIED_IF, 1000);
-                }
-            });
-            while t.elapsed() < Duration::from_secs(secs) {
-                if let Ok(Some(e)) = ev.recv_timeout(Duration::from_millis(50)) {
-                    if !matches!(e, Event::Lost(_)) {
-                        got += 1;
+    let samples = alternate(
+        rounds,
+        &mut [&mut |r: &mut Record<'_>| {
+            let before = live.dp.events_lost().expect("lost").ring_full;
+            stop.store(false, Ordering::Relaxed);
+            let s = Arc::clone(&stop);
+            let t = Instant::now();
+            let mut got = 0u64;
+            std::thread::scope(|sc| {
+                sc.spawn(|| {
+                    let pkt = denied();
+                    while !s.load(Ordering::Relaxed) {
+                        live.run(&pkt, DENIED_IF, 1000);
+                    }
+                });
+                while t.elapsed() < Duration::from_secs(secs) {
+                    if let Ok(Some(e)) = ev.recv_timeout(Duration::from_millis(50)) {
+                        if !matches!(e, Event::Lost(_)) {
+                            got += 1;
+                        }
                     }
                 }
-            }
-            stop.store(true, Ordering::Relaxed);
-        });
-        got += drain(&mut ev);
-        let lost = live.dp.events_lost().expect("lost").ring_full - before;
-        let rate = got as f64 / t.elapsed().as_secs_f64();
-        lost_pct.push(100.0 * lost as f64 / (lost + got).max(1) as f64);
-        r.put("live", rate);
-    }]);
+                stop.store(true, Ordering::Relaxed);
+            });
+            got += drain(&mut ev);
+            let lost = live.dp.events_lost().expect("lost").ring_full - before;
+            let rate = got as f64 / t.elapsed().as_secs_f64();
+            lost_pct.push(100.0 * lost as f64 / (lost + got).max(1) as f64);
+            r.put("live", rate);
+        }],
+    );
     let mut lp = lost_pct.clone();
     lp.sort_by(f64::total_cmp);
     report.add(

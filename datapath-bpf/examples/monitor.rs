@@ -60,19 +60,30 @@ fn parse(args: &[String]) -> Result<Option<Args>, String> {
             "--type" | "-t" => a.types.push(value("--type")?.parse()?),
             "--from" => {
                 let v = value("--from")?;
-                a.from = Some(v.parse().map_err(|_| format!("--from {v}: not an endpoint id"))?);
+                a.from = Some(
+                    v.parse()
+                        .map_err(|_| format!("--from {v}: not an endpoint id"))?,
+                );
             }
             "--to" => {
                 let v = value("--to")?;
-                a.to = Some(v.parse().map_err(|_| format!("--to {v}: not an endpoint id"))?);
+                a.to = Some(
+                    v.parse()
+                        .map_err(|_| format!("--to {v}: not an endpoint id"))?,
+                );
             }
             "--count" => {
                 let v = value("--count")?;
-                a.count = Some(v.parse().map_err(|_| format!("--count {v}: not a number"))?);
+                a.count = Some(
+                    v.parse()
+                        .map_err(|_| format!("--count {v}: not a number"))?,
+                );
             }
             "--timeout" => {
                 let v = value("--timeout")?;
-                let s: f64 = v.parse().map_err(|_| format!("--timeout {v}: not seconds"))?;
+                let s: f64 = v
+                    .parse()
+                    .map_err(|_| format!("--timeout {v}: not seconds"))?;
                 if !(s.is_finite() && s >= 0.0) {
                     return Err(format!("--timeout {v}: not seconds"));
                 }

@@ -170,10 +170,10 @@ pub const BPF_FILES: [(u8, &str); 7] = [
 /// The file name of a drop's `file` number.
 #[must_use]
 pub fn bpf_file_name(file: u8) -> String {
-    BPF_FILES
-        .iter()
-        .find(|(n, _)| *n == file)
-        .map_or_else(|| format!("unknown({file})"), |(_, name)| (*name).to_string())
+    BPF_FILES.iter().find(|(n, _)| *n == file).map_or_else(
+        || format!("unknown({file})"),
+        |(_, name)| (*name).to_string(),
+    )
 }
 
 /// Cilium's `NOTIFY_CAPTURE_HDR` of every event.
@@ -754,7 +754,10 @@ mod tests {
             panic!("not a drop");
         };
         assert_eq!(d.reason(), 133);
-        assert_eq!((d.src_identity, d.dst_identity, d.dst_endpoint), (20001, 10001, 101));
+        assert_eq!(
+            (d.src_identity, d.dst_identity, d.dst_endpoint),
+            (20001, 10001, 101)
+        );
         assert_eq!((d.line, d.file, d.ifindex), (99, 1, 12));
         assert_eq!(d.packet, vec![0xaa, 0xbb], "cap_len bytes only");
         assert_eq!(d.header.hash, 0x1234);
@@ -794,7 +797,7 @@ mod tests {
     }
 
     /// The C side's file table and this one agree, and every file that
-    /// calls drop() is in both.
+    /// calls `drop()` is in both.
     #[test]
     fn bpf_file_table_covers_every_file_that_drops() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bpf");
@@ -808,7 +811,10 @@ mod tests {
                 .lines()
                 .find(|l| l.contains(&format!("\"{name}\"")))
                 .unwrap();
-            assert!(line.contains(&format!("? {n} :")), "{name} is not {n} in events.h");
+            assert!(
+                line.contains(&format!("? {n} :")),
+                "{name} is not {n} in events.h"
+            );
         }
         let mut files = vec![dir.join("datapath.bpf.c")];
         for e in std::fs::read_dir(dir.join("lib")).unwrap() {

@@ -58,12 +58,12 @@ pub use events::{
     EventHeader, EventKind, Events, LostEvents, MonitorAggregation, ObsPoint, PolicyVerdict,
     TraceNotify, BPF_FILES,
 };
-pub use prometheus::{EndpointMetric, MapPressure};
 pub use maps::{
     reason, CtTable, CtTuple4, CtTuple6, Endpoint, EndpointFlags, IpcacheInfo, Metric, PolicyKey,
     PolicyStats, RawCtEntry, TrafficDirection,
 };
 pub use object::OBJECT;
+pub use prometheus::{EndpointMetric, MapPressure};
 pub use service::{Backend, BackendState, L4Protocol, Service, ServiceKind, MAX_BACKENDS};
 
 /// The README's examples, compiled as doctests.

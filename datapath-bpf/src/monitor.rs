@@ -54,7 +54,7 @@ pub struct PacketSummary {
     pub dport: u16,
     /// TCP flags byte (TCP only).
     pub tcp_flags: u8,
-    /// ICMP / ICMPv6 type and code.
+    /// ICMP / `ICMPv6` type and code.
     pub icmp: Option<(u8, u8)>,
 }
 
@@ -73,7 +73,12 @@ impl PacketSummary {
                 let frag = u16::from_be_bytes([*l3.get(6)?, *l3.get(7)?]) & 0x1fff;
                 // A later fragment carries no L4 header.
                 let proto = if frag != 0 { 0 } else { *l3.get(9)? };
-                (IpAddr::from(Ipv4Addr::from(a)), IpAddr::from(Ipv4Addr::from(b)), proto, ihl)
+                (
+                    IpAddr::from(Ipv4Addr::from(a)),
+                    IpAddr::from(Ipv4Addr::from(b)),
+                    proto,
+                    ihl,
+                )
             }
             0x86dd => {
                 let a: [u8; 16] = l3.get(8..24)?.try_into().ok()?;

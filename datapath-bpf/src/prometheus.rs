@@ -80,8 +80,9 @@ fn count_entries(map: &'static str, fd: i32, key_size: usize, limit: u64) -> Res
             cur.as_ptr().cast::<c_void>()
         };
         // SAFETY: both buffers have the map's key size.
-        let rc =
-            unsafe { libbpf_sys::bpf_map_get_next_key(fd, prev, next.as_mut_ptr().cast::<c_void>()) };
+        let rc = unsafe {
+            libbpf_sys::bpf_map_get_next_key(fd, prev, next.as_mut_ptr().cast::<c_void>())
+        };
         if rc == -libc::ENOENT {
             break;
         }
@@ -134,7 +135,10 @@ impl Datapath {
         let vsize = 32;
         let mut buf = vec![0u8; vsize * self.ncpus()];
         for id in ids.into_iter().filter(|id| *id < 4096) {
-            for (bit, dir) in [(0u32, TrafficDirection::Ingress), (1, TrafficDirection::Egress)] {
+            for (bit, dir) in [
+                (0u32, TrafficDirection::Ingress),
+                (1, TrafficDirection::Egress),
+            ] {
                 let idx = (u32::from(id) << 1) | bit;
                 if !self.lookup(maps::ENDPOINT_METRICS, &idx.to_ne_bytes(), &mut buf)? {
                     continue;
@@ -417,7 +421,11 @@ fn map_max_entries(fd: i32) -> Option<u32> {
     let mut len = size_of::<libbpf_sys::bpf_map_info>() as u32;
     // SAFETY: info is valid for `len` bytes.
     let rc = unsafe {
-        libbpf_sys::bpf_map_get_info_by_fd(fd, (&mut info as *mut libbpf_sys::bpf_map_info).cast(), &mut len)
+        libbpf_sys::bpf_map_get_info_by_fd(
+            fd,
+            (&mut info as *mut libbpf_sys::bpf_map_info).cast(),
+            &mut len,
+        )
     };
     (rc == 0).then_some(info.max_entries)
 }

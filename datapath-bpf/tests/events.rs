@@ -65,7 +65,10 @@ fn load(dir: &BpfDir, o: Options) -> Datapath {
 
 fn setup(tag: &str, f: impl FnOnce(Options) -> Options) -> (BpfDir, Datapath, Events) {
     let dir = BpfDir::new(tag);
-    let dp = load(&dir, f(Options::small(dir.join("globals")).redirect_peer(true)));
+    let dp = load(
+        &dir,
+        f(Options::small(dir.join("globals")).redirect_peer(true)),
+    );
     let ev = dp.events().expect("open events");
     (dir, dp, ev)
 }
@@ -159,7 +162,8 @@ fn policy_drop_is_one_drop_event_with_reason_tuple_identities_and_a_verdict() {
     let e = Event::PolicyVerdict(v.clone());
     assert_eq!((e.to_endpoint(), e.from_endpoint()), (Some(B_EP), None));
     assert!(
-        v.to_string().contains("local EP ID 1002, remote ID 5001, proto 6, ingress, action deny"),
+        v.to_string()
+            .contains("local EP ID 1002, remote ID 5001, proto 6, ingress, action deny"),
         "{v}"
     );
     // An explicit deny entry: L3-L4 match, "Policy denied by denylist".
@@ -184,6 +188,9 @@ fn policy_drop_is_one_drop_event_with_reason_tuple_identities_and_a_verdict() {
     ));
 }
 
+/// What a packet is, the packet, its drop reason, its ports (if parseable).
+type DropCase = (&'static str, Vec<u8>, u8, Option<(u16, u16)>);
+
 /// Every drop path a crafted packet reaches: exactly one drop event each,
 /// with its reason and (where the packet has one) its tuple.
 #[test]
@@ -201,7 +208,7 @@ fn each_drop_path_emits_exactly_one_drop_event() {
     );
     let mut v6_none = eth(A_NODE_MAC, A_MAC, ETH_P_IPV6);
     v6_none.extend(ip6(a6(), "fd00:2::2".parse().unwrap(), 59, 64, &[0u8; 8]));
-    let cases: Vec<(&str, Vec<u8>, u8, Option<(u16, u16)>)> = vec![
+    let cases: Vec<DropCase> = vec![
         ("invalid version", bad_version, reason::INVALID, None),
         ("truncated tcp", short_tcp, reason::CT_INVALID_HDR, None),
         (
@@ -210,7 +217,12 @@ fn each_drop_path_emits_exactly_one_drop_event() {
             reason::CT_UNKNOWN_PROTO,
             None,
         ),
-        ("spoofed source", spoofed, reason::INVALID_SOURCE_IP, Some((40000, 80))),
+        (
+            "spoofed source",
+            spoofed,
+            reason::INVALID_SOURCE_IP,
+            Some((40000, 80)),
+        ),
         ("ipv6 no next header", v6_none, reason::INVALID_EXTHDR, None),
         (
             "policy",
@@ -220,14 +232,20 @@ fn each_drop_path_emits_exactly_one_drop_event() {
         ),
     ];
     for (what, pkt, want, ports) in cases {
-        let out = dp.test_run(Program::FromContainer, &pkt, &from_a()).unwrap();
+        let out = dp
+            .test_run(Program::FromContainer, &pkt, &from_a())
+            .unwrap();
         assert_eq!(out.retval, TC_ACT_SHOT, "{what}");
         let evs = drain(&mut ev);
         let d = drops(&evs);
         assert_eq!(d.len(), 1, "{what}: {evs:#?}");
         assert_eq!(d[0].reason(), want, "{what}: {}", d[0]);
         assert_eq!(d[0].header.orig_len as usize, pkt.len(), "{what}");
-        assert_eq!(d[0].packet, pkt[..pkt.len().min(128)], "{what}: first bytes");
+        assert_eq!(
+            d[0].packet,
+            pkt[..pkt.len().min(128)],
+            "{what}: first bytes"
+        );
         if let Some((sport, dport)) = ports {
             let f = Event::Drop(d[0].clone()).flow().unwrap();
             assert_eq!((f.sport, f.dport), (sport, dport), "{what}");
@@ -272,9 +290,11 @@ fn trace_aggregation_medium_once_per_connection_off_every_packet() {
     assert_eq!((t[0].src_identity, t[0].header.source), (A_ID, A_EP));
     assert!(t[0].to_string().starts_with("-> stack flow 0x"), "{}", t[0]);
     // TCP at medium: the SYN and the first ACK (new flags), then nothing.
-    dp.test_run(Program::FromContainer, &syn, &from_a()).unwrap();
+    dp.test_run(Program::FromContainer, &syn, &from_a())
+        .unwrap();
     for _ in 0..5 {
-        dp.test_run(Program::FromContainer, &ack, &from_a()).unwrap();
+        dp.test_run(Program::FromContainer, &ack, &from_a())
+            .unwrap();
     }
     let t = drain(&mut ev);
     let reasons: Vec<&str> = traces(&t)
@@ -287,9 +307,7 @@ fn trace_aggregation_medium_once_per_connection_off_every_packet() {
         .unwrap();
     assert!(drain(&mut ev).is_empty());
 
-    let (_d2, dp, mut ev) = setup("ev-off", |o| {
-        o.monitor_aggregation(MonitorAggregation::Off)
-    });
+    let (_d2, dp, mut ev) = setup("ev-off", |o| o.monitor_aggregation(MonitorAggregation::Off));
     for _ in 0..10 {
         dp.test_run(Program::FromContainer, &udp_pkt, &from_a())
             .unwrap();
@@ -310,12 +328,12 @@ fn trace_aggregation_medium_once_per_connection_off_every_packet() {
         10
     );
 
-    let (_d3, dp, mut ev) = setup("ev-max", |o| {
-        o.monitor_aggregation(MonitorAggregation::Max)
-    });
-    dp.test_run(Program::FromContainer, &syn, &from_a()).unwrap();
+    let (_d3, dp, mut ev) = setup("ev-max", |o| o.monitor_aggregation(MonitorAggregation::Max));
+    dp.test_run(Program::FromContainer, &syn, &from_a())
+        .unwrap();
     for _ in 0..5 {
-        dp.test_run(Program::FromContainer, &ack, &from_a()).unwrap();
+        dp.test_run(Program::FromContainer, &ack, &from_a())
+            .unwrap();
     }
     assert_eq!(traces(&drain(&mut ev)).len(), 1);
 
@@ -351,9 +369,16 @@ fn local_delivery_traces_to_endpoint() {
     assert_eq!(t.len(), 1, "{evs:#?}");
     assert_eq!(t[0].obs_point(), ObsPoint::TO_ENDPOINT);
     assert_eq!(t[0].dst_endpoint, B_EP);
-    assert!(t[0].to_string().starts_with("-> endpoint 1002 flow"), "{}", t[0]);
+    assert!(
+        t[0].to_string().starts_with("-> endpoint 1002 flow"),
+        "{}",
+        t[0]
+    );
     let e = Event::Trace(t[0].clone());
-    assert_eq!((e.from_endpoint(), e.to_endpoint()), (Some(A_EP), Some(B_EP)));
+    assert_eq!(
+        (e.from_endpoint(), e.to_endpoint()),
+        (Some(A_EP), Some(B_EP))
+    );
     // The allow is a verdict too.
     assert!(evs
         .iter()
@@ -423,7 +448,11 @@ fn drop_notifications_are_rate_limited_and_counted() {
     let lost = ev.lost().unwrap();
     assert_eq!(lost.rate_limited, 15);
     assert_eq!(lost.ring_full, 0);
-    assert_eq!(dp.metric(reason::POLICY, TrafficDirection::Ingress).unwrap(), 20);
+    assert_eq!(
+        dp.metric(reason::POLICY, TrafficDirection::Ingress)
+            .unwrap(),
+        20
+    );
 }
 
 /// The ring buffer is pinned: a reader opened before a reload reads the
@@ -459,12 +488,16 @@ fn recv_timeout_waits_and_returns() {
     require_privileges!();
     let (_dir, dp, mut ev) = setup("ev-block", |o| o);
     let t = std::time::Instant::now();
-    assert!(ev.recv_timeout(Duration::from_millis(300)).unwrap().is_none());
+    assert!(ev
+        .recv_timeout(Duration::from_millis(300))
+        .unwrap()
+        .is_none());
     assert!(t.elapsed() >= Duration::from_millis(300));
     let pkt = a_to(b4(), 6, &tcp(46000, 80, 0x02));
     let th = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(100));
-        dp.test_run(Program::FromContainer, &pkt, &from_a()).unwrap();
+        dp.test_run(Program::FromContainer, &pkt, &from_a())
+            .unwrap();
         dp
     });
     let t = std::time::Instant::now();
@@ -478,13 +511,20 @@ fn recv_timeout_waits_and_returns() {
 fn endpoint_counters_and_prometheus_text() {
     require_privileges!();
     let (_dir, dp, _ev) = setup("ev-prom", |o| o);
-    dp.allow(&PolicyKey::new(B_EP, TrafficDirection::Ingress).identity(A_ID).dport(80).protocol(6))
-        .unwrap();
+    dp.allow(
+        &PolicyKey::new(B_EP, TrafficDirection::Ingress)
+            .identity(A_ID)
+            .dport(80)
+            .protocol(6),
+    )
+    .unwrap();
     let ok = a_to(b4(), 6, &tcp(47000, 80, 0x02));
     let ack = a_to(b4(), 6, &tcp(47000, 80, 0x10));
     let denied = a_to(b4(), 6, &tcp(47001, 22, 0x02));
     assert_eq!(
-        dp.test_run(Program::FromContainer, &ok, &from_a()).unwrap().retval,
+        dp.test_run(Program::FromContainer, &ok, &from_a())
+            .unwrap()
+            .retval,
         TC_ACT_REDIRECT
     );
     // Established: counted from the endpoint id the CT entry keeps.
@@ -507,6 +547,7 @@ fn endpoint_counters_and_prometheus_text() {
     assert_eq!(b_in.dropped_bytes, denied.len() as u64);
 
     let text = dp.prometheus().unwrap();
+    println!("{text}");
     for want in [
         "# TYPE cilium_drop_count_total counter",
         "cilium_drop_count_total{direction=\"INGRESS\",reason=\"Policy denied\"} 1",
@@ -540,14 +581,24 @@ fn monitor_example_in_another_process_prints_the_drop() {
     let (dir, dp, _ev) = setup("ev-child", |o| o);
     let child = std::process::Command::new(&monitor)
         .arg(dir.join("globals"))
-        .args(["--type", "drop", "--to", "1002", "--count", "1", "--timeout", "10"])
+        .args([
+            "--type",
+            "drop",
+            "--to",
+            "1002",
+            "--count",
+            "1",
+            "--timeout",
+            "10",
+        ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     // Let it open the pins, then drop a packet.
     std::thread::sleep(Duration::from_millis(500));
     let pkt = a_to(b4(), 6, &tcp(48000, 80, 0x02));
-    dp.test_run(Program::FromContainer, &pkt, &from_a()).unwrap();
+    dp.test_run(Program::FromContainer, &pkt, &from_a())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
@@ -570,7 +621,14 @@ fn monitor_example() -> std::path::PathBuf {
         .join("examples/monitor");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let st = std::process::Command::new(cargo)
-        .args(["build", "-q", "-p", "podnet-datapath", "--example", "monitor"])
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "podnet-datapath",
+            "--example",
+            "monitor",
+        ])
         .status()
         .unwrap();
     assert!(st.success(), "building the monitor example");
