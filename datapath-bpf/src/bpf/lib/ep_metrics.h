@@ -6,7 +6,7 @@
  * found: no lookup beyond the counter's own (a per-CPU array, which the
  * verifier inlines). Cilium has no per-endpoint datapath counter; its
  * endpoint ids run 1..4095 (pkg/endpointmanager/idallocator), hence the
- * size: ids beyond it are not counted.
+ * size (ids are taken modulo it).
  */
 #ifndef PODNET_EP_METRICS_H
 #define PODNET_EP_METRICS_H
@@ -37,11 +37,14 @@ struct {
 static __always_inline void ep_count(struct __sk_buff *ctx, __u32 dir, bool dropped)
 {
 	bool egress = dir == METRIC_EGRESS;
-	__u32 ep = ctx->cb[egress ? CB_EGRESS_EP : CB_INGRESS_EP];
-	__u32 idx = (ep << 1) | egress;
+	/* No branch on the id (each one doubles what the verifier walks at
+	 * every count() site): ids are below EP_METRICS_IDS (Cilium's range),
+	 * and 0, no local endpoint, counts in slot 0, which no endpoint has. */
+	__u32 idx = ((ctx->cb[egress ? CB_EGRESS_EP : CB_INGRESS_EP] & (EP_METRICS_IDS - 1)) << 1) |
+		    egress;
 	struct ep_metrics_value *v;
 
-	if (!CONFIG.endpoint_metrics || !ep || ep >= EP_METRICS_IDS)
+	if (!CONFIG.endpoint_metrics)
 		return;
 	v = bpf_map_lookup_elem(&podnet_ep_metrics, &idx);
 	if (!v)
