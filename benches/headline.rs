@@ -4,7 +4,7 @@
 //!
 //! * `cargo bench` (or `cargo bench --bench headline -- route`) runs the full
 //!   sizes; a trailing word filters the areas by substring (`route`, `conntrack`,
-//!   `datapath`, or only `datapath-programs` / `datapath-traffic`).
+//!   `datapath`, or only `route-monitor`, `datapath-programs` / `datapath-traffic`).
 //! * `cargo test --benches` (and `cargo bench -- --quick`) runs every
 //!   benchmark at a small size with 3 rounds, so they keep compiling and
 //!   working (scripts/test.sh does this).
@@ -31,6 +31,10 @@ mod datapath;
 mod events;
 #[path = "headline/route.rs"]
 mod route;
+#[path = "headline/route_monitor.rs"]
+mod route_monitor;
+#[path = "headline/snat.rs"]
+mod snat;
 
 use report::Report;
 
@@ -51,14 +55,16 @@ fn main() {
     }
     rounds::raise_priority();
     let mut report = Report::new(full);
-    let areas: [Area; 5] = [
+    let areas: &[Area] = &[
         ("route", route::run),
+        ("route-monitor", route_monitor::run),
         ("conntrack", conntrack::run),
         ("datapath-programs", datapath::run_programs),
         ("datapath-traffic", datapath::run_traffic),
         ("events", events::run),
+        ("datapath-snat", snat::run),
     ];
-    for (name, run) in areas {
+    for &(name, run) in areas {
         if filters.is_empty() || filters.iter().any(|f| name.contains(f)) {
             eprintln!("== {name} ({} mode)", if full { "full" } else { "quick" });
             run(&mut report);

@@ -19,7 +19,7 @@
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr};
 
-use podnet::lab::{self, check, Lab, LabPlan, LabResult};
+use podnet::lab::{self, check, Lab, LabResult};
 
 /// Cilium's tuple flag of a service entry (`bpf/lib/common.h`).
 const TUPLE_F_SERVICE: u8 = 4;
@@ -33,12 +33,14 @@ underlay veth, two pods each, installs seed 003's routes with the `route`
 crate, loads and attaches the `datapath-bpf` datapath, sends pod-to-pod
 traffic on one node and across nodes, prints the routing table, the conntrack
 entries and the datapath metrics, programs a ClusterIP with a backend on each
-node and connects to it, runs conntrack GC, then tears it all down.
+node and connects to it, reaches an outside address from a pod (BPF
+masquerade) and prints its NAT entries, runs conntrack GC, then tears it all
+down.
 
   --keep   leave namespaces, routes, programs and pins in place to inspect";
 
 fn step(n: u32, what: &str) {
-    println!("\n[{n}/9] {what}");
+    println!("\n[{n}/10] {what}");
 }
 
 fn main() {
@@ -65,13 +67,16 @@ fn main() {
 }
 
 fn run(keep: bool) -> LabResult<()> {
-    let plan = LabPlan::two_nodes("pn");
+    // Two nodes with BPF masquerade on, and an outside network behind
+    // node1's eth1 (podnet::lab_outside).
+    let plan = podnet::lab_outside::plan("pn");
 
     step(
         1,
         "topology: namespaces, veth pairs, addresses (the container runtime's part)",
     );
     let mut lab = Lab::create(&plan, true)?;
+    let mut outside = podnet::lab_outside::create(&lab, Some("pn-outside"))?;
     for n in &lab.nodes {
         println!(
             "  {} ({}): eth0 {}/24, cilium_host {}, pod CIDR {}, {}",
@@ -301,7 +306,41 @@ fn run(keep: bool) -> LabResult<()> {
     )?;
     let _ = clients;
 
-    step(9, "conntrack GC on node1");
+    step(
+        9,
+        "a pod reaches an outside address, masqueraded to its node (BPF SNAT)",
+    );
+    let peer_server = podnet::lab_outside::PeerServer::start(&outside, 7000)?;
+    let mut out_conn = lab::connect(pod1a, peer_server.tcp)?;
+    let answer = podnet::lab_outside::ask(&mut out_conn, "hello")?;
+    println!("  the outside ({}) says: {answer}", peer_server.tcp);
+    let node_addr = podnet::lab_outside::NODE1_OUTSIDE_IP;
+    check(
+        answer.starts_with(&format!("{node_addr}:")),
+        &format!("the outside saw pod1a as node1's address {node_addr}"),
+    )?;
+    let nat = podnet_conntrack::nat::NatMap::open(node1.dp()?.nat_map_paths().v4)?;
+    let clock_now = ClockSource::Monotonic;
+    let pod_port = out_conn.local_addr()?.port();
+    println!("  node1's NAT entries for it (`cilium bpf nat list`):");
+    let nat_text = podnet_conntrack::nat::dump_nat_entries_with_time_diff(&nat, &clock_now)?;
+    for line in nat_text
+        .lines()
+        .filter(|l| l.contains(&format!("{}:{pod_port}", pod1a.ip())))
+    {
+        println!("    {line}");
+    }
+    check(
+        nat_text.contains(&format!(
+            "TCP OUT {}:{pod_port} -> {}",
+            pod1a.ip(),
+            peer_server.tcp
+        )),
+        "the forward (XLATE_SRC) and reverse (XLATE_DST) entries are there",
+    )?;
+    drop(out_conn);
+
+    step(10, "conntrack GC on node1");
     let clock = ClockSource::Monotonic;
     for map in [&tcp, &any] {
         let mut expiry = GcFilter::expired(&clock)?;
@@ -339,11 +378,13 @@ fn run(keep: bool) -> LabResult<()> {
 
     if keep {
         lab.keep();
+        outside.ns.keep();
         println!("\n--keep: left in place; e.g. `ip -n pn-node1 route`, `ip netns exec pn-pod1a ping 10.2.0.10`");
         return Ok(());
     }
     println!("\n[teardown] detach, unpin, remove routes and namespaces");
     lab.teardown()?;
+    drop(outside);
     check(true, "nothing left behind")?;
     Ok(())
 }

@@ -16,6 +16,9 @@ declare -A PKGS=(
   [bpftool]=/usr/sbin/bpftool
   [iputils-ping]=/usr/bin/ping
   [iperf3]=/usr/bin/iperf3
+  # The masquerade benchmark's baseline (iptables -t nat MASQUERADE in a
+  # netns; Debian's is the nf_tables variant, iptables-nft).
+  [iptables]=/usr/sbin/iptables
   [linux-libc-dev]=/usr/include/linux/bpf.h
   [procps]=/usr/sbin/sysctl
   [util-linux]=/usr/bin/setpriv
@@ -26,6 +29,10 @@ declare -A PKGS=(
   [runc]=/usr/sbin/runc
   [conmon]=/usr/bin/conmon
   [busybox-static]=/bin/busybox
+  # Routing daemons of route/tests/daemons.rs, started by the tests in their
+  # own namespaces (policy-rc.d or no init keeps the packages' services off).
+  [bird2]=/usr/sbin/bird
+  [frr]=/usr/lib/frr/zebra
 )
 
 if [ "$(id -u)" -ne 0 ]; then

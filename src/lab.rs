@@ -80,6 +80,12 @@ pub struct NodePlan {
     pub skip_fib: bool,
     /// Its pods.
     pub pods: Vec<PodPlan>,
+    /// BPF masquerade (off in [`LabPlan::two_nodes`]; see `lab_outside`).
+    pub masquerade: podnet_datapath::Masquerade,
+    /// Underlay interfaces besides `eth0` that get `from_netdev` (and
+    /// `to_netdev` with masquerade on), created by the caller before
+    /// [`Lab::start_datapath`].
+    pub netdevs: Vec<String>,
 }
 
 /// The whole lab.
@@ -110,6 +116,8 @@ impl LabPlan {
                     host_ip: Ipv4Addr::new(10, 1, 0, 1),
                     pod_cidr: cidr(1),
                     skip_fib: false,
+                    masquerade: podnet_datapath::Masquerade::new(),
+                    netdevs: Vec::new(),
                     pods: vec![
                         pod("pod1a", [10, 1, 0, 10], 101, 10001),
                         pod("pod1b", [10, 1, 0, 11], 102, 10002),
@@ -121,6 +129,8 @@ impl LabPlan {
                     host_ip: Ipv4Addr::new(10, 2, 0, 1),
                     pod_cidr: cidr(2),
                     skip_fib: true,
+                    masquerade: podnet_datapath::Masquerade::new(),
+                    netdevs: Vec::new(),
                     pods: vec![
                         pod("pod2a", [10, 2, 0, 10], 201, 20001),
                         pod("pod2b", [10, 2, 0, 11], 202, 20002),
@@ -379,6 +389,7 @@ impl Lab {
         for n in &mut self.nodes {
             let opts = Options::small(&n.pin_dir)
                 .skip_fib(n.plan.skip_fib)
+                .masquerade(n.plan.masquerade.clone())
                 .attach_mode(mode);
             let mut dp = Datapath::load(&opts)?;
             for p in &n.pods {
@@ -401,7 +412,11 @@ impl Lab {
                 };
                 dp.upsert_ipcache(IpAddr::V4(*ip).into(), &IpcacheInfo::new(identity))?;
             }
-            let eth0 = n.ns.ifindex("eth0");
+            let netdevs: Vec<u32> = std::iter::once("eth0")
+                .chain(n.plan.netdevs.iter().map(String::as_str))
+                .map(|d| n.ns.ifindex(d))
+                .collect();
+            let masquerade = n.plan.masquerade.enabled();
             let lxcs: Vec<u32> = n.pods.iter().map(|p| p.lxc_ifindex).collect();
             // tc/tcx attach speaks netlink in the calling thread's namespace.
             n.ns.run(|| -> podnet_datapath::Result<()> {
@@ -409,7 +424,13 @@ impl Lab {
                     dp.attach(*idx, Hook::FromContainer)?;
                     dp.attach(*idx, Hook::ToContainer)?;
                 }
-                dp.attach(eth0, Hook::FromNetdev)
+                for idx in &netdevs {
+                    dp.attach(*idx, Hook::FromNetdev)?;
+                    if masquerade {
+                        dp.attach(*idx, Hook::ToNetdev)?;
+                    }
+                }
+                Ok(())
             })?;
             // A restart: the new programs are attached next to the old ones
             // (tcx runs both; the first verdict wins), then the old instance

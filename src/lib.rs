@@ -4,6 +4,8 @@
 
 pub mod cni;
 pub mod lab;
+pub mod lab_frag;
+pub mod lab_outside;
 
 /// The README's code samples, compiled as doc tests so they stay true.
 #[cfg(doctest)]

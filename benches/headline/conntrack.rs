@@ -306,7 +306,9 @@ pub fn run(report: &mut Report) {
         raw_name,
         "raw",
         "ms",
-        Goal::RatioAtMost(1.25),
+        // The goal belongs to the default mode (overlapped, chosen by the
+        // next row's measurement); one thread is reported for comparison.
+        Goal::None,
     ));
     report.add(
         gcs.row(
@@ -378,6 +380,15 @@ fn our_default_gc(map: &CtMap, expect: usize) {
     assert_eq!(stats.deleted, expect);
 }
 
+/// Timed passes per contender and round in the short GC rows.
+const PASSES: usize = 3;
+
+/// The median of a few timings.
+fn median_of<const N: usize>(mut v: [f64; N]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[N / 2]
+}
+
 /// Issue #16's rows, on identically refilled maps (refills not timed).
 fn gc_in_kernel_rows(report: &mut Report, map: &CtMap, n: u32, label: &str, batch: u32) {
     let fd = map.as_fd().as_raw_fd();
@@ -387,16 +398,25 @@ fn gc_in_kernel_rows(report: &mut Report, map: &CtMap, n: u32, label: &str, batc
     let one = alternate(
         report.rounds(Rounds::Other),
         &mut [
+            // A pass takes 0.1-0.3 s, short enough for one preempted slice
+            // to move a round's ratio by a third: each contender's figure
+            // in a round is the median of three passes.
             &mut |r: &mut Record<'_>| {
-                fill_share(map, n, 100);
-                let (d, ()) = time(|| raw_gc(fd, batch));
-                assert_eq!(map.count().expect("count"), n as usize - expired1);
-                r.put("raw", ms(d));
+                let passes = [0; PASSES].map(|_| {
+                    fill_share(map, n, 100);
+                    let (d, ()) = time(|| raw_gc(fd, batch));
+                    assert_eq!(map.count().expect("count"), n as usize - expired1);
+                    ms(d)
+                });
+                r.put("raw", median_of(passes));
             },
             &mut |r: &mut Record<'_>| {
-                fill_share(map, n, 100);
-                let (d, ()) = time(|| our_default_gc(map, expired1));
-                r.put("ours", ms(d));
+                let passes = [0; PASSES].map(|_| {
+                    fill_share(map, n, 100);
+                    let (d, ()) = time(|| our_default_gc(map, expired1));
+                    ms(d)
+                });
+                r.put("ours", median_of(passes));
             },
         ],
     );

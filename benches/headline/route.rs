@@ -10,6 +10,10 @@ use std::time::Duration;
 use podnet_route::{Handle, Route, RouteFilter, MAIN_TABLE};
 use testsupport::Netns;
 
+// The rows against the raw netlink floor, run after these.
+#[path = "route_floor.rs"]
+mod floor;
+
 use crate::report::{peak_rss_mib, reset_peak_rss, time, Goal, Report};
 use crate::rounds::{alternate, Record, Rounds};
 
@@ -181,4 +185,5 @@ pub fn run(report: &mut Report) {
         "MiB",
         Goal::None,
     ));
+    floor::run(report);
 }

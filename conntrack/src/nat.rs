@@ -23,6 +23,7 @@ use std::path::Path;
 
 use crate::entry::EntryFlags;
 use crate::error::{Error, Result};
+use crate::gc::ClockSource;
 use crate::key::{AnyCtKey, CtKey6, IpFamily, TupleFlags, IPPROTO_TCP};
 use crate::map::CtMap;
 use crate::raw::{BatchScanner, RawMap, DEFAULT_BATCH};
@@ -557,6 +558,139 @@ pub fn purge_orphan_nat_entries(
         }
     }
     Ok(stats)
+}
+
+/// One line of `cilium bpf nat list`: the key as Cilium's
+/// `TupleKey4Global.Dump(sb, false)` writes it (`TCP OUT 10.1.0.2:40000 ->
+/// 203.0.113.5:80 `), then the entry's `NatEntry4.Dump` (`XLATE_SRC` for a
+/// forward entry, `XLATE_DST` for a reverse one, `TUPLE_F_IN`): `XLATE_SRC
+/// 192.0.2.1:40000 Created=? (raw 100) NeedsCT=0` and a newline. `created`
+/// is Cilium's text for the creation time (see [`NatRecord::with_clock`]).
+///
+/// ```
+/// use podnet_conntrack::nat::{NatEntry, NatRecord};
+/// use podnet_conntrack::{AnyCtKey, CtKey4};
+/// let mut k = CtKey4::default();
+/// k.set_daddr("203.0.113.5".parse().unwrap());
+/// k.set_saddr("10.1.0.2".parse().unwrap());
+/// k.set_dport(80);
+/// k.set_sport(40000);
+/// k.set_nexthdr(6);
+/// let mut e = NatEntry::new("192.0.2.1".parse().unwrap(), 40000);
+/// e.set_created(100);
+/// let r = NatRecord::new(AnyCtKey::V4(k), e);
+/// assert_eq!(
+///     r.to_string(),
+///     "TCP OUT 10.1.0.2:40000 -> 203.0.113.5:80 XLATE_SRC 192.0.2.1:40000 Created=? (raw 100) NeedsCT=0\n"
+/// );
+/// ```
+#[derive(Clone, Debug)]
+pub struct NatRecord {
+    /// The NAT tuple.
+    pub key: AnyCtKey,
+    /// Its translation.
+    pub entry: NatEntry,
+    created: Option<String>,
+}
+
+impl NatRecord {
+    /// A record whose creation time prints raw (`? (raw N)`, Cilium's text
+    /// without a clock source).
+    #[must_use]
+    pub fn new(key: AnyCtKey, entry: NatEntry) -> Self {
+        NatRecord {
+            key,
+            entry,
+            created: None,
+        }
+    }
+
+    /// The creation time as Cilium prints it with the agent's clock:
+    /// `Nsec ago` against `clock`'s now.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when the clock cannot be read.
+    pub fn with_clock(mut self, clock: &ClockSource) -> Result<Self> {
+        let now = clock.to_seconds(u64::from(clock.now()?)) as i64;
+        let t = clock.to_seconds(self.entry.created()) as i64;
+        self.created = Some(format!("{}sec ago", now - t));
+        Ok(self)
+    }
+}
+
+impl fmt::Display for NatRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut key = String::new();
+        if !self.key.dump(&mut key, true, false) {
+            return Ok(());
+        }
+        let which = if self.key.flags().contains(TupleFlags::IN) {
+            "DST"
+        } else {
+            "SRC"
+        };
+        let created = match &self.created {
+            Some(c) => c.clone(),
+            None => format!("? (raw {})", self.entry.created()),
+        };
+        let addr = match self.entry.to_addr() {
+            IpAddr::V4(a) => a.to_string(),
+            IpAddr::V6(a) => a.to_string(),
+        };
+        writeln!(
+            f,
+            "{key}XLATE_{which} {addr}:{} Created={created} NeedsCT={}",
+            self.entry.to_port(),
+            self.entry.needs_ct()
+        )
+    }
+}
+
+impl NatMap {
+    /// Every entry, with a batch walk.
+    ///
+    /// # Errors
+    /// [`Error::Syscall`] when the walk fails.
+    pub fn entries(&self) -> Result<Vec<(AnyCtKey, NatEntry)>> {
+        let ks = self.family.key_size();
+        let vs = NatEntry::size(self.family);
+        let mut out = Vec::new();
+        let mut scanner = BatchScanner::new(&self.raw, DEFAULT_BATCH)?;
+        while let Some(n) = scanner.next_batch()? {
+            for i in 0..n {
+                let k = AnyCtKey::from_bytes(self.family, &scanner.keys[i * ks..(i + 1) * ks])?;
+                let v = NatEntry::from_bytes(self.family, &scanner.values[i * vs..(i + 1) * vs])?;
+                out.push((k, v));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The text of `cilium bpf nat list` for `nat` (Cilium's `DoDumpEntries`:
+/// creation times raw, entries with protocol 0 skipped).
+///
+/// # Errors
+/// [`Error::Syscall`] when the walk fails.
+pub fn dump_nat_entries(nat: &NatMap) -> Result<String> {
+    Ok(nat
+        .entries()?
+        .into_iter()
+        .map(|(k, e)| NatRecord::new(k, e).to_string())
+        .collect())
+}
+
+/// Like [`dump_nat_entries`], creation times as `Nsec ago` against `clock`
+/// (Cilium's `DumpEntriesWithTimeDiff`, what `cilium bpf nat list` prints).
+///
+/// # Errors
+/// [`Error::Syscall`] when the walk fails; [`Error::InvalidInput`] when the clock cannot be read.
+pub fn dump_nat_entries_with_time_diff(nat: &NatMap, clock: &ClockSource) -> Result<String> {
+    let mut out = String::new();
+    for (k, e) in nat.entries()? {
+        out.push_str(&NatRecord::new(k, e).with_clock(clock)?.to_string());
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

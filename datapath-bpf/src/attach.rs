@@ -29,6 +29,10 @@ pub enum Hook {
     ToContainer,
     /// `from_netdev` on the ingress of the node's underlay interface.
     FromNetdev,
+    /// `to_netdev` on the egress of the node's underlay interface
+    /// (masquerade); attaching it records the interface's masquerade
+    /// addresses when it is a masquerade interface.
+    ToNetdev,
 }
 
 impl Hook {
@@ -39,11 +43,12 @@ impl Hook {
             Hook::FromContainer => Program::FromContainer,
             Hook::ToContainer => Program::ToContainer,
             Hook::FromNetdev => Program::FromNetdev,
+            Hook::ToNetdev => Program::ToNetdev,
         }
     }
 
     fn egress(self) -> bool {
-        self == Hook::ToContainer
+        self == Hook::ToContainer || self == Hook::ToNetdev
     }
 
     /// "ingress" or "egress", as the attach mode texts say it.
@@ -63,6 +68,7 @@ impl std::fmt::Display for Hook {
             Hook::FromContainer => "from-container",
             Hook::ToContainer => "to-container",
             Hook::FromNetdev => "from-netdev",
+            Hook::ToNetdev => "to-netdev",
         })
     }
 }

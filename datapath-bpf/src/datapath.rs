@@ -45,6 +45,10 @@ pub struct Options {
     pub ipcache_size: u32,
     /// Entries of the policy map.
     pub policy_size: u32,
+    /// Entries of each fragment map (`cilium_ipv4_frag_datagrams`,
+    /// `cilium_ipv6_frag_datagrams`): datagrams in flight whose later
+    /// fragments are still to come (Cilium's `bpf-fragments-map-max`: 8192).
+    pub frag_size: u32,
     /// Forward remote traffic with `bpf_fib_lookup` + `bpf_redirect_neigh`
     /// instead of handing it to the stack.
     pub skip_fib: bool,
@@ -91,6 +95,12 @@ pub struct Options {
     /// Count forwarded and dropped packets and bytes per endpoint
     /// ([`Datapath::endpoint_metrics`]). Default on.
     pub endpoint_metrics: bool,
+    /// BPF masquerade (SNAT) of pods' traffic leaving the native-routing
+    /// CIDRs, and `NodePort` to remote backends; default off.
+    pub masquerade: crate::Masquerade,
+    /// Entries of `cilium_snat_v4_external` / `cilium_snat_v6_external`
+    /// (Cilium: 2/3 of the conntrack maps', 524288).
+    pub nat_size: u32,
 }
 
 impl Options {
@@ -104,6 +114,7 @@ impl Options {
             endpoints_size: 65_535,
             ipcache_size: 512_000,
             policy_size: 16_384,
+            frag_size: 8192,
             skip_fib: false,
             redirect_peer: true,
             ct_accounting: true,
@@ -116,6 +127,8 @@ impl Options {
             drop_events_rate: 1000,
             drop_events_burst: 1000,
             endpoint_metrics: true,
+            masquerade: crate::Masquerade::new(),
+            nat_size: 524_288,
         }
     }
 
@@ -128,8 +141,17 @@ impl Options {
             endpoints_size: 1024,
             ipcache_size: 1024,
             policy_size: 1024,
+            frag_size: 1024,
+            nat_size: 4096,
             ..Options::new(pin_dir)
         }
+    }
+
+    /// Sets the entries of each fragment map.
+    #[must_use]
+    pub fn frag_size(mut self, frag_size: u32) -> Self {
+        self.frag_size = frag_size;
+        self
     }
 
     /// Sets the bpffs directory the maps are pinned in.
@@ -252,6 +274,20 @@ impl Options {
         self.endpoint_metrics = endpoint_metrics;
         self
     }
+
+    /// Sets the masquerade settings (checked by [`Datapath::load`]).
+    #[must_use]
+    pub fn masquerade(mut self, masquerade: crate::Masquerade) -> Self {
+        self.masquerade = masquerade;
+        self
+    }
+
+    /// Sets the entries of the SNAT maps.
+    #[must_use]
+    pub fn nat_size(mut self, nat_size: u32) -> Self {
+        self.nat_size = nat_size;
+        self
+    }
 }
 
 /// How programs are attached to interfaces.
@@ -281,6 +317,8 @@ pub enum Program {
     /// `TC_ACT_SHOT` when not (benchmark reference: the cost floor of any
     /// conntrack-ing datapath).
     CtLookup,
+    /// `to_netdev`: underlay egress (masquerade).
+    ToNetdev,
 }
 
 impl Program {
@@ -293,15 +331,17 @@ impl Program {
             Program::FromNetdev => "from_netdev",
             Program::Pass => "tc_pass",
             Program::CtLookup => "tc_ct_lookup",
+            Program::ToNetdev => "to_netdev",
         }
     }
 
-    const ALL: [Program; 5] = [
+    const ALL: [Program; 6] = [
         Program::FromContainer,
         Program::ToContainer,
         Program::FromNetdev,
         Program::Pass,
         Program::CtLookup,
+        Program::ToNetdev,
     ];
 }
 
@@ -419,6 +459,8 @@ pub struct Datapath {
     keep_attached: bool,
     attachments: Vec<Attachment>,
     ncpus: usize,
+    /// What `attach` of [`Hook::ToNetdev`] masquerades.
+    pub(crate) masquerade: crate::Masquerade,
 }
 
 /// The error of map call `op` on `map` that returned `rc` (a negative errno).
@@ -475,7 +517,9 @@ fn remove_empty_dirs(dirs: &[PathBuf]) {
 }
 
 fn map_names() -> impl Iterator<Item = &'static str> {
-    maps::PINNED.into_iter().chain([maps::REDIRECT_TRACE])
+    maps::PINNED
+        .into_iter()
+        .chain([maps::REDIRECT_TRACE, crate::maps::SNAT_ADDRS])
 }
 
 impl Datapath {
@@ -497,6 +541,8 @@ impl Datapath {
             ("endpoints_size", opts.endpoints_size),
             ("ipcache_size", opts.ipcache_size),
             ("policy_size", opts.policy_size),
+            ("frag_size", opts.frag_size),
+            ("nat_size", opts.nat_size),
         ] {
             if v == 0 {
                 return Err(Error::InvalidInput {
@@ -514,6 +560,7 @@ impl Datapath {
                 ),
             });
         }
+        opts.masquerade.validate()?;
         crate::checks::privileges("loading the datapath")?;
         crate::checks::on_bpffs(&opts.pin_dir)?;
         let created_dirs = create_dirs(&opts.pin_dir).map_err(|source| Error::PinDir {
@@ -563,6 +610,8 @@ impl Datapath {
                 maps::IPCACHE => Some(opts.ipcache_size),
                 maps::POLICY => Some(opts.policy_size),
                 maps::EVENTS => Some(opts.events_ring_size),
+                maps::FRAG4 | maps::FRAG6 => Some(opts.frag_size),
+                maps::SNAT4 | maps::SNAT6 => Some(opts.nat_size),
                 _ => None,
             };
             if let Some(size) = size {
@@ -585,6 +634,9 @@ impl Datapath {
                     }
                 };
                 crate::checks::pin_compatible(&opts.pin_dir, &shape)?;
+            }
+            if name.ends_with(".rodata.snat") {
+                crate::masquerade::write_config(&mut m, &name, &opts.masquerade)?;
             }
             if name.ends_with(".rodata") {
                 let Some(init) = m.initial_value_mut() else {
@@ -708,6 +760,7 @@ impl Datapath {
             keep_attached: opts.keep_attached,
             attachments: Vec::new(),
             ncpus: usize::try_from(ncpus).unwrap_or(1).max(1),
+            masquerade: opts.masquerade.clone(),
         };
         // A new map holds generation 0, which disables the cache; a re-used
         // one keeps its value, and so do the stamps taken against it.
@@ -743,7 +796,7 @@ impl Datapath {
         self.progs[&prog].as_fd()
     }
 
-    fn map_fd(&self, name: &'static str) -> i32 {
+    pub(crate) fn map_fd(&self, name: &'static str) -> i32 {
         self.maps[name].as_raw_fd()
     }
 
@@ -1230,6 +1283,9 @@ impl Datapath {
             .then(|| crate::attach::link_pin_path(&self.pin_dir, &ns, ifindex, hook));
         let a = Attachment::attach(prog, program, ns, ifindex, hook, self.attach_mode, pin)?;
         self.attachments.push(a);
+        if hook == Hook::ToNetdev {
+            self.masquerade_interface(ifindex)?;
+        }
         Ok(())
     }
 
@@ -1261,6 +1317,9 @@ impl Datapath {
                 ifindex,
             })?;
         let a = self.attachments.remove(pos);
+        if hook == Hook::ToNetdev {
+            self.delete(maps::SNAT_ADDRS, &ifindex.to_ne_bytes())?;
+        }
         a.detach()
     }
 

@@ -28,6 +28,9 @@ pub enum Error {
         /// Why it is invalid.
         reason: String,
     },
+    /// Bad masquerade settings (before the kernel is touched).
+    #[error(transparent)]
+    Masquerade(#[from] crate::MasqueradeError),
     /// No interface with that index in the calling thread's network namespace.
     #[error("no interface with index {ifindex} in the calling thread's network namespace")]
     UnknownInterface {
@@ -199,6 +202,7 @@ impl Error {
             }
             Error::Privileges { .. } => Some(libc::EPERM),
             Error::InvalidInput { .. }
+            | Error::Masquerade(_)
             | Error::UnknownInterface { .. }
             | Error::NotBpffs { .. }
             | Error::PinMismatch { .. }
@@ -219,9 +223,10 @@ impl Error {
     #[must_use]
     pub fn kind(&self) -> io::ErrorKind {
         match self {
-            Error::InvalidInput { .. } | Error::NotBpffs { .. } | Error::PinMismatch { .. } => {
-                io::ErrorKind::InvalidInput
-            }
+            Error::InvalidInput { .. }
+            | Error::Masquerade(_)
+            | Error::NotBpffs { .. }
+            | Error::PinMismatch { .. } => io::ErrorKind::InvalidInput,
             Error::UnknownInterface { .. } | Error::NotAttached { .. } => io::ErrorKind::NotFound,
             Error::Privileges { .. } => io::ErrorKind::PermissionDenied,
             _ => match self.errno() {

@@ -39,8 +39,10 @@ mod datapath;
 mod drop_reasons;
 mod error;
 mod events;
+mod frag;
 mod log;
 pub mod maps;
+mod masquerade;
 pub mod monitor;
 mod object;
 mod owned;
@@ -58,9 +60,13 @@ pub use events::{
     EventHeader, EventKind, Events, LostEvents, MonitorAggregation, ObsPoint, PolicyVerdict,
     TraceNotify, BPF_FILES,
 };
+pub use frag::{FragId4, FragId6, FragMapPaths, FragPorts};
 pub use maps::{
     reason, CtTable, CtTuple4, CtTuple6, Endpoint, EndpointFlags, IpcacheInfo, Metric, PolicyKey,
     PolicyStats, RawCtEntry, TrafficDirection,
+};
+pub use masquerade::{
+    Masquerade, MasqueradeError, NatMapPaths, RawNatEntry4, RawNatEntry6, MAX_NATIVE_ROUTING_CIDRS,
 };
 pub use object::OBJECT;
 pub use prometheus::{EndpointMetric, MapPressure};

@@ -51,11 +51,16 @@ pub const EVENTS_LOST: &str = "podnet_events_lost";
 /// Per-endpoint forwarded / dropped packets and bytes (per-CPU array,
 /// key endpoint id << 1 | 1 for egress).
 pub const ENDPOINT_METRICS: &str = "podnet_ep_metrics";
+/// Cilium's IPv4 fragment map: datagram ([`crate::FragId4`]) -> L4 ports
+/// of its first fragment ([`crate::FragPorts`]), LRU hash.
+pub const FRAG4: &str = "cilium_ipv4_frag_datagrams";
+/// The IPv6 twin of [`FRAG4`] (key [`crate::FragId6`]).
+pub const FRAG6: &str = "cilium_ipv6_frag_datagrams";
 
 /// Every map of the object pinned in the pin directory. Beside them the
 /// loader pins `podnet_owned`, a one-entry array recording which of these a
 /// podnet load created (what [`crate::Datapath::teardown`] may remove).
-pub const PINNED: [&str; 18] = [
+pub const PINNED: [&str; 22] = [
     CT4_TCP,
     CT4_ANY,
     CT6_TCP,
@@ -74,7 +79,19 @@ pub const PINNED: [&str; 18] = [
     EVENTS,
     EVENTS_LOST,
     ENDPOINT_METRICS,
+    FRAG4,
+    FRAG6,
+    SNAT4,
+    SNAT6,
 ];
+
+/// Cilium's IPv4 SNAT map: NAT tuple -> translated address and port
+/// ([`crate::RawNatEntry4`]), LRU.
+pub const SNAT4: &str = "cilium_snat_v4_external";
+/// Cilium's IPv6 SNAT map ([`crate::RawNatEntry6`]).
+pub const SNAT6: &str = "cilium_snat_v6_external";
+/// Masquerade interfaces: ifindex -> node addresses (hash, not pinned).
+pub const SNAT_ADDRS: &str = "podnet_snat_addrs";
 
 pub(crate) const REDIRECT_TRACE: &str = "podnet_redir_trace";
 
@@ -544,14 +561,31 @@ pub mod reason {
     pub const CT_CREATE_FAILED: u8 = 155;
     /// IPv6 extension header.
     pub const INVALID_EXTHDR: u8 = 156;
-    /// IP fragment.
+    /// IP fragment not supported: counted by datapaths before fragment
+    /// tracking; fragments now count as [`FRAG_PACKET`] (and those whose
+    /// datagram is unknown drop as [`FRAG_NOT_FOUND`]).
     pub const FRAG_NOSUPPORT: u8 = 157;
+    /// A later fragment of a datagram whose first fragment was not seen
+    /// (out of order, or a datagram not tracked): dropped, as Cilium does.
+    pub const FRAG_NOT_FOUND: u8 = 175;
+    /// Not a drop: a fragment the datapath handled (Cilium's
+    /// `REASON_FRAG_PACKET`, counted once per hook it passes).
+    pub const FRAG_PACKET: u8 = 9;
+    /// Not a drop: a first fragment whose ports could not be stored in the
+    /// fragment map (Cilium's `REASON_FRAG_PACKET_UPDATE`); the fragment
+    /// went on, its later fragments will be [`FRAG_NOT_FOUND`].
+    pub const FRAG_PACKET_UPDATE: u8 = 10;
     /// Error writing to the packet (a NAT rewrite failed).
     pub const WRITE_ERROR: u8 = 141;
     /// A new connection to a service frontend without (active) backends.
     pub const NO_SERVICE: u8 = 158;
     /// An explicit deny entry matched.
     pub const POLICY_DENY: u8 = 181;
+    /// No free port for a masquerade mapping (every try collided), or no
+    /// masquerade address for a `NodePort` flow to a remote backend.
+    pub const NAT_NO_MAPPING: u8 = 167;
+    /// Masquerade of an unsupported protocol.
+    pub const NAT_UNSUPP_PROTO: u8 = 168;
     /// Not a drop: a new connection whose entry in `cilium_ct4_global` made
     /// the kernel evict entries, the map being full (podnet's own number,
     /// beyond Cilium's drop reasons). Any count here says the map is too
@@ -596,10 +630,15 @@ pub mod reason {
             CT_UNKNOWN_PROTO => "CT: Unknown L4 protocol",
             CT_CREATE_FAILED => "CT: Map insertion failed",
             INVALID_EXTHDR => "Invalid IPv6 extension header",
-            FRAG_NOSUPPORT => "Fragmentation needed",
+            FRAG_NOSUPPORT => "IP fragmentation not supported",
+            FRAG_NOT_FOUND => "First logical datagram fragment not found",
+            FRAG_PACKET => "Fragmented packet",
+            FRAG_PACKET_UPDATE => "Fragmented packet entry update failed",
             WRITE_ERROR => "Failed to write or read packet",
             NO_SERVICE => "Service backend not found",
             POLICY_DENY => "Policy denied by denylist",
+            NAT_NO_MAPPING => "No mapping for NAT masquerade",
+            NAT_UNSUPP_PROTO => "Unsupported protocol for NAT masquerade",
             CT_EVICTED_TCP4 | CT_EVICTED_ANY4 | CT_EVICTED_TCP6 | CT_EVICTED_ANY6 => {
                 "CT: Map full, entries evicted"
             }

@@ -721,17 +721,22 @@ fn malformed_packets_get_a_defined_verdict_and_are_counted() {
         2
     );
 
-    // Fragments (first and later).
-    for frag in [0x2000u16, 0x0010] {
+    // Fragments: a later one before the first is dropped and counted (its
+    // datagram is unknown); the first, then the later one, pass (tests/frag.rs).
+    for (frag, verdict) in [
+        (0x0010u16, TC_ACT_SHOT),
+        (0x2000, TC_ACT_REDIRECT),
+        (0x0010, TC_ACT_REDIRECT),
+    ] {
         let mut ip = Ip4::new(a4(), b4(), 17);
         ip.frag_off = frag;
         let p = packet4(A_MAC, A_NODE_MAC, &ip, &udp(1, 2, 16));
-        assert_eq!(run(&p).unwrap().retval, TC_ACT_SHOT);
+        assert_eq!(run(&p).unwrap().retval, verdict, "frag_off {frag:#x}");
     }
     assert_eq!(
-        dp.metric(reason::FRAG_NOSUPPORT, TrafficDirection::Egress)
+        dp.metric(reason::FRAG_NOT_FOUND, TrafficDirection::Egress)
             .unwrap(),
-        2
+        1
     );
 
     // TCP header cut short.
@@ -949,20 +954,21 @@ fn ipv6_extension_headers_are_walked_to_the_real_l4() {
     assert_eq!(run(&pkt(0, &opt_hdr(60, 0), &[])).retval, TC_ACT_SHOT);
     assert_eq!(metric(reason::INVALID), 2);
 
-    // Fragment header (directly and behind hop-by-hop): dropped as an
-    // unsupported fragment, counted.
+    // Fragment header (directly and behind hop-by-hop): a first fragment,
+    // tracked and forwarded (tests/frag.rs), counted as a fragment.
     let frag = [6u8, 0, 0, 1, 0, 0, 0, 7];
     assert_eq!(
         run(&pkt(44, &frag, &tcp(35005, 8443, 0x02))).retval,
-        TC_ACT_SHOT
+        TC_ACT_REDIRECT
     );
     let mut hbh_frag = opt_hdr(44, 0);
     hbh_frag.extend_from_slice(&frag);
     assert_eq!(
         run(&pkt(0, &hbh_frag, &tcp(35006, 8443, 0x02))).retval,
-        TC_ACT_SHOT
+        TC_ACT_REDIRECT
     );
-    assert_eq!(metric(reason::FRAG_NOSUPPORT), 2);
+    assert_eq!(metric(reason::FRAG_PACKET), 2);
+    assert_eq!(metric(reason::FRAG_NOSUPPORT), 0);
 
     // "No next header" and ESP: nothing conntrack can track.
     assert_eq!(run(&pkt(0, &opt_hdr(59, 0), &[])).retval, TC_ACT_SHOT);
@@ -970,8 +976,9 @@ fn ipv6_extension_headers_are_walked_to_the_real_l4() {
     assert_eq!(run(&pkt(50, &[0u8; 16], &[])).retval, TC_ACT_SHOT);
     assert_eq!(metric(reason::CT_UNKNOWN_PROTO), 1);
 
-    // None of the drops created an entry: the three flows walked above.
-    assert_eq!(dp.ct6_entries(CtTable::Tcp).unwrap().len(), 3);
+    // None of the drops created an entry: the three flows walked above and
+    // the two first fragments.
+    assert_eq!(dp.ct6_entries(CtTable::Tcp).unwrap().len(), 5);
 
     // to_container walks the chain too: B's reply is found as a reply.
     let mut reply = eth(A_NODE_MAC, B_MAC, ETH_P_IPV6);
@@ -983,7 +990,7 @@ fn ipv6_extension_headers_are_walked_to_the_real_l4() {
         .unwrap();
     assert_eq!(out.retval, TC_ACT_OK);
     let ct = dp.ct6_entries(CtTable::Tcp).unwrap();
-    assert_eq!(ct.len(), 3, "a reply creates no entry: {ct:?}");
+    assert_eq!(ct.len(), 5, "a reply creates no entry: {ct:?}");
     let flow = ct
         .iter()
         .find(|(k, _)| k.sport == 35000u16.to_be())
@@ -1267,7 +1274,8 @@ fn redirect_peer_mode_applies_ingress_conntrack_and_policy_before_delivery() {
         .find(|(k, _)| k.nexthdr == 17 && k.sport == 4444u16.to_be())
         .unwrap();
     assert_eq!(e.src_sec_id, maps::IDENTITY_WORLD);
-    // And a fragment for a local pod is dropped there, one for the node is not.
+    // And a first fragment for a local pod is delivered (tracked,
+    // tests/frag.rs), one for the node passes to the stack.
     let mut ip = Ip4::new(src, b4(), 17);
     ip.frag_off = 0x2000;
     let frag = packet4([2; 6], [3; 6], &ip, &udp(1, 2, 8));
@@ -1275,7 +1283,7 @@ fn redirect_peer_mode_applies_ingress_conntrack_and_policy_before_delivery() {
         dp.test_run(Program::FromNetdev, &frag, &TestContext::default())
             .unwrap()
             .retval,
-        TC_ACT_SHOT
+        TC_ACT_REDIRECT
     );
     let mut ip = Ip4::new(src, "192.168.100.1".parse().unwrap(), 17);
     ip.frag_off = 0x2000;
@@ -1288,7 +1296,7 @@ fn redirect_peer_mode_applies_ingress_conntrack_and_policy_before_delivery() {
     );
 
     // IPv6 from the underlay behind hop-by-hop: the ingress entry has the
-    // real ports; a fragment header for a local pod is dropped and counted.
+    // real ports; a first fragment for a local pod is delivered, counted.
     let src6: Ipv6Addr = "fd00:2::7".parse().unwrap();
     let mut payload = opt_hdr(17, 0);
     payload.extend(udp(998, 5353, 4));
@@ -1308,7 +1316,7 @@ fn redirect_peer_mode_applies_ingress_conntrack_and_policy_before_delivery() {
         "{any6:?}"
     );
     let frags = dp
-        .metric(reason::FRAG_NOSUPPORT, TrafficDirection::Ingress)
+        .metric(reason::FRAG_PACKET, TrafficDirection::Ingress)
         .unwrap();
     let mut payload = vec![17u8, 0, 0, 1, 0, 0, 0, 9];
     payload.extend(udp(998, 5353, 4));
@@ -1317,9 +1325,9 @@ fn redirect_peer_mode_applies_ingress_conntrack_and_policy_before_delivery() {
     let out = dp
         .test_run(Program::FromNetdev, &p, &TestContext::default())
         .unwrap();
-    assert_eq!(out.retval, TC_ACT_SHOT);
+    assert_eq!(out.retval, TC_ACT_REDIRECT);
     assert_eq!(
-        dp.metric(reason::FRAG_NOSUPPORT, TrafficDirection::Ingress)
+        dp.metric(reason::FRAG_PACKET, TrafficDirection::Ingress)
             .unwrap(),
         frags + 1
     );

@@ -8,15 +8,20 @@ use netlink_packet_core::Parseable;
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags as NlRouteFlags, RouteHeader, RouteMessage,
-    RouteMetric, RouteNextHop,
+    RouteMetric, RouteNextHop, RouteNextHopFlags, RoutePreference, RouteRealm,
 };
-use netlink_packet_route::rule::{RuleAction as NlAction, RuleAttribute, RuleFlags, RuleMessage};
+use netlink_packet_route::rule::{
+    RuleAction as NlAction, RuleAttribute, RuleFlags, RuleMessage, RulePortRange, RuleUidRange,
+};
 use netlink_packet_route::AddressFamily;
 
 use crate::names::{Protocol, RouteFlags, RoutePref, RouteType, Scope};
 use crate::nl::NlError;
 use crate::route::{NextHop, Route};
 use crate::rule::{Family, Rule, RuleAction};
+
+/// `USER_HZ`: the kernel reports route lifetimes in these ticks.
+const USER_HZ: u32 = 100;
 
 /// `RT_SCOPE_NOWHERE`.
 const SCOPE_NOWHERE: u8 = 255;
@@ -54,6 +59,7 @@ fn route_identity(r: &Route) -> RouteMessage {
     m.header.address_family = family_of(&r.prefix.addr());
     m.header.destination_prefix_length = r.prefix.prefix_len();
     m.header.table = header_table(r.table);
+    m.header.tos = r.tos;
     m.attributes.push(RouteAttribute::Table(r.table));
     if r.prefix.prefix_len() > 0 {
         m.attributes
@@ -76,23 +82,55 @@ pub(crate) fn route_new(
     h.protocol = r.proto.0.into();
     h.scope = r.scope.0.into();
     h.kind = r.kind.0.into();
+    if r.is_onlink() && r.nhid.is_none() {
+        h.flags = NlRouteFlags::Onlink;
+    }
     let a = &mut m.attributes;
-    if let Some(nh) = r.nexthop {
+    if let Some(id) = r.nhid {
+        // The object has the gateway, device and paths; the kernel
+        // refuses them next to an id.
+        a.push(RouteAttribute::NhId(id));
+    } else if let Some(nh) = r.nexthop {
         a.push(RouteAttribute::Gateway(nh.into()));
     }
     if let Some(l) = r.local {
         a.push(RouteAttribute::PrefSource(l.into()));
     }
-    if let Some(i) = oif {
+    if let (Some(i), None) = (oif, r.nhid) {
         a.push(RouteAttribute::Oif(i));
     }
     if let Some(p) = r.priority {
         a.push(RouteAttribute::Priority(p));
     }
-    if let Some(mtu) = mtu {
-        a.push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(mtu)]));
+    if let Some(f) = r.realm {
+        a.push(RouteAttribute::Realm(RouteRealm {
+            source: (f >> 16) as u16,
+            destination: (f & 0xffff) as u16,
+        }));
     }
-    if !r.multipath.is_empty() {
+    if r.is_ipv6() && r.pref != RoutePref::MEDIUM {
+        a.push(RouteAttribute::Preference(RoutePreference::from(r.pref.0)));
+    }
+    if let Some(e) = r.expires {
+        a.push(RouteAttribute::Expires(e));
+    }
+    let mut metrics = Vec::new();
+    if let Some(mtu) = mtu {
+        metrics.push(RouteMetric::Mtu(mtu));
+        if r.mtu_lock {
+            metrics.push(RouteMetric::Lock(LOCK_MTU));
+        }
+    }
+    if let Some(v) = r.advmss {
+        metrics.push(RouteMetric::Advmss(v));
+    }
+    if let Some(v) = r.initcwnd {
+        metrics.push(RouteMetric::InitCwnd(v));
+    }
+    if !metrics.is_empty() {
+        a.push(RouteAttribute::Metrics(metrics));
+    }
+    if !r.multipath.is_empty() && r.nhid.is_none() {
         let hops = r
             .multipath
             .iter()
@@ -101,6 +139,9 @@ pub(crate) fn route_new(
                 let mut nh = RouteNextHop::default();
                 nh.hops = h.weight.clamp(1, 256).saturating_sub(1) as u8;
                 nh.interface_index = idx;
+                if h.flags.contains(RouteFlags::ONLINK) {
+                    nh.flags = RouteNextHopFlags::Onlink;
+                }
                 if let Some(g) = h.gateway {
                     nh.attributes.push(RouteAttribute::Gateway(g.into()));
                 }
@@ -110,6 +151,53 @@ pub(crate) fn route_new(
         a.push(RouteAttribute::MultiPath(hops));
     }
     m
+}
+
+/// `1 << RTAX_MTU` in `RTAX_LOCK`.
+const LOCK_MTU: u32 = 1 << 2;
+
+/// Adds to a replace of the kernel's route `old` what this crate does not
+/// model but `old` carries (encapsulation, other metrics, locks), and its
+/// remaining lifetime when `r` sets none: a replace keeps them.
+pub(crate) fn keep_from(m: &mut RouteMessage, r: &Route, old: &Decoded) {
+    m.attributes.extend(old.kept.iter().cloned());
+    if r.expires.is_none() {
+        if let Some(e) = old.route.expires {
+            m.attributes.push(RouteAttribute::Expires(e));
+        }
+    }
+    if old.kept_metrics.is_empty() && old.kept_lock == 0 {
+        return;
+    }
+    let pos = m
+        .attributes
+        .iter()
+        .position(|a| matches!(a, RouteAttribute::Metrics(_)));
+    let metrics = match pos {
+        Some(i) => match &mut m.attributes[i] {
+            RouteAttribute::Metrics(v) => v,
+            _ => return,
+        },
+        None => {
+            m.attributes.push(RouteAttribute::Metrics(Vec::new()));
+            match m.attributes.last_mut() {
+                Some(RouteAttribute::Metrics(v)) => v,
+                _ => return,
+            }
+        }
+    };
+    metrics.extend(old.kept_metrics.iter().cloned());
+    if old.kept_lock != 0 {
+        let mut lock = old.kept_lock;
+        metrics.retain(|mt| match mt {
+            RouteMetric::Lock(b) => {
+                lock |= *b;
+                false
+            }
+            _ => true,
+        });
+        metrics.push(RouteMetric::Lock(lock));
+    }
 }
 
 /// The `RTM_DELROUTE` body: the route's identity (table, prefix, metric),
@@ -122,8 +210,14 @@ pub(crate) fn route_del(r: &Route, oif: Option<u32>) -> RouteMessage {
     h.protocol = r.proto.0.into();
     h.kind = 0u8.into();
     let a = &mut m.attributes;
-    if let Some(i) = oif {
-        a.push(RouteAttribute::Oif(i));
+    match r.nhid {
+        // A route on a nexthop object matches by the id, not the device.
+        Some(id) => a.push(RouteAttribute::NhId(id)),
+        None => {
+            if let Some(i) = oif {
+                a.push(RouteAttribute::Oif(i));
+            }
+        }
     }
     // The metric is part of the identity: an IPv6 route without one is the
     // route of metric 1024 (what the kernel gives it), not any route of the
@@ -212,9 +306,16 @@ pub(crate) struct Decoded {
     pub oif: Option<u32>,
     /// The device index of each multipath hop.
     pub hop_oifs: Vec<u32>,
-    /// Something this crate does not model and a replace would drop
-    /// (multipath, encapsulation, nexthop objects, other metrics).
+    /// Something this crate does not model on a path of a multipath
+    /// route (encapsulation, realms): a replace would drop it.
     pub complex: bool,
+    /// Attributes this crate does not model (encapsulation, MPLS `via`,
+    /// `ttl-propagate`), carried over by a replace ([`keep_from`]).
+    pub kept: Vec<RouteAttribute>,
+    /// Metrics this crate does not model (`window`, `rtt`, `hoplimit` ...).
+    pub kept_metrics: Vec<RouteMetric>,
+    /// `RTAX_LOCK` bits other than the MTU's.
+    pub kept_lock: u32,
     /// A cached clone (exceptions), not a FIB entry.
     pub cloned: bool,
 }
@@ -231,6 +332,11 @@ fn addr(a: &RouteAddress) -> Option<IpAddr> {
 /// Attributes netlink-packet-route does not know are tolerated (they decode
 /// as `Other`).
 pub(crate) fn decode_route(buf: &[u8]) -> Result<Option<Decoded>, NlError> {
+    // Most routes of a dump carry only the attributes the light decoder
+    // reads (a dump of a big table costs less then).
+    if let Some(d) = crate::fastcodec::decode_simple(buf) {
+        return Ok(Some(d));
+    }
     let m = RouteMessage::parse(buf).map_err(|e| NlError::Decode(e.to_string()))?;
     Ok(decode_route_msg(&m))
 }
@@ -249,9 +355,16 @@ pub(crate) fn decode_route_msg(m: &RouteMessage) -> Option<Decoded> {
     r.scope = Scope(h.scope.into());
     r.kind = RouteType(h.kind.into());
     r.flags = RouteFlags(h.flags.bits() & RouteFlags::ALL.0);
+    r.tos = h.tos;
     let mut oif = None;
+    // IPv6 source routing (`from`): another identity than this crate
+    // describes, never replaced.
+    let source_routed = h.source_prefix_length > 0;
     let mut hop_oifs = Vec::new();
     let mut complex = false;
+    let mut kept = Vec::new();
+    let mut kept_metrics = Vec::new();
+    let mut kept_lock = 0;
     for a in &m.attributes {
         match a {
             RouteAttribute::Destination(d) => dst = addr(d),
@@ -265,9 +378,23 @@ pub(crate) fn decode_route_msg(m: &RouteMessage) -> Option<Decoded> {
                 for mt in ms {
                     match mt {
                         RouteMetric::Mtu(v) => r.mtu = Some(*v),
-                        _ => complex = true,
+                        RouteMetric::Advmss(v) => r.advmss = Some(*v),
+                        RouteMetric::InitCwnd(v) => r.initcwnd = Some(*v),
+                        RouteMetric::Lock(bits) => {
+                            r.mtu_lock = bits & LOCK_MTU != 0;
+                            kept_lock = bits & !LOCK_MTU;
+                        }
+                        other => kept_metrics.push(other.clone()),
                     }
                 }
+            }
+            RouteAttribute::NhId(id) => r.nhid = Some(*id),
+            RouteAttribute::Realm(f) => {
+                r.realm = Some(u32::from(f.source) << 16 | u32::from(f.destination))
+            }
+            RouteAttribute::CacheInfo(ci) if ci.expires != 0 => {
+                // Clock ticks (USER_HZ, 100 a second), as `ip` divides them.
+                r.expires = Some(ci.expires / USER_HZ);
             }
             RouteAttribute::MultiPath(hops) => {
                 for h in hops {
@@ -289,8 +416,9 @@ pub(crate) fn decode_route_msg(m: &RouteMessage) -> Option<Decoded> {
             }
             RouteAttribute::Encap(_)
             | RouteAttribute::EncapType(_)
-            | RouteAttribute::NhId(_)
-            | RouteAttribute::Via(_) => complex = true,
+            | RouteAttribute::Via(_)
+            | RouteAttribute::NewDestination(_)
+            | RouteAttribute::TtlPropagate(_) => kept.push(a.clone()),
             _ => {}
         }
     }
@@ -308,7 +436,10 @@ pub(crate) fn decode_route_msg(m: &RouteMessage) -> Option<Decoded> {
         route: r,
         oif,
         hop_oifs,
-        complex,
+        complex: complex || source_routed,
+        kept,
+        kept_metrics,
+        kept_lock,
         cloned: h.flags.contains(NlRouteFlags::Cloned),
     })
 }
@@ -382,6 +513,32 @@ pub(crate) fn rule_msg(r: &Rule) -> RuleMessage {
     if r.protocol.0 != 0 {
         a.push(RuleAttribute::Protocol(r.protocol.0.into()));
     }
+    m.header.tos = r.tos;
+    let a = &mut m.attributes;
+    if let Some(d) = &r.iif {
+        a.push(RuleAttribute::Iifname(d.clone()));
+    }
+    if let Some(d) = &r.oif {
+        a.push(RuleAttribute::Oifname(d.clone()));
+    }
+    if let Some((start, end)) = r.uid_range {
+        a.push(RuleAttribute::UidRange(RuleUidRange { start, end }));
+    }
+    if let Some(p) = r.ip_proto {
+        a.push(RuleAttribute::IpProtocol(p.into()));
+    }
+    if let Some((start, end)) = r.sport {
+        a.push(RuleAttribute::SourcePortRange(RulePortRange { start, end }));
+    }
+    if let Some((start, end)) = r.dport {
+        a.push(RuleAttribute::DestinationPortRange(RulePortRange {
+            start,
+            end,
+        }));
+    }
+    if let Some(l) = r.suppress_prefixlength {
+        a.push(RuleAttribute::SuppressPrefixLen(l));
+    }
     m
 }
 
@@ -422,7 +579,8 @@ pub(crate) fn decode_rule_full(buf: &[u8]) -> Result<Option<(Rule, bool)>, NlErr
     };
     let mut src = None;
     let mut dst = None;
-    let mut extra = h.tos != 0;
+    let mut extra = false;
+    r.tos = h.tos;
     for a in &m.attributes {
         match a {
             RuleAttribute::Priority(p) => r.priority = Some(*p),
@@ -434,18 +592,19 @@ pub(crate) fn decode_rule_full(buf: &[u8]) -> Result<Option<(Rule, bool)>, NlErr
             RuleAttribute::Goto(p) => r.action = RuleAction::Goto(*p),
             RuleAttribute::Protocol(p) => r.protocol = Protocol(u8::from(*p)),
             // The kernel always reports these two; all ones means unset.
-            RuleAttribute::SuppressPrefixLen(v) | RuleAttribute::SuppressIfGroup(v) => {
-                extra |= *v != u32::MAX
+            RuleAttribute::SuppressPrefixLen(v) => {
+                r.suppress_prefixlength = (*v != u32::MAX).then_some(*v)
             }
+            RuleAttribute::SuppressIfGroup(v) => extra |= *v != u32::MAX,
             RuleAttribute::TunId(v) => extra |= *v != 0,
             RuleAttribute::L3MDev(v) => extra |= *v,
-            RuleAttribute::Iifname(_)
-            | RuleAttribute::Oifname(_)
-            | RuleAttribute::UidRange(_)
-            | RuleAttribute::IpProtocol(_)
-            | RuleAttribute::SourcePortRange(_)
-            | RuleAttribute::DestinationPortRange(_)
-            | RuleAttribute::Realm(_) => extra = true,
+            RuleAttribute::Iifname(d) => r.iif = Some(d.clone()),
+            RuleAttribute::Oifname(d) => r.oif = Some(d.clone()),
+            RuleAttribute::UidRange(u) => r.uid_range = Some((u.start, u.end)),
+            RuleAttribute::IpProtocol(p) => r.ip_proto = Some(u8::from(*p)),
+            RuleAttribute::SourcePortRange(p) => r.sport = Some((p.start, p.end)),
+            RuleAttribute::DestinationPortRange(p) => r.dport = Some((p.start, p.end)),
+            RuleAttribute::Realm(_) => extra = true,
             _ => {}
         }
     }

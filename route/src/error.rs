@@ -55,6 +55,16 @@ pub enum Op {
     DeleteNeighbour,
     /// `Handle::neighbours`.
     ListNeighbours,
+    /// `Handle::subscribe` / `Monitor`: opening or reading a subscription.
+    Monitor,
+    /// `Handle::add_nexthop` (a nexthop object, `ip nexthop add`).
+    AddNexthopObject,
+    /// `Handle::replace_nexthop` (`ip nexthop replace`).
+    ReplaceNexthopObject,
+    /// `Handle::delete_nexthop` (`ip nexthop del`).
+    DeleteNexthopObject,
+    /// `Handle::nexthop` / `Handle::nexthops` (`ip nexthop show`).
+    ListNexthopObjects,
 }
 
 impl fmt::Display for Op {
@@ -83,6 +93,11 @@ impl fmt::Display for Op {
             Op::ReplaceNeighbour => "replace neighbour",
             Op::DeleteNeighbour => "delete neighbour",
             Op::ListNeighbours => "list neighbours",
+            Op::Monitor => "monitor",
+            Op::AddNexthopObject => "add nexthop object",
+            Op::ReplaceNexthopObject => "replace nexthop object",
+            Op::DeleteNexthopObject => "delete nexthop object",
+            Op::ListNexthopObjects => "list nexthop objects",
         })
     }
 }
@@ -169,6 +184,21 @@ pub enum Error {
         /// Its protocol.
         proto: crate::names::Protocol,
     },
+    /// The route in the kernel that an upsert would replace carries
+    /// something this crate does not model and so could not carry over
+    /// (per-path encapsulation, say): it is left as it is rather than
+    /// replaced without it.
+    #[error("{op} {object}: the route in the kernel ({existing}) has {what}, which a replace would drop; not replaced")]
+    Unmodelled {
+        /// What was being done.
+        op: Op,
+        /// The route asked for, as `ip` text.
+        object: String,
+        /// The route in the kernel, as `ip` text.
+        existing: String,
+        /// What is not modelled.
+        what: String,
+    },
     /// A dump kept being interrupted (`NLM_F_DUMP_INTR`) by concurrent changes.
     #[error("{op}: dump interrupted by concurrent changes {tries} times in a row")]
     DumpInterrupted {
@@ -222,6 +252,7 @@ impl Error {
             Error::InvalidInput { .. } => K::InvalidInput,
             Error::UnknownDevice { .. } => K::NotFound,
             Error::Conflict { .. } => K::AlreadyExists,
+            Error::Unmodelled { .. } => K::Unsupported,
             Error::Decode { .. } | Error::DumpInterrupted { .. } => K::Other,
             Error::Kernel { errno, .. } => errno_kind(*errno),
             Error::Io { source, .. } => source.raw_os_error().map_or(K::Other, errno_kind),
@@ -272,6 +303,7 @@ impl Error {
             | Error::Io { op, .. }
             | Error::Decode { op, .. }
             | Error::Conflict { op, .. }
+            | Error::Unmodelled { op, .. }
             | Error::DumpInterrupted { op, .. } => *op,
         }
     }

@@ -12,6 +12,12 @@
 //!   [`list`](Handle::list), [`get`](Handle::get) (`ip route get`), rules,
 //!   and pipelined [`upsert_many`](Handle::upsert_many) /
 //!   [`delete_many`](Handle::delete_many).
+//! * [`Nexthop`]: the kernel's nexthop objects (`ip nexthop`), with
+//!   [`add_nexthop`](Handle::add_nexthop) /
+//!   [`replace_nexthop`](Handle::replace_nexthop) /
+//!   [`delete_nexthop`](Handle::delete_nexthop) /
+//!   [`nexthops`](Handle::nexthops); routes on them carry
+//!   [`Route::nhid`].
 //! * [`layout`]: Cilium's ENI and native-routing layouts, installed and
 //!   removed as a unit.
 //! * Links, addresses and neighbours, as `Handle` methods too:
@@ -23,6 +29,10 @@
 //!   [`addresses`](Handle::addresses), and permanent neighbour entries
 //!   ([`replace_neighbour`](Handle::replace_neighbour) /
 //!   [`neighbours`](Handle::neighbours)), each printed as `ip` prints it.
+//! * Change notifications: [`Handle::subscribe`] gives a [`Monitor`] of
+//!   typed [`Event`]s (routes, rules, links, addresses; `ip monitor`), with
+//!   [`Event::Lost`] for dropped notifications and a [`Keeper`] that says
+//!   what to re-install.
 //!
 //! ```no_run
 //! use podnet_route::{Handle, Route, Rule, Family};
@@ -50,14 +60,18 @@
 mod address;
 mod codec;
 mod error;
+mod fastcodec;
+mod fasthash;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod handle;
 pub mod layout;
 mod link;
+mod monitor;
 mod names;
 mod neighbour;
+mod nexthop;
 mod nl;
 mod route;
 mod rule;
@@ -72,11 +86,13 @@ pub use handle::{
 pub use ipnet;
 pub use ipnet::IpNet;
 pub use link::{Link, MacAddr, MacParseError, OperState, Veth, MAX_IFNAME_LEN};
+pub use monitor::{Event, Keeper, Monitor, RouteKey, Topics, MONITOR_RECEIVE_BUFFER};
 pub use names::{
     parse_table, table_name, NameError, Protocol, RouteFlags, RoutePref, RouteType, Scope,
     DEFAULT_TABLE, LOCAL_TABLE, MAIN_TABLE,
 };
 pub use neighbour::Neighbour;
+pub use nexthop::{Nexthop, NexthopMember};
 pub use route::{NextHop, Route, MAX_MTU};
 pub use rule::{Family, Rule, RuleAction};
 pub use show::{RouteShow, RuleShow, ShowStyle};

@@ -52,6 +52,9 @@ pub(crate) enum NlError {
     Lost,
     /// A route of the same identity but another protocol is in the way.
     Conflict(Box<crate::route::Route>),
+    /// The route a replace would hit carries what this crate does not
+    /// model (the route, what).
+    Unmodelled(Box<crate::route::Route>, String),
 }
 
 impl From<io::Error> for NlError {
@@ -299,7 +302,7 @@ impl Conn {
     }
 
     fn default_window(&self) -> usize {
-        (self.rcvbuf() / 2048).clamp(16, 512)
+        (self.rcvbuf() / 2048).clamp(16, 1024)
     }
 
     /// Sets the receive buffer (`SO_RCVBUFFORCE` where permitted, else
@@ -322,6 +325,11 @@ impl Conn {
         }
         self.window = self.default_window();
         Ok(self.rcvbuf())
+    }
+
+    /// The socket's descriptor (for `SIOCGSKNS`: its netns).
+    pub(crate) fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.sock.as_raw_fd()
     }
 
     /// The batch window now in use.

@@ -31,6 +31,16 @@ impl Family {
             Family::V4
         }
     }
+
+    /// The family of an address.
+    #[must_use]
+    pub fn of_addr(ip: &std::net::IpAddr) -> Family {
+        if ip.is_ipv6() {
+            Family::V6
+        } else {
+            Family::V4
+        }
+    }
 }
 
 /// What a rule does when it matches.
@@ -91,6 +101,23 @@ pub struct Rule {
     pub protocol: Protocol,
     /// Match when the selector does *not* match (`not`).
     pub invert: bool,
+    /// The TOS (DSCP) to match (`tos`); 0 matches any.
+    pub tos: u8,
+    /// The input device to match (`iif`), by name.
+    pub iif: Option<String>,
+    /// The output device to match (`oif`, for sockets bound to it), by name.
+    pub oif: Option<String>,
+    /// The socket UIDs to match (`uidrange START-END`, inclusive).
+    pub uid_range: Option<(u32, u32)>,
+    /// The IP protocol to match (`ipproto tcp`, by number).
+    pub ip_proto: Option<u8>,
+    /// The source ports to match (`sport A` or `sport A-B`, inclusive).
+    pub sport: Option<(u16, u16)>,
+    /// The destination ports to match (`dport A` or `dport A-B`).
+    pub dport: Option<(u16, u16)>,
+    /// `suppress_prefixlength N`: a lookup whose answer has a prefix of
+    /// this length or shorter counts as no answer (lookup rules only).
+    pub suppress_prefixlength: Option<u32>,
 }
 
 impl Rule {
@@ -108,7 +135,69 @@ impl Rule {
             action: RuleAction::Lookup,
             protocol: Protocol::UNSPEC,
             invert: false,
+            tos: 0,
+            iif: None,
+            oif: None,
+            uid_range: None,
+            ip_proto: None,
+            sport: None,
+            dport: None,
+            suppress_prefixlength: None,
         }
+    }
+
+    /// Sets the TOS to match (`tos`).
+    #[must_use]
+    pub fn tos(mut self, tos: u8) -> Rule {
+        self.tos = tos;
+        self
+    }
+
+    /// Sets the input device to match (`iif`).
+    pub fn iif(mut self, dev: impl Into<String>) -> Rule {
+        self.iif = Some(dev.into());
+        self
+    }
+
+    /// Sets the output device to match (`oif`).
+    pub fn oif(mut self, dev: impl Into<String>) -> Rule {
+        self.oif = Some(dev.into());
+        self
+    }
+
+    /// Sets the UID range to match (`uidrange START-END`).
+    #[must_use]
+    pub fn uid_range(mut self, start: u32, end: u32) -> Rule {
+        self.uid_range = Some((start, end));
+        self
+    }
+
+    /// Sets the IP protocol to match (`ipproto`, e.g. 6 for TCP).
+    #[must_use]
+    pub fn ip_proto(mut self, proto: u8) -> Rule {
+        self.ip_proto = Some(proto);
+        self
+    }
+
+    /// Sets the source port range to match (`sport START-END`).
+    #[must_use]
+    pub fn sport(mut self, start: u16, end: u16) -> Rule {
+        self.sport = Some((start, end));
+        self
+    }
+
+    /// Sets the destination port range to match (`dport START-END`).
+    #[must_use]
+    pub fn dport(mut self, start: u16, end: u16) -> Rule {
+        self.dport = Some((start, end));
+        self
+    }
+
+    /// Sets `suppress_prefixlength`.
+    #[must_use]
+    pub fn suppress_prefixlength(mut self, len: u32) -> Rule {
+        self.suppress_prefixlength = Some(len);
+        self
     }
 
     /// Sets the priority.
@@ -118,19 +207,20 @@ impl Rule {
         self
     }
 
-    /// Sets the source prefix (a /0 means all) and the family from it.
+    /// Sets the source prefix (a /0 of the rule's family means all). A
+    /// prefix of another family than the rule's is refused by
+    /// [`Rule::validate`] (and so by `replace_rule`), as `ip` refuses it.
     #[must_use]
     pub fn from(mut self, net: IpNet) -> Rule {
-        self.family = Family::of(&net);
-        self.from = (net.prefix_len() > 0).then_some(net);
+        self.from = (net.prefix_len() > 0 || Family::of(&net) != self.family).then_some(net);
         self
     }
 
-    /// Sets the destination prefix (a /0 means all) and the family from it.
+    /// Sets the destination prefix (a /0 of the rule's family means all);
+    /// another family is refused as for [`Rule::from`].
     #[must_use]
     pub fn to(mut self, net: IpNet) -> Rule {
-        self.family = Family::of(&net);
-        self.to = (net.prefix_len() > 0).then_some(net);
+        self.to = (net.prefix_len() > 0 || Family::of(&net) != self.family).then_some(net);
         self
     }
 
@@ -210,7 +300,75 @@ impl Rule {
         if self.mask.is_some() && self.mark.is_none() {
             return Err(bad("a mark mask without a mark".into()));
         }
+        if self.priority.is_none()
+            && self.selects_all()
+            && self.action == RuleAction::Lookup
+            && self.table == MAIN_TABLE
+            && self.suppress_prefixlength.is_none()
+        {
+            // What `""` parses to and `Rule::new(family)` is before any
+            // builder: `ip rule add` would duplicate the main rule at a
+            // priority the kernel picks.
+            return Err(bad(
+                "an empty rule (no priority, no selector, lookup main)".into()
+            ));
+        }
+        for (what, d) in [("iif", &self.iif), ("oif", &self.oif)] {
+            if let Some(d) = d {
+                if d.is_empty() || d.len() > 15 || d.contains(['/', ' ', '\0']) {
+                    return Err(bad(format!("{what} {d:?} is not a device name")));
+                }
+            }
+        }
+        if self.family == Family::V4 && self.tos & !0x1e != 0 {
+            // The kernel's IPTOS_TOS_MASK check for IPv4 rules (routes take
+            // any DSCP).
+            return Err(bad(format!(
+                "tos {:#x}: IPv4 rules match the TOS bits 0x1e only",
+                self.tos
+            )));
+        }
+        if self.uid_range.is_some_and(|(a, b)| a > b) {
+            return Err(bad("uidrange start above its end".into()));
+        }
+        for (what, r) in [("sport", self.sport), ("dport", self.dport)] {
+            if r.is_some_and(|(a, b)| a > b) {
+                return Err(bad(format!("{what} start above its end")));
+            }
+            // The kernel's fib_rule_port_range_valid.
+            if r.is_some_and(|(a, b)| a == 0 || b == u16::MAX) {
+                return Err(bad(format!("{what} ports are 1 to 65534")));
+            }
+        }
+        if let Some(l) = self.suppress_prefixlength {
+            if self.action != RuleAction::Lookup {
+                return Err(bad("suppress_prefixlength belongs to a lookup".into()));
+            }
+            let max = if self.family == Family::V6 { 128 } else { 32 };
+            if l > max {
+                return Err(bad(format!("suppress_prefixlength {l} above {max}")));
+            }
+        }
         Ok(())
+    }
+
+    /// Whether `other` has the same selector (what a packet must match),
+    /// whatever its action: a rule of the same priority and selector is a
+    /// stale variant of this one.
+    pub(crate) fn same_selector(&self, other: &Rule) -> bool {
+        self.priority == other.priority
+            && self.from == other.from
+            && self.to == other.to
+            && self.mark == other.mark
+            && self.mask == other.mask
+            && self.invert == other.invert
+            && self.tos == other.tos
+            && self.iif == other.iif
+            && self.oif == other.oif
+            && self.uid_range == other.uid_range
+            && self.ip_proto == other.ip_proto
+            && self.sport == other.sport
+            && self.dport == other.dport
     }
 
     /// The kernel's default rules of `family`: `0: from all lookup local`,
@@ -241,7 +399,17 @@ impl Rule {
     }
 
     fn selects_all(&self) -> bool {
-        self.from.is_none() && self.to.is_none() && self.mark.is_none() && !self.invert
+        self.from.is_none()
+            && self.to.is_none()
+            && self.mark.is_none()
+            && !self.invert
+            && self.tos == 0
+            && self.iif.is_none()
+            && self.oif.is_none()
+            && self.uid_range.is_none()
+            && self.ip_proto.is_none()
+            && self.sport.is_none()
+            && self.dport.is_none()
     }
 
     /// `true` for one of the kernel's default rules (see
@@ -324,14 +492,23 @@ impl fmt::Display for Rule {
         if let Some(n) = &self.to {
             write!(f, " to {}", fmt_net(n))?;
         }
+        if self.tos != 0 {
+            write!(f, " tos {}", crate::route::fmt_tos(self.tos))?;
+        }
         if let Some(m) = self.mark {
             match self.mask {
                 Some(k) => write!(f, " fwmark {m:#x}/{k:#x}")?,
                 None => write!(f, " fwmark {m:#x}")?,
             }
         }
+        f.write_str(&self.fmt_selectors())?;
         match self.action {
-            RuleAction::Lookup => write!(f, " lookup {}", table_name(self.table))?,
+            RuleAction::Lookup => {
+                write!(f, " lookup {}", table_name(self.table))?;
+                if let Some(l) = self.suppress_prefixlength {
+                    write!(f, " suppress_prefixlength {l}")?;
+                }
+            }
             RuleAction::Goto(p) => write!(f, " goto {p}")?,
             RuleAction::Nop => write!(f, " nop")?,
             RuleAction::Blackhole => write!(f, " blackhole")?,
@@ -342,6 +519,87 @@ impl fmt::Display for Rule {
             write!(f, " proto {}", self.protocol)?;
         }
         Ok(())
+    }
+}
+
+impl Rule {
+    /// ` iif X oif Y uidrange A-B ipproto P sport A[-B] dport A[-B]`, as
+    /// both `ip rule show` and `ip rule add` write them.
+    pub(crate) fn fmt_selectors(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        if let Some(d) = &self.iif {
+            let _ = write!(s, " iif {d}");
+        }
+        if let Some(d) = &self.oif {
+            let _ = write!(s, " oif {d}");
+        }
+        if let Some((a, b)) = self.uid_range {
+            let _ = write!(s, " uidrange {a}-{b}");
+        }
+        if let Some(p) = self.ip_proto {
+            let _ = write!(s, " ipproto {}", ip_proto_name(p));
+        }
+        for (what, r) in [("sport", self.sport), ("dport", self.dport)] {
+            match r {
+                Some((a, b)) if a == b => {
+                    let _ = write!(s, " {what} {a}");
+                }
+                Some((a, b)) => {
+                    let _ = write!(s, " {what} {a}-{b}");
+                }
+                None => {}
+            }
+        }
+        s
+    }
+}
+
+/// The protocol names of `/etc/protocols` that `ip rule` prints for
+/// `ipproto`.
+const IP_PROTOS: &[(u8, &str)] = &[
+    (1, "icmp"),
+    (2, "igmp"),
+    (6, "tcp"),
+    (17, "udp"),
+    (41, "ipv6"),
+    (47, "gre"),
+    (50, "esp"),
+    (51, "ah"),
+    (58, "ipv6-icmp"),
+    (132, "sctp"),
+    (136, "udplite"),
+];
+
+/// `ipproto` as `ip` prints it: the protocol's name, else `ipproto-N`.
+fn ip_proto_name(p: u8) -> String {
+    match IP_PROTOS.iter().find(|(n, _)| *n == p) {
+        Some((_, name)) => (*name).to_string(),
+        None => format!("ipproto-{p}"),
+    }
+}
+
+fn parse_ip_proto(text: &str, v: &str) -> Result<u8, Error> {
+    if let Some((n, _)) = IP_PROTOS.iter().find(|(_, name)| *name == v) {
+        return Ok(*n);
+    }
+    v.strip_prefix("ipproto-")
+        .unwrap_or(v)
+        .parse()
+        .map_err(|_| parse_err(text, format!("unknown ipproto {v:?}")))
+}
+
+fn parse_range<T: FromStr + Copy>(text: &str, what: &str, v: &str) -> Result<(T, T), Error> {
+    let one = |x: &str| {
+        x.parse::<T>()
+            .map_err(|_| parse_err(text, format!("bad {what} {v:?}")))
+    };
+    match v.split_once('-') {
+        Some((a, b)) => Ok((one(a)?, one(b)?)),
+        None => {
+            let a = one(v)?;
+            Ok((a, a))
+        }
     }
 }
 
@@ -405,7 +663,22 @@ impl FromStr for Rule {
                         .parse()
                         .map_err(|e: crate::names::NameError| parse_err(text, e.to_string()))?
                 }
-                other => return Err(parse_err(text, format!("unsupported word {other:?}"))),
+                "tos" | "dsfield" => r.tos = crate::route::parse_tos(text, value()?)?,
+                "iif" | "dev" => r.iif = Some(value()?.to_string()),
+                "oif" => r.oif = Some(value()?.to_string()),
+                "uidrange" => r.uid_range = Some(parse_range(text, "uidrange", value()?)?),
+                "ipproto" => r.ip_proto = Some(parse_ip_proto(text, value()?)?),
+                "sport" => r.sport = Some(parse_range(text, "sport", value()?)?),
+                "dport" => r.dport = Some(parse_range(text, "dport", value()?)?),
+                "suppress_prefixlength" | "sup_pl" => {
+                    r.suppress_prefixlength = Some(parse_u32(text, value()?)?)
+                }
+                other => {
+                    return Err(parse_err(
+                        text,
+                        format!("unsupported word {other:?} (not modelled, see the README)"),
+                    ))
+                }
             }
         }
         // The family comes from the addresses when there are any (`all`,
@@ -446,7 +719,9 @@ impl FromStr for Rule {
         if r.action != RuleAction::Lookup {
             r.table = 0;
         }
-        Ok(r.normalized())
+        let r = r.normalized();
+        r.validate(Op::Parse)?;
+        Ok(r)
     }
 }
 

@@ -13,11 +13,15 @@
 //!
 //! Kernel flags (`linkdown`, `onlink`, `dead` ..., [`RouteFlags`](crate::RouteFlags))
 //! and the IPv6 router preference ([`RoutePref`](crate::RoutePref)) are
-//! printed where `ip` prints them. What the crate does not model is not
-//! printed: `expires`, `tos`, encapsulation, `nhid`, metrics other than `mtu`,
-//! rule selectors other than from/to/fwmark (`iif`, `oif`, `uidrange` ...),
-//! a goto rule's `[unresolved]` mark, and table or protocol names from
-//! `/etc/iproute2` beyond iproute2's built-in ones.
+//! printed where `ip` prints them, and so are `tos`, `nhid`, `realm(s)`,
+//! `expires`, `mtu lock`, `advmss` and `initcwnd`, and the rule selectors
+//! `tos`, `iif`, `oif`, `uidrange`, `ipproto`, `sport`, `dport` and
+//! `suppress_prefixlength`. What the crate does not model is not printed:
+//! encapsulation, metrics other than those, other rule selectors
+//! (`l3mdev`, `tun_id`, `suppress_ifgroup`, rule `realms`), a goto rule's
+//! `[unresolved]` mark, `[detached]` after an `iif`/`oif` that is not
+//! there, and table, protocol or realm names from `/etc/iproute2` beyond
+//! iproute2's built-in ones.
 
 use std::fmt;
 
@@ -146,6 +150,12 @@ impl fmt::Display for RouteShow<'_> {
             write!(f, "{} ", r.kind)?;
         }
         f.write_str(&fmt_dst(r))?;
+        if let Some(id) = r.nhid {
+            write!(f, " nhid {id}")?;
+        }
+        if r.tos != 0 {
+            write!(f, " tos {}", crate::route::fmt_tos(r.tos))?;
+        }
         if let Some(g) = r.nexthop {
             write!(f, " via {g}")?;
         }
@@ -173,8 +183,21 @@ impl fmt::Display for RouteShow<'_> {
         if !r.flags.is_empty() {
             write!(f, " {}", r.flags)?;
         }
+        if let Some(realm) = r.realm {
+            f.write_str(&crate::route::fmt_realm(realm))?;
+        }
+        if let Some(e) = r.expires {
+            write!(f, " expires {e}sec")?;
+        }
         if let Some(m) = r.mtu {
-            write!(f, " mtu {m}")?;
+            let lock = if r.mtu_lock { "lock " } else { "" };
+            write!(f, " mtu {lock}{m}")?;
+        }
+        if let Some(m) = r.advmss {
+            write!(f, " advmss {m}")?;
+        }
+        if let Some(m) = r.initcwnd {
+            write!(f, " initcwnd {m}")?;
         }
         if v6 {
             write!(f, " pref {}", r.pref)?;
@@ -228,14 +251,23 @@ impl fmt::Display for RuleShow<'_> {
         if let Some(n) = r.to.as_ref().filter(|n| n.prefix_len() > 0) {
             write!(f, " to {}", fmt_net(n))?;
         }
+        if r.tos != 0 {
+            write!(f, " tos {}", crate::route::fmt_tos(r.tos))?;
+        }
         if r.mark.is_some() || r.mask.is_some() {
             write!(f, " fwmark {}", c_hex(r.mark.unwrap_or(0)))?;
             if let Some(k) = r.mask.filter(|k| *k != u32::MAX) {
                 write!(f, "/{}", c_hex(k))?;
             }
         }
+        f.write_str(&r.fmt_selectors())?;
         match r.action {
-            RuleAction::Lookup if r.table != 0 => write!(f, " lookup {}", table_name(r.table))?,
+            RuleAction::Lookup if r.table != 0 => {
+                write!(f, " lookup {}", table_name(r.table))?;
+                if let Some(l) = r.suppress_prefixlength {
+                    write!(f, " suppress_prefixlength {l}")?;
+                }
+            }
             RuleAction::Lookup => {}
             RuleAction::Goto(p) => write!(f, " goto {p}")?,
             RuleAction::Nop => f.write_str(" nop")?,

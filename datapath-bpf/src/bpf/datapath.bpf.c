@@ -23,6 +23,8 @@
  *  - forward.h    TTL/MAC rewrite, redirects, skip-FIB
  *  - nat.h        address/port rewrite with checksums
  *  - lb.h         services: frontends, backends, reverse NAT
+ *  - frag.h       IP fragments: the first fragment's ports for the others
+ *  - snat.h       masquerade (SNAT), NodePort to remote backends
  * This is the one compilation unit build.rs compiles.
  *
  * Facts from seed 003 (native routing walk-through): from-container /
@@ -45,6 +47,8 @@
 #include "lib/forward.h"
 #include "lib/nat.h"
 #include "lib/lb.h"
+#include "lib/frag.h"
+#include "lib/snat.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -191,6 +195,8 @@ static __always_inline int netdev_nodeport(struct __sk_buff *ctx, bool v6, const
 		return ret < 0 ? drop(ctx, ret, METRIC_INGRESS) : TC_ACT_OK;
 	if (!reload_l3(ctx, v6, &eth, &l3))
 		return drop(ctx, DROP_INVALID, METRIC_INGRESS);
+	if (st.remote)
+		return snat_nodeport_fwd(ctx, v6, saddr, nexthdr, l4, l4_off, &st);
 	dep = lookup_ep_of(v6, st.addr);
 	if (!dep)
 		return drop(ctx, DROP_NO_SERVICE, METRIC_INGRESS);
@@ -205,6 +211,40 @@ static __always_inline int netdev_nodeport(struct __sk_buff *ctx, bool v6, const
 	if (l3_ttl(v6, l3) <= 1)
 		return TC_ACT_OK;
 	return netdev_deliver(ctx, v6, l3, eth, dep, saddr);
+}
+
+/* from-netdev, a packet for no local pod, with masquerade on: the reply of
+ * a masqueraded flow (or an ICMP error about one) translated back to its
+ * pod (SNAT_TO_POD: *dep is the pod, packet pointers are void), or of a
+ * NodePort flow to a remote backend, sent on to the client (a verdict);
+ * SNAT_NOT_OURS when it is neither. Addresses: copies. */
+#define SNAT_NOT_OURS 0x20000 /* no TC_ACT_* value */
+#define SNAT_TO_POD 0x20001
+static __always_inline int netdev_rev_snat(struct __sk_buff *ctx, bool v6, const __u32 *saddr,
+					   const __u32 *daddr, __u8 nexthdr, __u32 l4_off,
+					   __u32 l3_end, struct endpoint_info **dep)
+{
+	__u32 d[4] = {};
+	struct ethhdr *eth;
+	void *l3;
+	int ret = snat_rev(ctx, v6, saddr, daddr, nexthdr, l4_off, l3_end);
+
+	if (ret < 0)
+		return drop(ctx, ret, METRIC_INGRESS);
+	if (ret == 0)
+		return SNAT_NOT_OURS;
+	if (!reload_l3(ctx, v6, &eth, &l3))
+		return drop(ctx, DROP_INVALID, METRIC_INGRESS);
+	if (v6)
+		__builtin_memcpy(d, &((struct ipv6hdr *)l3)->daddr, 16);
+	else
+		d[0] = ((struct iphdr *)l3)->daddr;
+	*dep = lookup_ep_of(v6, d);
+	if (*dep && !((*dep)->flags & ENDPOINT_F_HOST))
+		return SNAT_TO_POD;
+	/* A verdict (redirect helpers return one the verifier cannot see):
+	 * never one of the two markers above. */
+	return snat_nodeport_rev(ctx, v6, saddr, d, nexthdr, l4_off, l3_end) & 0xff;
 }
 
 /* from-container: egress conntrack (anti-spoofing, egress policy and entry
@@ -322,6 +362,7 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 
 	if (!pull_headers(ctx, ETH_HLEN + sizeof(struct iphdr)))
 		return drop(ctx, DROP_INVALID, mdir);
+	asm volatile("" : "+r"(ctx)); /* no ctx+offset kept from dispatch: see reload_l3 */
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
 	if (data + ETH_HLEN + sizeof(struct iphdr) > data_end)
@@ -342,23 +383,42 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 	if (hook == HOOK_FROM_NETDEV) {
 		/* Underlay ingress: only traffic for a local pod is ours. */
 		dep = lookup_ep4(ip4->daddr);
+		if ((!dep || (dep->flags & ENDPOINT_F_HOST)) && snat_enabled(false) && !frag) {
+			__u32 s4 = ip4->saddr, d4 = ip4->daddr;
+
+			ret = netdev_rev_snat(ctx, false, &s4, &d4, ip4->protocol, l4_off, l3_end,
+					      &dep);
+			if (ret != SNAT_NOT_OURS) {
+				if (ret != SNAT_TO_POD)
+					return ret;
+				if (!reload_l3(ctx, false, &eth, (void **)&ip4))
+					return drop(ctx, DROP_INVALID, mdir);
+			}
+		}
 		if (!dep || (dep->flags & ENDPOINT_F_HOST)) {
 			__u32 s4 = ip4->saddr, d4 = ip4->daddr;
 			__u8 proto = ip4->protocol;
 
-			if (frag || (proto != IPPROTO_TCP && proto != IPPROTO_UDP) ||
-			    extract_l4(ctx, proto, l4_off, l3_end, &l4) < 0)
+			if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+				return TC_ACT_OK;
+			/* A fragment whose datagram is unknown is the stack's. */
+			if (frag)
+				ret = frag4_l4(ctx, ip4, &l4_off, l3_end, &l4, mdir);
+			else
+				ret = extract_l4(ctx, proto, l4_off, l3_end, &l4);
+			if (ret < 0)
 				return TC_ACT_OK;
 			return netdev_nodeport(ctx, false, &s4, &d4, proto, &l4, l4_off);
 		}
-		if (frag)
-			return drop(ctx, DROP_FRAG_NOSUPPORT, mdir);
 		if (ip4->ttl <= 1)
 			return TC_ACT_OK; /* the stack answers with time exceeded */
 		if (CONFIG.redirect_peer) {
 			/* The source identity only matters to a new connection:
 			 * pod_ingress resolves it after conntrack. */
-			ret = extract_l4(ctx, ip4->protocol, l4_off, l3_end, &l4);
+			if (frag)
+				ret = frag4_l4(ctx, ip4, &l4_off, l3_end, &l4, mdir);
+			else
+				ret = extract_l4(ctx, ip4->protocol, l4_off, l3_end, &l4);
 			if (ret < 0)
 				return drop(ctx, ret, mdir);
 			ret = pod_ingress(ctx, false, &ip4->saddr, &ip4->daddr, ip4->protocol, &l4,
@@ -371,9 +431,11 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 		return netdev_deliver(ctx, false, ip4, eth, dep, &ip4->saddr);
 	}
 
+	/* A later fragment leaves with l4_off 0: no L4 header (frag.h). */
 	if (frag)
-		return drop(ctx, DROP_FRAG_NOSUPPORT, mdir);
-	ret = extract_l4(ctx, ip4->protocol, l4_off, l3_end, &l4);
+		ret = frag4_l4(ctx, ip4, &l4_off, l3_end, &l4, mdir);
+	else
+		ret = extract_l4(ctx, ip4->protocol, l4_off, l3_end, &l4);
 	if (ret < 0)
 		return drop(ctx, ret, mdir);
 	if (hook == HOOK_TO_CONTAINER)
@@ -409,6 +471,7 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 
 	if (!pull_headers(ctx, ETH_HLEN + sizeof(struct ipv6hdr)))
 		return drop(ctx, DROP_INVALID, mdir);
+	asm volatile("" : "+r"(ctx)); /* no ctx+offset kept from dispatch: see reload_l3 */
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
 	if (data + ETH_HLEN + sizeof(struct ipv6hdr) > data_end)
@@ -431,20 +494,44 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 
 	if (hook == HOOK_FROM_NETDEV) {
 		dep = lookup_ep6(daddr);
+		if ((!dep || (dep->flags & ENDPOINT_F_HOST)) && snat_enabled(true)) {
+			__u32 off = l4_off;
+			__u8 nh = nexthdr;
+
+			ret = ipv6_skip_exthdrs(ctx, l3_end, &nh, &off) < 0 ?
+				      SNAT_NOT_OURS :
+				      netdev_rev_snat(ctx, true, saddr, daddr, nh, off, l3_end, &dep);
+			if (ret != SNAT_NOT_OURS) {
+				if (ret != SNAT_TO_POD)
+					return ret;
+				if (!reload_l3(ctx, true, &eth, (void **)&ip6))
+					return drop(ctx, DROP_INVALID, mdir);
+				__builtin_memcpy(daddr, &ip6->daddr, 16);
+			}
+		}
 		if (!dep || (dep->flags & ENDPOINT_F_HOST)) {
-			if (ipv6_skip_exthdrs(ctx, l3_end, &nexthdr, &l4_off) < 0 ||
-			    (nexthdr != IPPROTO_TCP && nexthdr != IPPROTO_UDP) ||
-			    extract_l4(ctx, nexthdr, l4_off, l3_end, &l4) < 0)
+			ret = ipv6_skip_exthdrs(ctx, l3_end, &nexthdr, &l4_off);
+			if (ret == DROP_FRAG_NOSUPPORT) {
+				/* As for IPv4: an unknown datagram is the stack's. */
+				if (frag6_l4(ctx, saddr, daddr, &nexthdr, &l4_off, l3_end, &l4,
+					     mdir) < 0 ||
+				    (nexthdr != IPPROTO_TCP && nexthdr != IPPROTO_UDP))
+					return TC_ACT_OK;
+			} else if (ret < 0 || (nexthdr != IPPROTO_TCP && nexthdr != IPPROTO_UDP) ||
+				   extract_l4(ctx, nexthdr, l4_off, l3_end, &l4) < 0) {
 				return TC_ACT_OK;
+			}
 			return netdev_nodeport(ctx, true, saddr, daddr, nexthdr, &l4, l4_off);
 		}
 		if (ip6->hop_limit <= 1)
 			return TC_ACT_OK;
 		if (CONFIG.redirect_peer) {
 			ret = ipv6_skip_exthdrs(ctx, l3_end, &nexthdr, &l4_off);
-			if (ret < 0)
-				return drop(ctx, ret, mdir);
-			ret = extract_l4(ctx, nexthdr, l4_off, l3_end, &l4);
+			if (ret == 0)
+				ret = extract_l4(ctx, nexthdr, l4_off, l3_end, &l4);
+			else if (ret == DROP_FRAG_NOSUPPORT)
+				ret = frag6_l4(ctx, saddr, daddr, &nexthdr, &l4_off, l3_end, &l4,
+					       mdir);
 			if (ret < 0)
 				return drop(ctx, ret, mdir);
 			if (!l4.ndp) {
@@ -460,9 +547,10 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 	}
 
 	ret = ipv6_skip_exthdrs(ctx, l3_end, &nexthdr, &l4_off);
-	if (ret < 0)
-		return drop(ctx, ret, mdir);
-	ret = extract_l4(ctx, nexthdr, l4_off, l3_end, &l4);
+	if (ret == 0)
+		ret = extract_l4(ctx, nexthdr, l4_off, l3_end, &l4);
+	else if (ret == DROP_FRAG_NOSUPPORT) /* l4_off 0 after: a later fragment */
+		ret = frag6_l4(ctx, saddr, daddr, &nexthdr, &l4_off, l3_end, &l4, mdir);
 	if (ret < 0)
 		return drop(ctx, ret, mdir);
 	if (l4.ndp)
@@ -529,6 +617,23 @@ int from_netdev(struct __sk_buff *ctx)
 	events_init(ctx);
 	trace_receive(ctx, HOOK_FROM_NETDEV);
 	return trace_verdict(ctx, HOOK_FROM_NETDEV, dispatch(ctx, HOOK_FROM_NETDEV));
+}
+
+/* Underlay egress: masquerade of local pods' traffic (snat.h). */
+SEC("tc")
+int to_netdev(struct __sk_buff *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+
+	if (data + ETH_HLEN > data_end)
+		return TC_ACT_OK;
+	if (eth->h_proto == bpf_htons(ETH_P_IP))
+		return snat_enabled(false) ? snat_to_netdev4(ctx) : TC_ACT_OK;
+	if (eth->h_proto == bpf_htons(ETH_P_IPV6))
+		return snat_enabled(true) ? snat_to_netdev6(ctx) : TC_ACT_OK;
+	return TC_ACT_OK;
 }
 
 /* Baseline for benchmarks: does nothing. */

@@ -1,12 +1,13 @@
 //! Pipelined batches of [`Handle`]: `upsert_many` and `delete_many`, with
 //! shared nexthop routes and exact outcomes under overload.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::*;
 use crate::codec::{self};
 use crate::error::{Error, Op, Result};
+use crate::fastcodec;
+use crate::fasthash::FastMap;
 use crate::nl::{self, NlError};
 use crate::route::Route;
 
@@ -40,12 +41,27 @@ impl Handle {
         let mut c = lock(&self.conn);
         let mut prepared: Vec<(usize, Option<u32>, Option<u32>)> = Vec::with_capacity(routes.len());
         // Device indexes of multipath hops, for the few routes that have them.
-        let mut hops_of: HashMap<usize, Vec<u32>> = HashMap::new();
+        let mut hops_of: FastMap<usize, Vec<u32>> = FastMap::default();
+        // The device of the previous route, resolved (batches mostly use
+        // few devices, in runs).
+        let mut last_dev: Option<(&str, u32)> = None;
         for (i, r) in routes.iter().enumerate() {
             let p = r
                 .validate(Op::Upsert)
                 .and_then(|()| effective_mtu(r, mtu, Op::Upsert))
-                .and_then(|m| Ok((self.oif(&mut c, r, Op::Upsert, false)?, m)))
+                .and_then(|m| {
+                    let oif = match (r.device.as_deref(), last_dev) {
+                        (Some(d), Some((name, idx))) if r.nhid.is_none() && d == name => Some(idx),
+                        _ => {
+                            let oif = self.oif(&mut c, r, Op::Upsert, false)?;
+                            if let (Some(d), Some(idx)) = (r.device.as_deref(), oif) {
+                                last_dev = Some((d, idx));
+                            }
+                            oif
+                        }
+                    };
+                    Ok((oif, m))
+                })
                 .and_then(|(oif, m)| {
                     if !r.multipath.is_empty() {
                         hops_of.insert(i, self.hop_oifs(&mut c, r, Op::Upsert, false)?);
@@ -62,12 +78,13 @@ impl Handle {
         let mut cache = TableCache::new();
         // Nexthop routes, each once.
         type NhKey = (u32, IpAddr, Option<u32>, u8);
-        let mut nhs: HashMap<NhKey, SharedNexthop> = HashMap::new();
+        let mut nhs: FastMap<NhKey, SharedNexthop> = FastMap::default();
         let mut ready = Vec::with_capacity(prepared.len());
         let mut nh_key_of: Vec<Option<NhKey>> = vec![None; routes.len()];
         for (i, oif, m) in prepared {
             let r = &routes[i];
-            if let Some(gw) = r.nexthop {
+            // What `nexthop_route` needs, without building it per route.
+            if let Some(gw) = r.nexthop.filter(|_| r.nhid.is_none() && !r.is_onlink()) {
                 let key = (r.table, gw, oif, r.proto.0);
                 nh_key_of[i] = Some(key);
                 let entry = nhs.entry(key).or_insert_with(|| {
@@ -111,7 +128,7 @@ impl Handle {
             (
                 nl::RTM_NEWROUTE,
                 nl::NLM_F_CREATE | nl::NLM_F_EXCL,
-                codec::route_new(&routes[i], oif, m, hops_of.get(&i).unwrap_or(&no_hops)),
+                fastcodec::route_new(&routes[i], oif, m, hops_of.get(&i).unwrap_or(&no_hops)),
             )
         });
         match acks {
@@ -192,19 +209,19 @@ impl Handle {
     pub(crate) fn delete_many_as(&self, routes: &[Route], precheck: bool) -> Vec<Result<()>> {
         let mut out: Vec<Option<Result<()>>> = (0..routes.len()).map(|_| None).collect();
         let mut c = lock(&self.conn);
-        let mut cache = TableCache::new();
+        let mut zero = ZeroMetric::default();
         let mut ready = Vec::with_capacity(routes.len());
         for (i, r) in routes.iter().enumerate() {
             let res = self
                 .check_selector(r, Op::Delete)
                 .and_then(|()| self.oif(&mut c, r, Op::Delete, false))
                 .and_then(|oif| {
-                    if !precheck {
+                    if !precheck || r.is_ipv6() || r.kernel_metric() != 0 {
                         return Ok(oif);
                     }
-                    match self.delete_precheck(&mut c, r, oif, Some(&mut cache)) {
-                        Ok(Some(false)) => Err(absent(r)),
-                        Ok(_) => Ok(oif),
+                    match zero.present(self, &mut c, r, oif) {
+                        Ok(false) => Err(absent(r)),
+                        Ok(true) => Ok(oif),
                         Err(e) => Err(kernel(Op::Delete, r, e)),
                     }
                 });
@@ -215,7 +232,11 @@ impl Handle {
         }
         let acks = c.batch(ready.len(), |k| {
             let (i, oif) = ready[k];
-            (nl::RTM_DELROUTE, 0u16, codec::route_del(&routes[i], oif))
+            (
+                nl::RTM_DELROUTE,
+                0u16,
+                fastcodec::route_del(&routes[i], oif),
+            )
         });
         match acks {
             Ok(acks) => {
@@ -241,6 +262,78 @@ impl Handle {
     }
 
     // ---------------------------------------------------------------- rules
+}
+
+/// The IPv4 routes of metric 0 of the tables a `delete_many` touches, each
+/// table dumped once and kept compact: by (prefix, tos) their device and
+/// protocol (an IPv4 route's identity is table, prefix, tos and metric, so
+/// there is one, unless added with `NLM_F_APPEND`; such prefixes are
+/// checked one by one).
+/// One table's metric-0 routes by (prefix, tos): (device, protocol), or
+/// `None` for several.
+type ZeroIndex = FastMap<(ipnet::IpNet, u8), Option<(Option<u32>, u8)>>;
+
+#[derive(Default)]
+pub(crate) struct ZeroMetric {
+    /// `None`: the dump kept being interrupted, check one by one.
+    tables: FastMap<u32, Option<ZeroIndex>>,
+}
+
+impl ZeroMetric {
+    /// Whether exactly the route `r` (metric 0) is there: its table,
+    /// prefix, tos, device when given and protocol unless unspec.
+    fn present(
+        &mut self,
+        h: &Handle,
+        c: &mut crate::nl::Conn,
+        r: &Route,
+        oif: Option<u32>,
+    ) -> std::result::Result<bool, NlError> {
+        if let std::collections::hash_map::Entry::Vacant(e) = self.tables.entry(r.table) {
+            let req = codec::route_dump(
+                Some(crate::rule::Family::V4),
+                Some(r.table),
+                None,
+                None,
+                None,
+            );
+            let table = r.table;
+            let mut index = ZeroIndex::default();
+            let res = c.dump(nl::RTM_GETROUTE, &req, nl::RTM_NEWROUTE, |p| {
+                if let Some(id) = fastcodec::peek_identity(p) {
+                    if !id.cloned && id.table == table && id.metric == 0 {
+                        index
+                            .entry((id.prefix, id.tos))
+                            .and_modify(|v| *v = None)
+                            .or_insert(Some((id.oif, id.proto)));
+                    }
+                }
+                Ok(())
+            });
+            match res {
+                Ok(()) => {}
+                Err(NlError::Kernel { errno, .. }) if errno == libc::ENOENT => {}
+                // Interrupted by concurrent changes: check one by one.
+                Err(NlError::Interrupted) => {
+                    e.insert(None);
+                    return Ok(h.delete_precheck(c, r, oif, None)? != Some(false));
+                }
+                Err(e) => return Err(e),
+            }
+            e.insert(Some(index));
+        }
+        let Some(Some(index)) = self.tables.get(&r.table) else {
+            return Ok(h.delete_precheck(c, r, oif, None)? != Some(false));
+        };
+        match index.get(&(r.prefix, r.tos)) {
+            None => Ok(false),
+            Some(Some((k_oif, k_proto))) => Ok((oif.is_none() || *k_oif == oif)
+                && (r.proto == crate::names::Protocol::UNSPEC || *k_proto == r.proto.0)),
+            // Several routes of that identity: the exact check of a single
+            // delete.
+            Some(None) => Ok(h.delete_precheck(c, r, oif, None)? != Some(false)),
+        }
+    }
 }
 
 /// Fills the outcome of every route sent in a batch that failed as a whole

@@ -25,6 +25,7 @@ pub const ROUTE_REPLACE_RETRY_INTERVAL: Duration = Duration::from_millis(100);
 pub const DUMP_MAX_TRIES: u32 = 10;
 
 mod batch;
+mod nexthops;
 mod routes;
 mod rules;
 
@@ -107,6 +108,12 @@ pub(crate) fn kernel(op: Op, object: &dyn std::fmt::Display, e: NlError) -> Erro
             existing: existing.to_string(),
             proto: existing.proto,
         },
+        NlError::Unmodelled(existing, what) => Error::Unmodelled {
+            op,
+            object: object.to_string(),
+            existing: existing.to_string(),
+            what,
+        },
     }
 }
 
@@ -171,7 +178,7 @@ impl Handle {
         Ok(Handle::with_conn(conn, Some(path.to_path_buf())))
     }
 
-    fn with_conn(conn: Conn, netns: Option<PathBuf>) -> Handle {
+    pub(crate) fn with_conn(conn: Conn, netns: Option<PathBuf>) -> Handle {
         Handle {
             conn: Mutex::new(conn),
             links: Mutex::new(Links::default()),
@@ -260,7 +267,7 @@ impl Handle {
         }
     }
 
-    fn name_of(&self, c: &mut Conn, idx: u32) -> Option<String> {
+    pub(crate) fn name_of(&self, c: &mut Conn, idx: u32) -> Option<String> {
         if let Some(n) = lock(&self.links).by_index.get(&idx) {
             return Some(n.clone());
         }
@@ -277,6 +284,28 @@ impl Handle {
                 Some(n)
             }
             Err(_) => None,
+        }
+    }
+
+    /// Records what a link notification says: `index` is named `name`
+    /// (`present`), or the link is gone. A gone link's index keeps its
+    /// name, so that the notifications of its routes that follow still
+    /// name it; its name no longer resolves to it.
+    pub(crate) fn note_link(&self, index: u32, name: &str, present: bool) {
+        let mut l = lock(&self.links);
+        if present {
+            if let Some(old) = l.by_name.insert(name.to_string(), index) {
+                if old != index {
+                    l.by_index.remove(&old);
+                }
+            }
+            if let Some(stale) = l.by_index.insert(index, name.to_string()) {
+                if stale != name && l.by_name.get(&stale) == Some(&index) {
+                    l.by_name.remove(&stale);
+                }
+            }
+        } else if l.by_name.get(name) == Some(&index) {
+            l.by_name.remove(name);
         }
     }
 

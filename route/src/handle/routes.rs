@@ -10,6 +10,7 @@ use netlink_packet_core::Emitable;
 use super::*;
 use crate::codec::{self, Decoded};
 use crate::error::{Error, Op, Result};
+use crate::fasthash::FastMap;
 use crate::names::{Protocol, RouteType};
 use crate::nl::{self, Conn, NlError};
 use crate::route::Route;
@@ -211,20 +212,37 @@ pub(crate) fn same_as(
     d: &Decoded,
 ) -> bool {
     let k = &d.route;
-    !d.complex
-        && !d.cloned
+    let paths = match r.nhid {
+        // Through a nexthop object: the object is what counts.
+        Some(id) => k.nhid == Some(id),
+        // Without an id, a route the kernel has on an object whose gateway
+        // and device are the ones asked for is the same: it stays there.
+        None => {
+            k.nexthop == r.nexthop
+                // IPv6 reject routes sit on `lo` whatever was asked.
+                && (d.oif == oif || (oif.is_none() && r.kind.is_reject()))
+                && same_paths(r, hops, d)
+                && k.is_onlink() == r.is_onlink()
+        }
+    };
+    !d.cloned
         && k.prefix == r.prefix
         && k.table == r.table
         && k.kind == r.kind
         && k.proto == r.proto
         && k.scope == r.scope
-        && k.nexthop == r.nexthop
         && k.local == r.local
-        // IPv6 reject routes sit on `lo` whatever was asked.
-        && (d.oif == oif || (oif.is_none() && r.kind.is_reject()))
         && k.mtu == mtu
-        && same_paths(r, hops, d)
+        && k.mtu_lock == r.mtu_lock
+        && k.advmss == r.advmss
+        && k.initcwnd == r.initcwnd
+        && k.tos == r.tos
+        && k.realm == r.realm
+        && (!r.is_ipv6() || k.pref == r.pref)
+        // The kernel counts a lifetime down: only its presence is compared.
+        && (r.expires.is_none() || k.expires.is_some())
         && k.kernel_metric() == r.kernel_metric()
+        && paths
 }
 
 /// The paths of a multipath route as a set with weights: (device index,
@@ -234,11 +252,12 @@ pub(crate) fn same_as(
 pub(crate) fn path_set(
     hops: &[crate::route::NextHop],
     oifs: &[u32],
-) -> Vec<(u32, Option<IpAddr>, u16)> {
+) -> Vec<(u32, Option<IpAddr>, u16, bool)> {
+    let onlink = crate::names::RouteFlags::ONLINK;
     let mut v: Vec<_> = hops
         .iter()
         .zip(oifs.iter().copied().chain(std::iter::repeat(0)))
-        .map(|(h, i)| (i, h.gateway, h.weight))
+        .map(|(h, i)| (i, h.gateway, h.weight, h.flags.contains(onlink)))
         .collect();
     v.sort();
     v
@@ -250,12 +269,12 @@ pub(crate) fn same_paths(r: &Route, hops: &[u32], d: &Decoded) -> bool {
 }
 
 /// The routes of tables dumped once for a whole batch, by (IPv6, table).
-pub(crate) type TableCache = HashMap<(bool, u32), HashMap<IpNet, Vec<Decoded>>>;
+pub(crate) type TableCache = HashMap<(bool, u32), FastMap<IpNet, Vec<Decoded>>>;
 
 /// A table's routes indexed by prefix (what [`matches`] requires equal), so
 /// a batch looks each route up in O(1) instead of scanning the table.
-pub(crate) fn index_by_prefix(all: Vec<Decoded>) -> HashMap<IpNet, Vec<Decoded>> {
-    let mut by: HashMap<IpNet, Vec<Decoded>> = HashMap::new();
+pub(crate) fn index_by_prefix(all: Vec<Decoded>) -> FastMap<IpNet, Vec<Decoded>> {
+    let mut by: FastMap<IpNet, Vec<Decoded>> = FastMap::default();
     for d in all {
         by.entry(d.route.prefix).or_default().push(d);
     }
@@ -348,9 +367,11 @@ pub(crate) fn matches(r: &Route, oif: Option<u32>, c: Crit, d: &Decoded) -> bool
     !d.cloned
         && k.prefix == r.prefix
         && k.table == r.table
+        && k.tos == r.tos
         && (!c.kind || k.kind == r.kind)
         && (oif.is_none() || d.oif == oif)
         && (!c.nexthop || r.nexthop.is_none() || k.nexthop == r.nexthop)
+        && (!c.nexthop || r.nhid.is_none() || k.nhid == r.nhid)
         && if c.identity {
             k.kernel_metric() == r.kernel_metric()
         } else {
@@ -381,6 +402,10 @@ impl Handle {
         op: Op,
         refresh: bool,
     ) -> Result<Option<u32>> {
+        if r.nhid.is_some() {
+            // The object's device, reported, not asked for.
+            return Ok(None);
+        }
         r.device
             .as_deref()
             .map(|d| self.dev_index(c, d, refresh, op, r))
@@ -404,6 +429,9 @@ impl Handle {
         op: Op,
         refresh: bool,
     ) -> Result<Vec<u32>> {
+        if r.nhid.is_some() {
+            return Ok(Vec::new());
+        }
         r.multipath
             .iter()
             .filter_map(|h| h.device.as_deref())
@@ -536,7 +564,8 @@ impl Handle {
             shortcut: true,
             ..Crit::IDENTITY
         };
-        let old = self.find(c, r, oif, crit, cache)?;
+        let mut cache = cache;
+        let old = self.find(c, r, oif, crit, cache.as_deref_mut())?;
         if let Some(d) = &old {
             if same_as(r, oif, None, &[], d) || d.route.proto != r.proto {
                 return Ok(Ensured::Same);
@@ -549,6 +578,27 @@ impl Handle {
             &codec::route_new(r, oif, None, &[]),
             false,
         )?;
+        // A batch's copy of the table now has it too: a later route through
+        // the same gateway with another protocol finds it there (and leaves
+        // it alone) instead of replacing it.
+        if let Some(cache) = cache {
+            if let Some(t) = cache.get_mut(&(r.is_ipv6(), r.table)) {
+                let mut route = r.clone();
+                route.device = None;
+                let entry = t.entry(r.prefix).or_default();
+                entry.retain(|d| !matches(r, oif, Crit::IDENTITY, d));
+                entry.push(Decoded {
+                    route,
+                    oif,
+                    hop_oifs: Vec::new(),
+                    complex: false,
+                    kept: Vec::new(),
+                    kept_metrics: Vec::new(),
+                    kept_lock: 0,
+                    cloned: false,
+                });
+            }
+        }
         Ok(match old {
             Some(d) => Ensured::Replaced(Box::new(d)),
             None => Ensured::Created,
@@ -563,7 +613,8 @@ impl Handle {
                 let _ = c.ack(nl::RTM_DELROUTE, 0, &codec::route_del(r, oif));
             }
             Ensured::Replaced(old) => {
-                let msg = codec::route_new(&old.route, old.oif, old.route.mtu, &old.hop_oifs);
+                let mut msg = codec::route_new(&old.route, old.oif, old.route.mtu, &old.hop_oifs);
+                codec::keep_from(&mut msg, &old.route, &old);
                 let _ = c.ack(nl::RTM_NEWROUTE, nl::NLM_F_CREATE | nl::NLM_F_REPLACE, &msg);
             }
         }
@@ -580,7 +631,7 @@ impl Handle {
         first: Option<NlError>,
         cache: Option<&mut TableCache>,
     ) -> std::result::Result<bool, NlError> {
-        let msg = codec::route_new(r, p.oif, p.mtu, p.hops);
+        let mut msg = codec::route_new(r, p.oif, p.mtu, p.hops);
         let res = match first {
             Some(e) => Err(e),
             None => c.ack(nl::RTM_NEWROUTE, nl::NLM_F_CREATE | nl::NLM_F_EXCL, &msg),
@@ -606,6 +657,15 @@ impl Handle {
                     if !p.take_over && d.route.proto != r.proto {
                         return Err(NlError::Conflict(Box::new(d.route)));
                     }
+                    if d.complex {
+                        return Err(NlError::Unmodelled(
+                            Box::new(d.route),
+                            "attributes on its paths (encapsulation, realms) or a source prefix"
+                                .into(),
+                        ));
+                    }
+                    // What the crate does not model stays.
+                    codec::keep_from(&mut msg, r, &d);
                 }
                 self.send_route(
                     c,
@@ -627,6 +687,17 @@ impl Handle {
                     true,
                 )?;
                 Ok(true)
+            }
+            // The kernel checks the nexthops before it looks for an
+            // existing route: a gateway it cannot validate now (a rule
+            // that makes it unreachable, say) fails even the add of a route
+            // that is already there. Already there exactly as asked is no
+            // error.
+            Err(e @ NlError::Kernel { .. }) => {
+                match self.find(c, r, p.oif, Crit::IDENTITY, cache) {
+                    Ok(Some(d)) if same_as(r, p.oif, p.mtu, p.hops, &d) => Ok(false),
+                    _ => Err(e),
+                }
             }
             Err(e) => Err(e),
         }

@@ -74,15 +74,8 @@ impl Handle {
             for (k, extra) in all {
                 // A rule with selectors we do not model is someone else's;
                 // a default rule goes only when asked for.
-                let stale = !extra
-                    && k != rule
-                    && (system || !k.is_system())
-                    && k.priority == rule.priority
-                    && k.from == rule.from
-                    && k.to == rule.to
-                    && k.mark == rule.mark
-                    && k.mask == rule.mask
-                    && k.invert == rule.invert;
+                let stale =
+                    !extra && k != rule && (system || !k.is_system()) && k.same_selector(&rule);
                 if stale {
                     c.ack(nl::RTM_DELRULE, 0, &codec::rule_msg(&k))
                         .map_err(|e| kernel(Op::DeleteRule, &k, e))?;

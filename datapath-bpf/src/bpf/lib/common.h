@@ -354,4 +354,38 @@ _Static_assert(sizeof(struct lb6_backend) == 24, "lb6_backend");
 _Static_assert(sizeof(struct lb4_reverse_nat) == 6, "lb4_reverse_nat");
 _Static_assert(sizeof(struct lb6_reverse_nat) == 18, "lb6_reverse_nat");
 
+/* IP fragments (frag.h; Cilium 1.17 bpf/lib/ipv4.h, and the IPv6 twin of
+ * later Cilium's bpf/lib/ipv6.h): the datagram a fragment belongs to ->
+ * the L4 ports of its first fragment, in network order. */
+struct ipv4_frag_id {
+	__be32 daddr;
+	__be32 saddr;
+	__be16 id;
+	__u8 proto;
+	__u8 pad;
+} __attribute__((packed));
+
+struct ipv4_frag_l4ports {
+	__be16 sport;
+	__be16 dport;
+} __attribute__((packed));
+
+struct ipv6_frag_id {
+	__be32 id; /* the fragment header's identification */
+	__u8 proto; /* the fragment header's next header */
+	__u8 pad[3];
+	__u32 saddr[4];
+	__u32 daddr[4];
+} __attribute__((packed));
+
+struct ipv6_frag_l4ports {
+	__be16 sport;
+	__be16 dport;
+} __attribute__((packed));
+
+_Static_assert(sizeof(struct ipv4_frag_id) == 12, "ipv4_frag_id");
+_Static_assert(sizeof(struct ipv4_frag_l4ports) == 4, "ipv4_frag_l4ports");
+_Static_assert(sizeof(struct ipv6_frag_id) == 40, "ipv6_frag_id");
+_Static_assert(sizeof(struct ipv6_frag_l4ports) == 4, "ipv6_frag_l4ports");
+
 #endif /* PODNET_COMMON_H */

@@ -32,16 +32,20 @@ _Static_assert(sizeof(struct drop_notify) == 36, "drop_notify");
 /* A subprogram of its own (BPF-to-BPF call), not inlined at each of the
  * many drop() sites: it only runs for drops, and the hot paths stay small.
  * `info`: reason in bits 0-7, direction 8-15, file 16-23, line 32-47 (one
- * argument, so nothing spills to the stack). */
-static __noinline void drop_notify_out(struct __sk_buff *ctx, __u64 info)
+ * argument, so nothing spills to the stack). A global function (not
+ * static): the verifier checks its body once, on its own, instead of again
+ * at every drop site and on every path there (which took from_container
+ * past the 1,000,000-instruction limit once fragments and masquerade had
+ * added drop sites). Callers ignore the 0 it returns: no branch on it. */
+__noinline int drop_notify_out(struct __sk_buff *ctx, __u64 info)
 {
 	struct drop_notify *msg;
 
 	if (!events_drop_allowed())
-		return;
+		return 0;
 	msg = events_reserve(sizeof(*msg));
 	if (!msg)
-		return;
+		return 0;
 	msg->src_label = ctx->cb[CB_SRC_IDENTITY];
 	msg->dst_label = ctx->cb[CB_DST_IDENTITY];
 	msg->dst_id = ((info >> 8) & 0xff) == METRIC_INGRESS ? ctx->cb[CB_INGRESS_EP] : 0;
@@ -52,6 +56,7 @@ static __noinline void drop_notify_out(struct __sk_buff *ctx, __u64 info)
 	events_capture(ctx, &msg->hdr, CILIUM_NOTIFY_DROP, info & 0xff, ctx->cb[CB_EGRESS_EP],
 		       sizeof(*msg));
 	bpf_ringbuf_submit(msg, 0);
+	return 0;
 }
 
 static __always_inline void send_drop_notify(struct __sk_buff *ctx, __u8 reason, __u32 dir,

@@ -20,6 +20,7 @@
 #include "conntrack.h"
 #include "nat.h"
 #include "eps.h"
+#include "snat_config.h"
 
 /* What a translated connection carries on: its backend and the reverse
  * NAT index its CT entry stores (network order). */
@@ -27,6 +28,8 @@ struct lb_state {
 	__u32 addr[4]; /* backend address (IPv4: addr[0]) */
 	__be16 port; /* backend port */
 	__be16 rev_nat_index;
+	/* from-netdev: the backend is on another node (SNAT in snat.h). */
+	__u8 remote;
 };
 
 union lb_key {
@@ -126,7 +129,8 @@ static __always_inline __u32 lb_select(bool v6, union lb_key *k, const struct lb
  * backend and rewrites the destination to it. `external` (from-netdev):
  * only NodePort, external IP and LoadBalancer frontends, and only to a
  * backend that is a local pod (remote backends would need SNAT), else
- * nothing is done. 1 translated (`st` says where to), 0 no service, or
+ * nothing is done (with NodePort SNAT on, a remote backend is translated
+ * too and st->remote set). 1 translated (`st` says where to), 0 no service, or
  * DROP_*. */
 #define SVC_FLAGS_EXTERNAL (SVC_FLAG_NODEPORT | SVC_FLAG_EXTERNAL_IP | SVC_FLAG_LOADBALANCER)
 static __always_inline int lb_xlate(struct __sk_buff *ctx, bool v6, const __u32 *saddr,
@@ -173,11 +177,16 @@ static __always_inline int lb_xlate(struct __sk_buff *ctx, bool v6, const __u32 
 		if (ct_store_new(ctx, v6, is_tcp, &skey, &entry, BPF_ANY, CT_EGRESS) < 0)
 			return DROP_CT_CREATE_FAILED;
 	}
+	st->remote = 0;
 	if (external) {
 		struct endpoint_info *ep = lookup_ep_of(v6, st->addr);
 
-		if (!ep || (ep->flags & ENDPOINT_F_HOST))
-			return 0;
+		if (!ep || (ep->flags & ENDPOINT_F_HOST)) {
+			/* A remote backend, when NodePort SNAT is on (snat.h). */
+			if (!SNAT_CONFIG.nodeport_snat || !snat_enabled(v6))
+				return 0;
+			st->remote = 1;
+		}
 	}
 	ret = nat_rewrite(ctx, v6, nexthdr, l4_off, true, daddr, st->addr, l4->pkt_dport,
 			  st->port);

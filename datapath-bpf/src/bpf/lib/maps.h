@@ -162,4 +162,22 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_lb6_reverse_nat SEC(".maps");
 
+/* IP fragments (frag.h): Cilium's names, layouts, type and default size
+ * (bpf-fragments-map-max 8192). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ipv4_frag_id);
+	__type(value, struct ipv4_frag_l4ports);
+	__uint(max_entries, 8192);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_ipv4_frag_datagrams SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ipv6_frag_id);
+	__type(value, struct ipv6_frag_l4ports);
+	__uint(max_entries, 8192);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_ipv6_frag_datagrams SEC(".maps");
+
 #endif /* PODNET_MAPS_H */

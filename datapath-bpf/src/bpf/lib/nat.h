@@ -19,7 +19,9 @@ static __always_inline __u32 l4_csum_off(__u8 nexthdr, __u32 l4_off)
 /* Rewrites the destination (`dst`) or source address and port of a TCP or
  * UDP packet from `from`:`from_port` to `to`:`to_port` (IPv6 when `v6`,
  * else one word each; ports in network order). 0 or DROP_WRITE_ERROR.
- * Invalidates every pointer into the packet. */
+ * Invalidates every pointer into the packet. `l4_off` 0: a fragment without
+ * L4 header (frag.h), whose addresses (and IPv4 header checksum) only are
+ * rewritten, as Cilium's lb4_xlate does without has_l4_header. */
 static __always_inline int nat_rewrite(struct __sk_buff *ctx, bool v6, __u8 nexthdr, __u32 l4_off,
 				       bool dst, const __u32 *from, const __u32 *to,
 				       __be16 from_port, __be16 to_port)
@@ -39,22 +41,22 @@ static __always_inline int nat_rewrite(struct __sk_buff *ctx, bool v6, __u8 next
 	if (v6) {
 		addr_off = ETH_HLEN + (dst ? offsetof(struct ipv6hdr, daddr) :
 					     offsetof(struct ipv6hdr, saddr));
-		diff = bpf_csum_diff(old, 16, new, 16, 0);
+		diff = l4_off ? bpf_csum_diff(old, 16, new, 16, 0) : 0;
 		if (diff < 0 ||
-		    bpf_l4_csum_replace(ctx, csum_off, 0, diff, BPF_F_PSEUDO_HDR) < 0 ||
+		    (l4_off && bpf_l4_csum_replace(ctx, csum_off, 0, diff, BPF_F_PSEUDO_HDR) < 0) ||
 		    bpf_skb_store_bytes(ctx, addr_off, new, 16, 0) < 0)
 			return DROP_WRITE_ERROR;
 	} else {
 		addr_off = ETH_HLEN + (dst ? offsetof(struct iphdr, daddr) :
 					     offsetof(struct iphdr, saddr));
-		if (bpf_l4_csum_replace(ctx, csum_off, old[0], new[0],
-					BPF_F_PSEUDO_HDR | mangled0 | 4) < 0 ||
+		if ((l4_off && bpf_l4_csum_replace(ctx, csum_off, old[0], new[0],
+						  BPF_F_PSEUDO_HDR | mangled0 | 4) < 0) ||
 		    bpf_l3_csum_replace(ctx, ETH_HLEN + offsetof(struct iphdr, check), old[0],
 					new[0], 4) < 0 ||
 		    bpf_skb_store_bytes(ctx, addr_off, new, 4, 0) < 0)
 			return DROP_WRITE_ERROR;
 	}
-	if (from_port != to_port) {
+	if (l4_off && from_port != to_port) {
 		if (bpf_l4_csum_replace(ctx, csum_off, from_port, to_port, mangled0 | 2) < 0 ||
 		    bpf_skb_store_bytes(ctx, l4_off + (dst ? 2 : 0), &to_port, 2, 0) < 0)
 			return DROP_WRITE_ERROR;

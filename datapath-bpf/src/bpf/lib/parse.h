@@ -154,7 +154,8 @@ static __always_inline bool pull_headers(struct __sk_buff *ctx, __u32 len)
  * and *off its offset; ESP ends the walk (its payload is encrypted: the
  * caller sees protocol 50 and drops it as an unknown L4 protocol).
  * Returns 0 or a DROP_* code:
- *  - fragment header: DROP_FRAG_NOSUPPORT (no fragment tracking),
+ *  - fragment header: DROP_FRAG_NOSUPPORT, with *nexthdr NEXTHDR_FRAGMENT
+ *    and *off the fragment header's offset (for frag6_l4, frag.h),
  *  - "no next header": DROP_INVALID_EXTHDR (nothing to track),
  *  - a header that does not fit the payload: DROP_INVALID,
  *  - more than IPV6_MAX_HEADERS headers: DROP_INVALID_EXTHDR. */
@@ -182,6 +183,8 @@ static __always_inline int ipv6_skip_exthdrs(struct __sk_buff *ctx, __u32 l3_end
 			nh = opt[0];
 			break;
 		case NEXTHDR_FRAGMENT:
+			*nexthdr = nh;
+			*off = o;
 			return DROP_FRAG_NOSUPPORT;
 		case NEXTHDR_NONE:
 			return DROP_INVALID_EXTHDR;
@@ -199,6 +202,8 @@ static __always_inline int ipv6_skip_exthdrs(struct __sk_buff *ctx, __u32 l3_end
 	case NEXTHDR_NONE:
 		return DROP_INVALID_EXTHDR;
 	case NEXTHDR_FRAGMENT:
+		*nexthdr = nh;
+		*off = o;
 		return DROP_FRAG_NOSUPPORT;
 	}
 	*nexthdr = nh;

@@ -55,13 +55,14 @@ static __always_inline __u8 policy_match_type(const struct policy_key *k)
 
 /* Writes the verdict (a subprogram: new connections only). `who`: remote
  * identity in bits 0-31, verdict 32-63; `what`: dst port (network order)
- * 0-15, protocol 16-23, flags 24-31, endpoint id 32-47. */
-static __noinline void policy_verdict_out(struct __sk_buff *ctx, __u64 who, __u64 what)
+ * 0-15, protocol 16-23, flags 24-31, endpoint id 32-47. Global, verified
+ * once (see drop_notify_out); returns 0, which no caller looks at. */
+__noinline int policy_verdict_out(struct __sk_buff *ctx, __u64 who, __u64 what)
 {
 	struct policy_verdict_notify *msg = events_reserve(sizeof(*msg));
 
 	if (!msg)
-		return;
+		return 0;
 	msg->remote_label = (__u32)who;
 	msg->verdict = (__s32)(who >> 32);
 	msg->dst_port = bpf_ntohs((__be16)(what & 0xffff));
@@ -73,6 +74,7 @@ static __noinline void policy_verdict_out(struct __sk_buff *ctx, __u64 who, __u6
 	events_capture(ctx, &msg->hdr, CILIUM_NOTIFY_POLICY_VERDICT, 0, (what >> 32) & 0xffff,
 		       sizeof(*msg));
 	bpf_ringbuf_submit(msg, 0);
+	return 0;
 }
 
 static __always_inline void send_policy_verdict_notify(struct __sk_buff *ctx, __u32 remote,

@@ -49,13 +49,15 @@ static __always_inline bool trace_is_receive(__u8 obs)
 }
 
 /* Writes the trace (a subprogram: only sampled packets call it). `info`:
- * observation point in bits 0-7, reason 8-15, destination endpoint 16-31. */
-static __noinline void trace_notify_out(struct __sk_buff *ctx, __u32 info)
+ * observation point in bits 0-7, reason 8-15, destination endpoint 16-31.
+ * Global, verified once (see drop_notify_out); returns 0, which no caller
+ * looks at. */
+__noinline int trace_notify_out(struct __sk_buff *ctx, __u32 info)
 {
 	struct trace_notify *msg = events_reserve(sizeof(*msg));
 
 	if (!msg)
-		return;
+		return 0;
 	msg->src_label = ctx->cb[CB_SRC_IDENTITY];
 	msg->dst_label = ctx->cb[CB_DST_IDENTITY];
 	msg->dst_id = info >> 16;
@@ -69,6 +71,7 @@ static __noinline void trace_notify_out(struct __sk_buff *ctx, __u32 info)
 	events_capture(ctx, &msg->hdr, CILIUM_NOTIFY_TRACE, info & 0xff, ctx->cb[CB_EGRESS_EP],
 		       sizeof(*msg));
 	bpf_ringbuf_submit(msg, 0);
+	return 0;
 }
 
 /* A trace at `obs`, unless the aggregation level hides it (`obs` is a

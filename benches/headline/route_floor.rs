@@ -1,0 +1,367 @@
+//! Headline rows of the `route` area against the floor: a raw pipelined
+//! netlink loop written here (the requests' bytes built in place, 1,024 per
+//! `send`, an ack requested on the last of each window, nothing parsed but
+//! each reply's errno), which is what any program that adds or deletes
+//! these routes must at least cost. `upsert_many` and `delete_many` of 100k
+//! /32 gateway routes are measured as ratios to it (goal 1.1x), and routes
+//! on one shared nexthop object (`nhid`, what FRR's zebra installs): their
+//! floor against the plain-gateway floor, and `upsert_many` through the
+//! object against the plain-gateway floor (goal 0.7x: faster than any tool
+//! that programs plain routes can be). Each contender works in a fresh
+//! namespace of the same shape, in alternating rounds (`rounds.rs`).
+
+use std::fs::File;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use podnet_route::{Handle, Nexthop, Route};
+use testsupport::Netns;
+
+use crate::report::{time, Goal, Report};
+use crate::rounds::{alternate, Record, Rounds};
+
+const AREA: &str = "route";
+/// Requests per `send` of the floor loop.
+const WINDOW: usize = 1024;
+
+const RTM_NEWROUTE: u16 = 24;
+const RTM_DELROUTE: u16 = 25;
+const NLMSG_ERROR: u16 = 2;
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_ACK: u16 = 0x4;
+const NLM_F_EXCL: u16 = 0x200;
+const NLM_F_CREATE: u16 = 0x400;
+const RTA_DST: u16 = 1;
+const RTA_OIF: u16 = 4;
+const RTA_GATEWAY: u16 = 5;
+const RTA_TABLE: u16 = 15;
+const RTA_NH_ID: u16 = 30;
+
+/// A namespace with `eth0` up at 10.0.0.1/24 (the gateway 10.0.0.2 is on
+/// link).
+fn node(tag: &str) -> Netns {
+    let ns = Netns::new(tag);
+    ns.add_link("eth0");
+    ns.ip(&["addr", "add", "10.0.0.1/24", "dev", "eth0"]);
+    ns
+}
+
+fn dst(i: usize) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 128, 0, 1)) + i as u32)
+}
+
+/// What the floor loop sends for route `i`.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// `DST via 10.0.0.2 dev eth0` (what `upsert_many` sends for them).
+    Gateway { oif: u32 },
+    /// `DST nhid 1`.
+    Object,
+    /// The delete of a `Gateway` route (as `delete_many` sends it).
+    Delete { oif: u32 },
+}
+
+/// A raw `NETLINK_ROUTE` socket in a namespace.
+struct Raw {
+    fd: OwnedFd,
+    seq: u32,
+    tx: Vec<u8>,
+    rx: Vec<u8>,
+}
+
+impl Raw {
+    fn open(ns: &Netns) -> Raw {
+        let file = File::open(ns.path()).expect("netns file");
+        let fd = std::thread::scope(|s| {
+            s.spawn(|| {
+                // SAFETY: setns/socket/bind on descriptors this thread owns;
+                // only this short-lived thread changes namespace.
+                unsafe {
+                    assert_eq!(libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET), 0);
+                    let fd = libc::socket(
+                        libc::AF_NETLINK,
+                        libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                        libc::NETLINK_ROUTE,
+                    );
+                    assert!(fd >= 0, "netlink socket");
+                    let mut sa: libc::sockaddr_nl = std::mem::zeroed();
+                    sa.nl_family = libc::AF_NETLINK as u16;
+                    let rc = libc::bind(
+                        fd,
+                        (&sa as *const libc::sockaddr_nl).cast(),
+                        std::mem::size_of::<libc::sockaddr_nl>() as u32,
+                    );
+                    assert_eq!(rc, 0, "bind");
+                    OwnedFd::from_raw_fd(fd)
+                }
+            })
+            .join()
+            .expect("netns thread")
+        });
+        Raw {
+            fd,
+            seq: 0,
+            tx: Vec::with_capacity(WINDOW * 64),
+            rx: vec![0; 64 * 1024],
+        }
+    }
+
+    fn attr(&mut self, ty: u16, v: &[u8]) {
+        self.tx
+            .extend_from_slice(&((4 + v.len()) as u16).to_ne_bytes());
+        self.tx.extend_from_slice(&ty.to_ne_bytes());
+        self.tx.extend_from_slice(v);
+    }
+
+    /// Appends the request for route `i` of `shape`.
+    fn push(&mut self, i: usize, shape: Shape, ack: bool) {
+        self.seq = self.seq.wrapping_add(1);
+        let start = self.tx.len();
+        let (ty, flags) = match shape {
+            Shape::Delete { .. } => (RTM_DELROUTE, 0),
+            _ => (RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL),
+        };
+        let flags = NLM_F_REQUEST | flags | if ack { NLM_F_ACK } else { 0 };
+        self.tx.extend_from_slice(&0u32.to_ne_bytes());
+        self.tx.extend_from_slice(&ty.to_ne_bytes());
+        self.tx.extend_from_slice(&flags.to_ne_bytes());
+        self.tx.extend_from_slice(&self.seq.to_ne_bytes());
+        self.tx.extend_from_slice(&0u32.to_ne_bytes());
+        // rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags.
+        let (scope, kind) = match shape {
+            Shape::Delete { .. } => (255, 0),
+            _ => (0, 1),
+        };
+        self.tx
+            .extend_from_slice(&[libc::AF_INET as u8, 32, 0, 0, 254, 3, scope, kind]);
+        self.tx.extend_from_slice(&0u32.to_ne_bytes());
+        self.attr(RTA_TABLE, &254u32.to_ne_bytes());
+        self.attr(RTA_DST, &dst(i).octets());
+        match shape {
+            Shape::Gateway { oif } => {
+                self.attr(RTA_GATEWAY, &[10, 0, 0, 2]);
+                self.attr(RTA_OIF, &oif.to_ne_bytes());
+            }
+            Shape::Object => self.attr(RTA_NH_ID, &1u32.to_ne_bytes()),
+            Shape::Delete { oif } => self.attr(RTA_OIF, &oif.to_ne_bytes()),
+        }
+        let len = (self.tx.len() - start) as u32;
+        self.tx[start..start + 4].copy_from_slice(&len.to_ne_bytes());
+    }
+
+    /// Sends `n` requests of `shape`, a window per `send`, and reads the
+    /// replies up to each window's ack; returns how many failed.
+    fn run(&mut self, n: usize, shape: Shape) -> usize {
+        let mut failed = 0;
+        let mut start = 0;
+        while start < n {
+            let end = (start + WINDOW).min(n);
+            self.tx.clear();
+            for i in start..end {
+                self.push(i, shape, i + 1 == end);
+            }
+            let last = self.seq;
+            // SAFETY: send reads `tx` for the duration of the call.
+            let rc = unsafe {
+                libc::send(
+                    self.fd.as_raw_fd(),
+                    self.tx.as_ptr().cast(),
+                    self.tx.len(),
+                    0,
+                )
+            };
+            assert_eq!(rc as usize, self.tx.len(), "send");
+            let mut done = false;
+            while !done {
+                // SAFETY: recv writes at most `rx.len()` bytes into `rx`.
+                let got = unsafe {
+                    libc::recv(
+                        self.fd.as_raw_fd(),
+                        self.rx.as_mut_ptr().cast(),
+                        self.rx.len(),
+                        0,
+                    )
+                };
+                assert!(got > 0, "recv");
+                let mut at = 0;
+                let buf = &self.rx[..got as usize];
+                while at + 16 <= buf.len() {
+                    let len = u32::from_ne_bytes(buf[at..at + 4].try_into().unwrap()) as usize;
+                    let ty = u16::from_ne_bytes([buf[at + 4], buf[at + 5]]);
+                    let seq = u32::from_ne_bytes(buf[at + 8..at + 12].try_into().unwrap());
+                    if ty == NLMSG_ERROR {
+                        let errno = i32::from_ne_bytes(buf[at + 16..at + 20].try_into().unwrap());
+                        failed += usize::from(errno != 0);
+                        done |= seq == last;
+                    }
+                    at += (len + 3) & !3;
+                }
+            }
+            start = end;
+        }
+        failed
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The calling thread's (user, system) CPU time.
+fn thread_cpu() -> (Duration, Duration) {
+    // SAFETY: getrusage writes into the struct we pass.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    (tv(u.ru_utime), tv(u.ru_stime))
+}
+
+/// Runs `f` and records its wall time as `name` (ms) and its user and
+/// system CPU time per route as `name user` / `name sys` (ns): on a busy
+/// machine the CPU times show where a difference comes from.
+fn timed<R>(r: &mut Record<'_>, name: &str, n: usize, f: impl FnOnce() -> R) -> R {
+    let (u0, s0) = thread_cpu();
+    let (t, out) = time(f);
+    let (u1, s1) = thread_cpu();
+    r.put(name, ms(t));
+    let per = |d: Duration| d.as_secs_f64() * 1e9 / n as f64;
+    r.put(&format!("{name} user"), per(u1 - u0));
+    r.put(&format!("{name} sys"), per(s1 - s0));
+    out
+}
+
+pub fn run(report: &mut Report) {
+    // PODNET_FLOOR_ROUTES overrides the size (to profile the full size in
+    // quick mode's 3 rounds).
+    let n = std::env::var("PODNET_FLOOR_ROUTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| report.size(100_000, 2_000));
+    let k = if n >= 1000 {
+        format!("{}k", n / 1000)
+    } else {
+        n.to_string()
+    };
+    let gateway: Vec<Route> = (0..n)
+        .map(|i| {
+            Route::host(dst(i).into())
+                .via("10.0.0.2".parse().expect("literal"))
+                .dev("eth0")
+        })
+        .collect();
+    let on_object: Vec<Route> = (0..n).map(|i| Route::host(dst(i).into()).nhid(1)).collect();
+    let object = Nexthop::new(1)
+        .via("10.0.0.2".parse().expect("literal"))
+        .dev("eth0");
+    // A namespace with the nexthop object in place.
+    let node_with_object = |tag: &str| {
+        let ns = node(tag);
+        Handle::open_netns(ns.path())
+            .expect("handle")
+            .add_nexthop(&object)
+            .expect("nexthop object");
+        ns
+    };
+
+    let samples = alternate(
+        report.rounds(Rounds::Other),
+        &mut [
+            &mut |r: &mut Record<'_>| {
+                let ns = node("floor-gw");
+                let oif = ns.ifindex("eth0");
+                let mut raw = Raw::open(&ns);
+                let failed = timed(r, "floor add", n, || raw.run(n, Shape::Gateway { oif }));
+                assert_eq!(failed, 0, "every raw add succeeds");
+                let failed = timed(r, "floor del", n, || raw.run(n, Shape::Delete { oif }));
+                assert_eq!(failed, 0, "every raw delete succeeds");
+            },
+            &mut |r: &mut Record<'_>| {
+                let ns = node("floor-many");
+                let h = Handle::open_netns(ns.path()).expect("handle");
+                let res = timed(r, "many add", n, || h.upsert_many(&gateway, None));
+                assert!(res.iter().all(|r| matches!(r, Ok(true))));
+                drop(res);
+                let res = timed(r, "many del", n, || h.delete_many(&gateway));
+                assert!(res.iter().all(|r| r.is_ok()));
+            },
+            &mut |r: &mut Record<'_>| {
+                let ns = node_with_object("floor-nh");
+                let mut raw = Raw::open(&ns);
+                let failed = timed(r, "floor nh add", n, || raw.run(n, Shape::Object));
+                assert_eq!(failed, 0, "every raw nhid add succeeds");
+            },
+            &mut |r: &mut Record<'_>| {
+                let ns = node_with_object("floor-manynh");
+                let h = Handle::open_netns(ns.path()).expect("handle");
+                let res = timed(r, "many nh add", n, || h.upsert_many(&on_object, None));
+                assert!(res.iter().all(|r| matches!(r, Ok(true))));
+            },
+        ],
+    );
+
+    report.add(samples.row(
+        AREA,
+        format!("upsert_many, {k} /32 gateway routes, vs the raw netlink floor"),
+        "many add",
+        "raw pipelined RTM_NEWROUTE, 1024/send",
+        "floor add",
+        "ms",
+        Goal::RatioAtMost(1.1),
+    ));
+    report.add(samples.row(
+        AREA,
+        format!("delete_many, {k} /32 gateway routes, vs the raw netlink floor"),
+        "many del",
+        "raw pipelined RTM_DELROUTE, 1024/send",
+        "floor del",
+        "ms",
+        Goal::RatioAtMost(1.1),
+    ));
+    report.add(samples.row(
+        AREA,
+        format!("raw floor, {k} routes on one nexthop object (nhid) vs plain gateway routes"),
+        "floor nh add",
+        "raw floor, plain gateway routes",
+        "floor add",
+        "ms",
+        Goal::None,
+    ));
+    report.add(samples.row(
+        AREA,
+        format!("upsert_many, {k} routes on one nexthop object, vs its own raw floor"),
+        "many nh add",
+        "raw floor, nhid routes",
+        "floor nh add",
+        "ms",
+        Goal::None,
+    ));
+    report.add(samples.row(
+        AREA,
+        format!("upsert_many, {k} routes on one nexthop object, vs the plain-gateway floor"),
+        "many nh add",
+        "raw floor, plain gateway routes",
+        "floor add",
+        "ms",
+        Goal::RatioAtMost(0.7),
+    ));
+    // Where the time goes: CPU time per route of each contender.
+    for name in [
+        "floor add",
+        "many add",
+        "floor del",
+        "many del",
+        "floor nh add",
+        "many nh add",
+    ] {
+        for part in ["user", "sys"] {
+            report.add(samples.alone(
+                AREA,
+                format!("{part} CPU per route: {name}, {k} routes"),
+                &format!("{name} {part}"),
+                "ns",
+                Goal::None,
+            ));
+        }
+    }
+}

@@ -1,0 +1,416 @@
+//! Headline benchmarks of BPF masquerade (issue #12).
+//!
+//! * ns/packet of an established masqueraded TCP flow, both directions,
+//!   against an established non-NAT flow of the same pod in the same
+//!   datapath and rounds. Egress: from-container then to-netdev (SNAT)
+//!   against from-container then to-netdev on a flow to a remote pod (the
+//!   native-routing CIDR check only). Ingress: from-netdev on the reply
+//!   (reverse SNAT, then delivery to the pod) against from-netdev on the
+//!   remote pod's reply. BPF_PROG_TEST_RUN repeats a program on one skb, so
+//!   a rewrite of the first repetition would be seen by the next: every
+//!   figure is the median of single runs on fresh copies (2000 per round,
+//!   quick: 200), 21 rounds (quick: 3). Goal: at most 1.5x.
+//! * Pod to outside, one node, one pod, the outside beyond the cluster CIDR:
+//!   TCP throughput (iperf3, 3 s runs; quick 1 s) and TCP request/response
+//!   (1 byte each way, 20000 back to back; quick 500) with the datapath
+//!   masquerading, against the same topology with no BPF and the kernel's
+//!   `iptables -t nat -A POSTROUTING -s <pod CIDR> -o eth0 -j MASQUERADE`.
+//!   Goals: throughput at least 1.0x, latency at most 1.0x. Client and
+//!   server run on the same CPU for both contenders.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::time::Instant;
+
+use podnet_datapath::{Datapath, Endpoint, Hook, Masquerade, Options, Program, TestContext};
+use testsupport::{pod_link, veth, BpfDir, Netns};
+
+use crate::report::{Goal, Report};
+use crate::rounds::{alternate, Record, Rounds};
+
+const POD_IF: u32 = 10;
+const POD_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
+const NODE_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 2];
+const POD: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);
+const REMOTE: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 7);
+const OUTSIDE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 5);
+const NODE: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 1);
+/// Test runs happen on the loopback device.
+const LO: u32 = 1;
+
+fn csum(data: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    for c in data.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Ethernet + IPv4 + TCP + `payload` zero bytes, IPv4 checksum right.
+fn tcp_packet(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    flags: u8,
+    payload: usize,
+) -> Vec<u8> {
+    let mut p = Vec::new();
+    p.extend_from_slice(&NODE_MAC);
+    p.extend_from_slice(&POD_MAC);
+    p.extend_from_slice(&0x0800u16.to_be_bytes());
+    let mut ip = [0u8; 20];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&((40 + payload) as u16).to_be_bytes());
+    ip[8] = 64;
+    ip[9] = 6;
+    ip[12..16].copy_from_slice(&src.octets());
+    ip[16..20].copy_from_slice(&dst.octets());
+    let c = csum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(&ip);
+    let mut tcp = [0u8; 20];
+    tcp[0..2].copy_from_slice(&sport.to_be_bytes());
+    tcp[2..4].copy_from_slice(&dport.to_be_bytes());
+    tcp[12] = 5 << 4;
+    tcp[13] = flags;
+    p.extend_from_slice(&tcp);
+    p.resize(p.len() + payload, 0);
+    p
+}
+
+pub fn run(report: &mut Report) {
+    run_programs(report);
+    run_traffic(report);
+}
+
+/// The kernel's time of one run of `prog` on `pkt`, and its output.
+fn single(dp: &Datapath, prog: Program, pkt: &[u8], ctx: &TestContext) -> (f64, Vec<u8>) {
+    let out = dp.test_run(prog, pkt, ctx).expect("BPF_PROG_TEST_RUN");
+    (out.duration.as_nanos() as f64, out.data)
+}
+
+fn run_programs(report: &mut Report) {
+    let dir = BpfDir::new("bench-snat");
+    let m = Masquerade::new()
+        .ipv4(true)
+        .ipv4_native_routing_cidr("10.0.0.0/8".parse().expect("prefix"));
+    let dp = Datapath::load(&Options::small(dir.join("globals")).masquerade(m)).expect("load");
+    for i in 0..=200u32 {
+        let ip = if i == 0 {
+            POD
+        } else {
+            Ipv4Addr::from(0x0a01_0100 + i)
+        };
+        dp.upsert_endpoint(
+            &Endpoint::new(ip.into(), if i == 0 { POD_IF } else { 100 + i })
+                .mac(POD_MAC)
+                .node_mac(NODE_MAC)
+                .id(1 + i as u16)
+                .identity(1001 + i),
+        )
+        .expect("endpoint");
+    }
+    dp.set_masquerade_address(LO, NODE.into())
+        .expect("masquerade address");
+    let from_pod = TestContext::new().ingress_ifindex(POD_IF);
+    let lo = TestContext::new();
+    // Both flows: SYN out (through to-netdev), SYN-ACK in (from-netdev).
+    for (peer, reply_to) in [(OUTSIDE, NODE), (REMOTE, POD)] {
+        let syn = tcp_packet(POD, peer, 40000, 443, 0x02, 0);
+        let (_, out) = single(&dp, Program::FromContainer, &syn, &from_pod);
+        let (_, out) = single(&dp, Program::ToNetdev, &out, &lo);
+        assert_eq!(&out[26..30], &reply_to.octets(), "source after to-netdev");
+        let synack = tcp_packet(peer, reply_to, 443, 40000, 0x12, 0);
+        let (_, back) = single(&dp, Program::FromNetdev, &synack, &lo);
+        assert_eq!(&back[30..34], &POD.octets(), "reply delivered to the pod");
+    }
+    assert_eq!(
+        dp.snat4_entries().expect("nat").len(),
+        2,
+        "one masqueraded flow"
+    );
+
+    let masq_ack = tcp_packet(POD, OUTSIDE, 40000, 443, 0x10, 1000);
+    let plain_ack = tcp_packet(POD, REMOTE, 40000, 443, 0x10, 1000);
+    let masq_reply = tcp_packet(OUTSIDE, NODE, 443, 40000, 0x10, 1000);
+    let plain_reply = tcp_packet(REMOTE, POD, 443, 40000, 0x10, 1000);
+    let n = report.size(2000, 200);
+    let rounds = report.rounds(Rounds::Other).max(report.size(21, 3));
+    let median = |mut v: Vec<f64>| -> f64 {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let egress = |ack: &[u8]| -> f64 {
+        median(
+            (0..n)
+                .map(|_| {
+                    let (a, out) = single(&dp, Program::FromContainer, ack, &from_pod);
+                    let (b, _) = single(&dp, Program::ToNetdev, &out, &lo);
+                    a + b
+                })
+                .collect(),
+        )
+    };
+    let ingress = |reply: &[u8]| -> f64 {
+        median(
+            (0..n)
+                .map(|_| single(&dp, Program::FromNetdev, reply, &lo).0)
+                .collect(),
+        )
+    };
+    let samples = alternate(
+        rounds,
+        &mut [
+            &mut |r: &mut Record<'_>| r.put("plain out", egress(&plain_ack)),
+            &mut |r: &mut Record<'_>| r.put("masq out", egress(&masq_ack)),
+            &mut |r: &mut Record<'_>| r.put("plain in", ingress(&plain_reply)),
+            &mut |r: &mut Record<'_>| r.put("masq in", ingress(&masq_reply)),
+        ],
+    );
+    report.add(samples.row(
+        "datapath",
+        format!("masquerade egress: from-container + to-netdev, established flow to the outside, median of {n} single runs"),
+        "masq out",
+        "the same pod's established flow to a remote pod (from-container + to-netdev)",
+        "plain out",
+        "ns/pkt",
+        Goal::RatioAtMost(1.5),
+    ));
+    report.add(samples.row(
+        "datapath",
+        format!("masquerade ingress: from-netdev, reply of the outside (reverse SNAT, delivery), median of {n} single runs"),
+        "masq in",
+        "from-netdev, reply of the remote pod (delivery)",
+        "plain in",
+        "ns/pkt",
+        Goal::RatioAtMost(1.5),
+    ));
+    if let Err(e) = dp.teardown() {
+        eprintln!("snat bench teardown: {e}");
+    }
+}
+
+/// The CPU client and server run on, for both contenders.
+const CPU: usize = 0;
+
+fn pin_thread() {
+    // SAFETY: a zeroed cpu_set_t with one CPU set, for this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(CPU, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// What masquerades the pod's traffic.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Bpf,
+    Iptables,
+}
+
+/// A node with one pod (10.1.0.2) and, on its `eth0`, the outside
+/// (192.168.77.2, beyond the cluster CIDR, no route to the pod CIDR).
+struct Topology {
+    pod: Netns,
+    outside: Netns,
+    _node: Netns,
+    dp: Option<Datapath>,
+    _pins: BpfDir,
+}
+
+const OUT_IP: &str = "192.168.77.2";
+
+impl Topology {
+    fn new(kind: Kind) -> Topology {
+        let node = Netns::new("bsn");
+        let pod = Netns::new("bsp");
+        let outside = Netns::new("bso");
+        veth(&node, "eth0", &outside, "eth0");
+        node.exec_ok("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
+        node.add_address("192.168.77.1/24", "eth0");
+        outside.add_address(&format!("{OUT_IP}/24"), "eth0");
+        let gateway = "169.254.1.1".parse().expect("address");
+        let link = pod_link(&node, "lxc0", &pod, POD.into(), gateway);
+        node.add_route(&format!("{POD}/32 dev lxc0 scope link"));
+        let pins = BpfDir::new("bench-snat-x");
+        let mut dp = None;
+        match kind {
+            Kind::Iptables => {
+                node.exec_ok(
+                    "iptables",
+                    &[
+                        "-t",
+                        "nat",
+                        "-A",
+                        "POSTROUTING",
+                        "-s",
+                        "10.1.0.0/24",
+                        "-o",
+                        "eth0",
+                        "-j",
+                        "MASQUERADE",
+                    ],
+                );
+            }
+            Kind::Bpf => {
+                let m = Masquerade::new()
+                    .ipv4(true)
+                    .interfaces(["eth+"])
+                    .ipv4_native_routing_cidr("10.0.0.0/8".parse().expect("prefix"));
+                let o = Options::small(pins.join("n")).skip_fib(true).masquerade(m);
+                let mut d = Datapath::load(&o).expect("load");
+                let lxc = node.ifindex("lxc0");
+                let eth0 = node.ifindex("eth0");
+                d.upsert_endpoint(
+                    &Endpoint::new(POD.into(), lxc)
+                        .mac(link.pod_mac)
+                        .node_mac(link.lxc_mac)
+                        .id(1)
+                        .identity(1001),
+                )
+                .expect("endpoint");
+                node.run(|| {
+                    d.attach(lxc, Hook::FromContainer).expect("attach");
+                    d.attach(lxc, Hook::ToContainer).expect("attach");
+                    d.attach(eth0, Hook::FromNetdev).expect("attach");
+                    d.attach(eth0, Hook::ToNetdev).expect("attach");
+                });
+                dp = Some(d);
+            }
+        }
+        Topology {
+            pod,
+            outside,
+            _node: node,
+            dp,
+            _pins: pins,
+        }
+    }
+
+    /// iperf3 pod -> outside, Gbit/s.
+    fn iperf(&self, secs: usize) -> f64 {
+        let mut server = self.outside.spawn("iperf3", &["-s", "-1"]);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let cpus = format!("{CPU},{CPU}");
+        let out = self.pod.exec(
+            "iperf3",
+            &["-c", OUT_IP, "-t", &secs.to_string(), "-A", &cpus, "-J"],
+        );
+        let _ = server.kill();
+        let _ = server.wait();
+        let json = String::from_utf8_lossy(&out.stdout);
+        let Some(end) = json.rfind("\"sum_received\"") else {
+            eprintln!(
+                "iperf3 printed no result: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return f64::NAN;
+        };
+        let pat = "\"bits_per_second\":";
+        let Some(at) = json[end..].find(pat).map(|a| a + end + pat.len()) else {
+            return f64::NAN;
+        };
+        let num: String = json[at..]
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'))
+            .collect();
+        num.parse::<f64>().map_or(f64::NAN, |b| b / 1e9)
+    }
+
+    /// A warmed-up request/response connection pod -> outside.
+    fn rr_connect(&self, port: u16) -> (TcpStream, std::thread::JoinHandle<()>) {
+        let addr: SocketAddr = format!("{OUT_IP}:{port}").parse().expect("address");
+        let listener = self
+            .outside
+            .run(|| TcpListener::bind(addr))
+            .expect("listen");
+        let server = std::thread::spawn(move || {
+            pin_thread();
+            let (mut s, _) = listener.accept().expect("accept");
+            s.set_nodelay(true).expect("nodelay");
+            let mut b = [0u8; 1];
+            while s.read_exact(&mut b).is_ok() {
+                if s.write_all(&b).is_err() {
+                    break;
+                }
+            }
+        });
+        let c = self.pod.run(|| TcpStream::connect(addr)).expect("connect");
+        c.set_nodelay(true).expect("nodelay");
+        let mut conn = (c, server);
+        rr(&mut conn.0, 10);
+        conn
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        if let Some(dp) = self.dp.take() {
+            let _ = dp.teardown();
+        }
+    }
+}
+
+/// `n` one-byte request/responses back to back: mean microseconds each.
+fn rr(c: &mut TcpStream, n: usize) -> f64 {
+    let mut b = [7u8; 1];
+    let start = Instant::now();
+    for _ in 0..n {
+        c.write_all(&b)
+            .and_then(|()| c.read_exact(&mut b))
+            .expect("exchange");
+    }
+    start.elapsed().as_secs_f64() * 1e6 / n as f64
+}
+
+fn run_traffic(report: &mut Report) {
+    let bpf = Topology::new(Kind::Bpf);
+    let ipt = Topology::new(Kind::Iptables);
+    let secs = report.size(3, 1);
+    let rounds = report.rounds(Rounds::Network);
+    let samples = alternate(
+        rounds,
+        &mut [
+            &mut |r: &mut Record<'_>| r.put("ipt", ipt.iperf(secs)),
+            &mut |r: &mut Record<'_>| r.put("bpf", bpf.iperf(secs)),
+        ],
+    );
+    report.add(samples.row(
+        "datapath",
+        format!("pod to outside TCP throughput, masqueraded by BPF, iperf3 {secs} s, client and server on CPU {CPU}"),
+        "bpf",
+        "the same with iptables MASQUERADE, no BPF",
+        "ipt",
+        "Gbit/s",
+        Goal::RatioAtLeast(1.0),
+    ));
+
+    pin_thread();
+    let transactions = report.size(20_000, 500);
+    let (mut cb, sb) = bpf.rr_connect(7101);
+    let (mut ci, si) = ipt.rr_connect(7102);
+    let samples = alternate(
+        rounds.max(report.size(16, 3)),
+        &mut [
+            &mut |r: &mut Record<'_>| r.put("ipt", rr(&mut ci, transactions)),
+            &mut |r: &mut Record<'_>| r.put("bpf", rr(&mut cb, transactions)),
+        ],
+    );
+    drop((cb, ci));
+    let _ = (sb.join(), si.join());
+    report.add(samples.row(
+        "datapath",
+        format!("pod to outside TCP request/response (1 byte each way, {transactions} back to back), masqueraded by BPF"),
+        "bpf",
+        "the same with iptables MASQUERADE, no BPF",
+        "ipt",
+        "us",
+        Goal::RatioAtMost(1.0),
+    ));
+}

@@ -1,0 +1,928 @@
+//! BPF_PROG_TEST_RUN tests of IP fragment tracking (issue #12): the first
+//! fragment's ports remembered in `cilium_ipv4_frag_datagrams` /
+//! `cilium_ipv6_frag_datagrams`, later fragments handled with them
+//! (conntrack, policy, service DNAT and reverse NAT), out-of-order
+//! fragments dropped and counted, the maps re-used after a reload. Each
+//! datagram is cut into fragments here and put together again from the
+//! programs' output, whose checksums are computed from scratch.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use common::*;
+use podnet_datapath::*;
+use testsupport::{require_privileges, BpfDir};
+
+const A_IF: u32 = 10;
+const B_IF: u32 = 20;
+const A_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
+const A_NODE_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 2];
+const B_MAC: [u8; 6] = [0x02, 0xbb, 0, 0, 0, 1];
+const B_NODE_MAC: [u8; 6] = [0x02, 0xbb, 0, 0, 0, 2];
+const A_ID: u32 = 5001;
+const B_ID: u32 = 5002;
+const SVC_ID: u16 = 9;
+
+fn a(v6: bool) -> IpAddr {
+    if v6 {
+        "fd00:1::2".parse().unwrap()
+    } else {
+        "10.1.0.2".parse().unwrap()
+    }
+}
+fn b(v6: bool) -> IpAddr {
+    if v6 {
+        "fd00:1::3".parse().unwrap()
+    } else {
+        "10.1.0.3".parse().unwrap()
+    }
+}
+fn vip(v6: bool) -> IpAddr {
+    if v6 {
+        "fd00:96::9".parse().unwrap()
+    } else {
+        "10.96.0.9".parse().unwrap()
+    }
+}
+
+fn ep(ip: IpAddr, is_a: bool, flags: EndpointFlags) -> Endpoint {
+    Endpoint::new(ip, if is_a { A_IF } else { B_IF })
+        .mac(if is_a { A_MAC } else { B_MAC })
+        .node_mac(if is_a { A_NODE_MAC } else { B_NODE_MAC })
+        .id(if is_a { 1001 } else { 1002 })
+        .identity(if is_a { A_ID } else { B_ID })
+        .flags(flags)
+}
+
+/// Pods A and B on this node, both families; B enforces ingress policy
+/// when `enforce`.
+fn setup(tag: &str, peer: bool, enforce: bool) -> (BpfDir, Datapath) {
+    let dir = BpfDir::new(tag);
+    let dp = Datapath::load(&opts(&dir, peer)).expect("load");
+    for v6 in [false, true] {
+        dp.upsert_endpoint(&ep(a(v6), true, EndpointFlags::empty()))
+            .unwrap();
+        let f = if enforce {
+            EndpointFlags::INGRESS_ENFORCE
+        } else {
+            EndpointFlags::empty()
+        };
+        dp.upsert_endpoint(&ep(b(v6), false, f)).unwrap();
+    }
+    (dir, dp)
+}
+
+fn opts(dir: &BpfDir, peer: bool) -> Options {
+    Options::small(dir.join("globals"))
+        .redirect_peer(peer)
+        .trace_redirects(true)
+}
+
+fn ctx_from(is_a: bool) -> TestContext {
+    TestContext::new().ingress_ifindex(if is_a { A_IF } else { B_IF })
+}
+
+// ---- datagrams, fragments, and putting them together again -----------------
+
+/// The L4 checksum over the pseudo header and `l4`.
+fn l4_csum(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8]) -> u16 {
+    let mut v = Vec::new();
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            v.extend_from_slice(&s.octets());
+            v.extend_from_slice(&d.octets());
+            v.extend_from_slice(&[0, proto]);
+            v.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            v.extend_from_slice(&s.octets());
+            v.extend_from_slice(&d.octets());
+            v.extend_from_slice(&(l4.len() as u32).to_be_bytes());
+            v.extend_from_slice(&[0, 0, 0, proto]);
+        }
+        _ => unreachable!(),
+    }
+    v.extend_from_slice(l4);
+    csum(&v)
+}
+
+/// A UDP datagram of `len` payload bytes (a pattern), checksum filled in.
+fn udp_datagram(src: SocketAddr, dst: SocketAddr, len: usize) -> Vec<u8> {
+    let mut d = udp(src.port(), dst.port(), len);
+    for (i, byte) in d[8..].iter_mut().enumerate() {
+        *byte = (i * 7 + 3) as u8;
+    }
+    let c = l4_csum(src.ip(), dst.ip(), 17, &d);
+    d[6..8].copy_from_slice(&c.to_be_bytes());
+    d
+}
+
+/// `l4` (a whole datagram of protocol `proto`) from `src` to `dst` cut
+/// into Ethernet frames of at most `chunk` payload bytes each (a multiple
+/// of 8), fragment id `id`: first, middle(s), last.
+fn fragments(
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    l4: &[u8],
+    chunk: usize,
+    id: u32,
+    macs: ([u8; 6], [u8; 6]),
+) -> Vec<Vec<u8>> {
+    assert_eq!(chunk % 8, 0);
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off < l4.len() {
+        let end = (off + chunk).min(l4.len());
+        let more = end < l4.len();
+        let data = &l4[off..end];
+        let frame = match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                let mut h = vec![0u8; 20];
+                h[0] = 0x45;
+                h[2..4].copy_from_slice(&((20 + data.len()) as u16).to_be_bytes());
+                h[4..6].copy_from_slice(&(id as u16).to_be_bytes());
+                let fo = (off / 8) as u16 | if more { 0x2000 } else { 0 };
+                h[6..8].copy_from_slice(&fo.to_be_bytes());
+                h[8] = 64;
+                h[9] = proto;
+                h[12..16].copy_from_slice(&s.octets());
+                h[16..20].copy_from_slice(&d.octets());
+                let c = csum(&h);
+                h[10..12].copy_from_slice(&c.to_be_bytes());
+                let mut f = eth(macs.1, macs.0, ETH_P_IP);
+                f.extend(h);
+                f.extend_from_slice(data);
+                f
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                let mut payload = vec![proto, 0];
+                let fo = ((off / 8) as u16) << 3 | u16::from(more);
+                payload.extend_from_slice(&fo.to_be_bytes());
+                payload.extend_from_slice(&id.to_be_bytes());
+                payload.extend_from_slice(data);
+                let mut f = eth(macs.1, macs.0, ETH_P_IPV6);
+                f.extend(ip6(s, d, 44, 64, &payload));
+                f
+            }
+            _ => unreachable!(),
+        };
+        out.push(frame);
+        off = end;
+    }
+    out
+}
+
+/// One fragment as a program left it: addresses, offset in the datagram,
+/// its data. Checks the IPv4 header checksum.
+struct Frag {
+    src: IpAddr,
+    dst: IpAddr,
+    offset: usize,
+    data: Vec<u8>,
+}
+
+fn parse_frag(p: &[u8]) -> Frag {
+    if p[12..14] == [0x08, 0] {
+        let hl = usize::from(p[14] & 0xf) * 4;
+        assert_eq!(csum(&p[14..14 + hl]), 0, "IPv4 header checksum");
+        let tot = usize::from(u16::from_be_bytes([p[16], p[17]]));
+        let fo = u16::from_be_bytes([p[20], p[21]]);
+        Frag {
+            src: Ipv4Addr::new(p[26], p[27], p[28], p[29]).into(),
+            dst: Ipv4Addr::new(p[30], p[31], p[32], p[33]).into(),
+            offset: usize::from(fo & 0x1fff) * 8,
+            data: p[14 + hl..14 + tot].to_vec(),
+        }
+    } else {
+        assert_eq!(p[20], 44, "a fragment header");
+        let s: [u8; 16] = p[22..38].try_into().unwrap();
+        let d: [u8; 16] = p[38..54].try_into().unwrap();
+        let fo = u16::from_be_bytes([p[56], p[57]]);
+        let plen = usize::from(u16::from_be_bytes([p[18], p[19]]));
+        Frag {
+            src: Ipv6Addr::from(s).into(),
+            dst: Ipv6Addr::from(d).into(),
+            offset: usize::from(fo >> 3) * 8,
+            data: p[62..54 + plen].to_vec(),
+        }
+    }
+}
+
+/// The datagram the receiver puts together from `frames`: its addresses
+/// (the same in every fragment), its UDP ports, its bytes, and whether its
+/// UDP checksum is right.
+fn reassemble(frames: &[Vec<u8>]) -> (SocketAddr, SocketAddr, Vec<u8>, bool) {
+    let mut frags: Vec<Frag> = frames.iter().map(|f| parse_frag(f)).collect();
+    frags.sort_by_key(|f| f.offset);
+    let (src, dst) = (frags[0].src, frags[0].dst);
+    let mut d = Vec::new();
+    for f in &frags {
+        assert_eq!(
+            (f.src, f.dst),
+            (src, dst),
+            "same addresses in every fragment"
+        );
+        assert_eq!(f.offset, d.len(), "fragments are contiguous");
+        d.extend_from_slice(&f.data);
+    }
+    let ok = l4_csum(src, dst, 17, &d) == 0;
+    let sport = u16::from_be_bytes([d[0], d[1]]);
+    let dport = u16::from_be_bytes([d[2], d[3]]);
+    (
+        SocketAddr::new(src, sport),
+        SocketAddr::new(dst, dport),
+        d,
+        ok,
+    )
+}
+
+fn sa(ip: IpAddr, port: u16) -> SocketAddr {
+    SocketAddr::new(ip, port)
+}
+
+fn frag_entries(dp: &Datapath, v6: bool) -> Vec<(u32, FragPorts)> {
+    if v6 {
+        dp.frag6_entries()
+            .unwrap()
+            .into_iter()
+            .map(|(k, p)| (u32::from_be(k.id), p))
+            .collect()
+    } else {
+        dp.frag4_entries()
+            .unwrap()
+            .into_iter()
+            .map(|(k, p)| (u32::from(u16::from_be(k.id)), p))
+            .collect()
+    }
+}
+
+fn fam(v6: bool) -> &'static str {
+    if v6 {
+        "v6"
+    } else {
+        "v4"
+    }
+}
+
+// ---- the tests --------------------------------------------------------------
+
+/// First, middle and last fragment of a UDP datagram from pod A to pod B:
+/// each delivered to B with conntrack's one entry for the flow, the ports
+/// remembered once, the datagram intact; at B's to-container (the reply
+/// direction's hook) likewise; every fragment counted.
+fn first_middle_last(v6: bool, peer: bool) {
+    let tag = format!("fr{}{}", fam(v6), u8::from(peer));
+    let (_dir, dp) = setup(&tag, peer, false);
+    let (src, dst) = (sa(a(v6), 40000), sa(b(v6), 5000));
+    let dgram = udp_datagram(src, dst, 3000);
+    let frames = fragments(
+        src.ip(),
+        dst.ip(),
+        17,
+        &dgram,
+        1232,
+        0x4242,
+        (A_MAC, A_NODE_MAC),
+    );
+    assert_eq!(frames.len(), 3, "first, middle, last");
+
+    let mut outs = Vec::new();
+    for (i, f) in frames.iter().enumerate() {
+        let out = dp
+            .test_run(Program::FromContainer, f, &ctx_from(true))
+            .unwrap();
+        assert_eq!(out.retval, TC_ACT_REDIRECT, "{tag}: fragment {i} delivered");
+        assert_eq!(
+            dp.last_redirect().unwrap(),
+            Some(B_IF),
+            "{tag}: fragment {i} to B"
+        );
+        outs.push(out.data);
+    }
+    let (s, d, bytes, ok) = reassemble(&outs);
+    assert_eq!((s, d), (src, dst), "{tag}");
+    assert_eq!(bytes, dgram, "{tag}: the datagram unchanged");
+    assert!(ok, "{tag}: UDP checksum");
+
+    // The first fragment's ports, once; one conntrack entry (+ its related
+    // ICMP entry) for all three.
+    let fe = frag_entries(&dp, v6);
+    assert_eq!(fe.len(), 1, "{tag}: {fe:?}");
+    assert_eq!(fe[0].0, 0x4242);
+    assert_eq!(
+        (fe[0].1.source_port(), fe[0].1.destination_port()),
+        (40000, 5000)
+    );
+    let flows: Vec<(u16, u16, u8)> = if v6 {
+        dp.ct6_entries(CtTable::Any)
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.nexthdr == 17)
+            .map(|(k, _)| (u16::from_be(k.sport), u16::from_be(k.dport), k.flags))
+            .collect()
+    } else {
+        dp.ct4_entries(CtTable::Any)
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.nexthdr == 17)
+            .map(|(k, _)| (u16::from_be(k.sport), u16::from_be(k.dport), k.flags))
+            .collect()
+    };
+    // With redirect_peer B's ingress entry is made in the same run.
+    assert_eq!(flows.len(), if peer { 2 } else { 1 }, "{tag}: {flows:?}");
+    assert!(
+        flows.contains(&(40000, 5000, maps::TUPLE_F_OUT)),
+        "{tag}: {flows:?}"
+    );
+    let egress_frags = dp
+        .metric(reason::FRAG_PACKET, TrafficDirection::Egress)
+        .unwrap();
+    assert_eq!(egress_frags, 3, "{tag}");
+
+    // B's to-container sees the same fragments: each passes.
+    for (i, f) in outs.iter().enumerate() {
+        let out = dp
+            .test_run(Program::ToContainer, f, &TestContext::default())
+            .unwrap();
+        assert_eq!(out.retval, TC_ACT_OK, "{tag}: to-container fragment {i}");
+    }
+    assert_eq!(
+        dp.metric(reason::FRAG_PACKET, TrafficDirection::Ingress)
+            .unwrap(),
+        3,
+        "{tag}: counted once per program run"
+    );
+    assert_eq!(
+        dp.metric(reason::FRAG_NOT_FOUND, TrafficDirection::Egress)
+            .unwrap(),
+        0
+    );
+
+    // From the underlay (another node's pod to B), with redirect_peer the
+    // fragments get B's conntrack and policy in from-netdev.
+    if peer {
+        let far = sa(
+            if v6 {
+                "fd00:2::7".parse().unwrap()
+            } else {
+                "10.2.0.7".parse().unwrap()
+            },
+            41000,
+        );
+        let dg = udp_datagram(far, dst, 2000);
+        let fr = fragments(far.ip(), dst.ip(), 17, &dg, 1232, 0x77, ([2; 6], [3; 6]));
+        let mut o = Vec::new();
+        for (i, f) in fr.iter().enumerate() {
+            let out = dp
+                .test_run(Program::FromNetdev, f, &TestContext::default())
+                .unwrap();
+            assert_eq!(
+                out.retval, TC_ACT_REDIRECT,
+                "{tag}: from-netdev fragment {i}"
+            );
+            o.push(out.data);
+        }
+        let (_, _, bytes, ok) = reassemble(&o);
+        assert_eq!(bytes, dg);
+        assert!(ok);
+    }
+}
+
+#[test]
+fn v4_first_middle_last() {
+    require_privileges!();
+    first_middle_last(false, false);
+    first_middle_last(false, true);
+}
+
+#[test]
+fn v6_first_middle_last() {
+    require_privileges!();
+    first_middle_last(true, false);
+    first_middle_last(true, true);
+}
+
+/// A later fragment before the first: dropped as DROP_FRAG_NOT_FOUND and
+/// counted; once the first came, the later ones pass. An unfragmented
+/// packet and an IPv6 atomic fragment are no fragments.
+fn out_of_order(v6: bool) {
+    let tag = format!("fo{}", fam(v6));
+    let (_dir, dp) = setup(&tag, false, false);
+    let (src, dst) = (sa(a(v6), 40001), sa(b(v6), 5001));
+    let dgram = udp_datagram(src, dst, 2500);
+    let frames = fragments(
+        src.ip(),
+        dst.ip(),
+        17,
+        &dgram,
+        1232,
+        0x99,
+        (A_MAC, A_NODE_MAC),
+    );
+    assert_eq!(frames.len(), 3);
+    let run = |f: &[u8]| {
+        dp.test_run(Program::FromContainer, f, &ctx_from(true))
+            .unwrap()
+            .retval
+    };
+    let not_found = || {
+        dp.metric(reason::FRAG_NOT_FOUND, TrafficDirection::Egress)
+            .unwrap()
+    };
+
+    assert_eq!(run(&frames[2]), TC_ACT_SHOT, "{tag}: last before first");
+    assert_eq!(run(&frames[1]), TC_ACT_SHOT, "{tag}: middle before first");
+    assert_eq!(not_found(), 2, "{tag}");
+    assert!(
+        frag_entries(&dp, v6).is_empty(),
+        "{tag}: nothing remembered"
+    );
+    assert!(
+        !dp.metrics()
+            .unwrap()
+            .iter()
+            .any(|m| m.reason == reason::FORWARDED),
+        "{tag}: nothing forwarded"
+    );
+    assert_eq!(run(&frames[0]), TC_ACT_REDIRECT, "{tag}: first");
+    assert_eq!(
+        run(&frames[2]),
+        TC_ACT_REDIRECT,
+        "{tag}: last, after the first"
+    );
+    assert_eq!(
+        run(&frames[1]),
+        TC_ACT_REDIRECT,
+        "{tag}: middle, after the first"
+    );
+    assert_eq!(not_found(), 2, "{tag}");
+    // Another datagram id of the same flow is another datagram.
+    let other = fragments(
+        src.ip(),
+        dst.ip(),
+        17,
+        &dgram,
+        1232,
+        0x9a,
+        (A_MAC, A_NODE_MAC),
+    );
+    assert_eq!(run(&other[1]), TC_ACT_SHOT, "{tag}: other datagram");
+    assert_eq!(not_found(), 3, "{tag}");
+
+    // IPv6 atomic fragment (offset 0, no M): parsed as a whole packet,
+    // nothing remembered.
+    if v6 {
+        let before = frag_entries(&dp, v6).len();
+        let whole = fragments(
+            src.ip(),
+            dst.ip(),
+            17,
+            &dgram,
+            4096,
+            0x9b,
+            (A_MAC, A_NODE_MAC),
+        );
+        assert_eq!(whole.len(), 1);
+        assert_eq!(run(&whole[0]), TC_ACT_REDIRECT, "{tag}: atomic fragment");
+        assert_eq!(frag_entries(&dp, v6).len(), before);
+    }
+}
+
+#[test]
+fn v4_out_of_order() {
+    require_privileges!();
+    out_of_order(false);
+}
+
+#[test]
+fn v6_out_of_order() {
+    require_privileges!();
+    out_of_order(true);
+}
+
+/// B enforces ingress policy, allowing A on UDP 5000 only: every fragment
+/// of a datagram to 5000 reaches B, every fragment of one to 6000 is
+/// denied (the later ones by the first fragment's port).
+fn policy(v6: bool, peer: bool) {
+    let tag = format!("fp{}{}", fam(v6), u8::from(peer));
+    let (_dir, dp) = setup(&tag, peer, true);
+    dp.allow(
+        &PolicyKey::new(1002, TrafficDirection::Ingress)
+            .identity(A_ID)
+            .dport(5000)
+            .protocol(17),
+    )
+    .unwrap();
+    // Without redirect_peer, B's ingress policy is at its to-container.
+    let deliver = |f: &[u8]| -> u32 {
+        let out = dp
+            .test_run(Program::FromContainer, f, &ctx_from(true))
+            .unwrap();
+        if peer || out.retval != TC_ACT_REDIRECT {
+            return out.retval;
+        }
+        let ctx = TestContext::new().mark(0x0F00 | ((A_ID & 0xffff) << 16) | (A_ID >> 16));
+        dp.test_run(Program::ToContainer, &out.data, &ctx)
+            .unwrap()
+            .retval
+    };
+    let ok_verdict = if peer { TC_ACT_REDIRECT } else { TC_ACT_OK };
+    let policy_drops = || {
+        dp.metric(reason::POLICY, TrafficDirection::Ingress)
+            .unwrap()
+    };
+
+    for (port, allowed) in [(5000u16, true), (6000, false)] {
+        let (src, dst) = (sa(a(v6), 40000 + port), sa(b(v6), port));
+        let dgram = udp_datagram(src, dst, 3000);
+        let frames = fragments(
+            src.ip(),
+            dst.ip(),
+            17,
+            &dgram,
+            1232,
+            u32::from(port),
+            (A_MAC, A_NODE_MAC),
+        );
+        let before = policy_drops();
+        for (i, f) in frames.iter().enumerate() {
+            let v = deliver(f);
+            if allowed {
+                assert_eq!(v, ok_verdict, "{tag}: port {port} fragment {i} allowed");
+            } else {
+                assert_eq!(v, TC_ACT_SHOT, "{tag}: port {port} fragment {i} denied");
+            }
+        }
+        let denied = policy_drops() - before;
+        assert_eq!(
+            denied,
+            if allowed { 0 } else { frames.len() as u64 },
+            "{tag}: port {port}"
+        );
+    }
+
+    // Without enforcement, an explicit deny of port 7000: the later
+    // fragments, which carry no port, are denied by the first one's.
+    dp.upsert_endpoint(&ep(b(v6), false, EndpointFlags::empty()))
+        .unwrap();
+    dp.deny(
+        &PolicyKey::new(1002, TrafficDirection::Ingress)
+            .identity(A_ID)
+            .dport(7000)
+            .protocol(17),
+    )
+    .unwrap();
+    let deny_drops = || {
+        dp.metric(reason::POLICY_DENY, TrafficDirection::Ingress)
+            .unwrap()
+    };
+    for (port, allowed) in [(7000u16, false), (7001, true)] {
+        let (src, dst) = (sa(a(v6), 40000 + port), sa(b(v6), port));
+        let dgram = udp_datagram(src, dst, 3000);
+        let frames = fragments(
+            src.ip(),
+            dst.ip(),
+            17,
+            &dgram,
+            1232,
+            u32::from(port),
+            (A_MAC, A_NODE_MAC),
+        );
+        let before = deny_drops();
+        for (i, f) in frames.iter().enumerate() {
+            let want = if allowed { ok_verdict } else { TC_ACT_SHOT };
+            assert_eq!(deliver(f), want, "{tag}: port {port} fragment {i}");
+        }
+        let denied = deny_drops() - before;
+        assert_eq!(
+            denied,
+            if allowed { 0 } else { frames.len() as u64 },
+            "{tag}: deny {port}"
+        );
+    }
+    assert_eq!(
+        dp.metric(reason::FRAG_NOT_FOUND, TrafficDirection::Egress)
+            .unwrap(),
+        0
+    );
+}
+
+#[test]
+fn v4_policy_applies_to_every_fragment() {
+    require_privileges!();
+    policy(false, false);
+    policy(false, true);
+}
+
+#[test]
+fn v6_policy_applies_to_every_fragment() {
+    require_privileges!();
+    policy(true, false);
+    policy(true, true);
+}
+
+/// A datagram from A to a ClusterIP with backend B (port 80 -> 8080): every
+/// fragment reaches B; the first gets its port and L4 checksum rewritten,
+/// the later ones their addresses only (their bytes are payload); the
+/// datagram B puts together is addressed to B:8080 with a right checksum.
+/// B's fragmented reply comes back from the frontend the same way.
+fn service(v6: bool, peer: bool) {
+    let tag = format!("fs{}{}", fam(v6), u8::from(peer));
+    let (_dir, dp) = setup(&tag, peer, false);
+    let frontend = sa(vip(v6), 80);
+    let backend = sa(b(v6), 8080);
+    dp.upsert_service(
+        &Service::new(SVC_ID, frontend, L4Protocol::Udp).backend(Backend::new(backend)),
+    )
+    .unwrap();
+    let client = sa(a(v6), 40123);
+
+    for id in [0x1001u32, 0x1002] {
+        let dgram = udp_datagram(client, frontend, 3000);
+        let frames = fragments(
+            client.ip(),
+            frontend.ip(),
+            17,
+            &dgram,
+            1232,
+            id,
+            (A_MAC, A_NODE_MAC),
+        );
+        let mut outs = Vec::new();
+        for (i, f) in frames.iter().enumerate() {
+            let out = dp
+                .test_run(Program::FromContainer, f, &ctx_from(true))
+                .unwrap();
+            assert_eq!(out.retval, TC_ACT_REDIRECT, "{tag}: fragment {i} delivered");
+            assert_eq!(
+                dp.last_redirect().unwrap(),
+                Some(B_IF),
+                "{tag}: fragment {i} to the backend"
+            );
+            if i > 0 {
+                // No L4 header: the payload bytes are untouched.
+                let fin = parse_frag(f);
+                let fout = parse_frag(&out.data);
+                assert_eq!(fout.data, fin.data, "{tag}: later fragment {i}'s data");
+                assert_eq!(fout.dst, backend.ip(), "{tag}: later fragment {i} DNATed");
+            }
+            outs.push(out.data);
+        }
+        let (s, d, bytes, ok) = reassemble(&outs);
+        assert_eq!((s, d), (client, backend), "{tag}: DNAT of the datagram");
+        assert!(ok, "{tag}: UDP checksum of the datagram after DNAT");
+        assert_eq!(bytes[8..], dgram[8..], "{tag}: payload");
+    }
+
+    // The backend's reply, fragmented: back from the frontend.
+    let reply = udp_datagram(backend, client, 2600);
+    let frames = fragments(
+        backend.ip(),
+        client.ip(),
+        17,
+        &reply,
+        1232,
+        0x2001,
+        (B_MAC, B_NODE_MAC),
+    );
+    let mut outs = Vec::new();
+    // Translated back at B's from-container (redirect_peer), else at A's
+    // to-container.
+    for (i, f) in frames.iter().enumerate() {
+        let out = if peer {
+            let o = dp
+                .test_run(Program::FromContainer, f, &ctx_from(false))
+                .unwrap();
+            assert_eq!(o.retval, TC_ACT_REDIRECT, "{tag}: reply fragment {i}");
+            assert_eq!(dp.last_redirect().unwrap(), Some(A_IF));
+            o
+        } else {
+            let o = dp
+                .test_run(Program::ToContainer, f, &TestContext::default())
+                .unwrap();
+            assert_eq!(
+                o.retval, TC_ACT_OK,
+                "{tag}: reply fragment {i} at A's to-container"
+            );
+            o
+        };
+        outs.push(out.data);
+    }
+    let (s, d, _, ok) = reassemble(&outs);
+    assert_eq!(
+        (s, d),
+        (frontend, client),
+        "{tag}: reverse NAT of the reply"
+    );
+    assert!(ok, "{tag}: UDP checksum of the reply after reverse NAT");
+}
+
+#[test]
+fn v4_service_fragments_reach_the_backend() {
+    require_privileges!();
+    service(false, false);
+    service(false, true);
+}
+
+#[test]
+fn v6_service_fragments_reach_the_backend() {
+    require_privileges!();
+    service(true, false);
+    service(true, true);
+}
+
+/// Large pings (ICMP echo datagrams) are tracked too: the identifier.
+#[test]
+fn icmp_echo_fragments() {
+    require_privileges!();
+    let (_dir, dp) = setup("ficmp", true, false);
+    for v6 in [false, true] {
+        let mut echo = icmp_echo(true, v6, 0x3131, 1);
+        echo.resize(3000, 0xab);
+        let (src, dst) = (a(v6), b(v6));
+        let proto = if v6 { 58 } else { 1 };
+        let frames = fragments(src, dst, proto, &echo, 1232, 0x5151, (A_MAC, A_NODE_MAC));
+        for (i, f) in frames.iter().enumerate() {
+            let out = dp
+                .test_run(Program::FromContainer, f, &ctx_from(true))
+                .unwrap();
+            assert_eq!(
+                out.retval,
+                TC_ACT_REDIRECT,
+                "{}: echo fragment {i}",
+                fam(v6)
+            );
+        }
+        let fe = frag_entries(&dp, v6);
+        assert_eq!(fe.len(), 1, "{fe:?}");
+        assert_eq!(fe[0].1.source_port(), 0x3131);
+    }
+}
+
+/// The maps are pinned: a datapath loaded again (an agent restart) knows
+/// the datagrams whose first fragment the old one saw.
+#[test]
+fn fragment_maps_survive_a_reload() {
+    require_privileges!();
+    let (dir, dp) = setup("freload", false, false);
+    let paths = dp.frag_map_paths();
+    assert!(paths.v4.exists() && paths.v6.exists());
+    let mut later = Vec::new();
+    for v6 in [false, true] {
+        let (src, dst) = (sa(a(v6), 40002), sa(b(v6), 5002));
+        let dgram = udp_datagram(src, dst, 2000);
+        let frames = fragments(
+            src.ip(),
+            dst.ip(),
+            17,
+            &dgram,
+            1232,
+            0x6161,
+            (A_MAC, A_NODE_MAC),
+        );
+        let out = dp
+            .test_run(Program::FromContainer, &frames[0], &ctx_from(true))
+            .unwrap();
+        assert_eq!(out.retval, TC_ACT_REDIRECT);
+        later.push(frames[1].clone());
+    }
+    assert!(dp.frag_pressure(false).unwrap() > 0.0);
+    drop(dp);
+    let dp = Datapath::load(&opts(&dir, false)).expect("reload");
+    assert_eq!(frag_entries(&dp, false).len(), 1);
+    assert_eq!(frag_entries(&dp, true).len(), 1);
+    let p = dp.frag_pressure(true).unwrap();
+    // One datagram in Options::small's 1024 entries.
+    assert!((p - 1.0 / 1024.0).abs() < 1e-9, "pressure {p}");
+    for f in &later {
+        let out = dp
+            .test_run(Program::FromContainer, f, &ctx_from(true))
+            .unwrap();
+        assert_eq!(
+            out.retval, TC_ACT_REDIRECT,
+            "later fragment after the reload"
+        );
+    }
+    // A map of another size pinned there is refused, not silently re-sized.
+    drop(dp);
+    let e = Datapath::load(&opts(&dir, false).frag_size(2048)).unwrap_err();
+    assert!(matches!(e, Error::PinMismatch { .. }), "{e}");
+}
+
+/// NodePort from the underlay (a client beyond the node) to a local
+/// backend: every fragment is translated and delivered, the datagram right;
+/// the backend's fragmented reply leaves from the frontend. Fragments for
+/// the node itself (no frontend, or a later one before the first) pass to
+/// the stack, never dropped.
+fn nodeport(v6: bool, peer: bool) {
+    let tag = format!("fn{}{}", fam(v6), u8::from(peer));
+    let (_dir, dp) = setup(&tag, peer, false);
+    let (node, client): (IpAddr, IpAddr) = if v6 {
+        (
+            "fd00:100::1".parse().unwrap(),
+            "fd00:100::9".parse().unwrap(),
+        )
+    } else {
+        (
+            "192.168.100.1".parse().unwrap(),
+            "192.168.100.9".parse().unwrap(),
+        )
+    };
+    let fe = sa(node, 30080);
+    let backend = sa(b(v6), 8080);
+    dp.upsert_service(
+        &Service::new(SVC_ID, fe, L4Protocol::Udp)
+            .kind(ServiceKind::NodePort)
+            .backend(Backend::new(backend)),
+    )
+    .unwrap();
+    let cl = sa(client, 5555);
+    let dgram = udp_datagram(cl, fe, 3000);
+    let frames = fragments(cl.ip(), fe.ip(), 17, &dgram, 1232, 0x3003, ([2; 6], [3; 6]));
+    let mut outs = Vec::new();
+    for (i, f) in frames.iter().enumerate() {
+        let out = dp
+            .test_run(Program::FromNetdev, f, &TestContext::default())
+            .unwrap();
+        assert_eq!(
+            out.retval, TC_ACT_REDIRECT,
+            "{tag}: fragment {i} to the backend"
+        );
+        assert_eq!(dp.last_redirect().unwrap(), Some(B_IF));
+        outs.push(out.data);
+    }
+    let (s, d, _, ok) = reassemble(&outs);
+    assert_eq!(
+        (s, d),
+        (cl, backend),
+        "{tag}: NodePort DNAT of the datagram"
+    );
+    assert!(ok, "{tag}: checksum after NodePort DNAT");
+
+    let reply = udp_datagram(backend, cl, 2600);
+    let frames = fragments(
+        backend.ip(),
+        cl.ip(),
+        17,
+        &reply,
+        1232,
+        0x3004,
+        (B_MAC, B_NODE_MAC),
+    );
+    let mut outs = Vec::new();
+    for (i, f) in frames.iter().enumerate() {
+        let out = dp
+            .test_run(Program::FromContainer, f, &ctx_from(false))
+            .unwrap();
+        assert_eq!(
+            out.retval, TC_ACT_OK,
+            "{tag}: reply fragment {i} to the stack"
+        );
+        outs.push(out.data);
+    }
+    let (s, d, _, ok) = reassemble(&outs);
+    assert_eq!((s, d), (fe, cl), "{tag}: reply from the NodePort frontend");
+    assert!(ok, "{tag}: checksum after reverse NAT");
+
+    // For the node: untouched, in any order.
+    let to_node = sa(node, 22);
+    let dgram = udp_datagram(cl, to_node, 3000);
+    let mut frames = fragments(
+        cl.ip(),
+        to_node.ip(),
+        17,
+        &dgram,
+        1232,
+        0x3005,
+        ([2; 6], [3; 6]),
+    );
+    frames.reverse();
+    for (i, f) in frames.iter().enumerate() {
+        let out = dp
+            .test_run(Program::FromNetdev, f, &TestContext::default())
+            .unwrap();
+        assert_eq!(out.retval, TC_ACT_OK, "{tag}: node fragment {i}");
+        assert_eq!(&out.data, f, "{tag}: node fragment {i} untouched");
+    }
+    assert_eq!(
+        dp.metric(reason::FRAG_NOT_FOUND, TrafficDirection::Ingress)
+            .unwrap(),
+        0
+    );
+}
+
+#[test]
+fn v4_nodeport_fragments() {
+    require_privileges!();
+    nodeport(false, false);
+    nodeport(false, true);
+}
+
+#[test]
+fn v6_nodeport_fragments() {
+    require_privileges!();
+    nodeport(true, false);
+    nodeport(true, true);
+}
