@@ -157,7 +157,7 @@ pub fn trace_reason_name(reason: u8) -> &'static str {
 /// The BPF source files a drop's `file` number names (the C side's
 /// `EVENTS_FILE_ID` in `lib/events.h`, same order; Cilium's idea, podnet's
 /// files). 0: a file not in the table.
-pub const BPF_FILES: [(u8, &str); 7] = [
+pub const BPF_FILES: [(u8, &str); 9] = [
     (1, "datapath.bpf.c"),
     (2, "lb.h"),
     (3, "nat.h"),
@@ -165,6 +165,8 @@ pub const BPF_FILES: [(u8, &str); 7] = [
     (5, "forward.h"),
     (6, "policy.h"),
     (7, "parse.h"),
+    (8, "snat.h"),
+    (9, "frag.h"),
 ];
 
 /// The file name of a drop's `file` number.

@@ -255,6 +255,8 @@ static __always_inline void events_capture(struct __sk_buff *ctx, struct notify_
 	 EVENTS_FILE_IS("forward.h")	  ? 5 :                                                   \
 	 EVENTS_FILE_IS("policy.h")	  ? 6 :                                                   \
 	 EVENTS_FILE_IS("parse.h")	  ? 7 :                                                   \
+	 EVENTS_FILE_IS("snat.h")	  ? 8 :                                                   \
+	 EVENTS_FILE_IS("frag.h")	  ? 9 :                                                   \
 					    0)
 
 #endif /* PODNET_EVENTS_H */
