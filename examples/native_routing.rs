@@ -416,7 +416,7 @@ fn policy_drop_in_monitor(lab: &Lab) -> LabResult<()> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while std::time::Instant::now() < deadline {
         match events.recv_timeout(std::time::Duration::from_millis(500))? {
-            Some(ev @ podnet_datapath::Event::Drop(_)) => {
+            Some(ev @ podnet_datapath::DatapathEvent::Drop(_)) => {
                 println!("  {ev}");
                 return check(true, "the drop, with both identities, in the monitor");
             }

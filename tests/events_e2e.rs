@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use podnet::lab::{self, Lab, LabPlan};
-use podnet_datapath::{reason, AttachMode, Event, PolicyKey, TrafficDirection};
+use podnet_datapath::{reason, AttachMode, DatapathEvent, PolicyKey, TrafficDirection};
 use testsupport::require_privileges;
 
 #[test]
@@ -33,7 +33,7 @@ fn policy_deny_across_nodes_is_seen_in_the_monitor_with_both_identities() {
     let mut found = None;
     while found.is_none() && Instant::now() < deadline {
         match events.recv_timeout(Duration::from_millis(500)).unwrap() {
-            Some(Event::Drop(d)) if d.reason() == reason::POLICY_DENY => found = Some(d),
+            Some(DatapathEvent::Drop(d)) if d.reason() == reason::POLICY_DENY => found = Some(d),
             _ => {}
         }
     }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use podnet_datapath::{
-    Datapath, Endpoint, EndpointFlags, Event, Events, Options, Program, TestContext,
+    Datapath, DatapathEvent, Endpoint, EndpointFlags, Events, Options, Program, TestContext,
 };
 use testsupport::BpfDir;
 
@@ -285,7 +285,7 @@ fn drops(report: &mut Report) {
                 });
                 while t.elapsed() < Duration::from_secs(secs) {
                     if let Ok(Some(e)) = ev.recv_timeout(Duration::from_millis(50)) {
-                        if !matches!(e, Event::Lost(_)) {
+                        if !matches!(e, DatapathEvent::Lost(_)) {
                             got += 1;
                         }
                     }

@@ -332,7 +332,7 @@ pub struct LostEvents {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Event {
+pub enum DatapathEvent {
     /// A dropped packet.
     Drop(DropNotify),
     /// A forwarded packet at an observation point.
@@ -351,7 +351,7 @@ pub enum Event {
     },
 }
 
-/// Which events ([`Event::kind`], `cilium monitor --type`).
+/// Which events ([`DatapathEvent::kind`], `cilium monitor --type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EventKind {
     /// `drop`.
@@ -382,16 +382,16 @@ impl std::str::FromStr for EventKind {
     }
 }
 
-impl Event {
+impl DatapathEvent {
     /// Its kind.
     #[must_use]
     pub fn kind(&self) -> EventKind {
         match self {
-            Event::Drop(_) => EventKind::Drop,
-            Event::Trace(_) => EventKind::Trace,
-            Event::PolicyVerdict(_) => EventKind::PolicyVerdict,
-            Event::Lost(_) => EventKind::Lost,
-            Event::Unknown { .. } => EventKind::Unknown,
+            DatapathEvent::Drop(_) => EventKind::Drop,
+            DatapathEvent::Trace(_) => EventKind::Trace,
+            DatapathEvent::PolicyVerdict(_) => EventKind::PolicyVerdict,
+            DatapathEvent::Lost(_) => EventKind::Lost,
+            DatapathEvent::Unknown { .. } => EventKind::Unknown,
         }
     }
 
@@ -399,9 +399,11 @@ impl Event {
     #[must_use]
     pub fn from_endpoint(&self) -> Option<u16> {
         let ep = match self {
-            Event::Drop(d) => d.header.source,
-            Event::Trace(t) => t.header.source,
-            Event::PolicyVerdict(p) if p.direction == TrafficDirection::Egress => p.endpoint(),
+            DatapathEvent::Drop(d) => d.header.source,
+            DatapathEvent::Trace(t) => t.header.source,
+            DatapathEvent::PolicyVerdict(p) if p.direction == TrafficDirection::Egress => {
+                p.endpoint()
+            }
             _ => 0,
         };
         (ep != 0).then_some(ep)
@@ -411,9 +413,11 @@ impl Event {
     #[must_use]
     pub fn to_endpoint(&self) -> Option<u16> {
         let ep = match self {
-            Event::Drop(d) => u16::try_from(d.dst_endpoint).unwrap_or(0),
-            Event::Trace(t) => t.dst_endpoint,
-            Event::PolicyVerdict(p) if p.direction == TrafficDirection::Ingress => p.endpoint(),
+            DatapathEvent::Drop(d) => u16::try_from(d.dst_endpoint).unwrap_or(0),
+            DatapathEvent::Trace(t) => t.dst_endpoint,
+            DatapathEvent::PolicyVerdict(p) if p.direction == TrafficDirection::Ingress => {
+                p.endpoint()
+            }
             _ => 0,
         };
         (ep != 0).then_some(ep)
@@ -423,9 +427,9 @@ impl Event {
     #[must_use]
     pub fn packet(&self) -> &[u8] {
         match self {
-            Event::Drop(d) => &d.packet,
-            Event::Trace(t) => &t.packet,
-            Event::PolicyVerdict(p) => &p.packet,
+            DatapathEvent::Drop(d) => &d.packet,
+            DatapathEvent::Trace(t) => &t.packet,
+            DatapathEvent::PolicyVerdict(p) => &p.packet,
             _ => &[],
         }
     }
@@ -440,7 +444,7 @@ impl Event {
     /// Decodes one ring buffer record; `None` when it is shorter than its
     /// type's message.
     #[must_use]
-    pub fn parse(data: &[u8]) -> Option<Event> {
+    pub fn parse(data: &[u8]) -> Option<DatapathEvent> {
         let msg_type = *data.first()?;
         let u16_at = |o: usize| data.get(o..o + 2).map(|b| u16::from_ne_bytes([b[0], b[1]]));
         let u32_at = |o: usize| {
@@ -460,7 +464,7 @@ impl Event {
             data.get(off..end).map(<[u8]>::to_vec).unwrap_or_default()
         };
         Some(match msg_type {
-            message_type::DROP => Event::Drop(DropNotify {
+            message_type::DROP => DatapathEvent::Drop(DropNotify {
                 header,
                 src_identity: u32_at(16)?,
                 dst_identity: u32_at(20)?,
@@ -474,7 +478,7 @@ impl Event {
             message_type::TRACE => {
                 let ipv6 = *data.get(27)? & 1 != 0;
                 let o: [u8; 16] = data.get(32..48)?.try_into().ok()?;
-                Event::Trace(TraceNotify {
+                DatapathEvent::Trace(TraceNotify {
                     header,
                     src_identity: u32_at(16)?,
                     dst_identity: u32_at(20)?,
@@ -492,7 +496,7 @@ impl Event {
             }
             message_type::POLICY_VERDICT => {
                 let flags = *data.get(27)?;
-                Event::PolicyVerdict(PolicyVerdict {
+                DatapathEvent::PolicyVerdict(PolicyVerdict {
                     header,
                     remote_identity: u32_at(16)?,
                     verdict: i32::from_ne_bytes(u32_at(20)?.to_ne_bytes()),
@@ -508,7 +512,7 @@ impl Event {
                     packet: packet(32),
                 })
             }
-            _ => Event::Unknown {
+            _ => DatapathEvent::Unknown {
                 msg_type,
                 data: data.to_vec(),
             },
@@ -520,16 +524,16 @@ impl Event {
 ///
 /// [`Events::recv_timeout`] blocks up to a timeout, [`Events::try_recv`]
 /// never blocks. Events the datapath could not write (ring buffer full,
-/// drop notifications over the rate limit) come as [`Event::Lost`] with
+/// drop notifications over the rate limit) come as [`DatapathEvent::Lost`] with
 /// the counts since the last such report, and in total from
 /// [`Events::lost`].
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use podnet_datapath::{Event, Events};
+/// use podnet_datapath::{DatapathEvent, Events};
 /// let mut events = Events::open("/sys/fs/bpf/podnet")?;
 /// while let Some(ev) = events.recv_timeout(Duration::from_secs(1))? {
-///     if let Event::Drop(d) = &ev {
+///     if let DatapathEvent::Drop(d) = &ev {
 ///         assert!(d.reason() > 0);
 ///     }
 ///     println!("{ev}");
@@ -538,7 +542,7 @@ impl Event {
 /// ```
 pub struct Events {
     ring: RingBuffer<'static>,
-    queue: Arc<Mutex<VecDeque<Event>>>,
+    queue: Arc<Mutex<VecDeque<DatapathEvent>>>,
     lost_map: MapHandle,
     reported: LostEvents,
     _ring_map: MapHandle,
@@ -574,7 +578,7 @@ const CONSUME_BATCH: usize = 4096;
 impl Events {
     /// Opens the ring buffer and the lost-events counters pinned in
     /// `pin_dir` (the datapath's [`crate::Options::pin_dir`]). Lost events
-    /// counted before the open are not reported as [`Event::Lost`].
+    /// counted before the open are not reported as [`DatapathEvent::Lost`].
     ///
     /// # Errors
     ///
@@ -587,11 +591,11 @@ impl Events {
             .map_err(|e| pin_error(maps::EVENTS, "open pin", &e))?;
         let lost_map = MapHandle::from_pinned_path(dir.join(maps::EVENTS_LOST))
             .map_err(|e| pin_error(maps::EVENTS_LOST, "open pin", &e))?;
-        let queue: Arc<Mutex<VecDeque<Event>>> = Arc::default();
+        let queue: Arc<Mutex<VecDeque<DatapathEvent>>> = Arc::default();
         let q = Arc::clone(&queue);
         let mut b = RingBufferBuilder::new();
         b.add(&ring_map, move |data: &[u8]| {
-            if let Some(ev) = Event::parse(data) {
+            if let Some(ev) = DatapathEvent::parse(data) {
                 if let Ok(mut q) = q.lock() {
                     q.push_back(ev);
                     // Stop this consume pass once a batch is queued.
@@ -642,19 +646,19 @@ impl Events {
         })
     }
 
-    fn pop(&self) -> Option<Event> {
+    fn pop(&self) -> Option<DatapathEvent> {
         self.queue.lock().ok()?.pop_front()
     }
 
-    /// An [`Event::Lost`] when the counters grew since the last report.
-    fn lost_report(&mut self) -> Result<Option<Event>> {
+    /// An [`DatapathEvent::Lost`] when the counters grew since the last report.
+    fn lost_report(&mut self) -> Result<Option<DatapathEvent>> {
         let now = self.lost()?;
         let delta = LostEvents {
             ring_full: now.ring_full.saturating_sub(self.reported.ring_full),
             rate_limited: now.rate_limited.saturating_sub(self.reported.rate_limited),
         };
         self.reported = now;
-        Ok((delta != LostEvents::default()).then_some(Event::Lost(delta)))
+        Ok((delta != LostEvents::default()).then_some(DatapathEvent::Lost(delta)))
     }
 
     fn consume(&self) -> Result<()> {
@@ -674,7 +678,7 @@ impl Events {
     /// # Errors
     ///
     /// [`Error::Map`] when reading the ring buffer or the counters fails.
-    pub fn try_recv(&mut self) -> Result<Option<Event>> {
+    pub fn try_recv(&mut self) -> Result<Option<DatapathEvent>> {
         if let Some(ev) = self.pop() {
             return Ok(Some(ev));
         }
@@ -691,7 +695,7 @@ impl Events {
     /// # Errors
     ///
     /// [`Error::Map`] when polling the ring buffer or reading the counters fails.
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Event>> {
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<DatapathEvent>> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(ev) = self.try_recv()? {
@@ -752,7 +756,7 @@ mod tests {
         b.push(0);
         b.extend_from_slice(&12u32.to_ne_bytes());
         b.extend_from_slice(&[0xaa, 0xbb, 0xcc]);
-        let Some(Event::Drop(d)) = Event::parse(&b) else {
+        let Some(DatapathEvent::Drop(d)) = DatapathEvent::parse(&b) else {
             panic!("not a drop");
         };
         assert_eq!(d.reason(), 133);
@@ -763,7 +767,7 @@ mod tests {
         assert_eq!((d.line, d.file, d.ifindex), (99, 1, 12));
         assert_eq!(d.packet, vec![0xaa, 0xbb], "cap_len bytes only");
         assert_eq!(d.header.hash, 0x1234);
-        assert!(Event::parse(&b[..30]).is_none(), "truncated");
+        assert!(DatapathEvent::parse(&b[..30]).is_none(), "truncated");
     }
 
     #[test]
@@ -775,13 +779,13 @@ mod tests {
         b.push(6);
         b.push(1 | (2 << 3)); // ingress, L3-L4
         b.extend_from_slice(&[0, 0, 0, 0]);
-        let Some(Event::PolicyVerdict(p)) = Event::parse(&b) else {
+        let Some(DatapathEvent::PolicyVerdict(p)) = DatapathEvent::parse(&b) else {
             panic!("not a verdict");
         };
         assert!(p.denied());
         assert_eq!(p.direction, TrafficDirection::Ingress);
         assert_eq!(policy_match_name(p.match_type), "L3-L4");
-        let ev = Event::PolicyVerdict(p);
+        let ev = DatapathEvent::PolicyVerdict(p);
         assert_eq!(ev.to_endpoint(), Some(1001));
         assert_eq!(ev.from_endpoint(), None);
     }

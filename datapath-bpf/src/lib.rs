@@ -56,7 +56,7 @@ pub use datapath::{
 };
 pub use error::{Error, Result};
 pub use events::{
-    bpf_file_name, message_type, policy_match_name, trace_reason_name, DropNotify, Event,
+    bpf_file_name, message_type, policy_match_name, trace_reason_name, DatapathEvent, DropNotify,
     EventHeader, EventKind, Events, LostEvents, MonitorAggregation, ObsPoint, PolicyVerdict,
     TraceNotify, BPF_FILES,
 };

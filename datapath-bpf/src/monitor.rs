@@ -2,7 +2,7 @@
 //! `pkg/monitor/datapath_drop.go`, `datapath_trace.go`,
 //! `datapath_policy.go` and the connection summary of `dissect.go`
 //! (cilium/cilium 1.17; the format, not the code), as `Display` of
-//! [`Event`] and its parts.
+//! [`DatapathEvent`] and its parts.
 //!
 //! ```text
 //! xx drop (Policy denied) flow 0x0 to endpoint 101, ifindex 12, file datapath.bpf.c:120, identity 20001->10001: 10.2.0.2:40000 -> 10.1.0.2:80 tcp SYN
@@ -16,8 +16,8 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::events::{
-    bpf_file_name, policy_match_name, trace_reason_name, DropNotify, Event, LostEvents, ObsPoint,
-    PolicyVerdict, TraceNotify,
+    bpf_file_name, policy_match_name, trace_reason_name, DatapathEvent, DropNotify, LostEvents,
+    ObsPoint, PolicyVerdict, TraceNotify,
 };
 use crate::maps::reason;
 
@@ -284,14 +284,14 @@ impl fmt::Display for LostEvents {
     }
 }
 
-impl fmt::Display for Event {
+impl fmt::Display for DatapathEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Event::Drop(d) => d.fmt(f),
-            Event::Trace(t) => t.fmt(f),
-            Event::PolicyVerdict(p) => p.fmt(f),
-            Event::Lost(l) => l.fmt(f),
-            Event::Unknown { msg_type, data } => {
+            DatapathEvent::Drop(d) => d.fmt(f),
+            DatapathEvent::Trace(t) => t.fmt(f),
+            DatapathEvent::PolicyVerdict(p) => p.fmt(f),
+            DatapathEvent::Lost(l) => l.fmt(f),
+            DatapathEvent::Unknown { msg_type, data } => {
                 write!(f, "unknown message type {msg_type} ({} bytes)", data.len())
             }
         }

@@ -82,7 +82,7 @@ fn a_to(dst: Ipv4Addr, proto: u8, l4: &[u8]) -> Vec<u8> {
 }
 
 /// Every event queued now.
-fn drain(ev: &mut Events) -> Vec<Event> {
+fn drain(ev: &mut Events) -> Vec<DatapathEvent> {
     let mut out = Vec::new();
     while let Some(e) = ev.try_recv().unwrap() {
         out.push(e);
@@ -90,19 +90,19 @@ fn drain(ev: &mut Events) -> Vec<Event> {
     out
 }
 
-fn drops(evs: &[Event]) -> Vec<&DropNotify> {
+fn drops(evs: &[DatapathEvent]) -> Vec<&DropNotify> {
     evs.iter()
         .filter_map(|e| match e {
-            Event::Drop(d) => Some(d),
+            DatapathEvent::Drop(d) => Some(d),
             _ => None,
         })
         .collect()
 }
 
-fn traces(evs: &[Event]) -> Vec<&TraceNotify> {
+fn traces(evs: &[DatapathEvent]) -> Vec<&TraceNotify> {
     evs.iter()
         .filter_map(|e| match e {
-            Event::Trace(t) => Some(t),
+            DatapathEvent::Trace(t) => Some(t),
             _ => None,
         })
         .collect()
@@ -130,7 +130,7 @@ fn policy_drop_is_one_drop_event_with_reason_tuple_identities_and_a_verdict() {
     assert_eq!(d.header.source, A_EP);
     assert_eq!(bpf_file_name(d.file), "datapath.bpf.c");
     assert!(d.line > 0);
-    let f = Event::Drop(d.clone()).flow().expect("tuple");
+    let f = DatapathEvent::Drop(d.clone()).flow().expect("tuple");
     assert_eq!(
         (f.src, f.dst, f.proto, f.sport, f.dport),
         (a4().into(), b4().into(), 6, 40000, 80)
@@ -148,7 +148,7 @@ fn policy_drop_is_one_drop_event_with_reason_tuple_identities_and_a_verdict() {
     let verdicts: Vec<&PolicyVerdict> = evs
         .iter()
         .filter_map(|e| match e {
-            Event::PolicyVerdict(p) => Some(p),
+            DatapathEvent::PolicyVerdict(p) => Some(p),
             _ => None,
         })
         .collect();
@@ -159,7 +159,7 @@ fn policy_drop_is_one_drop_event_with_reason_tuple_identities_and_a_verdict() {
     assert_eq!((v.endpoint(), v.remote_identity), (B_EP, A_ID));
     assert_eq!((v.dst_port, v.proto), (80, 6));
     assert_eq!(policy_match_name(v.match_type), "none");
-    let e = Event::PolicyVerdict(v.clone());
+    let e = DatapathEvent::PolicyVerdict(v.clone());
     assert_eq!((e.to_endpoint(), e.from_endpoint()), (Some(B_EP), None));
     assert!(
         v.to_string()
@@ -184,7 +184,7 @@ fn policy_drop_is_one_drop_event_with_reason_tuple_identities_and_a_verdict() {
     assert_eq!(drops(&evs).len(), 1);
     assert_eq!(drops(&evs)[0].reason(), reason::POLICY_DENY);
     assert!(evs.iter().any(
-        |e| matches!(e, Event::PolicyVerdict(p) if policy_match_name(p.match_type) == "L3-L4")
+        |e| matches!(e, DatapathEvent::PolicyVerdict(p) if policy_match_name(p.match_type) == "L3-L4")
     ));
 }
 
@@ -247,7 +247,7 @@ fn each_drop_path_emits_exactly_one_drop_event() {
             "{what}: first bytes"
         );
         if let Some((sport, dport)) = ports {
-            let f = Event::Drop(d[0].clone()).flow().unwrap();
+            let f = DatapathEvent::Drop(d[0].clone()).flow().unwrap();
             assert_eq!((f.sport, f.dport), (sport, dport), "{what}");
         }
     }
@@ -374,7 +374,7 @@ fn local_delivery_traces_to_endpoint() {
         "{}",
         t[0]
     );
-    let e = Event::Trace(t[0].clone());
+    let e = DatapathEvent::Trace(t[0].clone());
     assert_eq!(
         (e.from_endpoint(), e.to_endpoint()),
         (Some(A_EP), Some(B_EP))
@@ -382,7 +382,7 @@ fn local_delivery_traces_to_endpoint() {
     // The allow is a verdict too.
     assert!(evs
         .iter()
-        .any(|e| matches!(e, Event::PolicyVerdict(p) if !p.denied())));
+        .any(|e| matches!(e, DatapathEvent::PolicyVerdict(p) if !p.denied())));
 }
 
 /// A full ring buffer: events are counted as lost, the programs neither
@@ -423,7 +423,7 @@ fn full_ring_buffer_counts_lost_events_and_forwards_anyway() {
     let reported: Vec<&LostEvents> = evs
         .iter()
         .filter_map(|e| match e {
-            Event::Lost(l) => Some(l),
+            DatapathEvent::Lost(l) => Some(l),
             _ => None,
         })
         .collect();
@@ -474,7 +474,7 @@ fn reader_keeps_reading_across_a_reload() {
     .unwrap();
     let got = ev.recv_timeout(Duration::from_secs(2)).unwrap();
     assert!(got.is_some());
-    assert!(!drops(&drain(&mut ev)).is_empty() || matches!(got, Some(Event::Drop(_))));
+    assert!(!drops(&drain(&mut ev)).is_empty() || matches!(got, Some(DatapathEvent::Drop(_))));
     dp.teardown().unwrap();
     assert!(matches!(
         Events::open(dir.join("globals")),
