@@ -22,6 +22,7 @@ use podnet_datapath::{
 };
 use testsupport::BpfDir;
 
+use crate::datapath::csum;
 use crate::report::{Goal, Report};
 use crate::rounds::{alternate, Record, Rounds};
 
@@ -31,22 +32,6 @@ const DENIED_POD: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 3);
 const REMOTE: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 7);
 const POD_IF: u32 = 10;
 const DENIED_IF: u32 = 11;
-
-fn csum(data: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    for c in data.chunks(2) {
-        let w = if c.len() == 2 {
-            u16::from_be_bytes([c[0], c[1]])
-        } else {
-            u16::from(c[0]) << 8
-        };
-        sum += u32::from(w);
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
 
 /// Ethernet + IPv4 + TCP with `payload` zero bytes.
 fn tcp_packet(
