@@ -294,7 +294,11 @@ impl Handle {
         // One window at a time, as `upsert_many`.
         let mut out: Vec<Result<()>> = Vec::with_capacity(routes.len());
         let mut c = lock(&self.conn);
-        let mut zero = ZeroMetric::default();
+        let mut zero = if precheck {
+            ZeroMetric::for_batch(routes)
+        } else {
+            ZeroMetric::default()
+        };
         let mut last_dev: Option<(&str, u32)> = None;
         let mut win: Vec<(usize, Option<u32>)> = Vec::new();
         let mut fails: Vec<(usize, NlError)> = Vec::new();
@@ -384,9 +388,24 @@ impl Handle {
 /// there is one, unless added with `NLM_F_APPEND`; such prefixes are
 /// checked one by one).
 #[derive(Default)]
-pub(crate) struct ZeroMetric {
+pub(crate) struct ZeroMetric<'r> {
     /// `None`: the dump kept being interrupted, check one by one.
     tables: FastMap<u32, Option<ZeroIndex>>,
+    /// What the batch's routes of each table have in common.
+    narrow: FastMap<u32, Narrow<'r>>,
+}
+
+/// What every IPv4 metric-0 route a batch deletes from one table has in
+/// common: the protocol and the device, where all of them name the same
+/// one. The table's dump is then filtered by them in the kernel (strict
+/// checking): a delete of that protocol through that device can only hit
+/// a route of that protocol on that device, so the others need not be
+/// dumped. Next to a daemon's full table, the dump holds the agent's own
+/// routes only.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Narrow<'r> {
+    proto: Option<crate::names::Protocol>,
+    device: Option<&'r str>,
 }
 
 /// One table's metric-0 routes, sorted by (prefix, tos): the kernel dumps
@@ -447,7 +466,39 @@ impl ZeroIndex {
     }
 }
 
-impl ZeroMetric {
+impl<'r> ZeroMetric<'r> {
+    /// The checks of a `delete_many` of `routes`: what their IPv4 routes
+    /// of metric 0 have in common, per table ([`Narrow`]).
+    fn for_batch(routes: &'r [Route]) -> ZeroMetric<'r> {
+        let mut narrow: FastMap<u32, Narrow<'r>> = FastMap::default();
+        for r in routes {
+            if r.is_ipv6() || r.kernel_metric() != 0 {
+                continue;
+            }
+            let mine = Narrow {
+                proto: Some(r.proto).filter(|p| *p != crate::names::Protocol::UNSPEC),
+                // A route on a nexthop object is deleted by its id, not
+                // through a device.
+                device: r.device.as_deref().filter(|_| r.nhid.is_none()),
+            };
+            narrow
+                .entry(r.table)
+                .and_modify(|n| {
+                    if n.proto != mine.proto {
+                        n.proto = None;
+                    }
+                    if n.device != mine.device {
+                        n.device = None;
+                    }
+                })
+                .or_insert(mine);
+        }
+        ZeroMetric {
+            tables: FastMap::default(),
+            narrow,
+        }
+    }
+
     /// Whether exactly the route `r` (metric 0) is there: its table,
     /// prefix, tos, device when given and protocol unless unspec.
     fn present(
@@ -458,12 +509,20 @@ impl ZeroMetric {
         oif: Option<u32>,
     ) -> std::result::Result<bool, NlError> {
         if let std::collections::hash_map::Entry::Vacant(e) = self.tables.entry(r.table) {
+            // Filtered as far as every route of the batch in this table
+            // allows (the routes of `r`'s own protocol and device when
+            // all say the same).
+            let narrow = self.narrow.get(&r.table).copied().unwrap_or(Narrow {
+                proto: None,
+                device: None,
+            });
+            let by_dev = narrow.device.is_some() && narrow.device == r.device.as_deref();
             let req = codec::route_dump(
                 Some(crate::rule::Family::V4),
                 Some(r.table),
+                narrow.proto.filter(|p| *p == r.proto),
                 None,
-                None,
-                None,
+                oif.filter(|_| by_dev),
             );
             let table = r.table;
             let mut index = ZeroIndex::default();
@@ -522,6 +581,57 @@ mod tests {
             proto: 4,
             several: false,
         }
+    }
+
+    #[test]
+    fn a_batch_narrows_its_dumps_to_what_all_its_routes_name() {
+        let routes: Vec<Route> = [
+            "10.1.0.0/24 via 10.0.0.2 dev eth0 proto static",
+            "10.2.0.0/24 via 10.0.0.2 dev eth0 proto static",
+            // Another metric, IPv6: no dump, so no say.
+            "10.3.0.0/24 via 10.0.0.2 dev eth1 proto bird metric 32",
+            "fd00:1::/64 via fd00::2 dev eth1",
+            "10.1.0.0/24 dev eth0 proto static table 7",
+            "10.2.0.0/24 dev eth1 proto static table 7",
+            "10.1.0.0/24 via 10.0.0.2 dev eth0 table 8",
+            "10.2.0.0/24 via 10.0.0.2 dev eth0 proto unspec table 8",
+            "10.1.0.0/24 nhid 4 proto zebra table 9",
+        ]
+        .iter()
+        .map(|t| t.parse().unwrap())
+        .collect();
+        let z = ZeroMetric::for_batch(&routes);
+        let n = |table: u32| z.narrow.get(&table).copied();
+        let static_ = Some(crate::names::Protocol::STATIC);
+        assert_eq!(
+            n(crate::names::MAIN_TABLE),
+            Some(Narrow {
+                proto: static_,
+                device: Some("eth0")
+            })
+        );
+        assert_eq!(
+            n(7),
+            Some(Narrow {
+                proto: static_,
+                device: None
+            })
+        );
+        assert_eq!(
+            n(8),
+            Some(Narrow {
+                proto: None,
+                device: Some("eth0")
+            })
+        );
+        assert_eq!(
+            n(9),
+            Some(Narrow {
+                proto: Some(crate::names::Protocol(11)),
+                device: None
+            })
+        );
+        assert_eq!(z.narrow.len(), 4);
     }
 
     #[test]
