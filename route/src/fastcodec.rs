@@ -91,8 +91,37 @@ fn addr_len(a: &IpAddr) -> usize {
     }
 }
 
+/// Appends the `RTM_NEWROUTE` body for `r` (as [`route_new`] makes it) to
+/// `buf`: a batch's send buffer, written in place.
+#[inline]
+pub(crate) fn append_route_new(
+    r: &Route,
+    oif: Option<u32>,
+    mtu: Option<u32>,
+    hops: &[u32],
+    buf: &mut Vec<u8>,
+) {
+    match route_new(r, oif, mtu, hops) {
+        RouteBody::Fast(f) => f.append(buf),
+        RouteBody::Msg(m) => {
+            let at = buf.len();
+            buf.resize(at + m.buffer_len(), 0);
+            m.emit(&mut buf[at..]);
+        }
+    }
+}
+
+/// Appends the `RTM_DELROUTE` body for `r` (as [`route_del`] makes it).
+#[inline]
+pub(crate) fn append_route_del(r: &Route, oif: Option<u32>, buf: &mut Vec<u8>) {
+    if let RouteBody::Fast(f) = route_del(r, oif) {
+        f.append(buf);
+    }
+}
+
 /// The bytes of `RTM_NEWROUTE` for `r` as `codec::route_new` makes them,
 /// directly; multipath routes go through `route_new`.
+#[inline]
 pub(crate) fn route_new(r: &Route, oif: Option<u32>, mtu: Option<u32>, hops: &[u32]) -> RouteBody {
     if !r.multipath.is_empty() && r.nhid.is_none() {
         return RouteBody::Msg(crate::codec::route_new(r, oif, mtu, hops));
@@ -128,6 +157,7 @@ pub(crate) fn route_new(r: &Route, oif: Option<u32>, mtu: Option<u32>, hops: &[u
 }
 
 /// The bytes of `RTM_DELROUTE` for `r` as `codec::route_del` makes them.
+#[inline]
 pub(crate) fn route_del(r: &Route, oif: Option<u32>) -> RouteBody {
     let v6 = r.is_ipv6();
     let priority = match (r.priority, v6) {
@@ -160,6 +190,15 @@ pub(crate) fn route_del(r: &Route, oif: Option<u32>) -> RouteBody {
 }
 
 impl FastRoute {
+    /// Appends the body to `buf`.
+    #[inline]
+    fn append(&self, buf: &mut Vec<u8>) {
+        let at = buf.len();
+        buf.resize(at + self.buffer_len(), 0);
+        self.emit(&mut buf[at..]);
+    }
+
+    #[inline]
     fn metrics_len(&self) -> usize {
         8 * (usize::from(self.mtu.is_some())
             + usize::from(self.lock)
@@ -174,10 +213,12 @@ struct W<'a> {
 }
 
 impl W<'_> {
+    #[inline]
     fn bytes(&mut self, v: &[u8]) {
         self.b[self.at..self.at + v.len()].copy_from_slice(v);
         self.at += v.len();
     }
+    #[inline]
     fn attr(&mut self, ty: u16, v: &[u8]) {
         self.bytes(&((4 + v.len()) as u16).to_ne_bytes());
         self.bytes(&ty.to_ne_bytes());
@@ -186,9 +227,11 @@ impl W<'_> {
         self.b[self.at..self.at + pad].fill(0);
         self.at += pad;
     }
+    #[inline]
     fn u32(&mut self, ty: u16, v: u32) {
         self.attr(ty, &v.to_ne_bytes());
     }
+    #[inline]
     fn addr(&mut self, ty: u16, a: &IpAddr) {
         match a {
             IpAddr::V4(a) => self.attr(ty, &a.octets()),
@@ -198,6 +241,7 @@ impl W<'_> {
 }
 
 impl Emitable for FastRoute {
+    #[inline]
     fn buffer_len(&self) -> usize {
         let a = addr_len(&self.dst) + 4;
         let mut n = 12 + 8; // rtmsg, RTA_TABLE
@@ -224,6 +268,7 @@ impl Emitable for FastRoute {
         n
     }
 
+    #[inline]
     fn emit(&self, buffer: &mut [u8]) {
         let table_byte = if self.table < 256 {
             self.table as u8
@@ -418,6 +463,14 @@ mod tests {
                 let slow = bytes(&crate::codec::route_del(&r, oif));
                 let fast = bytes(&route_del(&r, oif));
                 assert_eq!(fast, slow, "del {r}");
+                // Appended in place after other bytes: the same bytes.
+                let mut buf = vec![7u8; 3];
+                append_route_del(&r, oif, &mut buf);
+                assert_eq!(&buf[3..], &slow[..], "appended del {r}");
+                let mut buf = vec![7u8; 5];
+                append_route_new(&r, oif, mtu, &[], &mut buf);
+                let slow = bytes(&crate::codec::route_new(&r, oif, mtu, &[]));
+                assert_eq!(&buf[5..], &slow[..], "appended new {r}");
             }
         }
     }

@@ -1,14 +1,15 @@
 //! Change notifications: a [`Monitor`] receives the kernel's rtnetlink
-//! multicast messages for routes, rules, links and addresses in one
-//! network namespace and hands them out as typed [`Event`]s, decoded by
-//! the same code as [`Handle::list`], [`Handle::list_rules`],
-//! [`Handle::links`] and [`Handle::addresses`] (an event's route prints
+//! multicast messages for routes, rules, links, addresses and nexthop
+//! objects in one network namespace and hands them out as typed
+//! [`Event`]s, decoded by the same code as [`Handle::list`],
+//! [`Handle::list_rules`], [`Handle::links`], [`Handle::addresses`] and
+//! [`Handle::nexthops`] (an event's route prints
 //! exactly as `list` returns it). A lost notification (the socket's
 //! receive buffer overflowed: `ENOBUFS`) is an [`Event::Lost`]; a
 //! [`Keeper`] says what to re-install after an event, a lost one included.
 //!
 //! What `ip monitor` does, as a library: `ip monitor route rule link
-//! address` in the netns prints the same objects (see [`Event`]'s
+//! address nexthop` in the netns prints the same objects (see [`Event`]'s
 //! `Display`).
 
 use std::collections::{HashMap, VecDeque};
@@ -28,6 +29,7 @@ use crate::codec;
 use crate::error::{Error, Op, Result};
 use crate::handle::{lock, Handle};
 use crate::link::{decode_link_full, Link};
+use crate::nexthop::{self, Nexthop};
 use crate::nl::{self, Conn};
 use crate::route::Route;
 use crate::rule::Rule;
@@ -41,6 +43,9 @@ const RTNLGRP_IPV4_RULE: u32 = 8;
 const RTNLGRP_IPV6_IFADDR: u32 = 9;
 const RTNLGRP_IPV6_ROUTE: u32 = 11;
 const RTNLGRP_IPV6_RULE: u32 = 19;
+/// Nexthop objects (Linux 5.3+); above 31, so joined with
+/// `NETLINK_ADD_MEMBERSHIP` only (as every group here is).
+const RTNLGRP_NEXTHOP: u32 = 32;
 
 const RTM_DELLINK: u16 = 17;
 const RTM_NEWADDR: u16 = 20;
@@ -92,8 +97,12 @@ impl Topics {
     pub const ADDRESSES_V6: Topics = Topics(64);
     /// Addresses of both families.
     pub const ADDRESSES: Topics = Topics(32 | 64);
+    /// Nexthop objects of every family (`RTNLGRP_NEXTHOP`, what `ip
+    /// monitor nexthop` listens to): FRR's zebra installs its routes on
+    /// them. A kernel before 5.3 has none, and nothing to join for them.
+    pub const NEXTHOPS: Topics = Topics(128);
     /// Everything above.
-    pub const ALL: Topics = Topics(127);
+    pub const ALL: Topics = Topics(255);
 
     /// `true` when every topic of `other` is in `self`.
     #[must_use]
@@ -112,6 +121,7 @@ impl Topics {
             (Topics::RULES_V6, RTNLGRP_IPV6_RULE),
             (Topics::ADDRESSES_V4, RTNLGRP_IPV4_IFADDR),
             (Topics::ADDRESSES_V6, RTNLGRP_IPV6_IFADDR),
+            (Topics::NEXTHOPS, RTNLGRP_NEXTHOP),
         ] {
             if self.contains(t) {
                 g.push(group);
@@ -148,6 +158,12 @@ impl fmt::Display for Topics {
                 Topics::ROUTES_V6,
             ),
             ("rule", Topics::RULES, Topics::RULES_V4, Topics::RULES_V6),
+            (
+                "nexthop",
+                Topics::NEXTHOPS,
+                Topics::NEXTHOPS,
+                Topics::NEXTHOPS,
+            ),
         ] {
             if self.contains(both) {
                 words.push(name.to_string());
@@ -199,6 +215,14 @@ pub enum Event {
     NewAddress(Address),
     /// An address was removed (`RTM_DELADDR`).
     DelAddress(Address),
+    /// A nexthop object was added or replaced (`RTM_NEWNEXTHOP`).
+    NewNexthop(Nexthop),
+    /// A nexthop object was removed (`RTM_DELNEXTHOP`): by `ip nexthop
+    /// del` or its daemon. The kernel removes the routes on it with it,
+    /// the IPv4 ones without a notification of their own. The kernel
+    /// sends no such event for the objects it flushes because their
+    /// device went down or away (watch [`Topics::LINKS`] for that).
+    DelNexthop(Nexthop),
     /// The kernel dropped notifications because the receive buffer was
     /// full (`ENOBUFS`): any number of changes since the previous event
     /// are unknown. Read the state again (a dump) and compare it with what
@@ -217,12 +241,25 @@ impl Event {
         }
     }
 
+    /// The nexthop object of a nexthop event.
+    #[must_use]
+    pub fn nexthop(&self) -> Option<&Nexthop> {
+        match self {
+            Event::NewNexthop(n) | Event::DelNexthop(n) => Some(n),
+            _ => None,
+        }
+    }
+
     /// `true` for a removal (`Del*`).
     #[must_use]
     pub fn is_removal(&self) -> bool {
         matches!(
             self,
-            Event::DelRoute(_) | Event::DelRule(_) | Event::DelLink(_) | Event::DelAddress(_)
+            Event::DelRoute(_)
+                | Event::DelRule(_)
+                | Event::DelLink(_)
+                | Event::DelAddress(_)
+                | Event::DelNexthop(_)
         )
     }
 }
@@ -237,6 +274,7 @@ impl fmt::Display for Event {
             Event::NewRule(r) | Event::DelRule(r) => write!(f, "{}", r.show()),
             Event::NewLink(l) | Event::DelLink(l) => write!(f, "{l}"),
             Event::NewAddress(a) | Event::DelAddress(a) => write!(f, "{}: {a}", a.index),
+            Event::NewNexthop(n) | Event::DelNexthop(n) => write!(f, "{n}"),
             Event::Lost => f.write_str("Lost (receive buffer overflow: resynchronize)"),
         }
     }
@@ -453,7 +491,12 @@ impl Monitor {
             sock.bind_auto()?;
             set_rcvbuf(&sock, MONITOR_RECEIVE_BUFFER)?;
             for g in topics.groups() {
-                sock.add_membership(g)?;
+                match sock.add_membership(g) {
+                    // A kernel before 5.3 has no nexthop objects, so no
+                    // group for them: nothing to hear there.
+                    Err(e) if g == RTNLGRP_NEXTHOP && e.raw_os_error() == Some(libc::EINVAL) => {}
+                    r => r?,
+                }
             }
             Ok((sock, Conn::open()?))
         })
@@ -726,6 +769,18 @@ impl Monitor {
                     Event::DelLink(l)
                 })
             }
+            nexthop::RTM_NEWNEXTHOP | nexthop::RTM_DELNEXTHOP => {
+                let Some(d) = nexthop::decode_nexthop(payload).map_err(dec)? else {
+                    return Ok(None);
+                };
+                let mut c = lock(&self.handle.conn);
+                let n = self.handle.named_nexthop(&mut c, d);
+                Some(if ty == nexthop::RTM_NEWNEXTHOP {
+                    Event::NewNexthop(n)
+                } else {
+                    Event::DelNexthop(n)
+                })
+            }
             RTM_NEWADDR | RTM_DELADDR => {
                 let Some(mut a) = decode_address(payload).map_err(dec)? else {
                     return Ok(None);
@@ -813,6 +868,11 @@ impl RouteKey {
 ///   The kernel removes the IPv4 routes of a link that goes down without
 ///   a notification (IPv6 sends one), so subscribe to [`Topics::LINKS`]
 ///   too to get them back after an `ip link set dev X down; ... up`.
+/// * [`Event::DelNexthop`] / [`Event::NewNexthop`] of a nexthop object
+///   that kept routes refer to (`nhid`): those routes. The kernel removes
+///   the routes on an object with it (the IPv4 ones silently): their
+///   upsert fails (the kernel's "Nexthop id does not exist") until the
+///   object is back, and its `NewNexthop` brings them back.
 /// * [`Event::Lost`]: every kept route. Upserting them all is the dump and
 ///   the diff: [`Handle::upsert_many`] reads the tables they are in and
 ///   rewrites only the routes that differ or are missing.
@@ -894,6 +954,13 @@ impl Keeper {
                 .values()
                 .filter(|r| uses_device(r, &l.name))
                 .collect(),
+            // The routes on a nexthop object go with it, and can come
+            // back with it.
+            Event::NewNexthop(n) | Event::DelNexthop(n) => self
+                .routes
+                .values()
+                .filter(|r| r.nhid == Some(n.id))
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -933,8 +1000,12 @@ mod tests {
             Topics::ROUTES.groups(),
             vec![RTNLGRP_LINK, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE]
         );
-        assert_eq!(Topics::ALL.groups().len(), 7);
-        assert_eq!(Topics::ALL.to_string(), "link address route rule");
+        assert_eq!(Topics::ALL.groups().len(), 8);
+        assert_eq!(Topics::ALL.to_string(), "link address route rule nexthop");
+        assert_eq!(
+            Topics::NEXTHOPS.groups(),
+            vec![RTNLGRP_LINK, RTNLGRP_NEXTHOP]
+        );
         assert_eq!(Topics::ADDRESSES_V6.to_string(), "address(6)");
         assert_eq!(Topics::NONE.to_string(), "nothing");
         assert!(Topics::ALL.contains(Topics::LINKS | Topics::RULES));
@@ -956,6 +1027,17 @@ mod tests {
             Event::DelRule(rule).to_string(),
             "Deleted 30:\tfrom 10.0.0.5 lookup 92"
         );
+        let nh: Nexthop = "id 7 via 10.0.0.2 dev eth0 scope link proto zebra"
+            .parse()
+            .unwrap();
+        let del = Event::DelNexthop(nh.clone());
+        assert_eq!(
+            del.to_string(),
+            "Deleted id 7 via 10.0.0.2 dev eth0 scope link proto zebra"
+        );
+        assert!(del.is_removal());
+        assert_eq!(del.nexthop(), Some(&nh));
+        assert!(!Event::NewNexthop(nh).is_removal());
     }
 
     #[test]
@@ -979,5 +1061,13 @@ mod tests {
             .is_empty());
         assert_eq!(k.remove(&a), Some(a));
         assert_eq!(k.len(), 1);
+        // The routes on a nexthop object follow its events.
+        let on: Route = "10.4.0.0/24 nhid 7 proto zebra metric 20".parse().unwrap();
+        k.insert(on.clone());
+        let seven: Nexthop = "id 7 via 10.0.0.2 dev eth0".parse().unwrap();
+        let eight: Nexthop = "id 8 via 10.0.0.2 dev eth0".parse().unwrap();
+        assert_eq!(k.repairs(&Event::DelNexthop(seven.clone())), vec![&on]);
+        assert_eq!(k.repairs(&Event::NewNexthop(seven)), vec![&on]);
+        assert!(k.repairs(&Event::DelNexthop(eight)).is_empty());
     }
 }

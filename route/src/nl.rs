@@ -241,6 +241,8 @@ pub(crate) struct Conn {
     seq: u32,
     tx: Vec<u8>,
     rx: Vec<u8>,
+    /// The sequence numbers of the window being sent.
+    seqs: Vec<u32>,
 }
 
 impl Conn {
@@ -290,6 +292,7 @@ impl Conn {
             seq: 0,
             tx: Vec::with_capacity(4096),
             rx: vec![0; RX_LEN],
+            seqs: Vec::new(),
         };
         c.window = c.default_window();
         Ok(c)
@@ -368,6 +371,25 @@ impl Conn {
         b[8..12].copy_from_slice(&self.seq.to_ne_bytes());
         b[12..16].copy_from_slice(&0u32.to_ne_bytes());
         body.emit(&mut b[HDR..len]);
+        self.seq
+    }
+
+    /// Appends one request whose body `body` appends to the send buffer
+    /// (and returns the request's type and flags); returns its sequence
+    /// number. The body is written in place: no message value, no copy.
+    #[inline]
+    fn push_body(&mut self, ack: u16, body: impl FnOnce(&mut Vec<u8>) -> (u16, u16)) -> u32 {
+        self.seq = self.seq.wrapping_add(1).max(1);
+        let start = self.tx.len();
+        self.tx.extend_from_slice(&[0u8; HDR]);
+        let (ty, flags) = body(&mut self.tx);
+        let len = self.tx.len() - start;
+        let b = &mut self.tx[start..start + HDR];
+        b[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
+        b[4..6].copy_from_slice(&ty.to_ne_bytes());
+        b[6..8].copy_from_slice(&(flags | ack | NLM_F_REQUEST).to_ne_bytes());
+        b[8..12].copy_from_slice(&self.seq.to_ne_bytes());
+        self.tx.resize(start + align(len), 0);
         self.seq
     }
 
@@ -521,90 +543,91 @@ impl Conn {
         }
     }
 
-    /// Sends `n` requests made by `make(i)` pipelined (the handle's window
-    /// per datagram, built one window at a time) with acks requested, and
-    /// returns each one's outcome, in order.
+    /// Sends one window of `n` requests pipelined in one datagram (the
+    /// caller keeps `n` within [`Conn::window`]), only the last asking for
+    /// an ack, and calls `fail(k, e)`, in order, for each request that
+    /// failed; every other request succeeded. `make(k, buf)` appends the
+    /// body of request `k` to the send buffer and returns its type and
+    /// flags.
     ///
     /// The kernel handles a datagram's requests while `send` runs and
     /// queues their replies; when the receive buffer fills, it drops every
     /// later reply and reports ENOBUFS. Then the queue is drained without
     /// waiting: the replies it holds are the first ones, so every request
     /// up to the last one answered is known (no reply = success), and
-    /// those after it are [`NlError::Lost`], for the caller to resolve.
-    /// The window is halved for what follows, and the socket is clean for
-    /// the next request at once.
-    pub(crate) fn batch<E: Emitable>(
+    /// those after it fail with [`NlError::Lost`], for the caller to
+    /// resolve. The window is halved for what follows, and the socket is
+    /// clean for the next request at once. An error of the socket itself
+    /// is returned, and the window's outcomes are then unknown.
+    pub(crate) fn send_window(
         &mut self,
         n: usize,
-        mut make: impl FnMut(usize) -> (u16, u16, E),
-    ) -> Result<Vec<Result<(), NlError>>, NlError> {
-        let mut out = Vec::with_capacity(n);
-        let mut seqs = Vec::with_capacity(self.window.max(1));
-        let mut start = 0;
-        while start < n {
-            let end = (start + self.window.max(1)).min(n);
-            self.tx.clear();
-            seqs.clear();
-            // Only the window's last request asks for an ack: the kernel
-            // answers the others only when they fail (netlink_rcv_skb), and
-            // handles them in order, so the last ack closes the window.
-            for i in start..end {
-                let (ty, flags, body) = make(i);
-                let ack = if i + 1 == end { NLM_F_ACK } else { 0 };
-                seqs.push(self.push(ty, flags | ack, &body));
-            }
-            start = end;
-            self.flush()?;
-            let base = out.len();
-            out.extend((0..seqs.len()).map(|_| Ok(())));
-            let last = seqs.len() - 1;
-            // Index of the next reply expected, and of the last one seen.
-            let mut next = 0usize;
-            let mut overflow = self.take_error() == Some(libc::ENOBUFS);
-            let mut done = false;
-            while !done {
-                let got = if overflow {
-                    self.recv_nowait()
-                } else {
-                    self.recv().map(Some)
-                };
-                let n = match got {
-                    Ok(Some(n)) => n,
-                    // Drained: what was not answered is lost.
-                    Ok(None) => break,
-                    Err(NlError::Io(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                        overflow = true;
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                };
-                for m in messages(&self.rx[..n]) {
-                    let m = m?;
-                    if m.ty != NLMSG_ERROR {
-                        continue;
-                    }
-                    // Answers come in order; find this one's index from `next`.
-                    let Some(off) = seqs[next..].iter().position(|s| *s == m.seq) else {
-                        continue;
-                    };
-                    let idx = next + off;
-                    next = idx + 1;
-                    out[base + idx] = outcome(&m)?;
-                    if idx == last && !overflow {
-                        done = true;
-                    }
+        mut make: impl FnMut(usize, &mut Vec<u8>) -> (u16, u16),
+        mut fail: impl FnMut(usize, NlError),
+    ) -> Result<(), NlError> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.tx.clear();
+        self.seqs.clear();
+        // Only the last request asks for an ack: the kernel answers the
+        // others only when they fail (netlink_rcv_skb), and handles them in
+        // order, so the last ack closes the window.
+        for k in 0..n {
+            let ack = if k + 1 == n { NLM_F_ACK } else { 0 };
+            let seq = self.push_body(ack, |buf| make(k, buf));
+            self.seqs.push(seq);
+        }
+        self.flush()?;
+        let last = n - 1;
+        // Index of the next reply expected.
+        let mut next = 0usize;
+        let mut overflow = self.take_error() == Some(libc::ENOBUFS);
+        let mut done = false;
+        while !done {
+            let got = if overflow {
+                self.recv_nowait()
+            } else {
+                self.recv().map(Some)
+            };
+            let len = match got {
+                Ok(Some(len)) => len,
+                // Drained: what was not answered is lost.
+                Ok(None) => break,
+                Err(NlError::Io(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    overflow = true;
+                    continue;
                 }
-            }
-            if overflow {
-                for o in &mut out[base + next..] {
-                    *o = Err(NlError::Lost);
+                Err(e) => return Err(e),
+            };
+            for m in messages(&self.rx[..len]) {
+                let m = m?;
+                if m.ty != NLMSG_ERROR {
+                    continue;
                 }
-                self.window = (self.window / 2).max(1);
-                // A pending error from the drain itself is stale now.
-                let _ = self.take_error();
+                // Answers come in order; find this one's index from `next`.
+                let Some(off) = self.seqs[next..].iter().position(|s| *s == m.seq) else {
+                    continue;
+                };
+                let idx = next + off;
+                next = idx + 1;
+                if let Err(e) = outcome(&m)? {
+                    fail(idx, e);
+                }
+                if idx == last && !overflow {
+                    done = true;
+                }
             }
         }
-        Ok(out)
+        if overflow {
+            for k in next..n {
+                fail(k, NlError::Lost);
+            }
+            self.window = (self.window / 2).max(1);
+            // A pending error from the drain itself is stale now.
+            let _ = self.take_error();
+        }
+        Ok(())
     }
 
     /// Receives one datagram without waiting; `None` when the queue is

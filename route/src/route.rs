@@ -493,7 +493,7 @@ impl Route {
             object: self.to_string(),
             reason,
         };
-        if self.prefix.trunc() != self.prefix {
+        if has_host_bits(&self.prefix) {
             return Err(bad(format!(
                 "prefix {} has host bits set (did you mean {}?)",
                 self.prefix,
@@ -667,6 +667,24 @@ impl Route {
             return Err("onlink needs a gateway".into());
         }
         Ok(())
+    }
+}
+
+/// Whether `p` has bits set past its prefix length (`p.trunc() != p`),
+/// without building the truncated prefix: batches check every route.
+#[inline]
+pub(crate) fn has_host_bits(p: &IpNet) -> bool {
+    match p {
+        IpNet::V4(n) => {
+            let host = u32::MAX.checked_shr(u32::from(n.prefix_len())).unwrap_or(0);
+            u32::from(n.addr()) & host != 0
+        }
+        IpNet::V6(n) => {
+            let host = u128::MAX
+                .checked_shr(u32::from(n.prefix_len()))
+                .unwrap_or(0);
+            u128::from(n.addr()) & host != 0
+        }
     }
 }
 
@@ -1172,6 +1190,28 @@ fn parse_route(text: &str) -> Result<Route, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_bits_are_what_trunc_says() {
+        for t in [
+            "10.0.0.0/8",
+            "10.0.0.1/8",
+            "10.0.0.1/32",
+            "0.0.0.0/0",
+            "1.0.0.0/0",
+            "10.0.0.128/25",
+            "10.0.0.64/25",
+            "fd00::/64",
+            "fd00::1/64",
+            "::/0",
+            "fd00::1/128",
+            "fd00::8000:0:0:0/65",
+            "fd00::4000:0:0:0/65",
+        ] {
+            let p: IpNet = t.parse().unwrap();
+            assert_eq!(has_host_bits(&p), p.trunc() != p, "{t}");
+        }
+    }
 
     fn p(s: &str) -> IpNet {
         s.parse().unwrap()

@@ -390,3 +390,143 @@ fn a_keeper_reinstalls_ipv4_routes_the_kernel_dropped_with_a_link_down() {
     assert!(fixed, "re-installed when eth1 came back up");
     assert!(h.lookup(&mine).unwrap().is_some());
 }
+
+#[test]
+fn nexthop_object_events_and_a_keeper_brings_back_the_routes_on_one() {
+    require_privileges!();
+    let ns = world("monnh");
+    let h = handle(&ns);
+    let mut mon = h.subscribe(Topics::NEXTHOPS | Topics::ROUTES).unwrap();
+    assert!(mon.topics().contains(Topics::NEXTHOPS));
+    // A monitor of routes alone gets no nexthop event.
+    let mut routes_only = h.subscribe(Topics::ROUTES).unwrap();
+    let mut ipmon = ns.spawn("ip", &["monitor", "nexthop"]);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut texts = Vec::new();
+
+    // A daemon's objects: a gateway, a second one and a group of both.
+    ns.ip(&[
+        "nexthop", "add", "id", "71", "via", "10.0.0.2", "dev", "eth0", "proto", "zebra",
+    ]);
+    ns.ip(&[
+        "nexthop", "add", "id", "72", "via", "10.1.0.2", "dev", "eth1", "proto", "zebra",
+    ]);
+    ns.ip(&[
+        "nexthop", "add", "id", "73", "group", "71/72,3", "proto", "zebra",
+    ]);
+    for id in [71, 72, 73] {
+        let ev = wait_for(
+            &mut mon,
+            &format!("NewNexthop id {id}"),
+            |e| matches!(e, Event::NewNexthop(n) if n.id == id),
+        );
+        let listed = h.nexthop(id).unwrap().expect("listed");
+        assert_eq!(
+            ev,
+            Event::NewNexthop(listed.clone()),
+            "as nexthop() reads it"
+        );
+        assert_eq!(ev.nexthop(), Some(&listed));
+        assert!(h.nexthops().unwrap().contains(&listed));
+        texts.push(ev.to_string());
+    }
+
+    // Our route on object 71, kept.
+    let mine: Route = "10.74.0.0/24 nhid 71 proto static".parse().unwrap();
+    let keeper = Keeper::new([mine.clone()]);
+    assert!(h.upsert(&mine, None).unwrap());
+    wait_for(
+        &mut mon,
+        "NewRoute of ours",
+        |e| matches!(e, Event::NewRoute(r) if r.prefix == mine.prefix),
+    );
+
+    // Someone deletes object 71: the kernel takes our route with it, and
+    // the monitor says which object went.
+    let before = h.nexthop(71).unwrap().expect("present");
+    ns.ip(&["nexthop", "del", "id", "71"]);
+    let ev = wait_for(
+        &mut mon,
+        "DelNexthop id 71",
+        |e| matches!(e, Event::DelNexthop(n) if n.id == 71),
+    );
+    assert_eq!(ev, Event::DelNexthop(before));
+    assert!(ev.is_removal());
+    texts.push(ev.to_string());
+    assert!(h.lookup(&mine).unwrap().is_none(), "gone with its object");
+    // The keeper names our route; it cannot come back without its object.
+    let tried = keeper.repair(&h, &ev);
+    assert_eq!(tried.len(), 1);
+    assert_eq!(tried[0].0, &mine);
+    assert!(tried[0].1.is_err(), "{:?}", tried[0].1);
+    // The group lost its member: the kernel announces the group again.
+    let ev = wait_for(
+        &mut mon,
+        "NewNexthop id 73 without 71",
+        |e| matches!(e, Event::NewNexthop(n) if n.id == 73),
+    );
+    let group = ev.nexthop().unwrap();
+    assert_eq!(group.group.len(), 1, "{group}");
+    assert_eq!(group.group[0].id, 72, "{group}");
+    assert_eq!(Some(group.clone()), h.nexthop(73).unwrap());
+    texts.push(ev.to_string());
+
+    // The object comes back: so does our route.
+    ns.ip(&[
+        "nexthop", "add", "id", "71", "via", "10.0.0.2", "dev", "eth0", "proto", "zebra",
+    ]);
+    let ev = wait_for(
+        &mut mon,
+        "NewNexthop id 71 again",
+        |e| matches!(e, Event::NewNexthop(n) if n.id == 71),
+    );
+    let fixed = keeper.repair(&h, &ev);
+    assert_eq!(fixed.len(), 1);
+    assert!(matches!(fixed[0].1, Ok(true)), "{:?}", fixed[0].1);
+    assert_eq!(
+        h.lookup(&mine).unwrap().and_then(|r| r.nhid),
+        Some(71),
+        "back on its object"
+    );
+
+    // The group goes with `ip nexthop flush`-like deletes, one by one.
+    ns.ip(&["nexthop", "del", "id", "73"]);
+    let ev = wait_for(
+        &mut mon,
+        "DelNexthop id 73",
+        |e| matches!(e, Event::DelNexthop(n) if n.id == 73),
+    );
+    texts.push(ev.to_string());
+
+    // The objects of a device that goes down are flushed without an
+    // event (as the README says): the link's event is the only word.
+    ns.ip(&["link", "set", "eth1", "down"]);
+    assert!(h.nexthop(72).unwrap().is_none(), "flushed with eth1");
+    std::thread::sleep(Duration::from_millis(300));
+    for ev in mon.drain().unwrap() {
+        assert!(
+            !matches!(&ev, Event::DelNexthop(n) if n.id == 72),
+            "the kernel announced the flush after all: {ev}"
+        );
+    }
+
+    std::thread::sleep(Duration::from_millis(200));
+    for ev in routes_only.drain().unwrap() {
+        assert!(ev.nexthop().is_none(), "not subscribed, yet: {ev}");
+    }
+    assert_eq!(mon.lost(), 0);
+    // Every line printed is a line `ip monitor nexthop` printed.
+    let _ = ipmon.kill();
+    let out = ipmon.wait_with_output().unwrap();
+    let theirs: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim_end().to_string())
+        .collect();
+    for t in &texts {
+        assert!(
+            theirs.contains(t),
+            "{t:?} is not what ip monitor nexthop printed:\n{}",
+            theirs.join("\n")
+        );
+    }
+}

@@ -139,7 +139,7 @@ impl Handle {
             .transpose()
     }
 
-    fn named_nexthop(&self, c: &mut Conn, d: DecodedNexthop) -> Nexthop {
+    pub(crate) fn named_nexthop(&self, c: &mut Conn, d: DecodedNexthop) -> Nexthop {
         let mut n = d.nexthop;
         n.device = d.oif.and_then(|i| self.name_of(c, i));
         n

@@ -935,7 +935,7 @@ impl Handle {
             object: r.to_string(),
             reason,
         };
-        if r.prefix.trunc() != r.prefix {
+        if crate::route::has_host_bits(&r.prefix) {
             return Err(bad(format!("prefix {} has host bits set", r.prefix)));
         }
         if r.nexthop.is_some_and(|n| n.is_ipv6() != r.is_ipv6()) {
