@@ -38,11 +38,15 @@
  * is stored with BPF_F_RECOMPUTE_CSUM so that a CHECKSUM_COMPLETE skb's sum
  * stays right.
  *
- * The fragment steps (snat_frag4, snat_frag6) are global functions with
- * a small frame (their buffers in a per-CPU scratch map): the verifier
- * checks them once, not at every path of from-netdev that reaches them
- * (as static subprograms or inlined code they took it past its 1M
- * instructions), and from-netdev's own frame leaves them 16 bytes.
+ * The steps (snat_frag4 / snat_frag6: the datagram's key; snat_frag_go:
+ * its ports, a later fragment's mapping; snat_frag_xlate: that fragment's
+ * rewrite) are global functions with their buffers in a per-CPU scratch
+ * map, run back to back for one packet: the verifier checks each once,
+ * not at every path of from-netdev that reaches them (as static
+ * subprograms they took from-netdev past the verifier's 1M instructions),
+ * and from-netdev's own frame (488 bytes) leaves a callee 16. Only
+ * snat_frag_xlate writes packet data, so the callers' packet pointers stay
+ * valid through the others.
  */
 #ifndef PODNET_SNAT_FRAG_H
 #define PODNET_SNAT_FRAG_H
@@ -54,8 +58,7 @@
 #include "frag.h"
 #include "snat.h" /* which includes this file at its end, for its callers */
 
-/* Room for the lookups' keys (per CPU): the steps below run in
- * from-netdev, whose own frame leaves a subprogram 32 bytes of stack. */
+/* Room for the lookups' keys and what one step tells the next (per CPU). */
 struct snat_frag_scratch {
 	union frag_key k; /* the datagram */
 	union ct6_key t; /* its NAT tuple */
