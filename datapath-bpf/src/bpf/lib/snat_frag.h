@@ -44,9 +44,11 @@
  * map, run back to back for one packet: the verifier checks each once,
  * not at every path of from-netdev that reaches them (as static
  * subprograms they took from-netdev past the verifier's 1M instructions),
- * and from-netdev's own frame (488 bytes) leaves a callee 16. Only
- * snat_frag_xlate writes packet data, so the callers' packet pointers stay
- * valid through the others.
+ * and none has a stack frame: from-netdev's deepest call chain is at the
+ * 512-byte limit already (its own 488 bytes here; 272 + a 240-byte step,
+ * from which snat_rev runs, with the services merged). Only snat_frag_xlate
+ * writes packet data, so the callers' packet pointers stay valid through
+ * the others.
  */
 #ifndef PODNET_SNAT_FRAG_H
 #define PODNET_SNAT_FRAG_H
@@ -160,9 +162,8 @@ static __always_inline __s64 snat_frag_later(bool v6, struct snat_frag_scratch *
 }
 
 /* The first fragment (its L4 header at `l4_off`): its ports remembered
- * under sc->k (TCP, UDP, ICMP echo: what frag.h remembers too), a failed
- * store counted in the direction sc->info says. SNAT_FRAG_FIRST with the
- * protocol. */
+ * under sc->k (TCP, UDP, ICMP echo: what frag.h remembers too).
+ * SNAT_FRAG_FIRST with the protocol. */
 static __always_inline __s64 snat_frag_first(struct __sk_buff *ctx, bool v6,
 					    struct snat_frag_scratch *sc, __u32 l4_off)
 {
@@ -182,12 +183,13 @@ static __always_inline __s64 snat_frag_first(struct __sk_buff *ctx, bool v6,
 	} else {
 		return SNAT_FRAG_FIRST | (__s64)sc->proto << 32;
 	}
-	if ((v6 ? bpf_map_update_elem(&cilium_ipv6_frag_datagrams, &sc->k.k6, &sc->ports,
-				      BPF_ANY) :
-		  bpf_map_update_elem(&cilium_ipv4_frag_datagrams, &sc->k.k4, &sc->ports,
-				      BPF_ANY)) < 0)
-		count(ctx, REASON_FRAG_PACKET_UPDATE,
-		      (sc->info & SNAT_FRAG_EGRESS) ? METRIC_EGRESS : METRIC_INGRESS);
+	/* A failed store is not counted here (count()'s key would need
+	 * stack this frame cannot have); the pod paths' own store of the
+	 * datagram counts its failure (frag.h). */
+	if (v6)
+		bpf_map_update_elem(&cilium_ipv6_frag_datagrams, &sc->k.k6, &sc->ports, BPF_ANY);
+	else
+		bpf_map_update_elem(&cilium_ipv4_frag_datagrams, &sc->k.k4, &sc->ports, BPF_ANY);
 	return SNAT_FRAG_FIRST | (__s64)sc->proto << 32;
 }
 
