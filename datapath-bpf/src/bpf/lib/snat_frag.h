@@ -32,7 +32,9 @@
  * snat.h's flows); a later fragment from a pod whose datagram is unknown
  * is dropped (DROP_FRAG_NOT_FOUND, counted, as Cilium); at from-netdev one
  * for the node address may be the node's own traffic and goes to the stack
- * untouched (frag.h). The backend replies of NodePort to a remote backend
+ * untouched (frag.h). A failed store of the first fragment's ports is not
+ * counted here (the pod paths' store of the same datagram counts its
+ * own). The backend replies of NodePort to a remote backend
  * are not translated when fragmented. IPv6 as IPv4, with the fragment
  * header's 32-bit id (frag.h); its header has no checksum, and the address
  * is stored with BPF_F_RECOMPUTE_CSUM so that a CHECKSUM_COMPLETE skb's sum
