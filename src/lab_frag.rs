@@ -3,10 +3,13 @@
 //! larger than the MTU (the pods' stacks fragment them) and checks every
 //! reply, source included.
 
+use std::collections::BTreeSet;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use testsupport::Netns;
 
 use crate::lab::{LabResult, Pod};
 
@@ -28,10 +31,12 @@ pub fn is_whole(d: &[u8], len: usize) -> bool {
     d == datagram(seq, len).as_slice()
 }
 
-/// A UDP echo server in a pod: a datagram that arrived whole (length and
-/// pattern) goes back unchanged, anything else as `b"BAD"`.
+/// A UDP echo server in a pod (or any namespace): a datagram that arrived
+/// whole (length and pattern) goes back unchanged, anything else as
+/// `b"BAD"`; it remembers who sent them.
 pub struct UdpEchoServer {
     addr: SocketAddr,
+    peers: Arc<Mutex<BTreeSet<SocketAddr>>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -39,17 +44,27 @@ pub struct UdpEchoServer {
 impl UdpEchoServer {
     /// Listens on `pod`'s address at `port` for datagrams of `len` bytes.
     pub fn start(pod: &Pod, port: u16, len: usize) -> LabResult<UdpEchoServer> {
-        let addr = SocketAddr::new(pod.ip(), port);
-        let sock = pod.ns.run(|| UdpSocket::bind(addr))?;
+        UdpEchoServer::start_in(&pod.ns, SocketAddr::new(pod.ip(), port), len)
+    }
+
+    /// Listens on `addr` in namespace `ns` (the outside of `lab_outside`,
+    /// say) for datagrams of `len` bytes.
+    pub fn start_in(ns: &Netns, addr: SocketAddr, len: usize) -> LabResult<UdpEchoServer> {
+        let sock = ns.run(|| UdpSocket::bind(addr))?;
         sock.set_read_timeout(Some(Duration::from_millis(100)))?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let peers = Arc::new(Mutex::new(BTreeSet::new()));
+        let seen = peers.clone();
         let thread = std::thread::spawn(move || {
             let mut buf = vec![0u8; 65536];
             while !flag.load(Ordering::Relaxed) {
                 let Ok((n, from)) = sock.recv_from(&mut buf) else {
                     continue;
                 };
+                if let Ok(mut s) = seen.lock() {
+                    s.insert(from);
+                }
                 let reply: &[u8] = if is_whole(&buf[..n], len) {
                     &buf[..n]
                 } else {
@@ -60,6 +75,7 @@ impl UdpEchoServer {
         });
         Ok(UdpEchoServer {
             addr,
+            peers,
             stop,
             thread: Some(thread),
         })
@@ -68,6 +84,11 @@ impl UdpEchoServer {
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The source addresses of every datagram it received so far.
+    pub fn peers(&self) -> BTreeSet<SocketAddr> {
+        self.peers.lock().map(|s| s.clone()).unwrap_or_default()
     }
 }
 

@@ -6,11 +6,15 @@
 //! back whole (the server checks it arrived whole and echoes it, itself
 //! fragmented), a service's replies from its frontend; the datapath must
 //! have seen the fragments (not reassembled datagrams) and dropped none.
+//! And pod to the outside under masquerade (`podnet::lab_outside`): the
+//! outside sees only the node addresses, its fragmented replies reach the
+//! pods.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use podnet::lab::{Lab, LabPlan};
 use podnet::lab_frag::{udp_exchange, UdpEchoServer};
+use podnet::lab_outside::{self, seen_as, OUTSIDE_IP};
 use podnet_datapath::{reason, AttachMode, Backend, L4Protocol, Service, TrafficDirection};
 use testsupport::require_privileges;
 
@@ -103,5 +107,57 @@ fn fragmented_udp_pod_to_service() {
     assert!(counts[0].0 >= u64::from(COUNT) * 6 * 2, "{counts:?}");
     assert!(counts.iter().all(|(_, lost)| *lost == 0), "{counts:?}");
     drop((s1b, s2a));
+    lab.teardown().unwrap();
+}
+
+/// Masquerade (IPv4; the lab has no IPv6): 8 KB datagrams from pods of
+/// both nodes to an echo server in the outside namespace, fragmented by the
+/// pods' stacks and SNATed fragment by fragment at the nodes' to-netdev;
+/// the outside reassembles them from the node address only, and its
+/// fragmented replies are reverse-translated at from-netdev and reach the
+/// pods whole.
+#[test]
+fn fragmented_udp_pod_to_outside() {
+    require_privileges!();
+    let (lab, outside) = lab_outside::start("fragout").unwrap();
+    let server = UdpEchoServer::start_in(
+        &outside.ns,
+        SocketAddr::new(IpAddr::V4(OUTSIDE_IP), 5302),
+        LEN,
+    )
+    .unwrap();
+    for (name, _) in [("pod1a", 1), ("pod2a", 2)] {
+        let pod = lab.pod(name).unwrap();
+        let whole = udp_exchange(pod, server.addr(), COUNT, LEN).unwrap();
+        assert_eq!(
+            whole, COUNT,
+            "{name}: datagrams back whole from the outside"
+        );
+    }
+    let seen: Vec<IpAddr> = server.peers().iter().map(SocketAddr::ip).collect();
+    assert!(!seen.is_empty());
+    for ip in &seen {
+        assert!(
+            *ip == seen_as(1) || *ip == seen_as(2),
+            "the outside saw {ip}: {seen:?}"
+        );
+    }
+    assert!(
+        seen.contains(&seen_as(1)) && seen.contains(&seen_as(2)),
+        "{seen:?}"
+    );
+    let counts = frag_counts(&lab);
+    assert!(counts.iter().all(|(_, lost)| *lost == 0), "{counts:?}");
+    // node1 masqueraded pod1a's UDP flow: a mapping pair.
+    let node1 = lab.nodes[0].dp().unwrap();
+    let udp_pairs = node1
+        .snat4_entries()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.nexthdr == 17)
+        .count();
+    assert_eq!(udp_pairs, 2, "one UDP mapping pair on node1");
+    drop(server);
+    drop(outside);
     lab.teardown().unwrap();
 }

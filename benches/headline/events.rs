@@ -22,7 +22,7 @@ use podnet_datapath::{
 };
 use testsupport::BpfDir;
 
-use crate::datapath::csum;
+use crate::datapath::tcp_packet;
 use crate::report::{Goal, Report};
 use crate::rounds::{alternate, Record, Rounds};
 
@@ -32,34 +32,6 @@ const DENIED_POD: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 3);
 const REMOTE: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 7);
 const POD_IF: u32 = 10;
 const DENIED_IF: u32 = 11;
-
-/// Ethernet + IPv4 + TCP with `payload` zero bytes.
-fn tcp_packet(
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    sport: u16,
-    dport: u16,
-    flags: u8,
-    payload: usize,
-) -> Vec<u8> {
-    let mut p = vec![0u8; 14 + 20 + 20 + payload];
-    p[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    let ip = &mut p[14..34];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&((40 + payload) as u16).to_be_bytes());
-    ip[8] = 64;
-    ip[9] = 6;
-    ip[12..16].copy_from_slice(&src.octets());
-    ip[16..20].copy_from_slice(&dst.octets());
-    let c = csum(ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    let t = &mut p[34..54];
-    t[0..2].copy_from_slice(&sport.to_be_bytes());
-    t[2..4].copy_from_slice(&dport.to_be_bytes());
-    t[12] = 5 << 4;
-    t[13] = flags;
-    p
-}
 
 /// A datapath with two pods (the second enforces egress policy and has
 /// none: everything it opens is dropped) and one established flow from

@@ -10,6 +10,9 @@
 //!   a rewrite of the first repetition would be seen by the next: every
 //!   figure is the median of single runs on fresh copies (2000 per round,
 //!   quick: 200), 21 rounds (quick: 3). Goal: at most 1.5x.
+//! * ns/packet of to-netdev on a later fragment of a masqueraded datagram
+//!   (its ports from the fragment map, its address rewritten) against
+//!   to-netdev on the same flow's unfragmented packet; reported only.
 //! * Pod to outside, one node, one pod, the outside beyond the cluster CIDR:
 //!   TCP throughput (iperf3, 3 s runs; quick 1 s) and TCP request/response
 //!   (1 byte each way, 20000 back to back; quick 500) with the datapath
@@ -25,7 +28,7 @@ use std::time::Instant;
 use podnet_datapath::{Datapath, Endpoint, Hook, Masquerade, Options, Program, TestContext};
 use testsupport::{pod_link, veth, BpfDir, Netns};
 
-use crate::datapath::{tcp_packet, NODE_MAC, POD_MAC};
+use crate::datapath::{csum, tcp_packet, NODE_MAC, POD_MAC};
 use crate::report::{Goal, Report};
 use crate::rounds::{alternate, Record, Rounds};
 
@@ -93,6 +96,15 @@ fn run_programs(report: &mut Report) {
     let plain_ack = tcp_packet(POD, REMOTE, 40000, 443, 0x10, 1000);
     let masq_reply = tcp_packet(OUTSIDE, NODE, 443, 40000, 0x10, 1000);
     let plain_reply = tcp_packet(REMOTE, POD, 443, 40000, 0x10, 1000);
+    // A datagram of the masqueraded flow in two fragments: the first (its
+    // TCP header) once through to-netdev to remember its ports, the second
+    // measured.
+    let first = fragment(&masq_ack, 0x4321, 0, true);
+    let later = fragment(&masq_ack, 0x4321, 1480 / 8, false);
+    let (_, out) = single(&dp, Program::ToNetdev, &first, &lo);
+    assert_eq!(&out[26..30], &NODE.octets(), "first fragment translated");
+    let (_, out) = single(&dp, Program::ToNetdev, &later, &lo);
+    assert_eq!(&out[26..30], &NODE.octets(), "later fragment translated");
     let n = report.size(2000, 200);
     let rounds = report.rounds(Rounds::Other).max(report.size(21, 3));
     let median = |mut v: Vec<f64>| -> f64 {
@@ -110,6 +122,13 @@ fn run_programs(report: &mut Report) {
                 .collect(),
         )
     };
+    let to_netdev = |pkt: &[u8]| -> f64 {
+        median(
+            (0..n)
+                .map(|_| single(&dp, Program::ToNetdev, pkt, &lo).0)
+                .collect(),
+        )
+    };
     let ingress = |reply: &[u8]| -> f64 {
         median(
             (0..n)
@@ -124,6 +143,8 @@ fn run_programs(report: &mut Report) {
             &mut |r: &mut Record<'_>| r.put("masq out", egress(&masq_ack)),
             &mut |r: &mut Record<'_>| r.put("plain in", ingress(&plain_reply)),
             &mut |r: &mut Record<'_>| r.put("masq in", ingress(&masq_reply)),
+            &mut |r: &mut Record<'_>| r.put("to-netdev", to_netdev(&masq_ack)),
+            &mut |r: &mut Record<'_>| r.put("later frag", to_netdev(&later)),
         ],
     );
     report.add(samples.row(
@@ -144,9 +165,31 @@ fn run_programs(report: &mut Report) {
         "ns/pkt",
         Goal::RatioAtMost(1.5),
     ));
+    report.add(samples.row(
+        "datapath",
+        format!("masquerade of a later fragment: to-netdev (fragment map, address rewrite), median of {n} single runs"),
+        "later frag",
+        "to-netdev on the same flow's unfragmented packet",
+        "to-netdev",
+        "ns/pkt",
+        Goal::None,
+    ));
     if let Err(e) = dp.teardown() {
         eprintln!("snat bench teardown: {e}");
     }
+}
+
+/// IPv4 packet `pkt` (Ethernet, 20-byte header) as a fragment of datagram
+/// `id` at `offset` (8-byte units): the first carries the L4 header; a
+/// later one the same bytes as payload (any will do).
+fn fragment(pkt: &[u8], id: u16, offset: u16, more: bool) -> Vec<u8> {
+    let mut p = pkt.to_vec();
+    p[18..20].copy_from_slice(&id.to_be_bytes());
+    p[20..22].copy_from_slice(&(offset | if more { 0x2000 } else { 0 }).to_be_bytes());
+    p[24..26].copy_from_slice(&[0, 0]);
+    let c = csum(&p[14..34]);
+    p[24..26].copy_from_slice(&c.to_be_bytes());
+    p
 }
 
 /// The CPU client and server run on, for both contenders.

@@ -60,6 +60,11 @@ fn ep(ip: IpAddr, is_a: bool, flags: EndpointFlags) -> Endpoint {
 fn setup(tag: &str, peer: bool, enforce: bool) -> (BpfDir, Datapath) {
     let dir = BpfDir::new(tag);
     let dp = Datapath::load(&opts(&dir, peer)).expect("load");
+    add_pods(&dp, enforce);
+    (dir, dp)
+}
+
+fn add_pods(dp: &Datapath, enforce: bool) {
     for v6 in [false, true] {
         dp.upsert_endpoint(&ep(a(v6), true, EndpointFlags::empty()))
             .unwrap();
@@ -70,7 +75,6 @@ fn setup(tag: &str, peer: bool, enforce: bool) -> (BpfDir, Datapath) {
         };
         dp.upsert_endpoint(&ep(b(v6), false, f)).unwrap();
     }
-    (dir, dp)
 }
 
 fn opts(dir: &BpfDir, peer: bool) -> Options {
@@ -188,10 +192,9 @@ fn parse_frag(p: &[u8]) -> Frag {
     }
 }
 
-/// The datagram the receiver puts together from `frames`: its addresses
-/// (the same in every fragment), its UDP ports, its bytes, and whether its
-/// UDP checksum is right.
-fn reassemble(frames: &[Vec<u8>]) -> (SocketAddr, SocketAddr, Vec<u8>, bool) {
+/// The addresses (the same in every fragment) and bytes of the datagram
+/// `frames` make, any protocol.
+fn reassemble_any(frames: &[Vec<u8>]) -> (IpAddr, IpAddr, Vec<u8>) {
     let mut frags: Vec<Frag> = frames.iter().map(|f| parse_frag(f)).collect();
     frags.sort_by_key(|f| f.offset);
     let (src, dst) = (frags[0].src, frags[0].dst);
@@ -205,6 +208,14 @@ fn reassemble(frames: &[Vec<u8>]) -> (SocketAddr, SocketAddr, Vec<u8>, bool) {
         assert_eq!(f.offset, d.len(), "fragments are contiguous");
         d.extend_from_slice(&f.data);
     }
+    (src, dst, d)
+}
+
+/// The datagram the receiver puts together from `frames`: its addresses
+/// (the same in every fragment), its UDP ports, its bytes, and whether its
+/// UDP checksum is right.
+fn reassemble(frames: &[Vec<u8>]) -> (SocketAddr, SocketAddr, Vec<u8>, bool) {
+    let (src, dst, d) = reassemble_any(frames);
     let ok = l4_csum(src, dst, 17, &d) == 0;
     let sport = u16::from_be_bytes([d[0], d[1]]);
     let dport = u16::from_be_bytes([d[2], d[3]]);
@@ -293,20 +304,21 @@ fn first_middle_last(v6: bool, peer: bool) {
         (fe[0].1.source_port(), fe[0].1.destination_port()),
         (40000, 5000)
     );
+    // The families' tuples differ only in the addresses' type.
+    macro_rules! udp_flows {
+        ($entries:expr) => {
+            $entries
+                .unwrap()
+                .iter()
+                .filter(|(k, _)| k.nexthdr == 17)
+                .map(|(k, _)| (u16::from_be(k.sport), u16::from_be(k.dport), k.flags))
+                .collect()
+        };
+    }
     let flows: Vec<(u16, u16, u8)> = if v6 {
-        dp.ct6_entries(CtTable::Any)
-            .unwrap()
-            .iter()
-            .filter(|(k, _)| k.nexthdr == 17)
-            .map(|(k, _)| (u16::from_be(k.sport), u16::from_be(k.dport), k.flags))
-            .collect()
+        udp_flows!(dp.ct6_entries(CtTable::Any))
     } else {
-        dp.ct4_entries(CtTable::Any)
-            .unwrap()
-            .iter()
-            .filter(|(k, _)| k.nexthdr == 17)
-            .map(|(k, _)| (u16::from_be(k.sport), u16::from_be(k.dport), k.flags))
-            .collect()
+        udp_flows!(dp.ct4_entries(CtTable::Any))
     };
     // With redirect_peer B's ingress entry is made in the same run.
     assert_eq!(flows.len(), if peer { 2 } else { 1 }, "{tag}: {flows:?}");
@@ -903,4 +915,389 @@ fn v6_nodeport_fragments() {
     require_privileges!();
     nodeport(true, false);
     nodeport(true, true);
+}
+
+// ---- masquerade (SNAT) of fragments -----------------------------------------
+
+/// Test runs happen on the loopback device: the masquerade address is its.
+const LO: u32 = 1;
+const GW_MAC: [u8; 6] = [0x02, 0xcc, 0, 0, 0, 1];
+
+fn node(v6: bool) -> IpAddr {
+    if v6 {
+        "2001:db8:50::1".parse().unwrap()
+    } else {
+        "192.168.50.1".parse().unwrap()
+    }
+}
+fn outside(v6: bool) -> IpAddr {
+    if v6 {
+        "2001:db8:99::5".parse().unwrap()
+    } else {
+        "203.0.113.5".parse().unwrap()
+    }
+}
+
+/// Pods A and B, masquerading both families to `node(v6)` on "lo" beyond
+/// the native-routing CIDRs 10.0.0.0/8 and fd00::/16, ports `min..=max`.
+fn setup_masq(tag: &str, peer: bool, min: u16, max: u16) -> (BpfDir, Datapath) {
+    let dir = BpfDir::new(tag);
+    let m = Masquerade::new()
+        .ipv4(true)
+        .ipv6(true)
+        .ipv4_native_routing_cidr("10.0.0.0/8".parse().unwrap())
+        .ipv6_native_routing_cidr("fd00::/16".parse().unwrap())
+        .port_range(min, max);
+    let dp = Datapath::load(&opts(&dir, peer).masquerade(m)).expect("load");
+    add_pods(&dp, false);
+    for v6 in [false, true] {
+        dp.set_masquerade_address(LO, node(v6)).unwrap();
+    }
+    (dir, dp)
+}
+
+fn from_netdev() -> TestContext {
+    TestContext::new()
+}
+
+/// Pod A's fragment through from-container (which must hand it to the
+/// stack) and to-netdev: to-netdev's verdict and output.
+fn leave(dp: &Datapath, f: &[u8], what: &str) -> (u32, Vec<u8>) {
+    let fc = dp
+        .test_run(Program::FromContainer, f, &ctx_from(true))
+        .unwrap();
+    assert_eq!(fc.retval, TC_ACT_OK, "{what}: from-container to the stack");
+    let tn = dp
+        .test_run(Program::ToNetdev, &fc.data, &TestContext::new())
+        .unwrap();
+    (tn.retval, tn.data)
+}
+
+/// A fragmented UDP datagram from pod A to the outside, from a port
+/// outside the range (so the first fragment's port and L4 checksum
+/// change): every fragment leaves from the node, the later ones with only
+/// their address (and IPv4 header checksum) rewritten; the datagram the
+/// outside puts together is from node:port with a right checksum. The
+/// outside's fragmented reply to node:port (first fragment, then the last,
+/// then the middle) reaches A whole, from the outside.
+fn masquerade(v6: bool, peer: bool) {
+    let tag = format!("fm{}{}", fam(v6), u8::from(peer));
+    let (_dir, dp) = setup_masq(&tag, peer, 40000, 40999);
+    let pod = sa(a(v6), 1234);
+    let far = sa(outside(v6), 5353);
+    let dgram = udp_datagram(pod, far, 3000);
+    let frames = fragments(
+        pod.ip(),
+        far.ip(),
+        17,
+        &dgram,
+        1232,
+        0x7001,
+        (A_MAC, A_NODE_MAC),
+    );
+    assert_eq!(frames.len(), 3);
+    let mut outs = Vec::new();
+    for (i, f) in frames.iter().enumerate() {
+        let (verdict, out) = leave(&dp, f, &tag);
+        assert_eq!(verdict, TC_ACT_OK, "{tag}: fragment {i} leaves");
+        let (fin, fout) = (parse_frag(f), parse_frag(&out));
+        assert_eq!(
+            (fout.src, fout.dst),
+            (node(v6), far.ip()),
+            "{tag}: fragment {i} from the node"
+        );
+        if i > 0 {
+            assert_eq!(fout.data, fin.data, "{tag}: later fragment {i}'s data");
+        }
+        outs.push(out);
+    }
+    let (s, d, bytes, ok) = reassemble(&outs);
+    assert_eq!(
+        (s.ip(), d),
+        (node(v6), far),
+        "{tag}: the datagram's addresses"
+    );
+    let port = s.port();
+    assert!(
+        (40000..=40999).contains(&port),
+        "{tag}: port {port} in range"
+    );
+    assert!(ok, "{tag}: UDP checksum of the datagram after SNAT");
+    assert_eq!(bytes[8..], dgram[8..], "{tag}: payload");
+    // The datagram's entry is the pod's (before translation): the later
+    // fragments find the forward mapping with its ports.
+    let fe = frag_entries(&dp, v6);
+    assert!(
+        fe.iter().any(|(id, p)| *id == 0x7001
+            && (p.source_port(), p.destination_port()) == (1234, 5353)),
+        "{tag}: {fe:?}"
+    );
+    let nat = if v6 {
+        dp.snat6_entries().unwrap().len()
+    } else {
+        dp.snat4_entries().unwrap().len()
+    };
+    assert_eq!(nat, 2, "{tag}: one mapping (a pair) for the datagram");
+
+    let reply = udp_datagram(far, sa(node(v6), port), 2600);
+    let frames = fragments(
+        far.ip(),
+        node(v6),
+        17,
+        &reply,
+        1232,
+        0x7002,
+        (GW_MAC, A_NODE_MAC),
+    );
+    let mut outs = Vec::new();
+    for i in [0, 2, 1] {
+        let fr = dp
+            .test_run(Program::FromNetdev, &frames[i], &from_netdev())
+            .unwrap();
+        assert_eq!(fr.retval, TC_ACT_REDIRECT, "{tag}: reply fragment {i}");
+        assert_eq!(dp.last_redirect().unwrap(), Some(A_IF), "{tag}: to A");
+        if i > 0 {
+            let (fin, fout) = (parse_frag(&frames[i]), parse_frag(&fr.data));
+            assert_eq!(
+                fout.data, fin.data,
+                "{tag}: later reply fragment {i}'s data"
+            );
+        }
+        outs.push(fr.data);
+    }
+    let (s, d, _, ok) = reassemble(&outs);
+    assert_eq!((s, d), (far, pod), "{tag}: the reply to the pod");
+    assert!(ok, "{tag}: UDP checksum of the reply after reverse SNAT");
+    for dir in [TrafficDirection::Egress, TrafficDirection::Ingress] {
+        assert_eq!(dp.metric(reason::FRAG_NOT_FOUND, dir).unwrap(), 0, "{tag}");
+    }
+}
+
+#[test]
+fn v4_masquerade_fragments() {
+    require_privileges!();
+    masquerade(false, false);
+    masquerade(false, true);
+}
+
+#[test]
+fn v6_masquerade_fragments() {
+    require_privileges!();
+    masquerade(true, false);
+    masquerade(true, true);
+}
+
+/// Out of order: a pod's later fragment at to-netdev before its first (as
+/// when from-container saw the datagram addressed to a service frontend)
+/// is dropped as DROP_FRAG_NOT_FOUND and counted; once the first came it
+/// leaves translated. A reply's later fragment before its first at
+/// from-netdev may be the node's own traffic: the stack's, untouched, no
+/// drop; the ones after the first reach the pod. Fragments that are not the
+/// masquerade's (the node's own, pod to pod, a pod flow without conntrack
+/// entry) leave untouched.
+fn masquerade_out_of_order(v6: bool) {
+    let tag = format!("fmo{}", fam(v6));
+    let (_dir, dp) = setup_masq(&tag, false, 32768, 65535);
+    let pod = sa(a(v6), 40100);
+    let far = sa(outside(v6), 5353);
+    let dgram = udp_datagram(pod, far, 2500);
+    let frames = fragments(
+        pod.ip(),
+        far.ip(),
+        17,
+        &dgram,
+        1232,
+        0x7101,
+        (A_MAC, A_NODE_MAC),
+    );
+    let to_netdev = |f: &[u8]| {
+        let o = dp
+            .test_run(Program::ToNetdev, f, &TestContext::new())
+            .unwrap();
+        (o.retval, o.data)
+    };
+    let not_found = |dir| dp.metric(reason::FRAG_NOT_FOUND, dir).unwrap();
+
+    assert_eq!(to_netdev(&frames[1]).0, TC_ACT_SHOT, "{tag}: middle first");
+    assert_eq!(not_found(TrafficDirection::Egress), 1, "{tag}: counted");
+    let (verdict, first) = leave(&dp, &frames[0], &tag);
+    assert_eq!(verdict, TC_ACT_OK, "{tag}: first");
+    let port = parse_frag(&first).data[..2].to_vec();
+    assert_eq!(port, 40100u16.to_be_bytes(), "{tag}: port kept");
+    for i in [1, 2] {
+        let (verdict, out) = to_netdev(&frames[i]);
+        assert_eq!(verdict, TC_ACT_OK, "{tag}: fragment {i} after the first");
+        assert_eq!(
+            parse_frag(&out).src,
+            node(v6),
+            "{tag}: fragment {i} translated"
+        );
+    }
+    assert_eq!(not_found(TrafficDirection::Egress), 1, "{tag}");
+
+    let reply = udp_datagram(far, sa(node(v6), 40100), 2500);
+    let rframes = fragments(
+        far.ip(),
+        node(v6),
+        17,
+        &reply,
+        1232,
+        0x7102,
+        (GW_MAC, A_NODE_MAC),
+    );
+    let early = dp
+        .test_run(Program::FromNetdev, &rframes[2], &from_netdev())
+        .unwrap();
+    assert_eq!(early.retval, TC_ACT_OK, "{tag}: early reply fragment");
+    assert_eq!(early.data, rframes[2], "{tag}: to the stack untouched");
+    assert_eq!(not_found(TrafficDirection::Ingress), 0, "{tag}: no drop");
+    let mut outs = Vec::new();
+    for i in [0, 2, 1] {
+        let fr = dp
+            .test_run(Program::FromNetdev, &rframes[i], &from_netdev())
+            .unwrap();
+        assert_eq!(fr.retval, TC_ACT_REDIRECT, "{tag}: reply fragment {i}");
+        outs.push(fr.data);
+    }
+    let (s, d, _, ok) = reassemble(&outs);
+    assert_eq!((s, d), (far, pod), "{tag}: the reply to the pod");
+    assert!(ok, "{tag}: UDP checksum of the reply");
+
+    // Not the masquerade's: untouched, never dropped (the node's own and
+    // pod to pod in any order; a pod's datagram is the masquerade's until
+    // it finds no mapping, and needs its first fragment first).
+    let host = sa(node(v6), 40200);
+    let other_pod = sa(b(v6), 5000);
+    let no_ct = sa(a(v6), 40300); // never through from-container
+    for (src, dst, reverse, what) in [
+        (host, far, true, "the node's own"),
+        (pod, other_pod, true, "pod to pod"),
+        (no_ct, far, false, "a pod flow without CT entry"),
+    ] {
+        let dg = udp_datagram(src, dst, 2500);
+        let mut fr = fragments(
+            src.ip(),
+            dst.ip(),
+            17,
+            &dg,
+            1232,
+            0x7103,
+            (A_MAC, A_NODE_MAC),
+        );
+        if reverse {
+            fr.reverse();
+        }
+        for (i, f) in fr.iter().enumerate() {
+            let (verdict, out) = to_netdev(f);
+            assert_eq!(verdict, TC_ACT_OK, "{tag}: {what}, fragment {i}");
+            assert_eq!(&out, f, "{tag}: {what}, fragment {i} untouched");
+        }
+    }
+    assert_eq!(not_found(TrafficDirection::Egress), 1, "{tag}");
+}
+
+#[test]
+fn v4_masquerade_fragments_out_of_order() {
+    require_privileges!();
+    masquerade_out_of_order(false);
+}
+
+#[test]
+fn v6_masquerade_fragments_out_of_order() {
+    require_privileges!();
+    masquerade_out_of_order(true);
+}
+
+/// A large ping from pod A to the outside: the echo request's fragments
+/// leave from the node with the identifier mapped (the ICMP checksum,
+/// ICMPv6's over its pseudo header, right for the whole message), the
+/// fragmented echo reply reaches A with A's identifier.
+#[test]
+fn masquerade_icmp_echo_fragments() {
+    require_privileges!();
+    let (_dir, dp) = setup_masq("fmicmp", true, 32768, 65535);
+    for v6 in [false, true] {
+        let proto = if v6 { 58 } else { 1 };
+        let (pod, far) = (a(v6), outside(v6));
+        let mut echo = icmp_echo(true, v6, 0x0101, 1);
+        echo.resize(3000, 0xab);
+        let echo = icmp_fill(pod, far, proto, echo);
+        let frames = fragments(pod, far, proto, &echo, 1232, 0x7201, (A_MAC, A_NODE_MAC));
+        let mut outs = Vec::new();
+        for (i, f) in frames.iter().enumerate() {
+            let (verdict, out) = leave(&dp, f, fam(v6));
+            assert_eq!(verdict, TC_ACT_OK, "{}: echo fragment {i}", fam(v6));
+            outs.push(out);
+        }
+        let (src, dst, msg) = reassemble_any(&outs);
+        assert_eq!((src, dst), (node(v6), far), "{}: from the node", fam(v6));
+        assert_eq!(
+            icmp_sum(src, dst, proto, &msg),
+            0,
+            "{}: ICMP checksum",
+            fam(v6)
+        );
+        let id = u16::from_be_bytes([msg[4], msg[5]]);
+        assert!(
+            id >= 32768,
+            "{}: identifier {id} mapped into the range",
+            fam(v6)
+        );
+        assert_eq!(msg[8..], echo[8..], "{}: payload", fam(v6));
+
+        let mut reply = icmp_echo(false, v6, id, 1);
+        reply.resize(3000, 0xcd);
+        let reply = icmp_fill(far, node(v6), proto, reply);
+        let frames = fragments(
+            far,
+            node(v6),
+            proto,
+            &reply,
+            1232,
+            0x7202,
+            (GW_MAC, A_NODE_MAC),
+        );
+        let mut outs = Vec::new();
+        for (i, f) in frames.iter().enumerate() {
+            let fr = dp.test_run(Program::FromNetdev, f, &from_netdev()).unwrap();
+            assert_eq!(
+                fr.retval,
+                TC_ACT_REDIRECT,
+                "{}: reply fragment {i}",
+                fam(v6)
+            );
+            outs.push(fr.data);
+        }
+        let (src, dst, msg) = reassemble_any(&outs);
+        assert_eq!((src, dst), (far, pod), "{}: reply to the pod", fam(v6));
+        assert_eq!(
+            icmp_sum(src, dst, proto, &msg),
+            0,
+            "{}: reply checksum",
+            fam(v6)
+        );
+        assert_eq!(
+            u16::from_be_bytes([msg[4], msg[5]]),
+            0x0101,
+            "{}: A's id",
+            fam(v6)
+        );
+    }
+}
+
+/// The ICMP checksum of `msg` (ICMPv6: over its pseudo header too); 0 when
+/// the one in it is right.
+fn icmp_sum(src: IpAddr, dst: IpAddr, proto: u8, msg: &[u8]) -> u16 {
+    if proto == 58 {
+        l4_csum(src, dst, proto, msg)
+    } else {
+        csum(msg)
+    }
+}
+
+fn icmp_fill(src: IpAddr, dst: IpAddr, proto: u8, mut msg: Vec<u8>) -> Vec<u8> {
+    msg[2..4].copy_from_slice(&[0, 0]);
+    let c = icmp_sum(src, dst, proto, &msg);
+    msg[2..4].copy_from_slice(&c.to_be_bytes());
+    msg
 }

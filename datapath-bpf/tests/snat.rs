@@ -246,42 +246,32 @@ fn from_b() -> TestContext {
 /// flags) -> (to_addr, to_port), ports in host order.
 type NatRow = ((IpAddr, IpAddr, u16, u16, u8, u8), (IpAddr, u16));
 fn nat_rows(dp: &Datapath, v6: bool) -> Vec<NatRow> {
+    // The families' keys and values differ only in the addresses' type.
+    macro_rules! rows {
+        ($entries:expr) => {
+            $entries
+                .unwrap()
+                .into_iter()
+                .map(|(k, v)| {
+                    (
+                        (
+                            IpAddr::from(k.daddr),
+                            IpAddr::from(k.saddr),
+                            u16::from_be(k.dport),
+                            u16::from_be(k.sport),
+                            k.nexthdr,
+                            k.flags,
+                        ),
+                        (IpAddr::from(v.to_addr), u16::from_be(v.to_port)),
+                    )
+                })
+                .collect()
+        };
+    }
     if v6 {
-        dp.snat6_entries()
-            .unwrap()
-            .into_iter()
-            .map(|(k, v)| {
-                (
-                    (
-                        IpAddr::from(k.daddr),
-                        IpAddr::from(k.saddr),
-                        u16::from_be(k.dport),
-                        u16::from_be(k.sport),
-                        k.nexthdr,
-                        k.flags,
-                    ),
-                    (IpAddr::from(v.to_addr), u16::from_be(v.to_port)),
-                )
-            })
-            .collect()
+        rows!(dp.snat6_entries())
     } else {
-        dp.snat4_entries()
-            .unwrap()
-            .into_iter()
-            .map(|(k, v)| {
-                (
-                    (
-                        IpAddr::from(k.daddr),
-                        IpAddr::from(k.saddr),
-                        u16::from_be(k.dport),
-                        u16::from_be(k.sport),
-                        k.nexthdr,
-                        k.flags,
-                    ),
-                    (IpAddr::from(v.to_addr), u16::from_be(v.to_port)),
-                )
-            })
-            .collect()
+        rows!(dp.snat4_entries())
     }
 }
 
@@ -660,26 +650,23 @@ fn nodeport_runs(dp: &Datapath) {
             "forward entry: {rows:?}"
         );
         // The owner: the translated flow's CT_EGRESS entry with the service.
+        macro_rules! owner {
+            ($entries:expr) => {
+                $entries
+                    .unwrap()
+                    .into_iter()
+                    .find(|(k, _)| {
+                        IpAddr::from(k.daddr) == out
+                            && IpAddr::from(k.saddr) == backend
+                            && k.flags == TUPLE_F_OUT
+                    })
+                    .map(|(_, e)| e.rev_nat_index)
+            };
+        }
         let owner = if v6 {
-            dp.ct6_entries(CtTable::Tcp)
-                .unwrap()
-                .into_iter()
-                .find(|(k, _)| {
-                    IpAddr::from(k.daddr) == out
-                        && IpAddr::from(k.saddr) == backend
-                        && k.flags == TUPLE_F_OUT
-                })
-                .map(|(_, e)| e.rev_nat_index)
+            owner!(dp.ct6_entries(CtTable::Tcp))
         } else {
-            dp.ct4_entries(CtTable::Tcp)
-                .unwrap()
-                .into_iter()
-                .find(|(k, _)| {
-                    IpAddr::from(k.daddr) == out
-                        && IpAddr::from(k.saddr) == backend
-                        && k.flags == TUPLE_F_OUT
-                })
-                .map(|(_, e)| e.rev_nat_index)
+            owner!(dp.ct4_entries(CtTable::Tcp))
         };
         assert_eq!(owner.map(u16::from_be), Some(9), "owner CT entry");
 

@@ -383,7 +383,7 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 	if (hook == HOOK_FROM_NETDEV) {
 		/* Underlay ingress: only traffic for a local pod is ours. */
 		dep = lookup_ep4(ip4->daddr);
-		if ((!dep || (dep->flags & ENDPOINT_F_HOST)) && snat_enabled(false) && !frag) {
+		if ((!dep || (dep->flags & ENDPOINT_F_HOST)) && snat_enabled(false)) {
 			__u32 s4 = ip4->saddr, d4 = ip4->daddr;
 
 			ret = netdev_rev_snat(ctx, false, &s4, &d4, ip4->protocol, l4_off, l3_end,
@@ -498,7 +498,9 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 			__u32 off = l4_off;
 			__u8 nh = nexthdr;
 
-			ret = ipv6_skip_exthdrs(ctx, l3_end, &nh, &off) < 0 ?
+			ret = ipv6_skip_exthdrs(ctx, l3_end, &nh, &off);
+			/* A fragment header: the fragment's turn is in snat_rev. */
+			ret = (ret < 0 && ret != DROP_FRAG_NOSUPPORT) ?
 				      SNAT_NOT_OURS :
 				      netdev_rev_snat(ctx, true, saddr, daddr, nh, off, l3_end, &dep);
 			if (ret != SNAT_NOT_OURS) {

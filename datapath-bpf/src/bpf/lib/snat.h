@@ -46,6 +46,7 @@
 #include "lb.h"
 #include "snat_config.h"
 #include "forward.h"
+#include "frag.h"
 
 #define DROP_NAT_NO_MAPPING -167
 #define DROP_NAT_UNSUPP_PROTO -168
@@ -79,6 +80,32 @@ struct ipv6_nat_entry {
 };
 
 _Static_assert(sizeof(struct ipv4_nat_entry) == 40, "ipv4_nat_entry");
+
+/* Fragments: snat_frag.h, included at the end (it uses this file's NAT
+ * lookups); what its steps say. */
+#define SNAT_FRAG_EGRESS (1ULL << 32)
+#define SNAT_FRAG_FIRST (1ULL << 40)
+#define SNAT_FRAG_DONE (1ULL << 41)
+#define SNAT_FRAG_MORE (1ULL << 42)
+__s64 snat_frag4(struct __sk_buff *ctx, __u64 info);
+__s64 snat_frag6(struct __sk_buff *ctx, __u64 info);
+__s64 snat_frag_go(struct __sk_buff *ctx);
+int snat_frag_xlate(struct __sk_buff *ctx);
+
+static __always_inline __u8 snat_frag_proto(__s64 r)
+{
+	return (r >> 32) & 0xff;
+}
+
+/* IPv4 (from-netdev, whose caller does not say): a fragment? */
+static __always_inline bool snat_is_frag4(struct __sk_buff *ctx)
+{
+	struct iphdr *ip4;
+
+	asm volatile("" : "+r"(ctx)); /* see reload_l3 */
+	ip4 = (void *)(long)ctx->data + ETH_HLEN;
+	return (void *)(ip4 + 1) <= (void *)(long)ctx->data_end && frag4_is_fragment(ip4);
+}
 _Static_assert(sizeof(struct ipv6_nat_entry) == 56, "ipv6_nat_entry");
 
 /* The masquerade address of an interface (ifindex): the node address SNAT
@@ -316,6 +343,8 @@ static __always_inline int snat_rewrite(struct __sk_buff *ctx, bool v6, __u8 nex
 	__u32 old[4], new[4];
 	int i;
 
+	if (!l4_off) /* a fragment without L4 header: only its address */
+		return nat_rewrite(ctx, v6, nexthdr, 0, dst, from, to, 0, 0);
 	if (!v6 && (nexthdr == IPPROTO_TCP || nexthdr == IPPROTO_UDP))
 		return snat_rewrite4(ctx, nexthdr, l4_off, dst, from[0], to[0], from_port, to_port);
 	if (nexthdr == IPPROTO_TCP || nexthdr == IPPROTO_UDP)
@@ -524,20 +553,44 @@ static __always_inline struct ct_entry *snat_owner(bool v6, const __u32 *saddr,
 /* to-netdev: a local pod's packet to `daddr` outside the native-routing
  * CIDRs, leaving through a masquerade interface, gets its source
  * translated to the node address (a new mapping when its connection has a
- * CT_EGRESS entry). 0 or DROP_*. */
+ * CT_EGRESS entry). `frag`: a fragment (IPv6: `l4_off` is its fragment
+ * header), whose later ones take the first one's mapping (snat_frag.h). 0
+ * or DROP_*. */
 static __always_inline int snat_egress(struct __sk_buff *ctx, bool v6, const __u32 *saddr,
 				       const __u32 *daddr, __u8 nexthdr, __u32 l4_off,
-				       __u32 l3_end)
+				       __u32 l3_end, bool frag)
 {
 	__be16 sport = 0, dport = 0, to_port;
 	struct endpoint_info *sep;
 	__u32 to[4] = {};
 	__u32 identity;
 	__u8 type;
+	__s64 fr;
 	int ret;
 
 	if (snat_dst_native(v6, daddr))
 		return 0;
+	if (frag) {
+		/* Only a local pod's fragments are the masquerade's. */
+		sep = lookup_ep_of(v6, saddr);
+		if (!sep || (sep->flags & ENDPOINT_F_HOST))
+			return 0;
+		fr = v6 ? snat_frag6(ctx, SNAT_FRAG_EGRESS | l3_end << 16 | l4_off) :
+			  snat_frag4(ctx, SNAT_FRAG_EGRESS | l3_end << 16 | l4_off);
+		if (fr == SNAT_FRAG_MORE)
+			fr = snat_frag_go(ctx);
+		if (fr < 0)
+			return (int)fr;
+		/* A later fragment: its mapping's address, if any (it never
+		 * makes one). */
+		if (fr & SNAT_FRAG_DONE)
+			return snat_frag_xlate(ctx);
+		if (!(fr & SNAT_FRAG_FIRST))
+			return 0;
+		nexthdr = snat_frag_proto(fr);
+		if (v6)
+			l4_off += sizeof(struct frag6_hdr);
+	}
 	ret = snat_ports(ctx, v6, nexthdr, l4_off, l3_end, &sport, &dport, &type);
 	if (ret)
 		return ret > 0 ? 0 : ret;
@@ -698,10 +751,34 @@ static __always_inline int snat_rev(struct __sk_buff *ctx, bool v6, const __u32 
 	__u32 to_addr[4];
 	void *state;
 	__u8 type;
+	bool frag;
+	__s64 fr;
 	int ret;
 	/* A fresh ctx for clang: see reload_l3 (no shared &ctx->data_end). */
 	asm volatile("" : "+r"(ctx));
 
+	/* A fragment (IPv6: `l4_off` is its fragment header): snat_frag.h. */
+	frag = v6 ? nexthdr == NEXTHDR_FRAGMENT : snat_is_frag4(ctx);
+	if (frag) {
+		fr = v6 ? snat_frag6(ctx, l3_end << 16 | l4_off) :
+			  snat_frag4(ctx, l3_end << 16 | l4_off);
+		if (fr == SNAT_FRAG_MORE)
+			fr = snat_frag_go(ctx);
+		/* One whose datagram is unknown, or unparsable, is the stack's,
+		 * as any such fragment for the node (frag.h). */
+		if (fr < 0)
+			return 0;
+		/* A later fragment of a pod's mapping: its address back. */
+		if (fr & SNAT_FRAG_DONE) {
+			ret = snat_frag_xlate(ctx);
+			return ret < 0 ? ret : 1;
+		}
+		if (!(fr & SNAT_FRAG_FIRST))
+			return 0;
+		nexthdr = snat_frag_proto(fr);
+		if (v6)
+			l4_off += sizeof(struct frag6_hdr);
+	}
 	ret = snat_ports(ctx, v6, nexthdr, l4_off, l3_end, &sport, &dport, &type);
 	if (ret < 0)
 		return ret;
@@ -800,8 +877,9 @@ static __always_inline int snat_nodeport_rev(struct __sk_buff *ctx, bool v6, con
 }
 
 /* to-netdev (the underlay's egress): masquerade. IPv4 and IPv6 packets are
- * parsed to their L4 header (IPv6: past extension headers); fragments and
- * anything unparsable pass as they are. */
+ * parsed to their L4 header (IPv6: past extension headers, up to a fragment
+ * header); fragments go through snat_frag.h; anything unparsable passes as
+ * it is. */
 static __always_inline int snat_to_netdev4(struct __sk_buff *ctx)
 {
 	struct iphdr *ip4;
@@ -813,7 +891,7 @@ static __always_inline int snat_to_netdev4(struct __sk_buff *ctx)
 	ip4 = (void *)(long)ctx->data + ETH_HLEN;
 	if ((void *)(ip4 + 1) > (void *)(long)ctx->data_end)
 		return TC_ACT_OK;
-	if (ip4->version != 4 || ip4->ihl < 5 || (ip4->frag_off & bpf_htons(0x3FFF)))
+	if (ip4->version != 4 || ip4->ihl < 5)
 		return TC_ACT_OK;
 	hlen = ip4->ihl * 4;
 	tot = bpf_ntohs(ip4->tot_len);
@@ -821,7 +899,8 @@ static __always_inline int snat_to_netdev4(struct __sk_buff *ctx)
 		return TC_ACT_OK;
 	s4 = ip4->saddr;
 	d4 = ip4->daddr;
-	ret = snat_egress(ctx, false, &s4, &d4, ip4->protocol, ETH_HLEN + hlen, ETH_HLEN + tot);
+	ret = snat_egress(ctx, false, &s4, &d4, ip4->protocol, ETH_HLEN + hlen, ETH_HLEN + tot,
+			  frag4_is_fragment(ip4));
 	return ret < 0 ? drop(ctx, ret, METRIC_EGRESS) : TC_ACT_OK;
 }
 
@@ -844,11 +923,16 @@ static __always_inline int snat_to_netdev6(struct __sk_buff *ctx)
 	__builtin_memcpy(saddr, &ip6->saddr, 16);
 	__builtin_memcpy(daddr, &ip6->daddr, 16);
 	nexthdr = ip6->nexthdr;
-	if ((daddr[0] & bpf_htonl(0xff000000)) == bpf_htonl(0xff000000) ||
-	    ipv6_skip_exthdrs(ctx, l3_end, &nexthdr, &l4_off) < 0)
+	if ((daddr[0] & bpf_htonl(0xff000000)) == bpf_htonl(0xff000000))
 		return TC_ACT_OK;
-	ret = snat_egress(ctx, true, saddr, daddr, nexthdr, l4_off, l3_end);
+	ret = ipv6_skip_exthdrs(ctx, l3_end, &nexthdr, &l4_off);
+	if (ret < 0 && ret != DROP_FRAG_NOSUPPORT)
+		return TC_ACT_OK;
+	ret = snat_egress(ctx, true, saddr, daddr, nexthdr, l4_off, l3_end,
+			  ret == DROP_FRAG_NOSUPPORT);
 	return ret < 0 ? drop(ctx, ret, METRIC_EGRESS) : TC_ACT_OK;
 }
+
+#include "snat_frag.h"
 
 #endif /* PODNET_SNAT_H */
