@@ -422,6 +422,21 @@ fn backends_spread_established_keep_theirs_removed_get_none() {
         let (_, d, _) = parse(&out.data);
         assert_ne!(d, removed, "no new connection to the removed backend");
     }
+
+    // The service deleted: its established flows are translated no more
+    // (their service entries name backend ids that went with it).
+    assert!(dp.remove_service(frontend, L4Protocol::Tcp).unwrap());
+    for port in 20000..20010u16 {
+        let out = dp
+            .test_run(
+                Program::FromContainer,
+                &pkt(sa(a4(), port), frontend, 6, 0x10, (A_MAC, A_NODE_MAC)),
+                &from_a(),
+            )
+            .unwrap();
+        let (_, d, _) = parse(&out.data);
+        assert_eq!(d, frontend, "port {port}: no translation without the service");
+    }
     dp.teardown().unwrap();
 }
 
