@@ -42,6 +42,7 @@ pub mod maps;
 mod object;
 mod owned;
 mod service;
+mod sock_lb;
 
 pub use attach::Hook;
 pub use datapath::{

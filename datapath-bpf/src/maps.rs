@@ -41,11 +41,17 @@ pub const LB6_SERVICES: &str = "cilium_lb6_services_v2";
 pub const LB6_BACKENDS: &str = "cilium_lb6_backends_v3";
 /// IPv6 twin of [`LB4_REVERSE_NAT`].
 pub const LB6_REVERSE_NAT: &str = "cilium_lb6_reverse_nat";
+/// Cilium's socket reverse NAT (socket load balancing, LRU hash): socket
+/// cookie, backend address and port -> frontend address, port and service
+/// id, for `recvmsg` and `getpeername` to show the frontend.
+pub const LB4_REVERSE_SK: &str = "cilium_lb4_reverse_sk";
+/// IPv6 twin of [`LB4_REVERSE_SK`].
+pub const LB6_REVERSE_SK: &str = "cilium_lb6_reverse_sk";
 
 /// Every map of the object pinned in the pin directory. Beside them the
 /// loader pins `podnet_owned`, a one-entry array recording which of these a
 /// podnet load created (what [`crate::Datapath::teardown`] may remove).
-pub const PINNED: [&str; 15] = [
+pub const PINNED: [&str; 17] = [
     CT4_TCP,
     CT4_ANY,
     CT6_TCP,
@@ -61,6 +67,8 @@ pub const PINNED: [&str; 15] = [
     LB6_SERVICES,
     LB6_BACKENDS,
     LB6_REVERSE_NAT,
+    LB4_REVERSE_SK,
+    LB6_REVERSE_SK,
 ];
 
 pub(crate) const REDIRECT_TRACE: &str = "podnet_redir_trace";

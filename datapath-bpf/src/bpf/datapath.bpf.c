@@ -20,7 +20,8 @@
  *  - forward.h    TTL/MAC rewrite, redirects, skip-FIB
  *  - nat.h        address/port rewrite with checksums
  *  - lb.h         services: frontends, backends, reverse NAT
- * This is the one compilation unit build.rs compiles.
+ * The socket load balancing programs (cgroup hooks) are in bpf_sock.h,
+ * included at the end. This is the one compilation unit build.rs compiles.
  *
  * Facts from seed 003 (native routing walk-through): from-container /
  * from-netdev / to-container responsibilities, ipv4_l3 (TTL + MAC
@@ -549,3 +550,5 @@ int tc_ct_lookup(struct __sk_buff *ctx)
 	key.w[1] = tuple_tail(ports[1], ports[0], ip4->protocol, TUPLE_F_OUT);
 	return ct4_find(ip4->protocol == IPPROTO_TCP, &key) ? TC_ACT_OK : TC_ACT_SHOT;
 }
+
+#include "bpf_sock.h"
