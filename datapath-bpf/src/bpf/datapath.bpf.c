@@ -202,6 +202,29 @@ static __always_inline int netdev_nodeport(struct __sk_buff *ctx, bool v6, const
 	return netdev_deliver(ctx, v6, l3, eth, dep, saddr);
 }
 
+/* A NodePort reply translated back by lb_rev_nat: its source is now the
+ * node's own address, which the stack would drop as a martian arriving on
+ * a pod's veth, so it goes out through the FIB's interface from here. */
+static __always_inline int netdev_reply(struct __sk_buff *ctx, bool v6, __u8 nexthdr)
+{
+	__u32 saddr[4] = {}, daddr[4] = {};
+	struct ethhdr *eth;
+	void *l3;
+
+	if (!reload_l3(ctx, v6, &eth, &l3))
+		return drop(ctx, DROP_INVALID, METRIC_EGRESS);
+	if (l3_ttl(v6, l3) <= 1)
+		return TC_ACT_OK;
+	if (v6) {
+		__builtin_memcpy(saddr, &((struct ipv6hdr *)l3)->saddr, 16);
+		__builtin_memcpy(daddr, &((struct ipv6hdr *)l3)->daddr, 16);
+	} else {
+		saddr[0] = ((struct iphdr *)l3)->saddr;
+		daddr[0] = ((struct iphdr *)l3)->daddr;
+	}
+	return fib_forward(ctx, v6, l3, eth, saddr, daddr, nexthdr);
+}
+
 /* from-container: egress conntrack (anti-spoofing, egress policy and entry
  * creation for a new connection), then local delivery to another pod on
  * the node (TTL and MACs, redirect) or remote: skip-FIB or the stack.
@@ -236,6 +259,8 @@ static __always_inline int from_container_l3(struct __sk_buff *ctx, bool v6, voi
 		ret = lb_rev_nat(ctx, v6, entry, saddr, nexthdr, l4, l4_off);
 		if (ret < 0)
 			return drop(ctx, ret, METRIC_EGRESS);
+		if (ret > 0)
+			return netdev_reply(ctx, v6, nexthdr);
 		count(ctx, REASON_FORWARDED, METRIC_EGRESS);
 		return TC_ACT_OK;
 	}
