@@ -29,6 +29,8 @@ mod conntrack;
 mod datapath;
 #[path = "headline/route.rs"]
 mod route;
+#[path = "headline/services_scale.rs"]
+mod services_scale;
 
 use report::Report;
 
@@ -49,11 +51,12 @@ fn main() {
     }
     rounds::raise_priority();
     let mut report = Report::new(full);
-    let areas: [Area; 4] = [
+    let areas: [Area; 5] = [
         ("route", route::run),
         ("conntrack", conntrack::run),
         ("datapath-programs", datapath::run_programs),
         ("datapath-traffic", datapath::run_traffic),
+        ("services-scale", services_scale::run),
     ];
     for (name, run) in areas {
         if filters.is_empty() || filters.iter().any(|f| name.contains(f)) {

@@ -26,6 +26,8 @@ declare -A PKGS=(
   [runc]=/usr/sbin/runc
   [conmon]=/usr/bin/conmon
   [busybox-static]=/bin/busybox
+  # The services-scale benchmark's kube-proxy baseline (iptables-restore).
+  [iptables]=/usr/sbin/iptables-restore
 )
 
 if [ "$(id -u)" -ne 0 ]; then
