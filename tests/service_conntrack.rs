@@ -64,7 +64,10 @@ fn service_entries_dump_as_svc_and_go_with_their_flows() {
         .collect();
     assert_eq!(seen, ports, "one service entry per connection");
     // The flows themselves, to the backends, are there too.
-    assert!(dump.lines().filter(|l| l.contains(":9090 ")).count() >= CONNS, "{dump}");
+    assert!(
+        dump.lines().filter(|l| l.contains(":9090 ")).count() >= CONNS,
+        "{dump}"
+    );
 
     // The client pod deleted: GC by its address takes its service entries
     // with its flows.
@@ -95,7 +98,9 @@ fn service_entries_dump_as_svc_and_go_with_their_flows() {
         lab::echo_exchange(&mut c, 1024).unwrap();
     }
     drop(servers);
-    assert!(podnet_conntrack::dump_entries(&tcp).unwrap().contains(" SVC "));
+    assert!(podnet_conntrack::dump_entries(&tcp)
+        .unwrap()
+        .contains(" SVC "));
     let later = ClockSource::custom(move || {
         ClockSource::Monotonic
             .now()

@@ -30,8 +30,14 @@ pub(crate) const PROGRAMS: [(&str, libbpf_sys::bpf_attach_type); 8] = [
     ("sock6_sendmsg", libbpf_sys::BPF_CGROUP_UDP6_SENDMSG),
     ("sock4_recvmsg", libbpf_sys::BPF_CGROUP_UDP4_RECVMSG),
     ("sock6_recvmsg", libbpf_sys::BPF_CGROUP_UDP6_RECVMSG),
-    ("sock4_getpeername", libbpf_sys::BPF_CGROUP_INET4_GETPEERNAME),
-    ("sock6_getpeername", libbpf_sys::BPF_CGROUP_INET6_GETPEERNAME),
+    (
+        "sock4_getpeername",
+        libbpf_sys::BPF_CGROUP_INET4_GETPEERNAME,
+    ),
+    (
+        "sock6_getpeername",
+        libbpf_sys::BPF_CGROUP_INET6_GETPEERNAME,
+    ),
 ];
 
 /// The links of one attached cgroup; dropping them detaches.

@@ -435,7 +435,10 @@ fn backends_spread_established_keep_theirs_removed_get_none() {
             )
             .unwrap();
         let (_, d, _) = parse(&out.data);
-        assert_eq!(d, frontend, "port {port}: no translation without the service");
+        assert_eq!(
+            d, frontend,
+            "port {port}: no translation without the service"
+        );
     }
     dp.teardown().unwrap();
 }

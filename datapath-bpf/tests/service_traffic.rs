@@ -128,7 +128,11 @@ struct Topo {
 impl Topo {
     fn new(v6: bool, swapped: bool) -> Topo {
         let pick = |a: &str, b: &str| -> IpAddr { (if v6 { b } else { a }).parse().unwrap() };
-        let f = format!("{}{}", if v6 { "6" } else { "4" }, if swapped { "s" } else { "" });
+        let f = format!(
+            "{}{}",
+            if v6 { "6" } else { "4" },
+            if swapped { "s" } else { "" }
+        );
         let pins = BpfDir::new(&format!("svctraffic{f}"));
         let n1 = node(&format!("sn{f}1"));
         let n2 = node(&format!("sn{f}2"));
@@ -154,7 +158,10 @@ impl Topo {
         let peer = Options::small(pins.join("n1"));
         let fib = |o: Options| o.skip_fib(true).redirect_peer(false);
         let (o1, o2) = if swapped {
-            (fib(Options::small(pins.join("n1"))), Options::small(pins.join("n2")))
+            (
+                fib(Options::small(pins.join("n1"))),
+                Options::small(pins.join("n2")),
+            )
         } else {
             (peer, fib(Options::small(pins.join("n2"))))
         };
@@ -272,7 +279,9 @@ fn cluster_ip(v6: bool, swapped: bool) {
         .unwrap();
 
     // TCP: every connection answered, by both backends over 30 connections.
-    let tcp_seen: HashSet<String> = t.p1a.run(move || (0..30).map(|_| tcp_ask(fe_tcp)).collect());
+    let tcp_seen: HashSet<String> = t
+        .p1a
+        .run(move || (0..30).map(|_| tcp_ask(fe_tcp)).collect());
     assert_eq!(
         tcp_seen,
         both(),
@@ -312,7 +321,9 @@ fn cluster_ip(v6: bool, swapped: bool) {
     t.dp1
         .upsert_service(&Service::new(1, fe_tcp, L4Protocol::Tcp).backend(Backend::new(b2)))
         .unwrap();
-    let after: HashSet<String> = t.p1a.run(move || (0..10).map(|_| tcp_ask(fe_tcp)).collect());
+    let after: HashSet<String> = t
+        .p1a
+        .run(move || (0..10).map(|_| tcp_ask(fe_tcp)).collect());
     assert_eq!(after, ["p2a".to_string()].into());
     t.teardown();
 }
@@ -348,7 +359,9 @@ fn nodeport_from_the_underlay_reaches_a_local_backend() {
                     s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
                     s.send(b"q").unwrap();
                     let mut b = [0u8; 16];
-                    let n = s.recv(&mut b).unwrap_or_else(|e| panic!("NodePort UDP answer: {e}"));
+                    let n = s
+                        .recv(&mut b)
+                        .unwrap_or_else(|e| panic!("NodePort UDP answer: {e}"));
                     String::from_utf8_lossy(&b[..n]).into_owned()
                 })
                 .collect()
@@ -383,7 +396,10 @@ fn terminating_backend_keeps_established_connections_new_ones_avoid_it() {
     // Connections until some are on p1b.
     let mut on_p1b = Vec::new();
     for _ in 0..40 {
-        let mut s = t.p1a.run(|| TcpStream::connect_timeout(&fe, Duration::from_secs(3))).unwrap();
+        let mut s = t
+            .p1a
+            .run(|| TcpStream::connect_timeout(&fe, Duration::from_secs(3)))
+            .unwrap();
         s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
         if ask(&mut s) == "p1b" {
             on_p1b.push(s);
@@ -394,14 +410,23 @@ fn terminating_backend_keeps_established_connections_new_ones_avoid_it() {
     }
     assert!(!on_p1b.is_empty(), "no connection landed on p1b in 40");
 
-    t.dp1.upsert_service(&svc(BackendState::Terminating)).unwrap();
+    t.dp1
+        .upsert_service(&svc(BackendState::Terminating))
+        .unwrap();
     for round in 0..20 {
         for s in &mut on_p1b {
             assert_eq!(ask(s), "p1b", "established connection, round {round}");
         }
-        let mut n = t.p1a.run(|| TcpStream::connect_timeout(&fe, Duration::from_secs(3))).unwrap();
+        let mut n = t
+            .p1a
+            .run(|| TcpStream::connect_timeout(&fe, Duration::from_secs(3)))
+            .unwrap();
         n.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-        assert_eq!(ask(&mut n), "p2a", "a new connection avoids the terminating backend");
+        assert_eq!(
+            ask(&mut n),
+            "p2a",
+            "a new connection avoids the terminating backend"
+        );
     }
 
     // Removed: its connections are moved to p2a, which knows nothing of
@@ -437,11 +462,15 @@ fn hundred_services_of_three_backends() {
     t.dp1.upsert_services(&services).unwrap();
     assert_eq!(t.dp1.services().unwrap().len(), 100);
     let fronts: Vec<SocketAddr> = services.iter().map(|s| s.frontend).collect();
-    let seen: HashSet<String> =
-        t.p1a.run(move || fronts.iter().map(|fe| tcp_ask(*fe)).collect());
+    let seen: HashSet<String> = t
+        .p1a
+        .run(move || fronts.iter().map(|fe| tcp_ask(*fe)).collect());
     let all: HashSet<String> =
         ["p1b".to_string(), "p2a".to_string(), "p2a/8082".to_string()].into();
-    assert_eq!(seen, all, "each ClusterIP answered by one of its three backends");
+    assert_eq!(
+        seen, all,
+        "each ClusterIP answered by one of its three backends"
+    );
     let entries: usize = (0..100u8)
         .map(|i| t.service_entries(std::net::Ipv4Addr::new(10, 96, 1, i).into()))
         .sum();

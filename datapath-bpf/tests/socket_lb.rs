@@ -65,30 +65,40 @@ impl Drop for TestCgroup {
 fn client(ns: &Netns, cg: Option<&TestCgroup>, spec: &str) -> Vec<String> {
     let exe = std::env::current_exe().unwrap();
     let procs = cg.map(|cg| {
-        CString::new(cg.0.join("cgroup.procs").into_os_string().into_encoded_bytes()).unwrap()
+        CString::new(
+            cg.0.join("cgroup.procs")
+                .into_os_string()
+                .into_encoded_bytes(),
+        )
+        .unwrap()
     });
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", ns.name()])
         .arg(exe)
-        .args(["--exact", "child_socket_lb_client", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "child_socket_lb_client",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, spec);
     // SAFETY: only async-signal-safe calls (open, write, close) between
     // fork and exec.
     if let Some(procs) = procs {
         unsafe {
             cmd.pre_exec(move || {
-            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
-            if fd < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // "0": the writing process itself.
-            let ok = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
-            libc::close(fd);
-            if ok {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // "0": the writing process itself.
+                let ok = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
+                libc::close(fd);
+                if ok {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
             });
         }
     }
@@ -169,9 +179,18 @@ fn child_socket_lb_client() {
 
 fn add_pod(node: &Netns, tag: &str, lxc: &str, ip: IpAddr, id: u16) -> (Netns, Endpoint) {
     let ns = Netns::new(tag);
-    let gw: IpAddr = if ip.is_ipv4() { "169.254.1.1" } else { "fe80::1" }.parse().unwrap();
+    let gw: IpAddr = if ip.is_ipv4() {
+        "169.254.1.1"
+    } else {
+        "fe80::1"
+    }
+    .parse()
+    .unwrap();
     let link = pod_link(node, lxc, &ns, ip, gw);
-    node.add_route(&format!("{ip}/{} dev {lxc}", if ip.is_ipv4() { 32 } else { 128 }));
+    node.add_route(&format!(
+        "{ip}/{} dev {lxc}",
+        if ip.is_ipv4() { 32 } else { 128 }
+    ));
     let ep = Endpoint::new(ip, link.lxc_ifindex)
         .mac(link.pod_mac)
         .node_mac(link.lxc_mac)
@@ -220,7 +239,14 @@ fn host_to_cluster_ip(v6: bool) {
     let f = if v6 { "6" } else { "4" };
     let pins = BpfDir::new(&format!("socklb{f}"));
     let node = Netns::new(&format!("sl{f}n"));
-    node.add_address(if v6 { "fd00:100::1/128" } else { "192.168.100.1/32" }, "lo");
+    node.add_address(
+        if v6 {
+            "fd00:100::1/128"
+        } else {
+            "192.168.100.1/32"
+        },
+        "lo",
+    );
     let (ip1, ip2) = (pick("10.1.0.2", "fd00:1::2"), pick("10.1.0.3", "fd00:1::3"));
     let vip = pick("10.96.0.10", "fd00:96::10");
     let (p1, e1) = add_pod(&node, &format!("sl{f}p1"), "lxc1", ip1, 101);
@@ -260,13 +286,25 @@ fn host_to_cluster_ip(v6: bool) {
         let mut seen = HashSet::new();
         for l in &lines {
             let (peer, answer) = l.split_once(' ').unwrap();
-            assert_eq!(peer.parse::<SocketAddr>().unwrap(), fe, "{kind}: the peer is the ClusterIP");
+            assert_eq!(
+                peer.parse::<SocketAddr>().unwrap(),
+                fe,
+                "{kind}: the peer is the ClusterIP"
+            );
             seen.insert(answer.to_string());
         }
         assert_eq!(seen, both, "{kind}: both backends answered");
     };
-    check("tcp", fe_tcp, client(&node, Some(&cg), &format!("tcp {fe_tcp} 20")));
-    check("udp", fe_udp, client(&node, Some(&cg), &format!("udp {fe_udp} 20")));
+    check(
+        "tcp",
+        fe_tcp,
+        client(&node, Some(&cg), &format!("tcp {fe_tcp} 20")),
+    );
+    check(
+        "udp",
+        fe_udp,
+        client(&node, Some(&cg), &format!("udp {fe_udp} 20")),
+    );
     check(
         "udp-unconnected",
         fe_udp,
@@ -276,7 +314,11 @@ fn host_to_cluster_ip(v6: bool) {
         // A dual-stack socket reaching the IPv4 ClusterIP as ::ffff:a.b.c.d.
         let IpAddr::V4(v4) = vip else { unreachable!() };
         let mapped = SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), 80);
-        check("tcp v4-mapped", mapped, client(&node, Some(&cg), &format!("tcp {mapped} 20")));
+        check(
+            "tcp v4-mapped",
+            mapped,
+            client(&node, Some(&cg), &format!("tcp {mapped} 20")),
+        );
     }
 
     // A frontend without backends: connect() fails (EPERM), counted.
@@ -284,7 +326,11 @@ fn host_to_cluster_ip(v6: bool) {
         client(&node, Some(&cg), &format!("tcp {empty} 1")),
         vec![format!("error {}", libc::EPERM)]
     );
-    assert_eq!(dp.metric(reason::NO_SERVICE, TrafficDirection::Egress).unwrap(), 1);
+    assert_eq!(
+        dp.metric(reason::NO_SERVICE, TrafficDirection::Egress)
+            .unwrap(),
+        1
+    );
     // Outside the cgroup nothing translates: the node has no route to the
     // ClusterIP.
     assert_eq!(
@@ -296,9 +342,17 @@ fn host_to_cluster_ip(v6: bool) {
         .into_iter()
         .map(|t| {
             if v6 {
-                dp.ct6_entries(t).unwrap().iter().filter(|(k, _)| k.flags == 4).count()
+                dp.ct6_entries(t)
+                    .unwrap()
+                    .iter()
+                    .filter(|(k, _)| k.flags == 4)
+                    .count()
             } else {
-                dp.ct4_entries(t).unwrap().iter().filter(|(k, _)| k.flags == 4).count()
+                dp.ct4_entries(t)
+                    .unwrap()
+                    .iter()
+                    .filter(|(k, _)| k.flags == 4)
+                    .count()
             }
         })
         .sum();
