@@ -318,6 +318,31 @@ fn dnat_and_reverse(v6: bool, proto: u8, peer: bool) {
             .unwrap(),
         0
     );
+
+    // The same tuple straight to the backend (a socket given the backend by
+    // socket LB, re-using the port): the flow's stale service entry is made
+    // anew without the service, so its reply keeps the backend's address.
+    let out = dp
+        .test_run(
+            Program::FromContainer,
+            &pkt(client, backend, proto, 0x02, (A_MAC, A_NODE_MAC)),
+            &from_a(),
+        )
+        .unwrap();
+    assert_eq!(parse(&out.data).1, backend, "{tag}: direct, untranslated");
+    let out = if peer {
+        dp.test_run(
+            Program::FromContainer,
+            &reply,
+            &TestContext::new().ingress_ifindex(B_IF),
+        )
+        .unwrap()
+    } else {
+        dp.test_run(Program::ToContainer, &reply, &TestContext::new())
+            .unwrap()
+    };
+    let (s, d, _) = parse(&out.data);
+    assert_eq!((s, d), (backend, client), "{tag}: no reverse NAT for it");
     dp.teardown().unwrap();
 }
 

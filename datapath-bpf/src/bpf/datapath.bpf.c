@@ -264,6 +264,14 @@ static __always_inline int from_container_l3(struct __sk_buff *ctx, bool v6, voi
 		count(ctx, REASON_FORWARDED, METRIC_EGRESS);
 		return TC_ACT_OK;
 	}
+	/* An entry left by an earlier connection of the same tuple, with or
+	 * without service translation where this one has the other (a socket
+	 * re-using a port towards a backend that an earlier connection reached
+	 * through the service): created anew, as Cilium does (bpf_lxc's "stale
+	 * non-service entry"), or its replies would be translated wrongly. */
+	if ((ret == CT_ESTABLISHED || ret == CT_REOPENED) && entry &&
+	    entry->rev_nat_index != (svc ? svc->rev_nat_index : 0))
+		ret = CT_NEW;
 	if (ret == CT_NEW) {
 		__u32 dst_identity;
 
