@@ -332,6 +332,9 @@ fn move_self_to(cgroup: &std::path::Path) -> std::io::Result<()> {
     std::fs::write(cgroup.join("cgroup.procs"), std::process::id().to_string())
 }
 
+/// One contender's measurement of a round.
+type Measure<'a> = dyn FnMut(&mut Record<'_>) + 'a;
+
 pub fn run(report: &mut Report) {
     let big = report.size(10_000, 200);
     let rr = report.size(20_000, 300);
@@ -344,16 +347,16 @@ pub fn run(report: &mut Report) {
         ("dpbig", Lab::new("dpbig", true, big)),
     ];
     let samples = {
-        let mut contenders: Vec<Box<dyn FnMut(&mut Record<'_>)>> = labs
+        let mut contenders: Vec<Box<Measure<'_>>> = labs
             .iter()
             .map(|(name, lab)| {
                 Box::new(move |r: &mut Record<'_>| {
                     r.put(&format!("{name} rr"), lab.rr_rate(rr) / 1e3);
                     r.put(&format!("{name} conn"), lab.connections(conns) / 1e3);
-                }) as Box<dyn FnMut(&mut Record<'_>)>
+                }) as Box<Measure<'_>>
             })
             .collect();
-        let mut refs: Vec<&mut dyn FnMut(&mut Record<'_>)> =
+        let mut refs: Vec<&mut Measure<'_>> =
             contenders.iter_mut().map(|c| c.as_mut() as _).collect();
         alternate(rounds, &mut refs)
     };

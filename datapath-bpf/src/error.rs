@@ -167,7 +167,7 @@ pub enum Error {
     SocketLb {
         /// The cgroup v2 directory.
         cgroup: PathBuf,
-        /// What was done: "opening the cgroup", "attaching sock4_connect" ...
+        /// What was done: "opening the cgroup", "attaching `sock4_connect`" ...
         op: String,
         /// The OS error (errno).
         source: io::Error,

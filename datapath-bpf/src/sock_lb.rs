@@ -6,7 +6,7 @@
 //! to a service frontend is given a backend at the system call: its packets
 //! carry the backend's address from the start, so no per-packet DNAT, no
 //! service conntrack entry and no reverse NAT is needed for them. This is
-//! how the node's own processes reach ClusterIPs (their packets never pass
+//! how the node's own processes reach cluster IPs (their packets never pass
 //! `from_container`); pods get it too when their cgroups are attached,
 //! else they use the per-packet path.
 
