@@ -33,6 +33,8 @@ mod route;
 mod route_monitor;
 #[path = "headline/snat.rs"]
 mod snat;
+#[path = "headline/services_scale.rs"]
+mod services_scale;
 
 use report::Report;
 
@@ -60,6 +62,7 @@ fn main() {
         ("datapath-programs", datapath::run_programs),
         ("datapath-traffic", datapath::run_traffic),
         ("datapath-snat", snat::run),
+        ("services-scale", services_scale::run),
     ];
     for &(name, run) in areas {
         if filters.is_empty() || filters.iter().any(|f| name.contains(f)) {

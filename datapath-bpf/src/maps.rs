@@ -41,6 +41,12 @@ pub const LB6_SERVICES: &str = "cilium_lb6_services_v2";
 pub const LB6_BACKENDS: &str = "cilium_lb6_backends_v3";
 /// IPv6 twin of [`LB4_REVERSE_NAT`].
 pub const LB6_REVERSE_NAT: &str = "cilium_lb6_reverse_nat";
+/// Cilium's socket reverse NAT (socket load balancing, LRU hash): socket
+/// cookie, backend address and port -> frontend address, port and service
+/// id, for `recvmsg` and `getpeername` to show the frontend.
+pub const LB4_REVERSE_SK: &str = "cilium_lb4_reverse_sk";
+/// IPv6 twin of [`LB4_REVERSE_SK`].
+pub const LB6_REVERSE_SK: &str = "cilium_lb6_reverse_sk";
 
 /// Cilium's IPv4 fragment map: datagram ([`crate::FragId4`]) -> L4 ports
 /// of its first fragment ([`crate::FragPorts`]), LRU hash.
@@ -51,7 +57,7 @@ pub const FRAG6: &str = "cilium_ipv6_frag_datagrams";
 /// Every map of the object pinned in the pin directory. Beside them the
 /// loader pins `podnet_owned`, a one-entry array recording which of these a
 /// podnet load created (what [`crate::Datapath::teardown`] may remove).
-pub const PINNED: [&str; 19] = [
+pub const PINNED: [&str; 21] = [
     CT4_TCP,
     CT4_ANY,
     CT6_TCP,
@@ -71,6 +77,8 @@ pub const PINNED: [&str; 19] = [
     FRAG6,
     SNAT4,
     SNAT6,
+    LB4_REVERSE_SK,
+    LB6_REVERSE_SK,
 ];
 
 /// Cilium's IPv4 SNAT map: NAT tuple -> translated address and port

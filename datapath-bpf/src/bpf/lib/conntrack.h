@@ -73,7 +73,9 @@ static __always_inline int __ct_lookup(struct ct_entry *entry, struct __sk_buff 
 	now = mono_now();
 	if (ct_entry_alive(entry))
 		ct_update_timeout(entry, is_tcp, dir, tcp_flags, now);
-	if (CONFIG.ct_accounting) {
+	/* Service entries count nothing (Cilium keeps no stats for
+	 * CT_SERVICE): the flow's own entry counts its packets. */
+	if (CONFIG.ct_accounting && dir != CT_SERVICE) {
 		__sync_fetch_and_add(&entry->packets, 1);
 		__sync_fetch_and_add(&entry->bytes, ctx->len);
 	}
@@ -114,7 +116,7 @@ static __always_inline void ct_fill_new(struct ct_entry *entry, struct __sk_buff
 	__u32 now = mono_now();
 
 	ct_update_timeout(entry, is_tcp, dir, is_tcp ? TCP_F_SYN : 0, now);
-	if (CONFIG.ct_accounting) {
+	if (CONFIG.ct_accounting && dir != CT_SERVICE) {
 		entry->packets = 1;
 		entry->bytes = ctx->len;
 	}

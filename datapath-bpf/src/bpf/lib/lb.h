@@ -140,20 +140,35 @@ static __always_inline int lb_xlate(struct __sk_buff *ctx, bool v6, const __u32 
 	bool is_tcp = nexthdr == IPPROTO_TCP;
 	union ct6_key skey; /* room for either family */
 	struct lb4_service *svc;
-	struct ct_entry *e;
+	struct ct_entry *e = NULL;
 	union lb_key k;
 	__u32 id;
 	int ret;
 
 	if (nexthdr != IPPROTO_TCP && nexthdr != IPPROTO_UDP)
 		return 0;
+	ct_tuple_init(v6, &skey, saddr, daddr, nexthdr, l4, TUPLE_F_SERVICE);
+	if (!external) {
+		/* An established connection (the common case): its service
+		 * entry names a backend that is still usable, so the frontend
+		 * need not be looked up. A backend id belongs to one service
+		 * (service.rs) and goes with it, so a deleted service or a
+		 * removed backend fails lb_backend and takes the path below:
+		 * no translation, or a new backend. */
+		e = ct_find(v6, is_tcp, &skey);
+		if (e && lb_backend(v6, (__u32)e->backend_id, true, st)) {
+			__ct_lookup(e, ctx, l4->action, CT_SERVICE, is_tcp, l4->tcp_flags);
+			st->rev_nat_index = e->rev_nat_index;
+			goto rewrite;
+		}
+	}
 	svc = lb_lookup_service(v6, &k, daddr, l4->pkt_dport, nexthdr);
 	if (!svc || (external && !(svc->flags & SVC_FLAGS_EXTERNAL)))
 		return 0;
 	st->rev_nat_index = svc->rev_nat_index;
 
-	ct_tuple_init(v6, &skey, saddr, daddr, nexthdr, l4, TUPLE_F_SERVICE);
-	e = ct_find(v6, is_tcp, &skey);
+	if (external)
+		e = ct_find(v6, is_tcp, &skey);
 	if (e) {
 		__ct_lookup(e, ctx, l4->action, CT_SERVICE, is_tcp, l4->tcp_flags);
 		id = (__u32)e->backend_id;
@@ -188,6 +203,7 @@ static __always_inline int lb_xlate(struct __sk_buff *ctx, bool v6, const __u32 
 			st->remote = 1;
 		}
 	}
+rewrite:
 	ret = nat_rewrite(ctx, v6, nexthdr, l4_off, true, daddr, st->addr, l4->pkt_dport,
 			  st->port);
 	return ret < 0 ? ret : 1;
