@@ -169,36 +169,82 @@ static __always_inline int to_container_l3(struct __sk_buff *ctx, bool v6, const
 }
 
 /* from-netdev, a TCP/UDP packet for no local pod (addresses: copies, not
- * in the packet): a NodePort, external IP or LoadBalancer frontend with a
- * local backend is translated (lb_xlate), gets the backend's ingress
- * conntrack and policy with the frontend's reverse NAT index in its entry
- * (so the backend's replies are translated back at from-container), and is
- * delivered to it. Anything else passes to the stack. */
-static __always_inline int netdev_nodeport(struct __sk_buff *ctx, bool v6, const __u32 *saddr,
-					   const __u32 *daddr, __u8 nexthdr, struct l4info *l4,
-					   __u32 l4_off)
+ * in the packet): a NodePort, external IP or LoadBalancer frontend is
+ * translated (lb_xlate) into *st. Its backend is then either on another
+ * node (netdev_nodeport_fwd: SNAT and out) or local (netdev_nodeport_local:
+ * the backend's ingress conntrack and policy with the frontend's reverse
+ * NAT index in its entry, so that the backend's replies are translated back
+ * at from-container, and delivery). The three are sibling subprograms that
+ * from-netdev calls one after the other: its combined stack is its own
+ * frame and the largest of theirs, not their sum (512 bytes at most).
+ * NODEPORT_XLATED when translated, else a verdict: anything that is no
+ * frontend passes to the stack. On entry st->addr holds the destination. */
+#define NODEPORT_XLATED 0x30000 /* no TC_ACT_* value */
+struct nodeport_state {
+	struct lb_state lb; /* first: the steps take a pointer to it */
+	__u32 oif; /* remote backend: the interface towards it */
+};
+static __always_inline int netdev_nodeport_xlate(struct __sk_buff *ctx, bool v6,
+						 const __u32 *saddr, __u8 nexthdr,
+						 struct l4info *l4, __u32 l4_off,
+						 struct lb_state *st)
+{
+	__u32 daddr[4];
+	int ret;
+
+	__builtin_memcpy(daddr, st->addr, 16);
+	ret = lb_xlate(ctx, v6, saddr, daddr, nexthdr, l4, l4_off, true, st);
+	if (ret <= 0)
+		return ret < 0 ? drop(ctx, ret, METRIC_INGRESS) : TC_ACT_OK;
+	return NODEPORT_XLATED;
+}
+
+static __always_inline int netdev_nodeport_ct(struct __sk_buff *ctx, bool v6, const __u32 *saddr,
+					      __u8 nexthdr, struct l4info *l4, __u32 l4_off,
+					      const struct lb_state *st)
+{
+	struct nodeport_state *np = (struct nodeport_state *)st;
+	int ret = snat_nodeport_ct(ctx, v6, saddr, nexthdr, l4, st);
+
+	if (ret < 0)
+		return drop(ctx, ret, METRIC_INGRESS);
+	np->oif = snat_fib_oif(ctx, v6, saddr, st->addr, nexthdr);
+	return NODEPORT_XLATED;
+}
+
+static __always_inline int netdev_nodeport_fwd(struct __sk_buff *ctx, bool v6, const __u32 *saddr,
+					       __u8 nexthdr, struct l4info *l4, __u32 l4_off,
+					       const struct lb_state *st)
+{
+	struct ethhdr *eth;
+	void *l3;
+
+	if (!reload_l3(ctx, v6, &eth, &l3))
+		return drop(ctx, DROP_INVALID, METRIC_INGRESS);
+	return snat_nodeport_out(ctx, v6, saddr, nexthdr, l4, l4_off, st,
+				 ((const struct nodeport_state *)st)->oif);
+}
+
+static __always_inline int netdev_nodeport_local(struct __sk_buff *ctx, bool v6,
+						 const __u32 *saddr, __u8 nexthdr,
+						 struct l4info *l4, __u32 l4_off,
+						 const struct lb_state *st)
 {
 	struct endpoint_info *dep;
 	bool rewritten = false;
-	struct lb_state st;
 	struct ethhdr *eth;
 	void *l3;
 	int ret;
 
-	ret = lb_xlate(ctx, v6, saddr, daddr, nexthdr, l4, l4_off, true, &st);
-	if (ret <= 0)
-		return ret < 0 ? drop(ctx, ret, METRIC_INGRESS) : TC_ACT_OK;
 	if (!reload_l3(ctx, v6, &eth, &l3))
 		return drop(ctx, DROP_INVALID, METRIC_INGRESS);
-	if (st.remote)
-		return snat_nodeport_fwd(ctx, v6, saddr, nexthdr, l4, l4_off, &st);
-	dep = lookup_ep_of(v6, st.addr);
+	dep = lookup_ep_of(v6, st->addr);
 	if (!dep)
 		return drop(ctx, DROP_NO_SERVICE, METRIC_INGRESS);
-	l4->tsport = st.port;
-	l4->pkt_dport = st.port;
-	ret = pod_ingress(ctx, v6, saddr, st.addr, nexthdr, l4, l4_off, dep, IDENTITY_FROM_IPCACHE,
-			  &rewritten, st.rev_nat_index);
+	l4->tsport = st->port;
+	l4->pkt_dport = st->port;
+	ret = pod_ingress(ctx, v6, saddr, st->addr, nexthdr, l4, l4_off, dep, IDENTITY_FROM_IPCACHE,
+			  &rewritten, st->rev_nat_index);
 	if (ret < 0)
 		return drop(ctx, ret, METRIC_INGRESS);
 	if (rewritten && !reload_l3(ctx, v6, &eth, &l3))
@@ -208,19 +254,47 @@ static __always_inline int netdev_nodeport(struct __sk_buff *ctx, bool v6, const
 	return netdev_deliver(ctx, v6, l3, eth, dep, saddr);
 }
 
-/* NodePort per family as subprograms with frames of their own: inlined
- * beside reverse SNAT and fragments, from-netdev's frame exceeded 512 bytes.
+/* The NodePort steps per family as subprograms (5 arguments at most).
  * `off_proto`: the L4 offset, and the L4 protocol in bits 16-23. */
-static __noinline int netdev_nodeport4(struct __sk_buff *ctx, const __u32 *saddr,
-				       const __u32 *daddr, struct l4info *l4, __u32 off_proto)
-{
-	return netdev_nodeport(ctx, false, saddr, daddr, off_proto >> 16, l4, off_proto & 0xffff);
-}
+#define NODEPORT_STEP(name, fn, v6)                                                        \
+	static __noinline int name(struct __sk_buff *ctx, const __u32 *saddr,              \
+				   struct l4info *l4, __u32 off_proto, struct lb_state *st) \
+	{                                                                                  \
+		return fn(ctx, v6, saddr, off_proto >> 16, l4, off_proto & 0xffff, st);    \
+	}
+NODEPORT_STEP(netdev_nodeport_xlate4, netdev_nodeport_xlate, false)
+NODEPORT_STEP(netdev_nodeport_xlate6, netdev_nodeport_xlate, true)
+NODEPORT_STEP(netdev_nodeport_ct4, netdev_nodeport_ct, false)
+NODEPORT_STEP(netdev_nodeport_ct6, netdev_nodeport_ct, true)
+NODEPORT_STEP(netdev_nodeport_fwd4, netdev_nodeport_fwd, false)
+NODEPORT_STEP(netdev_nodeport_fwd6, netdev_nodeport_fwd, true)
+NODEPORT_STEP(netdev_nodeport_local4, netdev_nodeport_local, false)
+NODEPORT_STEP(netdev_nodeport_local6, netdev_nodeport_local, true)
 
-static __noinline int netdev_nodeport6(struct __sk_buff *ctx, const __u32 *saddr,
-				       const __u32 *daddr, struct l4info *l4, __u32 off_proto)
+/* from-netdev: NodePort in its three steps (see netdev_nodeport_xlate).
+ * `daddr`: the packet's destination. */
+static __always_inline int netdev_nodeport(struct __sk_buff *ctx, bool v6, const __u32 *saddr,
+					   const __u32 *daddr, struct l4info *l4, __u32 off_proto)
 {
-	return netdev_nodeport(ctx, true, saddr, daddr, off_proto >> 16, l4, off_proto & 0xffff);
+	struct nodeport_state np = {};
+	struct lb_state *st = &np.lb;
+	int ret;
+
+	__builtin_memcpy(st->addr, daddr, v6 ? 16 : 4);
+	ret = v6 ? netdev_nodeport_xlate6(ctx, saddr, l4, off_proto, st) :
+		   netdev_nodeport_xlate4(ctx, saddr, l4, off_proto, st);
+	if (ret != NODEPORT_XLATED)
+		return ret;
+	if (st->remote) {
+		ret = v6 ? netdev_nodeport_ct6(ctx, saddr, l4, off_proto, st) :
+			   netdev_nodeport_ct4(ctx, saddr, l4, off_proto, st);
+		if (ret != NODEPORT_XLATED)
+			return ret;
+		return v6 ? netdev_nodeport_fwd6(ctx, saddr, l4, off_proto, st) :
+			    netdev_nodeport_fwd4(ctx, saddr, l4, off_proto, st);
+	}
+	return v6 ? netdev_nodeport_local6(ctx, saddr, l4, off_proto, st) :
+		    netdev_nodeport_local4(ctx, saddr, l4, off_proto, st);
 }
 
 /* from-netdev, a packet for no local pod, with masquerade on: the reply of
@@ -472,7 +546,7 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 				ret = extract_l4(ctx, proto, l4_off, l3_end, &l4);
 			if (ret < 0)
 				return TC_ACT_OK;
-			return netdev_nodeport4(ctx, &s4, &d4, &l4, (__u32)proto << 16 | l4_off);
+			return netdev_nodeport(ctx, false, &s4, &d4, &l4, (__u32)proto << 16 | l4_off);
 		}
 		if (ip4->ttl <= 1)
 			return TC_ACT_OK; /* the stack answers with time exceeded */
@@ -586,7 +660,7 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 				   extract_l4(ctx, nexthdr, l4_off, l3_end, &l4) < 0) {
 				return TC_ACT_OK;
 			}
-			return netdev_nodeport6(ctx, saddr, daddr, &l4, (__u32)nexthdr << 16 | l4_off);
+			return netdev_nodeport(ctx, true, saddr, daddr, &l4, (__u32)nexthdr << 16 | l4_off);
 		}
 		if (ip6->hop_limit <= 1)
 			return TC_ACT_OK;

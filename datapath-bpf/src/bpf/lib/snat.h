@@ -731,16 +731,16 @@ static __always_inline int snat_rev(struct __sk_buff *ctx, bool v6, const __u32 
  * (client to backend, carrying the service's reverse NAT index: it owns
  * the mapping and takes the backend's replies back to the frontend), then
  * its source translated to the masquerade address of the interface towards
- * the backend, and goes out there (snat_forward). */
-static __always_inline int snat_nodeport_fwd(struct __sk_buff *ctx, bool v6, const __u32 *saddr,
-					     __u8 nexthdr, const struct l4info *l4, __u32 l4_off,
-					     const struct lb_state *st)
+ * the backend, and goes out there (snat_forward). snat_nodeport_ct: the
+ * entry (0 or DROP_*); snat_nodeport_out: the rest (a verdict), `oif`
+ * the interface towards the backend (snat_fib_oif, looked up beforehand). */
+static __always_inline int snat_nodeport_ct(struct __sk_buff *ctx, bool v6, const __u32 *saddr,
+					    __u8 nexthdr, const struct l4info *l4,
+					    const struct lb_state *st)
 {
 	struct l4info l4b = *l4;
 	union ct6_key tuple;
 	struct ct_entry *e = NULL;
-	__be16 to_port;
-	__u32 to[4] = {};
 	int ret;
 	/* A fresh ctx for clang: see reload_l3 (no shared &ctx->data_end). */
 	asm volatile("" : "+r"(ctx));
@@ -753,11 +753,25 @@ static __always_inline int snat_nodeport_fwd(struct __sk_buff *ctx, bool v6, con
 		ret = ct_create(ctx, v6, &tuple, CT_EGRESS, ipcache_identity_of(v6, saddr),
 				st->rev_nat_index);
 		if (ret < 0)
-			return drop(ctx, ret, METRIC_INGRESS);
+			return ret;
 	}
+	return 0;
+}
+
+/* The second half of snat_nodeport_fwd (after its CT entry: a step of its
+ * own, so that each is a small frame on from-netdev's stack). */
+static __always_inline int snat_nodeport_out(struct __sk_buff *ctx, bool v6, const __u32 *saddr,
+					     __u8 nexthdr, const struct l4info *l4, __u32 l4_off,
+					     const struct lb_state *st, __u32 oif)
+{
+	__be16 to_port;
+	__u32 to[4] = {};
+	int ret;
+	/* A fresh ctx for clang: see reload_l3 (no shared &ctx->data_end). */
+	asm volatile("" : "+r"(ctx));
+
 	ret = snat_mapping(ctx, v6, saddr, st->addr, l4->tdport, st->port, nexthdr, true,
-			   snat_ifaddr_of(snat_fib_oif(ctx, v6, saddr, st->addr, nexthdr), v6), to,
-			   &to_port);
+			   snat_ifaddr_of(oif, v6), to, &to_port);
 	if (ret == 0)
 		ret = DROP_NAT_NO_MAPPING; /* no masquerade address towards it */
 	if (ret < 0)
