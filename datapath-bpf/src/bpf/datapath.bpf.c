@@ -51,6 +51,33 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* ---- what the hooks do with a parsed packet ----------------------------- */
 
+/* The reverse NAT of a service reply as subprograms, for from-netdev: its
+ * own frame is at the limit beside the NodePort and reverse SNAT steps.
+ * `off_proto`: the L4 offset, and the L4 protocol in bits 16-23. */
+static __noinline int pod_rev_nat4(struct __sk_buff *ctx, const struct ct_entry *e,
+				   const __u32 *saddr, const struct l4info *l4, __u32 off_proto)
+{
+	return lb_rev_nat(ctx, false, e, saddr, off_proto >> 16, l4, off_proto & 0xffff);
+}
+
+static __noinline int pod_rev_nat6(struct __sk_buff *ctx, const struct ct_entry *e,
+				   const __u32 *saddr, const struct l4info *l4, __u32 off_proto)
+{
+	return lb_rev_nat(ctx, true, e, saddr, off_proto >> 16, l4, off_proto & 0xffff);
+}
+
+static __noinline int pod_rev_nat_icmp4(struct __sk_buff *ctx, const struct ct_entry *e,
+					const __u32 *saddr, __u32 l4_off)
+{
+	return lb_rev_nat_icmp(ctx, false, e, saddr, l4_off);
+}
+
+static __noinline int pod_rev_nat_icmp6(struct __sk_buff *ctx, const struct ct_entry *e,
+					const __u32 *saddr, __u32 l4_off)
+{
+	return lb_rev_nat_icmp(ctx, true, e, saddr, l4_off);
+}
+
 /* What to_container does for a packet entering endpoint `dep`: conntrack in
  * the ingress direction and, for a new connection, ingress policy with the
  * source identity: `identity`, or resolved here when the connection is new,
@@ -60,7 +87,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
  * connections only. Addresses as for ct_tuple_init. A reply of a service
  * connection gets its source translated back to the frontend (lb_rev_nat),
  * an ICMP error about one its outer source and quoted packet (lb_rev_nat_icmp);
- * *rewritten then tells the caller its packet pointers are void. 0,
+ * *rewritten then tells the caller its packet pointers are void (`rev_call`:
+ * through the subprograms above, for from-netdev's own frame). 0,
  * DROP_*, or NOT_ENDPOINT when the destination is no endpoint (nothing
  * done). */
 #define NOT_ENDPOINT 1
@@ -68,7 +96,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 static __always_inline int pod_ingress(struct __sk_buff *ctx, bool v6, const __u32 *saddr,
 				       const __u32 *daddr, __u8 nexthdr, const struct l4info *l4,
 				       __u32 l4_off, const struct endpoint_info *dep,
-				       __u32 identity, bool *rewritten, __be16 rev_nat_index)
+				       __u32 identity, bool *rewritten, __be16 rev_nat_index,
+				       bool rev_call)
 {
 	union ct6_key tuple; /* room for either family */
 	struct endpoint_info *sep;
@@ -79,9 +108,16 @@ static __always_inline int pod_ingress(struct __sk_buff *ctx, bool v6, const __u
 	ret = ct_lookup(ctx, v6, &tuple, CT_INGRESS, l4, false, &e);
 	if (ret != CT_NEW) {
 		if (e && e->rev_nat_index && (ret == CT_REPLY || ret == CT_RELATED)) {
-			ret = ret == CT_REPLY ?
-				      lb_rev_nat(ctx, v6, e, saddr, nexthdr, l4, l4_off) :
-				      lb_rev_nat_icmp(ctx, v6, e, saddr, l4_off);
+			if (rev_call && ret == CT_REPLY)
+				ret = v6 ? pod_rev_nat6(ctx, e, saddr, l4, (__u32)nexthdr << 16 | l4_off) :
+					   pod_rev_nat4(ctx, e, saddr, l4, (__u32)nexthdr << 16 | l4_off);
+			else if (rev_call)
+				ret = v6 ? pod_rev_nat_icmp6(ctx, e, saddr, l4_off) :
+					   pod_rev_nat_icmp4(ctx, e, saddr, l4_off);
+			else
+				ret = ret == CT_REPLY ?
+					      lb_rev_nat(ctx, v6, e, saddr, nexthdr, l4, l4_off) :
+					      lb_rev_nat_icmp(ctx, v6, e, saddr, l4_off);
 			if (ret < 0)
 				return ret;
 			*rewritten = ret > 0;
@@ -157,7 +193,7 @@ static __always_inline int to_container_l3(struct __sk_buff *ctx, bool v6, const
 {
 	bool rewritten = false;
 	int ret = pod_ingress(ctx, v6, saddr, daddr, nexthdr, l4, l4_off, NULL,
-			      identity_of_mark(ctx->mark), &rewritten, 0);
+			      identity_of_mark(ctx->mark), &rewritten, 0, false);
 
 	if (ret > 0)
 		return TC_ACT_OK;
@@ -184,6 +220,15 @@ struct nodeport_state {
 	struct lb_state lb; /* first: the steps take a pointer to it */
 	__u32 oif; /* remote backend: the interface towards it */
 };
+
+/* Its room (per CPU, one slot): not on from-netdev's stack, which is at
+ * the limit beside the steps' frames. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct nodeport_state);
+	__uint(max_entries, 1);
+} podnet_nodeport_scratch SEC(".maps");
 static __always_inline int netdev_nodeport_xlate(struct __sk_buff *ctx, bool v6,
 						 const __u32 *saddr, __u8 nexthdr,
 						 struct l4info *l4, __u32 l4_off,
@@ -244,7 +289,7 @@ static __always_inline int netdev_nodeport_local(struct __sk_buff *ctx, bool v6,
 	l4->tsport = st->port;
 	l4->pkt_dport = st->port;
 	ret = pod_ingress(ctx, v6, saddr, st->addr, nexthdr, l4, l4_off, dep, IDENTITY_FROM_IPCACHE,
-			  &rewritten, st->rev_nat_index);
+			  &rewritten, st->rev_nat_index, false);
 	if (ret < 0)
 		return drop(ctx, ret, METRIC_INGRESS);
 	if (rewritten && !reload_l3(ctx, v6, &eth, &l3))
@@ -276,10 +321,15 @@ NODEPORT_STEP(netdev_nodeport_local6, netdev_nodeport_local, true)
 static __always_inline int netdev_nodeport(struct __sk_buff *ctx, bool v6, const __u32 *saddr,
 					   const __u32 *daddr, struct l4info *l4, __u32 off_proto)
 {
-	struct nodeport_state np = {};
-	struct lb_state *st = &np.lb;
+	__u32 zero = 0;
+	struct nodeport_state *np = bpf_map_lookup_elem(&podnet_nodeport_scratch, &zero);
+	struct lb_state *st;
 	int ret;
 
+	if (!np)
+		return TC_ACT_OK;
+	__builtin_memset(np, 0, sizeof(*np));
+	st = &np->lb;
 	__builtin_memcpy(st->addr, daddr, v6 ? 16 : 4);
 	ret = v6 ? netdev_nodeport_xlate6(ctx, saddr, l4, off_proto, st) :
 		   netdev_nodeport_xlate4(ctx, saddr, l4, off_proto, st);
@@ -304,6 +354,7 @@ static __always_inline int netdev_nodeport(struct __sk_buff *ctx, bool v6, const
  * SNAT_NOT_OURS when it is neither. Addresses: copies. */
 #define SNAT_NOT_OURS 0x20000 /* no TC_ACT_* value */
 #define SNAT_TO_POD 0x20001
+#define SNAT_NODEPORT_REV 0x20002 /* a NodePort reply: netdev_nodeport_rev next */
 static __always_inline int netdev_rev_snat(struct __sk_buff *ctx, bool v6, const __u32 *saddr,
 					   const __u32 *daddr, __u8 nexthdr, __u32 l4_off,
 					   __u32 l3_end, struct endpoint_info **dep)
@@ -326,9 +377,27 @@ static __always_inline int netdev_rev_snat(struct __sk_buff *ctx, bool v6, const
 	*dep = lookup_ep_of(v6, d);
 	if (*dep && !((*dep)->flags & ENDPOINT_F_HOST))
 		return SNAT_TO_POD;
-	/* A verdict (redirect helpers return one the verifier cannot see):
-	 * never one of the two markers above. */
-	return snat_nodeport_rev(ctx, v6, saddr, d, nexthdr, l4_off, l3_end) & 0xff;
+	return SNAT_NODEPORT_REV;
+}
+
+/* After netdev_rev_snat said SNAT_NODEPORT_REV: the reply of a NodePort
+ * flow to a remote backend (snat_nodeport_rev), a step of its own so that
+ * each is a small frame on from-netdev's stack. A verdict. */
+static __always_inline int netdev_nodeport_rev(struct __sk_buff *ctx, bool v6, const __u32 *saddr,
+					       __u8 nexthdr, __u32 l4_off, __u32 l3_end)
+{
+	struct ethhdr *eth;
+	void *l3;
+
+	if (!reload_l3(ctx, v6, &eth, &l3))
+		return drop(ctx, DROP_INVALID, METRIC_INGRESS);
+	/* The destination read in place (no copy: a smaller frame), before
+	 * anything is written. A verdict (redirect helpers return one the
+	 * verifier cannot see): never one of the markers above. */
+	return snat_nodeport_rev(ctx, v6, saddr,
+				 v6 ? (const __u32 *)&((struct ipv6hdr *)l3)->daddr :
+				      (const __u32 *)&((struct iphdr *)l3)->daddr,
+				 nexthdr, l4_off, l3_end) & 0xff;
 }
 
 /* A NodePort reply translated back by lb_rev_nat: its source is now the
@@ -369,6 +438,20 @@ static __noinline int netdev_rev_snat6(struct __sk_buff *ctx, const __u32 *saddr
 {
 	return netdev_rev_snat(ctx, true, saddr, daddr, (__u8)(packed >> 32), packed & 0xffff,
 			       (packed >> 16) & 0xffff, dep);
+}
+
+static __noinline int netdev_nodeport_rev4(struct __sk_buff *ctx, const __u32 *saddr,
+					   __u64 packed)
+{
+	return netdev_nodeport_rev(ctx, false, saddr, (__u8)(packed >> 32), packed & 0xffff,
+				   (packed >> 16) & 0xffff);
+}
+
+static __noinline int netdev_nodeport_rev6(struct __sk_buff *ctx, const __u32 *saddr,
+					   __u64 packed)
+{
+	return netdev_nodeport_rev(ctx, true, saddr, (__u8)(packed >> 32), packed & 0xffff,
+				   (packed >> 16) & 0xffff);
 }
 
 /* from-container: egress conntrack (anti-spoofing, egress policy and entry
@@ -460,7 +543,7 @@ static __always_inline int from_container_l3(struct __sk_buff *ctx, bool v6, voi
 			return TC_ACT_OK;
 		if (CONFIG.redirect_peer) {
 			ret = pod_ingress(ctx, v6, saddr, daddr, nexthdr, l4, l4_off, dep, identity,
-					  &rewritten, 0);
+					  &rewritten, 0, false);
 			if (ret < 0)
 				return drop(ctx, ret, METRIC_INGRESS);
 			if (rewritten && !reload_l3(ctx, v6, &eth, &l3))
@@ -520,12 +603,16 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 
 	if (hook == HOOK_FROM_NETDEV) {
 		/* Underlay ingress: only traffic for a local pod is ours. */
+		/* Copies of the addresses (one pair, fewer stack slots). */
+		__u32 s4 = ip4->saddr, d4 = ip4->daddr;
+
 		dep = lookup_ep4(ip4->daddr);
 		if ((!dep || (dep->flags & ENDPOINT_F_HOST)) && snat_enabled(false) && !frag) {
-			__u32 s4 = ip4->saddr, d4 = ip4->daddr;
+			__u64 packed = (__u64)ip4->protocol << 32 | l3_end << 16 | l4_off;
 
-			ret = netdev_rev_snat4(ctx, &s4, &d4,
-					       (__u64)ip4->protocol << 32 | l3_end << 16 | l4_off, &dep);
+			ret = netdev_rev_snat4(ctx, &s4, &d4, packed, &dep);
+			if (ret == SNAT_NODEPORT_REV)
+				return netdev_nodeport_rev4(ctx, &s4, packed);
 			if (ret != SNAT_NOT_OURS) {
 				if (ret != SNAT_TO_POD)
 					return ret;
@@ -534,7 +621,6 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 			}
 		}
 		if (!dep || (dep->flags & ENDPOINT_F_HOST)) {
-			__u32 s4 = ip4->saddr, d4 = ip4->daddr;
 			__u8 proto = ip4->protocol;
 
 			if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
@@ -560,7 +646,7 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 			if (ret < 0)
 				return drop(ctx, ret, mdir);
 			ret = pod_ingress(ctx, false, &ip4->saddr, &ip4->daddr, ip4->protocol, &l4,
-					  l4_off, dep, IDENTITY_FROM_IPCACHE, &rewritten, 0);
+					  l4_off, dep, IDENTITY_FROM_IPCACHE, &rewritten, 0, true);
 			if (ret < 0)
 				return drop(ctx, ret, mdir);
 			if (rewritten && !reload_l3(ctx, false, &eth, (void **)&ip4))
@@ -640,6 +726,9 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 				      SNAT_NOT_OURS :
 				      netdev_rev_snat6(ctx, saddr, daddr,
 						       (__u64)nh << 32 | l3_end << 16 | off, &dep);
+			if (ret == SNAT_NODEPORT_REV)
+				return netdev_nodeport_rev6(ctx, saddr,
+							    (__u64)nh << 32 | l3_end << 16 | off);
 			if (ret != SNAT_NOT_OURS) {
 				if (ret != SNAT_TO_POD)
 					return ret;
@@ -675,7 +764,7 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 				return drop(ctx, ret, mdir);
 			if (!l4.ndp) {
 				ret = pod_ingress(ctx, true, saddr, daddr, nexthdr, &l4, l4_off, dep,
-						  IDENTITY_FROM_IPCACHE, &rewritten, 0);
+						  IDENTITY_FROM_IPCACHE, &rewritten, 0, true);
 				if (ret < 0)
 					return drop(ctx, ret, mdir);
 				if (rewritten && !reload_l3(ctx, true, &eth, (void **)&ip6))

@@ -421,6 +421,20 @@ static __always_inline int snat_forward(struct __sk_buff *ctx, bool v6, __u8 nex
 	return fib_forward(ctx, v6, l3, eth, s, d, nexthdr);
 }
 
+/* Scratch room for snat_new_mapping's two entries (per CPU, one slot): on
+ * the stack they made NodePort's SNAT step too large for from-netdev's
+ * 512-byte combined stack. Only a new mapping touches it. */
+struct snat_scratch {
+	struct ipv6_nat_entry r, o; /* room for either family */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct snat_scratch);
+	__uint(max_entries, 1);
+} podnet_snat_scratch SEC(".maps");
+
 /* A new mapping for the flow of forward NAT tuple `otuple` (source
  * `saddr`:`sport`, peer `daddr`:`dport`) to `node`: the reverse entry first,
  * on the source port when it is in range and free, else on random ports;
@@ -431,29 +445,33 @@ static __always_inline int snat_new_mapping(bool v6, const union ct6_key *otuple
 					    __be16 sport, __be16 dport, __u8 nexthdr,
 					    const __u32 *node, __be16 *port, __u64 needs_ct)
 {
-	struct ipv6_nat_entry rstate = {}, ostate = {}; /* room for either family */
+	__u32 zero = 0;
+	struct snat_scratch *sc = bpf_map_lookup_elem(&podnet_snat_scratch, &zero);
 	union ct6_key rtuple;
 	__u16 p = bpf_ntohs(sport);
 	bool free = false;
 	int i;
 
-	rstate.common.created = mono_now();
-	rstate.common.needs_ct = needs_ct;
-	ostate.common = rstate.common;
+	if (!sc)
+		return DROP_NAT_NO_MAPPING;
+	__builtin_memset(sc, 0, sizeof(*sc));
+	sc->r.common.created = mono_now();
+	sc->r.common.needs_ct = needs_ct;
+	sc->o.common = sc->r.common;
 	if (v6) {
-		__builtin_memcpy(rstate.to_addr, saddr, 16);
-		__builtin_memcpy(ostate.to_addr, node, 16);
-		rstate.to_port = sport;
+		__builtin_memcpy(sc->r.to_addr, saddr, 16);
+		__builtin_memcpy(sc->o.to_addr, node, 16);
+		sc->r.to_port = sport;
 	} else {
-		((struct ipv4_nat_entry *)&rstate)->to_addr = saddr[0];
-		((struct ipv4_nat_entry *)&rstate)->to_port = sport;
-		((struct ipv4_nat_entry *)&ostate)->to_addr = node[0];
+		((struct ipv4_nat_entry *)&sc->r)->to_addr = saddr[0];
+		((struct ipv4_nat_entry *)&sc->r)->to_port = sport;
+		((struct ipv4_nat_entry *)&sc->o)->to_addr = node[0];
 	}
 	if (!snat_port_in_range(p))
 		p = snat_clamp_port((__u16)bpf_get_prandom_u32());
 	for (i = 0; i < SNAT_COLLISION_RETRIES; i++) {
 		snat_tuple(v6, &rtuple, node, daddr, bpf_htons(p), dport, nexthdr, TUPLE_F_IN);
-		if (snat_create(v6, &rtuple, &rstate) == 0) {
+		if (snat_create(v6, &rtuple, &sc->r) == 0) {
 			free = true;
 			break;
 		}
@@ -463,10 +481,10 @@ static __always_inline int snat_new_mapping(bool v6, const union ct6_key *otuple
 		return DROP_NAT_NO_MAPPING;
 	*port = bpf_htons(p);
 	if (v6)
-		ostate.to_port = *port;
+		sc->o.to_port = *port;
 	else
-		((struct ipv4_nat_entry *)&ostate)->to_port = *port;
-	if (snat_create(v6, otuple, &ostate) < 0) {
+		((struct ipv4_nat_entry *)&sc->o)->to_port = *port;
+	if (snat_create(v6, otuple, &sc->o) < 0) {
 		snat_remove(v6, &rtuple);
 		return DROP_NAT_NO_MAPPING;
 	}
