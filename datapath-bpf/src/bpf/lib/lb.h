@@ -244,13 +244,17 @@ static __always_inline int lb_rev_nat(struct __sk_buff *ctx, bool v6, const stru
 
 	if (!e->rev_nat_index || (nexthdr != IPPROTO_TCP && nexthdr != IPPROTO_UDP))
 		return 0;
+	if (!v6) {
 #pragma unroll
-	for (i = 0; i < 4; i++)
-		from[i] = (v6 || i == 0) ? saddr[i] : 0;
+		for (i = 0; i < 4; i++)
+			from[i] = i == 0 ? saddr[i] : 0;
+	}
 	if (!lb_rev_nat_target(v6, e->rev_nat_index, to, &port))
 		return 0;
-	/* The packet's source port is at tuple->dport (l4->tdport). */
-	ret = nat_rewrite(ctx, v6, nexthdr, l4_off, false, from, to, l4->tdport, port);
+	/* The packet's source port is at tuple->dport (l4->tdport). IPv6:
+	 * saddr itself (a copy, never in the packet: a smaller frame). */
+	ret = nat_rewrite(ctx, v6, nexthdr, l4_off, false, v6 ? saddr : from, to, l4->tdport,
+			  port);
 	return ret < 0 ? ret : 1;
 }
 
