@@ -31,10 +31,10 @@ mod datapath;
 mod route;
 #[path = "headline/route_monitor.rs"]
 mod route_monitor;
-#[path = "headline/snat.rs"]
-mod snat;
 #[path = "headline/services_scale.rs"]
 mod services_scale;
+#[path = "headline/snat.rs"]
+mod snat;
 
 use report::Report;
 
