@@ -383,21 +383,22 @@ static __always_inline int netdev_rev_snat(struct __sk_buff *ctx, bool v6, const
 /* After netdev_rev_snat said SNAT_NODEPORT_REV: the reply of a NodePort
  * flow to a remote backend (snat_nodeport_rev), a step of its own so that
  * each is a small frame on from-netdev's stack. A verdict. */
-static __always_inline int netdev_nodeport_rev(struct __sk_buff *ctx, bool v6, const __u32 *saddr,
-					       __u8 nexthdr, __u32 l4_off, __u32 l3_end)
+static __always_inline __s64 netdev_nodeport_rev(struct __sk_buff *ctx, bool v6,
+						  const __u32 *saddr, __u8 nexthdr, __u32 l4_off,
+						  __u32 l3_end)
 {
 	struct ethhdr *eth;
 	void *l3;
 
 	if (!reload_l3(ctx, v6, &eth, &l3))
-		return drop(ctx, DROP_INVALID, METRIC_INGRESS);
-	/* The destination read in place (no copy: a smaller frame), before
-	 * anything is written. A verdict (redirect helpers return one the
-	 * verifier cannot see): never one of the markers above. */
-	return snat_nodeport_rev(ctx, v6, saddr,
-				 v6 ? (const __u32 *)&((struct ipv6hdr *)l3)->daddr :
-				      (const __u32 *)&((struct iphdr *)l3)->daddr,
-				 nexthdr, l4_off, l3_end) & 0xff;
+		return -(__s64)drop(ctx, DROP_INVALID, METRIC_INGRESS) - 1;
+	/* The destination read in place (no copy: a smaller frame). <0: the
+	 * verdict -(v)-1, 0: not a NodePort reply, else found (for
+	 * netdev_nodeport_rev_nat). */
+	return snat_nodeport_rev_ct(ctx, v6, saddr,
+					 v6 ? (const __u32 *)&((struct ipv6hdr *)l3)->daddr :
+					      (const __u32 *)&((struct iphdr *)l3)->daddr,
+					 nexthdr, l4_off, l3_end);
 }
 
 /* A NodePort reply translated back by lb_rev_nat: its source is now the
@@ -440,18 +441,49 @@ static __noinline int netdev_rev_snat6(struct __sk_buff *ctx, const __u32 *saddr
 			       (packed >> 16) & 0xffff, dep);
 }
 
-static __noinline int netdev_nodeport_rev4(struct __sk_buff *ctx, const __u32 *saddr,
-					   __u64 packed)
+static __noinline __s64 netdev_nodeport_rev4(struct __sk_buff *ctx, const __u32 *saddr,
+					     __u64 packed)
 {
 	return netdev_nodeport_rev(ctx, false, saddr, (__u8)(packed >> 32), packed & 0xffff,
 				   (packed >> 16) & 0xffff);
 }
 
-static __noinline int netdev_nodeport_rev6(struct __sk_buff *ctx, const __u32 *saddr,
-					   __u64 packed)
+static __noinline __s64 netdev_nodeport_rev6(struct __sk_buff *ctx, const __u32 *saddr,
+					     __u64 packed)
 {
 	return netdev_nodeport_rev(ctx, true, saddr, (__u8)(packed >> 32), packed & 0xffff,
 				   (packed >> 16) & 0xffff);
+}
+
+static __noinline int netdev_nodeport_rev_nat4(struct __sk_buff *ctx, const __u32 *saddr,
+					       __u64 packed, __u32 found)
+{
+	return snat_nodeport_rev_nat(ctx, false, saddr, (__u8)(packed >> 32), packed & 0xffff,
+				     found) & 0xff;
+}
+
+static __noinline int netdev_nodeport_rev_nat6(struct __sk_buff *ctx, const __u32 *saddr,
+					       __u64 packed, __u32 found)
+{
+	return snat_nodeport_rev_nat(ctx, true, saddr, (__u8)(packed >> 32), packed & 0xffff,
+				     found) & 0xff;
+}
+
+/* from-netdev: a NodePort reply from a remote backend, in its two steps. */
+static __always_inline int netdev_nodeport_reply(struct __sk_buff *ctx, bool v6,
+						 const __u32 *saddr, __u64 packed)
+{
+	__s64 found = v6 ? netdev_nodeport_rev6(ctx, saddr, packed) :
+			   netdev_nodeport_rev4(ctx, saddr, packed);
+
+	if (found < 0)
+		return (int)(-found - 1);
+	if (found == 0) {
+		count(ctx, REASON_FORWARDED, METRIC_INGRESS);
+		return TC_ACT_OK;
+	}
+	return v6 ? netdev_nodeport_rev_nat6(ctx, saddr, packed, (__u32)found) :
+		    netdev_nodeport_rev_nat4(ctx, saddr, packed, (__u32)found);
 }
 
 /* from-container: egress conntrack (anti-spoofing, egress policy and entry
@@ -612,7 +644,7 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 
 			ret = netdev_rev_snat4(ctx, &s4, &d4, packed, &dep);
 			if (ret == SNAT_NODEPORT_REV)
-				return netdev_nodeport_rev4(ctx, &s4, packed);
+				return netdev_nodeport_reply(ctx, false, &s4, packed);
 			if (ret != SNAT_NOT_OURS) {
 				if (ret != SNAT_TO_POD)
 					return ret;
@@ -727,8 +759,8 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 				      netdev_rev_snat6(ctx, saddr, daddr,
 						       (__u64)nh << 32 | l3_end << 16 | off, &dep);
 			if (ret == SNAT_NODEPORT_REV)
-				return netdev_nodeport_rev6(ctx, saddr,
-							    (__u64)nh << 32 | l3_end << 16 | off);
+				return netdev_nodeport_reply(ctx, true, saddr,
+							     (__u64)nh << 32 | l3_end << 16 | off);
 			if (ret != SNAT_NOT_OURS) {
 				if (ret != SNAT_TO_POD)
 					return ret;

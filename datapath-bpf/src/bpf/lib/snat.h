@@ -803,10 +803,13 @@ static __always_inline int snat_nodeport_out(struct __sk_buff *ctx, bool v6, con
 /* from-netdev, after snat_rev translated a reply to `daddr` (a copy, now
  * the original source) that is no local pod: the reply of a NodePort flow
  * to a remote backend, whose CT_EGRESS entry translates its source back to
- * the frontend (lb_rev_nat); then to the stack, towards the client. */
-static __always_inline int snat_nodeport_rev(struct __sk_buff *ctx, bool v6, const __u32 *saddr,
-					     const __u32 *daddr, __u8 nexthdr, __u32 l4_off,
-					     __u32 l3_end)
+ * the frontend (as lb_rev_nat); then to the stack, towards the client. In
+ * two steps (small frames on from-netdev's stack): snat_nodeport_rev_ct
+ * finds the entry (0: none, the packet passes), snat_nodeport_rev_nat
+ * translates. */
+static __always_inline __u64 snat_nodeport_rev_ct(struct __sk_buff *ctx, bool v6,
+						  const __u32 *saddr, const __u32 *daddr,
+						  __u8 nexthdr, __u32 l4_off, __u32 l3_end)
 {
 	struct l4info l4 = {};
 	union ct6_key tuple;
@@ -819,16 +822,33 @@ static __always_inline int snat_nodeport_rev(struct __sk_buff *ctx, bool v6, con
 	    extract_l4(ctx, nexthdr, l4_off, l3_end, &l4) == 0) {
 		ct_tuple_init(v6, &tuple, saddr, daddr, nexthdr, &l4, TUPLE_F_OUT);
 		ret = ct_lookup(ctx, v6, &tuple, CT_INGRESS, &l4, false, &e);
-		if (ret == CT_REPLY && e && e->rev_nat_index) {
-			ret = lb_rev_nat(ctx, v6, e, saddr, nexthdr, &l4, l4_off);
-			if (ret < 0)
-				return drop(ctx, ret, METRIC_INGRESS);
-			/* Its source is the frontend, a node address now. */
-			return snat_forward(ctx, v6, nexthdr);
-		}
+		if (ret == CT_REPLY && e && e->rev_nat_index)
+			return (__u64)1 << 32 | (__u32)e->rev_nat_index << 16 | l4.tdport;
 	}
-	count(ctx, REASON_FORWARDED, METRIC_INGRESS);
-	return TC_ACT_OK;
+	return 0;
+}
+
+/* The second step of snat_nodeport_rev: `found` from snat_nodeport_rev_ct
+ * (the reverse NAT index in bits 16-31, the packet's source port in 0-15).
+ * A verdict. */
+static __always_inline int snat_nodeport_rev_nat(struct __sk_buff *ctx, bool v6, const __u32 *saddr,
+						 __u8 nexthdr, __u32 l4_off, __u32 found)
+{
+	__u32 from[4] = {}, to[4] = {};
+	__be16 port;
+	int ret;
+	/* A fresh ctx for clang: see reload_l3 (no shared &ctx->data_end). */
+	asm volatile("" : "+r"(ctx));
+
+	/* As lb_rev_nat: no reverse NAT entry, nothing rewritten. */
+	if (lb_rev_nat_target(v6, found >> 16, to, &port)) {
+		__builtin_memcpy(from, saddr, v6 ? 16 : 4);
+		ret = nat_rewrite(ctx, v6, nexthdr, l4_off, false, from, to, found & 0xffff, port);
+		if (ret < 0)
+			return drop(ctx, ret, METRIC_INGRESS);
+	}
+	/* Its source is the frontend, a node address now. */
+	return snat_forward(ctx, v6, nexthdr);
 }
 
 /* to-netdev (the underlay's egress): masquerade. IPv4 and IPv6 packets are
