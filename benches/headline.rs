@@ -27,6 +27,8 @@ mod rounds;
 mod conntrack;
 #[path = "headline/datapath.rs"]
 mod datapath;
+#[path = "headline/events.rs"]
+mod events;
 #[path = "headline/route.rs"]
 mod route;
 #[path = "headline/route_monitor.rs"]
@@ -61,6 +63,7 @@ fn main() {
         ("conntrack", conntrack::run),
         ("datapath-programs", datapath::run_programs),
         ("datapath-traffic", datapath::run_traffic),
+        ("events", events::run),
         ("datapath-snat", snat::run),
         ("services-scale", services_scale::run),
     ];

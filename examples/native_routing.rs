@@ -232,6 +232,7 @@ fn run(keep: bool) -> LabResult<()> {
         forwarded > 0,
         "packets forwarded by the datapath were counted",
     )?;
+    policy_drop_in_monitor(&lab)?;
 
     step(
         8,
@@ -386,4 +387,42 @@ fn run(keep: bool) -> LabResult<()> {
     drop(outside);
     check(true, "nothing left behind")?;
     Ok(())
+}
+
+/// A policy drop seen through the monitor: node2's events, read from the
+/// ring buffer pinned in its pin directory (what
+/// `cargo run -p podnet-datapath --example monitor -- <pin-dir>` prints from
+/// another process), for a ping node2's policy denies.
+fn policy_drop_in_monitor(lab: &Lab) -> LabResult<()> {
+    println!("\n[monitor] a policy drop on node2, seen through its events");
+    let (pod1a, pod2a) = (lab.pod("pod1a")?, lab.pod("pod2a")?);
+    let node2 = lab.node("node2")?;
+    let mut events = podnet_datapath::Events::open(&node2.pin_dir)?;
+    // What earlier steps left in the ring is not this step's.
+    while events.try_recv()?.is_some() {}
+    let deny = podnet_datapath::PolicyKey::new(
+        pod2a.plan.endpoint_id,
+        podnet_datapath::TrafficDirection::Ingress,
+    )
+    .identity(pod1a.plan.identity)
+    .protocol(1);
+    node2.dp()?.deny(&deny)?;
+    let answered = lab::ping(pod1a, pod2a.ip(), 1);
+    node2.dp()?.remove_policy(&deny)?;
+    check(
+        answered == 0,
+        "ping pod1a -> pod2a denied by node2's policy",
+    )?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        match events.recv_timeout(std::time::Duration::from_millis(500))? {
+            Some(ev @ podnet_datapath::DatapathEvent::Drop(_)) => {
+                println!("  {ev}");
+                return check(true, "the drop, with both identities, in the monitor");
+            }
+            Some(ev) => println!("  {ev}"),
+            None => {}
+        }
+    }
+    check(false, "a drop event from node2")
 }

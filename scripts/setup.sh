@@ -30,7 +30,7 @@ declare -A PKGS=(
   [conmon]=/usr/bin/conmon
   [busybox-static]=/bin/busybox
   # Routing daemons of route/tests/daemons.rs, started by the tests in their
-  # own namespaces (policy-rc.d or no init keeps the packages' services off).
+  # own namespaces (the install below keeps the packages' services off).
   [bird2]=/usr/sbin/bird
   [frr]=/usr/lib/frr/zebra
   # The services-scale benchmark's kube-proxy baseline (iptables-restore).
@@ -49,8 +49,20 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # bird2 and frr ship services; the tests start their own daemons in their
+  # own namespaces, so none may start on this host while installing (a
+  # policy-rc.d that refuses every start, removed again if we made it).
+  made_policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  rc=0
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+  [ -n "$made_policy" ] && rm -f /usr/sbin/policy-rc.d
+  [ "$rc" -eq 0 ] || { echo "setup: apt-get install failed ($rc)" >&2; exit "$rc"; }
 fi
 
 if ! mount -t bpf | grep -q ' /sys/fs/bpf '; then

@@ -47,10 +47,11 @@ use crate::report::{fmt_ratio, fmt_stat, Goal, Report};
 use crate::rounds::{alternate, Record, Rounds};
 
 const POD_IF: u32 = 10;
-const POD_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
-const NODE_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 2];
+pub(crate) const POD_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
+pub(crate) const NODE_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 2];
 
-fn csum(data: &[u8]) -> u16 {
+/// The Internet checksum of `data` (the other bench areas' packets use it too).
+pub(crate) fn csum(data: &[u8]) -> u16 {
     let mut sum: u32 = 0;
     for c in data.chunks(2) {
         sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
@@ -62,7 +63,7 @@ fn csum(data: &[u8]) -> u16 {
 }
 
 /// Ethernet + IPv4 + TCP (20 bytes) + `payload` zero bytes.
-fn tcp_packet(
+pub(crate) fn tcp_packet(
     src: Ipv4Addr,
     dst: Ipv4Addr,
     sport: u16,

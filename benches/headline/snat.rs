@@ -25,62 +25,17 @@ use std::time::Instant;
 use podnet_datapath::{Datapath, Endpoint, Hook, Masquerade, Options, Program, TestContext};
 use testsupport::{pod_link, veth, BpfDir, Netns};
 
+use crate::datapath::{tcp_packet, NODE_MAC, POD_MAC};
 use crate::report::{Goal, Report};
 use crate::rounds::{alternate, Record, Rounds};
 
 const POD_IF: u32 = 10;
-const POD_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
-const NODE_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 2];
 const POD: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);
 const REMOTE: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 7);
 const OUTSIDE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 5);
 const NODE: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 1);
 /// Test runs happen on the loopback device.
 const LO: u32 = 1;
-
-fn csum(data: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    for c in data.chunks(2) {
-        sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-/// Ethernet + IPv4 + TCP + `payload` zero bytes, IPv4 checksum right.
-fn tcp_packet(
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    sport: u16,
-    dport: u16,
-    flags: u8,
-    payload: usize,
-) -> Vec<u8> {
-    let mut p = Vec::new();
-    p.extend_from_slice(&NODE_MAC);
-    p.extend_from_slice(&POD_MAC);
-    p.extend_from_slice(&0x0800u16.to_be_bytes());
-    let mut ip = [0u8; 20];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&((40 + payload) as u16).to_be_bytes());
-    ip[8] = 64;
-    ip[9] = 6;
-    ip[12..16].copy_from_slice(&src.octets());
-    ip[16..20].copy_from_slice(&dst.octets());
-    let c = csum(&ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    p.extend_from_slice(&ip);
-    let mut tcp = [0u8; 20];
-    tcp[0..2].copy_from_slice(&sport.to_be_bytes());
-    tcp[2..4].copy_from_slice(&dport.to_be_bytes());
-    tcp[12] = 5 << 4;
-    tcp[13] = flags;
-    p.extend_from_slice(&tcp);
-    p.resize(p.len() + payload, 0);
-    p
-}
 
 pub fn run(report: &mut Report) {
     run_programs(report);

@@ -75,6 +75,26 @@ pub struct Options {
     /// replaced by the next attach of the same hook. [`Datapath::teardown`]
     /// detaches what this instance attached and every pinned link. Default off.
     pub keep_attached: bool,
+    /// Send drop, trace and policy verdict events to the pinned ring
+    /// buffer (read them with [`crate::Events`]). Default on.
+    pub events: bool,
+    /// How many trace events (Cilium's monitor aggregation). Default
+    /// [`crate::MonitorAggregation::Medium`], Cilium's: no per-packet event
+    /// on an established flow.
+    pub monitor_aggregation: crate::MonitorAggregation,
+    /// Size of the events ring buffer in bytes: a power of two, at least
+    /// one page (4096). Default 1 MiB (about 5000 drop events).
+    pub events_ring_size: u32,
+    /// Drop notifications per second per CPU (a token bucket, as Cilium's
+    /// `bpf-events-drop-rate-limit`); 0: no limit. Drops over it are
+    /// counted ([`crate::LostEvents::rate_limited`]), still dropped and
+    /// still in the metrics. Default 1000.
+    pub drop_events_rate: u32,
+    /// Burst of drop notifications per CPU (the bucket's size). Default 1000.
+    pub drop_events_burst: u32,
+    /// Count forwarded and dropped packets and bytes per endpoint
+    /// ([`Datapath::endpoint_metrics`]). Default on.
+    pub endpoint_metrics: bool,
     /// BPF masquerade (SNAT) of pods' traffic leaving the native-routing
     /// CIDRs, and `NodePort` to remote backends; default off.
     pub masquerade: crate::Masquerade,
@@ -101,6 +121,12 @@ impl Options {
             trace_redirects: false,
             attach_mode: AttachMode::Auto,
             keep_attached: false,
+            events: true,
+            monitor_aggregation: crate::MonitorAggregation::Medium,
+            events_ring_size: 1 << 20,
+            drop_events_rate: 1000,
+            drop_events_burst: 1000,
+            endpoint_metrics: true,
             masquerade: crate::Masquerade::new(),
             nat_size: 524_288,
         }
@@ -209,6 +235,43 @@ impl Options {
     #[must_use]
     pub fn keep_attached(mut self, keep_attached: bool) -> Self {
         self.keep_attached = keep_attached;
+        self
+    }
+
+    /// Send events to the ring buffer (see the field).
+    #[must_use]
+    pub fn events(mut self, events: bool) -> Self {
+        self.events = events;
+        self
+    }
+
+    /// Sets the monitor aggregation level (see the field).
+    #[must_use]
+    pub fn monitor_aggregation(mut self, level: crate::MonitorAggregation) -> Self {
+        self.monitor_aggregation = level;
+        self
+    }
+
+    /// Sets the events ring buffer's size in bytes (see the field).
+    #[must_use]
+    pub fn events_ring_size(mut self, bytes: u32) -> Self {
+        self.events_ring_size = bytes;
+        self
+    }
+
+    /// Sets the drop notifications per second per CPU and the burst (0, _:
+    /// no limit).
+    #[must_use]
+    pub fn drop_events_rate(mut self, per_second: u32, burst: u32) -> Self {
+        self.drop_events_rate = per_second;
+        self.drop_events_burst = burst;
+        self
+    }
+
+    /// Count packets and bytes per endpoint (see the field).
+    #[must_use]
+    pub fn endpoint_metrics(mut self, endpoint_metrics: bool) -> Self {
+        self.endpoint_metrics = endpoint_metrics;
         self
     }
 
@@ -492,6 +555,15 @@ impl Datapath {
                 });
             }
         }
+        if !opts.events_ring_size.is_power_of_two() || opts.events_ring_size < 4096 {
+            return Err(Error::InvalidInput {
+                what: "events_ring_size",
+                reason: format!(
+                    "{} bytes: a BPF ring buffer is a power of two of at least a page (4096)",
+                    opts.events_ring_size
+                ),
+            });
+        }
         opts.masquerade.validate()?;
         crate::checks::privileges("loading the datapath")?;
         crate::checks::on_bpffs(&opts.pin_dir)?;
@@ -522,11 +594,16 @@ impl Datapath {
             .map_err(|source| Error::Open { source })?;
 
         // struct pn_config, in order.
-        let config: [u32; 4] = [
+        let config: [u32; 9] = [
             u32::from(opts.skip_fib),
             u32::from(opts.trace_redirects),
             u32::from(opts.redirect_peer),
             u32::from(opts.ct_accounting),
+            u32::from(opts.events),
+            opts.monitor_aggregation.level(),
+            opts.drop_events_rate,
+            opts.drop_events_burst.max(1),
+            u32::from(opts.endpoint_metrics),
         ];
         for mut m in open.maps_mut() {
             let name = m.name().to_string_lossy().into_owned();
@@ -537,6 +614,7 @@ impl Datapath {
                 maps::ENDPOINTS => Some(opts.endpoints_size),
                 maps::IPCACHE => Some(opts.ipcache_size),
                 maps::POLICY => Some(opts.policy_size),
+                maps::EVENTS => Some(opts.events_ring_size),
                 maps::FRAG4 | maps::FRAG6 => Some(opts.frag_size),
                 maps::SNAT4 | maps::SNAT6 => Some(opts.nat_size),
                 _ => None,
@@ -738,6 +816,16 @@ impl Datapath {
 
     pub(crate) fn map_fd(&self, name: &'static str) -> i32 {
         self.maps[name].as_raw_fd()
+    }
+
+    /// A map's fd, for the crate's other modules.
+    pub(crate) fn map_fd_raw(&self, name: &'static str) -> i32 {
+        self.map_fd(name)
+    }
+
+    /// Possible CPUs (the per-CPU maps' value count).
+    pub(crate) fn ncpus(&self) -> usize {
+        self.ncpus
     }
 
     pub(crate) fn update(&self, map: &'static str, key: &[u8], value: &[u8]) -> Result<()> {

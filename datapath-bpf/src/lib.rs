@@ -39,13 +39,17 @@
 mod attach;
 mod checks;
 mod datapath;
+mod drop_reasons;
 mod error;
+mod events;
 mod frag;
 mod log;
 pub mod maps;
 mod masquerade;
+pub mod monitor;
 mod object;
 mod owned;
+mod prometheus;
 mod service;
 mod sock_lb;
 
@@ -55,6 +59,11 @@ pub use datapath::{
     TC_ACT_REDIRECT, TC_ACT_SHOT,
 };
 pub use error::{Error, Result};
+pub use events::{
+    bpf_file_name, message_type, policy_match_name, trace_reason_name, DatapathEvent, DropNotify,
+    EventHeader, EventKind, Events, LostEvents, MonitorAggregation, ObsPoint, PolicyVerdict,
+    TraceNotify, BPF_FILES,
+};
 pub use frag::{FragId4, FragId6, FragMapPaths, FragPorts};
 pub use maps::{
     reason, CtTable, CtTuple4, CtTuple6, Endpoint, EndpointFlags, IpcacheInfo, Metric, PolicyKey,
@@ -64,6 +73,7 @@ pub use masquerade::{
     Masquerade, MasqueradeError, NatMapPaths, RawNatEntry4, RawNatEntry6, MAX_NATIVE_ROUTING_CIDRS,
 };
 pub use object::OBJECT;
+pub use prometheus::{EndpointMetric, MapPressure};
 pub use service::{Backend, BackendState, L4Protocol, Service, ServiceKind, MAX_BACKENDS};
 
 /// The README's examples, compiled as doctests.

@@ -48,6 +48,15 @@ pub const LB4_REVERSE_SK: &str = "cilium_lb4_reverse_sk";
 /// IPv6 twin of [`LB4_REVERSE_SK`].
 pub const LB6_REVERSE_SK: &str = "cilium_lb6_reverse_sk";
 
+/// Events: drop, trace and policy verdict notifications (BPF ring buffer;
+/// read them with [`crate::Events`]).
+pub const EVENTS: &str = "podnet_events";
+/// Events that could not be written, per CPU: slot 0 ring buffer full,
+/// slot 1 drop notifications over the rate limit.
+pub const EVENTS_LOST: &str = "podnet_events_lost";
+/// Per-endpoint forwarded / dropped packets and bytes (per-CPU array,
+/// key endpoint id << 1 | 1 for egress).
+pub const ENDPOINT_METRICS: &str = "podnet_ep_metrics";
 /// Cilium's IPv4 fragment map: datagram ([`crate::FragId4`]) -> L4 ports
 /// of its first fragment ([`crate::FragPorts`]), LRU hash.
 pub const FRAG4: &str = "cilium_ipv4_frag_datagrams";
@@ -57,7 +66,7 @@ pub const FRAG6: &str = "cilium_ipv6_frag_datagrams";
 /// Every map of the object pinned in the pin directory. Beside them the
 /// loader pins `podnet_owned`, a one-entry array recording which of these a
 /// podnet load created (what [`crate::Datapath::teardown`] may remove).
-pub const PINNED: [&str; 21] = [
+pub const PINNED: [&str; 24] = [
     CT4_TCP,
     CT4_ANY,
     CT6_TCP,
@@ -73,6 +82,9 @@ pub const PINNED: [&str; 21] = [
     LB6_SERVICES,
     LB6_BACKENDS,
     LB6_REVERSE_NAT,
+    EVENTS,
+    EVENTS_LOST,
+    ENDPOINT_METRICS,
     FRAG4,
     FRAG6,
     SNAT4,
@@ -638,7 +650,9 @@ pub mod reason {
             CT_EVICTED_TCP4 | CT_EVICTED_ANY4 | CT_EVICTED_TCP6 | CT_EVICTED_ANY6 => {
                 "CT: Map full, entries evicted"
             }
-            _ => "Unknown reason",
+            // Every other code by Cilium's table: a DROP_* number added
+            // to the C gets Cilium's text without an edit here.
+            _ => crate::drop_reasons::cilium_name(reason).unwrap_or("Unknown reason"),
         }
     }
 }

@@ -85,28 +85,6 @@ fn ctx_from(is_a: bool) -> TestContext {
 
 // ---- datagrams, fragments, and putting them together again -----------------
 
-/// The L4 checksum over the pseudo header and `l4`.
-fn l4_csum(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8]) -> u16 {
-    let mut v = Vec::new();
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            v.extend_from_slice(&s.octets());
-            v.extend_from_slice(&d.octets());
-            v.extend_from_slice(&[0, proto]);
-            v.extend_from_slice(&(l4.len() as u16).to_be_bytes());
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            v.extend_from_slice(&s.octets());
-            v.extend_from_slice(&d.octets());
-            v.extend_from_slice(&(l4.len() as u32).to_be_bytes());
-            v.extend_from_slice(&[0, 0, 0, proto]);
-        }
-        _ => unreachable!(),
-    }
-    v.extend_from_slice(l4);
-    csum(&v)
-}
-
 /// A UDP datagram of `len` payload bytes (a pattern), checksum filled in.
 fn udp_datagram(src: SocketAddr, dst: SocketAddr, len: usize) -> Vec<u8> {
     let mut d = udp(src.port(), dst.port(), len);

@@ -72,29 +72,7 @@ fn from_a() -> TestContext {
     TestContext::new().ingress_ifindex(A_IF)
 }
 
-// ---- an independent checksum computation -----------------------------------
-
-/// The L4 checksum over the pseudo header and `l4` (RFC 768/793/8200).
-fn l4_csum(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8]) -> u16 {
-    let mut pseudo = Vec::new();
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            pseudo.extend_from_slice(&s.octets());
-            pseudo.extend_from_slice(&d.octets());
-            pseudo.extend_from_slice(&[0, proto]);
-            pseudo.extend_from_slice(&(l4.len() as u16).to_be_bytes());
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            pseudo.extend_from_slice(&s.octets());
-            pseudo.extend_from_slice(&d.octets());
-            pseudo.extend_from_slice(&(l4.len() as u32).to_be_bytes());
-            pseudo.extend_from_slice(&[0, 0, 0, proto]);
-        }
-        _ => unreachable!(),
-    }
-    pseudo.extend_from_slice(l4);
-    csum(&pseudo)
-}
+// ---- an independent checksum computation (l4_csum: common/mod.rs) ----------
 
 fn csum_field(proto: u8) -> usize {
     if proto == 6 {

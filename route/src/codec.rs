@@ -103,10 +103,7 @@ pub(crate) fn route_new(
         a.push(RouteAttribute::Priority(p));
     }
     if let Some(f) = r.realm {
-        a.push(RouteAttribute::Realm(RouteRealm {
-            source: (f >> 16) as u16,
-            destination: (f & 0xffff) as u16,
-        }));
+        a.push(RouteAttribute::Realm(realm_attr(f)));
     }
     if r.is_ipv6() && r.pref != RoutePref::MEDIUM {
         a.push(RouteAttribute::Preference(RoutePreference::from(r.pref.0)));
@@ -145,12 +142,28 @@ pub(crate) fn route_new(
                 if let Some(g) = h.gateway {
                     nh.attributes.push(RouteAttribute::Gateway(g.into()));
                 }
+                if let Some(f) = h.realm {
+                    nh.attributes.push(RouteAttribute::Realm(realm_attr(f)));
+                }
                 nh
             })
             .collect();
         a.push(RouteAttribute::MultiPath(hops));
     }
     m
+}
+
+/// `RTA_FLOW` from `SRC << 16 | DST`.
+fn realm_attr(f: u32) -> RouteRealm {
+    RouteRealm {
+        source: (f >> 16) as u16,
+        destination: (f & 0xffff) as u16,
+    }
+}
+
+/// `SRC << 16 | DST` from `RTA_FLOW`.
+fn realm_of(f: &RouteRealm) -> u32 {
+    u32::from(f.source) << 16 | u32::from(f.destination)
 }
 
 /// `1 << RTAX_MTU` in `RTAX_LOCK`.
@@ -307,7 +320,7 @@ pub(crate) struct Decoded {
     /// The device index of each multipath hop.
     pub hop_oifs: Vec<u32>,
     /// Something this crate does not model on a path of a multipath
-    /// route (encapsulation, realms): a replace would drop it.
+    /// route (encapsulation, MPLS): a replace would drop it.
     pub complex: bool,
     /// Attributes this crate does not model (encapsulation, MPLS `via`,
     /// `ttl-propagate`), carried over by a replace ([`keep_from`]).
@@ -389,9 +402,7 @@ pub(crate) fn decode_route_msg(m: &RouteMessage) -> Option<Decoded> {
                 }
             }
             RouteAttribute::NhId(id) => r.nhid = Some(*id),
-            RouteAttribute::Realm(f) => {
-                r.realm = Some(u32::from(f.source) << 16 | u32::from(f.destination))
-            }
+            RouteAttribute::Realm(f) => r.realm = Some(realm_of(f)),
             RouteAttribute::CacheInfo(ci) if ci.expires != 0 => {
                 // Clock ticks (USER_HZ, 100 a second), as `ip` divides them.
                 r.expires = Some(ci.expires / USER_HZ);
@@ -399,9 +410,11 @@ pub(crate) fn decode_route_msg(m: &RouteMessage) -> Option<Decoded> {
             RouteAttribute::MultiPath(hops) => {
                 for h in hops {
                     let mut gateway = None;
+                    let mut realm = None;
                     for ha in &h.attributes {
                         match ha {
                             RouteAttribute::Gateway(g) => gateway = addr(g),
+                            RouteAttribute::Realm(f) => realm = Some(realm_of(f)),
                             _ => complex = true,
                         }
                     }
@@ -411,6 +424,7 @@ pub(crate) fn decode_route_msg(m: &RouteMessage) -> Option<Decoded> {
                         device: None,
                         weight: u16::from(h.hops) + 1,
                         flags: RouteFlags(u32::from(h.flags.bits())),
+                        realm,
                     });
                 }
             }
@@ -681,6 +695,42 @@ mod tests {
         let at = b.windows(4).position(|w| w == [36, 0, 9, 0]).unwrap();
         assert_eq!(&b[at + 4..at + 12], &[16, 0, 0, 0, 4, 0, 0, 0]);
         assert_eq!(&b[at + 20..at + 28], &[16, 0, 0, 2, 9, 0, 0, 0]);
+    }
+
+    #[test]
+    fn per_path_realms_are_rta_flow_in_each_rtnexthop() {
+        let r = Route::new("10.52.0.0/24".parse().unwrap()).nexthops(vec![
+            NextHop::new("a").via("10.0.0.2".parse().unwrap()).realm(7),
+            NextHop::new("b")
+                .via("10.1.0.2".parse().unwrap())
+                .realms(3, 4),
+            NextHop::new("c").via("10.2.0.2".parse().unwrap()),
+        ]);
+        let b = bytes(&route_new(&r, None, None, &[4, 9, 5]));
+        // Two hops of 24 bytes (rtnexthop, RTA_GATEWAY, RTA_FLOW), one of
+        // 16: RTA_MULTIPATH is 4 + 24 + 24 + 16 long; no route-level flow.
+        let at = b.windows(4).position(|w| w == [68, 0, 9, 0]).unwrap();
+        assert_eq!(&b[at + 4..at + 12], &[24, 0, 0, 0, 4, 0, 0, 0]);
+        assert_eq!(&b[at + 12..at + 20], &[8, 0, 5, 0, 10, 0, 0, 2]);
+        // RTA_FLOW (11) = SRC << 16 | DST, native endian.
+        assert_eq!(&b[at + 20..at + 24], &[8, 0, 11, 0]);
+        assert_eq!(&b[at + 24..at + 28], &7u32.to_ne_bytes());
+        assert_eq!(&b[at + 28..at + 36], &[24, 0, 0, 0, 9, 0, 0, 0]);
+        assert_eq!(&b[at + 44..at + 48], &[8, 0, 11, 0]);
+        assert_eq!(&b[at + 48..at + 52], &(3u32 << 16 | 4).to_ne_bytes());
+        assert_eq!(&b[at + 52..at + 60], &[16, 0, 0, 0, 5, 0, 0, 0]);
+        assert!(!b[..at].windows(4).any(|w| w == [8, 0, 11, 0]));
+        let d = decode_route(&b).unwrap().unwrap();
+        assert!(!d.complex, "a path's realm is modelled");
+        let mut want = r.clone();
+        for h in &mut want.multipath {
+            h.device = None;
+        }
+        assert_eq!(d.route, want);
+        assert_eq!(d.route.multipath[0].realm, Some(7));
+        assert_eq!(d.route.multipath[1].realm, Some(3 << 16 | 4));
+        assert_eq!(d.route.multipath[2].realm, None);
+        assert_eq!(d.route.realm, None);
     }
 
     #[test]

@@ -121,6 +121,11 @@ pub struct NextHop {
     /// The flags the kernel reported for this path (`linkdown` ...); read,
     /// never sent.
     pub flags: RouteFlags,
+    /// The realms of this path (`nexthop ... realm DST` or `realms
+    /// SRC/DST`, `RTA_FLOW` in its `rtnexthop`), as the kernel keeps them:
+    /// `SRC << 16 | DST`. IPv4 only; a multipath route's realms are its
+    /// paths', never the route's.
+    pub realm: Option<u32>,
 }
 
 impl NextHop {
@@ -131,6 +136,7 @@ impl NextHop {
             device: Some(device.into()),
             weight: 1,
             flags: RouteFlags::default(),
+            realm: None,
         }
     }
 
@@ -154,6 +160,31 @@ impl NextHop {
         self.flags = RouteFlags(self.flags.0 | RouteFlags::ONLINK.0);
         self
     }
+
+    /// Sets the realm of this path (`realm DST`; IPv4 only).
+    ///
+    /// ```
+    /// use podnet_route::{NextHop, Route};
+    /// let r = Route::new("10.7.0.0/16".parse().unwrap()).nexthops(vec![
+    ///     NextHop::new("eth0").via("10.0.0.2".parse().unwrap()).realm(7),
+    ///     NextHop::new("eth1").via("10.1.0.2".parse().unwrap()).realms(3, 4),
+    /// ]);
+    /// assert_eq!(r.to_string(), "10.7.0.0/16 nexthop via 10.0.0.2 realm 7 dev eth0 weight 1 \
+    ///     nexthop via 10.1.0.2 realms 3/4 dev eth1 weight 1");
+    /// assert_eq!(r.to_string().parse::<Route>().unwrap(), r);
+    /// ```
+    #[must_use]
+    pub fn realm(mut self, dst: u16) -> NextHop {
+        self.realm = Some(u32::from(dst));
+        self
+    }
+
+    /// Sets both realms of this path (`realms SRC/DST`; IPv4 only).
+    #[must_use]
+    pub fn realms(mut self, src: u16, dst: u16) -> NextHop {
+        self.realm = Some(u32::from(src) << 16 | u32::from(dst));
+        self
+    }
 }
 
 impl fmt::Display for NextHop {
@@ -161,6 +192,10 @@ impl fmt::Display for NextHop {
         f.write_str("nexthop")?;
         if let Some(g) = self.gateway {
             write!(f, " via {g}")?;
+        }
+        // Where `ip route show` prints it: after the gateway.
+        if let Some(r) = self.realm {
+            f.write_str(&fmt_realm(r))?;
         }
         if let Some(d) = &self.device {
             write!(f, " dev {d}")?;
@@ -550,6 +585,15 @@ impl Route {
                 if !(1..=256).contains(&h.weight) {
                     return Err(bad(format!("{h}: weight must be 1 to 256")));
                 }
+                match h.realm {
+                    Some(_) if v6 => return Err(bad(format!("{h}: IPv6 paths have no realms"))),
+                    Some(0) => {
+                        return Err(bad(format!(
+                            "{h}: realm 0 is no realm (the kernel keeps none)"
+                        )))
+                    }
+                    _ => {}
+                }
             }
             return Ok(());
         }
@@ -587,7 +631,7 @@ impl Route {
             }
             if !self.multipath.is_empty() {
                 return Err(
-                    "a multipath route's realms are its paths' (not modelled), not the route's"
+                    "a multipath route's realms are its paths' (NextHop::realm), not the route's"
                         .into(),
                 );
             }
@@ -986,7 +1030,7 @@ fn parse_route(text: &str) -> Result<Route, Error> {
         if in_group {
             if c == "nexthop" {
                 hop_seen.clear();
-            } else if !matches!(c, "via" | "dev" | "weight" | "onlink") {
+            } else if !matches!(c, "via" | "dev" | "weight" | "onlink" | "realm") {
                 return Err(parse_err(text, format!("{w:?} after nexthop")));
             } else if hop_seen.contains(&c) {
                 return Err(parse_err(text, format!("{w:?} twice in one nexthop")));
@@ -1064,7 +1108,13 @@ fn parse_route(text: &str) -> Result<Route, Error> {
             "initcwnd" => r.initcwnd = Some(num(text, "initcwnd", value()?)?),
             "nhid" => r.nhid = Some(num(text, "nhid", value()?)?),
             "tos" => r.tos = parse_tos(text, value()?)?,
-            "realm" => r.realm = Some(parse_realms(text, value()?)?),
+            "realm" => {
+                let realm = Some(parse_realms(text, value()?)?);
+                match r.multipath.last_mut() {
+                    Some(h) => h.realm = realm,
+                    None => r.realm = realm,
+                }
+            }
             "expires" => {
                 // `ip route show` prints `expires 299sec`.
                 let v = value()?;
@@ -1079,12 +1129,14 @@ fn parse_route(text: &str) -> Result<Route, Error> {
                 }
             }
             "nexthop" => {
-                // `nexthop [via A] [dev X] [weight W] [onlink]`, repeated, last.
+                // `nexthop [via A] [realm R] [dev X] [weight W] [onlink]`,
+                // repeated, last.
                 r.multipath.push(NextHop {
                     gateway: None,
                     device: None,
                     weight: 1,
                     flags: RouteFlags::default(),
+                    realm: None,
                 });
             }
             // Flags `ip route show` prints that the kernel sets.
@@ -1216,6 +1268,15 @@ mod tests {
                     .via("10.1.0.2".parse().unwrap())
                     .weight(256),
             ]),
+            Route::new(p("10.52.0.0/24")).nexthops(vec![
+                NextHop::new("a0").via("10.0.0.2".parse().unwrap()).realm(7),
+                NextHop::new("a1")
+                    .via("10.1.0.2".parse().unwrap())
+                    .realms(3, 0)
+                    .weight(2)
+                    .onlink(),
+                NextHop::new("a2"),
+            ]),
             Route::new(p("fd07::/64")).table(300).nexthops(vec![
                 NextHop::new("eth0")
                     .via("fd00::2".parse().unwrap())
@@ -1228,6 +1289,27 @@ mod tests {
             assert_eq!(text.parse::<Route>().unwrap(), r, "{text}");
             assert_eq!(r.to_ip_command().parse::<Route>().unwrap(), r);
         }
+    }
+
+    #[test]
+    fn a_path_takes_a_realm_once_and_a_multipath_route_none() {
+        let r: Route = "10.5.0.0/16 nexthop via 10.0.0.2 realms 0x10/cosmos dev a weight 2 nexthop dev b realm 9"
+            .parse()
+            .unwrap();
+        assert_eq!(r.multipath[0].realm, Some(0x10 << 16));
+        assert_eq!(r.multipath[1].realm, Some(9));
+        assert_eq!(r.realm, None);
+        for bad in [
+            "10.5.0.0/16 nexthop via 10.0.0.2 realm 1 realm 2 dev a",
+            "10.5.0.0/16 nexthop via 10.0.0.2 dev a realm 0",
+            "10.5.0.0/16 nexthop via 10.0.0.2 dev a realm x",
+            "fd05::/64 nexthop via fd00::2 dev a realm 3",
+            "10.5.0.0/16 realm 3 nexthop via 10.0.0.2 dev a",
+        ] {
+            assert!(bad.parse::<Route>().is_err(), "{bad}");
+        }
+        let v6 = Route::new(p("fd05::/64")).nexthops(vec![NextHop::new("a").realm(3)]);
+        assert!(v6.validate(Op::Upsert).is_err());
     }
 
     #[test]
@@ -1246,9 +1328,10 @@ mod tests {
     #[cfg(feature = "serde")]
     #[test]
     fn serde_round_trips() {
-        let r: Route = "10.7.0.0/16 table 300 proto static nexthop via 10.0.0.2 dev eth0 weight 2"
-            .parse()
-            .unwrap();
+        let r: Route =
+            "10.7.0.0/16 table 300 proto static nexthop via 10.0.0.2 realm 5 dev eth0 weight 2"
+                .parse()
+                .unwrap();
         let j = serde_json::to_string(&r).unwrap();
         assert!(j.contains("10.7.0.0/16"), "{j}");
         assert_eq!(serde_json::from_str::<Route>(&j).unwrap(), r);

@@ -13,7 +13,8 @@
 //!
 //! Kernel flags (`linkdown`, `onlink`, `dead` ..., [`RouteFlags`](crate::RouteFlags))
 //! and the IPv6 router preference ([`RoutePref`](crate::RoutePref)) are
-//! printed where `ip` prints them, and so are `tos`, `nhid`, `realm(s)`,
+//! printed where `ip` prints them, and so are `tos`, `nhid`, `realm(s)` (a
+//! path's after its gateway),
 //! `expires`, `mtu lock`, `advmss` and `initcwnd`, and the rule selectors
 //! `tos`, `iif`, `oif`, `uidrange`, `ipproto`, `sport`, `dport` and
 //! `suppress_prefixlength`. What the crate does not model is not printed:
@@ -207,6 +208,9 @@ impl fmt::Display for RouteShow<'_> {
             if let Some(g) = h.gateway {
                 write!(f, " via {g}")?;
             }
+            if let Some(realm) = h.realm {
+                f.write_str(&crate::route::fmt_realm(realm))?;
+            }
             if let Some(d) = &h.device {
                 write!(f, " dev {d}")?;
             }
@@ -395,6 +399,11 @@ mod tests {
                 "10.7.0.0/16 proto static nexthop via 10.0.0.2 dev a0 weight 1 nexthop via 10.1.0.2 dev b0 weight 3",
                 ShowStyle::OneTable,
                 "10.7.0.0/16 proto static\n\tnexthop via 10.0.0.2 dev a0 weight 1\n\tnexthop via 10.1.0.2 dev b0 weight 3",
+            ),
+            (
+                "10.52.0.0/24 proto bird src 10.0.0.1 metric 32 mtu 1400 nexthop dev a0 via 10.0.0.2 realm 7 nexthop realms 3/cosmos via 10.1.0.2 dev a1",
+                ShowStyle::OneTable,
+                "10.52.0.0/24 proto bird src 10.0.0.1 metric 32 mtu 1400\n\tnexthop via 10.0.0.2 realm 7 dev a0 weight 1\n\tnexthop via 10.1.0.2 realms 3/cosmos dev a1 weight 1",
             ),
             (
                 "fd07::/64 nexthop via fd00::2 dev a0 weight 2 nexthop via fd01::2 dev b0",

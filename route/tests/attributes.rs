@@ -167,8 +167,8 @@ fn what_is_not_modelled_survives_a_replace_or_refuses_it() {
     let now = ns.ip(&["-6", "route", "show", "fd08::/64"]);
     assert!(now.contains("expires") && now.contains("mtu 1300"), "{now}");
     assert!(!h.upsert(&r, None).unwrap());
-    // A realm on one path of a multipath route is not modelled: the route
-    // is not replaced without it, and the error says so.
+    // An encapsulation on one path of a multipath route is not modelled:
+    // the route is not replaced without it, and the error says so.
     ns.ip(&[
         "route",
         "add",
@@ -180,8 +180,12 @@ fn what_is_not_modelled_survives_a_replace_or_refuses_it() {
         "10.0.0.2",
         "dev",
         "eth0",
-        "realm",
-        "7",
+        "encap",
+        "ip",
+        "id",
+        "1",
+        "dst",
+        "10.9.9.9",
         "nexthop",
         "via",
         "10.1.0.2",
@@ -193,7 +197,68 @@ fn what_is_not_modelled_survives_a_replace_or_refuses_it() {
     assert!(matches!(e, Error::Unmodelled { .. }), "{e}");
     assert!(ns
         .ip(&["route", "show", "10.22.0.0/16"])
-        .contains("realm 7"));
+        .contains("encap ip id 1"));
+}
+
+/// A realm on each path of a multipath route (`RTA_FLOW` in each
+/// `rtnexthop`, what bird's `krt_realm` sets on an ECMP route): upserted,
+/// listed as `ip route show` prints it, parsed back from `ip`'s text, and
+/// upserted again (as given, as listed, as parsed, with the paths in
+/// another order) without a change; another realm on a path is a change.
+#[test]
+fn per_path_realms_round_trip_through_the_kernel_and_ip_text() {
+    require_privileges!();
+    let ns = world("prealm");
+    let h = handle(&ns);
+    let text = "10.23.0.0/16 proto static metric 32 mtu 1400 \
+        nexthop via 10.0.0.2 realm 7 dev eth0 weight 1 \
+        nexthop via 10.1.0.2 realms 3/4 dev eth1 weight 2";
+    let r: Route = text.parse().unwrap();
+    assert_eq!(r.multipath[0].realm, Some(7));
+    assert_eq!(r.to_string().parse::<Route>().unwrap(), r);
+    assert!(h.upsert(&r, None).unwrap(), "first upsert");
+    assert!(!h.upsert(&r, None).unwrap(), "second upsert");
+    let theirs = ns.ip_lines(&["route", "show", "10.23.0.0/16"]);
+    assert_eq!(
+        theirs,
+        [
+            "10.23.0.0/16 proto static metric 32 mtu 1400",
+            "\tnexthop via 10.0.0.2 realm 7 dev eth0 weight 1",
+            "\tnexthop via 10.1.0.2 realms 3/4 dev eth1 weight 2",
+        ]
+    );
+    let listed: Vec<Route> = h
+        .list(&RouteFilter::default().family(Family::V4).table(254))
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.prefix == r.prefix)
+        .collect();
+    assert_eq!(listed, std::slice::from_ref(&r));
+    assert_eq!(shown(&listed), theirs);
+    assert!(
+        !h.upsert(&listed[0], None).unwrap(),
+        "upsert of the listed route"
+    );
+    let parsed: Route = theirs.concat().parse().unwrap();
+    assert_eq!(parsed, r);
+    assert!(!h.upsert(&parsed, None).unwrap(), "upsert of ip's text");
+    let mut swapped = r.clone();
+    swapped.multipath.reverse();
+    assert!(!h.upsert(&swapped, None).unwrap(), "paths in another order");
+    // Another realm on one path, or none, is a change.
+    let mut other = r.clone();
+    other.multipath[1] = podnet_route::NextHop::new("eth1")
+        .via("10.1.0.2".parse().unwrap())
+        .weight(2)
+        .realm(8);
+    assert!(h.upsert(&other, None).unwrap(), "another realm");
+    let now = ns.ip(&["route", "show", "10.23.0.0/16"]);
+    assert!(now.contains("via 10.1.0.2 realm 8 dev eth1"), "{now}");
+    assert!(!h.upsert(&other, None).unwrap());
+    other.multipath[0].realm = None;
+    assert!(h.upsert(&other, None).unwrap(), "a realm removed");
+    let now = ns.ip(&["route", "show", "10.23.0.0/16"]);
+    assert!(now.contains("nexthop via 10.0.0.2 dev eth0"), "{now}");
 }
 
 const RULES: &[&str] = &[

@@ -10,7 +10,7 @@ mod fixture;
 
 use std::time::{Duration, Instant};
 
-use fixture::{Bgp, PREFIXES4, PREFIXES6, REALM_PREFIX};
+use fixture::{Bgp, PREFIXES4, PREFIXES6, REALM_ECMP_PREFIX, REALM_PREFIX};
 use podnet_route::{
     Event, Family, Handle, IpNet, Protocol, Route, RouteFilter, ShowStyle, Topics, MAIN_TABLE,
 };
@@ -51,18 +51,20 @@ fn shown(routes: &[Route]) -> Vec<String> {
 }
 
 /// `ip [-6] route show proto P`, without the trailing spaces (and, as
-/// `ip` filters by it, without `proto P`).
+/// `ip` filters by it, without `proto P`), less the gateways' scope-link
+/// routes an upsert of a single-path route adds (Cilium's nexthop step,
+/// in the route's protocol).
 fn ip_shown(bgp: &Bgp, fam: Family, p: &str) -> Vec<String> {
     let f = if fam == Family::V6 { "-6" } else { "-4" };
-    bgp.node.ip_lines(&[f, "route", "show", "proto", p])
+    bgp.node
+        .ip_lines(&[f, "route", "show", "proto", p])
+        .into_iter()
+        .filter(|l| !l.ends_with(" scope link") || l.contains('/'))
+        .collect()
 }
 
 fn net(s: &str) -> IpNet {
     s.parse().unwrap()
-}
-
-fn is_realm(r: &Route) -> bool {
-    r.prefix == net(REALM_PREFIX)
 }
 
 #[test]
@@ -72,24 +74,29 @@ fn bird_bgp_routes_listed_as_ip_route_show_prints_them() {
     bgp.wait_for_ecmp();
     let h = handle(&bgp);
     for fam in [Family::V4, Family::V6] {
-        // The whole main table, as `ip route show` prints it; the realm
-        // route has a test of its own.
-        let mut ours = h
+        // The whole main table, as `ip route show` prints it, bird's
+        // routes with `realm 7` (on one route, and on each path of another)
+        // included.
+        let ours = h
             .list(&RouteFilter::default().family(fam).table(MAIN_TABLE))
             .unwrap();
-        ours.retain(|r| !is_realm(r));
         let f = if fam == Family::V6 { "-6" } else { "-4" };
-        let theirs = without_realm_route(bgp.node.ip_lines(&[f, "route", "show"]));
+        let theirs = bgp.node.ip_lines(&[f, "route", "show"]);
         assert_eq!(shown(&ours), theirs, "{fam:?}");
         let bird: Vec<&Route> = ours.iter().filter(|r| r.proto == proto("bird")).collect();
         let n = if fam == Family::V4 {
-            PREFIXES4.len() - 1
+            PREFIXES4.len() + 1 // and the single-path REALM_PREFIX
         } else {
             PREFIXES6.len()
         };
         assert_eq!(bird.len(), n, "{fam:?}: {bird:#?}");
         for r in bird {
-            assert_eq!(r.multipath.len(), 2, "ECMP over both links: {r}");
+            if r.prefix == net(REALM_PREFIX) {
+                assert!(r.multipath.is_empty(), "one path: {r}");
+                assert_eq!(r.realm, Some(7), "{r}");
+            } else {
+                assert_eq!(r.multipath.len(), 2, "ECMP over both links: {r}");
+            }
             assert_eq!(r.mtu, Some(1400), "{r}");
             assert!(r.local.is_some(), "src: {r}");
             assert_eq!(r.kernel_metric(), 32, "bird's metric: {r}");
@@ -97,40 +104,60 @@ fn bird_bgp_routes_listed_as_ip_route_show_prints_them() {
     }
 }
 
-/// `ip route show` lines without the realm route (its first line and
-/// the `nexthop` lines under it).
-fn without_realm_route(lines: Vec<String>) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut skipping = false;
-    for l in lines {
-        if !l.starts_with('\t') {
-            skipping = l.starts_with(&format!("{REALM_PREFIX} "));
-        }
-        if !skipping {
-            out.push(l);
-        }
-    }
-    out
-}
-
-/// bird sets `realm 7` on one prefix (`krt_realm`): listed, shown and
-/// upserted with it. Needs the crate to model `realm` (RTA_FLOW), the
-/// part of #14 in the `nexthop` branch.
+/// bird sets `realm 7` (`krt_realm`): on a single-path route and on each
+/// path of a multipath route, listed, shown and upserted with it.
 #[test]
 fn bird_realm_route_listed_as_ip_route_show_prints_it() {
     require_privileges!();
     let mut bgp = Bgp::bird("bird-realm");
     bgp.wait_for_ecmp();
     let h = handle(&bgp);
+    let bird = listed(&h, Family::V4, proto("bird"));
     let theirs = bgp.node.ip_lines(&["route", "show", REALM_PREFIX]);
-    assert!(theirs.iter().any(|l| l.contains(" realm 7 ")), "{theirs:?}");
-    let ours: Vec<Route> = listed(&h, Family::V4, proto("bird"))
-        .into_iter()
-        .filter(is_realm)
+    assert!(theirs[0].contains(" realm 7"), "{theirs:?}");
+    let one: Vec<Route> = bird
+        .iter()
+        .filter(|r| r.prefix == net(REALM_PREFIX))
+        .cloned()
         .collect();
-    assert_eq!(shown(&ours), theirs);
-    assert!(!h.upsert(&ours[0], None).unwrap(), "unchanged");
+    assert_eq!(shown(&one), theirs);
+    let mut mon = h.subscribe(Topics::ROUTES_V4).unwrap();
+    // The first upsert may add the gateway's scope-link route (Cilium's
+    // nexthop step); the second changes nothing; bird's route is never
+    // rewritten.
+    h.upsert(&one[0], None).unwrap();
+    assert!(!h.upsert(&one[0], None).unwrap(), "unchanged");
     assert_eq!(bgp.node.ip_lines(&["route", "show", REALM_PREFIX]), theirs);
+    std::thread::sleep(Duration::from_millis(100));
+    let events = mon.drain().unwrap();
+    assert!(
+        events
+            .iter()
+            .all(|e| e.route().is_none_or(|r| r.prefix != net(REALM_PREFIX))),
+        "{events:#?}"
+    );
+
+    let theirs = bgp.node.ip_lines(&["route", "show", REALM_ECMP_PREFIX]);
+    assert!(
+        theirs.iter().filter(|l| l.contains(" realm 7 ")).count() == 2,
+        "{theirs:?}"
+    );
+    let paths: Vec<Route> = bird
+        .iter()
+        .filter(|r| r.prefix == net(REALM_ECMP_PREFIX))
+        .cloned()
+        .collect();
+    assert_eq!(shown(&paths), theirs, "each path's realm listed");
+    assert!(
+        !h.upsert(&paths[0], None).unwrap(),
+        "the daemon's route as listed changes nothing: {}",
+        paths[0]
+    );
+    assert_eq!(
+        bgp.node.ip_lines(&["route", "show", REALM_ECMP_PREFIX]),
+        theirs,
+        "the realms are still on the paths"
+    );
 }
 
 #[test]
@@ -145,7 +172,6 @@ fn bird_route_upserted_twice_changes_nothing() {
     let mut routes: Vec<Route> = [Family::V4, Family::V6]
         .into_iter()
         .flat_map(|f| listed(&h, f, proto("bird")))
-        .filter(|r| !is_realm(r))
         .collect();
     // Also as text: what `ip route show` prints parses back to the same
     // request (with the metric and protocol in it).
@@ -153,10 +179,13 @@ fn bird_route_upserted_twice_changes_nothing() {
     routes.push(text.parse().unwrap());
     for r in &routes {
         for round in 0..2 {
-            assert!(
-                !h.upsert(r, None).unwrap(),
-                "round {round}: {r} was rewritten"
-            );
+            let changed = h.upsert(r, None).unwrap();
+            // A single-path route's first upsert makes Cilium's
+            // `GATEWAY dev D scope link` route (its own, proto boot) if
+            // it is missing; bird's route itself is never rewritten (the
+            // subscription below sees no event of bird's).
+            let may = round == 0 && r.multipath.is_empty();
+            assert!(!changed || may, "round {round}: {r} was rewritten");
         }
     }
     assert!(h
@@ -177,12 +206,13 @@ fn bird_route_upserted_twice_changes_nothing() {
     }
     assert_eq!(ip_shown(&bgp, Family::V4, "bird"), before4);
     assert_eq!(ip_shown(&bgp, Family::V6, "bird"), before6);
-    // And the kernel saw no change at all.
+    // And the kernel saw no change of bird's routes (only the gateway's
+    // scope-link route a single-path upsert adds).
     let changes = mon.drain().unwrap();
     assert!(
-        changes
-            .iter()
-            .all(|e| e.route().is_none_or(|r| r.proto != proto("bird"))),
+        changes.iter().all(|e| e
+            .route()
+            .is_none_or(|r| routes.iter().all(|x| x.prefix != r.prefix))),
         "{changes:#?}"
     );
 }
@@ -209,10 +239,11 @@ fn bird_route_survives_a_delete_without_a_metric() {
                 assert!(!h.delete_if_present(&plain).unwrap(), "{plain}");
             }
             // One path of it, as `ip route del P via G dev D` would say.
-            let hop = &daemon.multipath[0];
-            let one = Route::new(daemon.prefix)
-                .via(hop.gateway.unwrap())
-                .dev(hop.device.clone().unwrap());
+            let (gw, dev) = match daemon.multipath.first() {
+                Some(hop) => (hop.gateway.unwrap(), hop.device.clone().unwrap()),
+                None => (daemon.nexthop.unwrap(), daemon.device.clone().unwrap()),
+            };
+            let one = Route::new(daemon.prefix).via(gw).dev(dev);
             assert!(h.delete(&one).unwrap_err().is_not_found(), "{one}");
         }
     }

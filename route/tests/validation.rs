@@ -66,6 +66,18 @@ fn bad_routes() -> Vec<(&'static str, Route)> {
                 .nexthops(vec![podnet_route::NextHop::new("eth0").via(ip("10.0.0.2"))]),
         ),
         (
+            "fd02::/64 nexthop via fd00::2 realm 3 dev eth0",
+            Route::new(net("fd02::/64")).nexthops(vec![podnet_route::NextHop::new("eth0")
+                .via(ip("fd00::2"))
+                .realm(3)]),
+        ),
+        (
+            "10.2.0.0/16 nexthop via 10.0.0.2 realm 0 dev eth0",
+            Route::new(net("10.2.0.0/16")).nexthops(vec![podnet_route::NextHop::new("eth0")
+                .via(ip("10.0.0.2"))
+                .realm(0)]),
+        ),
+        (
             "10.2.0.0/16 nhid 1 realm 3",
             Route::new(net("10.2.0.0/16")).nhid(1).realm(3),
         ),

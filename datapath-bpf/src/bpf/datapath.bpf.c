@@ -12,6 +12,9 @@
  *  - maps.h       every map definition
  *  - clock.h      the conntrack clock
  *  - metrics.h    per-reason counters, drop()
+ *  - events.h     the events ring buffer, per-packet facts in skb->cb
+ *  - drop_notify.h, trace.h, policy_log.h  drop / trace / policy verdict events
+ *  - ep_metrics.h per-endpoint counters
  *  - identity.h   identities in skb->mark
  *  - eps.h        endpoints, ipcache, the local-delivery stamp
  *  - policy.h     per-endpoint policy
@@ -36,6 +39,7 @@
 #include "lib/maps.h"
 #include "lib/clock.h"
 #include "lib/metrics.h"
+#include "lib/trace.h"
 #include "lib/identity.h"
 #include "lib/eps.h"
 #include "lib/policy.h"
@@ -135,6 +139,7 @@ static __always_inline int pod_ingress(struct __sk_buff *ctx, bool v6, const __u
 		sep = lookup_ep_of(v6, saddr);
 		identity = sep ? sep->sec_id : ipcache_identity_of(v6, saddr);
 	}
+	events_set_flow(ctx, identity, dep->sec_id, false, dep->lxc_id);
 	ret = policy_check(ctx, identity, l4->pkt_dport, nexthdr, 0, dep->lxc_id,
 			   dep->flags & ENDPOINT_F_INGRESS_ENFORCE);
 	if (ret < 0)
@@ -181,6 +186,7 @@ static __always_inline int netdev_deliver(struct __sk_buff *ctx, bool v6, void *
 		return redirect_peer_to(dep->ifindex);
 	}
 	set_identity_mark(ctx, ipcache_identity_of(v6, saddr));
+	events_set_delivery(ctx, dep->lxc_id);
 	return redirect_to(dep->ifindex);
 }
 
@@ -542,6 +548,7 @@ static __always_inline int from_container_l3(struct __sk_buff *ctx, bool v6, voi
 		identity = sep->sec_id;
 		dep = lookup_ep_of(v6, daddr);
 		dst_identity = dep ? dep->sec_id : ipcache_identity_of(v6, daddr);
+		events_set_flow(ctx, identity, dst_identity, true, sep->lxc_id);
 		ret = policy_check(ctx, dst_identity, l4->pkt_dport, nexthdr, 1, sep->lxc_id,
 				   sep->flags & ENDPOINT_F_EGRESS_ENFORCE);
 		if (ret < 0)
@@ -588,6 +595,7 @@ static __always_inline int from_container_l3(struct __sk_buff *ctx, bool v6, voi
 		}
 		l3_dec_ttl(v6, l3);
 		rewrite_macs(eth, dep->node_mac, dep->mac);
+		events_set_delivery(ctx, dep->lxc_id);
 		if (identity)
 			set_identity_mark(ctx, identity);
 		count(ctx, REASON_FORWARDED, METRIC_EGRESS);
@@ -856,7 +864,9 @@ static __always_inline int dispatch(struct __sk_buff *ctx, enum hook hook)
 SEC("tc")
 int from_container(struct __sk_buff *ctx)
 {
-	return dispatch(ctx, HOOK_FROM_CONTAINER);
+	events_init(ctx);
+	trace_receive(ctx, HOOK_FROM_CONTAINER);
+	return trace_verdict(ctx, HOOK_FROM_CONTAINER, dispatch(ctx, HOOK_FROM_CONTAINER));
 }
 
 /* Host-side veth egress: traffic entering the pod (from the stack or
@@ -864,14 +874,17 @@ int from_container(struct __sk_buff *ctx)
 SEC("tc")
 int to_container(struct __sk_buff *ctx)
 {
-	return dispatch(ctx, HOOK_TO_CONTAINER);
+	events_init(ctx);
+	return trace_verdict(ctx, HOOK_TO_CONTAINER, dispatch(ctx, HOOK_TO_CONTAINER));
 }
 
 /* Underlay ingress: deliver traffic for local pods directly. */
 SEC("tc")
 int from_netdev(struct __sk_buff *ctx)
 {
-	return dispatch(ctx, HOOK_FROM_NETDEV);
+	events_init(ctx);
+	trace_receive(ctx, HOOK_FROM_NETDEV);
+	return trace_verdict(ctx, HOOK_FROM_NETDEV, dispatch(ctx, HOOK_FROM_NETDEV));
 }
 
 /* Underlay egress: masquerade of local pods' traffic (snat.h). */

@@ -245,19 +245,20 @@ pub(crate) fn same_as(
         && paths
 }
 
+/// One path as [`path_set`] compares it: (device index, gateway, weight,
+/// onlink, realm).
+pub(crate) type PathKey = (u32, Option<IpAddr>, u16, bool, Option<u32>);
+
 /// The paths of a multipath route as a set with weights: (device index,
-/// gateway, weight), sorted. The kernel keeps them as given but reports
-/// an IPv6 FIB answer rotated to the path its hash picked, so the order
-/// is not compared.
-pub(crate) fn path_set(
-    hops: &[crate::route::NextHop],
-    oifs: &[u32],
-) -> Vec<(u32, Option<IpAddr>, u16, bool)> {
+/// gateway, weight, onlink, realm), sorted. The kernel keeps them as
+/// given but reports an IPv6 FIB answer rotated to the path its hash
+/// picked, so the order is not compared.
+pub(crate) fn path_set(hops: &[crate::route::NextHop], oifs: &[u32]) -> Vec<PathKey> {
     let onlink = crate::names::RouteFlags::ONLINK;
     let mut v: Vec<_> = hops
         .iter()
         .zip(oifs.iter().copied().chain(std::iter::repeat(0)))
-        .map(|(h, i)| (i, h.gateway, h.weight, h.flags.contains(onlink)))
+        .map(|(h, i)| (i, h.gateway, h.weight, h.flags.contains(onlink), h.realm))
         .collect();
     v.sort();
     v
@@ -660,8 +661,7 @@ impl Handle {
                     if d.complex {
                         return Err(NlError::Unmodelled(
                             Box::new(d.route),
-                            "attributes on its paths (encapsulation, realms) or a source prefix"
-                                .into(),
+                            "attributes on its paths (encapsulation) or a source prefix".into(),
                         ));
                     }
                     // What the crate does not model stays.

@@ -22,11 +22,15 @@ use std::time::{Duration, Instant};
 
 use testsupport::{veth, Netns};
 
-/// What the peer announces: IPv4 and IPv6.
-pub const PREFIXES4: [&str; 3] = ["10.50.0.0/24", "10.51.0.0/24", "10.52.0.0/24"];
+/// What the peer announces over both links: IPv4 and IPv6.
+pub const PREFIXES4: [&str; 3] = ["10.50.0.0/24", "10.51.0.0/24", REALM_ECMP_PREFIX];
 pub const PREFIXES6: [&str; 2] = ["fd50::/64", "fd51::/64"];
-/// The prefix the node's bird exports with a realm.
+/// Announced over the first link only (one path); the node's bird exports
+/// it with `realm 7` (`RTA_FLOW` on the route).
 pub const REALM_PREFIX: &str = "10.52.0.0/24";
+/// Announced over both links; the node's bird exports it with `realm 7`
+/// on each path (`RTA_FLOW` in `RTA_MULTIPATH`).
+pub const REALM_ECMP_PREFIX: &str = "10.53.0.0/24";
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -122,6 +126,9 @@ impl Daemon {
         // FRR keeps a crash-log directory per process under /var/tmp/frr,
         // removed on a clean exit; remove ours should the exit not be clean.
         let _ = fs::remove_dir_all(format!("/var/tmp/frr/{}.{pid}", self.name));
+        // FRR makes /var/tmp/frr itself on its first start: leave the host
+        // as found once no daemon of any test uses it (fails while one does).
+        let _ = fs::remove_dir("/var/tmp/frr");
     }
 }
 
@@ -187,7 +194,7 @@ fn peer_bird_conf() -> String {
     let mut s =
         String::from("log stderr all;\nrouter id 10.0.0.2;\nprotocol device { scan time 1; }\n");
     s.push_str("protocol static s4 { ipv4;\n");
-    for p in PREFIXES4 {
+    for p in PREFIXES4.iter().chain([&REALM_PREFIX]) {
         s.push_str(&format!("  route {p} blackhole;\n"));
     }
     s.push_str("}\nprotocol static s6 { ipv6;\n");
@@ -198,26 +205,34 @@ fn peer_bird_conf() -> String {
     s.push_str(&format!(
         "template bgp up {{ local as 65002; {BIRD_TIMERS} }}\n"
     ));
-    for (name, local, nb, fam) in [
-        ("q0", "10.0.0.2", "10.0.0.1", "ipv4"),
-        ("q1", "10.1.0.2", "10.1.0.1", "ipv4"),
-        ("q0v6", "fd00::2", "fd00::1", "ipv6"),
-        ("q1v6", "fd01::2", "fd01::1", "ipv6"),
+    let only_first_link = format!("source = RTS_STATIC && net != {REALM_PREFIX}");
+    for (name, local, nb, fam, export) in [
+        ("q0", "10.0.0.2", "10.0.0.1", "ipv4", "source = RTS_STATIC"),
+        (
+            "q1",
+            "10.1.0.2",
+            "10.1.0.1",
+            "ipv4",
+            only_first_link.as_str(),
+        ),
+        ("q0v6", "fd00::2", "fd00::1", "ipv6", "source = RTS_STATIC"),
+        ("q1v6", "fd01::2", "fd01::1", "ipv6", "source = RTS_STATIC"),
     ] {
         s.push_str(&format!(
-            "protocol bgp {name} from up {{ local {local} as 65002; neighbor {nb} as 65001; {fam} {{ import none; export where source = RTS_STATIC; }}; }}\n"
+            "protocol bgp {name} from up {{ local {local} as 65002; neighbor {nb} as 65001; {fam} {{ import none; export where {export}; }}; }}\n"
         ));
     }
     s
 }
 
 /// The node's bird: learns over BGP, exports to the kernel with merged
-/// paths (ECMP), `src`, `mtu`, and a realm on [`REALM_PREFIX`].
+/// paths (ECMP), `src`, `mtu`, and a realm on [`REALM_PREFIX`] and
+/// [`REALM_ECMP_PREFIX`].
 fn node_bird_conf() -> String {
     let mut s =
         String::from("log stderr all;\nrouter id 10.0.0.1;\nprotocol device { scan time 1; }\n");
     s.push_str(&format!(
-        "protocol kernel k4 {{ ipv4 {{ import none; export filter {{ krt_prefsrc = 10.0.0.1; krt_mtu = 1400; if net = {REALM_PREFIX} then krt_realm = 7; accept; }}; }}; merge paths on; }}\n"
+        "protocol kernel k4 {{ ipv4 {{ import none; export filter {{ krt_prefsrc = 10.0.0.1; krt_mtu = 1400; if net ~ [ {REALM_PREFIX}, {REALM_ECMP_PREFIX} ] then krt_realm = 7; accept; }}; }}; merge paths on; }}\n"
     ));
     s.push_str(
         "protocol kernel k6 { ipv6 { import none; export filter { krt_prefsrc = fd00::1; krt_mtu = 1400; accept; }; }; merge paths on; }\n",
@@ -373,8 +388,9 @@ impl Bgp {
         }
     }
 
-    /// Waits until every announced prefix is in the node's main table over
-    /// both links (two `nexthop` lines each).
+    /// Waits until every prefix announced over both links is in the node's
+    /// main table over both (two `nexthop` lines each), and
+    /// [`REALM_PREFIX`] over the first.
     pub fn wait_for_ecmp(&mut self) {
         self.wait_until("every prefix over both links", |v4, v6| {
             let has = |text: &str, p: &str| {
@@ -388,7 +404,11 @@ impl Bgp {
                         .count()
                         == 2
             };
-            PREFIXES4.iter().all(|p| has(v4, p)) && PREFIXES6.iter().all(|p| has(v6, p))
+            PREFIXES4.iter().all(|p| has(v4, p))
+                && PREFIXES6.iter().all(|p| has(v6, p))
+                && v4
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{REALM_PREFIX} ")))
         });
     }
 }

@@ -21,9 +21,12 @@
 #include "clock.h"
 #include "parse.h"
 #include "metrics.h"
+#include "events.h"
 
-static __always_inline void ct_update_timeout(struct ct_entry *entry, bool tcp, int dir,
-					      __u8 seen_flags, __u32 now)
+/* Returns 1 when the packet is reported (Cilium's "monitor": the interval
+ * passed or flags new in this direction), 0 otherwise. */
+static __always_inline __u32 ct_update_timeout(struct ct_entry *entry, bool tcp, int dir,
+					       __u8 seen_flags, __u32 now)
 {
 	__u32 lifetime = CT_CONNECTION_LIFETIME_NONTCP;
 	__u8 accumulated;
@@ -53,7 +56,9 @@ static __always_inline void ct_update_timeout(struct ct_entry *entry, bool tcp, 
 			entry->tx_flags_seen = seen_flags;
 			entry->last_tx_report = now;
 		}
+		return 1;
 	}
+	return 0;
 }
 
 static __always_inline bool ct_entry_alive(const struct ct_entry *entry)
@@ -65,14 +70,14 @@ static __always_inline bool ct_entry_alive(const struct ct_entry *entry)
 static __always_inline int __ct_lookup(struct ct_entry *entry, struct __sk_buff *ctx,
 				       int action, int dir, bool is_tcp, __u8 tcp_flags)
 {
-	__u32 now;
+	__u32 now, report = 0;
 
 	if (!entry)
 		return CT_NEW;
 
 	now = mono_now();
 	if (ct_entry_alive(entry))
-		ct_update_timeout(entry, is_tcp, dir, tcp_flags, now);
+		report = ct_update_timeout(entry, is_tcp, dir, tcp_flags, now);
 	/* Service entries count nothing (Cilium keeps no stats for
 	 * CT_SERVICE): the flow's own entry counts its packets. */
 	if (CONFIG.ct_accounting && dir != CT_SERVICE) {
@@ -84,7 +89,8 @@ static __always_inline int __ct_lookup(struct ct_entry *entry, struct __sk_buff 
 		if ((entry->flags & (CT_F_RX_CLOSING | CT_F_TX_CLOSING)) &&
 		    (tcp_flags & TCP_F_SYN)) {
 			entry->flags &= ~(CT_F_RX_CLOSING | CT_F_TX_CLOSING);
-			ct_update_timeout(entry, is_tcp, dir, tcp_flags, now);
+			report |= ct_update_timeout(entry, is_tcp, dir, tcp_flags, now);
+			ct_events_report(ctx, report);
 			return CT_REOPENED;
 		}
 	} else if (action == ACTION_CLOSE) {
@@ -100,6 +106,7 @@ static __always_inline int __ct_lookup(struct ct_entry *entry, struct __sk_buff 
 		if (!ct_entry_alive(entry))
 			entry->lifetime = now + CT_CLOSE_TIMEOUT;
 	}
+	ct_events_report(ctx, report);
 	return CT_ESTABLISHED;
 }
 
@@ -114,8 +121,11 @@ static __always_inline void ct_fill_new(struct ct_entry *entry, struct __sk_buff
 					bool is_tcp, int dir, __u32 src_sec_id)
 {
 	__u32 now = mono_now();
+	__u32 report = ct_update_timeout(entry, is_tcp, dir, is_tcp ? TCP_F_SYN : 0, now);
 
-	ct_update_timeout(entry, is_tcp, dir, is_tcp ? TCP_F_SYN : 0, now);
+	/* A service entry reports nothing: the flow's own entry does. */
+	if (dir != CT_SERVICE)
+		ct_events_new(ctx, entry, dir == CT_INGRESS, report);
 	if (CONFIG.ct_accounting && dir != CT_SERVICE) {
 		entry->packets = 1;
 		entry->bytes = ctx->len;
@@ -337,6 +347,8 @@ static __always_inline int ct_lookup(struct __sk_buff *ctx, bool v6, void *tuple
 	if (ret == CT_NEW)
 		return CT_NEW;
 found:
+	if (e)
+		ct_events_hit(ctx, e, dir == CT_INGRESS, ret);
 	if (hit)
 		*hit = e;
 	return ret;

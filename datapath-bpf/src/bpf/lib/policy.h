@@ -7,6 +7,7 @@
 
 #include "common.h"
 #include "maps.h"
+#include "policy_log.h"
 
 /* Policy: most specific entry wins; an entry with deny set drops. Without a
  * matching entry the packet passes unless the endpoint enforces policy in
@@ -40,10 +41,17 @@ static __always_inline int policy_check(struct __sk_buff *ctx, __u32 identity, _
 	if (!e)
 		e = policy_find(&k, 0, dport, proto);
 	if (e) {
+		int verdict = e->deny ? DROP_POLICY_DENY : 0;
+
 		__sync_fetch_and_add(&e->packets, 1);
 		__sync_fetch_and_add(&e->bytes, ctx->len);
-		return e->deny ? DROP_POLICY_DENY : 0;
+		send_policy_verdict_notify(ctx, identity, dport, proto, egress, ep_id, verdict,
+					   policy_match_type(&k));
+		return verdict;
 	}
+	if (enforce)
+		send_policy_verdict_notify(ctx, identity, dport, proto, egress, ep_id, DROP_POLICY,
+					   POLICY_MATCH_NONE);
 	return enforce ? DROP_POLICY : 0;
 }
 
