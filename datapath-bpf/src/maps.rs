@@ -47,6 +47,13 @@ pub const LB6_REVERSE_NAT: &str = "cilium_lb6_reverse_nat";
 pub const LB4_REVERSE_SK: &str = "cilium_lb4_reverse_sk";
 /// IPv6 twin of [`LB4_REVERSE_SK`].
 pub const LB6_REVERSE_SK: &str = "cilium_lb6_reverse_sk";
+/// from-container's program array: its tail call into the second pass of
+/// a service connection (program `from_container_svc`), as Cilium's
+/// `cilium_calls_*`. Pinned so that it stays filled while the programs are
+/// attached (the kernel empties a program array when no descriptor or pin
+/// holds it), also with [`crate::Options::keep_attached`]; a new load fills
+/// it with its own program.
+pub const CALLS: &str = "podnet_calls";
 
 /// Events: drop, trace and policy verdict notifications (BPF ring buffer;
 /// read them with [`crate::Events`]).
@@ -66,7 +73,7 @@ pub const FRAG6: &str = "cilium_ipv6_frag_datagrams";
 /// Every map of the object pinned in the pin directory. Beside them the
 /// loader pins `podnet_owned`, a one-entry array recording which of these a
 /// podnet load created (what [`crate::Datapath::teardown`] may remove).
-pub const PINNED: [&str; 24] = [
+pub const PINNED: [&str; 25] = [
     CT4_TCP,
     CT4_ANY,
     CT6_TCP,
@@ -91,6 +98,7 @@ pub const PINNED: [&str; 24] = [
     SNAT6,
     LB4_REVERSE_SK,
     LB6_REVERSE_SK,
+    CALLS,
 ];
 
 /// Cilium's IPv4 SNAT map: NAT tuple -> translated address and port

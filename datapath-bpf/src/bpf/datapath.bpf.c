@@ -534,7 +534,14 @@ static __always_inline int from_container_l3(struct __sk_buff *ctx, bool v6, voi
 	if (ret == CT_NEW) {
 		__u32 dst_identity;
 
+		/* The source first: a spoofed one is never translated, and a
+		 * drop by the translation (DROP_NO_SERVICE) names its pod. */
+		sep = lookup_ep_of(v6, saddr);
+		if (!sep || sep->ifindex != ctx->ingress_ifindex)
+			return drop(ctx, DROP_INVALID_SIP, METRIC_EGRESS);
+		identity = sep->sec_id;
 		if (xlate) {
+			events_set_flow(ctx, identity, 0, true, sep->lxc_id);
 			ret = lb_xlate(ctx, v6, saddr, daddr, nexthdr, l4, l4_off, false, xlate);
 			if (ret < 0)
 				return drop(ctx, ret, METRIC_EGRESS);
@@ -542,10 +549,6 @@ static __always_inline int from_container_l3(struct __sk_buff *ctx, bool v6, voi
 				return LB_TRANSLATED;
 		}
 
-		sep = lookup_ep_of(v6, saddr);
-		if (!sep || sep->ifindex != ctx->ingress_ifindex)
-			return drop(ctx, DROP_INVALID_SIP, METRIC_EGRESS);
-		identity = sep->sec_id;
 		dep = lookup_ep_of(v6, daddr);
 		dst_identity = dep ? dep->sec_id : ipcache_identity_of(v6, daddr);
 		events_set_flow(ctx, identity, dst_identity, true, sep->lxc_id);
@@ -605,6 +608,95 @@ static __always_inline int from_container_l3(struct __sk_buff *ctx, bool v6, voi
 		return fib_forward(ctx, v6, l3, eth, saddr, daddr, nexthdr);
 	count(ctx, REASON_FORWARDED, METRIC_EGRESS);
 	return TC_ACT_OK;
+}
+
+/* The second pass of a service connection (from_container_l3 with `svc`)
+ * is a program of its own, from_container_svc, tail-called after the
+ * translation, as Cilium's bpf_lxc tail-calls its CT/policy stage after
+ * its service translation: a fresh 512-byte stack and its own
+ * 1,000,000-instruction budget (from-container with both passes inline,
+ * each with redirect_peer's local delivery, went past the limit). What the
+ * first pass knows that the packet does not tell again (the translated
+ * flow's ports, so that a later fragment keeps its first fragment's; the
+ * L4 offset and protocol; the reverse NAT index) goes in a per-CPU scratch
+ * slot: nothing runs on this CPU between the write and the tail call. */
+struct svc_pass {
+	struct l4info l4;
+	__u32 l4_off;
+	__be16 rev_nat_index;
+	__u8 nexthdr; /* IPv6: after the extension headers */
+	__u8 v6;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct svc_pass);
+	__uint(max_entries, 1);
+} podnet_svc_scratch SEC(".maps");
+
+int from_container_svc(struct __sk_buff *ctx);
+
+/* The tail call's program array, filled by libbpf at load. Pinned: the
+ * kernel empties a program array that no descriptor or pin holds, which
+ * would leave programs attached past their loader (keep_attached) without
+ * their second pass; a new load fills the pinned one with its own. */
+#define CALL_FROM_CONTAINER_SVC 0
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__type(key, __u32);
+	__array(values, int(void *));
+} podnet_calls SEC(".maps") = {
+	.values = { [CALL_FROM_CONTAINER_SVC] = (void *)&from_container_svc },
+};
+
+static __always_inline int svc_pass_call(struct __sk_buff *ctx, bool v6, const struct l4info *l4,
+					 __u32 l4_off, __u8 nexthdr, const struct lb_state *st)
+{
+	__u32 zero = 0;
+	struct svc_pass *p = bpf_map_lookup_elem(&podnet_svc_scratch, &zero);
+
+	if (!p)
+		return drop(ctx, DROP_MISSED_TAIL_CALL, METRIC_EGRESS);
+	p->l4 = *l4;
+	p->l4.tsport = st->port;
+	p->l4.pkt_dport = st->port;
+	p->l4_off = l4_off;
+	p->rev_nat_index = st->rev_nat_index;
+	p->nexthdr = nexthdr;
+	p->v6 = v6;
+	return LB_TRANSLATED; /* from_container tail-calls (one call site) */
+}
+
+/* from_container_svc's work: the translated packet's headers again, then
+ * from_container_l3 for the flow to the backend. */
+static __always_inline int svc_pass_l3(struct __sk_buff *ctx, bool v6, const struct svc_pass *p)
+{
+	struct lb_state svc = {};
+	struct l4info l4 = p->l4;
+	__u32 l4_off = p->l4_off;
+	struct ethhdr *eth;
+	void *l3;
+
+	/* Bounded for the verifier (an L4 offset is far below). */
+	if (l4_off > 0x3fff || !reload_l3(ctx, v6, &eth, &l3))
+		return drop(ctx, DROP_INVALID, METRIC_EGRESS);
+	svc.rev_nat_index = p->rev_nat_index;
+	if (v6) {
+		struct ipv6hdr *ip6 = l3;
+		__u32 saddr[4], daddr[4];
+
+		__builtin_memcpy(saddr, &ip6->saddr, 16);
+		__builtin_memcpy(daddr, &ip6->daddr, 16);
+		return from_container_l3(ctx, true, l3, eth, saddr, daddr, p->nexthdr, &l4, l4_off,
+					 &svc, NULL);
+	}
+	struct iphdr *ip4 = l3;
+
+	return from_container_l3(ctx, false, l3, eth, &ip4->saddr, &ip4->daddr, ip4->protocol,
+				 &l4, l4_off, &svc, NULL);
 }
 
 static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
@@ -710,12 +802,7 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 	if (ret != LB_TRANSLATED)
 		return ret;
 	/* A service connection, now to its backend: once more, translated. */
-	if (!reload_l3(ctx, false, &eth, (void **)&ip4))
-		return drop(ctx, DROP_INVALID, mdir);
-	l4.tsport = lbs.port;
-	l4.pkt_dport = lbs.port;
-	return from_container_l3(ctx, false, ip4, eth, &ip4->saddr, &ip4->daddr, ip4->protocol,
-				 &l4, l4_off, &lbs, NULL);
+	return svc_pass_call(ctx, false, &l4, l4_off, 0, &lbs);
 }
 
 static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
@@ -829,13 +916,7 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 				&lbs);
 	if (ret != LB_TRANSLATED)
 		return ret;
-	if (!reload_l3(ctx, true, &eth, (void **)&ip6))
-		return drop(ctx, DROP_INVALID, mdir);
-	__builtin_memcpy(daddr, lbs.addr, 16);
-	l4.tsport = lbs.port;
-	l4.pkt_dport = lbs.port;
-	return from_container_l3(ctx, true, ip6, eth, saddr, daddr, nexthdr, &l4, l4_off, &lbs,
-				 NULL);
+	return svc_pass_call(ctx, true, &l4, l4_off, nexthdr, &lbs);
 }
 
 /* ---- programs ----------------------------------------------------------- */
@@ -864,9 +945,35 @@ static __always_inline int dispatch(struct __sk_buff *ctx, enum hook hook)
 SEC("tc")
 int from_container(struct __sk_buff *ctx)
 {
+	int ret;
+
 	events_init(ctx);
 	trace_receive(ctx, HOOK_FROM_CONTAINER);
-	return trace_verdict(ctx, HOOK_FROM_CONTAINER, dispatch(ctx, HOOK_FROM_CONTAINER));
+	ret = dispatch(ctx, HOOK_FROM_CONTAINER);
+	if (ret == LB_TRANSLATED) {
+		/* A service connection's second pass (svc_pass_call). */
+		bpf_tail_call(ctx, &podnet_calls, CALL_FROM_CONTAINER_SVC);
+		ret = drop(ctx, DROP_MISSED_TAIL_CALL, METRIC_EGRESS);
+	}
+	return trace_verdict(ctx, HOOK_FROM_CONTAINER, ret);
+}
+
+/* from-container's second pass of a service connection, tail-called by
+ * from_container (svc_pass_call); never attached. */
+SEC("tc")
+int from_container_svc(struct __sk_buff *ctx)
+{
+	__u32 zero = 0;
+	struct svc_pass *p = bpf_map_lookup_elem(&podnet_svc_scratch, &zero);
+	int ret;
+
+	if (!p)
+		ret = drop(ctx, DROP_MISSED_TAIL_CALL, METRIC_EGRESS);
+	else if (p->v6)
+		ret = svc_pass_l3(ctx, true, p);
+	else
+		ret = svc_pass_l3(ctx, false, p);
+	return trace_verdict(ctx, HOOK_FROM_CONTAINER, ret);
 }
 
 /* Host-side veth egress: traffic entering the pod (from the stack or

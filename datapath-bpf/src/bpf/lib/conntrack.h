@@ -90,7 +90,7 @@ static __always_inline int __ct_lookup(struct ct_entry *entry, struct __sk_buff 
 		    (tcp_flags & TCP_F_SYN)) {
 			entry->flags &= ~(CT_F_RX_CLOSING | CT_F_TX_CLOSING);
 			report |= ct_update_timeout(entry, is_tcp, dir, tcp_flags, now);
-			ct_events_report(ctx, report);
+			ct_events_report(ctx, dir != CT_SERVICE ? report : 0);
 			return CT_REOPENED;
 		}
 	} else if (action == ACTION_CLOSE) {
@@ -106,7 +106,9 @@ static __always_inline int __ct_lookup(struct ct_entry *entry, struct __sk_buff 
 		if (!ct_entry_alive(entry))
 			entry->lifetime = now + CT_CLOSE_TIMEOUT;
 	}
-	ct_events_report(ctx, report);
+	/* Nor do they report: the flow's entry decides whether the packet is
+	 * traced (Cilium's lb4_local ignores its service lookup's "monitor"). */
+	ct_events_report(ctx, dir != CT_SERVICE ? report : 0);
 	return CT_ESTABLISHED;
 }
 
