@@ -51,6 +51,7 @@ mod object;
 mod owned;
 mod prometheus;
 mod service;
+mod service_affinity;
 mod sock_lb;
 
 pub use attach::Hook;
@@ -75,6 +76,7 @@ pub use masquerade::{
 pub use object::OBJECT;
 pub use prometheus::{EndpointMetric, MapPressure};
 pub use service::{Backend, BackendState, L4Protocol, Service, ServiceKind, MAX_BACKENDS};
+pub use service_affinity::MAX_AFFINITY_TIMEOUT;
 
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]

@@ -48,8 +48,8 @@ fn outside() -> Ipv4Addr {
 /// the NodePort `node_port()` to B (`with_backend`), else without backends.
 fn setup(tag: &str, peer: bool, with_backend: bool) -> (BpfDir, Datapath, Events) {
     let dir = BpfDir::new(tag);
-    let dp = Datapath::load(&Options::small(dir.join("globals")).redirect_peer(peer))
-        .expect("load");
+    let dp =
+        Datapath::load(&Options::small(dir.join("globals")).redirect_peer(peer)).expect("load");
     for (ip, a) in [(a4(), true), (b4(), false)] {
         dp.upsert_endpoint(
             &Endpoint::new(IpAddr::V4(ip), if a { A_IF } else { B_IF })
@@ -136,7 +136,10 @@ fn service_connection_traces_name_client_and_backend() {
         assert_eq!((t[0].src_identity, t[0].dst_identity), (A_ID, B_ID));
         let f = DatapathEvent::Trace(t[0].clone()).flow().unwrap();
         assert_eq!(
-            (SocketAddr::new(f.src, f.sport), SocketAddr::new(f.dst, f.dport)),
+            (
+                SocketAddr::new(f.src, f.sport),
+                SocketAddr::new(f.dst, f.dport)
+            ),
             (client(), backend()),
             "the trace shows the packet as delivered (translated)"
         );
@@ -190,7 +193,10 @@ fn service_connection_traces_name_client_and_backend() {
         assert_eq!(trace_reason_name(t[0].reason), "reply");
         let f = DatapathEvent::Trace(t[0].clone()).flow().unwrap();
         assert_eq!(
-            (SocketAddr::new(f.src, f.sport), SocketAddr::new(f.dst, f.dport)),
+            (
+                SocketAddr::new(f.src, f.sport),
+                SocketAddr::new(f.dst, f.dport)
+            ),
             (vip(), client()),
             "peer {peer}: the reply as the client sees it"
         );
@@ -228,7 +234,10 @@ fn no_backend_drop_names_the_client() {
     assert_eq!(bpf_file_name(d[0].file), "datapath.bpf.c");
     let f = DatapathEvent::Drop(d[0].clone()).flow().unwrap();
     assert_eq!(
-        (SocketAddr::new(f.src, f.sport), SocketAddr::new(f.dst, f.dport)),
+        (
+            SocketAddr::new(f.src, f.sport),
+            SocketAddr::new(f.dst, f.dport)
+        ),
         (client(), vip())
     );
 }
@@ -259,13 +268,7 @@ fn established_service_flow_traced_as_any_flow() {
     let evs = drain(&mut ev);
     let reasons: Vec<(&str, u16, u16)> = traces(&evs)
         .iter()
-        .map(|t| {
-            (
-                trace_reason_name(t.reason),
-                t.header.source,
-                t.dst_endpoint,
-            )
-        })
+        .map(|t| (trace_reason_name(t.reason), t.header.source, t.dst_endpoint))
         .collect();
     assert_eq!(
         reasons,

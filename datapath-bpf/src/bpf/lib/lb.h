@@ -21,6 +21,7 @@
 #include "nat.h"
 #include "eps.h"
 #include "snat_config.h"
+#include "lb_affinity.h"
 
 /* What a translated connection carries on: its backend and the reverse
  * NAT index its CT entry stores (network order). */
@@ -124,6 +125,17 @@ static __always_inline __u32 lb_select(bool v6, union lb_key *k, const struct lb
 	return slot->backend_id;
 }
 
+/* The service entry lb_xlate creates, per CPU (one slot, used within one
+ * call; looked up with events.h's read-only zero key): on the stack it
+ * took from-netdev's NodePort step past the 512-byte combined stack once
+ * session affinity's subprograms (lb_affinity.h) were called from it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct ct_entry);
+	__uint(max_entries, 1);
+} podnet_lb_scratch SEC(".maps");
+
 /* A packet without a CT entry for its tuple: when its destination is a
  * frontend, chooses (or finds again, through the TUPLE_F_SERVICE entry) the
  * backend and rewrites the destination to it. `external` (from-netdev):
@@ -178,18 +190,36 @@ static __always_inline int lb_xlate(struct __sk_buff *ctx, bool v6, const __u32 
 			if (!id)
 				return DROP_NO_SERVICE;
 			e->backend_id = id;
+			if (svc->flags & SVC_FLAG_AFFINITY)
+				lb_affinity_update(v6, saddr, svc->rev_nat_index, id);
 		}
 		e->rev_nat_index = svc->rev_nat_index;
 	} else {
-		struct ct_entry entry = {};
+		struct ct_entry *entry;
 
-		id = lb_select(v6, &k, svc, st);
+		id = 0;
+		if (svc->flags & SVC_FLAG_AFFINITY) {
+			/* The client's backend of its last connection, while it
+			 * is still an active one (lb_affinity.h). */
+			id = lb_affinity_backend(v6, saddr, svc->rev_nat_index,
+						 svc->affinity_timeout);
+			if (id && !lb_backend(v6, id, false, st))
+				id = 0;
+		}
+		if (!id)
+			id = lb_select(v6, &k, svc, st);
 		if (!id)
 			return DROP_NO_SERVICE;
-		ct_fill_new(&entry, ctx, is_tcp, CT_SERVICE, 0);
-		entry.backend_id = id;
-		entry.rev_nat_index = svc->rev_nat_index;
-		if (ct_store_new(ctx, v6, is_tcp, &skey, &entry, BPF_ANY, CT_EGRESS) < 0)
+		if (svc->flags & SVC_FLAG_AFFINITY)
+			lb_affinity_update(v6, saddr, svc->rev_nat_index, id);
+		entry = bpf_map_lookup_elem(&podnet_lb_scratch, (const void *)&events_keys[0]);
+		if (!entry)
+			return DROP_CT_CREATE_FAILED;
+		__builtin_memset(entry, 0, sizeof(*entry));
+		ct_fill_new(entry, ctx, is_tcp, CT_SERVICE, 0);
+		entry->backend_id = id;
+		entry->rev_nat_index = svc->rev_nat_index;
+		if (ct_store_new(ctx, v6, is_tcp, &skey, entry, BPF_ANY, CT_EGRESS) < 0)
 			return DROP_CT_CREATE_FAILED;
 	}
 	st->remote = 0;
