@@ -33,6 +33,8 @@ mod events;
 mod route;
 #[path = "headline/route_monitor.rs"]
 mod route_monitor;
+#[path = "headline/services_scale.rs"]
+mod services_scale;
 #[path = "headline/snat.rs"]
 mod snat;
 
@@ -63,6 +65,7 @@ fn main() {
         ("datapath-traffic", datapath::run_traffic),
         ("events", events::run),
         ("datapath-snat", snat::run),
+        ("services-scale", services_scale::run),
     ];
     for &(name, run) in areas {
         if filters.is_empty() || filters.iter().any(|f| name.contains(f)) {

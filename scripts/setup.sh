@@ -33,6 +33,8 @@ declare -A PKGS=(
   # own namespaces (the install below keeps the packages' services off).
   [bird2]=/usr/sbin/bird
   [frr]=/usr/lib/frr/zebra
+  # The services-scale benchmark's kube-proxy baseline (iptables-restore).
+  [iptables]=/usr/sbin/iptables-restore
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -461,6 +461,10 @@ pub struct Datapath {
     ncpus: usize,
     /// What `attach` of [`Hook::ToNetdev`] masquerades.
     pub(crate) masquerade: crate::Masquerade,
+    /// The socket load balancing programs (`crate::sock_lb`), by name.
+    pub(crate) sock_progs: Vec<(&'static str, OwnedFd)>,
+    /// Their cgroup links, per cgroup attached to.
+    pub(crate) sock_links: Vec<crate::sock_lb::SockLbLinks>,
 }
 
 /// The error of map call `op` on `map` that returned `rc` (a negative errno).
@@ -606,6 +610,7 @@ impl Datapath {
             let size = match name.as_str() {
                 maps::CT4_TCP | maps::CT6_TCP => Some(opts.ct_tcp_size),
                 maps::CT4_ANY | maps::CT6_ANY => Some(opts.ct_any_size),
+                maps::LB4_REVERSE_SK | maps::LB6_REVERSE_SK => Some(opts.ct_any_size),
                 maps::ENDPOINTS => Some(opts.endpoints_size),
                 maps::IPCACHE => Some(opts.ipcache_size),
                 maps::POLICY => Some(opts.policy_size),
@@ -725,8 +730,19 @@ impl Datapath {
             }
         }
         let mut progs = HashMap::new();
+        let mut sock_progs = Vec::new();
         for p in obj.progs() {
             let name = p.name().to_string_lossy();
+            if let Some(sock) = crate::sock_lb::PROGRAMS.iter().find(|x| x.0 == name) {
+                let fd = p
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map_err(|source| Error::TestRun {
+                        program: sock.0,
+                        source,
+                    })?;
+                sock_progs.push((sock.0, fd));
+            }
             if let Some(prog) = Program::ALL.into_iter().find(|x| x.name() == name) {
                 let fd = p
                     .as_fd()
@@ -761,6 +777,8 @@ impl Datapath {
             attachments: Vec::new(),
             ncpus: usize::try_from(ncpus).unwrap_or(1).max(1),
             masquerade: opts.masquerade.clone(),
+            sock_progs,
+            sock_links: Vec::new(),
         };
         // A new map holds generation 0, which disables the cache; a re-used
         // one keeps its value, and so do the stamps taken against it.

@@ -164,6 +164,17 @@ pub enum Error {
         /// The OS error.
         source: io::Error,
     },
+    /// Attaching the socket load balancing programs to a cgroup, or
+    /// opening it, failed ([`crate::Datapath::attach_socket_lb`]).
+    #[error("socket load balancing on cgroup {}: {op}", cgroup.display())]
+    SocketLb {
+        /// The cgroup v2 directory.
+        cgroup: PathBuf,
+        /// What was done: "opening the cgroup", "attaching `sock4_connect`" ...
+        op: String,
+        /// The OS error (errno).
+        source: io::Error,
+    },
 }
 
 /// The errno of a libbpf-rs error: libbpf reports negative errnos, which
@@ -196,7 +207,8 @@ impl Error {
             | Error::Attach { source, .. }
             | Error::Detach { source, .. }
             | Error::TestRun { source, .. }
-            | Error::Unpin { source, .. } => source.raw_os_error(),
+            | Error::Unpin { source, .. }
+            | Error::SocketLb { source, .. } => source.raw_os_error(),
             Error::Open { source } | Error::Prepare { source, .. } | Error::Load { source, .. } => {
                 libbpf_errno(source)
             }

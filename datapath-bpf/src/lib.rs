@@ -7,6 +7,9 @@
 //!   fill the endpoint / IP cache / policy maps, [`Datapath::attach`] the
 //!   programs ([`Hook`]) with tcx or tc, read [`Datapath::metrics`], hand the
 //!   conntrack maps ([`Datapath::ct_map_paths`]) to the `podnet-conntrack` crate.
+//! * Services ([`Service`], [`Datapath::upsert_services`]): `ClusterIP` DNAT
+//!   per packet for pods, `NodePort` to local backends, and socket load
+//!   balancing for the node's processes ([`Datapath::attach_socket_lb`]).
 //!
 //! Needs Linux 5.11 or later (tcx attach: 6.6), root or `CAP_BPF` and
 //! `CAP_NET_ADMIN`, and a pin directory of its own on bpffs; the crate
@@ -48,6 +51,8 @@ mod object;
 mod owned;
 mod prometheus;
 mod service;
+mod service_affinity;
+mod sock_lb;
 
 pub use attach::Hook;
 pub use datapath::{
@@ -71,6 +76,7 @@ pub use masquerade::{
 pub use object::OBJECT;
 pub use prometheus::{EndpointMetric, MapPressure};
 pub use service::{Backend, BackendState, L4Protocol, Service, ServiceKind, MAX_BACKENDS};
+pub use service_affinity::MAX_AFFINITY_TIMEOUT;
 
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]

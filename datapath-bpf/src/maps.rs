@@ -41,6 +41,29 @@ pub const LB6_SERVICES: &str = "cilium_lb6_services_v2";
 pub const LB6_BACKENDS: &str = "cilium_lb6_backends_v3";
 /// IPv6 twin of [`LB4_REVERSE_NAT`].
 pub const LB6_REVERSE_NAT: &str = "cilium_lb6_reverse_nat";
+/// Cilium's socket reverse NAT (socket load balancing, LRU hash): socket
+/// cookie, backend address and port -> frontend address, port and service
+/// id, for `recvmsg` and `getpeername` to show the frontend.
+pub const LB4_REVERSE_SK: &str = "cilium_lb4_reverse_sk";
+/// IPv6 twin of [`LB4_REVERSE_SK`].
+pub const LB6_REVERSE_SK: &str = "cilium_lb6_reverse_sk";
+/// Cilium's IPv4 session affinity map (LRU hash): client address and
+/// service id -> the client's backend and when it was chosen (seconds of
+/// the conntrack clock). Written by the datapath.
+pub const LB4_AFFINITY: &str = "cilium_lb4_affinity";
+/// IPv6 twin of [`LB4_AFFINITY`].
+pub const LB6_AFFINITY: &str = "cilium_lb6_affinity";
+/// Cilium's affinity match map (hash): (backend id, service id) of every
+/// active backend of a service with session affinity; a client's
+/// remembered backend counts only while its entry is here.
+pub const LB_AFFINITY_MATCH: &str = "cilium_lb_affinity_match";
+/// from-container's program array: its tail call into the second pass of
+/// a service connection (program `from_container_svc`), as Cilium's
+/// `cilium_calls_*`. Pinned so that it stays filled while the programs are
+/// attached (the kernel empties a program array when no descriptor or pin
+/// holds it), also with [`crate::Options::keep_attached`]; a new load fills
+/// it with its own program.
+pub const CALLS: &str = "podnet_calls";
 
 /// Events: drop, trace and policy verdict notifications (BPF ring buffer;
 /// read them with [`crate::Events`]).
@@ -60,7 +83,7 @@ pub const FRAG6: &str = "cilium_ipv6_frag_datagrams";
 /// Every map of the object pinned in the pin directory. Beside them the
 /// loader pins `podnet_owned`, a one-entry array recording which of these a
 /// podnet load created (what [`crate::Datapath::teardown`] may remove).
-pub const PINNED: [&str; 22] = [
+pub const PINNED: [&str; 28] = [
     CT4_TCP,
     CT4_ANY,
     CT6_TCP,
@@ -83,6 +106,12 @@ pub const PINNED: [&str; 22] = [
     FRAG6,
     SNAT4,
     SNAT6,
+    LB4_REVERSE_SK,
+    LB6_REVERSE_SK,
+    CALLS,
+    LB4_AFFINITY,
+    LB6_AFFINITY,
+    LB_AFFINITY_MATCH,
 ];
 
 /// Cilium's IPv4 SNAT map: NAT tuple -> translated address and port

@@ -16,6 +16,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use crate::datapath::Datapath;
 use crate::error::{Error, Result};
 use crate::maps::{self, Pod};
+use crate::service_affinity::{
+    match_key, AFFINITY_TIMEOUT_MASK, MAX_AFFINITY_TIMEOUT, SVC_FLAG_AFFINITY,
+};
 
 /// Most backends a service may have (a slot number is 16 bits; slot 0 is
 /// the frontend).
@@ -206,6 +209,13 @@ pub struct Service {
     pub kind: ServiceKind,
     /// Backends, in slot order.
     pub backends: Vec<Backend>,
+    /// Session affinity (Kubernetes' `sessionAffinity: ClientIP`) with its
+    /// timeout in seconds (`timeoutSeconds`, 1..=[`MAX_AFFINITY_TIMEOUT`]):
+    /// a client's new connection goes to the backend the client's last new
+    /// connection got, while that backend is active and the timeout has not
+    /// run out since. `None` (the default): every new connection picks a
+    /// backend at random.
+    pub session_affinity: Option<u32>,
 }
 
 impl Service {
@@ -219,7 +229,24 @@ impl Service {
             protocol,
             kind: ServiceKind::ClusterIp,
             backends: Vec::new(),
+            session_affinity: None,
         }
+    }
+
+    /// The same service with session affinity by client address, for
+    /// `timeout_secs` seconds after a client's last new connection
+    /// (Kubernetes' default is 10800).
+    ///
+    /// ```
+    /// use podnet_datapath::{L4Protocol, Service};
+    /// let svc = Service::new(7, "10.96.0.10:80".parse().unwrap(), L4Protocol::Tcp)
+    ///     .session_affinity(10800);
+    /// assert_eq!(svc.session_affinity, Some(10800));
+    /// ```
+    #[must_use]
+    pub fn session_affinity(mut self, timeout_secs: u32) -> Self {
+        self.session_affinity = Some(timeout_secs);
+        self
     }
 
     /// The same service as a frontend of `kind`.
@@ -254,6 +281,14 @@ impl Service {
                 "service frontend",
                 format!("{} cannot be a frontend", self.frontend.ip()),
             );
+        }
+        if let Some(t) = self.session_affinity {
+            if t == 0 || t > MAX_AFFINITY_TIMEOUT {
+                return bad(
+                    "service session affinity",
+                    format!("timeout {t} s: Kubernetes allows 1..={MAX_AFFINITY_TIMEOUT}"),
+                );
+            }
         }
         if self.backends.len() > MAX_BACKENDS {
             return bad(
@@ -703,6 +738,17 @@ impl Datapath {
                     v.as_bytes(),
                 )?;
             }
+            if svc.session_affinity.is_some() {
+                for i in &order[..active] {
+                    self.put(
+                        &mut undo,
+                        fresh,
+                        maps::LB_AFFINITY_MATCH,
+                        match_key(ids[*i], svc.id),
+                        &[0],
+                    )?;
+                }
+            }
             self.put(
                 &mut undo,
                 fresh,
@@ -711,10 +757,15 @@ impl Datapath {
                 &rev_nat_value(svc.frontend),
             )?;
             let fe = LbService {
-                backend_id: 0,
+                backend_id: svc.session_affinity.unwrap_or(0),
                 count: u16::try_from(active).unwrap_or(u16::MAX),
                 rev_nat_index: svc.id.to_be(),
-                flags: svc.kind.flags(),
+                flags: svc.kind.flags()
+                    | if svc.session_affinity.is_some() {
+                        SVC_FLAG_AFFINITY
+                    } else {
+                        0
+                    },
                 flags2: 0,
                 qcount: u16::try_from(order.len() - active).unwrap_or(u16::MAX),
             };
@@ -743,6 +794,20 @@ impl Datapath {
             for id in c.backends.keys() {
                 if !keep.contains(id) {
                     self.delete(f.backends, &id.to_ne_bytes())?;
+                }
+            }
+            // Affinity: only active backends keep a match entry (a client
+            // whose backend lost it picks a new one at its next connection).
+            if c.frontend.flags & SVC_FLAG_AFFINITY != 0 {
+                let matched: HashSet<u32> = if svc.session_affinity.is_some() {
+                    order[..active].iter().map(|i| ids[*i]).collect()
+                } else {
+                    HashSet::new()
+                };
+                for id in c.backends.keys() {
+                    if !matched.contains(id) {
+                        self.delete(maps::LB_AFFINITY_MATCH, &match_key(*id, svc.id))?;
+                    }
                 }
             }
         }
@@ -783,6 +848,12 @@ impl Datapath {
         }
         for id in c.backends.keys() {
             self.delete(f.backends, &id.to_ne_bytes())?;
+            if c.frontend.flags & SVC_FLAG_AFFINITY != 0 {
+                self.delete(
+                    maps::LB_AFFINITY_MATCH,
+                    &match_key(*id, u16::from_be(c.frontend.rev_nat_index)),
+                )?;
+            }
         }
         self.delete(f.rev_nat, &c.frontend.rev_nat_index.to_ne_bytes())?;
         Ok(true)
@@ -823,6 +894,8 @@ impl Datapath {
                     protocol,
                     kind: ServiceKind::from_flags(c.frontend.flags),
                     backends,
+                    session_affinity: (c.frontend.flags & SVC_FLAG_AFFINITY != 0)
+                        .then_some(c.frontend.backend_id & AFFINITY_TIMEOUT_MASK),
                 });
             }
         }
@@ -863,6 +936,8 @@ mod tests {
                 .backend(Backend::new("[fd00::2]:80".parse().unwrap())),
             ok.clone()
                 .backend(Backend::new("10.1.0.2:8080".parse().unwrap())),
+            ok.clone().session_affinity(0),
+            ok.clone().session_affinity(MAX_AFFINITY_TIMEOUT + 1),
         ];
         for c in cases {
             let e = c.validate().unwrap_err();

@@ -296,6 +296,31 @@ fn dnat_and_reverse(v6: bool, proto: u8, peer: bool) {
             .unwrap(),
         0
     );
+
+    // The same tuple straight to the backend (a socket given the backend by
+    // socket LB, re-using the port): the flow's stale service entry is made
+    // anew without the service, so its reply keeps the backend's address.
+    let out = dp
+        .test_run(
+            Program::FromContainer,
+            &pkt(client, backend, proto, 0x02, (A_MAC, A_NODE_MAC)),
+            &from_a(),
+        )
+        .unwrap();
+    assert_eq!(parse(&out.data).1, backend, "{tag}: direct, untranslated");
+    let out = if peer {
+        dp.test_run(
+            Program::FromContainer,
+            &reply,
+            &TestContext::new().ingress_ifindex(B_IF),
+        )
+        .unwrap()
+    } else {
+        dp.test_run(Program::ToContainer, &reply, &TestContext::new())
+            .unwrap()
+    };
+    let (s, d, _) = parse(&out.data);
+    assert_eq!((s, d), (backend, client), "{tag}: no reverse NAT for it");
     dp.teardown().unwrap();
 }
 
@@ -399,6 +424,24 @@ fn backends_spread_established_keep_theirs_removed_get_none() {
             .unwrap();
         let (_, d, _) = parse(&out.data);
         assert_ne!(d, removed, "no new connection to the removed backend");
+    }
+
+    // The service deleted: its established flows are translated no more
+    // (their service entries name backend ids that went with it).
+    assert!(dp.remove_service(frontend, L4Protocol::Tcp).unwrap());
+    for port in 20000..20010u16 {
+        let out = dp
+            .test_run(
+                Program::FromContainer,
+                &pkt(sa(a4(), port), frontend, 6, 0x10, (A_MAC, A_NODE_MAC)),
+                &from_a(),
+            )
+            .unwrap();
+        let (_, d, _) = parse(&out.data);
+        assert_eq!(
+            d, frontend,
+            "port {port}: no translation without the service"
+        );
     }
     dp.teardown().unwrap();
 }

@@ -105,6 +105,7 @@ enum { ACTION_UNSPEC = 0, ACTION_CREATE, ACTION_CLOSE };
 #define DROP_FRAG_NOSUPPORT -157
 #define DROP_WRITE_ERROR -141
 #define DROP_NO_SERVICE -158
+#define DROP_MISSED_TAIL_CALL -140
 #define DROP_POLICY_DENY -181
 
 /* Not drops: counted in podnet_metrics for a new connection whose CT entry

@@ -78,7 +78,9 @@ static __always_inline int __ct_lookup(struct ct_entry *entry, struct __sk_buff 
 	now = mono_now();
 	if (ct_entry_alive(entry))
 		report = ct_update_timeout(entry, is_tcp, dir, tcp_flags, now);
-	if (CONFIG.ct_accounting) {
+	/* Service entries count nothing (Cilium keeps no stats for
+	 * CT_SERVICE): the flow's own entry counts its packets. */
+	if (CONFIG.ct_accounting && dir != CT_SERVICE) {
 		__sync_fetch_and_add(&entry->packets, 1);
 		__sync_fetch_and_add(&entry->bytes, ctx->len);
 	}
@@ -88,7 +90,7 @@ static __always_inline int __ct_lookup(struct ct_entry *entry, struct __sk_buff 
 		    (tcp_flags & TCP_F_SYN)) {
 			entry->flags &= ~(CT_F_RX_CLOSING | CT_F_TX_CLOSING);
 			report |= ct_update_timeout(entry, is_tcp, dir, tcp_flags, now);
-			ct_events_report(ctx, report);
+			ct_events_report(ctx, dir != CT_SERVICE ? report : 0);
 			return CT_REOPENED;
 		}
 	} else if (action == ACTION_CLOSE) {
@@ -104,7 +106,9 @@ static __always_inline int __ct_lookup(struct ct_entry *entry, struct __sk_buff 
 		if (!ct_entry_alive(entry))
 			entry->lifetime = now + CT_CLOSE_TIMEOUT;
 	}
-	ct_events_report(ctx, report);
+	/* Nor do they report: the flow's entry decides whether the packet is
+	 * traced (Cilium's lb4_local ignores its service lookup's "monitor"). */
+	ct_events_report(ctx, dir != CT_SERVICE ? report : 0);
 	return CT_ESTABLISHED;
 }
 
@@ -121,8 +125,10 @@ static __always_inline void ct_fill_new(struct ct_entry *entry, struct __sk_buff
 	__u32 now = mono_now();
 	__u32 report = ct_update_timeout(entry, is_tcp, dir, is_tcp ? TCP_F_SYN : 0, now);
 
-	ct_events_new(ctx, entry, dir == CT_INGRESS, report);
-	if (CONFIG.ct_accounting) {
+	/* A service entry reports nothing: the flow's own entry does. */
+	if (dir != CT_SERVICE)
+		ct_events_new(ctx, entry, dir == CT_INGRESS, report);
+	if (CONFIG.ct_accounting && dir != CT_SERVICE) {
 		entry->packets = 1;
 		entry->bytes = ctx->len;
 	}

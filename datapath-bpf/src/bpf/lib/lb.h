@@ -21,6 +21,7 @@
 #include "nat.h"
 #include "eps.h"
 #include "snat_config.h"
+#include "lb_affinity.h"
 
 /* What a translated connection carries on: its backend and the reverse
  * NAT index its CT entry stores (network order). */
@@ -124,6 +125,17 @@ static __always_inline __u32 lb_select(bool v6, union lb_key *k, const struct lb
 	return slot->backend_id;
 }
 
+/* The service entry lb_xlate creates, per CPU (one slot, used within one
+ * call; looked up with events.h's read-only zero key): on the stack it
+ * took from-netdev's NodePort step past the 512-byte combined stack once
+ * session affinity's subprograms (lb_affinity.h) were called from it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct ct_entry);
+	__uint(max_entries, 1);
+} podnet_lb_scratch SEC(".maps");
+
 /* A packet without a CT entry for its tuple: when its destination is a
  * frontend, chooses (or finds again, through the TUPLE_F_SERVICE entry) the
  * backend and rewrites the destination to it. `external` (from-netdev):
@@ -140,20 +152,35 @@ static __always_inline int lb_xlate(struct __sk_buff *ctx, bool v6, const __u32 
 	bool is_tcp = nexthdr == IPPROTO_TCP;
 	union ct6_key skey; /* room for either family */
 	struct lb4_service *svc;
-	struct ct_entry *e;
+	struct ct_entry *e = NULL;
 	union lb_key k;
 	__u32 id;
 	int ret;
 
 	if (nexthdr != IPPROTO_TCP && nexthdr != IPPROTO_UDP)
 		return 0;
+	ct_tuple_init(v6, &skey, saddr, daddr, nexthdr, l4, TUPLE_F_SERVICE);
+	if (!external) {
+		/* An established connection (the common case): its service
+		 * entry names a backend that is still usable, so the frontend
+		 * need not be looked up. A backend id belongs to one service
+		 * (service.rs) and goes with it, so a deleted service or a
+		 * removed backend fails lb_backend and takes the path below:
+		 * no translation, or a new backend. */
+		e = ct_find(v6, is_tcp, &skey);
+		if (e && lb_backend(v6, (__u32)e->backend_id, true, st)) {
+			__ct_lookup(e, ctx, l4->action, CT_SERVICE, is_tcp, l4->tcp_flags);
+			st->rev_nat_index = e->rev_nat_index;
+			goto rewrite;
+		}
+	}
 	svc = lb_lookup_service(v6, &k, daddr, l4->pkt_dport, nexthdr);
 	if (!svc || (external && !(svc->flags & SVC_FLAGS_EXTERNAL)))
 		return 0;
 	st->rev_nat_index = svc->rev_nat_index;
 
-	ct_tuple_init(v6, &skey, saddr, daddr, nexthdr, l4, TUPLE_F_SERVICE);
-	e = ct_find(v6, is_tcp, &skey);
+	if (external)
+		e = ct_find(v6, is_tcp, &skey);
 	if (e) {
 		__ct_lookup(e, ctx, l4->action, CT_SERVICE, is_tcp, l4->tcp_flags);
 		id = (__u32)e->backend_id;
@@ -163,18 +190,36 @@ static __always_inline int lb_xlate(struct __sk_buff *ctx, bool v6, const __u32 
 			if (!id)
 				return DROP_NO_SERVICE;
 			e->backend_id = id;
+			if (svc->flags & SVC_FLAG_AFFINITY)
+				lb_affinity_update(v6, saddr, svc->rev_nat_index, id);
 		}
 		e->rev_nat_index = svc->rev_nat_index;
 	} else {
-		struct ct_entry entry = {};
+		struct ct_entry *entry;
 
-		id = lb_select(v6, &k, svc, st);
+		id = 0;
+		if (svc->flags & SVC_FLAG_AFFINITY) {
+			/* The client's backend of its last connection, while it
+			 * is still an active one (lb_affinity.h). */
+			id = lb_affinity_backend(v6, saddr, svc->rev_nat_index,
+						 svc->affinity_timeout);
+			if (id && !lb_backend(v6, id, false, st))
+				id = 0;
+		}
+		if (!id)
+			id = lb_select(v6, &k, svc, st);
 		if (!id)
 			return DROP_NO_SERVICE;
-		ct_fill_new(&entry, ctx, is_tcp, CT_SERVICE, 0);
-		entry.backend_id = id;
-		entry.rev_nat_index = svc->rev_nat_index;
-		if (ct_store_new(ctx, v6, is_tcp, &skey, &entry, BPF_ANY, CT_EGRESS) < 0)
+		if (svc->flags & SVC_FLAG_AFFINITY)
+			lb_affinity_update(v6, saddr, svc->rev_nat_index, id);
+		entry = bpf_map_lookup_elem(&podnet_lb_scratch, (const void *)&events_keys[0]);
+		if (!entry)
+			return DROP_CT_CREATE_FAILED;
+		__builtin_memset(entry, 0, sizeof(*entry));
+		ct_fill_new(entry, ctx, is_tcp, CT_SERVICE, 0);
+		entry->backend_id = id;
+		entry->rev_nat_index = svc->rev_nat_index;
+		if (ct_store_new(ctx, v6, is_tcp, &skey, entry, BPF_ANY, CT_EGRESS) < 0)
 			return DROP_CT_CREATE_FAILED;
 	}
 	st->remote = 0;
@@ -188,6 +233,7 @@ static __always_inline int lb_xlate(struct __sk_buff *ctx, bool v6, const __u32 
 			st->remote = 1;
 		}
 	}
+rewrite:
 	ret = nat_rewrite(ctx, v6, nexthdr, l4_off, true, daddr, st->addr, l4->pkt_dport,
 			  st->port);
 	return ret < 0 ? ret : 1;
@@ -228,13 +274,17 @@ static __always_inline int lb_rev_nat(struct __sk_buff *ctx, bool v6, const stru
 
 	if (!e->rev_nat_index || (nexthdr != IPPROTO_TCP && nexthdr != IPPROTO_UDP))
 		return 0;
+	if (!v6) {
 #pragma unroll
-	for (i = 0; i < 4; i++)
-		from[i] = (v6 || i == 0) ? saddr[i] : 0;
+		for (i = 0; i < 4; i++)
+			from[i] = i == 0 ? saddr[i] : 0;
+	}
 	if (!lb_rev_nat_target(v6, e->rev_nat_index, to, &port))
 		return 0;
-	/* The packet's source port is at tuple->dport (l4->tdport). */
-	ret = nat_rewrite(ctx, v6, nexthdr, l4_off, false, from, to, l4->tdport, port);
+	/* The packet's source port is at tuple->dport (l4->tdport). IPv6:
+	 * saddr itself (a copy, never in the packet: a smaller frame). */
+	ret = nat_rewrite(ctx, v6, nexthdr, l4_off, false, v6 ? saddr : from, to, l4->tdport,
+			  port);
 	return ret < 0 ? ret : 1;
 }
 

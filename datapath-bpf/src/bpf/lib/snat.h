@@ -450,6 +450,20 @@ static __always_inline int snat_forward(struct __sk_buff *ctx, bool v6, __u8 nex
 	return fib_forward(ctx, v6, l3, eth, s, d, nexthdr);
 }
 
+/* Scratch room for snat_new_mapping's two entries (per CPU, one slot): on
+ * the stack they made NodePort's SNAT step too large for from-netdev's
+ * 512-byte combined stack. Only a new mapping touches it. */
+struct snat_scratch {
+	struct ipv6_nat_entry r, o; /* room for either family */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct snat_scratch);
+	__uint(max_entries, 1);
+} podnet_snat_scratch SEC(".maps");
+
 /* A new mapping for the flow of forward NAT tuple `otuple` (source
  * `saddr`:`sport`, peer `daddr`:`dport`) to `node`: the reverse entry first,
  * on the source port when it is in range and free, else on random ports;
@@ -460,29 +474,33 @@ static __always_inline int snat_new_mapping(bool v6, const union ct6_key *otuple
 					    __be16 sport, __be16 dport, __u8 nexthdr,
 					    const __u32 *node, __be16 *port, __u64 needs_ct)
 {
-	struct ipv6_nat_entry rstate = {}, ostate = {}; /* room for either family */
+	__u32 zero = 0;
+	struct snat_scratch *sc = bpf_map_lookup_elem(&podnet_snat_scratch, &zero);
 	union ct6_key rtuple;
 	__u16 p = bpf_ntohs(sport);
 	bool free = false;
 	int i;
 
-	rstate.common.created = mono_now();
-	rstate.common.needs_ct = needs_ct;
-	ostate.common = rstate.common;
+	if (!sc)
+		return DROP_NAT_NO_MAPPING;
+	__builtin_memset(sc, 0, sizeof(*sc));
+	sc->r.common.created = mono_now();
+	sc->r.common.needs_ct = needs_ct;
+	sc->o.common = sc->r.common;
 	if (v6) {
-		__builtin_memcpy(rstate.to_addr, saddr, 16);
-		__builtin_memcpy(ostate.to_addr, node, 16);
-		rstate.to_port = sport;
+		__builtin_memcpy(sc->r.to_addr, saddr, 16);
+		__builtin_memcpy(sc->o.to_addr, node, 16);
+		sc->r.to_port = sport;
 	} else {
-		((struct ipv4_nat_entry *)&rstate)->to_addr = saddr[0];
-		((struct ipv4_nat_entry *)&rstate)->to_port = sport;
-		((struct ipv4_nat_entry *)&ostate)->to_addr = node[0];
+		((struct ipv4_nat_entry *)&sc->r)->to_addr = saddr[0];
+		((struct ipv4_nat_entry *)&sc->r)->to_port = sport;
+		((struct ipv4_nat_entry *)&sc->o)->to_addr = node[0];
 	}
 	if (!snat_port_in_range(p))
 		p = snat_clamp_port((__u16)bpf_get_prandom_u32());
 	for (i = 0; i < SNAT_COLLISION_RETRIES; i++) {
 		snat_tuple(v6, &rtuple, node, daddr, bpf_htons(p), dport, nexthdr, TUPLE_F_IN);
-		if (snat_create(v6, &rtuple, &rstate) == 0) {
+		if (snat_create(v6, &rtuple, &sc->r) == 0) {
 			free = true;
 			break;
 		}
@@ -492,10 +510,10 @@ static __always_inline int snat_new_mapping(bool v6, const union ct6_key *otuple
 		return DROP_NAT_NO_MAPPING;
 	*port = bpf_htons(p);
 	if (v6)
-		ostate.to_port = *port;
+		sc->o.to_port = *port;
 	else
-		((struct ipv4_nat_entry *)&ostate)->to_port = *port;
-	if (snat_create(v6, otuple, &ostate) < 0) {
+		((struct ipv4_nat_entry *)&sc->o)->to_port = *port;
+	if (snat_create(v6, otuple, &sc->o) < 0) {
 		snat_remove(v6, &rtuple);
 		return DROP_NAT_NO_MAPPING;
 	}
@@ -808,16 +826,16 @@ static __always_inline int snat_rev(struct __sk_buff *ctx, bool v6, const __u32 
  * (client to backend, carrying the service's reverse NAT index: it owns
  * the mapping and takes the backend's replies back to the frontend), then
  * its source translated to the masquerade address of the interface towards
- * the backend, and goes out there (snat_forward). */
-static __always_inline int snat_nodeport_fwd(struct __sk_buff *ctx, bool v6, const __u32 *saddr,
-					     __u8 nexthdr, const struct l4info *l4, __u32 l4_off,
-					     const struct lb_state *st)
+ * the backend, and goes out there (snat_forward). snat_nodeport_ct: the
+ * entry (0 or DROP_*); snat_nodeport_out: the rest (a verdict), `oif`
+ * the interface towards the backend (snat_fib_oif, looked up beforehand). */
+static __always_inline int snat_nodeport_ct(struct __sk_buff *ctx, bool v6, const __u32 *saddr,
+					    __u8 nexthdr, const struct l4info *l4,
+					    const struct lb_state *st)
 {
 	struct l4info l4b = *l4;
 	union ct6_key tuple;
 	struct ct_entry *e = NULL;
-	__be16 to_port;
-	__u32 to[4] = {};
 	int ret;
 	/* A fresh ctx for clang: see reload_l3 (no shared &ctx->data_end). */
 	asm volatile("" : "+r"(ctx));
@@ -830,11 +848,25 @@ static __always_inline int snat_nodeport_fwd(struct __sk_buff *ctx, bool v6, con
 		ret = ct_create(ctx, v6, &tuple, CT_EGRESS, ipcache_identity_of(v6, saddr),
 				st->rev_nat_index);
 		if (ret < 0)
-			return drop(ctx, ret, METRIC_INGRESS);
+			return ret;
 	}
+	return 0;
+}
+
+/* The second half of snat_nodeport_fwd (after its CT entry: a step of its
+ * own, so that each is a small frame on from-netdev's stack). */
+static __always_inline int snat_nodeport_out(struct __sk_buff *ctx, bool v6, const __u32 *saddr,
+					     __u8 nexthdr, const struct l4info *l4, __u32 l4_off,
+					     const struct lb_state *st, __u32 oif)
+{
+	__be16 to_port;
+	__u32 to[4] = {};
+	int ret;
+	/* A fresh ctx for clang: see reload_l3 (no shared &ctx->data_end). */
+	asm volatile("" : "+r"(ctx));
+
 	ret = snat_mapping(ctx, v6, saddr, st->addr, l4->tdport, st->port, nexthdr, true,
-			   snat_ifaddr_of(snat_fib_oif(ctx, v6, saddr, st->addr, nexthdr), v6), to,
-			   &to_port);
+			   snat_ifaddr_of(oif, v6), to, &to_port);
 	if (ret == 0)
 		ret = DROP_NAT_NO_MAPPING; /* no masquerade address towards it */
 	if (ret < 0)
@@ -848,10 +880,13 @@ static __always_inline int snat_nodeport_fwd(struct __sk_buff *ctx, bool v6, con
 /* from-netdev, after snat_rev translated a reply to `daddr` (a copy, now
  * the original source) that is no local pod: the reply of a NodePort flow
  * to a remote backend, whose CT_EGRESS entry translates its source back to
- * the frontend (lb_rev_nat); then to the stack, towards the client. */
-static __always_inline int snat_nodeport_rev(struct __sk_buff *ctx, bool v6, const __u32 *saddr,
-					     const __u32 *daddr, __u8 nexthdr, __u32 l4_off,
-					     __u32 l3_end)
+ * the frontend (as lb_rev_nat); then to the stack, towards the client. In
+ * two steps (small frames on from-netdev's stack): snat_nodeport_rev_ct
+ * finds the entry (0: none, the packet passes), snat_nodeport_rev_nat
+ * translates. */
+static __always_inline __u64 snat_nodeport_rev_ct(struct __sk_buff *ctx, bool v6,
+						  const __u32 *saddr, const __u32 *daddr,
+						  __u8 nexthdr, __u32 l4_off, __u32 l3_end)
 {
 	struct l4info l4 = {};
 	union ct6_key tuple;
@@ -864,16 +899,33 @@ static __always_inline int snat_nodeport_rev(struct __sk_buff *ctx, bool v6, con
 	    extract_l4(ctx, nexthdr, l4_off, l3_end, &l4) == 0) {
 		ct_tuple_init(v6, &tuple, saddr, daddr, nexthdr, &l4, TUPLE_F_OUT);
 		ret = ct_lookup(ctx, v6, &tuple, CT_INGRESS, &l4, false, &e);
-		if (ret == CT_REPLY && e && e->rev_nat_index) {
-			ret = lb_rev_nat(ctx, v6, e, saddr, nexthdr, &l4, l4_off);
-			if (ret < 0)
-				return drop(ctx, ret, METRIC_INGRESS);
-			/* Its source is the frontend, a node address now. */
-			return snat_forward(ctx, v6, nexthdr);
-		}
+		if (ret == CT_REPLY && e && e->rev_nat_index)
+			return (__u64)1 << 32 | (__u32)e->rev_nat_index << 16 | l4.tdport;
 	}
-	count(ctx, REASON_FORWARDED, METRIC_INGRESS);
-	return TC_ACT_OK;
+	return 0;
+}
+
+/* The second step of snat_nodeport_rev: `found` from snat_nodeport_rev_ct
+ * (the reverse NAT index in bits 16-31, the packet's source port in 0-15).
+ * A verdict. */
+static __always_inline int snat_nodeport_rev_nat(struct __sk_buff *ctx, bool v6, const __u32 *saddr,
+						 __u8 nexthdr, __u32 l4_off, __u32 found)
+{
+	__u32 from[4] = {}, to[4] = {};
+	__be16 port;
+	int ret;
+	/* A fresh ctx for clang: see reload_l3 (no shared &ctx->data_end). */
+	asm volatile("" : "+r"(ctx));
+
+	/* As lb_rev_nat: no reverse NAT entry, nothing rewritten. */
+	if (lb_rev_nat_target(v6, found >> 16, to, &port)) {
+		__builtin_memcpy(from, saddr, v6 ? 16 : 4);
+		ret = nat_rewrite(ctx, v6, nexthdr, l4_off, false, from, to, found & 0xffff, port);
+		if (ret < 0)
+			return drop(ctx, ret, METRIC_INGRESS);
+	}
+	/* Its source is the frontend, a node address now. */
+	return snat_forward(ctx, v6, nexthdr);
 }
 
 /* to-netdev (the underlay's egress): masquerade. IPv4 and IPv6 packets are
