@@ -17,8 +17,10 @@ declare -A PKGS=(
   [iputils-ping]=/usr/bin/ping
   [iperf3]=/usr/bin/iperf3
   # The masquerade benchmark's baseline (iptables -t nat MASQUERADE in a
-  # netns; Debian's is the nf_tables variant, iptables-nft).
-  [iptables]=/usr/sbin/iptables
+  # netns; Debian's is the nf_tables variant, iptables-nft) and the
+  # services-scale benchmark's kube-proxy baseline (iptables-restore, in
+  # the same package).
+  [iptables]=/usr/sbin/iptables-restore
   [linux-libc-dev]=/usr/include/linux/bpf.h
   [procps]=/usr/sbin/sysctl
   [util-linux]=/usr/bin/setpriv
@@ -33,8 +35,6 @@ declare -A PKGS=(
   # own namespaces (the install below keeps the packages' services off).
   [bird2]=/usr/sbin/bird
   [frr]=/usr/lib/frr/zebra
-  # The services-scale benchmark's kube-proxy baseline (iptables-restore).
-  [iptables]=/usr/sbin/iptables-restore
 )
 
 if [ "$(id -u)" -ne 0 ]; then
