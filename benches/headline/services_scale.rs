@@ -295,10 +295,34 @@ impl Lab {
                 s.write_all(&b)
                     .and_then(|()| s.read_exact(&mut b))
                     .expect("exchange");
+                close_without_time_wait(s);
             }
             n as f64 / t.elapsed().as_secs_f64()
         })
     }
+}
+
+/// Closes with a reset (`SO_LINGER` 0) instead of a FIN: a full run opens
+/// more connections to the one frontend than the client has ephemeral ports,
+/// and each FIN close would park its port in TIME_WAIT for a minute
+/// (connect then failed with EADDRNOTAVAIL). The same for every contender.
+fn close_without_time_wait(s: TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket and a `linger` of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            std::ptr::from_ref(&linger).cast(),
+            size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
 }
 
 impl Drop for Lab {
