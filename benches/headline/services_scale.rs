@@ -280,6 +280,22 @@ impl Lab {
         })
     }
 
+    /// The client's ephemeral ports. The socket LB rows give each contender
+    /// ports of its own: a socket LB connection reusing the 4-tuple of a
+    /// per-packet one (client to backend) met that flow's conntrack entry,
+    /// still carrying its reverse NAT index, and its SYN-ACK came back from
+    /// the frontend (ECONNRESET).
+    fn client_ports(&self, lo: u16, hi: u16) {
+        self.client
+            .run(|| {
+                std::fs::write(
+                    "/proc/sys/net/ipv4/ip_local_port_range",
+                    format!("{lo} {hi}"),
+                )
+            })
+            .expect("ip_local_port_range in the client's namespace");
+    }
+
     /// `n` connections (connect, one request/response, close), per second.
     fn connections(&self, n: usize) -> f64 {
         let fe = self.frontend;
@@ -442,11 +458,13 @@ pub fn run(report: &mut Report) {
             rounds,
             &mut [
                 &mut |r: &mut Record<'_>| {
+                    lab.client_ports(20_000, 39_999);
                     r.put("per-packet rr", lab.rr_rate(rr) / 1e3);
                     r.put("per-packet conn", lab.connections(conns) / 1e3);
                 },
                 &mut |r: &mut Record<'_>| {
                     dp1.attach_socket_lb(&dir).expect("attach_socket_lb");
+                    lab.client_ports(40_000, 59_999);
                     r.put("socket LB rr", lab.rr_rate(rr) / 1e3);
                     r.put("socket LB conn", lab.connections(conns) / 1e3);
                     assert!(dp1.detach_socket_lb(&dir).expect("detach_socket_lb"));
