@@ -124,7 +124,7 @@ pub enum GcScan {
     /// the map with `bpf_for_each_map_elem` (run with `BPF_PROG_TEST_RUN`,
     /// kernel 5.13+, root or `CAP_BPF`) and returns the keys of expired or
     /// address-matched entries in runs of at most 524,288 entries examined
-    /// and 8,192 keys found; no value crosses to user space. When `emit` is
+    /// and 131,072 keys found; no value crosses to user space. When `emit` is
     /// set, GC scans with syscalls instead (kept entries must be read).
     Kernel,
     /// The map is streamed to user space with `BPF_MAP_LOOKUP_BATCH`.
@@ -545,7 +545,7 @@ fn gc_kernel(map: &CtMap, filter: &mut GcFilter<'_>, mut w: Walker) -> Result<Gc
         stats.scanned += r.visited as usize;
         stats.alive += r.kept as usize;
         let gone_before = del.deleted_expired + del.deleted_matched + del.vanished;
-        del.run(map, decider, w.keys(r.found))?;
+        del.run(map, decider, w.keys())?;
         let gone = del.deleted_expired + del.deleted_matched + del.vanished - gone_before;
         let gone = u32::try_from(gone).unwrap_or(u32::MAX);
         skip = skip.saturating_add(r.visited.saturating_sub(gone));
@@ -583,7 +583,7 @@ pub fn gc_candidates(map: &CtMap, filter: &GcFilter<'_>) -> Result<Vec<AnyCtKey>
     loop {
         let r = w.run(map, filter.remove_expired, filter.time, skip, MAX_VISIT)?;
         keys.extend(
-            w.keys(r.found)
+            w.keys()
                 .chunks_exact(family.key_size())
                 .map(|k| AnyCtKey::copy_from(family, k)),
         );

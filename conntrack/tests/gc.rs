@@ -10,6 +10,7 @@ use std::sync::Mutex;
 
 use common::*;
 use podnet_conntrack::{
+    GcStats,
     gc, AnyCtKey, CreateOptions, CtEntry, CtMap, CtMapKind, GcFilter, GcScan, RenewWriter,
 };
 use testsupport::{require_privileges, BpfDir};
@@ -70,7 +71,7 @@ fn check_gc(n: u32, batch: u32, lru: bool, sequential: bool) {
 }
 
 /// `kernel`: candidates found by the in-kernel walk (no emit then).
-fn check_gc_with(n: u32, batch: u32, lru: bool, sequential: bool, kernel: bool) {
+fn check_gc_with(n: u32, batch: u32, lru: bool, sequential: bool, kernel: bool) -> GcStats {
     let dir = BpfDir::new("ct-gc");
     let map = ct4(&dir, (n * 2).max(1024), lru);
     let (survivors, ips) = fill(&map, n);
@@ -109,7 +110,7 @@ fn check_gc_with(n: u32, batch: u32, lru: bool, sequential: bool, kernel: bool) 
     assert_eq!(stats.nat_deleted, 0);
     if kernel {
         assert!(stats.kernel_runs >= 1);
-        return;
+        return stats;
     }
     // emit: exactly once per kept entry, with its value.
     assert_eq!(emitted.len(), survivors.len());
@@ -124,6 +125,7 @@ fn check_gc_with(n: u32, batch: u32, lru: bool, sequential: bool, kernel: bool) 
         assert_eq!(map.lookup(k).unwrap(), Some(*e));
         assert!(e.lifetime() >= NOW);
     }
+    stats
 }
 
 #[test]
@@ -142,10 +144,13 @@ fn gc_1m_exact_survivors_and_emit() {
 #[test]
 fn kernel_walk_finds_exactly_the_candidates() {
     require_privileges!();
-    // Below one run, one run exactly, and many resumed runs (1M entries:
-    // 250k expired + 62.5k matched candidates, 8,192 keys per run).
-    for n in [10_000, 8192 * 4, 1_000_000] {
-        check_gc_with(n, 0, true, false, true);
+    // One slot of output, several slots in one run (32,768 entries, 12,288
+    // candidates: 8,192 keys a slot), and resumed runs (1M entries: 250k
+    // expired + 62.5k matched candidates, at most 524,288 entries examined
+    // and 131,072 keys found a run: three runs).
+    for (n, runs) in [(10_000, 1), (8192 * 4, 1), (1_000_000, 3)] {
+        let stats = check_gc_with(n, 0, true, false, true);
+        assert_eq!(stats.kernel_runs, runs, "{n} entries: {stats:?}");
     }
     // Plain hash maps too.
     check_gc_with(20_000, 0, false, false, true);
