@@ -101,7 +101,7 @@ static __always_inline int pod_ingress(struct __sk_buff *ctx, bool v6, const __u
 				       const __u32 *daddr, __u8 nexthdr, const struct l4info *l4,
 				       __u32 l4_off, const struct endpoint_info *dep,
 				       __u32 identity, bool *rewritten, __be16 rev_nat_index,
-				       bool rev_call)
+				       bool rev_call, bool rev_known)
 {
 	union ct6_key tuple; /* room for either family */
 	struct endpoint_info *sep;
@@ -110,6 +110,18 @@ static __always_inline int pod_ingress(struct __sk_buff *ctx, bool v6, const __u
 
 	ct_tuple_init(v6, &tuple, saddr, daddr, nexthdr, l4, TUPLE_F_OUT);
 	ret = ct_lookup(ctx, v6, &tuple, CT_INGRESS, l4, false, &e);
+	/* The connection's own ingress entry, left by an earlier connection
+	 * of the same tuple that was translated where this one is not, or the
+	 * other way round (a NodePort flow, then the client dialling the
+	 * backend pod itself): its reverse NAT index becomes this one's, or
+	 * the pod's replies would leave from the wrong address (from_container
+	 * translates them by it). Fixed in place, as from_container_l3 does
+	 * for its egress entry, where the caller knows the index
+	 * (`rev_known`): to_container cannot tell a NodePort flow delivered
+	 * to the pod's veth from any other. */
+	if (rev_known && e && (ret == CT_ESTABLISHED || ret == CT_REOPENED) &&
+	    e->rev_nat_index != rev_nat_index)
+		e->rev_nat_index = rev_nat_index;
 	if (ret != CT_NEW) {
 		if (e && e->rev_nat_index && (ret == CT_REPLY || ret == CT_RELATED)) {
 			if (rev_call && ret == CT_REPLY)
@@ -190,6 +202,13 @@ static __always_inline int netdev_deliver(struct __sk_buff *ctx, bool v6, void *
 	return redirect_to(dep->ifindex);
 }
 
+/* In skb->mark beside an identity (outside MARK_MAGIC_MASK and the
+ * identity's bits): a NodePort flow that from-netdev translated and
+ * delivered to the backend's veth, its ingress entry (with the frontend's
+ * reverse NAT index) already looked up there. Any other packet that
+ * to_container sees has no reverse NAT index in its ingress entry. */
+#define MARK_F_NODEPORT_DELIVERED 0x1000
+
 /* to-container: ingress conntrack before the endpoint lookup (a reply or an
  * established flow needs no endpoint, only a new connection does, for its
  * ingress policy); an address that is no endpoint passes. */
@@ -199,7 +218,8 @@ static __always_inline int to_container_l3(struct __sk_buff *ctx, bool v6, const
 {
 	bool rewritten = false;
 	int ret = pod_ingress(ctx, v6, saddr, daddr, nexthdr, l4, l4_off, NULL,
-			      identity_of_mark(ctx->mark), &rewritten, 0, false);
+			      identity_of_mark(ctx->mark), &rewritten, 0, false,
+			      !(ctx->mark & MARK_F_NODEPORT_DELIVERED));
 
 	if (ret > 0)
 		return TC_ACT_OK;
@@ -295,14 +315,17 @@ static __always_inline int netdev_nodeport_local(struct __sk_buff *ctx, bool v6,
 	l4->tsport = st->port;
 	l4->pkt_dport = st->port;
 	ret = pod_ingress(ctx, v6, saddr, st->addr, nexthdr, l4, l4_off, dep, IDENTITY_FROM_IPCACHE,
-			  &rewritten, st->rev_nat_index, false);
+			  &rewritten, st->rev_nat_index, false, true);
 	if (ret < 0)
 		return drop(ctx, ret, METRIC_INGRESS);
 	if (rewritten && !reload_l3(ctx, v6, &eth, &l3))
 		return drop(ctx, DROP_INVALID, METRIC_INGRESS);
 	if (l3_ttl(v6, l3) <= 1)
 		return TC_ACT_OK;
-	return netdev_deliver(ctx, v6, l3, eth, dep, saddr);
+	ret = netdev_deliver(ctx, v6, l3, eth, dep, saddr);
+	if (!CONFIG.redirect_peer)
+		ctx->mark |= MARK_F_NODEPORT_DELIVERED;
+	return ret;
 }
 
 /* The NodePort steps per family as subprograms (5 arguments at most).
@@ -585,7 +608,7 @@ static __always_inline int from_container_l3(struct __sk_buff *ctx, bool v6, voi
 			return TC_ACT_OK;
 		if (CONFIG.redirect_peer) {
 			ret = pod_ingress(ctx, v6, saddr, daddr, nexthdr, l4, l4_off, dep, identity,
-					  &rewritten, 0, false);
+					  &rewritten, 0, false, true);
 			if (ret < 0)
 				return drop(ctx, ret, METRIC_INGRESS);
 			if (rewritten && !reload_l3(ctx, v6, &eth, &l3))
@@ -778,7 +801,7 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 			if (ret < 0)
 				return drop(ctx, ret, mdir);
 			ret = pod_ingress(ctx, false, &ip4->saddr, &ip4->daddr, ip4->protocol, &l4,
-					  l4_off, dep, IDENTITY_FROM_IPCACHE, &rewritten, 0, true);
+					  l4_off, dep, IDENTITY_FROM_IPCACHE, &rewritten, 0, true, true);
 			if (ret < 0)
 				return drop(ctx, ret, mdir);
 			if (rewritten && !reload_l3(ctx, false, &eth, (void **)&ip4))
@@ -893,7 +916,7 @@ static __always_inline int handle_ipv6(struct __sk_buff *ctx, enum hook hook)
 				return drop(ctx, ret, mdir);
 			if (!l4.ndp) {
 				ret = pod_ingress(ctx, true, saddr, daddr, nexthdr, &l4, l4_off, dep,
-						  IDENTITY_FROM_IPCACHE, &rewritten, 0, true);
+						  IDENTITY_FROM_IPCACHE, &rewritten, 0, true, true);
 				if (ret < 0)
 					return drop(ctx, ret, mdir);
 				if (rewritten && !reload_l3(ctx, true, &eth, (void **)&ip6))
