@@ -304,22 +304,11 @@ fn first_middle_last(v6: bool, peer: bool) {
         (fe[0].1.source_port(), fe[0].1.destination_port()),
         (40000, 5000)
     );
-    // The families' tuples differ only in the addresses' type.
-    macro_rules! udp_flows {
-        ($entries:expr) => {
-            $entries
-                .unwrap()
-                .iter()
-                .filter(|(k, _)| k.nexthdr == 17)
-                .map(|(k, _)| (u16::from_be(k.sport), u16::from_be(k.dport), k.flags))
-                .collect()
-        };
-    }
-    let flows: Vec<(u16, u16, u8)> = if v6 {
-        udp_flows!(dp.ct6_entries(CtTable::Any))
-    } else {
-        udp_flows!(dp.ct4_entries(CtTable::Any))
-    };
+    let flows: Vec<(u16, u16, u8)> = ct_entries(&dp, v6, CtTable::Any)
+        .iter()
+        .filter(|(k, _)| k.nexthdr == 17)
+        .map(|(k, _)| (k.sport, k.dport, k.flags))
+        .collect();
     // With redirect_peer B's ingress entry is made in the same run.
     assert_eq!(flows.len(), if peer { 2 } else { 1 }, "{tag}: {flows:?}");
     assert!(
@@ -504,12 +493,9 @@ fn policy(v6: bool, peer: bool) {
             .retval
     };
     let ok_verdict = if peer { TC_ACT_REDIRECT } else { TC_ACT_OK };
-    let policy_drops = || {
-        dp.metric(reason::POLICY, TrafficDirection::Ingress)
-            .unwrap()
-    };
-
-    for (port, allowed) in [(5000u16, true), (6000, false)] {
+    // A datagram from A to B's `port`, fragment by fragment: each allowed,
+    // or each dropped and counted under `drop_reason`.
+    let datagram_to = |port: u16, allowed: bool, drop_reason: u8| {
         let (src, dst) = (sa(a(v6), 40000 + port), sa(b(v6), port));
         let dgram = udp_datagram(src, dst, 3000);
         let frames = udp_frames(
@@ -519,21 +505,21 @@ fn policy(v6: bool, peer: bool) {
             u32::from(port),
             (A_MAC, A_NODE_MAC),
         );
-        let before = policy_drops();
+        let drops = || dp.metric(drop_reason, TrafficDirection::Ingress).unwrap();
+        let before = drops();
         for (i, f) in frames.iter().enumerate() {
-            let v = deliver(f);
-            if allowed {
-                assert_eq!(v, ok_verdict, "{tag}: port {port} fragment {i} allowed");
-            } else {
-                assert_eq!(v, TC_ACT_SHOT, "{tag}: port {port} fragment {i} denied");
-            }
+            let want = if allowed { ok_verdict } else { TC_ACT_SHOT };
+            assert_eq!(deliver(f), want, "{tag}: port {port} fragment {i}");
         }
-        let denied = policy_drops() - before;
         assert_eq!(
-            denied,
+            drops() - before,
             if allowed { 0 } else { frames.len() as u64 },
             "{tag}: port {port}"
         );
+    };
+
+    for (port, allowed) in [(5000u16, true), (6000, false)] {
+        datagram_to(port, allowed, reason::POLICY);
     }
 
     // Without enforcement, an explicit deny of port 7000: the later
@@ -547,31 +533,8 @@ fn policy(v6: bool, peer: bool) {
             .protocol(17),
     )
     .unwrap();
-    let deny_drops = || {
-        dp.metric(reason::POLICY_DENY, TrafficDirection::Ingress)
-            .unwrap()
-    };
     for (port, allowed) in [(7000u16, false), (7001, true)] {
-        let (src, dst) = (sa(a(v6), 40000 + port), sa(b(v6), port));
-        let dgram = udp_datagram(src, dst, 3000);
-        let frames = udp_frames(
-            src.ip(),
-            dst.ip(),
-            &dgram,
-            u32::from(port),
-            (A_MAC, A_NODE_MAC),
-        );
-        let before = deny_drops();
-        for (i, f) in frames.iter().enumerate() {
-            let want = if allowed { ok_verdict } else { TC_ACT_SHOT };
-            assert_eq!(deliver(f), want, "{tag}: port {port} fragment {i}");
-        }
-        let denied = deny_drops() - before;
-        assert_eq!(
-            denied,
-            if allowed { 0 } else { frames.len() as u64 },
-            "{tag}: deny {port}"
-        );
+        datagram_to(port, allowed, reason::POLICY_DENY);
     }
     assert_eq!(
         dp.metric(reason::FRAG_NOT_FOUND, TrafficDirection::Egress)

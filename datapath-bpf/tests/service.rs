@@ -145,44 +145,26 @@ fn dnat_and_reverse(v6: bool, proto: u8, peer: bool) {
     // SERVICE, backend id, rev NAT index) and the flow's own, to the
     // backend, carrying the rev NAT index.
     let tcp = proto == 6;
-    if v6 {
-        let ct = dp
-            .ct6_entries(if tcp { CtTable::Tcp } else { CtTable::Any })
-            .unwrap();
-        let svc = ct
-            .iter()
-            .find(|(k, _)| k.flags == TUPLE_F_SERVICE)
-            .unwrap_or_else(|| panic!("{tag}: service entry in {ct:?}"));
-        assert_eq!(svc.0.daddr, vip6().octets());
-        assert_eq!(svc.0.saddr, a6().octets());
-        assert_eq!({ svc.0.dport }, 40000u16.to_be());
-        assert_eq!({ svc.0.sport }, 80u16.to_be());
-        assert_eq!({ svc.1.backend_id } >> 16, u64::from(SVC_ID));
-        assert_eq!(u16::from_be(svc.1.rev_nat_index), SVC_ID);
-        let flow = ct
-            .iter()
-            .find(|(k, _)| k.flags == TUPLE_F_OUT && k.saddr == b6().octets())
-            .unwrap_or_else(|| panic!("{tag}: flow entry in {ct:?}"));
-        assert_eq!(u16::from_be(flow.1.rev_nat_index), SVC_ID);
+    let (vip, a, b): (IpAddr, IpAddr, IpAddr) = if v6 {
+        (vip6().into(), a6().into(), b6().into())
     } else {
-        let ct = dp
-            .ct4_entries(if tcp { CtTable::Tcp } else { CtTable::Any })
-            .unwrap();
-        let svc = ct
-            .iter()
-            .find(|(k, _)| k.flags == TUPLE_F_SERVICE)
-            .unwrap_or_else(|| panic!("{tag}: service entry in {ct:?}"));
-        assert_eq!(svc.0.daddr, vip4().octets());
-        assert_eq!(svc.0.saddr, a4().octets());
-        assert_eq!({ svc.0.dport }, 40000u16.to_be());
-        assert_eq!({ svc.0.sport }, 80u16.to_be());
-        assert_eq!({ svc.1.backend_id } >> 16, u64::from(SVC_ID));
-        assert_eq!(u16::from_be(svc.1.rev_nat_index), SVC_ID);
-        let flow = ct
-            .iter()
-            .find(|(k, _)| k.flags == TUPLE_F_OUT && k.saddr == b4().octets())
-            .unwrap_or_else(|| panic!("{tag}: flow entry in {ct:?}"));
-        assert_eq!(u16::from_be(flow.1.rev_nat_index), SVC_ID);
+        (vip4().into(), a4().into(), b4().into())
+    };
+    let ct = ct_entries(&dp, v6, if tcp { CtTable::Tcp } else { CtTable::Any });
+    let svc = ct
+        .iter()
+        .find(|(k, _)| k.flags == TUPLE_F_SERVICE)
+        .unwrap_or_else(|| panic!("{tag}: service entry in {ct:?}"));
+    assert_eq!((svc.0.daddr, svc.0.saddr), (vip, a));
+    assert_eq!((svc.0.dport, svc.0.sport), (40000, 80));
+    assert_eq!({ svc.1.backend_id } >> 16, u64::from(SVC_ID));
+    assert_eq!(u16::from_be(svc.1.rev_nat_index), SVC_ID);
+    let flow = ct
+        .iter()
+        .find(|(k, _)| k.flags == TUPLE_F_OUT && k.saddr == b)
+        .unwrap_or_else(|| panic!("{tag}: flow entry in {ct:?}"));
+    assert_eq!(u16::from_be(flow.1.rev_nat_index), SVC_ID);
+    if !v6 {
         let related = dp.ct4_entries(CtTable::Any).unwrap();
         assert!(
             related

@@ -13,6 +13,8 @@
 //!    └ lxc2 ─ p2 10.1.0.3 / fd00:1::3 (backend "p2")
 //! ```
 
+mod common;
+
 use std::collections::HashSet;
 use std::ffi::CString;
 use std::io::{Read, Write};
@@ -22,6 +24,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use common::ct_entries;
 use podnet_datapath::*;
 use testsupport::{pod_link, require_privileges, BpfDir, Netns};
 
@@ -341,19 +344,10 @@ fn host_to_cluster_ip(v6: bool) {
     let service_entries: usize = [CtTable::Tcp, CtTable::Any]
         .into_iter()
         .map(|t| {
-            if v6 {
-                dp.ct6_entries(t)
-                    .unwrap()
-                    .iter()
-                    .filter(|(k, _)| k.flags == 4)
-                    .count()
-            } else {
-                dp.ct4_entries(t)
-                    .unwrap()
-                    .iter()
-                    .filter(|(k, _)| k.flags == 4)
-                    .count()
-            }
+            ct_entries(&dp, v6, t)
+                .iter()
+                .filter(|(k, _)| k.flags == 4)
+                .count()
         })
         .sum();
     assert_eq!(service_entries, 0);
