@@ -17,31 +17,25 @@ pub struct Tuple {
     pub flags: u8,
 }
 
-impl From<CtTuple4> for Tuple {
-    fn from(k: CtTuple4) -> Tuple {
-        Tuple {
-            daddr: k.daddr.into(),
-            saddr: k.saddr.into(),
-            dport: u16::from_be(k.dport),
-            sport: u16::from_be(k.sport),
-            nexthdr: k.nexthdr,
-            flags: k.flags,
+// The families' tuples differ only in the addresses' type.
+macro_rules! tuple_from {
+    ($raw:ty) => {
+        impl From<$raw> for Tuple {
+            fn from(k: $raw) -> Tuple {
+                Tuple {
+                    daddr: k.daddr.into(),
+                    saddr: k.saddr.into(),
+                    dport: u16::from_be(k.dport),
+                    sport: u16::from_be(k.sport),
+                    nexthdr: k.nexthdr,
+                    flags: k.flags,
+                }
+            }
         }
-    }
+    };
 }
-
-impl From<CtTuple6> for Tuple {
-    fn from(k: CtTuple6) -> Tuple {
-        Tuple {
-            daddr: k.daddr.into(),
-            saddr: k.saddr.into(),
-            dport: u16::from_be(k.dport),
-            sport: u16::from_be(k.sport),
-            nexthdr: k.nexthdr,
-            flags: k.flags,
-        }
-    }
-}
+tuple_from!(CtTuple4);
+tuple_from!(CtTuple6);
 
 /// The entries of `table` of the IPv6 (`v6`) or IPv4 family.
 pub fn ct_entries(dp: &Datapath, v6: bool, table: CtTable) -> Vec<(Tuple, RawCtEntry)> {

@@ -5,12 +5,15 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 mod ct;
 mod events;
+mod lab_pod;
 mod two_pods;
 // Each test binary uses some of them.
 #[allow(unused_imports)]
 pub use ct::*;
 #[allow(unused_imports)]
 pub use events::*;
+#[allow(unused_imports)]
+pub use lab_pod::*;
 #[allow(unused_imports)]
 pub use two_pods::*;
 
