@@ -19,15 +19,17 @@ use crate::rounds::{alternate, Record, Rounds};
 
 const AREA: &str = "route";
 
-/// A namespace with `eth0` up at 10.0.0.1/24 (the nexthop 10.0.0.2 is on link).
-fn node(tag: &str) -> Netns {
+/// A namespace with `eth0` up at 10.0.0.1/24 (the nexthop 10.0.0.2 is on link);
+/// the route benchmarks' node (`route_floor.rs`, `route_monitor.rs` too).
+pub(crate) fn node(tag: &str) -> Netns {
     let ns = Netns::new(tag);
     ns.add_link("eth0");
     ns.ip(&["addr", "add", "10.0.0.1/24", "dev", "eth0"]);
     ns
 }
 
-fn routes(n: usize) -> Vec<Route> {
+/// `n` host routes 10.128.0.1, 10.128.0.2, ... via 10.0.0.2 dev eth0.
+pub(crate) fn routes(n: usize) -> Vec<Route> {
     (0..n as u32)
         .map(|i| {
             let a = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 128, 0, 1)) + i);
@@ -38,17 +40,22 @@ fn routes(n: usize) -> Vec<Route> {
         .collect()
 }
 
+/// `n` as the rows name it: "100k", or "500" below a thousand.
+pub(crate) fn count_label(n: usize) -> String {
+    if n >= 1000 {
+        format!("{}k", n / 1000)
+    } else {
+        n.to_string()
+    }
+}
+
 fn rate(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
 
 pub fn run(report: &mut Report) {
     let n = report.size(100_000, 2_000);
-    let k = if n >= 1000 {
-        format!("{}k", n / 1000)
-    } else {
-        n.to_string()
-    };
+    let k = count_label(n);
     let rs = routes(n);
     // The same routes as `ip` text, from our own Display.
     let replace: String = rs.iter().map(|r| format!("route replace {r}\n")).collect();

@@ -18,6 +18,7 @@ use std::time::Duration;
 use podnet_route::{Handle, Nexthop, Route};
 use testsupport::Netns;
 
+use super::{count_label, node};
 use crate::report::{time, Goal, Report};
 use crate::rounds::{alternate, Record, Rounds};
 
@@ -37,15 +38,6 @@ const RTA_OIF: u16 = 4;
 const RTA_GATEWAY: u16 = 5;
 const RTA_TABLE: u16 = 15;
 const RTA_NH_ID: u16 = 30;
-
-/// A namespace with `eth0` up at 10.0.0.1/24 (the gateway 10.0.0.2 is on
-/// link).
-fn node(tag: &str) -> Netns {
-    let ns = Netns::new(tag);
-    ns.add_link("eth0");
-    ns.ip(&["addr", "add", "10.0.0.1/24", "dev", "eth0"]);
-    ns
-}
 
 fn dst(i: usize) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 128, 0, 1)) + i as u32)
@@ -238,11 +230,7 @@ pub fn run(report: &mut Report) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| report.size(100_000, 2_000));
-    let k = if n >= 1000 {
-        format!("{}k", n / 1000)
-    } else {
-        n.to_string()
-    };
+    let k = count_label(n);
     let gateway: Vec<Route> = (0..n)
         .map(|i| {
             Route::host(dst(i).into())

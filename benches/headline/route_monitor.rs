@@ -14,17 +14,16 @@
 //! seen), and, for ours, the number of `Event::Lost` it reported.
 
 use std::io::{BufRead, BufReader};
-use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use podnet_route::{Event, Handle, Monitor, Route, Topics};
-use testsupport::Netns;
 
 use crate::report::{Goal, Report};
 use crate::rounds::{alternate, Record, Rounds};
+use crate::route::{count_label, node, routes};
 
 const AREA: &str = "route";
 
@@ -34,24 +33,6 @@ const IDLE: Duration = Duration::from_millis(1000);
 
 /// The receive buffer `ip monitor` asks for (iproute2's default `-rcvbuf`).
 const IP_RCVBUF: usize = 1 << 20;
-
-fn node(tag: &str) -> Netns {
-    let ns = Netns::new(tag);
-    ns.add_link("eth0");
-    ns.ip(&["addr", "add", "10.0.0.1/24", "dev", "eth0"]);
-    ns
-}
-
-fn routes(n: usize) -> Vec<Route> {
-    (0..n as u32)
-        .map(|i| {
-            let a = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 128, 0, 1)) + i);
-            Route::host(IpAddr::V4(a))
-                .via("10.0.0.2".parse().expect("literal"))
-                .dev("eth0")
-        })
-        .collect()
-}
 
 /// The sentinel a listener must have seen before the producer starts.
 fn sentinel() -> Route {
@@ -216,11 +197,7 @@ fn ip_monitor(rs: &[Route]) -> Seen {
 
 pub fn run(report: &mut Report) {
     let n = report.size(100_000, 2_000);
-    let k = if n >= 1000 {
-        format!("{}k", n / 1000)
-    } else {
-        n.to_string()
-    };
+    let k = count_label(n);
     let rs = routes(n);
     let samples = alternate(
         report.rounds(Rounds::Other),

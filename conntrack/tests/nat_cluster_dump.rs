@@ -398,37 +398,24 @@ fn dump_text_matches_cilium() {
 fn dump_of_service_and_ipv6_keys_matches_cilium() {
     require_privileges!();
     let dir = BpfDir::new("ct-dumpsvc");
+    // One service tuple, in a global map and in a per-endpoint one.
+    let svc = k4(
+        [10, 0, 0, 1],
+        [10, 0, 0, 2],
+        80,
+        40000,
+        6,
+        TupleFlags::SERVICE,
+    );
     let g = ct(&dir, "cilium_ct4_global");
-    g.update(
-        &k4(
-            [10, 0, 0, 1],
-            [10, 0, 0, 2],
-            80,
-            40000,
-            6,
-            TupleFlags::SERVICE,
-        ),
-        &entry(7, 1),
-    )
-    .unwrap();
+    g.update(&svc, &entry(7, 1)).unwrap();
     let text = dump_entries(&g).unwrap();
     assert!(
         text.starts_with("TCP SVC 10.0.0.2:80 -> 10.0.0.1:40000 expires=7 "),
         "{text}"
     );
     let l = ct(&dir, "cilium_ct4_00007");
-    l.update(
-        &k4(
-            [10, 0, 0, 1],
-            [10, 0, 0, 2],
-            80,
-            40000,
-            6,
-            TupleFlags::SERVICE,
-        ),
-        &entry(7, 1),
-    )
-    .unwrap();
+    l.update(&svc, &entry(7, 1)).unwrap();
     let text = dump_entries(&l).unwrap();
     assert!(
         text.starts_with("TCP SVC 10.0.0.1 80:40000 expires=7 "),

@@ -6,59 +6,30 @@
 
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use common::*;
 use podnet_datapath::*;
 use testsupport::{require_privileges, BpfDir};
 
-const A_IF: u32 = 10;
-const B_IF: u32 = 20;
-const A_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
-const A_NODE_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 2];
-const B_MAC: [u8; 6] = [0x02, 0xbb, 0, 0, 0, 1];
-const B_NODE_MAC: [u8; 6] = [0x02, 0xbb, 0, 0, 0, 2];
-const A_ID: u32 = 5001;
-const B_ID: u32 = 5002;
-const A_EP: u16 = 1001;
-const B_EP: u16 = 1002;
-
-fn a4() -> Ipv4Addr {
-    "10.1.0.2".parse().unwrap()
-}
-fn b4() -> Ipv4Addr {
-    "10.1.0.3".parse().unwrap()
-}
 /// Another node's pod.
 fn r4() -> Ipv4Addr {
     "10.2.0.2".parse().unwrap()
 }
-fn a6() -> Ipv6Addr {
-    "fd00:1::2".parse().unwrap()
-}
 
 fn load(dir: &BpfDir, o: Options) -> Datapath {
     let dp = Datapath::load(&o).expect("load");
-    for (ip, a) in [
-        (IpAddr::from(a4()), true),
-        (b4().into(), false),
-        (a6().into(), true),
-    ] {
-        dp.upsert_endpoint(
-            &Endpoint::new(ip, if a { A_IF } else { B_IF })
-                .mac(if a { A_MAC } else { B_MAC })
-                .node_mac(if a { A_NODE_MAC } else { B_NODE_MAC })
-                .id(if a { A_EP } else { B_EP })
-                .identity(if a { A_ID } else { B_ID })
-                .flags(if a {
-                    EndpointFlags::empty()
-                } else {
-                    EndpointFlags::INGRESS_ENFORCE
-                }),
-        )
-        .unwrap();
-    }
+    // B enforces ingress policy; A has an IPv6 address too.
+    add_pods(
+        &dp,
+        &[
+            (a4().into(), true),
+            (b4().into(), false),
+            (a6().into(), true),
+        ],
+        EndpointFlags::INGRESS_ENFORCE,
+    );
     let _ = dir;
     dp
 }
@@ -73,39 +44,8 @@ fn setup(tag: &str, f: impl FnOnce(Options) -> Options) -> (BpfDir, Datapath, Ev
     (dir, dp, ev)
 }
 
-fn from_a() -> TestContext {
-    TestContext::new().ingress_ifindex(A_IF)
-}
-
 fn a_to(dst: Ipv4Addr, proto: u8, l4: &[u8]) -> Vec<u8> {
     packet4(A_MAC, A_NODE_MAC, &Ip4::new(a4(), dst, proto), l4)
-}
-
-/// Every event queued now.
-fn drain(ev: &mut Events) -> Vec<DatapathEvent> {
-    let mut out = Vec::new();
-    while let Some(e) = ev.try_recv().unwrap() {
-        out.push(e);
-    }
-    out
-}
-
-fn drops(evs: &[DatapathEvent]) -> Vec<&DropNotify> {
-    evs.iter()
-        .filter_map(|e| match e {
-            DatapathEvent::Drop(d) => Some(d),
-            _ => None,
-        })
-        .collect()
-}
-
-fn traces(evs: &[DatapathEvent]) -> Vec<&TraceNotify> {
-    evs.iter()
-        .filter_map(|e| match e {
-            DatapathEvent::Trace(t) => Some(t),
-            _ => None,
-        })
-        .collect()
 }
 
 #[test]

@@ -14,28 +14,20 @@ use common::*;
 use podnet_datapath::*;
 use testsupport::{require_privileges, BpfDir};
 
-const A_IF: u32 = 10;
-const B_IF: u32 = 20;
-const A_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
-const A_NODE_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 2];
-const B_MAC: [u8; 6] = [0x02, 0xbb, 0, 0, 0, 1];
-const B_NODE_MAC: [u8; 6] = [0x02, 0xbb, 0, 0, 0, 2];
-const A_ID: u32 = 5001;
-const B_ID: u32 = 5002;
 const SVC_ID: u16 = 9;
 
 fn a(v6: bool) -> IpAddr {
     if v6 {
-        "fd00:1::2".parse().unwrap()
+        a6().into()
     } else {
-        "10.1.0.2".parse().unwrap()
+        a4().into()
     }
 }
 fn b(v6: bool) -> IpAddr {
     if v6 {
-        "fd00:1::3".parse().unwrap()
+        b6().into()
     } else {
-        "10.1.0.3".parse().unwrap()
+        b4().into()
     }
 }
 fn vip(v6: bool) -> IpAddr {
@@ -46,35 +38,18 @@ fn vip(v6: bool) -> IpAddr {
     }
 }
 
-fn ep(ip: IpAddr, is_a: bool, flags: EndpointFlags) -> Endpoint {
-    Endpoint::new(ip, if is_a { A_IF } else { B_IF })
-        .mac(if is_a { A_MAC } else { B_MAC })
-        .node_mac(if is_a { A_NODE_MAC } else { B_NODE_MAC })
-        .id(if is_a { 1001 } else { 1002 })
-        .identity(if is_a { A_ID } else { B_ID })
-        .flags(flags)
-}
-
 /// Pods A and B on this node, both families; B enforces ingress policy
 /// when `enforce`.
 fn setup(tag: &str, peer: bool, enforce: bool) -> (BpfDir, Datapath) {
     let dir = BpfDir::new(tag);
     let dp = Datapath::load(&opts(&dir, peer)).expect("load");
-    add_pods(&dp, enforce);
+    let b_flags = if enforce {
+        EndpointFlags::INGRESS_ENFORCE
+    } else {
+        EndpointFlags::empty()
+    };
+    add_pods(&dp, &both_families(), b_flags);
     (dir, dp)
-}
-
-fn add_pods(dp: &Datapath, enforce: bool) {
-    for v6 in [false, true] {
-        dp.upsert_endpoint(&ep(a(v6), true, EndpointFlags::empty()))
-            .unwrap();
-        let f = if enforce {
-            EndpointFlags::INGRESS_ENFORCE
-        } else {
-            EndpointFlags::empty()
-        };
-        dp.upsert_endpoint(&ep(b(v6), false, f)).unwrap();
-    }
 }
 
 fn opts(dir: &BpfDir, peer: bool) -> Options {
@@ -154,6 +129,43 @@ fn fragments(
         off = end;
     }
     out
+}
+
+/// The UDP datagram `dgram` from `src` to `dst` cut into frames of 1232
+/// payload bytes each, fragment id `id`.
+fn udp_frames(
+    src: IpAddr,
+    dst: IpAddr,
+    dgram: &[u8],
+    id: u32,
+    macs: ([u8; 6], [u8; 6]),
+) -> Vec<Vec<u8>> {
+    fragments(src, dst, 17, dgram, 1232, id, macs)
+}
+
+/// Runs `frames`, in order, through `prog` with `ctx`: each must get the
+/// verdict `want` and, given `to`, be redirected to that ifindex (`what`
+/// names the frames in the messages). Returns what the program put out,
+/// frame by frame.
+fn run_all(
+    dp: &Datapath,
+    prog: Program,
+    ctx: &TestContext,
+    frames: &[Vec<u8>],
+    want: u32,
+    to: Option<u32>,
+    what: &str,
+) -> Vec<Vec<u8>> {
+    let mut outs = Vec::new();
+    for (i, f) in frames.iter().enumerate() {
+        let out = dp.test_run(prog, f, ctx).unwrap();
+        assert_eq!(out.retval, want, "{what} {i}");
+        if let Some(to) = to {
+            assert_eq!(dp.last_redirect().unwrap(), Some(to), "{what} {i}: its way");
+        }
+        outs.push(out.data);
+    }
+    outs
 }
 
 /// One fragment as a program left it: addresses, offset in the datagram,
@@ -266,30 +278,18 @@ fn first_middle_last(v6: bool, peer: bool) {
     let (_dir, dp) = setup(&tag, peer, false);
     let (src, dst) = (sa(a(v6), 40000), sa(b(v6), 5000));
     let dgram = udp_datagram(src, dst, 3000);
-    let frames = fragments(
-        src.ip(),
-        dst.ip(),
-        17,
-        &dgram,
-        1232,
-        0x4242,
-        (A_MAC, A_NODE_MAC),
-    );
+    let frames = udp_frames(src.ip(), dst.ip(), &dgram, 0x4242, (A_MAC, A_NODE_MAC));
     assert_eq!(frames.len(), 3, "first, middle, last");
 
-    let mut outs = Vec::new();
-    for (i, f) in frames.iter().enumerate() {
-        let out = dp
-            .test_run(Program::FromContainer, f, &ctx_from(true))
-            .unwrap();
-        assert_eq!(out.retval, TC_ACT_REDIRECT, "{tag}: fragment {i} delivered");
-        assert_eq!(
-            dp.last_redirect().unwrap(),
-            Some(B_IF),
-            "{tag}: fragment {i} to B"
-        );
-        outs.push(out.data);
-    }
+    let outs = run_all(
+        &dp,
+        Program::FromContainer,
+        &ctx_from(true),
+        &frames,
+        TC_ACT_REDIRECT,
+        Some(B_IF),
+        &format!("{tag}: fragment to B"),
+    );
     let (s, d, bytes, ok) = reassemble(&outs);
     assert_eq!((s, d), (src, dst), "{tag}");
     assert_eq!(bytes, dgram, "{tag}: the datagram unchanged");
@@ -304,22 +304,11 @@ fn first_middle_last(v6: bool, peer: bool) {
         (fe[0].1.source_port(), fe[0].1.destination_port()),
         (40000, 5000)
     );
-    // The families' tuples differ only in the addresses' type.
-    macro_rules! udp_flows {
-        ($entries:expr) => {
-            $entries
-                .unwrap()
-                .iter()
-                .filter(|(k, _)| k.nexthdr == 17)
-                .map(|(k, _)| (u16::from_be(k.sport), u16::from_be(k.dport), k.flags))
-                .collect()
-        };
-    }
-    let flows: Vec<(u16, u16, u8)> = if v6 {
-        udp_flows!(dp.ct6_entries(CtTable::Any))
-    } else {
-        udp_flows!(dp.ct4_entries(CtTable::Any))
-    };
+    let flows: Vec<(u16, u16, u8)> = ct_entries(&dp, v6, CtTable::Any)
+        .iter()
+        .filter(|(k, _)| k.nexthdr == 17)
+        .map(|(k, _)| (k.sport, k.dport, k.flags))
+        .collect();
     // With redirect_peer B's ingress entry is made in the same run.
     assert_eq!(flows.len(), if peer { 2 } else { 1 }, "{tag}: {flows:?}");
     assert!(
@@ -332,12 +321,15 @@ fn first_middle_last(v6: bool, peer: bool) {
     assert_eq!(egress_frags, 3, "{tag}");
 
     // B's to-container sees the same fragments: each passes.
-    for (i, f) in outs.iter().enumerate() {
-        let out = dp
-            .test_run(Program::ToContainer, f, &TestContext::default())
-            .unwrap();
-        assert_eq!(out.retval, TC_ACT_OK, "{tag}: to-container fragment {i}");
-    }
+    run_all(
+        &dp,
+        Program::ToContainer,
+        &TestContext::default(),
+        &outs,
+        TC_ACT_OK,
+        None,
+        &format!("{tag}: to-container fragment"),
+    );
     assert_eq!(
         dp.metric(reason::FRAG_PACKET, TrafficDirection::Ingress)
             .unwrap(),
@@ -362,18 +354,16 @@ fn first_middle_last(v6: bool, peer: bool) {
             41000,
         );
         let dg = udp_datagram(far, dst, 2000);
-        let fr = fragments(far.ip(), dst.ip(), 17, &dg, 1232, 0x77, ([2; 6], [3; 6]));
-        let mut o = Vec::new();
-        for (i, f) in fr.iter().enumerate() {
-            let out = dp
-                .test_run(Program::FromNetdev, f, &TestContext::default())
-                .unwrap();
-            assert_eq!(
-                out.retval, TC_ACT_REDIRECT,
-                "{tag}: from-netdev fragment {i}"
-            );
-            o.push(out.data);
-        }
+        let fr = udp_frames(far.ip(), dst.ip(), &dg, 0x77, ([2; 6], [3; 6]));
+        let o = run_all(
+            &dp,
+            Program::FromNetdev,
+            &TestContext::default(),
+            &fr,
+            TC_ACT_REDIRECT,
+            None,
+            &format!("{tag}: from-netdev fragment"),
+        );
         let (_, _, bytes, ok) = reassemble(&o);
         assert_eq!(bytes, dg);
         assert!(ok);
@@ -402,15 +392,7 @@ fn out_of_order(v6: bool) {
     let (_dir, dp) = setup(&tag, false, false);
     let (src, dst) = (sa(a(v6), 40001), sa(b(v6), 5001));
     let dgram = udp_datagram(src, dst, 2500);
-    let frames = fragments(
-        src.ip(),
-        dst.ip(),
-        17,
-        &dgram,
-        1232,
-        0x99,
-        (A_MAC, A_NODE_MAC),
-    );
+    let frames = udp_frames(src.ip(), dst.ip(), &dgram, 0x99, (A_MAC, A_NODE_MAC));
     assert_eq!(frames.len(), 3);
     let run = |f: &[u8]| {
         dp.test_run(Program::FromContainer, f, &ctx_from(true))
@@ -449,15 +431,7 @@ fn out_of_order(v6: bool) {
     );
     assert_eq!(not_found(), 2, "{tag}");
     // Another datagram id of the same flow is another datagram.
-    let other = fragments(
-        src.ip(),
-        dst.ip(),
-        17,
-        &dgram,
-        1232,
-        0x9a,
-        (A_MAC, A_NODE_MAC),
-    );
+    let other = udp_frames(src.ip(), dst.ip(), &dgram, 0x9a, (A_MAC, A_NODE_MAC));
     assert_eq!(run(&other[1]), TC_ACT_SHOT, "{tag}: other datagram");
     assert_eq!(not_found(), 3, "{tag}");
 
@@ -519,38 +493,33 @@ fn policy(v6: bool, peer: bool) {
             .retval
     };
     let ok_verdict = if peer { TC_ACT_REDIRECT } else { TC_ACT_OK };
-    let policy_drops = || {
-        dp.metric(reason::POLICY, TrafficDirection::Ingress)
-            .unwrap()
-    };
-
-    for (port, allowed) in [(5000u16, true), (6000, false)] {
+    // A datagram from A to B's `port`, fragment by fragment: each allowed,
+    // or each dropped and counted under `drop_reason`.
+    let datagram_to = |port: u16, allowed: bool, drop_reason: u8| {
         let (src, dst) = (sa(a(v6), 40000 + port), sa(b(v6), port));
         let dgram = udp_datagram(src, dst, 3000);
-        let frames = fragments(
+        let frames = udp_frames(
             src.ip(),
             dst.ip(),
-            17,
             &dgram,
-            1232,
             u32::from(port),
             (A_MAC, A_NODE_MAC),
         );
-        let before = policy_drops();
+        let drops = || dp.metric(drop_reason, TrafficDirection::Ingress).unwrap();
+        let before = drops();
         for (i, f) in frames.iter().enumerate() {
-            let v = deliver(f);
-            if allowed {
-                assert_eq!(v, ok_verdict, "{tag}: port {port} fragment {i} allowed");
-            } else {
-                assert_eq!(v, TC_ACT_SHOT, "{tag}: port {port} fragment {i} denied");
-            }
+            let want = if allowed { ok_verdict } else { TC_ACT_SHOT };
+            assert_eq!(deliver(f), want, "{tag}: port {port} fragment {i}");
         }
-        let denied = policy_drops() - before;
         assert_eq!(
-            denied,
+            drops() - before,
             if allowed { 0 } else { frames.len() as u64 },
             "{tag}: port {port}"
         );
+    };
+
+    for (port, allowed) in [(5000u16, true), (6000, false)] {
+        datagram_to(port, allowed, reason::POLICY);
     }
 
     // Without enforcement, an explicit deny of port 7000: the later
@@ -564,33 +533,8 @@ fn policy(v6: bool, peer: bool) {
             .protocol(17),
     )
     .unwrap();
-    let deny_drops = || {
-        dp.metric(reason::POLICY_DENY, TrafficDirection::Ingress)
-            .unwrap()
-    };
     for (port, allowed) in [(7000u16, false), (7001, true)] {
-        let (src, dst) = (sa(a(v6), 40000 + port), sa(b(v6), port));
-        let dgram = udp_datagram(src, dst, 3000);
-        let frames = fragments(
-            src.ip(),
-            dst.ip(),
-            17,
-            &dgram,
-            1232,
-            u32::from(port),
-            (A_MAC, A_NODE_MAC),
-        );
-        let before = deny_drops();
-        for (i, f) in frames.iter().enumerate() {
-            let want = if allowed { ok_verdict } else { TC_ACT_SHOT };
-            assert_eq!(deliver(f), want, "{tag}: port {port} fragment {i}");
-        }
-        let denied = deny_drops() - before;
-        assert_eq!(
-            denied,
-            if allowed { 0 } else { frames.len() as u64 },
-            "{tag}: deny {port}"
-        );
+        datagram_to(port, allowed, reason::POLICY_DENY);
     }
     assert_eq!(
         dp.metric(reason::FRAG_NOT_FOUND, TrafficDirection::Egress)
@@ -631,34 +575,22 @@ fn service(v6: bool, peer: bool) {
 
     for id in [0x1001u32, 0x1002] {
         let dgram = udp_datagram(client, frontend, 3000);
-        let frames = fragments(
-            client.ip(),
-            frontend.ip(),
-            17,
-            &dgram,
-            1232,
-            id,
-            (A_MAC, A_NODE_MAC),
+        let frames = udp_frames(client.ip(), frontend.ip(), &dgram, id, (A_MAC, A_NODE_MAC));
+        let outs = run_all(
+            &dp,
+            Program::FromContainer,
+            &ctx_from(true),
+            &frames,
+            TC_ACT_REDIRECT,
+            Some(B_IF),
+            &format!("{tag}: fragment to the backend"),
         );
-        let mut outs = Vec::new();
-        for (i, f) in frames.iter().enumerate() {
-            let out = dp
-                .test_run(Program::FromContainer, f, &ctx_from(true))
-                .unwrap();
-            assert_eq!(out.retval, TC_ACT_REDIRECT, "{tag}: fragment {i} delivered");
-            assert_eq!(
-                dp.last_redirect().unwrap(),
-                Some(B_IF),
-                "{tag}: fragment {i} to the backend"
-            );
-            if i > 0 {
-                // No L4 header: the payload bytes are untouched.
-                let fin = parse_frag(f);
-                let fout = parse_frag(&out.data);
-                assert_eq!(fout.data, fin.data, "{tag}: later fragment {i}'s data");
-                assert_eq!(fout.dst, backend.ip(), "{tag}: later fragment {i} DNATed");
-            }
-            outs.push(out.data);
+        for (i, (f, out)) in frames.iter().zip(&outs).enumerate().skip(1) {
+            // No L4 header: the payload bytes are untouched.
+            let fin = parse_frag(f);
+            let fout = parse_frag(out);
+            assert_eq!(fout.data, fin.data, "{tag}: later fragment {i}'s data");
+            assert_eq!(fout.dst, backend.ip(), "{tag}: later fragment {i} DNATed");
         }
         let (s, d, bytes, ok) = reassemble(&outs);
         assert_eq!((s, d), (client, backend), "{tag}: DNAT of the datagram");
@@ -668,38 +600,36 @@ fn service(v6: bool, peer: bool) {
 
     // The backend's reply, fragmented: back from the frontend.
     let reply = udp_datagram(backend, client, 2600);
-    let frames = fragments(
+    let frames = udp_frames(
         backend.ip(),
         client.ip(),
-        17,
         &reply,
-        1232,
         0x2001,
         (B_MAC, B_NODE_MAC),
     );
-    let mut outs = Vec::new();
     // Translated back at B's from-container (redirect_peer), else at A's
     // to-container.
-    for (i, f) in frames.iter().enumerate() {
-        let out = if peer {
-            let o = dp
-                .test_run(Program::FromContainer, f, &ctx_from(false))
-                .unwrap();
-            assert_eq!(o.retval, TC_ACT_REDIRECT, "{tag}: reply fragment {i}");
-            assert_eq!(dp.last_redirect().unwrap(), Some(A_IF));
-            o
-        } else {
-            let o = dp
-                .test_run(Program::ToContainer, f, &TestContext::default())
-                .unwrap();
-            assert_eq!(
-                o.retval, TC_ACT_OK,
-                "{tag}: reply fragment {i} at A's to-container"
-            );
-            o
-        };
-        outs.push(out.data);
-    }
+    let outs = if peer {
+        run_all(
+            &dp,
+            Program::FromContainer,
+            &ctx_from(false),
+            &frames,
+            TC_ACT_REDIRECT,
+            Some(A_IF),
+            &format!("{tag}: reply fragment"),
+        )
+    } else {
+        run_all(
+            &dp,
+            Program::ToContainer,
+            &TestContext::default(),
+            &frames,
+            TC_ACT_OK,
+            None,
+            &format!("{tag}: reply fragment at A's to-container"),
+        )
+    };
     let (s, d, _, ok) = reassemble(&outs);
     assert_eq!(
         (s, d),
@@ -734,17 +664,15 @@ fn icmp_echo_fragments() {
         let (src, dst) = (a(v6), b(v6));
         let proto = if v6 { 58 } else { 1 };
         let frames = fragments(src, dst, proto, &echo, 1232, 0x5151, (A_MAC, A_NODE_MAC));
-        for (i, f) in frames.iter().enumerate() {
-            let out = dp
-                .test_run(Program::FromContainer, f, &ctx_from(true))
-                .unwrap();
-            assert_eq!(
-                out.retval,
-                TC_ACT_REDIRECT,
-                "{}: echo fragment {i}",
-                fam(v6)
-            );
-        }
+        run_all(
+            &dp,
+            Program::FromContainer,
+            &ctx_from(true),
+            &frames,
+            TC_ACT_REDIRECT,
+            None,
+            &format!("{}: echo fragment", fam(v6)),
+        );
         let fe = frag_entries(&dp, v6);
         assert_eq!(fe.len(), 1, "{fe:?}");
         assert_eq!(fe[0].1.source_port(), 0x3131);
@@ -763,15 +691,7 @@ fn fragment_maps_survive_a_reload() {
     for v6 in [false, true] {
         let (src, dst) = (sa(a(v6), 40002), sa(b(v6), 5002));
         let dgram = udp_datagram(src, dst, 2000);
-        let frames = fragments(
-            src.ip(),
-            dst.ip(),
-            17,
-            &dgram,
-            1232,
-            0x6161,
-            (A_MAC, A_NODE_MAC),
-        );
+        let frames = udp_frames(src.ip(), dst.ip(), &dgram, 0x6161, (A_MAC, A_NODE_MAC));
         let out = dp
             .test_run(Program::FromContainer, &frames[0], &ctx_from(true))
             .unwrap();
@@ -786,15 +706,15 @@ fn fragment_maps_survive_a_reload() {
     let p = dp.frag_pressure(true).unwrap();
     // One datagram in Options::small's 1024 entries.
     assert!((p - 1.0 / 1024.0).abs() < 1e-9, "pressure {p}");
-    for f in &later {
-        let out = dp
-            .test_run(Program::FromContainer, f, &ctx_from(true))
-            .unwrap();
-        assert_eq!(
-            out.retval, TC_ACT_REDIRECT,
-            "later fragment after the reload"
-        );
-    }
+    run_all(
+        &dp,
+        Program::FromContainer,
+        &ctx_from(true),
+        &later,
+        TC_ACT_REDIRECT,
+        None,
+        "later fragment after the reload",
+    );
     // A map of another size pinned there is refused, not silently re-sized.
     drop(dp);
     let e = Datapath::load(&opts(&dir, false).frag_size(2048)).unwrap_err();
@@ -830,19 +750,16 @@ fn nodeport(v6: bool, peer: bool) {
     .unwrap();
     let cl = sa(client, 5555);
     let dgram = udp_datagram(cl, fe, 3000);
-    let frames = fragments(cl.ip(), fe.ip(), 17, &dgram, 1232, 0x3003, ([2; 6], [3; 6]));
-    let mut outs = Vec::new();
-    for (i, f) in frames.iter().enumerate() {
-        let out = dp
-            .test_run(Program::FromNetdev, f, &TestContext::default())
-            .unwrap();
-        assert_eq!(
-            out.retval, TC_ACT_REDIRECT,
-            "{tag}: fragment {i} to the backend"
-        );
-        assert_eq!(dp.last_redirect().unwrap(), Some(B_IF));
-        outs.push(out.data);
-    }
+    let frames = udp_frames(cl.ip(), fe.ip(), &dgram, 0x3003, ([2; 6], [3; 6]));
+    let outs = run_all(
+        &dp,
+        Program::FromNetdev,
+        &TestContext::default(),
+        &frames,
+        TC_ACT_REDIRECT,
+        Some(B_IF),
+        &format!("{tag}: fragment to the backend"),
+    );
     let (s, d, _, ok) = reassemble(&outs);
     assert_eq!(
         (s, d),
@@ -852,26 +769,16 @@ fn nodeport(v6: bool, peer: bool) {
     assert!(ok, "{tag}: checksum after NodePort DNAT");
 
     let reply = udp_datagram(backend, cl, 2600);
-    let frames = fragments(
-        backend.ip(),
-        cl.ip(),
-        17,
-        &reply,
-        1232,
-        0x3004,
-        (B_MAC, B_NODE_MAC),
+    let frames = udp_frames(backend.ip(), cl.ip(), &reply, 0x3004, (B_MAC, B_NODE_MAC));
+    let outs = run_all(
+        &dp,
+        Program::FromContainer,
+        &ctx_from(false),
+        &frames,
+        TC_ACT_OK,
+        None,
+        &format!("{tag}: reply fragment to the stack"),
     );
-    let mut outs = Vec::new();
-    for (i, f) in frames.iter().enumerate() {
-        let out = dp
-            .test_run(Program::FromContainer, f, &ctx_from(false))
-            .unwrap();
-        assert_eq!(
-            out.retval, TC_ACT_OK,
-            "{tag}: reply fragment {i} to the stack"
-        );
-        outs.push(out.data);
-    }
     let (s, d, _, ok) = reassemble(&outs);
     assert_eq!((s, d), (fe, cl), "{tag}: reply from the NodePort frontend");
     assert!(ok, "{tag}: checksum after reverse NAT");
@@ -879,23 +786,18 @@ fn nodeport(v6: bool, peer: bool) {
     // For the node: untouched, in any order.
     let to_node = sa(node, 22);
     let dgram = udp_datagram(cl, to_node, 3000);
-    let mut frames = fragments(
-        cl.ip(),
-        to_node.ip(),
-        17,
-        &dgram,
-        1232,
-        0x3005,
-        ([2; 6], [3; 6]),
-    );
+    let mut frames = udp_frames(cl.ip(), to_node.ip(), &dgram, 0x3005, ([2; 6], [3; 6]));
     frames.reverse();
-    for (i, f) in frames.iter().enumerate() {
-        let out = dp
-            .test_run(Program::FromNetdev, f, &TestContext::default())
-            .unwrap();
-        assert_eq!(out.retval, TC_ACT_OK, "{tag}: node fragment {i}");
-        assert_eq!(&out.data, f, "{tag}: node fragment {i} untouched");
-    }
+    let outs = run_all(
+        &dp,
+        Program::FromNetdev,
+        &TestContext::default(),
+        &frames,
+        TC_ACT_OK,
+        None,
+        &format!("{tag}: node fragment"),
+    );
+    assert_eq!(outs, frames, "{tag}: node fragments untouched");
     assert_eq!(
         dp.metric(reason::FRAG_NOT_FOUND, TrafficDirection::Ingress)
             .unwrap(),
@@ -949,7 +851,7 @@ fn setup_masq(tag: &str, peer: bool, min: u16, max: u16) -> (BpfDir, Datapath) {
         .ipv6_native_routing_cidr("fd00::/16".parse().unwrap())
         .port_range(min, max);
     let dp = Datapath::load(&opts(&dir, peer).masquerade(m)).expect("load");
-    add_pods(&dp, false);
+    add_pods(&dp, &both_families(), EndpointFlags::empty());
     for v6 in [false, true] {
         dp.set_masquerade_address(LO, node(v6)).unwrap();
     }
@@ -986,15 +888,7 @@ fn masquerade(v6: bool, peer: bool) {
     let pod = sa(a(v6), 1234);
     let far = sa(outside(v6), 5353);
     let dgram = udp_datagram(pod, far, 3000);
-    let frames = fragments(
-        pod.ip(),
-        far.ip(),
-        17,
-        &dgram,
-        1232,
-        0x7001,
-        (A_MAC, A_NODE_MAC),
-    );
+    let frames = udp_frames(pod.ip(), far.ip(), &dgram, 0x7001, (A_MAC, A_NODE_MAC));
     assert_eq!(frames.len(), 3);
     let mut outs = Vec::new();
     for (i, f) in frames.iter().enumerate() {
@@ -1040,15 +934,7 @@ fn masquerade(v6: bool, peer: bool) {
     assert_eq!(nat, 2, "{tag}: one mapping (a pair) for the datagram");
 
     let reply = udp_datagram(far, sa(node(v6), port), 2600);
-    let frames = fragments(
-        far.ip(),
-        node(v6),
-        17,
-        &reply,
-        1232,
-        0x7002,
-        (GW_MAC, A_NODE_MAC),
-    );
+    let frames = udp_frames(far.ip(), node(v6), &reply, 0x7002, (GW_MAC, A_NODE_MAC));
     let mut outs = Vec::new();
     for i in [0, 2, 1] {
         let fr = dp
@@ -1101,15 +987,7 @@ fn masquerade_out_of_order(v6: bool) {
     let pod = sa(a(v6), 40100);
     let far = sa(outside(v6), 5353);
     let dgram = udp_datagram(pod, far, 2500);
-    let frames = fragments(
-        pod.ip(),
-        far.ip(),
-        17,
-        &dgram,
-        1232,
-        0x7101,
-        (A_MAC, A_NODE_MAC),
-    );
+    let frames = udp_frames(pod.ip(), far.ip(), &dgram, 0x7101, (A_MAC, A_NODE_MAC));
     let to_netdev = |f: &[u8]| {
         let o = dp
             .test_run(Program::ToNetdev, f, &TestContext::new())
@@ -1136,15 +1014,7 @@ fn masquerade_out_of_order(v6: bool) {
     assert_eq!(not_found(TrafficDirection::Egress), 1, "{tag}");
 
     let reply = udp_datagram(far, sa(node(v6), 40100), 2500);
-    let rframes = fragments(
-        far.ip(),
-        node(v6),
-        17,
-        &reply,
-        1232,
-        0x7102,
-        (GW_MAC, A_NODE_MAC),
-    );
+    let rframes = udp_frames(far.ip(), node(v6), &reply, 0x7102, (GW_MAC, A_NODE_MAC));
     let early = dp
         .test_run(Program::FromNetdev, &rframes[2], &from_netdev())
         .unwrap();
@@ -1175,15 +1045,7 @@ fn masquerade_out_of_order(v6: bool) {
         (no_ct, far, false, "a pod flow without CT entry"),
     ] {
         let dg = udp_datagram(src, dst, 2500);
-        let mut fr = fragments(
-            src.ip(),
-            dst.ip(),
-            17,
-            &dg,
-            1232,
-            0x7103,
-            (A_MAC, A_NODE_MAC),
-        );
+        let mut fr = udp_frames(src.ip(), dst.ip(), &dg, 0x7103, (A_MAC, A_NODE_MAC));
         if reverse {
             fr.reverse();
         }
@@ -1257,17 +1119,15 @@ fn masquerade_icmp_echo_fragments() {
             0x7202,
             (GW_MAC, A_NODE_MAC),
         );
-        let mut outs = Vec::new();
-        for (i, f) in frames.iter().enumerate() {
-            let fr = dp.test_run(Program::FromNetdev, f, &from_netdev()).unwrap();
-            assert_eq!(
-                fr.retval,
-                TC_ACT_REDIRECT,
-                "{}: reply fragment {i}",
-                fam(v6)
-            );
-            outs.push(fr.data);
-        }
+        let outs = run_all(
+            &dp,
+            Program::FromNetdev,
+            &from_netdev(),
+            &frames,
+            TC_ACT_REDIRECT,
+            None,
+            &format!("{}: reply fragment", fam(v6)),
+        );
         let (src, dst, msg) = reassemble_any(&outs);
         assert_eq!((src, dst), (far, pod), "{}: reply to the pod", fam(v6));
         assert_eq!(

@@ -10,62 +10,13 @@ use podnet_datapath::maps::{ct_flags, TUPLE_F_IN, TUPLE_F_OUT, TUPLE_F_RELATED};
 use podnet_datapath::*;
 use testsupport::{require_privileges, BpfDir};
 
-const A_IF: u32 = 10;
-const B_IF: u32 = 20;
-const A_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
-const A_NODE_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 2];
-const B_MAC: [u8; 6] = [0x02, 0xbb, 0, 0, 0, 1];
-const B_NODE_MAC: [u8; 6] = [0x02, 0xbb, 0, 0, 0, 2];
-const A_ID: u32 = 5001;
-const B_ID: u32 = 5002;
-
-fn a4() -> Ipv4Addr {
-    "10.1.0.2".parse().unwrap()
-}
-fn b4() -> Ipv4Addr {
-    "10.1.0.3".parse().unwrap()
-}
-fn a6() -> Ipv6Addr {
-    "fd00:1::2".parse().unwrap()
-}
-fn b6() -> Ipv6Addr {
-    "fd00:1::3".parse().unwrap()
-}
-
-fn ep(ip: IpAddr, a: bool, flags: EndpointFlags) -> Endpoint {
-    Endpoint::new(ip, if a { A_IF } else { B_IF })
-        .mac(if a { A_MAC } else { B_MAC })
-        .node_mac(if a { A_NODE_MAC } else { B_NODE_MAC })
-        .id(if a { 1001 } else { 1002 })
-        .identity(if a { A_ID } else { B_ID })
-        .flags(flags)
-}
-
 fn setup(tag: &str) -> (BpfDir, Datapath) {
     setup_with(tag, false)
 }
 
 /// `peer`: deliver with bpf_redirect_peer (ingress policy in the same run).
 fn setup_with(tag: &str, peer: bool) -> (BpfDir, Datapath) {
-    let dir = BpfDir::new(tag);
-    let o = Options::small(dir.join("globals"))
-        .trace_redirects(true)
-        .redirect_peer(peer);
-    let dp = Datapath::load(&o).expect("load");
-    for (ip, a) in [
-        (a4().into(), true),
-        (b4().into(), false),
-        (a6().into(), true),
-        (b6().into(), false),
-    ] {
-        dp.upsert_endpoint(&ep(ip, a, EndpointFlags::empty()))
-            .unwrap();
-    }
-    (dir, dp)
-}
-
-fn from_a() -> TestContext {
-    TestContext::new().ingress_ifindex(A_IF)
+    two_pods(tag, |o| o.trace_redirects(true).redirect_peer(peer))
 }
 
 fn syn_a_to_b() -> Vec<u8> {

@@ -14,62 +14,19 @@ use podnet_datapath::maps::{TUPLE_F_OUT, TUPLE_F_RELATED};
 use podnet_datapath::*;
 use testsupport::{require_privileges, BpfDir};
 
-const A_IF: u32 = 10;
-const B_IF: u32 = 20;
-const A_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
-const A_NODE_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 2];
-const B_MAC: [u8; 6] = [0x02, 0xbb, 0, 0, 0, 1];
-const B_NODE_MAC: [u8; 6] = [0x02, 0xbb, 0, 0, 0, 2];
 const TUPLE_F_SERVICE: u8 = 4;
 const SVC_ID: u16 = 7;
 
-fn ep(ip: IpAddr, a: bool) -> Endpoint {
-    Endpoint::new(ip, if a { A_IF } else { B_IF })
-        .mac(if a { A_MAC } else { B_MAC })
-        .node_mac(if a { A_NODE_MAC } else { B_NODE_MAC })
-        .id(if a { 1001 } else { 1002 })
-        .identity(if a { 5001 } else { 5002 })
-}
-
 /// Client pod A and backend pod B on this node, both families.
 fn setup(tag: &str, peer: bool) -> (BpfDir, Datapath) {
-    let dir = BpfDir::new(tag);
-    let o = Options::small(dir.join("globals"))
-        .redirect_peer(peer)
-        .trace_redirects(true);
-    let dp = Datapath::load(&o).expect("load");
-    for (ip, a) in [
-        (a4().into(), true),
-        (b4().into(), false),
-        (a6().into(), true),
-        (b6().into(), false),
-    ] {
-        dp.upsert_endpoint(&ep(ip, a)).unwrap();
-    }
-    (dir, dp)
+    two_pods(tag, |o| o.redirect_peer(peer).trace_redirects(true))
 }
 
-fn a4() -> Ipv4Addr {
-    "10.1.0.2".parse().unwrap()
-}
-fn b4() -> Ipv4Addr {
-    "10.1.0.3".parse().unwrap()
-}
 fn vip4() -> Ipv4Addr {
     "10.96.0.10".parse().unwrap()
 }
-fn a6() -> Ipv6Addr {
-    "fd00:1::2".parse().unwrap()
-}
-fn b6() -> Ipv6Addr {
-    "fd00:1::3".parse().unwrap()
-}
 fn vip6() -> Ipv6Addr {
     "fd00:96::10".parse().unwrap()
-}
-
-fn from_a() -> TestContext {
-    TestContext::new().ingress_ifindex(A_IF)
 }
 
 // ---- an independent checksum computation (l4_csum: common/mod.rs) ----------
@@ -188,44 +145,26 @@ fn dnat_and_reverse(v6: bool, proto: u8, peer: bool) {
     // SERVICE, backend id, rev NAT index) and the flow's own, to the
     // backend, carrying the rev NAT index.
     let tcp = proto == 6;
-    if v6 {
-        let ct = dp
-            .ct6_entries(if tcp { CtTable::Tcp } else { CtTable::Any })
-            .unwrap();
-        let svc = ct
-            .iter()
-            .find(|(k, _)| k.flags == TUPLE_F_SERVICE)
-            .unwrap_or_else(|| panic!("{tag}: service entry in {ct:?}"));
-        assert_eq!(svc.0.daddr, vip6().octets());
-        assert_eq!(svc.0.saddr, a6().octets());
-        assert_eq!({ svc.0.dport }, 40000u16.to_be());
-        assert_eq!({ svc.0.sport }, 80u16.to_be());
-        assert_eq!({ svc.1.backend_id } >> 16, u64::from(SVC_ID));
-        assert_eq!(u16::from_be(svc.1.rev_nat_index), SVC_ID);
-        let flow = ct
-            .iter()
-            .find(|(k, _)| k.flags == TUPLE_F_OUT && k.saddr == b6().octets())
-            .unwrap_or_else(|| panic!("{tag}: flow entry in {ct:?}"));
-        assert_eq!(u16::from_be(flow.1.rev_nat_index), SVC_ID);
+    let (vip, a, b): (IpAddr, IpAddr, IpAddr) = if v6 {
+        (vip6().into(), a6().into(), b6().into())
     } else {
-        let ct = dp
-            .ct4_entries(if tcp { CtTable::Tcp } else { CtTable::Any })
-            .unwrap();
-        let svc = ct
-            .iter()
-            .find(|(k, _)| k.flags == TUPLE_F_SERVICE)
-            .unwrap_or_else(|| panic!("{tag}: service entry in {ct:?}"));
-        assert_eq!(svc.0.daddr, vip4().octets());
-        assert_eq!(svc.0.saddr, a4().octets());
-        assert_eq!({ svc.0.dport }, 40000u16.to_be());
-        assert_eq!({ svc.0.sport }, 80u16.to_be());
-        assert_eq!({ svc.1.backend_id } >> 16, u64::from(SVC_ID));
-        assert_eq!(u16::from_be(svc.1.rev_nat_index), SVC_ID);
-        let flow = ct
-            .iter()
-            .find(|(k, _)| k.flags == TUPLE_F_OUT && k.saddr == b4().octets())
-            .unwrap_or_else(|| panic!("{tag}: flow entry in {ct:?}"));
-        assert_eq!(u16::from_be(flow.1.rev_nat_index), SVC_ID);
+        (vip4().into(), a4().into(), b4().into())
+    };
+    let ct = ct_entries(&dp, v6, if tcp { CtTable::Tcp } else { CtTable::Any });
+    let svc = ct
+        .iter()
+        .find(|(k, _)| k.flags == TUPLE_F_SERVICE)
+        .unwrap_or_else(|| panic!("{tag}: service entry in {ct:?}"));
+    assert_eq!((svc.0.daddr, svc.0.saddr), (vip, a));
+    assert_eq!((svc.0.dport, svc.0.sport), (40000, 80));
+    assert_eq!({ svc.1.backend_id } >> 16, u64::from(SVC_ID));
+    assert_eq!(u16::from_be(svc.1.rev_nat_index), SVC_ID);
+    let flow = ct
+        .iter()
+        .find(|(k, _)| k.flags == TUPLE_F_OUT && k.saddr == b)
+        .unwrap_or_else(|| panic!("{tag}: flow entry in {ct:?}"));
+    assert_eq!(u16::from_be(flow.1.rev_nat_index), SVC_ID);
+    if !v6 {
         let related = dp.ct4_entries(CtTable::Any).unwrap();
         assert!(
             related

@@ -13,23 +13,6 @@ use common::*;
 use podnet_datapath::*;
 use testsupport::{require_privileges, BpfDir};
 
-const A_IF: u32 = 10;
-const B_IF: u32 = 20;
-const A_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
-const A_NODE_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 2];
-const B_MAC: [u8; 6] = [0x02, 0xbb, 0, 0, 0, 1];
-const B_NODE_MAC: [u8; 6] = [0x02, 0xbb, 0, 0, 0, 2];
-const A_ID: u32 = 5001;
-const B_ID: u32 = 5002;
-const A_EP: u16 = 1001;
-const B_EP: u16 = 1002;
-
-fn a4() -> Ipv4Addr {
-    "10.1.0.2".parse().unwrap()
-}
-fn b4() -> Ipv4Addr {
-    "10.1.0.3".parse().unwrap()
-}
 fn vip() -> SocketAddr {
     "10.96.0.10:80".parse().unwrap()
 }
@@ -47,19 +30,12 @@ fn outside() -> Ipv4Addr {
 /// Client pod A and backend pod B on this node; the ClusterIP `vip()` and
 /// the NodePort `node_port()` to B (`with_backend`), else without backends.
 fn setup(tag: &str, peer: bool, with_backend: bool) -> (BpfDir, Datapath, Events) {
-    let dir = BpfDir::new(tag);
-    let dp =
-        Datapath::load(&Options::small(dir.join("globals")).redirect_peer(peer)).expect("load");
-    for (ip, a) in [(a4(), true), (b4(), false)] {
-        dp.upsert_endpoint(
-            &Endpoint::new(IpAddr::V4(ip), if a { A_IF } else { B_IF })
-                .mac(if a { A_MAC } else { B_MAC })
-                .node_mac(if a { A_NODE_MAC } else { B_NODE_MAC })
-                .id(if a { A_EP } else { B_EP })
-                .identity(if a { A_ID } else { B_ID }),
-        )
-        .unwrap();
-    }
+    let (dir, dp) = load_small(tag, |o| o.redirect_peer(peer));
+    add_pods(
+        &dp,
+        &[(a4().into(), true), (b4().into(), false)],
+        EndpointFlags::empty(),
+    );
     for (id, fe, kind) in [
         (7, vip(), ServiceKind::ClusterIp),
         (8, node_port(), ServiceKind::NodePort),
@@ -90,23 +66,6 @@ fn client() -> SocketAddr {
     SocketAddr::new(a4().into(), 40000)
 }
 
-fn drain(ev: &mut Events) -> Vec<DatapathEvent> {
-    let mut out = Vec::new();
-    while let Some(e) = ev.try_recv().unwrap() {
-        out.push(e);
-    }
-    out
-}
-
-fn traces(evs: &[DatapathEvent]) -> Vec<&TraceNotify> {
-    evs.iter()
-        .filter_map(|e| match e {
-            DatapathEvent::Trace(t) => Some(t),
-            _ => None,
-        })
-        .collect()
-}
-
 /// A → ClusterIP (translated to B), then B's reply: each traced once, into
 /// the right endpoint, from the right one, with the translated addresses.
 #[test]
@@ -116,30 +75,20 @@ fn service_connection_traces_name_client_and_backend() {
         let (_dir, dp, mut ev) = setup(&format!("svcev-{peer}"), peer, true);
         let syn = tcp_pkt(client(), vip(), 0x02, (A_MAC, A_NODE_MAC));
         let out = dp
-            .test_run(
-                Program::FromContainer,
-                &syn,
-                &TestContext::new().ingress_ifindex(A_IF),
-            )
+            .test_run(Program::FromContainer, &syn, &from_a())
             .unwrap();
         assert_eq!(out.retval, TC_ACT_REDIRECT, "peer {peer}");
-        let evs = drain(&mut ev);
-        let t = traces(&evs);
-        assert_eq!(t.len(), 1, "peer {peer}: {evs:#?}");
-        assert_eq!(t[0].obs_point(), ObsPoint::TO_ENDPOINT);
-        assert_eq!(trace_reason_name(t[0].reason), "new");
+        let (t, _) = one_trace(&mut ev, &format!("peer {peer}"));
+        assert_eq!(t.obs_point(), ObsPoint::TO_ENDPOINT);
+        assert_eq!(trace_reason_name(t.reason), "new");
         assert_eq!(
-            (t[0].header.source, t[0].dst_endpoint),
+            (t.header.source, t.dst_endpoint),
             (A_EP, B_EP),
             "peer {peer}"
         );
-        assert_eq!((t[0].src_identity, t[0].dst_identity), (A_ID, B_ID));
-        let f = DatapathEvent::Trace(t[0].clone()).flow().unwrap();
+        assert_eq!((t.src_identity, t.dst_identity), (A_ID, B_ID));
         assert_eq!(
-            (
-                SocketAddr::new(f.src, f.sport),
-                SocketAddr::new(f.dst, f.dport)
-            ),
+            flow_ends(DatapathEvent::Trace(t)),
             (client(), backend()),
             "the trace shows the packet as delivered (translated)"
         );
@@ -150,10 +99,8 @@ fn service_connection_traces_name_client_and_backend() {
                 .test_run(Program::ToContainer, &out.data, &TestContext::new())
                 .unwrap();
             assert_eq!(into_b.retval, TC_ACT_OK);
-            let evs = drain(&mut ev);
-            let t = traces(&evs);
-            assert_eq!(t.len(), 1, "{evs:#?}");
-            assert_eq!(t[0].dst_endpoint, B_EP);
+            let (t, _) = one_trace(&mut ev, "into B");
+            assert_eq!(t.dst_endpoint, B_EP);
         }
 
         // The reply from B: source back to the frontend, into A.
@@ -165,38 +112,26 @@ fn service_connection_traces_name_client_and_backend() {
                 &TestContext::new().ingress_ifindex(B_IF),
             )
             .unwrap();
-        let evs = if peer {
-            assert_eq!(out.retval, TC_ACT_REDIRECT);
-            drain(&mut ev)
-        } else {
+        assert_eq!(out.retval, TC_ACT_REDIRECT);
+        if !peer {
             // Without redirect_peer the reply is translated back at A's
             // to-container, where the client's ingress conntrack runs.
-            assert_eq!(out.retval, TC_ACT_REDIRECT);
-            let mut evs = drain(&mut ev);
-            let t = traces(&evs);
-            assert_eq!(t.len(), 1, "{evs:#?}");
-            assert_eq!((t[0].header.source, t[0].dst_endpoint), (B_EP, A_EP));
+            let (t, _) = one_trace(&mut ev, "the reply at B");
+            assert_eq!((t.header.source, t.dst_endpoint), (B_EP, A_EP));
             let back = dp
                 .test_run(Program::ToContainer, &out.data, &TestContext::new())
                 .unwrap();
             assert_eq!(back.retval, TC_ACT_OK);
-            evs = drain(&mut ev);
-            evs
-        };
-        let t = traces(&evs);
-        assert_eq!(t.len(), 1, "peer {peer}: {evs:#?}");
-        assert_eq!(t[0].obs_point(), ObsPoint::TO_ENDPOINT);
-        assert_eq!(t[0].dst_endpoint, A_EP, "peer {peer}: into the client");
-        if peer {
-            assert_eq!(t[0].header.source, B_EP, "from the backend");
         }
-        assert_eq!(trace_reason_name(t[0].reason), "reply");
-        let f = DatapathEvent::Trace(t[0].clone()).flow().unwrap();
+        let (t, _) = one_trace(&mut ev, &format!("peer {peer}"));
+        assert_eq!(t.obs_point(), ObsPoint::TO_ENDPOINT);
+        assert_eq!(t.dst_endpoint, A_EP, "peer {peer}: into the client");
+        if peer {
+            assert_eq!(t.header.source, B_EP, "from the backend");
+        }
+        assert_eq!(trace_reason_name(t.reason), "reply");
         assert_eq!(
-            (
-                SocketAddr::new(f.src, f.sport),
-                SocketAddr::new(f.dst, f.dport)
-            ),
+            flow_ends(DatapathEvent::Trace(t)),
             (vip(), client()),
             "peer {peer}: the reply as the client sees it"
         );
@@ -212,32 +147,18 @@ fn no_backend_drop_names_the_client() {
     let (_dir, dp, mut ev) = setup("svcev-none", true, false);
     let syn = tcp_pkt(client(), vip(), 0x02, (A_MAC, A_NODE_MAC));
     let out = dp
-        .test_run(
-            Program::FromContainer,
-            &syn,
-            &TestContext::new().ingress_ifindex(A_IF),
-        )
+        .test_run(Program::FromContainer, &syn, &from_a())
         .unwrap();
     assert_eq!(out.retval, TC_ACT_SHOT);
     let evs = drain(&mut ev);
-    let d: Vec<&DropNotify> = evs
-        .iter()
-        .filter_map(|e| match e {
-            DatapathEvent::Drop(d) => Some(d),
-            _ => None,
-        })
-        .collect();
+    let d = drops(&evs);
     assert_eq!(d.len(), 1, "{evs:#?}");
     assert_eq!(d[0].reason(), reason::NO_SERVICE);
     assert_eq!(d[0].header.source, A_EP, "{}", d[0]);
     assert_eq!(d[0].src_identity, A_ID);
     assert_eq!(bpf_file_name(d[0].file), "datapath.bpf.c");
-    let f = DatapathEvent::Drop(d[0].clone()).flow().unwrap();
     assert_eq!(
-        (
-            SocketAddr::new(f.src, f.sport),
-            SocketAddr::new(f.dst, f.dport)
-        ),
+        flow_ends(DatapathEvent::Drop(d[0].clone())),
         (client(), vip())
     );
 }
@@ -249,7 +170,7 @@ fn no_backend_drop_names_the_client() {
 fn established_service_flow_traced_as_any_flow() {
     require_privileges!();
     let (_dir, dp, mut ev) = setup("svcev-est", true, true);
-    let from_a = TestContext::new().ingress_ifindex(A_IF);
+    let from_a = from_a();
     dp.test_run(
         Program::FromContainer,
         &tcp_pkt(client(), vip(), 0x02, (A_MAC, A_NODE_MAC)),
@@ -292,12 +213,9 @@ fn nodeport_to_local_backend_traced_into_the_backend() {
         .test_run(Program::FromNetdev, &syn, &TestContext::new())
         .unwrap();
     assert_eq!(out.retval, TC_ACT_REDIRECT);
-    let evs = drain(&mut ev);
-    let t = traces(&evs);
-    assert_eq!(t.len(), 1, "{evs:#?}");
-    assert_eq!(t[0].obs_point(), ObsPoint::TO_ENDPOINT);
-    assert_eq!(t[0].dst_endpoint, B_EP);
-    assert_eq!(t[0].dst_identity, B_ID);
-    let f = DatapathEvent::Trace(t[0].clone()).flow().unwrap();
-    assert_eq!(SocketAddr::new(f.dst, f.dport), backend());
+    let (t, _) = one_trace(&mut ev, "NodePort");
+    assert_eq!(t.obs_point(), ObsPoint::TO_ENDPOINT);
+    assert_eq!(t.dst_endpoint, B_EP);
+    assert_eq!(t.dst_identity, B_ID);
+    assert_eq!(flow_ends(DatapathEvent::Trace(t)).1, backend());
 }

@@ -12,13 +12,16 @@
 //!  p1b 10.1.0.3 (backend) ─ lxc1b ┤ n1 ══ eth0 ══ n2 │
 //! ```
 
+mod common;
+
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::time::Duration;
 
+use common::{attach_node, lab_pod};
 use podnet_datapath::*;
-use testsupport::{pod_link, require_privileges, veth, BpfDir, Netns};
+use testsupport::{require_privileges, veth, BpfDir, Netns};
 
 fn node(tag: &str) -> Netns {
     let n = Netns::new(tag);
@@ -27,25 +30,6 @@ fn node(tag: &str) -> Netns {
     n.exec_ok("sysctl", &["-qw", "net.ipv4.conf.all.rp_filter=0"]);
     n.exec_ok("sysctl", &["-qw", "net.ipv4.conf.default.rp_filter=0"]);
     n
-}
-
-fn add_pod(node: &Netns, tag: &str, lxc: &str, ip: IpAddr, id: u16) -> (Netns, Endpoint) {
-    let ns = Netns::new(tag);
-    let link = if ip.is_ipv4() {
-        let l = pod_link(node, lxc, &ns, ip, "169.254.1.1".parse().unwrap());
-        node.add_route(&format!("{ip}/32 dev {lxc} scope link"));
-        l
-    } else {
-        let l = pod_link(node, lxc, &ns, ip, "fe80::1".parse().unwrap());
-        node.add_route(&format!("{ip}/128 dev {lxc}"));
-        l
-    };
-    let ep = Endpoint::new(ip, link.lxc_ifindex)
-        .mac(link.pod_mac)
-        .node_mac(link.lxc_mac)
-        .id(id)
-        .identity(1000 + u32::from(id));
-    (ns, ep)
 }
 
 /// TCP servers answering every connection with `name` (port 8080) and
@@ -151,9 +135,9 @@ impl Topo {
         let a = pick("10.1.0.2", "fd00:1::2");
         let b1ip = pick("10.1.0.3", "fd00:1::3");
         let b2ip = pick("10.2.0.2", "fd00:2::2");
-        let (p1a, e1a) = add_pod(&n1, &format!("sp{f}1a"), "lxc1a", a, 101);
-        let (p1b, e1b) = add_pod(&n1, &format!("sp{f}1b"), "lxc1b", b1ip, 102);
-        let (p2a, e2a) = add_pod(&n2, &format!("sp{f}2a"), "lxc2a", b2ip, 201);
+        let (p1a, e1a) = lab_pod(&n1, &format!("sp{f}1a"), "lxc1a", a, 101);
+        let (p1b, e1b) = lab_pod(&n1, &format!("sp{f}1b"), "lxc1b", b1ip, 102);
+        let (p2a, e2a) = lab_pod(&n2, &format!("sp{f}2a"), "lxc2a", b2ip, 201);
 
         let peer = Options::small(pins.join("n1"));
         let fib = |o: Options| o.skip_fib(true).redirect_peer(false);
@@ -172,18 +156,8 @@ impl Topo {
         }
         dp2.upsert_endpoint(&e2a).unwrap();
         let (n1_eth0, n2_eth0) = (n1.ifindex("eth0"), n2.ifindex("eth0"));
-        n1.run(|| {
-            for e in [&e1a, &e1b] {
-                dp1.attach(e.ifindex, Hook::FromContainer).unwrap();
-                dp1.attach(e.ifindex, Hook::ToContainer).unwrap();
-            }
-            dp1.attach(n1_eth0, Hook::FromNetdev).unwrap();
-        });
-        n2.run(|| {
-            dp2.attach(e2a.ifindex, Hook::FromContainer).unwrap();
-            dp2.attach(e2a.ifindex, Hook::ToContainer).unwrap();
-            dp2.attach(n2_eth0, Hook::FromNetdev).unwrap();
-        });
+        attach_node(&n1, &mut dp1, &[&e1a, &e1b], n1_eth0);
+        attach_node(&n2, &mut dp2, &[&e2a], n2_eth0);
         serve(&p1b, b1ip, "p1b");
         serve(&p2a, b2ip, "p2a");
         Topo {

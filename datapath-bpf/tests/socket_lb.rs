@@ -13,6 +13,8 @@
 //!    └ lxc2 ─ p2 10.1.0.3 / fd00:1::3 (backend "p2")
 //! ```
 
+mod common;
+
 use std::collections::HashSet;
 use std::ffi::CString;
 use std::io::{Read, Write};
@@ -22,8 +24,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use common::{ct_entries, lab_pod};
 use podnet_datapath::*;
-use testsupport::{pod_link, require_privileges, BpfDir, Netns};
+use testsupport::{require_privileges, BpfDir, Netns};
 
 const CHILD_ENV: &str = "PNT_SOCK_LB_CHILD";
 
@@ -177,28 +180,6 @@ fn child_socket_lb_client() {
     }
 }
 
-fn add_pod(node: &Netns, tag: &str, lxc: &str, ip: IpAddr, id: u16) -> (Netns, Endpoint) {
-    let ns = Netns::new(tag);
-    let gw: IpAddr = if ip.is_ipv4() {
-        "169.254.1.1"
-    } else {
-        "fe80::1"
-    }
-    .parse()
-    .unwrap();
-    let link = pod_link(node, lxc, &ns, ip, gw);
-    node.add_route(&format!(
-        "{ip}/{} dev {lxc}",
-        if ip.is_ipv4() { 32 } else { 128 }
-    ));
-    let ep = Endpoint::new(ip, link.lxc_ifindex)
-        .mac(link.pod_mac)
-        .node_mac(link.lxc_mac)
-        .id(id)
-        .identity(1000 + u32::from(id));
-    (ns, ep)
-}
-
 /// TCP on 8080 and UDP on 5353 in `pod`, both answering `name`.
 fn serve(pod: &Netns, ip: IpAddr, name: &'static str) {
     let (tcp, udp) = pod.run(move || {
@@ -249,8 +230,8 @@ fn host_to_cluster_ip(v6: bool) {
     );
     let (ip1, ip2) = (pick("10.1.0.2", "fd00:1::2"), pick("10.1.0.3", "fd00:1::3"));
     let vip = pick("10.96.0.10", "fd00:96::10");
-    let (p1, e1) = add_pod(&node, &format!("sl{f}p1"), "lxc1", ip1, 101);
-    let (p2, e2) = add_pod(&node, &format!("sl{f}p2"), "lxc2", ip2, 102);
+    let (p1, e1) = lab_pod(&node, &format!("sl{f}p1"), "lxc1", ip1, 101);
+    let (p2, e2) = lab_pod(&node, &format!("sl{f}p2"), "lxc2", ip2, 102);
     let mut dp = Datapath::load(&Options::small(pins.join("n"))).unwrap();
     dp.upsert_endpoint(&e1).unwrap();
     dp.upsert_endpoint(&e2).unwrap();
@@ -341,19 +322,10 @@ fn host_to_cluster_ip(v6: bool) {
     let service_entries: usize = [CtTable::Tcp, CtTable::Any]
         .into_iter()
         .map(|t| {
-            if v6 {
-                dp.ct6_entries(t)
-                    .unwrap()
-                    .iter()
-                    .filter(|(k, _)| k.flags == 4)
-                    .count()
-            } else {
-                dp.ct4_entries(t)
-                    .unwrap()
-                    .iter()
-                    .filter(|(k, _)| k.flags == 4)
-                    .count()
-            }
+            ct_entries(&dp, v6, t)
+                .iter()
+                .filter(|(k, _)| k.flags == 4)
+                .count()
         })
         .sum();
     assert_eq!(service_entries, 0);

@@ -17,11 +17,14 @@
 //! (`bpf_fib_lookup` + `bpf_redirect_neigh`) and delivers through the veth's
 //! egress (`to_container`).
 
+mod common;
+
 use std::net::{IpAddr, Ipv4Addr};
 
+use common::{attach_node, lab_pod};
 use podnet_datapath::maps::{TUPLE_F_IN, TUPLE_F_OUT};
 use podnet_datapath::*;
-use testsupport::{pod_link, require_privileges, veth, BpfDir, Netns};
+use testsupport::{require_privileges, veth, BpfDir, Netns};
 
 struct Pod {
     ns: Netns,
@@ -41,21 +44,9 @@ fn add_pod(
     id: u16,
     identity: u32,
 ) -> (Pod, Endpoint) {
-    let ns = Netns::new(tag);
     let ip: Ipv4Addr = ip.parse().unwrap();
-    let link = pod_link(
-        node,
-        lxc,
-        &ns,
-        IpAddr::V4(ip),
-        "169.254.1.1".parse().unwrap(),
-    );
-    node.add_route(&format!("{ip}/32 dev {lxc} scope link"));
-    let ep = Endpoint::new(IpAddr::V4(ip), link.lxc_ifindex)
-        .mac(link.pod_mac)
-        .node_mac(link.lxc_mac)
-        .id(id)
-        .identity(identity);
+    let (ns, ep) = lab_pod(node, tag, lxc, IpAddr::V4(ip), id);
+    let ep = ep.identity(identity);
     (
         Pod {
             ns,
@@ -122,18 +113,8 @@ fn pods_talk_on_one_node_and_across_nodes_and_policy_drops() {
     // Attach from inside each node's namespace (tcx uses the calling thread's netns).
     let n1_eth0 = n1.ifindex("eth0");
     let n2_eth0 = n2.ifindex("eth0");
-    n1.run(|| {
-        for e in [&e1a, &e1b] {
-            dp1.attach(e.ifindex, Hook::FromContainer).unwrap();
-            dp1.attach(e.ifindex, Hook::ToContainer).unwrap();
-        }
-        dp1.attach(n1_eth0, Hook::FromNetdev).unwrap();
-    });
-    n2.run(|| {
-        dp2.attach(e2a.ifindex, Hook::FromContainer).unwrap();
-        dp2.attach(e2a.ifindex, Hook::ToContainer).unwrap();
-        dp2.attach(n2_eth0, Hook::FromNetdev).unwrap();
-    });
+    attach_node(&n1, &mut dp1, &[&e1a, &e1b], n1_eth0);
+    attach_node(&n2, &mut dp2, &[&e2a], n2_eth0);
     assert_eq!(dp1.attached(), 5);
 
     // Same node, across nodes, pod to node, node to pod.
@@ -317,31 +298,14 @@ fn ipv6_pods_talk_on_one_node_and_across_nodes() {
     let mut pod_ns = Vec::new();
     for (k, (tag, ni, lxc, ip)) in pods.iter().enumerate() {
         let node = &n[*ni];
-        let ns = Netns::new(tag);
-        let link = pod_link(
-            node,
-            lxc,
-            &ns,
-            ip.parse().unwrap(),
-            "fe80::1".parse().unwrap(),
-        );
-        node.add_route(&format!("{ip}/128 dev {lxc}"));
-        let ep = Endpoint::new(ip.parse().unwrap(), link.lxc_ifindex)
-            .mac(link.pod_mac)
-            .node_mac(link.lxc_mac)
-            .id(300 + k as u16)
-            .identity(3000 + k as u32);
+        let (ns, ep) = lab_pod(node, tag, lxc, ip.parse().unwrap(), 300 + k as u16);
+        let ep = ep.identity(3000 + k as u32);
         dps[*ni].upsert_endpoint(&ep).unwrap();
         dps[1 - *ni]
             .upsert_ipcache(ep.ip.into(), &IpcacheInfo::new(ep.identity))
             .unwrap();
         let eth0 = node.ifindex("eth0");
-        let dp = &mut dps[*ni];
-        node.run(|| {
-            dp.attach(ep.ifindex, Hook::FromContainer).unwrap();
-            dp.attach(ep.ifindex, Hook::ToContainer).unwrap();
-            dp.attach(eth0, Hook::FromNetdev).unwrap();
-        });
+        attach_node(node, &mut dps[*ni], &[&ep], eth0);
         pod_ns.push(ns);
     }
     let ping6 = |ns: &Netns, to: &str| {

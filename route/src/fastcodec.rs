@@ -336,10 +336,10 @@ impl Emitable for FastRoute {
     }
 }
 
-/// Decodes a dumped route whose attributes are all ones this light decoder
-/// knows (the common case: no multipath, metrics, encapsulation or cache
-/// info); `None` sends the message to `codec::decode_route`.
-pub(crate) fn decode_simple(buf: &[u8]) -> Option<Decoded> {
+/// The family (IPv6 or not) and `rtm_flags` of a route message's header;
+/// `None` for a message too short or of another family.
+#[inline]
+fn route_header(buf: &[u8]) -> Option<(bool, u32)> {
     if buf.len() < 12 {
         return None;
     }
@@ -348,7 +348,28 @@ pub(crate) fn decode_simple(buf: &[u8]) -> Option<Decoded> {
         10 => true,
         _ => return None,
     };
-    let flags = u32::from_ne_bytes([buf[8], buf[9], buf[10], buf[11]]);
+    Some((v6, u32::from_ne_bytes([buf[8], buf[9], buf[10], buf[11]])))
+}
+
+/// An address attribute of the family (`v6`) of its message.
+#[inline]
+fn address(v: &[u8], v6: bool) -> Option<IpAddr> {
+    match (v.len(), v6) {
+        (4, false) => Some(IpAddr::from([v[0], v[1], v[2], v[3]])),
+        (16, true) => {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(v);
+            Some(IpAddr::from(a))
+        }
+        _ => None,
+    }
+}
+
+/// Decodes a dumped route whose attributes are all ones this light decoder
+/// knows (the common case: no multipath, metrics, encapsulation or cache
+/// info); `None` sends the message to `codec::decode_route`.
+pub(crate) fn decode_simple(buf: &[u8]) -> Option<Decoded> {
+    let (v6, flags) = route_header(buf)?;
     if buf[2] != 0 {
         return None; // source prefix
     }
@@ -362,17 +383,7 @@ pub(crate) fn decode_simple(buf: &[u8]) -> Option<Decoded> {
     let mut dst = None;
     let mut oif = None;
     let mut at = 12;
-    let addr = |v: &[u8]| -> Option<IpAddr> {
-        match (v.len(), v6) {
-            (4, false) => Some(IpAddr::from([v[0], v[1], v[2], v[3]])),
-            (16, true) => {
-                let mut a = [0u8; 16];
-                a.copy_from_slice(v);
-                Some(IpAddr::from(a))
-            }
-            _ => None,
-        }
-    };
+    let addr = |v: &[u8]| address(v, v6);
     let u32_of = |v: &[u8]| -> Option<u32> {
         (v.len() == 4).then(|| u32::from_ne_bytes([v[0], v[1], v[2], v[3]]))
     };
@@ -517,15 +528,7 @@ pub(crate) struct Identity {
 /// Reads a dumped route's [`Identity`] without decoding the rest; `None`
 /// for a message that is not an IPv4/IPv6 route or is malformed.
 pub(crate) fn peek_identity(buf: &[u8]) -> Option<Identity> {
-    if buf.len() < 12 {
-        return None;
-    }
-    let v6 = match buf[0] {
-        2 => false,
-        10 => true,
-        _ => return None,
-    };
-    let flags = u32::from_ne_bytes([buf[8], buf[9], buf[10], buf[11]]);
+    let (v6, flags) = route_header(buf)?;
     let mut table = u32::from(buf[4]);
     let mut dst = None;
     let mut oif = None;
@@ -543,17 +546,7 @@ pub(crate) fn peek_identity(buf: &[u8]) -> Option<Identity> {
             RTA_TABLE => table = u()?,
             RTA_OIF => oif = Some(u()?),
             RTA_PRIORITY => metric = u()?,
-            RTA_DST => {
-                dst = Some(match (v.len(), v6) {
-                    (4, false) => IpAddr::from([v[0], v[1], v[2], v[3]]),
-                    (16, true) => {
-                        let mut a = [0u8; 16];
-                        a.copy_from_slice(v);
-                        IpAddr::from(a)
-                    }
-                    _ => return None,
-                })
-            }
+            RTA_DST => dst = Some(address(v, v6)?),
             _ => {}
         }
         at += (len + 3) & !3;

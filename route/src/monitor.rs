@@ -314,24 +314,6 @@ fn socket_netns(fd: RawFd) -> Option<File> {
     Some(File::from(unsafe { OwnedFd::from_raw_fd(ns) }))
 }
 
-fn set_rcvbuf(sock: &Socket, bytes: usize) -> io::Result<()> {
-    let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    // SAFETY: setsockopt reads `size` for the duration of the call.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        sock.set_rx_buf_sz(bytes)?;
-    }
-    Ok(())
-}
-
 /// A subscription to the kernel's change notifications in one network
 /// namespace: routes, rules, links and addresses as [`Topics`] choose,
 /// received blocking ([`recv`](Monitor::recv)), with a timeout
@@ -489,7 +471,7 @@ impl Monitor {
         let (sock, conn) = in_netns(ns, || {
             let mut sock = Socket::new(NETLINK_ROUTE)?;
             sock.bind_auto()?;
-            set_rcvbuf(&sock, MONITOR_RECEIVE_BUFFER)?;
+            nl::force_rcvbuf(&sock, MONITOR_RECEIVE_BUFFER)?;
             for g in topics.groups() {
                 match sock.add_membership(g) {
                     // A kernel before 5.3 has no nexthop objects, so no
@@ -546,7 +528,7 @@ impl Monitor {
     ///
     /// `Error::Io` when the kernel refuses the size.
     pub fn set_receive_buffer(&mut self, bytes: usize) -> Result<usize> {
-        set_rcvbuf(&self.sock, bytes).map_err(|source| Error::Io {
+        nl::force_rcvbuf(&self.sock, bytes).map_err(|source| Error::Io {
             op: Op::Monitor,
             context: format!("receive buffer of {bytes} bytes"),
             source,

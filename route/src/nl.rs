@@ -245,6 +245,26 @@ pub(crate) struct Conn {
     seqs: Vec<u32>,
 }
 
+/// Sets a netlink socket's receive buffer: `SO_RCVBUFFORCE` where the
+/// process may (root), else `SO_RCVBUF` within `net.core.rmem_max`.
+pub(crate) fn force_rcvbuf(sock: &Socket, bytes: usize) -> io::Result<()> {
+    let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt reads `size` for the duration of the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        sock.set_rx_buf_sz(bytes)?;
+    }
+    Ok(())
+}
+
 impl Conn {
     /// Opens a socket in the calling thread's netns, with extended acks,
     /// capped acks and strict checking on.
@@ -256,20 +276,7 @@ impl Conn {
         sock.set_netlink_get_strict_chk(true)?;
         // Room for the acks of a pipelined batch; SO_RCVBUFFORCE works as
         // root, else the ordinary limit applies.
-        let size: libc::c_int = 4 << 20;
-        // SAFETY: setsockopt reads `size` for the duration of the call.
-        let rc = unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUFFORCE,
-                (&size as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            let _ = sock.set_rx_buf_sz(size as usize);
-        }
+        let _ = force_rcvbuf(&sock, 4 << 20);
         // A reply never comes only if something is badly wrong; fail with
         // EAGAIN instead of hanging forever.
         let timeout = libc::timeval {
@@ -312,20 +319,7 @@ impl Conn {
     /// `SO_RCVBUF` within the system limit) and sizes the batch window to
     /// it; returns the size the kernel now counts.
     pub(crate) fn set_rcvbuf(&mut self, bytes: usize) -> io::Result<usize> {
-        let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-        // SAFETY: setsockopt reads `size` for the duration of the call.
-        let rc = unsafe {
-            libc::setsockopt(
-                self.sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUFFORCE,
-                (&size as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            self.sock.set_rx_buf_sz(bytes)?;
-        }
+        force_rcvbuf(&self.sock, bytes)?;
         self.window = self.default_window();
         Ok(self.rcvbuf())
     }

@@ -9,12 +9,8 @@
 mod common;
 
 use common::*;
-use podnet_route::{Error, Family, Handle, Route, RouteFilter, Rule, ShowStyle};
-use testsupport::{require_privileges, Netns};
-
-fn handle(ns: &Netns) -> Handle {
-    Handle::open_netns(ns.path()).expect("open handle in netns")
-}
+use podnet_route::{Error, Family, Route, RouteFilter, Rule};
+use testsupport::require_privileges;
 
 /// `ip`'s lines, with the seconds of `expires Nsec` (the kernel counts
 /// them down) replaced by `N`.
@@ -29,17 +25,6 @@ fn no_seconds(lines: Vec<String>) -> Vec<String> {
             }
             None => l,
         })
-        .collect()
-}
-
-fn shown(routes: &[Route]) -> Vec<String> {
-    routes
-        .iter()
-        .map(|r| r.show(ShowStyle::OneTable).to_string())
-        .collect::<Vec<_>>()
-        .join("\n")
-        .lines()
-        .map(str::to_string)
         .collect()
 }
 
@@ -124,22 +109,10 @@ fn what_is_not_modelled_survives_a_replace_or_refuses_it() {
     require_privileges!();
     let ns = world("keep");
     let h = handle(&ns);
-    ns.ip(&[
-        "route",
-        "add",
-        "10.20.0.0/16",
-        "via",
-        "10.0.0.2",
-        "dev",
-        "eth0",
-        "hoplimit",
-        "10",
-        "window",
-        "lock",
-        "2000",
-        "proto",
-        "boot",
-    ]);
+    ip_text(
+        &ns,
+        "route add 10.20.0.0/16 via 10.0.0.2 dev eth0 hoplimit 10 window lock 2000 proto boot",
+    );
     let r: Route = "10.20.0.0/16 via 10.0.0.2 dev eth0 mtu 1400"
         .parse()
         .unwrap();
@@ -150,18 +123,10 @@ fn what_is_not_modelled_survives_a_replace_or_refuses_it() {
     }
     assert!(!h.upsert(&r, None).unwrap());
     // An IPv6 route's lifetime stays when the upsert sets none.
-    ns.ip(&[
-        "-6",
-        "route",
-        "add",
-        "fd08::/64",
-        "via",
-        "fd00::2",
-        "dev",
-        "eth0",
-        "expires",
-        "600",
-    ]);
+    ip_text(
+        &ns,
+        "-6 route add fd08::/64 via fd00::2 dev eth0 expires 600",
+    );
     let r: Route = "fd08::/64 via fd00::2 dev eth0 mtu 1300".parse().unwrap();
     assert!(h.upsert(&r, None).unwrap());
     let now = ns.ip(&["-6", "route", "show", "fd08::/64"]);
@@ -169,29 +134,7 @@ fn what_is_not_modelled_survives_a_replace_or_refuses_it() {
     assert!(!h.upsert(&r, None).unwrap());
     // An encapsulation on one path of a multipath route is not modelled:
     // the route is not replaced without it, and the error says so.
-    ns.ip(&[
-        "route",
-        "add",
-        "10.22.0.0/16",
-        "proto",
-        "boot",
-        "nexthop",
-        "via",
-        "10.0.0.2",
-        "dev",
-        "eth0",
-        "encap",
-        "ip",
-        "id",
-        "1",
-        "dst",
-        "10.9.9.9",
-        "nexthop",
-        "via",
-        "10.1.0.2",
-        "dev",
-        "eth1",
-    ]);
+    ip_text(&ns, "route add 10.22.0.0/16 proto boot nexthop via 10.0.0.2 dev eth0 encap ip id 1 dst 10.9.9.9 nexthop via 10.1.0.2 dev eth1");
     let r: Route = "10.22.0.0/16 via 10.0.0.2 dev eth0".parse().unwrap();
     let e = h.upsert(&r, None).unwrap_err();
     assert!(matches!(e, Error::Unmodelled { .. }), "{e}");

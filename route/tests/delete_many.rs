@@ -6,12 +6,8 @@
 mod common;
 
 use common::*;
-use podnet_route::{Handle, Route, RouteFilter, MAIN_TABLE};
+use podnet_route::{Route, RouteFilter, MAIN_TABLE};
 use testsupport::{require_privileges, Netns};
-
-fn handle(ns: &Netns) -> Handle {
-    Handle::open_netns(ns.path()).expect("open handle in netns")
-}
 
 /// `ip -4 route show table main` as lines, sorted.
 fn main_table(ns: &Netns) -> Vec<String> {
@@ -33,30 +29,11 @@ fn delete_many_takes_only_its_own_routes_next_to_a_daemons() {
     // others, and metric 0 of its protocol on one of ours through eth1.
     let mut batch = Vec::new();
     for i in 0..40u32 {
-        ns.ip(&[
-            "route",
-            "add",
-            &format!("10.60.{i}.0/24"),
-            "via",
-            "10.0.0.2",
-            "dev",
-            "eth0",
-            "proto",
-            "bird",
-            "metric",
-            "32",
-        ]);
-        ns.ip(&[
-            "route",
-            "add",
-            &format!("10.61.{i}.0/24"),
-            "via",
-            "10.1.0.2",
-            "dev",
-            "eth1",
-            "proto",
-            "bird",
-        ]);
+        add_daemon_route(&ns, &format!("10.60.{i}.0/24 via 10.0.0.2 dev eth0"));
+        ip_text(
+            &ns,
+            &format!("route add 10.61.{i}.0/24 via 10.1.0.2 dev eth1 proto bird"),
+        );
         let mine: Route = format!("10.60.{i}.0/24 via 10.0.0.2 dev eth0 proto static")
             .parse()
             .unwrap();
@@ -66,35 +43,19 @@ fn delete_many_takes_only_its_own_routes_next_to_a_daemons() {
         if i % 2 == 0 {
             assert!(h.upsert(&mine, None).unwrap(), "{mine}");
         } else {
-            ns.ip(&[
-                "route",
-                "add",
-                &format!("10.60.{i}.0/24"),
-                "via",
-                "10.0.0.2",
-                "dev",
-                "eth0",
-                "proto",
-                "static",
-                "metric",
-                "64",
-            ]);
+            ip_text(
+                &ns,
+                &format!("route add 10.60.{i}.0/24 via 10.0.0.2 dev eth0 proto static metric 64"),
+            );
         }
         batch.push(mine);
     }
     // Ours of the same protocol on another device: a delete through eth0
     // must not take it either.
-    ns.ip(&[
-        "route",
-        "add",
-        "10.62.0.0/24",
-        "via",
-        "10.1.0.2",
-        "dev",
-        "eth1",
-        "proto",
-        "static",
-    ]);
+    ip_text(
+        &ns,
+        "route add 10.62.0.0/24 via 10.1.0.2 dev eth1 proto static",
+    );
     batch.push(
         "10.62.0.0/24 via 10.0.0.2 dev eth0 proto static"
             .parse()

@@ -11,10 +11,6 @@ use podnet_route::{
 };
 use testsupport::{require_privileges, Netns};
 
-fn handle(ns: &Netns) -> Handle {
-    Handle::open_netns(ns.path()).expect("open handle in netns")
-}
-
 /// Our list of every route equals iproute2's.
 fn assert_same_as_ip(h: &Handle, ns: &Netns) {
     let mut ours = h.list(&RouteFilter::default()).unwrap();
@@ -356,20 +352,10 @@ fn rules_are_never_duplicated_and_match_iproute2() {
         assert_eq!(listed.iter().filter(|k| **k == r).count(), 1, "{r} once");
     }
     // Someone else's rule with a selector we do not model (iif) stays.
-    ns.ip(&[
-        "rule",
-        "add",
-        "priority",
-        "30",
-        "from",
-        "10.0.0.9",
-        "to",
-        "10.0.0.0/16",
-        "iif",
-        "eth1",
-        "lookup",
-        "5",
-    ]);
+    ip_text(
+        &ns,
+        "rule add priority 30 from 10.0.0.9 to 10.0.0.0/16 iif eth1 lookup 5",
+    );
     // A stale variant (same priority and selector, other table) goes.
     let moved = Rule::new(Family::V4)
         .priority(30)

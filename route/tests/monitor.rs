@@ -9,14 +9,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use podnet_route::{
-    Address, Event, Family, Handle, Keeper, Monitor, NextHop, Route, RouteFilter, Rule, ShowStyle,
-    Topics,
+    Address, Event, Family, Keeper, Monitor, NextHop, Route, RouteFilter, Rule, ShowStyle, Topics,
 };
-use testsupport::{require_privileges, Netns};
-
-fn handle(ns: &Netns) -> Handle {
-    Handle::open_netns(ns.path()).expect("open handle in netns")
-}
+use testsupport::require_privileges;
 
 /// Receives events until `want` accepts one, for at most 5 s; panics with
 /// everything seen otherwise.
@@ -33,6 +28,16 @@ fn wait_for(mon: &mut Monitor, what: &str, mut want: impl FnMut(&Event) -> bool)
     panic!("no event {what} within 5 s; seen: {seen:#?}");
 }
 
+/// Stops an `ip monitor` and returns the lines it printed.
+fn printed(mut ipmon: std::process::Child) -> Vec<String> {
+    let _ = ipmon.kill();
+    let out = ipmon.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim_end().to_string())
+        .collect()
+}
+
 #[test]
 fn route_events_decode_as_list_does_and_print_as_ip_monitor() {
     require_privileges!();
@@ -41,7 +46,7 @@ fn route_events_decode_as_list_does_and_print_as_ip_monitor() {
     let mut mon = h.subscribe(Topics::ROUTES).unwrap();
     assert_eq!(mon.topics(), Topics::ROUTES);
     // `ip monitor route` in the same netns, as the reference text.
-    let mut ipmon = ns.spawn("ip", &["monitor", "route"]);
+    let ipmon = ns.spawn("ip", &["monitor", "route"]);
     std::thread::sleep(Duration::from_millis(200));
     let routes = [
         "10.70.0.0/24 via 10.0.0.2 dev eth0 proto static mtu 1400 table 300",
@@ -97,12 +102,7 @@ fn route_events_decode_as_list_does_and_print_as_ip_monitor() {
     // Every line we printed is a line (or the lines of one multipath
     // route) `ip monitor route` printed.
     std::thread::sleep(Duration::from_millis(200));
-    let _ = ipmon.kill();
-    let out = ipmon.wait_with_output().unwrap();
-    let theirs: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.trim_end().to_string())
-        .collect();
+    let theirs = printed(ipmon);
     for t in &texts {
         let lines: Vec<&str> = t.lines().collect();
         let found = theirs
@@ -400,7 +400,7 @@ fn nexthop_object_events_and_a_keeper_brings_back_the_routes_on_one() {
     assert!(mon.topics().contains(Topics::NEXTHOPS));
     // A monitor of routes alone gets no nexthop event.
     let mut routes_only = h.subscribe(Topics::ROUTES).unwrap();
-    let mut ipmon = ns.spawn("ip", &["monitor", "nexthop"]);
+    let ipmon = ns.spawn("ip", &["monitor", "nexthop"]);
     std::thread::sleep(Duration::from_millis(200));
     let mut texts = Vec::new();
 
@@ -516,12 +516,7 @@ fn nexthop_object_events_and_a_keeper_brings_back_the_routes_on_one() {
     }
     assert_eq!(mon.lost(), 0);
     // Every line printed is a line `ip monitor nexthop` printed.
-    let _ = ipmon.kill();
-    let out = ipmon.wait_with_output().unwrap();
-    let theirs: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.trim_end().to_string())
-        .collect();
+    let theirs = printed(ipmon);
     for t in &texts {
         assert!(
             theirs.contains(t),

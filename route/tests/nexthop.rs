@@ -4,12 +4,8 @@
 mod common;
 
 use common::*;
-use podnet_route::{Family, Handle, Nexthop, Protocol, Route, RouteFilter, ShowStyle};
-use testsupport::{require_privileges, Netns};
-
-fn handle(ns: &Netns) -> Handle {
-    Handle::open_netns(ns.path()).expect("open handle in netns")
-}
+use podnet_route::{Family, Nexthop, Protocol, Route, RouteFilter, ShowStyle};
+use testsupport::require_privileges;
 
 fn objects() -> Vec<Nexthop> {
     vec![
@@ -95,29 +91,11 @@ fn routes_on_nexthop_objects_list_show_and_upsert_without_detaching() {
         assert!(!h.upsert(r, None).unwrap(), "second upsert of {r}");
     }
     // A daemon's (zebra, protocol 11), installed by `ip`.
-    ns.ip(&[
-        "route",
-        "add",
-        "10.7.0.0/16",
-        "nhid",
-        "2",
-        "proto",
-        "zebra",
-        "metric",
-        "20",
-    ]);
+    ip_text(&ns, "route add 10.7.0.0/16 nhid 2 proto zebra metric 20");
     let listed = h
         .list(&RouteFilter::default().family(Family::V4).table(254))
         .unwrap();
-    let shown: Vec<String> = listed
-        .iter()
-        .map(|r| r.show(ShowStyle::OneTable).to_string())
-        .collect::<Vec<_>>()
-        .join("\n")
-        .lines()
-        .map(str::to_string)
-        .collect();
-    assert_eq!(shown, ns.ip_lines(&["route", "show"]));
+    assert_eq!(shown(&listed), ns.ip_lines(&["route", "show"]));
     let listed6 = h.list(&RouteFilter::default().family(Family::V6)).unwrap();
     let r6 = listed6
         .iter()

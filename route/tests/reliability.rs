@@ -8,14 +8,8 @@ use std::time::Instant;
 
 use common::*;
 use podnet_route::layout::{EniEndpoint, Layout};
-use podnet_route::{
-    Error, Family, Handle, NextHop, Protocol, Route, RouteFilter, Rule, MAIN_TABLE,
-};
+use podnet_route::{Error, Family, NextHop, Protocol, Route, RouteFilter, Rule, MAIN_TABLE};
 use testsupport::{require_privileges, Netns};
-
-fn handle(ns: &Netns) -> Handle {
-    Handle::open_netns(ns.path()).expect("open handle in netns")
-}
 
 fn rules_text(ns: &Netns, v6: bool) -> String {
     ns.ip(&[if v6 { "-6" } else { "-4" }, "rule", "show"])
@@ -77,15 +71,7 @@ fn the_kernels_default_rules_are_never_removed_unless_asked() {
 fn eni_layout_refuses_system_tables() {
     require_privileges!();
     let ns = world("enisys");
-    ns.ip(&[
-        "route",
-        "add",
-        "default",
-        "via",
-        "10.0.0.254",
-        "dev",
-        "eth0",
-    ]);
+    ip_text(&ns, "route add default via 10.0.0.254 dev eth0");
     let h = handle(&ns);
     let before = ns.ip(&["route", "show", "table", "all"]);
     for table in [0, 253, 254, 255] {
@@ -345,33 +331,8 @@ fn delete_and_upsert_leave_routes_of_another_metric_or_protocol_alone() {
     let ns = world("daemonroutes");
     let h = handle(&ns);
     // A daemon's routes: metric 32, proto bird.
-    ns.ip(&[
-        "route",
-        "add",
-        "10.60.0.0/24",
-        "via",
-        "10.0.0.2",
-        "dev",
-        "eth0",
-        "proto",
-        "bird",
-        "metric",
-        "32",
-    ]);
-    ns.ip(&[
-        "-6",
-        "route",
-        "add",
-        "fd60::/64",
-        "via",
-        "fd00::2",
-        "dev",
-        "eth0",
-        "proto",
-        "bird",
-        "metric",
-        "32",
-    ]);
+    add_daemon_route(&ns, "10.60.0.0/24 via 10.0.0.2 dev eth0");
+    add_daemon_route(&ns, "fd60::/64 via fd00::2 dev eth0");
     let before = ip_routes_all(&ns);
     for (p, gw) in [("10.60.0.0/24", "10.0.0.2"), ("fd60::/64", "fd00::2")] {
         let plain = Route::new(net(p)).via(ip(gw)).dev("eth0");
@@ -424,17 +385,7 @@ fn delete_and_upsert_leave_routes_of_another_metric_or_protocol_alone() {
     assert_eq!(h.lookup(&mine6).unwrap().unwrap().proto, Protocol::BOOT);
     // The metric-0 IPv4 route of the same prefix is the one a plain
     // delete means.
-    ns.ip(&[
-        "route",
-        "add",
-        "10.60.0.0/24",
-        "dev",
-        "eth1",
-        "metric",
-        "32",
-        "proto",
-        "bird",
-    ]);
+    ip_text(&ns, "route add 10.60.0.0/24 dev eth1 metric 32 proto bird");
     ns.ip(&["route", "add", "10.60.0.0/24", "dev", "eth1"]);
     h.delete(&Route::new(net("10.60.0.0/24")).dev("eth1"))
         .unwrap();

@@ -3,6 +3,20 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+mod ct;
+mod events;
+mod lab_pod;
+mod two_pods;
+// Each test binary uses some of them.
+#[allow(unused_imports)]
+pub use ct::*;
+#[allow(unused_imports)]
+pub use events::*;
+#[allow(unused_imports)]
+pub use lab_pod::*;
+#[allow(unused_imports)]
+pub use two_pods::*;
+
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86dd;
 pub const ETH_P_ARP: u16 = 0x0806;

@@ -1,8 +1,11 @@
 //! Pipelined batches of [`Handle`]: `upsert_many` and `delete_many`, with
-//! shared nexthop routes and exact outcomes under overload.
+//! shared nexthop routes and exact outcomes under overload. Both are
+//! driven a window at a time by [`Handle::run_windows`]; this file says
+//! what each checks, encodes and resolves ([`Batch`]).
 
 use std::net::IpAddr;
 
+use super::window::{Batch, LastDevice};
 use super::*;
 use crate::codec::{self};
 use crate::error::{Error, Op, Result};
@@ -31,7 +34,6 @@ type NhKey = (u32, IpAddr, Option<u32>, u8);
 /// MTU, and where its multipath devices and shared nexthop route are.
 #[derive(Clone, Copy)]
 struct Ready {
-    i: usize,
     oif: Option<u32>,
     mtu: Option<u32>,
     /// Index in the batch's multipath device lists, or [`NONE`].
@@ -40,12 +42,202 @@ struct Ready {
     nh: u32,
 }
 
-/// The socket error of a window whose outcomes are unknown, for route `r`.
-fn socket_error(op: Op, r: &Route, e: &NlError) -> Error {
-    Error::Io {
-        op,
-        context: r.to_string(),
-        source: std::io::Error::from_raw_os_error(e.errno().unwrap_or(libc::EIO)),
+/// The state of one `upsert_many`.
+struct Upsert<'r, 'm> {
+    mtu: Option<&'m MtuConfig>,
+    /// Tables no rule reaches are dumped once for the whole batch.
+    cache: TableCache,
+    /// Nexthop routes, each ensured once; batches mostly use few, in
+    /// runs, as they use few devices.
+    nhs: Vec<SharedNexthop>,
+    nh_index: FastMap<NhKey, u32>,
+    last_nh: Option<(NhKey, u32)>,
+    last_dev: LastDevice<'r>,
+    /// Device indexes of multipath hops, for the few routes that have them.
+    hop_lists: Vec<Vec<u32>>,
+}
+
+impl Upsert<'_, '_> {
+    fn hops(&self, w: &Ready) -> &[u32] {
+        self.hop_lists
+            .get(w.hops as usize)
+            .map_or(&[][..], Vec::as_slice)
+    }
+}
+
+impl<'r> Batch<'r> for Upsert<'r, '_> {
+    type Ready = Ready;
+    type Done = bool;
+    const OP: Op = Op::Upsert;
+    const SENT: bool = true;
+
+    fn prepare(&mut self, h: &Handle, c: &mut Conn, r: &'r Route) -> Result<Ready> {
+        r.validate(Op::Upsert)?;
+        let mtu = effective_mtu(r, self.mtu, Op::Upsert)?;
+        let oif = self.last_dev.oif(h, c, r, Op::Upsert)?;
+        let hops = if r.multipath.is_empty() {
+            NONE
+        } else {
+            self.hop_lists.push(h.hop_oifs(c, r, Op::Upsert, false)?);
+            (self.hop_lists.len() - 1) as u32
+        };
+        let mut ready = Ready {
+            oif,
+            mtu,
+            hops,
+            nh: NONE,
+        };
+        // What `nexthop_route` needs, without building it per route.
+        if let Some(gw) = r.nexthop.filter(|_| r.nhid.is_none() && !r.is_onlink()) {
+            let key = (r.table, gw, ready.oif, r.proto.0);
+            let idx = match self.last_nh {
+                Some((k, idx)) if k == key => idx,
+                _ => {
+                    let (nhs, cache) = (&mut self.nhs, &mut self.cache);
+                    let idx = *self.nh_index.entry(key).or_insert_with(|| {
+                        nhs.push(h.share_nexthop(c, r, gw, ready.oif, cache));
+                        (nhs.len() - 1) as u32
+                    });
+                    self.last_nh = Some((key, idx));
+                    idx
+                }
+            };
+            let nh = &self.nhs[idx as usize];
+            if let Err((errno, message)) = &nh.outcome {
+                return Err(Error::Kernel {
+                    op: Op::UpsertNexthop,
+                    object: nh.route.to_string(),
+                    errno: *errno,
+                    message: message.clone(),
+                });
+            }
+            ready.nh = idx;
+        }
+        Ok(ready)
+    }
+
+    fn encode(&self, r: &Route, w: &Ready, buf: &mut Vec<u8>) -> (u16, u16) {
+        fastcodec::append_route_new(r, w.oif, w.mtu, self.hops(w), buf);
+        (nl::RTM_NEWROUTE, nl::NLM_F_CREATE | nl::NLM_F_EXCL)
+    }
+
+    fn resolve(
+        &mut self,
+        h: &Handle,
+        c: &mut Conn,
+        r: &'r Route,
+        w: &Ready,
+        e: NlError,
+    ) -> Result<bool> {
+        // EINVAL is retried only right after this call created the
+        // route's nexthop route.
+        let retry = self
+            .nhs
+            .get(w.nh as usize)
+            .is_some_and(|nh| matches!(nh.outcome, Ok(Ensured::Created | Ensured::Replaced(_))));
+        let hops = self
+            .hop_lists
+            .get(w.hops as usize)
+            .map_or(&[][..], Vec::as_slice);
+        let put = Put {
+            oif: w.oif,
+            mtu: w.mtu,
+            hops,
+            retry,
+            take_over: false,
+        };
+        let cache = Some(&mut self.cache);
+        match e {
+            NlError::Kernel { errno, .. } if errno == libc::ENODEV => {
+                // A stale cached index: resolve again and retry.
+                self.last_dev.clear();
+                h.oif(c, r, Op::Upsert, true).and_then(|fresh| {
+                    let hops = h.hop_oifs(c, r, Op::Upsert, true)?;
+                    let p = Put {
+                        oif: fresh,
+                        hops: &hops,
+                        ..put
+                    };
+                    h.put_prefix(c, r, &p, None, cache)
+                        .map_err(|e| kernel(Op::Upsert, r, e))
+                })
+            }
+            // The reply was lost to a receive buffer overflow: ask again.
+            // Found as requested, the route may have been added by the
+            // lost request: `true` (changed).
+            NlError::Lost => h
+                .put_prefix(c, r, &put, None, cache)
+                .map(|_| true)
+                .map_err(|e| kernel(Op::Upsert, r, e)),
+            e => h
+                .put_prefix(c, r, &put, Some(e), cache)
+                .map_err(|e| kernel(Op::Upsert, r, e)),
+        }
+    }
+
+    fn window_done(&mut self, win: &[(usize, Ready)], out: &mut [Result<bool>]) {
+        // A nexthop change counts for the first successful route that
+        // uses it.
+        for (i, w) in win {
+            if let (Some(nh), Ok(ch)) = (self.nhs.get_mut(w.nh as usize), &mut out[*i]) {
+                if !nh.used {
+                    nh.used = true;
+                    *ch |= matches!(nh.outcome, Ok(Ensured::Created | Ensured::Replaced(_)));
+                }
+            }
+        }
+    }
+}
+
+/// The state of one `delete_many`.
+struct Delete<'r> {
+    /// Whether IPv4 routes of metric 0 are checked first ([`ZeroMetric`]).
+    precheck: bool,
+    zero: ZeroMetric<'r>,
+    last_dev: LastDevice<'r>,
+}
+
+impl<'r> Batch<'r> for Delete<'r> {
+    /// The route's resolved device.
+    type Ready = Option<u32>;
+    type Done = ();
+    const OP: Op = Op::Delete;
+    const SENT: () = ();
+
+    fn prepare(&mut self, h: &Handle, c: &mut Conn, r: &'r Route) -> Result<Option<u32>> {
+        h.check_selector(r, Op::Delete)?;
+        let oif = self.last_dev.oif(h, c, r, Op::Delete)?;
+        if !self.precheck || r.is_ipv6() || r.kernel_metric() != 0 {
+            return Ok(oif);
+        }
+        match self.zero.present(h, c, r, oif) {
+            Ok(false) => Err(absent(r)),
+            Ok(true) => Ok(oif),
+            Err(e) => Err(kernel(Op::Delete, r, e)),
+        }
+    }
+
+    fn encode(&self, r: &Route, oif: &Option<u32>, buf: &mut Vec<u8>) -> (u16, u16) {
+        fastcodec::append_route_del(r, *oif, buf);
+        (nl::RTM_DELROUTE, 0)
+    }
+
+    fn resolve(
+        &mut self,
+        _h: &Handle,
+        c: &mut Conn,
+        r: &'r Route,
+        oif: &Option<u32>,
+        e: NlError,
+    ) -> Result<()> {
+        let res = match e {
+            NlError::Lost => match c.ack(nl::RTM_DELROUTE, 0, &codec::route_del(r, *oif)) {
+                Err(NlError::Kernel { errno, .. }) if errno == libc::ESRCH => Ok(()),
+                r => r,
+            },
+            e => Err(e),
+        };
+        res.map_err(|e| kernel(Op::Delete, r, e))
     }
 }
 
@@ -65,182 +257,20 @@ impl Handle {
     /// `true`, as the lost request may have added it), and the handle is
     /// usable at once.
     pub fn upsert_many(&self, routes: &[Route], mtu: Option<&MtuConfig>) -> Vec<Result<bool>> {
-        // The routes go one window (a datagram of requests) at a time:
-        // checked, resolved and encoded while they are in the cache, then
-        // sent, and the window's failures resolved before the next.
-        let mut out: Vec<Result<bool>> = Vec::with_capacity(routes.len());
         let mut c = lock(&self.conn);
-        // Tables no rule reaches are dumped once for the whole batch.
-        let mut cache = TableCache::new();
-        // Nexthop routes, each ensured once; batches mostly use few, in
-        // runs, as they use few devices.
-        let mut nhs: Vec<SharedNexthop> = Vec::new();
-        let mut nh_index: FastMap<NhKey, u32> = FastMap::default();
-        let mut last_nh: Option<(NhKey, u32)> = None;
-        let mut last_dev: Option<(&str, u32)> = None;
-        // Device indexes of multipath hops, for the few routes that have them.
-        let mut hop_lists: Vec<Vec<u32>> = Vec::new();
-        let mut win: Vec<Ready> = Vec::new();
-        let mut fails: Vec<(usize, NlError)> = Vec::new();
-        let mut next = 0;
-        while next < routes.len() {
-            let cap = c.window().max(1);
-            win.clear();
-            while next < routes.len() && win.len() < cap {
-                let i = next;
-                next += 1;
-                let r = &routes[i];
-                let prep = r
-                    .validate(Op::Upsert)
-                    .and_then(|()| effective_mtu(r, mtu, Op::Upsert))
-                    .and_then(|m| {
-                        let oif = match (r.device.as_deref(), last_dev) {
-                            (Some(d), Some((name, idx))) if r.nhid.is_none() && d == name => {
-                                Some(idx)
-                            }
-                            _ => {
-                                let oif = self.oif(&mut c, r, Op::Upsert, false)?;
-                                if let (Some(d), Some(idx)) = (r.device.as_deref(), oif) {
-                                    last_dev = Some((d, idx));
-                                }
-                                oif
-                            }
-                        };
-                        let hops = if r.multipath.is_empty() {
-                            NONE
-                        } else {
-                            hop_lists.push(self.hop_oifs(&mut c, r, Op::Upsert, false)?);
-                            (hop_lists.len() - 1) as u32
-                        };
-                        Ok(Ready {
-                            i,
-                            oif,
-                            mtu: m,
-                            hops,
-                            nh: NONE,
-                        })
-                    });
-                let mut ready = match prep {
-                    Ok(ready) => ready,
-                    Err(e) => {
-                        out.push(Err(e));
-                        continue;
-                    }
-                };
-                // What `nexthop_route` needs, without building it per route.
-                if let Some(gw) = r.nexthop.filter(|_| r.nhid.is_none() && !r.is_onlink()) {
-                    let key = (r.table, gw, ready.oif, r.proto.0);
-                    let idx = match last_nh {
-                        Some((k, idx)) if k == key => idx,
-                        _ => {
-                            let idx = *nh_index.entry(key).or_insert_with(|| {
-                                nhs.push(self.share_nexthop(&mut c, r, gw, ready.oif, &mut cache));
-                                (nhs.len() - 1) as u32
-                            });
-                            last_nh = Some((key, idx));
-                            idx
-                        }
-                    };
-                    let nh = &nhs[idx as usize];
-                    if let Err((errno, message)) = &nh.outcome {
-                        out.push(Err(Error::Kernel {
-                            op: Op::UpsertNexthop,
-                            object: nh.route.to_string(),
-                            errno: *errno,
-                            message: message.clone(),
-                        }));
-                        continue;
-                    }
-                    ready.nh = idx;
-                }
-                // Sent: `true` unless the window says otherwise.
-                out.push(Ok(true));
-                win.push(ready);
-            }
-            fails.clear();
-            let sent = c.send_window(
-                win.len(),
-                |k, buf| {
-                    let w = &win[k];
-                    let hops = hop_lists
-                        .get(w.hops as usize)
-                        .map_or(&[][..], Vec::as_slice);
-                    fastcodec::append_route_new(&routes[w.i], w.oif, w.mtu, hops, buf);
-                    (nl::RTM_NEWROUTE, nl::NLM_F_CREATE | nl::NLM_F_EXCL)
-                },
-                |k, e| fails.push((k, e)),
-            );
-            if let Err(e) = sent {
-                // The socket failed: nothing more is sent.
-                for w in &win {
-                    out[w.i] = Err(socket_error(Op::Upsert, &routes[w.i], &e));
-                }
-                out.extend(
-                    routes[next..]
-                        .iter()
-                        .map(|r| Err(socket_error(Op::Upsert, r, &e))),
-                );
-                break;
-            }
-            for (k, e) in fails.drain(..) {
-                let w = win[k];
-                let r = &routes[w.i];
-                let hops = hop_lists
-                    .get(w.hops as usize)
-                    .map_or(&[][..], Vec::as_slice);
-                // EINVAL is retried only right after this call created
-                // the route's nexthop route.
-                let retry = nhs.get(w.nh as usize).is_some_and(|nh| {
-                    matches!(nh.outcome, Ok(Ensured::Created | Ensured::Replaced(_)))
-                });
-                let put = Put {
-                    oif: w.oif,
-                    mtu: w.mtu,
-                    hops,
-                    retry,
-                    take_over: false,
-                };
-                out[w.i] = match e {
-                    NlError::Kernel { errno, .. } if errno == libc::ENODEV => {
-                        // A stale cached index: resolve again and retry.
-                        last_dev = None;
-                        self.oif(&mut c, r, Op::Upsert, true).and_then(|fresh| {
-                            let hops = self.hop_oifs(&mut c, r, Op::Upsert, true)?;
-                            let p = Put {
-                                oif: fresh,
-                                hops: &hops,
-                                ..put
-                            };
-                            self.put_prefix(&mut c, r, &p, None, Some(&mut cache))
-                                .map_err(|e| kernel(Op::Upsert, r, e))
-                        })
-                    }
-                    // The reply was lost to a receive buffer overflow:
-                    // ask again. Found as requested, the route may have
-                    // been added by the lost request: `true` (changed).
-                    NlError::Lost => self
-                        .put_prefix(&mut c, r, &put, None, Some(&mut cache))
-                        .map(|_| true)
-                        .map_err(|e| kernel(Op::Upsert, r, e)),
-                    e => self
-                        .put_prefix(&mut c, r, &put, Some(e), Some(&mut cache))
-                        .map_err(|e| kernel(Op::Upsert, r, e)),
-                };
-            }
-            // A nexthop change counts for the first successful route that
-            // uses it.
-            for w in &win {
-                if let (Some(nh), Ok(ch)) = (nhs.get_mut(w.nh as usize), &mut out[w.i]) {
-                    if !nh.used {
-                        nh.used = true;
-                        *ch |= matches!(nh.outcome, Ok(Ensured::Created | Ensured::Replaced(_)));
-                    }
-                }
-            }
-        }
+        let mut b = Upsert {
+            mtu,
+            cache: TableCache::new(),
+            nhs: Vec::new(),
+            nh_index: FastMap::default(),
+            last_nh: None,
+            last_dev: LastDevice::default(),
+            hop_lists: Vec::new(),
+        };
+        let out = self.run_windows(&mut c, routes, &mut b);
         // Nexthop routes no successful route uses are taken back.
-        for ((_, _, oif, _), idx) in nh_index {
-            let nh = &mut nhs[idx as usize];
+        for ((_, _, oif, _), idx) in b.nh_index {
+            let nh = &mut b.nhs[idx as usize];
             let outcome = std::mem::replace(&mut nh.outcome, Err((0, None)));
             if let (false, Ok(st)) = (nh.used, outcome) {
                 self.undo(&mut c, &nh.route, oif, st);
@@ -291,92 +321,17 @@ impl Handle {
     }
 
     pub(crate) fn delete_many_as(&self, routes: &[Route], precheck: bool) -> Vec<Result<()>> {
-        // One window at a time, as `upsert_many`.
-        let mut out: Vec<Result<()>> = Vec::with_capacity(routes.len());
         let mut c = lock(&self.conn);
-        let mut zero = if precheck {
-            ZeroMetric::for_batch(routes)
-        } else {
-            ZeroMetric::default()
+        let mut b = Delete {
+            precheck,
+            zero: if precheck {
+                ZeroMetric::for_batch(routes)
+            } else {
+                ZeroMetric::default()
+            },
+            last_dev: LastDevice::default(),
         };
-        let mut last_dev: Option<(&str, u32)> = None;
-        let mut win: Vec<(usize, Option<u32>)> = Vec::new();
-        let mut fails: Vec<(usize, NlError)> = Vec::new();
-        let mut next = 0;
-        while next < routes.len() {
-            let cap = c.window().max(1);
-            win.clear();
-            while next < routes.len() && win.len() < cap {
-                let i = next;
-                next += 1;
-                let r = &routes[i];
-                let res = self
-                    .check_selector(r, Op::Delete)
-                    .and_then(|()| match (r.device.as_deref(), last_dev) {
-                        (Some(d), Some((name, idx))) if r.nhid.is_none() && d == name => {
-                            Ok(Some(idx))
-                        }
-                        _ => {
-                            let oif = self.oif(&mut c, r, Op::Delete, false)?;
-                            if let (Some(d), Some(idx)) = (r.device.as_deref(), oif) {
-                                last_dev = Some((d, idx));
-                            }
-                            Ok(oif)
-                        }
-                    })
-                    .and_then(|oif| {
-                        if !precheck || r.is_ipv6() || r.kernel_metric() != 0 {
-                            return Ok(oif);
-                        }
-                        match zero.present(self, &mut c, r, oif) {
-                            Ok(false) => Err(absent(r)),
-                            Ok(true) => Ok(oif),
-                            Err(e) => Err(kernel(Op::Delete, r, e)),
-                        }
-                    });
-                match res {
-                    Ok(oif) => {
-                        out.push(Ok(()));
-                        win.push((i, oif));
-                    }
-                    Err(e) => out.push(Err(e)),
-                }
-            }
-            fails.clear();
-            let sent = c.send_window(
-                win.len(),
-                |k, buf| {
-                    let (i, oif) = win[k];
-                    fastcodec::append_route_del(&routes[i], oif, buf);
-                    (nl::RTM_DELROUTE, 0)
-                },
-                |k, e| fails.push((k, e)),
-            );
-            if let Err(e) = sent {
-                for (i, _) in &win {
-                    out[*i] = Err(socket_error(Op::Delete, &routes[*i], &e));
-                }
-                out.extend(
-                    routes[next..]
-                        .iter()
-                        .map(|r| Err(socket_error(Op::Delete, r, &e))),
-                );
-                break;
-            }
-            for (k, e) in fails.drain(..) {
-                let (i, oif) = win[k];
-                let r = &routes[i];
-                let res = match e {
-                    NlError::Lost => match c.ack(nl::RTM_DELROUTE, 0, &codec::route_del(r, oif)) {
-                        Err(NlError::Kernel { errno, .. }) if errno == libc::ESRCH => Ok(()),
-                        r => r,
-                    },
-                    e => Err(e),
-                };
-                out[i] = res.map_err(|e| kernel(Op::Delete, r, e));
-            }
-        }
-        out
+        self.run_windows(&mut c, routes, &mut b)
     }
 
     // ---------------------------------------------------------------- rules

@@ -28,6 +28,7 @@ mod batch;
 mod nexthops;
 mod routes;
 mod rules;
+mod window;
 
 pub(crate) use routes::*;
 pub use routes::{GetOptions, MtuConfig, RouteFilter};

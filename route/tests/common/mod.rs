@@ -257,3 +257,38 @@ pub fn assert_set_eq<T: PartialEq + std::fmt::Display>(a: &[T], b: &[T], what: &
         b.len()
     );
 }
+
+/// A handle in the test's netns.
+pub fn handle(ns: &Netns) -> podnet_route::Handle {
+    podnet_route::Handle::open_netns(ns.path()).expect("open handle in netns")
+}
+
+/// Runs `ip` in `ns` with the words of `text` (`"-6 route add fd60::/64
+/// via fd00::2 dev eth0"`); returns what it printed.
+pub fn ip_text(ns: &Netns, text: &str) -> String {
+    ns.ip(&text.split_whitespace().collect::<Vec<_>>())
+}
+
+/// The protocol and metric a routing daemon's routes have in these tests
+/// (bird's, above the kernel default): what a delete or upsert without a
+/// metric must leave alone.
+pub const DAEMON: &str = "proto bird metric 32";
+
+/// Adds a routing daemon's route (`route` in `ip` words, then
+/// [`DAEMON`]'s protocol and metric).
+pub fn add_daemon_route(ns: &Netns, route: &str) {
+    let fam = if route.contains(':') { "-6 " } else { "" };
+    ip_text(ns, &format!("{fam}route add {route} {DAEMON}"));
+}
+
+/// The routes as `ip route show` prints them for one table, one line each.
+pub fn shown(routes: &[Route]) -> Vec<String> {
+    routes
+        .iter()
+        .map(|r| r.show(podnet_route::ShowStyle::OneTable).to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
