@@ -10,8 +10,7 @@ use std::sync::Mutex;
 
 use common::*;
 use podnet_conntrack::{
-    GcStats,
-    gc, AnyCtKey, CreateOptions, CtEntry, CtMap, CtMapKind, GcFilter, GcScan, RenewWriter,
+    gc, AnyCtKey, CreateOptions, CtEntry, CtMap, CtMapKind, GcFilter, GcScan, GcStats, RenewWriter,
 };
 use testsupport::{require_privileges, BpfDir};
 
