@@ -4,7 +4,8 @@
 //!
 //! * `cargo bench` (or `cargo bench --bench headline -- route`) runs the full
 //!   sizes; a trailing word filters the areas by substring (`route`, `conntrack`,
-//!   `datapath`, or only `route-monitor`, `datapath-programs` / `datapath-traffic`).
+//!   `datapath`, or only `route-monitor`, `datapath-programs` / `datapath-traffic`,
+//!   `datapath-snat-programs` / `datapath-snat-traffic`).
 //! * `cargo test --benches` (and `cargo bench -- --quick`) runs every
 //!   benchmark at a small size with 3 rounds, so they keep compiling and
 //!   working (scripts/test.sh does this).
@@ -64,7 +65,8 @@ fn main() {
         ("datapath-programs", datapath::run_programs),
         ("datapath-traffic", datapath::run_traffic),
         ("events", events::run),
-        ("datapath-snat", snat::run),
+        ("datapath-snat-programs", snat::run_programs),
+        ("datapath-snat-traffic", snat::run_traffic),
         ("services-scale", services_scale::run),
     ];
     for &(name, run) in areas {

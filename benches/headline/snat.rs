@@ -40,18 +40,14 @@ const NODE: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 1);
 /// Test runs happen on the loopback device.
 const LO: u32 = 1;
 
-pub fn run(report: &mut Report) {
-    run_programs(report);
-    run_traffic(report);
-}
-
 /// The kernel's time of one run of `prog` on `pkt`, and its output.
 fn single(dp: &Datapath, prog: Program, pkt: &[u8], ctx: &TestContext) -> (f64, Vec<u8>) {
     let out = dp.test_run(prog, pkt, ctx).expect("BPF_PROG_TEST_RUN");
     (out.duration.as_nanos() as f64, out.data)
 }
 
-fn run_programs(report: &mut Report) {
+/// The BPF_PROG_TEST_RUN rows (area `datapath-snat-programs`).
+pub fn run_programs(report: &mut Report) {
     let dir = BpfDir::new("bench-snat");
     let m = Masquerade::new()
         .ipv4(true)
@@ -367,7 +363,8 @@ fn rr(c: &mut TcpStream, n: usize) -> f64 {
     start.elapsed().as_secs_f64() * 1e6 / n as f64
 }
 
-fn run_traffic(report: &mut Report) {
+/// The pod-to-outside traffic rows (area `datapath-snat-traffic`).
+pub fn run_traffic(report: &mut Report) {
     let bpf = Topology::new(Kind::Bpf);
     let ipt = Topology::new(Kind::Iptables);
     let secs = report.size(3, 1);

@@ -521,9 +521,11 @@ fn remove_empty_dirs(dirs: &[PathBuf]) {
 }
 
 fn map_names() -> impl Iterator<Item = &'static str> {
-    maps::PINNED
-        .into_iter()
-        .chain([maps::REDIRECT_TRACE, crate::maps::SNAT_ADDRS])
+    maps::PINNED.into_iter().chain([
+        maps::REDIRECT_TRACE,
+        crate::maps::SNAT_ADDRS,
+        maps::SNAT_NODE,
+    ])
 }
 
 impl Datapath {
@@ -1337,6 +1339,7 @@ impl Datapath {
         let a = self.attachments.remove(pos);
         if hook == Hook::ToNetdev {
             self.delete(maps::SNAT_ADDRS, &ifindex.to_ne_bytes())?;
+            self.write_snat_node_table()?;
         }
         a.detach()
     }

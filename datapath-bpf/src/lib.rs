@@ -52,6 +52,7 @@ mod owned;
 mod prometheus;
 mod service;
 mod service_affinity;
+mod snat_node;
 mod sock_lb;
 
 pub use attach::Hook;

@@ -121,6 +121,9 @@ pub const SNAT4: &str = "cilium_snat_v4_external";
 pub const SNAT6: &str = "cilium_snat_v6_external";
 /// Masquerade interfaces: ifindex -> node addresses (hash, not pinned).
 pub const SNAT_ADDRS: &str = "podnet_snat_addrs";
+/// The masquerade addresses as from-netdev checks them (the data section
+/// `.data.snat_node`, mirrored from [`SNAT_ADDRS`]; not pinned).
+pub(crate) const SNAT_NODE: &str = ".data.snat_node";
 
 pub(crate) const REDIRECT_TRACE: &str = "podnet_redir_trace";
 

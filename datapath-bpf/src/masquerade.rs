@@ -516,7 +516,8 @@ impl Datapath {
             IpAddr::V4(a) => v.v4 = a.octets(),
             IpAddr::V6(a) => v.v6 = a.octets(),
         }
-        self.update(maps::SNAT_ADDRS, &key, v.as_bytes())
+        self.update(maps::SNAT_ADDRS, &key, v.as_bytes())?;
+        self.write_snat_node_table()
     }
 
     /// The masquerade addresses recorded for interface `ifindex` (IPv4,
@@ -544,7 +545,7 @@ impl Datapath {
         let name = ifname(ifindex).ok_or(Error::UnknownInterface { ifindex })?;
         if !self.masquerade.enabled() || !self.masquerade.matches_interface(&name) {
             self.delete(maps::SNAT_ADDRS, &key)?;
-            return Ok(());
+            return self.write_snat_node_table();
         }
         let (v4, v6) = interface_addresses(&name).map_err(|source| Error::Map {
             map: maps::SNAT_ADDRS,
@@ -558,7 +559,8 @@ impl Datapath {
         if let (true, Some(IpAddr::V6(a))) = (self.masquerade.ipv6, v6) {
             v.v6 = a.octets();
         }
-        self.update(maps::SNAT_ADDRS, &key, v.as_bytes())
+        self.update(maps::SNAT_ADDRS, &key, v.as_bytes())?;
+        self.write_snat_node_table()
     }
 
     /// Every entry of `cilium_snat_v4_external`.

@@ -25,6 +25,7 @@
  *  - lb.h         services: frontends, backends, reverse NAT
  *  - frag.h       IP fragments: the first fragment's ports for the others
  *  - snat.h       masquerade (SNAT), NodePort to remote backends
+ *  - snat_node.h  the masquerade addresses, for from-netdev's check order
  * The socket load balancing programs (cgroup hooks) are in bpf_sock.h,
  * included at the end. This is the one compilation unit build.rs compiles.
  *
@@ -50,6 +51,7 @@
 #include "lib/lb.h"
 #include "lib/frag.h"
 #include "lib/snat.h"
+#include "lib/snat_node.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -386,12 +388,12 @@ static __always_inline int netdev_nodeport(struct __sk_buff *ctx, bool v6, const
 #define SNAT_NODEPORT_REV 0x20002 /* a NodePort reply: netdev_nodeport_rev next */
 static __always_inline int netdev_rev_snat(struct __sk_buff *ctx, bool v6, const __u32 *saddr,
 					   const __u32 *daddr, __u8 nexthdr, __u32 l4_off,
-					   __u32 l3_end, struct endpoint_info **dep)
+					   __u32 l3_end, bool frag4, struct endpoint_info **dep)
 {
 	__u32 d[4] = {};
 	struct ethhdr *eth;
 	void *l3;
-	int ret = snat_rev(ctx, v6, saddr, daddr, nexthdr, l4_off, l3_end);
+	int ret = snat_rev(ctx, v6, saddr, daddr, nexthdr, l4_off, l3_end, frag4);
 
 	if (ret < 0)
 		return drop(ctx, ret, METRIC_INGRESS);
@@ -455,19 +457,21 @@ static __always_inline int netdev_reply(struct __sk_buff *ctx, bool v6, __u8 nex
 
 /* Reverse SNAT per family as subprograms (frames of their own, beside
  * NodePort's: see netdev_nodeport4). `packed`: the L4 offset (bits 0-15),
- * the end of the L3 payload (16-31) and the L4 protocol (32-39). */
+ * the end of the L3 payload (16-31), the L4 protocol (32-39) and, IPv4,
+ * whether it is a fragment (bit 40, SNAT_REV_FRAG4). */
+#define SNAT_REV_FRAG4 (1ULL << 40)
 static __noinline int netdev_rev_snat4(struct __sk_buff *ctx, const __u32 *saddr,
 				       const __u32 *daddr, __u64 packed, struct endpoint_info **dep)
 {
 	return netdev_rev_snat(ctx, false, saddr, daddr, (__u8)(packed >> 32), packed & 0xffff,
-			       (packed >> 16) & 0xffff, dep);
+			       (packed >> 16) & 0xffff, packed & SNAT_REV_FRAG4, dep);
 }
 
 static __noinline int netdev_rev_snat6(struct __sk_buff *ctx, const __u32 *saddr,
 				       const __u32 *daddr, __u64 packed, struct endpoint_info **dep)
 {
 	return netdev_rev_snat(ctx, true, saddr, daddr, (__u8)(packed >> 32), packed & 0xffff,
-			       (packed >> 16) & 0xffff, dep);
+			       (packed >> 16) & 0xffff, false, dep);
 }
 
 static __noinline __s64 netdev_nodeport_rev4(struct __sk_buff *ctx, const __u32 *saddr,
@@ -761,11 +765,13 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 		/* Copies of the addresses (one pair, fewer stack slots). */
 		__u32 s4 = ip4->saddr, d4 = ip4->daddr;
 
-		dep = lookup_ep4(ip4->daddr);
+		/* A masquerade address: the reverse SNAT first (snat_node.h). */
+		dep = snat_is_node4(d4) ? NULL : lookup_ep4(ip4->daddr);
 		if ((!dep || (dep->flags & ENDPOINT_F_HOST)) && snat_enabled(false)) {
 			__u64 packed = (__u64)ip4->protocol << 32 | l3_end << 16 | l4_off;
 
-			ret = netdev_rev_snat4(ctx, &s4, &d4, packed, &dep);
+			ret = netdev_rev_snat4(ctx, &s4, &d4,
+					       packed | (frag ? SNAT_REV_FRAG4 : 0), &dep);
 			if (ret == SNAT_NODEPORT_REV)
 				return netdev_nodeport_reply(ctx, false, &s4, packed);
 			if (ret != SNAT_NOT_OURS) {
@@ -773,6 +779,9 @@ static __always_inline int handle_ipv4(struct __sk_buff *ctx, enum hook hook)
 					return ret;
 				if (!reload_l3(ctx, false, &eth, (void **)&ip4))
 					return drop(ctx, DROP_INVALID, mdir);
+			} else if (snat_is_node4(d4)) {
+				/* Asked again, not kept: from-netdev's stack is full. */
+				dep = lookup_ep4(d4); /* the lookup skipped above */
 			}
 		}
 		if (!dep || (dep->flags & ENDPOINT_F_HOST)) {

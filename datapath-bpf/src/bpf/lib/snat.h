@@ -97,15 +97,6 @@ static __always_inline __u8 snat_frag_proto(__s64 r)
 	return (r >> 32) & 0xff;
 }
 
-/* IPv4 (from-netdev, whose caller does not say): a fragment? */
-static __always_inline bool snat_is_frag4(struct __sk_buff *ctx)
-{
-	struct iphdr *ip4;
-
-	asm volatile("" : "+r"(ctx)); /* see reload_l3 */
-	ip4 = (void *)(long)ctx->data + ETH_HLEN;
-	return (void *)(ip4 + 1) <= (void *)(long)ctx->data_end && frag4_is_fragment(ip4);
-}
 _Static_assert(sizeof(struct ipv6_nat_entry) == 56, "ipv6_nat_entry");
 
 /* The masquerade address of an interface (ifindex): the node address SNAT
@@ -757,16 +748,16 @@ static __always_inline int snat_rev_icmp_error(struct __sk_buff *ctx, bool v6,
 
 /* from-netdev, a packet for no local pod: a reply to a masqueraded flow
  * (or an ICMP error about one) gets its destination translated back
- * (reverse entry {daddr = node, saddr = peer, ports, TUPLE_F_IN}). 1
- * rewritten (packet pointers void), 0 not ours, or DROP_*. */
+ * (reverse entry {daddr = node, saddr = peer, ports, TUPLE_F_IN}). `frag4`:
+ * an IPv4 fragment (the caller read its header; IPv6: `nexthdr` says).
+ * 1 rewritten (packet pointers void), 0 not ours, or DROP_*. */
 static __always_inline int snat_rev(struct __sk_buff *ctx, bool v6, const __u32 *saddr,
 				    const __u32 *daddr, __u8 nexthdr, __u32 l4_off,
-				    __u32 l3_end)
+				    __u32 l3_end, bool frag4)
 {
 	__be16 sport = 0, dport = 0, to_port;
-	const __u32 *to;
+	__u32 to[4];
 	union ct6_key k;
-	__u32 to_addr[4];
 	void *state;
 	__u8 type;
 	bool frag;
@@ -776,7 +767,7 @@ static __always_inline int snat_rev(struct __sk_buff *ctx, bool v6, const __u32 
 	asm volatile("" : "+r"(ctx));
 
 	/* A fragment (IPv6: `l4_off` is its fragment header): snat_frag.h. */
-	frag = v6 ? nexthdr == NEXTHDR_FRAGMENT : snat_is_frag4(ctx);
+	frag = v6 ? nexthdr == NEXTHDR_FRAGMENT : frag4;
 	if (frag) {
 		fr = v6 ? snat_frag6(ctx, l3_end << 16 | l4_off) :
 			  snat_frag4(ctx, l3_end << 16 | l4_off);
@@ -812,10 +803,9 @@ static __always_inline int snat_rev(struct __sk_buff *ctx, bool v6, const __u32 
 	state = snat_find(v6, &k);
 	if (!state)
 		return 0;
-	to = snat_to_addr(state);
 	to_port = snat_to_port(v6, state);
-	__builtin_memcpy(to_addr, to, v6 ? 16 : 4);
-	ret = snat_rewrite(ctx, v6, nexthdr, l4_off, true, daddr, to_addr, dport, to_port);
+	__builtin_memcpy(to, snat_to_addr(state), v6 ? 16 : 4);
+	ret = snat_rewrite(ctx, v6, nexthdr, l4_off, true, daddr, to, dport, to_port);
 	return ret < 0 ? ret : 1;
 }
 
