@@ -1338,8 +1338,7 @@ impl Datapath {
             })?;
         let a = self.attachments.remove(pos);
         if hook == Hook::ToNetdev {
-            self.delete(maps::SNAT_ADDRS, &ifindex.to_ne_bytes())?;
-            self.write_snat_node_table()?;
+            self.record_snat_addrs(ifindex, None)?;
         }
         a.detach()
     }

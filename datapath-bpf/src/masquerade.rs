@@ -516,7 +516,20 @@ impl Datapath {
             IpAddr::V4(a) => v.v4 = a.octets(),
             IpAddr::V6(a) => v.v6 = a.octets(),
         }
-        self.update(maps::SNAT_ADDRS, &key, v.as_bytes())?;
+        self.record_snat_addrs(ifindex, Some(&v))
+    }
+
+    /// Writes interface `ifindex`'s record in `podnet_snat_addrs` (`None`:
+    /// removes it), then the table from-netdev checks, which mirrors that
+    /// map: every change of the map goes through here.
+    pub(crate) fn record_snat_addrs(&self, ifindex: u32, v: Option<&SnatIfaddr>) -> Result<()> {
+        let key = ifindex.to_ne_bytes();
+        match v {
+            Some(v) => self.update(maps::SNAT_ADDRS, &key, v.as_bytes())?,
+            None => {
+                self.delete(maps::SNAT_ADDRS, &key)?;
+            }
+        }
         self.write_snat_node_table()
     }
 
@@ -541,11 +554,9 @@ impl Datapath {
     /// namespace): its addresses become the masquerade addresses when it is
     /// a masquerade interface; any record goes otherwise.
     pub(crate) fn masquerade_interface(&self, ifindex: u32) -> Result<()> {
-        let key = ifindex.to_ne_bytes();
         let name = ifname(ifindex).ok_or(Error::UnknownInterface { ifindex })?;
         if !self.masquerade.enabled() || !self.masquerade.matches_interface(&name) {
-            self.delete(maps::SNAT_ADDRS, &key)?;
-            return self.write_snat_node_table();
+            return self.record_snat_addrs(ifindex, None);
         }
         let (v4, v6) = interface_addresses(&name).map_err(|source| Error::Map {
             map: maps::SNAT_ADDRS,
@@ -559,8 +570,7 @@ impl Datapath {
         if let (true, Some(IpAddr::V6(a))) = (self.masquerade.ipv6, v6) {
             v.v6 = a.octets();
         }
-        self.update(maps::SNAT_ADDRS, &key, v.as_bytes())?;
-        self.write_snat_node_table()
+        self.record_snat_addrs(ifindex, Some(&v))
     }
 
     /// Every entry of `cilium_snat_v4_external`.
