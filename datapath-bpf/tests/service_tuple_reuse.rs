@@ -21,12 +21,6 @@ use common::*;
 use podnet_datapath::*;
 use testsupport::{require_privileges, BpfDir};
 
-const A_IF: u32 = 10;
-const B_IF: u32 = 20;
-const A_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
-const A_NODE_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 2];
-const B_MAC: [u8; 6] = [0x02, 0xbb, 0, 0, 0, 1];
-const B_NODE_MAC: [u8; 6] = [0x02, 0xbb, 0, 0, 0, 2];
 const SVC_ID: u16 = 9;
 
 const SYN: u8 = 0x02;
@@ -66,38 +60,32 @@ struct Lab {
     backend: SocketAddr,
 }
 
+/// Client A, backend B (pod B of the two-pod fixture when local, else a
+/// pod of another node's CIDR), the ClusterIP.
 fn addrs(v6: bool, local: bool) -> (IpAddr, IpAddr, IpAddr) {
     if v6 {
         let b: Ipv6Addr = if local {
-            "fd00:1::3".parse().unwrap()
+            b6()
         } else {
             "fd00:2::3".parse().unwrap()
         };
         (
-            "fd00:1::2".parse::<Ipv6Addr>().unwrap().into(),
+            a6().into(),
             b.into(),
             "fd00:96::10".parse::<Ipv6Addr>().unwrap().into(),
         )
     } else {
         let b: Ipv4Addr = if local {
-            "10.1.0.3".parse().unwrap()
+            b4()
         } else {
             "10.2.0.3".parse().unwrap()
         };
         (
-            "10.1.0.2".parse::<Ipv4Addr>().unwrap().into(),
+            a4().into(),
             b.into(),
             "10.96.0.10".parse::<Ipv4Addr>().unwrap().into(),
         )
     }
-}
-
-fn endpoint(ip: IpAddr, ifindex: u32, mac: [u8; 6], node_mac: [u8; 6], id: u16) -> Endpoint {
-    Endpoint::new(ip, ifindex)
-        .mac(mac)
-        .node_mac(node_mac)
-        .id(id)
-        .identity(5000 + u32::from(id))
 }
 
 impl Lab {
@@ -105,20 +93,14 @@ impl Lab {
     /// ClusterIP whose one backend is B:8080.
     fn new(v6: bool, path: Path) -> Lab {
         let tag = format!("reuse{}{:?}", u8::from(v6), path).to_lowercase();
-        let dir = BpfDir::new(&tag);
-        let dp = Datapath::load(
-            &Options::small(dir.join("globals"))
-                .redirect_peer(path.peer())
-                .trace_redirects(true),
-        )
-        .expect("load");
+        let (dir, dp) = load_small(&tag, |o| o.redirect_peer(path.peer()).trace_redirects(true));
         let (a, b, vip) = addrs(v6, path.local());
-        dp.upsert_endpoint(&endpoint(a, A_IF, A_MAC, A_NODE_MAC, 11))
-            .unwrap();
-        if path.local() {
-            dp.upsert_endpoint(&endpoint(b, B_IF, B_MAC, B_NODE_MAC, 12))
-                .unwrap();
-        }
+        let pods: &[(IpAddr, bool)] = if path.local() {
+            &[(a, true), (b, false)]
+        } else {
+            &[(a, true)]
+        };
+        add_pods(&dp, pods, EndpointFlags::empty());
         let backend = SocketAddr::new(b, 8080);
         let frontend = SocketAddr::new(vip, 80);
         dp.upsert_service(
@@ -133,6 +115,21 @@ impl Lab {
             frontend,
             backend,
         }
+    }
+
+    /// A packet redirected to a pod's veth, through that veth's
+    /// to-container (without redirect_peer; with it, the pod has it
+    /// already): the packet as the pod receives it.
+    fn into_pod(&self, data: Vec<u8>, what: &str) -> Vec<u8> {
+        if self.path.peer() {
+            return data;
+        }
+        let out = self
+            .dp
+            .test_run(Program::ToContainer, &data, &TestContext::new())
+            .unwrap();
+        assert_eq!(out.retval, TC_ACT_OK, "{what}");
+        out.data
     }
 
     /// The client's packet to `dst`, through from-container (and the
@@ -153,14 +150,7 @@ impl Lab {
         if self.path.local() {
             assert_eq!(out.retval, TC_ACT_REDIRECT, "{what}: delivered");
             assert_eq!(self.dp.last_redirect().unwrap(), Some(B_IF), "{what}");
-            if !self.path.peer() {
-                let out = self
-                    .dp
-                    .test_run(Program::ToContainer, &data, &TestContext::new())
-                    .unwrap();
-                assert_eq!(out.retval, TC_ACT_OK, "{what}: into the backend");
-                data = out.data;
-            }
+            data = self.into_pod(data, &format!("{what}: into the backend"));
         }
         let (s, d) = addresses(&data);
         assert_eq!(s, self.client, "{what}: source");
@@ -185,15 +175,7 @@ impl Lab {
         let out = self.dp.test_run(first, &p, &ctx).unwrap();
         assert_eq!(out.retval, TC_ACT_REDIRECT, "{what}: redirected");
         assert_eq!(self.dp.last_redirect().unwrap(), Some(A_IF), "{what}");
-        let mut data = out.data;
-        if !self.path.peer() {
-            let out = self
-                .dp
-                .test_run(Program::ToContainer, &data, &TestContext::new())
-                .unwrap();
-            assert_eq!(out.retval, TC_ACT_OK, "{what}: into the client");
-            data = out.data;
-        }
+        let data = self.into_pod(out.data, &format!("{what}: into the client"));
         let (s, d) = addresses(&data);
         assert_eq!(d, self.client, "{what}: destination");
         (s, d)
