@@ -120,7 +120,7 @@ impl Lab {
     /// A packet redirected to a pod's veth, through that veth's
     /// to-container (without redirect_peer; with it, the pod has it
     /// already): the packet as the pod receives it.
-    fn into_pod(&self, data: Vec<u8>, what: &str) -> Vec<u8> {
+    fn through_veth(&self, data: Vec<u8>, what: &str) -> Vec<u8> {
         if self.path.peer() {
             return data;
         }
@@ -150,7 +150,7 @@ impl Lab {
         if self.path.local() {
             assert_eq!(out.retval, TC_ACT_REDIRECT, "{what}: delivered");
             assert_eq!(self.dp.last_redirect().unwrap(), Some(B_IF), "{what}");
-            data = self.into_pod(data, &format!("{what}: into the backend"));
+            data = self.through_veth(data, &format!("{what}: into the backend"));
         }
         let (s, d) = addresses(&data);
         assert_eq!(s, self.client, "{what}: source");
@@ -175,7 +175,7 @@ impl Lab {
         let out = self.dp.test_run(first, &p, &ctx).unwrap();
         assert_eq!(out.retval, TC_ACT_REDIRECT, "{what}: redirected");
         assert_eq!(self.dp.last_redirect().unwrap(), Some(A_IF), "{what}");
-        let data = self.into_pod(out.data, &format!("{what}: into the client"));
+        let data = self.through_veth(out.data, &format!("{what}: into the client"));
         let (s, d) = addresses(&data);
         assert_eq!(d, self.client, "{what}: destination");
         (s, d)
