@@ -18,14 +18,14 @@ use crate::map::CtMap;
 /// the C sources changed).
 static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ct_gc.bpf.o"));
 
-/// Keys per slot of the walk's output map (`GC_SLOT` in the C), and slots.
+/// Keys per slot of the walk's output map (`GC_SLOT` in the C).
 pub(crate) const GC_SLOT: u32 = 8192;
+/// Slots at most (`GC_SLOTS`; `GC_CAP` keys a run in the C). Many, because
+/// a resumed run walks again past what the runs before it kept: with one
+/// slot, a pass deleting half of 1M entries took 62 runs and 2.6 s, 4x the
+/// syscall scan. A walker has only as many slots as its map's entries fill
+/// ([`Walker::load`]).
 const GC_SLOTS: u32 = 16;
-/// Keys one run writes at most (`GC_CAP` in the C). Large, because a
-/// resumed run walks again past what the runs before it kept: with 8,192, a
-/// pass deleting half of 1M entries took 62 runs and 2.6 s, 4x the syscall
-/// scan.
-pub(crate) const GC_CAP: u32 = GC_SLOT * GC_SLOTS;
 /// Entries one run examines at most (about 0.1 s of kernel time on this
 /// 2-core machine). A resumed run re-walks the entries before its cursor
 /// (only counting them), so larger runs cost less in total.
@@ -106,6 +106,8 @@ pub(crate) struct Walker {
     prog: &'static str,
     key_size: usize,
     out_fd: i32,
+    /// Slots of `gc_out`: a run writes `slots * GC_SLOT` keys at most.
+    slots: u32,
     /// One slot of `gc_out`, as read.
     slot: Vec<u8>,
     /// The last run's keys, packed.
@@ -154,6 +156,12 @@ impl Walker {
         for a in valid_ips.into_iter().flatten() {
             add(a, IP_VALID);
         }
+        // The renewing writer writes slot 0 only; a walk, no more keys than
+        // the map holds entries (a small map needs no 5 MiB of output).
+        let slots = match which {
+            Program::Renew => 1,
+            Program::Walk => map.max_entries().div_ceil(GC_SLOT).clamp(1, GC_SLOTS),
+        };
         let mut open = ObjectBuilder::default()
             .open_memory(OBJECT)
             .map_err(bpf_err("opening the GC walk object", map))?;
@@ -169,9 +177,8 @@ impl Walker {
             } else if name.starts_with("ct") || name.starts_with("ips") {
                 m.set_autocreate(false)
                     .map_err(bpf_err("bpf_map__set_autocreate", map))?;
-            } else if name == "gc_out" && which == Program::Renew {
-                // The renewing writer writes slot 0 only.
-                m.set_max_entries(1)
+            } else if name == "gc_out" {
+                m.set_max_entries(slots)
                     .map_err(bpf_err("bpf_map__set_max_entries", map))?;
             }
         }
@@ -206,6 +213,7 @@ impl Walker {
             prog,
             key_size: family.key_size(),
             out_fd,
+            slots,
             slot: vec![0u8; GC_SLOT as usize * crate::key::CtKey6::SIZE],
             out: Vec::new(),
             flags,
@@ -227,7 +235,7 @@ impl Walker {
             flags: self.flags | if remove_expired { F_REMOVE_EXPIRED } else { 0 },
             skip,
             max_visit,
-            cap: GC_CAP,
+            cap: self.slots * GC_SLOT,
             ..Default::default()
         };
         let out = self.test_run(map, args)?;
@@ -254,7 +262,7 @@ impl Walker {
     /// Reads the `found` keys of the last run, slot by slot, into `out`.
     fn read_out(&mut self, map: &CtMap, found: u32) -> Result<()> {
         self.out.clear();
-        let found = found.min(GC_CAP);
+        let found = found.min(self.slots * GC_SLOT);
         for slot in 0..found.div_ceil(GC_SLOT) {
             // SAFETY: `gc_out` has a 4-byte key and a value of `slot.len()`
             // bytes.
