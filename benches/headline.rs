@@ -13,7 +13,9 @@
 //! Every row follows one discipline (`headline/rounds.rs`): its contenders
 //! alternate within each round, the order reversed every other round, and
 //! the row reports the median of the per-round paired ratios with their
-//! quartiles; a goal whose quartiles straddle it is "unsettled". The process
+//! quartiles and a 95 % confidence interval of the median; a goal inside
+//! that interval is "unsettled", and such rows run more rounds (up to a cap)
+//! before their verdict. The process
 //! runs at nice -20, so that a shared machine's other work takes less of it.
 //!
 //! Everything runs as root inside network namespaces and bpffs directories the
@@ -72,7 +74,8 @@ fn main() {
     for &(name, run) in areas {
         if filters.is_empty() || filters.iter().any(|f| name.contains(f)) {
             eprintln!("== {name} ({} mode)", if full { "full" } else { "quick" });
-            run(&mut report);
+            let (took, ()) = report::time(|| run(&mut report));
+            eprintln!("== {name}: {:.0} s", took.as_secs_f64());
         }
     }
     report.finish();

@@ -30,7 +30,7 @@ use podnet_conntrack::{
 use testsupport::BpfDir;
 
 use crate::report::{peak_rss_mib, reset_peak_rss, time, Goal, Report};
-use crate::rounds::{alternate, Record, Rounds};
+use crate::rounds::{alternate_until, median, Record, Rounds, Samples};
 
 const NOW: u32 = 1_000_000;
 
@@ -123,17 +123,6 @@ fn raw_delete_batch(fd: i32, keys: &[u8]) {
     assert_eq!(ret, 0, "raw delete_batch");
 }
 
-fn best_of<R>(reps: usize, mut f: impl FnMut() -> R) -> (Duration, R) {
-    let mut best: Option<(Duration, R)> = None;
-    for _ in 0..reps {
-        let (d, r) = time(&mut f);
-        if best.as_ref().map(|(b, _)| d < *b).unwrap_or(true) {
-            best = Some((d, r));
-        }
-    }
-    best.expect("at least one repetition")
-}
-
 /// The raw GC: scan + batch delete of the expired keys of each batch.
 fn raw_gc(fd: i32, batch: u32) {
     let mut del = Vec::with_capacity(14 * batch as usize);
@@ -182,16 +171,26 @@ pub fn run(report: &mut Report) {
     let fd = map.as_fd().as_raw_fd();
 
     // --- Full scan ---------------------------------------------------------
-    // Calibration (not counted): the raw loop's best batch size.
-    let mut raw_best = (Duration::MAX, 0u32);
-    for batch in [256u32, 1024, 4096, 16384, 65536] {
-        let (d, seen) = best_of(2, || raw_scan(fd, batch, |_, _, _| {}));
-        assert_eq!(seen, n as usize);
-        if d < raw_best.0 {
-            raw_best = (d, batch);
+    // Calibration (not counted): the raw loop's best batch size, by the
+    // median of alternating rounds (a best of two picked a different size
+    // in each of three runs, and the GC rows' baseline with it).
+    let sizes = [256u32, 1024, 4096, 16384, 65536];
+    let mut took: Vec<Vec<f64>> = vec![Vec::new(); sizes.len()];
+    for round in 0..report.size(5, 1) {
+        let mut order: Vec<usize> = (0..sizes.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            let (d, seen) = time(|| raw_scan(fd, sizes[i], |_, _, _| {}));
+            assert_eq!(seen, n as usize);
+            took[i].push(d.as_secs_f64());
         }
     }
-    let batch = raw_best.1;
+    let medians: Vec<f64> = took.into_iter().map(median).collect();
+    let batch = (0..sizes.len())
+        .min_by(|&a, &b| medians[a].total_cmp(&medians[b]))
+        .map_or(4096, |i| sizes[i]);
     if std::env::var_os("CT_BENCH_SWEEP").is_some() {
         for batch in [128u32, 256, 512, 1024, 2048, 4096, 16384] {
             for _ in 0..3 {
@@ -207,8 +206,19 @@ pub fn run(report: &mut Report) {
         }
     }
     let rate = |d: Duration| n as f64 / d.as_secs_f64() / 1e6;
-    let scans = alternate(
-        report.rounds(Rounds::Other),
+    let rows = |scans: &Samples| {
+        vec![scans.row(
+            "conntrack",
+            format!("full scan, {label} entries (CtMap::iter, typed)"),
+            "ours",
+            format!("raw bpf_map_lookup_batch loop, batch {batch}"),
+            "raw",
+            "M entries/s",
+            Goal::RatioAtLeast(0.8),
+        )]
+    };
+    let made = alternate_until(
+        report.plan(Rounds::Other, 2),
         &mut [
             &mut |r: &mut Record<'_>| {
                 let (d, seen) = time(|| raw_scan(fd, batch, |_, _, _| {}));
@@ -231,16 +241,9 @@ pub fn run(report: &mut Report) {
                 r.put("ours", rate(d));
             },
         ],
+        &rows,
     );
-    report.add(scans.row(
-        "conntrack",
-        format!("full scan, {label} entries (CtMap::iter, typed)"),
-        "ours",
-        format!("raw bpf_map_lookup_batch loop, batch {batch}"),
-        "raw",
-        "M entries/s",
-        Goal::RatioAtLeast(0.8),
-    ));
+    report.add_all(made);
 
     // --- GC, 50% expired ---------------------------------------------------
     // Each contender refills the map (not timed), then collects it.
@@ -249,8 +252,65 @@ pub fn run(report: &mut Report) {
         fill(&map, n);
     };
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let gcs = alternate(
-        report.rounds(Rounds::Other),
+    let rows = |gcs: &Samples| {
+        let mut made = Vec::new();
+        let raw_name = "raw lookup_batch scan + raw delete_batch (loses renewals)";
+        // Which mode is faster, by the per-round paired ratio of the two.
+        let modes = gcs.ratio("overlapped", "sequential");
+        let faster = if modes.straddles(1.0) {
+            "neither mode faster"
+        } else if modes.median < 1.0 {
+            "overlapped faster"
+        } else {
+            "sequential faster"
+        };
+        made.push(gcs.row(
+        "conntrack",
+        format!(
+            "GC pass, {label} entries, 50% expired, syscall scan, deletes overlapped on a 2nd thread"
+        ),
+        "overlapped",
+        raw_name,
+        "raw",
+        "ms",
+        Goal::RatioAtMost(1.25),
+    ));
+        made.push(gcs.row(
+            "conntrack",
+            format!(
+            "GC pass, {label} entries, 50% expired, syscall scan, one thread (sequential: true)"
+        ),
+            "sequential",
+            raw_name,
+            "raw",
+            "ms",
+            // The goal belongs to the default mode (overlapped, chosen by the
+            // next row's measurement); one thread is reported for comparison.
+            Goal::None,
+        ));
+        made.push(
+            gcs.row(
+                "conntrack",
+                format!("GC pass, {label} entries: overlapped against one thread"),
+                "overlapped",
+                "the same GC with sequential: true",
+                "sequential",
+                "ms",
+                Goal::None,
+            )
+            .note(faster),
+        );
+        made.push(gcs.alone(
+            "conntrack",
+            format!("peak RSS growth during GC of {label} entries"),
+            "rss",
+            "MiB",
+            Goal::Below(16.0),
+        ));
+        made
+    };
+    let made = alternate_until(
+        report.plan(Rounds::Other, 2),
         &mut [
             &mut |r: &mut Record<'_>| {
                 refill();
@@ -275,60 +335,9 @@ pub fn run(report: &mut Report) {
                 r.put("sequential", ms(d));
             },
         ],
+        &rows,
     );
-    let raw_name = "raw lookup_batch scan + raw delete_batch (loses renewals)";
-    // Which mode is faster, by the per-round paired ratio of the two.
-    let modes = gcs.ratio("overlapped", "sequential");
-    let faster = if modes.straddles(1.0) {
-        "neither mode faster"
-    } else if modes.median < 1.0 {
-        "overlapped faster"
-    } else {
-        "sequential faster"
-    };
-    report.add(gcs.row(
-        "conntrack",
-        format!(
-            "GC pass, {label} entries, 50% expired, syscall scan, deletes overlapped on a 2nd thread"
-        ),
-        "overlapped",
-        raw_name,
-        "raw",
-        "ms",
-        Goal::RatioAtMost(1.25),
-    ));
-    report.add(gcs.row(
-        "conntrack",
-        format!(
-            "GC pass, {label} entries, 50% expired, syscall scan, one thread (sequential: true)"
-        ),
-        "sequential",
-        raw_name,
-        "raw",
-        "ms",
-        // The goal belongs to the default mode (overlapped, chosen by the
-        // next row's measurement); one thread is reported for comparison.
-        Goal::None,
-    ));
-    report.add(
-        gcs.row(
-            "conntrack",
-            format!("GC pass, {label} entries: overlapped against one thread"),
-            "overlapped",
-            "the same GC with sequential: true",
-            "sequential",
-            "ms",
-            Goal::None,
-        )
-        .note(faster),
-    );
-    report.add(gcs.alone(
-        "conntrack",
-        format!("peak RSS growth during GC of {label} entries"),
-        "rss",
-        "MiB",
-        Goal::Below(16.0),
-    ));
+    report.add_all(made);
     gc_in_kernel_rows(report, &map, n, &label, batch);
 }
 
@@ -397,8 +406,19 @@ fn gc_in_kernel_rows(report: &mut Report, map: &CtMap, n: u32, label: &str, batc
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     // 1% expired: ours against the raw loop.
     let expired1 = n.div_ceil(100) as usize;
-    let one = alternate(
-        report.rounds(Rounds::Other),
+    let rows = |one: &Samples| {
+        vec![one.row(
+            "conntrack",
+            format!("GC pass, {label} entries, 1% expired (candidates found in the kernel)"),
+            "ours",
+            format!("raw lookup_batch scan + delete_batch, batch {batch} (loses renewals)"),
+            "raw",
+            "ms",
+            Goal::RatioAtMost(0.5),
+        )]
+    };
+    let made = alternate_until(
+        report.plan(Rounds::Other, 2),
         &mut [
             // A pass takes 0.1-0.3 s, short enough for one preempted slice
             // to move a round's ratio by a third: each contender's figure
@@ -421,20 +441,24 @@ fn gc_in_kernel_rows(report: &mut Report, map: &CtMap, n: u32, label: &str, batc
                 r.put("ours", median_of(passes));
             },
         ],
+        &rows,
     );
-    report.add(one.row(
-        "conntrack",
-        format!("GC pass, {label} entries, 1% expired (candidates found in the kernel)"),
-        "ours",
-        format!("raw lookup_batch scan + delete_batch, batch {batch} (loses renewals)"),
-        "raw",
-        "ms",
-        Goal::RatioAtMost(0.5),
-    ));
+    report.add_all(made);
     // 50% expired: ours against the floor of the design that keeps renewals.
     let expired50 = n.div_ceil(2) as usize;
-    let half = alternate(
-        report.rounds(Rounds::Other),
+    let rows = |half: &Samples| {
+        vec![half.row(
+            "conntrack",
+            format!("GC pass, {label} entries, 50% expired (candidates found in the kernel)"),
+            "ours",
+            "floor: in-kernel walk + raw lookup_and_delete per key",
+            "floor",
+            "ms",
+            Goal::RatioAtMost(1.1),
+        )]
+    };
+    let made = alternate_until(
+        report.plan(Rounds::Other, 2),
         &mut [
             &mut |r: &mut Record<'_>| {
                 fill_share(map, n, 2);
@@ -448,14 +472,7 @@ fn gc_in_kernel_rows(report: &mut Report, map: &CtMap, n: u32, label: &str, batc
                 r.put("ours", ms(d));
             },
         ],
+        &rows,
     );
-    report.add(half.row(
-        "conntrack",
-        format!("GC pass, {label} entries, 50% expired (candidates found in the kernel)"),
-        "ours",
-        "floor: in-kernel walk + raw lookup_and_delete per key",
-        "floor",
-        "ms",
-        Goal::RatioAtMost(1.1),
-    ));
+    report.add_all(made);
 }

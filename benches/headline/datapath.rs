@@ -43,8 +43,10 @@ use podnet_datapath::{
 };
 use testsupport::{pod_link, veth, BpfDir, Netns};
 
-use crate::report::{fmt_ratio, fmt_stat, Goal, Report};
-use crate::rounds::{alternate, Record, Rounds};
+use crate::report::{cpu_ns_per_run, fmt_ratio, fmt_stat, Goal, Report};
+use crate::rounds::{
+    alternate, alternate_until, mean, median, pieces, single_pairs, Record, Rounds, Samples,
+};
 
 const POD_IF: u32 = 10;
 pub(crate) const POD_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
@@ -161,9 +163,15 @@ impl Established {
             .expect("BPF_PROG_TEST_RUN")
     }
 
-    /// The kernel's average ns per run over `repeat` runs.
+    /// ns per run over `repeat` runs: the kernel's figure for a single run,
+    /// the thread's CPU time per run for more (`report::cpu_ns_per_run`).
     fn ns_per_packet(&self, prog: Program, pkt: &[u8], repeat: u32) -> f64 {
-        self.test_run(prog, pkt, repeat).duration.as_nanos() as f64
+        if repeat <= 1 {
+            return self.test_run(prog, pkt, repeat).duration.as_nanos() as f64;
+        }
+        cpu_ns_per_run(repeat, || {
+            self.test_run(prog, pkt, repeat);
+        })
     }
 }
 
@@ -185,7 +193,6 @@ pub fn run_programs(report: &mut Report) {
 
     // A round is cheap (5 x 0.1 s), so these rows take more rounds than the
     // minimum.
-    let rounds = report.rounds(Rounds::Other).max(report.size(21, 3));
     fn measure<'a>(
         e: &'a Established,
         prog: Program,
@@ -195,8 +202,56 @@ pub fn run_programs(report: &mut Report) {
     ) -> impl FnMut(&mut Record<'_>) + 'a {
         move |r: &mut Record<'_>| r.put(name, e.ns_per_packet(prog, pkt, repeat))
     }
-    let samples = alternate(
-        rounds,
+    let pass_name = "tc program returning TC_ACT_OK";
+    let rows = |samples: &Samples| {
+        let mut made = vec![samples.alone(
+            "datapath",
+            format!("the empty program itself (tc_pass, the test-run loop's own cost on this machine), x{repeat}"),
+            "pass",
+            "ns/pkt",
+            Goal::None,
+        )];
+        let rows = [
+            (
+                format!("from-container, established TCP flow, BPF_PROG_TEST_RUN x{repeat}"),
+                "from",
+                Goal::RatioAtMost(4.0),
+            ),
+            (
+                format!("the same with ct_accounting off (no per-flow counters), x{repeat}"),
+                "from noacct",
+                Goal::None,
+            ),
+            (
+                format!("to-container, reply of an established flow, x{repeat}"),
+                "to",
+                Goal::None,
+            ),
+            (
+                format!("floor: parse + one conntrack lookup (tc_ct_lookup), x{repeat}"),
+                "floor",
+                Goal::None,
+            ),
+        ];
+        for (figure, ours, goal) in rows {
+            let mut row = samples
+                .row("datapath", figure, ours, pass_name, "pass", "ns/pkt", goal)
+                .note(format!(
+                    "{} ns above the empty program",
+                    fmt_stat(&samples.difference(ours, "pass"))
+                ));
+            if ours != "floor" {
+                row = row.note(format!(
+                    "{} tc_ct_lookup",
+                    fmt_ratio(&samples.ratio(ours, "floor"))
+                ));
+            }
+            made.push(row);
+        }
+        made
+    };
+    report.add_all(alternate_until(
+        report.plan_of(21, 3),
         &mut [
             &mut measure(&exact, Program::Pass, &ack, "pass", repeat),
             &mut measure(&exact, Program::FromContainer, &ack, "from", repeat),
@@ -210,52 +265,8 @@ pub fn run_programs(report: &mut Report) {
             &mut measure(&exact, Program::ToContainer, &reply, "to", repeat),
             &mut measure(&exact, Program::CtLookup, &ack, "floor", repeat),
         ],
-    );
-    let pass_name = "tc program returning TC_ACT_OK";
-    report.add(samples.alone(
-        "datapath",
-        format!("the empty program itself (tc_pass, the test-run loop's own cost on this machine), x{repeat}"),
-        "pass",
-        "ns/pkt",
-        Goal::None,
+        &rows,
     ));
-    let rows = [
-        (
-            format!("from-container, established TCP flow, BPF_PROG_TEST_RUN x{repeat}"),
-            "from",
-            Goal::RatioAtMost(4.0),
-        ),
-        (
-            format!("the same with ct_accounting off (no per-flow counters), x{repeat}"),
-            "from noacct",
-            Goal::None,
-        ),
-        (
-            format!("to-container, reply of an established flow, x{repeat}"),
-            "to",
-            Goal::None,
-        ),
-        (
-            format!("floor: parse + one conntrack lookup (tc_ct_lookup), x{repeat}"),
-            "floor",
-            Goal::None,
-        ),
-    ];
-    for (figure, ours, goal) in rows {
-        let mut row = samples
-            .row("datapath", figure, ours, pass_name, "pass", "ns/pkt", goal)
-            .note(format!(
-                "{} ns above the empty program",
-                fmt_stat(&samples.difference(ours, "pass"))
-            ));
-        if ours != "floor" {
-            row = row.note(format!(
-                "{} tc_ct_lookup",
-                fmt_ratio(&samples.ratio(ours, "floor"))
-            ));
-        }
-        report.add(row);
-    }
     for e in [exact, uncounted] {
         if let Err(err) = e.dp.teardown() {
             eprintln!("datapath bench teardown: {err}");
@@ -314,39 +325,49 @@ pub fn run_traffic(report: &mut Report) {
     let bpf = Topology::new(Kind::Datapath);
     let hooks = Topology::new(Kind::PassHooks);
 
-    fn iperf<'a>(t: &'a Topology, name: &'a str, secs: usize) -> impl FnMut(&mut Record<'_>) + 'a {
-        move |r: &mut Record<'_>| {
-            let run = t.iperf(secs);
-            r.put(name, run.gbps);
-            r.put(&format!("{name} per cpu"), run.gbit_per_cpu_second);
-        }
-    }
-    let tp = alternate(
-        report.rounds(Rounds::Network),
-        &mut [
-            &mut iperf(&plain, "plain", secs),
-            &mut iperf(&bpf, "bpf", secs),
-        ],
-    );
+    // A round's `secs` of traffic per topology go in pieces of 1 s, the
+    // two topologies taking turns (`rounds::pieces`).
+    let each = 1;
+    let turns = secs / each;
     let plain_name = "plain kernel routing, same topology";
     let pinned = format!("client and server on CPU {CPU}");
-    report.add(tp.row(
-        "datapath",
-        format!("cross-node pod-to-pod TCP throughput, iperf3 {secs} s, {pinned}"),
-        "bpf",
-        plain_name,
-        "plain",
-        "Gbit/s",
-        Goal::RatioAtLeast(0.9),
-    ));
-    report.add(tp.row(
-        "datapath",
-        "the same iperf3 runs per CPU-second (client + server process time, softirq in their context included, + ksoftirqd)",
-        "bpf per cpu",
-        plain_name,
-        "plain per cpu",
-        "Gbit/CPU-s",
-        Goal::RatioAtLeast(0.9),
+    let rows = |tp: &Samples| {
+        vec![
+            tp.row(
+                "datapath",
+                format!("cross-node pod-to-pod TCP throughput, iperf3 {turns} x {each} s taking turns, {pinned}"),
+                "bpf",
+                plain_name,
+                "plain",
+                "Gbit/s",
+                Goal::RatioAtLeast(0.9),
+            ),
+            tp.row(
+                "datapath",
+                "the same iperf3 runs per CPU-second (client + server process time, softirq in their context included, + ksoftirqd)",
+                "bpf per cpu",
+                plain_name,
+                "plain per cpu",
+                "Gbit/CPU-s",
+                Goal::RatioAtLeast(0.9),
+            ),
+        ]
+    };
+    report.add_all(alternate_until(
+        report.plan(Rounds::Network, 2),
+        &mut [&mut |r: &mut Record<'_>| {
+            let [p, b] = pieces(
+                turns,
+                r.round() % 2,
+                [&mut || plain.iperf(each), &mut || bpf.iperf(each)],
+            );
+            for (runs, name) in [(p, "plain"), (b, "bpf")] {
+                r.put(name, mean(runs.iter().map(|x| x.gbps)));
+                let per_cpu = mean(runs.iter().map(|x| x.gbit_per_cpu_second));
+                r.put(&format!("{name} per cpu"), per_cpu);
+            }
+        }],
+        &rows,
     ));
 
     // Ping and request/response are cheap: more rounds than the minimum.
@@ -356,14 +377,44 @@ pub fn run_traffic(report: &mut Report) {
     let topologies = [(&plain, "plain"), (&bpf, "bpf"), (&hooks, "hooks")];
     let chunks = report.size(10, 2);
     let ping_chunks = report.size(4, 2);
-    let lat_rounds = report.rounds(Rounds::Network).max(report.size(16, 3));
     // SAFETY: a zeroed cpu_set_t is valid; sched_getaffinity fills it.
     let mut old: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: `old` is a cpu_set_t of the size given.
     unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut old) };
     pin_thread();
-    let lat = alternate(
-        lat_rounds,
+    let rows = |lat: &Samples| {
+        [
+            (
+                format!("cross-node TCP request/response (1 byte each way, {transactions} back to back), {pinned}"),
+                "bpf rr",
+                "plain rr",
+                Goal::RatioAtMost(1.1),
+            ),
+            (
+                "the same request/response with TC_ACT_OK programs on the datapath's hooks instead (what the hooks alone cost)".to_string(),
+                "hooks rr",
+                "plain rr",
+                Goal::None,
+            ),
+            (
+                format!("cross-node ping RTT, {probes} probes 10 ms apart, ping on CPU {CPU}"),
+                "bpf rtt",
+                "plain rtt",
+                Goal::RatioAtMost(1.1),
+            ),
+            (
+                "the same ping with TC_ACT_OK programs on the hooks".to_string(),
+                "hooks rtt",
+                "plain rtt",
+                Goal::None,
+            ),
+        ]
+        .into_iter()
+        .map(|(figure, ours, base, goal)| lat.row("datapath", figure, ours, plain_name, base, "us", goal))
+        .collect()
+    };
+    let lat = alternate_until(
+        report.plan_of(16, 2),
         &mut [&mut |r: &mut Record<'_>| {
             let flip = r.round() % 2;
             let order = |chunk: usize| -> Vec<usize> {
@@ -395,38 +446,11 @@ pub fn run_traffic(report: &mut Report) {
                 r.put(&format!("{name} rtt"), rtt[i]);
             }
         }],
+        &rows,
     );
     // SAFETY: `old` is the affinity read above.
     unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &old) };
-    let rows = [
-        (
-            format!("cross-node TCP request/response (1 byte each way, {transactions} back to back), {pinned}"),
-            "bpf rr",
-            "plain rr",
-            Goal::RatioAtMost(1.1),
-        ),
-        (
-            "the same request/response with TC_ACT_OK programs on the datapath's hooks instead (what the hooks alone cost)".to_string(),
-            "hooks rr",
-            "plain rr",
-            Goal::None,
-        ),
-        (
-            format!("cross-node ping RTT, {probes} probes 10 ms apart, ping on CPU {CPU}"),
-            "bpf rtt",
-            "plain rtt",
-            Goal::RatioAtMost(1.1),
-        ),
-        (
-            "the same ping with TC_ACT_OK programs on the hooks".to_string(),
-            "hooks rtt",
-            "plain rtt",
-            Goal::None,
-        ),
-    ];
-    for (figure, ours, base, goal) in rows {
-        report.add(lat.row("datapath", figure, ours, plain_name, base, "us", goal));
-    }
+    report.add_all(lat);
     drop((plain, bpf, hooks));
 }
 
@@ -697,19 +721,35 @@ fn run_services(report: &mut Report) {
     assert_eq!(&out.data[30..34], &REMOTE.octets(), "DNAT to the backend");
     let plain_ack = ack();
 
-    let rounds = report.rounds(Rounds::Other).max(report.size(21, 3));
     // BPF_PROG_TEST_RUN repeats a program on one skb, so a DNAT done by the
     // first repetition would be seen by the next ones: every figure here is
     // the median of single runs, each on a fresh copy of the packet.
     let n = report.size(2000, 200);
-    let samples = {
-        let single = |pkt: &[u8]| -> f64 {
-            let mut v: Vec<f64> = (0..n)
-                .map(|_| e.ns_per_packet(Program::FromContainer, pkt, 1))
-                .collect();
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
+    let rows = |samples: &Samples| {
+        vec![
+            samples.row(
+                "datapath",
+                format!("from-container, established service flow (ClusterIP, remote backend), median of {n} single runs per round"),
+                "svc",
+                "the same pod's established non-service flow",
+                "plain",
+                "ns/pkt",
+                Goal::RatioAtMost(1.3),
+            ),
+            samples.row(
+                "datapath",
+                format!("from-container, first packet of a service connection, median of {} new connections per round", n / 10),
+                "svc first",
+                "first packet of a non-service connection",
+                "plain first",
+                "ns/pkt",
+                Goal::None,
+            ),
+        ]
+    };
+    let made = {
+        // The two flows' single runs interleave (`single_pairs`), so that a
+        // slow stretch of the machine falls on both alike.
         let mut port: u16 = 1024;
         let mut first = |dst: Ipv4Addr, dport: u16| -> f64 {
             let mut v = Vec::with_capacity(n);
@@ -718,14 +758,22 @@ fn run_services(report: &mut Report) {
                 let pkt = tcp_packet(POD, dst, port, dport, 0x02, 0);
                 v.push(e.ns_per_packet(Program::FromContainer, &pkt, 1));
             }
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
+            median(v)
         };
-        alternate(
-            rounds,
+        alternate_until(
+            report.plan_of(21, 2),
             &mut [
-                &mut |r: &mut Record<'_>| r.put("plain", single(&plain_ack)),
-                &mut |r: &mut Record<'_>| r.put("svc", single(&svc_ack)),
+                &mut |r: &mut Record<'_>| {
+                    let [plain, svc] = single_pairs(
+                        n,
+                        [
+                            &mut || e.ns_per_packet(Program::FromContainer, &plain_ack, 1),
+                            &mut || e.ns_per_packet(Program::FromContainer, &svc_ack, 1),
+                        ],
+                    );
+                    r.put("plain", plain);
+                    r.put("svc", svc);
+                },
                 &mut |r: &mut Record<'_>| {
                     let a = first(REMOTE, 443);
                     let b = first(VIP, 443);
@@ -733,26 +781,10 @@ fn run_services(report: &mut Report) {
                     r.put("svc first", b);
                 },
             ],
+            &rows,
         )
     };
-    report.add(samples.row(
-        "datapath",
-        format!("from-container, established service flow (ClusterIP, remote backend), median of {n} single runs per round"),
-        "svc",
-        "the same pod's established non-service flow",
-        "plain",
-        "ns/pkt",
-        Goal::RatioAtMost(1.3),
-    ));
-    report.add(samples.row(
-        "datapath",
-        format!("from-container, first packet of a service connection, median of {} new connections per round", n / 10),
-        "svc first",
-        "first packet of a non-service connection",
-        "plain first",
-        "ns/pkt",
-        Goal::None,
-    ));
+    report.add_all(made);
     if let Err(err) = e.dp.teardown() {
         eprintln!("datapath bench teardown: {err}");
     }

@@ -8,20 +8,32 @@
 //! (ours / baseline of the same round) with its interquartile spread, plus
 //! the raw medians of both sides. Load from elsewhere on the machine that
 //! lasts longer than a round cancels out of a paired ratio; a best-of or a
-//! ratio of two medians keeps it.
+//! ratio of two medians keeps it. Noise that comes and goes within a round
+//! is shared too where the contenders take turns inside it: single
+//! `BPF_PROG_TEST_RUN`s interleave run by run (`single_pairs`), iperf3 in
+//! pieces of a second (`pieces`), route adds in chunks.
+//!
+//! **The verdict.** A goal is met or missed by that median; the row is
+//! *unsettled* when a distribution-free 95 % confidence interval of the
+//! median (order statistics, `Stat::ci_lo` / `ci_hi`) holds the goal: the
+//! rounds cannot tell. Rows judged by `alternate_until` that are unsettled
+//! after their first rounds run as many again, up to a cap, before the
+//! verdict; the interval narrows with the rounds where the interquartile
+//! spread would not (a median 0.12 above its goal with quartiles 0.1 either
+//! side of it is settled, given rounds enough).
 //!
 //! ```ignore
-//! let samples = alternate(report.rounds(Rounds::Other), &mut [
+//! let rows = |s: &Samples| vec![s.row(AREA, "GC pass, 1M entries", "ours",
+//!     "raw loop", "raw", "ms", Goal::RatioAtMost(1.25))];
+//! report.add_all(alternate_until(report.plan(Rounds::Other, 2), &mut [
 //!     &mut |r: &mut Record| r.put("raw", measure_raw()),
 //!     &mut |r: &mut Record| r.put("ours", measure_ours()),
-//! ]);
-//! report.add(samples.row(AREA, "GC pass, 1M entries", "ours",
-//!     "raw loop", "raw", "ms", Goal::RatioAtMost(1.25)));
+//! ], &rows));
 //! ```
 
 use std::collections::BTreeMap;
 
-use crate::report::{Goal, Row};
+use crate::report::{Goal, Row, Verdict};
 
 /// Raises the benchmark's scheduling priority to nice -20 (threads and
 /// children started later inherit it), so that other work on a shared
@@ -52,16 +64,15 @@ pub enum Rounds {
 pub struct Record<'a> {
     round: usize,
     values: &'a mut BTreeMap<String, Vec<Option<f64>>>,
-    rounds: usize,
 }
 
 impl Record<'_> {
     /// Records `value` as this round's figure for `name`.
     pub fn put(&mut self, name: &str, value: f64) {
-        let v = self
-            .values
-            .entry(name.to_string())
-            .or_insert_with(|| vec![None; self.rounds]);
+        let v = self.values.entry(name.to_string()).or_default();
+        if v.len() <= self.round {
+            v.resize(self.round + 1, None);
+        }
         v[self.round] = Some(value);
     }
 
@@ -78,22 +89,96 @@ pub type Contender<'a> = &'a mut dyn FnMut(&mut Record<'_>);
 /// Runs `rounds` rounds of `contenders`, each once per round, in the given
 /// order on even rounds and reversed on odd ones.
 pub fn alternate(rounds: usize, contenders: &mut [Contender<'_>]) -> Samples {
-    let mut values = BTreeMap::new();
-    for round in 0..rounds {
-        let mut order: Vec<usize> = (0..contenders.len()).collect();
-        if round % 2 == 1 {
-            order.reverse();
+    let mut samples = Samples {
+        values: BTreeMap::new(),
+        rounds: 0,
+    };
+    samples.run(rounds, contenders);
+    samples
+}
+
+/// How many rounds a set of rows runs: `base` first, then `base` more at a
+/// time while a row with a goal is unsettled, up to `cap` in all. Few
+/// looks, each on many more rounds: every look is another chance for a
+/// median that sits on its goal to seem settled.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan {
+    pub base: usize,
+    pub cap: usize,
+}
+
+/// Runs the rounds of `plan` (see `Plan`) and returns the rows `rows` makes
+/// of the samples of all of them: a row whose median is near its goal gets
+/// more rounds, so that its verdict comes from a narrower confidence
+/// interval; the others stop at `plan.base`.
+pub fn alternate_until(
+    plan: Plan,
+    contenders: &mut [Contender<'_>],
+    rows: &dyn Fn(&Samples) -> Vec<Row>,
+) -> Vec<Row> {
+    let mut samples = alternate(plan.base, contenders);
+    let step = plan.base.max(1).next_multiple_of(2);
+    loop {
+        let made = rows(&samples);
+        let unsettled = made.iter().any(|r| r.verdict() == Verdict::Unsettled);
+        if !unsettled || samples.rounds >= plan.cap {
+            return made;
         }
-        for i in order {
-            let mut rec = Record {
-                round,
-                values: &mut values,
-                rounds,
-            };
-            (contenders[i])(&mut rec);
+        let more = step.min(plan.cap - samples.rounds);
+        samples.run(more, contenders);
+    }
+}
+
+/// The median of `v` (NaN when empty).
+pub fn median(v: Vec<f64>) -> f64 {
+    Stat::of(&v).median
+}
+
+/// `n` single runs of each of the `N` measurements, interleaved (the order
+/// reversed every other time), and the median of each one's figures: for
+/// figures of single `BPF_PROG_TEST_RUN`s, whose noise comes and goes
+/// within a round, two contenders measured side by side see the same
+/// machine where two blocks of runs one after the other would not.
+pub fn single_pairs<const N: usize>(n: usize, runs: [&mut dyn FnMut() -> f64; N]) -> [f64; N] {
+    let mut v: [Vec<f64>; N] = std::array::from_fn(|_| Vec::with_capacity(n));
+    for i in 0..n {
+        for j in 0..N {
+            let k = if i % 2 == 0 { j } else { N - 1 - j };
+            v[k].push((runs[k])());
         }
     }
-    Samples { values, rounds }
+    v.map(median)
+}
+
+/// `pieces` runs of each of the `N` measurements, taking turns (the order
+/// reversed every other piece, and every other round by `flip`): for runs
+/// of seconds, such as iperf3's, whose noise comes and goes within a round.
+/// Returns each measurement's results in the order they ran.
+pub fn pieces<const N: usize, T>(
+    pieces: usize,
+    flip: usize,
+    runs: [&mut dyn FnMut() -> T; N],
+) -> [Vec<T>; N] {
+    let mut out: [Vec<T>; N] = std::array::from_fn(|_| Vec::with_capacity(pieces));
+    for piece in 0..pieces {
+        for j in 0..N {
+            let k = if (piece + flip) % 2 == 0 {
+                j
+            } else {
+                N - 1 - j
+            };
+            out[k].push((runs[k])());
+        }
+    }
+    out
+}
+
+/// The mean of `v` (NaN when empty).
+pub fn mean(v: impl IntoIterator<Item = f64>) -> f64 {
+    let (sum, n) = v
+        .into_iter()
+        .fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+    sum / n as f64
 }
 
 /// Median, quartiles and extremes of a set of figures.
@@ -106,7 +191,31 @@ pub struct Stat {
     pub hi: f64,
     pub min: f64,
     pub max: f64,
+    /// A distribution-free confidence interval of the median, at least
+    /// 95 % coverage (order statistics by the binomial distribution); the
+    /// extremes when there are too few figures for one.
+    pub ci_lo: f64,
+    pub ci_hi: f64,
     pub n: usize,
+}
+
+/// The 1-based rank `k` of the order statistics `x(k)` and `x(n + 1 - k)`
+/// that bound a confidence interval of the median of `n` figures with at
+/// least 95 % coverage: the largest `k` with `P(Binomial(n, 1/2) < k) <=
+/// 2.5 %`; 1 (the extremes) when no `k` qualifies.
+fn median_ci_rank(n: usize) -> usize {
+    let mut p = 0.5f64.powi(n as i32);
+    let mut below = 0.0;
+    let mut k = 1;
+    for i in 0..n / 2 {
+        below += p; // P(X <= i) = P(X < i + 1)
+        if below > 0.025 {
+            break;
+        }
+        k = i + 1;
+        p *= (n - i) as f64 / (i + 1) as f64;
+    }
+    k.min(n.div_ceil(2)).max(1)
 }
 
 impl Stat {
@@ -123,19 +232,24 @@ impl Stat {
             let next = v[(i + 1).min(v.len() - 1)];
             v[i] + (next - v[i]) * frac
         };
+        let k = median_ci_rank(v.len());
+        let rank = |i: usize| v.get(i).copied().unwrap_or(f64::NAN);
         Stat {
             median: q(0.5),
             lo: q(0.25),
             hi: q(0.75),
             min: v.first().copied().unwrap_or(f64::NAN),
             max: v.last().copied().unwrap_or(f64::NAN),
+            ci_lo: rank(k - 1),
+            ci_hi: rank(v.len().wrapping_sub(k)),
             n: v.len(),
         }
     }
 
-    /// `true` when the goal lies strictly inside the interquartile spread.
+    /// `true` when the goal lies strictly inside the median's confidence
+    /// interval: the rounds cannot tell whether the median meets it.
     pub fn straddles(&self, goal: f64) -> bool {
-        self.lo < goal && goal < self.hi
+        self.ci_lo < goal && goal < self.ci_hi
     }
 }
 
@@ -146,10 +260,32 @@ pub struct Samples {
 }
 
 impl Samples {
+    /// Runs `rounds` more rounds of `contenders` (the order of each round
+    /// by its number over all rounds so far).
+    fn run(&mut self, rounds: usize, contenders: &mut [Contender<'_>]) {
+        for _ in 0..rounds {
+            let round = self.rounds;
+            let mut order: Vec<usize> = (0..contenders.len()).collect();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for i in order {
+                let mut rec = Record {
+                    round,
+                    values: &mut self.values,
+                };
+                (contenders[i])(&mut rec);
+            }
+            self.rounds += 1;
+        }
+    }
+
     /// The figures recorded for `name`, NaN for a round that recorded none.
     pub fn get(&self, name: &str) -> Vec<f64> {
         match self.values.get(name) {
-            Some(v) => v.iter().map(|x| x.unwrap_or(f64::NAN)).collect(),
+            Some(v) => (0..self.rounds)
+                .map(|i| v.get(i).copied().flatten().unwrap_or(f64::NAN))
+                .collect(),
             None => vec![f64::NAN; self.rounds],
         }
     }

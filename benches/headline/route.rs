@@ -14,8 +14,8 @@ use testsupport::Netns;
 #[path = "route_floor.rs"]
 mod floor;
 
-use crate::report::{peak_rss_mib, reset_peak_rss, time, Goal, Report};
-use crate::rounds::{alternate, Record, Rounds};
+use crate::report::{peak_rss_mib, reset_peak_rss, time, Goal, Report, Row};
+use crate::rounds::{alternate_until, Record, Rounds, Samples};
 
 const AREA: &str = "route";
 
@@ -74,8 +74,63 @@ pub fn run(report: &mut Report) {
 
     // Each contender adds and deletes the n routes in a fresh namespace of
     // the same shape; a round runs every contender once.
-    let samples = alternate(
-        report.rounds(Rounds::Other),
+    let rows = |samples: &Samples| {
+        let rows = [
+            (
+                format!("upsert one by one (with nexthop check), {k} /32 routes"),
+                "one add",
+                "ip -batch route replace",
+                "ip add",
+                Goal::RatioAtLeast(1.0),
+            ),
+            (
+                format!("upsert_many, {k} /32 routes"),
+                "many add",
+                "ip -batch route replace",
+                "ip add",
+                Goal::RatioAtLeast(1.5),
+            ),
+            (
+                format!("delete one by one, {k} /32 routes"),
+                "one del",
+                "ip -batch route del",
+                "ip del",
+                Goal::RatioAtLeast(1.0),
+            ),
+            (
+                format!("delete_many, {k} /32 routes"),
+                "many del",
+                "ip -batch route del",
+                "ip del",
+                Goal::RatioAtLeast(1.5),
+            ),
+        ];
+        let mut made: Vec<Row> = rows
+            .into_iter()
+            .map(|(figure, ours, base_name, base, goal)| {
+                samples.row(AREA, figure, ours, base_name, base, "routes/s", goal)
+            })
+            .collect();
+        made.push(samples.row(
+            AREA,
+            format!("lookup one route among {k} in main"),
+            "lookup",
+            "full dump of main (Cilium's lookup)",
+            "dump",
+            "ms",
+            Goal::Below(1.0),
+        ));
+        made.push(samples.alone(
+            AREA,
+            format!("peak RSS, upsert_many + delete_many of {k} routes"),
+            "rss",
+            "MiB",
+            Goal::None,
+        ));
+        made
+    };
+    let made = alternate_until(
+        report.plan(Rounds::Other, 2),
         &mut [
             &mut |r: &mut Record<'_>| {
                 let ns = node("bench-ip");
@@ -139,58 +194,10 @@ pub fn run(report: &mut Report) {
                 r.put("dump", t.as_secs_f64() * 1e3 / dumps as f64);
             },
         ],
+        &rows,
     );
     drop(hl);
     drop(ns_lookup);
-
-    let rows = [
-        (
-            format!("upsert one by one (with nexthop check), {k} /32 routes"),
-            "one add",
-            "ip -batch route replace",
-            "ip add",
-            Goal::RatioAtLeast(1.0),
-        ),
-        (
-            format!("upsert_many, {k} /32 routes"),
-            "many add",
-            "ip -batch route replace",
-            "ip add",
-            Goal::RatioAtLeast(1.5),
-        ),
-        (
-            format!("delete one by one, {k} /32 routes"),
-            "one del",
-            "ip -batch route del",
-            "ip del",
-            Goal::RatioAtLeast(1.0),
-        ),
-        (
-            format!("delete_many, {k} /32 routes"),
-            "many del",
-            "ip -batch route del",
-            "ip del",
-            Goal::RatioAtLeast(1.5),
-        ),
-    ];
-    for (figure, ours, base_name, base, goal) in rows {
-        report.add(samples.row(AREA, figure, ours, base_name, base, "routes/s", goal));
-    }
-    report.add(samples.row(
-        AREA,
-        format!("lookup one route among {k} in main"),
-        "lookup",
-        "full dump of main (Cilium's lookup)",
-        "dump",
-        "ms",
-        Goal::Below(1.0),
-    ));
-    report.add(samples.alone(
-        AREA,
-        format!("peak RSS, upsert_many + delete_many of {k} routes"),
-        "rss",
-        "MiB",
-        Goal::None,
-    ));
+    report.add_all(made);
     floor::run(report);
 }

@@ -7,11 +7,15 @@
 //! on one shared nexthop object (`nhid`, what FRR's zebra installs): their
 //! floor against the plain-gateway floor, and `upsert_many` through the
 //! object against the plain-gateway floor (goal 0.7x: faster than any tool
-//! that programs plain routes can be). Each contender works in a fresh
-//! namespace of the same shape, in alternating rounds (`rounds.rs`).
+//! that programs plain routes can be). Each contender works in a namespace
+//! of its own, of the same shape, kept for all rounds (`rounds.rs`); within
+//! a round the four contenders' adds take turns in chunks of 10k routes,
+//! and the two deletes (whole: `delete_many` dumps the table once per call)
+//! alternate.
 
 use std::fs::File;
 use std::net::Ipv4Addr;
+use std::ops::Range;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
@@ -20,11 +24,13 @@ use testsupport::Netns;
 
 use super::{count_label, node};
 use crate::report::{time, Goal, Report};
-use crate::rounds::{alternate, Record, Rounds};
+use crate::rounds::{alternate_until, Record, Rounds, Samples};
 
 const AREA: &str = "route";
 /// Requests per `send` of the floor loop.
 const WINDOW: usize = 1024;
+/// The pause before each timed part (see `settle` in `run`).
+const SETTLE: Duration = Duration::from_millis(100);
 
 const RTM_NEWROUTE: u16 = 24;
 const RTM_DELROUTE: u16 = 25;
@@ -142,11 +148,12 @@ impl Raw {
         self.tx[start..start + 4].copy_from_slice(&len.to_ne_bytes());
     }
 
-    /// Sends `n` requests of `shape`, a window per `send`, and reads the
-    /// replies up to each window's ack; returns how many failed.
-    fn run(&mut self, n: usize, shape: Shape) -> usize {
+    /// Sends the requests of routes `routes` of `shape`, a window per
+    /// `send`, and reads the replies up to each window's ack; returns how
+    /// many failed.
+    fn run(&mut self, routes: Range<usize>, shape: Shape) -> usize {
+        let (mut start, n) = (routes.start, routes.end);
         let mut failed = 0;
-        let mut start = 0;
         while start < n {
             let end = (start + WINDOW).min(n);
             self.tx.clear();
@@ -209,18 +216,51 @@ fn thread_cpu() -> (Duration, Duration) {
     (tv(u.ru_utime), tv(u.ru_stime))
 }
 
-/// Runs `f` and records its wall time as `name` (ms) and its user and
-/// system CPU time per route as `name user` / `name sys` (ns): on a busy
-/// machine the CPU times show where a difference comes from.
-fn timed<R>(r: &mut Record<'_>, name: &str, n: usize, f: impl FnOnce() -> R) -> R {
-    let (u0, s0) = thread_cpu();
-    let (t, out) = time(f);
-    let (u1, s1) = thread_cpu();
-    r.put(name, ms(t));
-    let per = |d: Duration| d.as_secs_f64() * 1e9 / n as f64;
-    r.put(&format!("{name} user"), per(u1 - u0));
-    r.put(&format!("{name} sys"), per(s1 - s0));
-    out
+/// One contender's wall and CPU time over the chunks of a round.
+#[derive(Default)]
+struct Took {
+    wall: Duration,
+    user: Duration,
+    sys: Duration,
+}
+
+impl Took {
+    /// Runs `f`, adding its wall time and this thread's CPU time.
+    fn add<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        let (u0, s0) = thread_cpu();
+        let (t, out) = time(f);
+        let (u1, s1) = thread_cpu();
+        self.wall += t;
+        self.user += u1 - u0;
+        self.sys += s1 - s0;
+        out
+    }
+
+    /// Records the wall time as `name` (ms) and the user and system CPU
+    /// time per route as `name user` / `name sys` (ns): on a busy machine
+    /// the CPU times show where a difference comes from.
+    fn put(&self, r: &mut Record<'_>, name: &str, n: usize) {
+        r.put(name, ms(self.wall));
+        let per = |d: Duration| d.as_secs_f64() * 1e9 / n as f64;
+        r.put(&format!("{name} user"), per(self.user));
+        r.put(&format!("{name} sys"), per(self.sys));
+    }
+}
+
+/// Runs `step(contender, chunk)` for every chunk of every contender, the
+/// contenders taking turns chunk by chunk (their order reversed every
+/// other chunk, and every other round by `flip`): noise that comes and
+/// goes faster than a whole contender's 100k routes falls on all alike.
+fn interleave(contenders: usize, chunks: usize, flip: usize, mut step: impl FnMut(usize, usize)) {
+    for chunk in 0..chunks {
+        let mut order: Vec<usize> = (0..contenders).collect();
+        if (chunk + flip) % 2 == 1 {
+            order.reverse();
+        }
+        for c in order {
+            step(c, chunk);
+        }
+    }
 }
 
 pub fn run(report: &mut Report) {
@@ -252,104 +292,157 @@ pub fn run(report: &mut Report) {
         ns
     };
 
-    let samples = alternate(
-        report.rounds(Rounds::Other),
-        &mut [
-            &mut |r: &mut Record<'_>| {
-                let ns = node("floor-gw");
-                let oif = ns.ifindex("eth0");
-                let mut raw = Raw::open(&ns);
-                let failed = timed(r, "floor add", n, || raw.run(n, Shape::Gateway { oif }));
-                assert_eq!(failed, 0, "every raw add succeeds");
-                let failed = timed(r, "floor del", n, || raw.run(n, Shape::Delete { oif }));
-                assert_eq!(failed, 0, "every raw delete succeeds");
-            },
-            &mut |r: &mut Record<'_>| {
-                let ns = node("floor-many");
-                let h = Handle::open_netns(ns.path()).expect("handle");
-                let res = timed(r, "many add", n, || h.upsert_many(&gateway, None));
-                assert!(res.iter().all(|r| matches!(r, Ok(true))));
-                drop(res);
-                let res = timed(r, "many del", n, || h.delete_many(&gateway));
-                assert!(res.iter().all(|r| r.is_ok()));
-            },
-            &mut |r: &mut Record<'_>| {
-                let ns = node_with_object("floor-nh");
-                let mut raw = Raw::open(&ns);
-                let failed = timed(r, "floor nh add", n, || raw.run(n, Shape::Object));
-                assert_eq!(failed, 0, "every raw nhid add succeeds");
-            },
-            &mut |r: &mut Record<'_>| {
-                let ns = node_with_object("floor-manynh");
-                let h = Handle::open_netns(ns.path()).expect("handle");
-                let res = timed(r, "many nh add", n, || h.upsert_many(&on_object, None));
-                assert!(res.iter().all(|r| matches!(r, Ok(true))));
-            },
-        ],
-    );
-
-    report.add(samples.row(
-        AREA,
-        format!("upsert_many, {k} /32 gateway routes, vs the raw netlink floor"),
-        "many add",
-        "raw pipelined RTM_NEWROUTE, 1024/send",
-        "floor add",
-        "ms",
-        Goal::RatioAtMost(1.1),
-    ));
-    report.add(samples.row(
-        AREA,
-        format!("delete_many, {k} /32 gateway routes, vs the raw netlink floor"),
-        "many del",
-        "raw pipelined RTM_DELROUTE, 1024/send",
-        "floor del",
-        "ms",
-        Goal::RatioAtMost(1.1),
-    ));
-    report.add(samples.row(
-        AREA,
-        format!("raw floor, {k} routes on one nexthop object (nhid) vs plain gateway routes"),
-        "floor nh add",
-        "raw floor, plain gateway routes",
-        "floor add",
-        "ms",
-        Goal::None,
-    ));
-    report.add(samples.row(
-        AREA,
-        format!("upsert_many, {k} routes on one nexthop object, vs its own raw floor"),
-        "many nh add",
-        "raw floor, nhid routes",
-        "floor nh add",
-        "ms",
-        Goal::None,
-    ));
-    report.add(samples.row(
-        AREA,
-        format!("upsert_many, {k} routes on one nexthop object, vs the plain-gateway floor"),
-        "many nh add",
-        "raw floor, plain gateway routes",
-        "floor add",
-        "ms",
-        Goal::RatioAtMost(0.7),
-    ));
-    // Where the time goes: CPU time per route of each contender.
-    for name in [
-        "floor add",
-        "many add",
-        "floor del",
-        "many del",
-        "floor nh add",
-        "many nh add",
-    ] {
-        for part in ["user", "sys"] {
-            report.add(samples.alone(
-                AREA,
-                format!("{part} CPU per route: {name}, {k} routes"),
-                &format!("{name} {part}"),
-                "ns",
-                Goal::None,
-            ));
+    // Each contender keeps its namespace for all rounds and takes its
+    // routes out again: a namespace dropped with 100k routes is torn down
+    // by the kernel in the background, under the RTNL lock the next
+    // contender's requests wait for. Within a round the contenders take
+    // turns in chunks of n/10 routes (`interleave`).
+    let ns_gw = node("floor-gw");
+    let oif = ns_gw.ifindex("eth0");
+    let mut raw_gw = Raw::open(&ns_gw);
+    let ns_many = node("floor-many");
+    let h_many = Handle::open_netns(ns_many.path()).expect("handle");
+    let ns_nh = node_with_object("floor-nh");
+    let mut raw_nh = Raw::open(&ns_nh);
+    let h_nh = Handle::open_netns(ns_nh.path()).expect("handle");
+    let ns_mnh = node_with_object("floor-manynh");
+    let h_mnh = Handle::open_netns(ns_mnh.path()).expect("handle");
+    // Deleting the object takes its routes with it.
+    let renew_object = |h: &Handle| {
+        h.delete_nexthop(1).expect("delete the nexthop object");
+        h.add_nexthop(&object).expect("nexthop object");
+    };
+    // The kernel frees deleted routes after an RCU grace period, 100k
+    // callbacks that would otherwise run during the next timing: the
+    // round's adds and its deletes start after a pause for them.
+    let settle = || std::thread::sleep(SETTLE);
+    let rows = |samples: &Samples| {
+        let mut made =
+            vec![
+            samples.row(
+            AREA,
+            format!("upsert_many, {k} /32 gateway routes, vs the raw netlink floor"),
+            "many add",
+            "raw pipelined RTM_NEWROUTE, 1024/send",
+            "floor add",
+            "ms",
+            Goal::RatioAtMost(1.1),
+            ),
+            samples.row(
+            AREA,
+            format!("delete_many, {k} /32 gateway routes, vs the raw netlink floor"),
+            "many del",
+            "raw pipelined RTM_DELROUTE, 1024/send",
+            "floor del",
+            "ms",
+            Goal::RatioAtMost(1.1),
+            ),
+            samples.row(
+            AREA,
+            format!("raw floor, {k} routes on one nexthop object (nhid) vs plain gateway routes"),
+            "floor nh add",
+            "raw floor, plain gateway routes",
+            "floor add",
+            "ms",
+            Goal::None,
+            ),
+            samples.row(
+            AREA,
+            format!("upsert_many, {k} routes on one nexthop object, vs its own raw floor"),
+            "many nh add",
+            "raw floor, nhid routes",
+            "floor nh add",
+            "ms",
+            Goal::None,
+            ),
+            samples.row(
+            AREA,
+            format!("upsert_many, {k} routes on one nexthop object, vs the plain-gateway floor"),
+            "many nh add",
+            "raw floor, plain gateway routes",
+            "floor add",
+            "ms",
+            Goal::RatioAtMost(0.7),
+            ),
+        ];
+        // Where the time goes: CPU time per route of each contender.
+        for name in [
+            "floor add",
+            "many add",
+            "floor del",
+            "many del",
+            "floor nh add",
+            "many nh add",
+        ] {
+            for part in ["user", "sys"] {
+                made.push(samples.alone(
+                    AREA,
+                    format!("{part} CPU per route: {name}, {k} routes"),
+                    &format!("{name} {part}"),
+                    "ns",
+                    Goal::None,
+                ));
+            }
         }
-    }
+        made
+    };
+    let chunks = report.size(10, 2);
+    let chunk = |c: usize| c * n / chunks..(c + 1) * n / chunks;
+    report.add_all(alternate_until(
+        report.plan(Rounds::Other, 2),
+        &mut [&mut |r: &mut Record<'_>| {
+            let flip = r.round() % 2;
+            // The adds: four contenders, each into its own namespace.
+            let mut took: [Took; 4] = Default::default();
+            settle();
+            interleave(4, chunks, flip, |c, k| {
+                let part = chunk(k);
+                let t = &mut took[c];
+                match c {
+                    0 => {
+                        let failed = t.add(|| raw_gw.run(part, Shape::Gateway { oif }));
+                        assert_eq!(failed, 0, "every raw add succeeds");
+                    }
+                    1 => {
+                        let res = t.add(|| h_many.upsert_many(&gateway[part], None));
+                        assert!(res.iter().all(|r| matches!(r, Ok(true))));
+                    }
+                    2 => {
+                        let failed = t.add(|| raw_nh.run(part, Shape::Object));
+                        assert_eq!(failed, 0, "every raw nhid add succeeds");
+                    }
+                    _ => {
+                        let res = t.add(|| h_mnh.upsert_many(&on_object[part], None));
+                        assert!(res.iter().all(|r| matches!(r, Ok(true))));
+                    }
+                }
+            });
+            for (t, name) in
+                took.iter()
+                    .zip(["floor add", "many add", "floor nh add", "many nh add"])
+            {
+                t.put(r, name, n);
+            }
+            // The deletes of the plain routes, whole (`delete_many` dumps
+            // the table once per call: in chunks it would dump ten times);
+            // the nhid routes go untimed with their object.
+            let mut took: [Took; 2] = Default::default();
+            settle();
+            interleave(2, 1, flip, |c, _| {
+                if c == 0 {
+                    let failed = took[0].add(|| raw_gw.run(0..n, Shape::Delete { oif }));
+                    assert_eq!(failed, 0, "every raw delete succeeds");
+                } else {
+                    let res = took[1].add(|| h_many.delete_many(&gateway));
+                    assert!(res.iter().all(|r| r.is_ok()));
+                }
+            });
+            took[0].put(r, "floor del", n);
+            took[1].put(r, "many del", n);
+            renew_object(&h_nh);
+            renew_object(&h_mnh);
+        }],
+        &rows,
+    ));
+    drop((ns_gw, ns_many, ns_nh, ns_mnh));
 }

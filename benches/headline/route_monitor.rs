@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use podnet_route::{Event, Handle, Monitor, Route, Topics};
 
 use crate::report::{Goal, Report};
-use crate::rounds::{alternate, Record, Rounds};
+use crate::rounds::{alternate_until, Record, Rounds, Samples};
 use crate::route::{count_label, node, routes};
 
 const AREA: &str = "route";
@@ -199,18 +199,11 @@ pub fn run(report: &mut Report) {
     let n = report.size(100_000, 2_000);
     let k = count_label(n);
     let rs = routes(n);
-    let samples = alternate(
-        report.rounds(Rounds::Other),
-        &mut [
-            &mut |r: &mut Record<'_>| put(r, "ip", n, &ip_monitor(&rs)),
-            &mut |r: &mut Record<'_>| put(r, "ours", n, &ours(&rs, None)),
-            // The receive buffer `ip` asks for (iproute2's 1 MiB default).
-            &mut |r: &mut Record<'_>| put(r, "ours-1m", n, &ours(&rs, Some(IP_RCVBUF))),
-        ],
-    );
-    let lost = samples.stat("ours lost");
-    let ip_seen = samples.stat("ip seen");
-    report.add(
+    let rows = |samples: &Samples| {
+        let mut made = Vec::new();
+        let lost = samples.stat("ours lost");
+        let ip_seen = samples.stat("ip seen");
+        made.push(
         samples
             .row(
                 AREA,
@@ -228,7 +221,7 @@ pub fn run(report: &mut Report) {
                 lost.max
             )),
     );
-    report.add(
+        made.push(
         samples
             .row(
                 AREA,
@@ -251,4 +244,17 @@ pub fn run(report: &mut Report) {
                 samples.stat("ours-1m lost").max,
             )),
     );
+        made
+    };
+    let made = alternate_until(
+        report.plan(Rounds::Other, 2),
+        &mut [
+            &mut |r: &mut Record<'_>| put(r, "ip", n, &ip_monitor(&rs)),
+            &mut |r: &mut Record<'_>| put(r, "ours", n, &ours(&rs, None)),
+            // The receive buffer `ip` asks for (iproute2's 1 MiB default).
+            &mut |r: &mut Record<'_>| put(r, "ours-1m", n, &ours(&rs, Some(IP_RCVBUF))),
+        ],
+        &rows,
+    );
+    report.add_all(made);
 }

@@ -35,7 +35,7 @@ use podnet_datapath::{Backend, Datapath, Endpoint, Hook, L4Protocol, Options, Se
 use testsupport::{pod_link, veth, BpfDir, Netns};
 
 use crate::report::{Goal, Report};
-use crate::rounds::{alternate, Record, Rounds};
+use crate::rounds::{alternate, alternate_until, Record, Rounds, Samples};
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);
 const BACKEND: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 2);
@@ -381,6 +381,52 @@ pub fn run(report: &mut Report) {
         ("dp10", Lab::new("dp10", true, 10)),
         ("dpbig", Lab::new("dpbig", true, big)),
     ];
+    let rows = |samples: &Samples| {
+        let mut made = Vec::new();
+        let n = big;
+        for (what, key, unit) in [
+            (
+                "TCP request/response rate on one connection",
+                "rr",
+                "k req/s",
+            ),
+            (
+                "new-connection rate (connect, one request/response, close)",
+                "conn",
+                "k conn/s",
+            ),
+        ] {
+            made.push(samples.row(
+                "services",
+                format!("{what} to one ClusterIP, this datapath, {n} services"),
+                &format!("dpbig {key}"),
+                "the same with 10 services",
+                &format!("dp10 {key}"),
+                unit,
+                Goal::RatioAtLeast(1.0 / 1.1),
+            ));
+            made.push(samples.row(
+                "services",
+                format!("{what} to one ClusterIP, {n} services: this datapath"),
+                &format!("dpbig {key}"),
+                format!("kube-proxy iptables mode, {n} services"),
+                &format!("kpbig {key}"),
+                unit,
+                Goal::RatioAtLeast(2.0),
+            ));
+            made.push(samples.row(
+                "services",
+                format!("{what} to one ClusterIP, kube-proxy iptables mode, {n} services"),
+                &format!("kpbig {key}"),
+                "the same with 10 services",
+                &format!("kp10 {key}"),
+                unit,
+                Goal::None,
+            ));
+        }
+
+        made
+    };
     let samples = {
         let mut contenders: Vec<Box<Measure<'_>>> = labs
             .iter()
@@ -393,50 +439,9 @@ pub fn run(report: &mut Report) {
             .collect();
         let mut refs: Vec<&mut Measure<'_>> =
             contenders.iter_mut().map(|c| c.as_mut() as _).collect();
-        alternate(rounds, &mut refs)
+        alternate_until(report.plan(Rounds::Network, 2), &mut refs, &rows)
     };
-    let n = big;
-    for (what, key, unit) in [
-        (
-            "TCP request/response rate on one connection",
-            "rr",
-            "k req/s",
-        ),
-        (
-            "new-connection rate (connect, one request/response, close)",
-            "conn",
-            "k conn/s",
-        ),
-    ] {
-        report.add(samples.row(
-            "services",
-            format!("{what} to one ClusterIP, this datapath, {n} services"),
-            &format!("dpbig {key}"),
-            "the same with 10 services",
-            &format!("dp10 {key}"),
-            unit,
-            Goal::RatioAtLeast(1.0 / 1.1),
-        ));
-        report.add(samples.row(
-            "services",
-            format!("{what} to one ClusterIP, {n} services: this datapath"),
-            &format!("dpbig {key}"),
-            format!("kube-proxy iptables mode, {n} services"),
-            &format!("kpbig {key}"),
-            unit,
-            Goal::RatioAtLeast(2.0),
-        ));
-        report.add(samples.row(
-            "services",
-            format!("{what} to one ClusterIP, kube-proxy iptables mode, {n} services"),
-            &format!("kpbig {key}"),
-            "the same with 10 services",
-            &format!("kp10 {key}"),
-            unit,
-            Goal::None,
-        ));
-    }
-
+    report.add_all(samples);
     // Socket LB for the pod: the dp10 lab, this process in a cgroup of its
     // own with socket load balancing attached for one contender only.
     let mut dp1 = labs[2].1.dps.remove(0);

@@ -30,7 +30,7 @@ use testsupport::{pod_link, veth, BpfDir, Netns};
 
 use crate::datapath::{csum, tcp_packet, NODE_MAC, POD_MAC};
 use crate::report::{Goal, Report};
-use crate::rounds::{alternate, Record, Rounds};
+use crate::rounds::{alternate_until, mean, pieces, single_pairs, Record, Rounds, Samples};
 
 const POD_IF: u32 = 10;
 const POD: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);
@@ -102,73 +102,71 @@ pub fn run_programs(report: &mut Report) {
     let (_, out) = single(&dp, Program::ToNetdev, &later, &lo);
     assert_eq!(&out[26..30], &NODE.octets(), "later fragment translated");
     let n = report.size(2000, 200);
-    let rounds = report.rounds(Rounds::Other).max(report.size(21, 3));
-    let median = |mut v: Vec<f64>| -> f64 {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
+    // Each pair's single runs interleave (`single_pairs`): their noise
+    // comes and goes within a round.
     let egress = |ack: &[u8]| -> f64 {
-        median(
-            (0..n)
-                .map(|_| {
-                    let (a, out) = single(&dp, Program::FromContainer, ack, &from_pod);
-                    let (b, _) = single(&dp, Program::ToNetdev, &out, &lo);
-                    a + b
-                })
-                .collect(),
-        )
+        let (a, out) = single(&dp, Program::FromContainer, ack, &from_pod);
+        let (b, _) = single(&dp, Program::ToNetdev, &out, &lo);
+        a + b
     };
-    let to_netdev = |pkt: &[u8]| -> f64 {
-        median(
-            (0..n)
-                .map(|_| single(&dp, Program::ToNetdev, pkt, &lo).0)
-                .collect(),
-        )
+    let to_netdev = |pkt: &[u8]| single(&dp, Program::ToNetdev, pkt, &lo).0;
+    let ingress = |reply: &[u8]| single(&dp, Program::FromNetdev, reply, &lo).0;
+    let rows = |samples: &Samples| {
+        vec![
+            samples.row(
+                "datapath",
+                format!("masquerade egress: from-container + to-netdev, established flow to the outside, median of {n} single runs"),
+                "masq out",
+                "the same pod's established flow to a remote pod (from-container + to-netdev)",
+                "plain out",
+                "ns/pkt",
+                Goal::RatioAtMost(1.5),
+            ),
+            samples.row(
+                "datapath",
+                format!("masquerade ingress: from-netdev, reply of the outside (reverse SNAT, delivery), median of {n} single runs"),
+                "masq in",
+                "from-netdev, reply of the remote pod (delivery)",
+                "plain in",
+                "ns/pkt",
+                Goal::RatioAtMost(1.5),
+            ),
+            samples.row(
+                "datapath",
+                format!("masquerade of a later fragment: to-netdev (fragment map, address rewrite), median of {n} single runs"),
+                "later frag",
+                "to-netdev on the same flow's unfragmented packet",
+                "to-netdev",
+                "ns/pkt",
+                Goal::None,
+            ),
+        ]
     };
-    let ingress = |reply: &[u8]| -> f64 {
-        median(
-            (0..n)
-                .map(|_| single(&dp, Program::FromNetdev, reply, &lo).0)
-                .collect(),
-        )
-    };
-    let samples = alternate(
-        rounds,
+    report.add_all(alternate_until(
+        report.plan_of(21, 2),
         &mut [
-            &mut |r: &mut Record<'_>| r.put("plain out", egress(&plain_ack)),
-            &mut |r: &mut Record<'_>| r.put("masq out", egress(&masq_ack)),
-            &mut |r: &mut Record<'_>| r.put("plain in", ingress(&plain_reply)),
-            &mut |r: &mut Record<'_>| r.put("masq in", ingress(&masq_reply)),
-            &mut |r: &mut Record<'_>| r.put("to-netdev", to_netdev(&masq_ack)),
-            &mut |r: &mut Record<'_>| r.put("later frag", to_netdev(&later)),
+            &mut |r: &mut Record<'_>| {
+                let [plain, masq] =
+                    single_pairs(n, [&mut || egress(&plain_ack), &mut || egress(&masq_ack)]);
+                r.put("plain out", plain);
+                r.put("masq out", masq);
+            },
+            &mut |r: &mut Record<'_>| {
+                let [plain, masq] = single_pairs(
+                    n,
+                    [&mut || ingress(&plain_reply), &mut || ingress(&masq_reply)],
+                );
+                r.put("plain in", plain);
+                r.put("masq in", masq);
+            },
+            &mut |r: &mut Record<'_>| {
+                let [whole, later] =
+                    single_pairs(n, [&mut || to_netdev(&masq_ack), &mut || to_netdev(&later)]);
+                r.put("to-netdev", whole);
+                r.put("later frag", later);
+            },
         ],
-    );
-    report.add(samples.row(
-        "datapath",
-        format!("masquerade egress: from-container + to-netdev, established flow to the outside, median of {n} single runs"),
-        "masq out",
-        "the same pod's established flow to a remote pod (from-container + to-netdev)",
-        "plain out",
-        "ns/pkt",
-        Goal::RatioAtMost(1.5),
-    ));
-    report.add(samples.row(
-        "datapath",
-        format!("masquerade ingress: from-netdev, reply of the outside (reverse SNAT, delivery), median of {n} single runs"),
-        "masq in",
-        "from-netdev, reply of the remote pod (delivery)",
-        "plain in",
-        "ns/pkt",
-        Goal::RatioAtMost(1.5),
-    ));
-    report.add(samples.row(
-        "datapath",
-        format!("masquerade of a later fragment: to-netdev (fragment map, address rewrite), median of {n} single runs"),
-        "later frag",
-        "to-netdev on the same flow's unfragmented packet",
-        "to-netdev",
-        "ns/pkt",
-        Goal::None,
+        &rows,
     ));
     if let Err(e) = dp.teardown() {
         eprintln!("snat bench teardown: {e}");
@@ -368,22 +366,33 @@ pub fn run_traffic(report: &mut Report) {
     let bpf = Topology::new(Kind::Bpf);
     let ipt = Topology::new(Kind::Iptables);
     let secs = report.size(3, 1);
-    let rounds = report.rounds(Rounds::Network);
-    let samples = alternate(
-        rounds,
-        &mut [
-            &mut |r: &mut Record<'_>| r.put("ipt", ipt.iperf(secs)),
-            &mut |r: &mut Record<'_>| r.put("bpf", bpf.iperf(secs)),
-        ],
-    );
-    report.add(samples.row(
-        "datapath",
-        format!("pod to outside TCP throughput, masqueraded by BPF, iperf3 {secs} s, client and server on CPU {CPU}"),
-        "bpf",
-        "the same with iptables MASQUERADE, no BPF",
-        "ipt",
-        "Gbit/s",
-        Goal::RatioAtLeast(1.0),
+    // A round's `secs` of traffic per topology go in pieces of 1 s, the
+    // two taking turns (`rounds::pieces`).
+    let each = 1;
+    let turns = secs / each;
+    let rows = |samples: &Samples| {
+        vec![samples.row(
+            "datapath",
+            format!("pod to outside TCP throughput, masqueraded by BPF, iperf3 {turns} x {each} s taking turns, client and server on CPU {CPU}"),
+            "bpf",
+            "the same with iptables MASQUERADE, no BPF",
+            "ipt",
+            "Gbit/s",
+            Goal::RatioAtLeast(1.0),
+        )]
+    };
+    report.add_all(alternate_until(
+        report.plan(Rounds::Network, 2),
+        &mut [&mut |r: &mut Record<'_>| {
+            let [i, b] = pieces(
+                turns,
+                r.round() % 2,
+                [&mut || ipt.iperf(each), &mut || bpf.iperf(each)],
+            );
+            r.put("ipt", mean(i));
+            r.put("bpf", mean(b));
+        }],
+        &rows,
     ));
 
     // The request/response client runs on this thread: pin it for the row
@@ -397,24 +406,28 @@ pub fn run_traffic(report: &mut Report) {
     let transactions = report.size(20_000, 500);
     let (mut cb, sb) = bpf.rr_connect(7101);
     let (mut ci, si) = ipt.rr_connect(7102);
-    let samples = alternate(
-        rounds.max(report.size(16, 3)),
+    let rows = |samples: &Samples| {
+        vec![samples.row(
+            "datapath",
+            format!("pod to outside TCP request/response (1 byte each way, {transactions} back to back), masqueraded by BPF"),
+            "bpf",
+            "the same with iptables MASQUERADE, no BPF",
+            "ipt",
+            "us",
+            Goal::RatioAtMost(1.0),
+        )]
+    };
+    let made = alternate_until(
+        report.plan_of(16, 2),
         &mut [
             &mut |r: &mut Record<'_>| r.put("ipt", rr(&mut ci, transactions)),
             &mut |r: &mut Record<'_>| r.put("bpf", rr(&mut cb, transactions)),
         ],
+        &rows,
     );
     drop((cb, ci));
     let _ = (sb.join(), si.join());
     // SAFETY: `old` is the affinity read above.
     unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &old) };
-    report.add(samples.row(
-        "datapath",
-        format!("pod to outside TCP request/response (1 byte each way, {transactions} back to back), masqueraded by BPF"),
-        "bpf",
-        "the same with iptables MASQUERADE, no BPF",
-        "ipt",
-        "us",
-        Goal::RatioAtMost(1.0),
-    ));
+    report.add_all(made);
 }
