@@ -45,7 +45,8 @@ use testsupport::{pod_link, veth, BpfDir, Netns};
 
 use crate::report::{cpu_ns_per_run, fmt_ratio, fmt_stat, Goal, Report};
 use crate::rounds::{
-    alternate, alternate_until, mean, median, pieces, single_pairs, Record, Rounds, Samples,
+    alternate, alternate_until, mean, median, pieces, single_pairs, take_turns, Record, Rounds,
+    Samples,
 };
 
 const POD_IF: u32 = 10;
@@ -417,29 +418,18 @@ pub fn run_traffic(report: &mut Report) {
         report.plan_of(16, 2),
         &mut [&mut |r: &mut Record<'_>| {
             let flip = r.round() % 2;
-            let order = |chunk: usize| -> Vec<usize> {
-                let mut o = vec![0, 1, 2];
-                if (chunk + flip) % 2 == 1 {
-                    o.reverse();
-                }
-                o
-            };
             let mut conns: Vec<RrConn> = topologies.iter().map(|(t, _)| t.rr_connect()).collect();
             let mut took = [std::time::Duration::ZERO; 3];
-            for chunk in 0..chunks {
-                for i in order(chunk) {
-                    took[i] += conns[i].exchange(transactions / chunks);
-                }
-            }
+            take_turns(3, chunks, flip, |i, _| {
+                took[i] += conns[i].exchange(transactions / chunks);
+            });
             for c in conns.drain(..) {
                 c.close();
             }
             let mut rtt = [0.0; 3];
-            for chunk in 0..ping_chunks {
-                for i in order(chunk) {
-                    rtt[i] += topologies[i].0.rtt(probes / ping_chunks) / ping_chunks as f64;
-                }
-            }
+            take_turns(3, ping_chunks, flip, |i, _| {
+                rtt[i] += topologies[i].0.rtt(probes / ping_chunks) / ping_chunks as f64;
+            });
             for (i, (_, name)) in topologies.iter().enumerate() {
                 let n = (transactions / chunks * chunks) as f64;
                 r.put(&format!("{name} rr"), took[i].as_secs_f64() * 1e6 / n);

@@ -134,43 +134,48 @@ pub fn median(v: Vec<f64>) -> f64 {
     Stat::of(&v).median
 }
 
-/// `n` single runs of each of the `N` measurements, interleaved (the order
-/// reversed every other time), and the median of each one's figures: for
-/// figures of single `BPF_PROG_TEST_RUN`s, whose noise comes and goes
-/// within a round, two contenders measured side by side see the same
-/// machine where two blocks of runs one after the other would not.
-pub fn single_pairs<const N: usize>(n: usize, runs: [&mut dyn FnMut() -> f64; N]) -> [f64; N] {
-    let mut v: [Vec<f64>; N] = std::array::from_fn(|_| Vec::with_capacity(n));
-    for i in 0..n {
-        for j in 0..N {
-            let k = if i % 2 == 0 { j } else { N - 1 - j };
-            v[k].push((runs[k])());
+/// Runs `step(contender, turn)` for every turn of every one of
+/// `contenders`, the contenders taking turns (their order reversed every
+/// other turn, and every other round by `flip`): noise that comes and goes
+/// faster than a round falls on all of them alike.
+pub fn take_turns(
+    contenders: usize,
+    turns: usize,
+    flip: usize,
+    mut step: impl FnMut(usize, usize),
+) {
+    for turn in 0..turns {
+        let mut order: Vec<usize> = (0..contenders).collect();
+        if (turn + flip) % 2 == 1 {
+            order.reverse();
+        }
+        for c in order {
+            step(c, turn);
         }
     }
-    v.map(median)
 }
 
-/// `pieces` runs of each of the `N` measurements, taking turns (the order
-/// reversed every other piece, and every other round by `flip`): for runs
-/// of seconds, such as iperf3's, whose noise comes and goes within a round.
-/// Returns each measurement's results in the order they ran.
+/// `pieces` runs of each of the `N` measurements, taking turns
+/// (`take_turns`): for runs of seconds, such as iperf3's, whose noise comes
+/// and goes within a round. Returns each measurement's results in the order
+/// they ran.
 pub fn pieces<const N: usize, T>(
     pieces: usize,
     flip: usize,
-    runs: [&mut dyn FnMut() -> T; N],
+    mut runs: [&mut dyn FnMut() -> T; N],
 ) -> [Vec<T>; N] {
     let mut out: [Vec<T>; N] = std::array::from_fn(|_| Vec::with_capacity(pieces));
-    for piece in 0..pieces {
-        for j in 0..N {
-            let k = if (piece + flip) % 2 == 0 {
-                j
-            } else {
-                N - 1 - j
-            };
-            out[k].push((runs[k])());
-        }
-    }
+    take_turns(N, pieces, flip, |k, _| out[k].push((runs[k])()));
     out
+}
+
+/// `n` single runs of each of the `N` measurements, taking turns, and the
+/// median of each one's figures: for figures of single
+/// `BPF_PROG_TEST_RUN`s, whose noise comes and goes within a round, two
+/// contenders measured side by side see the same machine where two blocks
+/// of runs one after the other would not.
+pub fn single_pairs<const N: usize>(n: usize, runs: [&mut dyn FnMut() -> f64; N]) -> [f64; N] {
+    pieces(n, 0, runs).map(median)
 }
 
 /// The mean of `v` (NaN when empty).

@@ -24,7 +24,7 @@ use testsupport::Netns;
 
 use super::{count_label, node};
 use crate::report::{time, Goal, Report};
-use crate::rounds::{alternate_until, Record, Rounds, Samples};
+use crate::rounds::{alternate_until, take_turns, Record, Rounds, Samples};
 
 const AREA: &str = "route";
 /// Requests per `send` of the floor loop.
@@ -247,22 +247,6 @@ impl Took {
     }
 }
 
-/// Runs `step(contender, chunk)` for every chunk of every contender, the
-/// contenders taking turns chunk by chunk (their order reversed every
-/// other chunk, and every other round by `flip`): noise that comes and
-/// goes faster than a whole contender's 100k routes falls on all alike.
-fn interleave(contenders: usize, chunks: usize, flip: usize, mut step: impl FnMut(usize, usize)) {
-    for chunk in 0..chunks {
-        let mut order: Vec<usize> = (0..contenders).collect();
-        if (chunk + flip) % 2 == 1 {
-            order.reverse();
-        }
-        for c in order {
-            step(c, chunk);
-        }
-    }
-}
-
 pub fn run(report: &mut Report) {
     // PODNET_FLOOR_ROUTES overrides the size (to profile the full size in
     // quick mode's 3 rounds).
@@ -296,7 +280,7 @@ pub fn run(report: &mut Report) {
     // routes out again: a namespace dropped with 100k routes is torn down
     // by the kernel in the background, under the RTNL lock the next
     // contender's requests wait for. Within a round the contenders take
-    // turns in chunks of n/10 routes (`interleave`).
+    // turns in chunks of n/10 routes (`rounds::take_turns`).
     let ns_gw = node("floor-gw");
     let oif = ns_gw.ifindex("eth0");
     let mut raw_gw = Raw::open(&ns_gw);
@@ -395,7 +379,7 @@ pub fn run(report: &mut Report) {
             // The adds: four contenders, each into its own namespace.
             let mut took: [Took; 4] = Default::default();
             settle();
-            interleave(4, chunks, flip, |c, k| {
+            take_turns(4, chunks, flip, |c, k| {
                 let part = chunk(k);
                 let t = &mut took[c];
                 match c {
@@ -428,7 +412,7 @@ pub fn run(report: &mut Report) {
             // the nhid routes go untimed with their object.
             let mut took: [Took; 2] = Default::default();
             settle();
-            interleave(2, 1, flip, |c, _| {
+            take_turns(2, 1, flip, |c, _| {
                 if c == 0 {
                     let failed = took[0].add(|| raw_gw.run(0..n, Shape::Delete { oif }));
                     assert_eq!(failed, 0, "every raw delete succeeds");
