@@ -418,12 +418,6 @@ fn our_default_gc(map: &CtMap, expect: usize) {
 /// quartile still reached 0.50x in one of three idle runs.
 const PASSES: usize = 5;
 
-/// The median of a few timings.
-fn median_of<const N: usize>(mut v: [f64; N]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[N / 2]
-}
-
 /// Issue #16's rows, on identically refilled maps (refills not timed).
 fn gc_in_kernel_rows(report: &mut Report, map: &CtMap, n: u32, label: &str, batch: u32) {
     let fd = map.as_fd().as_raw_fd();
@@ -455,7 +449,7 @@ fn gc_in_kernel_rows(report: &mut Report, map: &CtMap, n: u32, label: &str, batc
                     assert_eq!(map.count().expect("count"), n as usize - expired1);
                     ms(d)
                 });
-                r.put("raw", median_of(passes));
+                r.put("raw", median(passes.to_vec()));
             },
             &mut |r: &mut Record<'_>| {
                 let passes = [0; PASSES].map(|_| {
@@ -463,7 +457,7 @@ fn gc_in_kernel_rows(report: &mut Report, map: &CtMap, n: u32, label: &str, batc
                     let (d, ()) = time(|| our_default_gc(map, expired1));
                     ms(d)
                 });
-                r.put("ours", median_of(passes));
+                r.put("ours", median(passes.to_vec()));
             },
         ],
         &rows,
