@@ -367,6 +367,20 @@ fn move_self_to(cgroup: &std::path::Path) -> std::io::Result<()> {
     std::fs::write(cgroup.join("cgroup.procs"), std::process::id().to_string())
 }
 
+/// The two figures of every lab: what, its key in the samples, its unit.
+const METRICS: [(&str, &str, &str); 2] = [
+    (
+        "TCP request/response rate on one connection",
+        "rr",
+        "k req/s",
+    ),
+    (
+        "new-connection rate (connect, one request/response, close)",
+        "conn",
+        "k conn/s",
+    ),
+];
+
 /// One contender's measurement of a round.
 type Measure<'a> = dyn FnMut(&mut Record<'_>) + 'a;
 
@@ -384,18 +398,7 @@ pub fn run(report: &mut Report) {
     let rows = |samples: &Samples| {
         let mut made = Vec::new();
         let n = big;
-        for (what, key, unit) in [
-            (
-                "TCP request/response rate on one connection",
-                "rr",
-                "k req/s",
-            ),
-            (
-                "new-connection rate (connect, one request/response, close)",
-                "conn",
-                "k conn/s",
-            ),
-        ] {
+        for (what, key, unit) in METRICS {
             made.push(samples.row(
                 "services",
                 format!("{what} to one ClusterIP, this datapath, {n} services"),
@@ -471,18 +474,7 @@ pub fn run(report: &mut Report) {
         );
         let _ = move_self_to(&back);
         let _ = std::fs::remove_dir(&dir);
-        for (what, key, unit) in [
-            (
-                "TCP request/response rate on one connection",
-                "rr",
-                "k req/s",
-            ),
-            (
-                "new-connection rate (connect, one request/response, close)",
-                "conn",
-                "k conn/s",
-            ),
-        ] {
+        for (what, key, unit) in METRICS {
             report.add(samples.row(
                 "services",
                 format!("{what} to a ClusterIP from a pod, socket LB (cgroup connect4)"),
