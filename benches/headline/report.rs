@@ -156,9 +156,8 @@ pub fn fmt_ratio(s: &Stat) -> String {
 /// `0.98-1.07x, 24` (a ratio) or `0.98-1.07, 24`: the median's confidence
 /// interval and the number of rounds.
 fn fmt_ci(s: &Stat, ratio: bool) -> String {
-    let x = if ratio { "x" } else { "" };
     if ratio {
-        format!("{:.2}-{:.2}{x}, {}", s.ci_lo, s.ci_hi, s.n)
+        format!("{:.2}-{:.2}x, {}", s.ci_lo, s.ci_hi, s.n)
     } else {
         format!("{}-{}, {}", fmt_num(s.ci_lo), fmt_num(s.ci_hi), s.n)
     }
