@@ -1,6 +1,7 @@
 //! Services at scale (issue #11), against what users run instead.
 //!
-//! Four copies of one lab, built once and measured in alternating rounds:
+//! Four copies of one lab, built once and measured in alternating rounds
+//! (inside a round the four take turns, a chunk of each figure at a time):
 //! a client pod on node 1 reaches one ClusterIP (the middle one of the
 //! list) whose three backends (one pod on node 2, ports 8080-8082) are on
 //! the other node, with
@@ -35,7 +36,7 @@ use podnet_datapath::{Backend, Datapath, Endpoint, Hook, L4Protocol, Options, Se
 use testsupport::{pod_link, veth, BpfDir, Netns};
 
 use crate::report::{Goal, Report};
-use crate::rounds::{alternate, alternate_until, Record, Rounds, Samples};
+use crate::rounds::{alternate, alternate_until, take_turns, Record, Rounds, Samples};
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);
 const BACKEND: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 2);
@@ -268,12 +269,13 @@ impl Lab {
             _pins: pins,
         };
         // Warm up (ARP, caches) and prove the path works.
-        lab.connections(3);
+        lab.connections_took(3);
         lab
     }
 
-    /// `n` request/responses on one connection to the frontend, per second.
-    fn rr_rate(&self, n: usize) -> f64 {
+    /// How long `n` request/responses on one connection to the frontend
+    /// take (the connect not counted).
+    fn rr_took(&self, n: usize) -> Duration {
         let fe = self.frontend;
         self.client.run(move || {
             let mut s = TcpStream::connect_timeout(&fe, Duration::from_secs(3)).expect("connect");
@@ -287,12 +289,12 @@ impl Lab {
                     .and_then(|()| s.read_exact(&mut b))
                     .expect("exchange");
             }
-            n as f64 / t.elapsed().as_secs_f64()
+            t.elapsed()
         })
     }
 
-    /// `n` connections (connect, one request/response, close), per second.
-    fn connections(&self, n: usize) -> f64 {
+    /// How long `n` connections (connect, one request/response, close) take.
+    fn connections_took(&self, n: usize) -> Duration {
         let fe = self.frontend;
         self.client.run(move || {
             let t = Instant::now();
@@ -308,9 +310,14 @@ impl Lab {
                     .expect("exchange");
                 close_without_time_wait(s);
             }
-            n as f64 / t.elapsed().as_secs_f64()
+            t.elapsed()
         })
     }
+}
+
+/// `n` in `t`, per second.
+fn per_s(n: usize, t: Duration) -> f64 {
+    n as f64 / t.as_secs_f64()
 }
 
 /// Closes with a reset (`SO_LINGER` 0) instead of a FIN: a full run opens
@@ -381,8 +388,9 @@ const METRICS: [(&str, &str, &str); 2] = [
     ),
 ];
 
-/// One contender's measurement of a round.
-type Measure<'a> = dyn FnMut(&mut Record<'_>) + 'a;
+/// The chunks of a round's exchanges and connections that the four scale
+/// labs take turns with.
+const CHUNKS: usize = 4;
 
 pub fn run(report: &mut Report) {
     let big = report.size(10_000, 200);
@@ -430,20 +438,32 @@ pub fn run(report: &mut Report) {
 
         made
     };
-    let samples = {
-        let mut contenders: Vec<Box<Measure<'_>>> = labs
-            .iter()
-            .map(|(name, lab)| {
-                Box::new(move |r: &mut Record<'_>| {
-                    r.put(&format!("{name} rr"), lab.rr_rate(rr) / 1e3);
-                    r.put(&format!("{name} conn"), lab.connections(conns) / 1e3);
-                }) as Box<Measure<'_>>
-            })
-            .collect();
-        let mut refs: Vec<&mut Measure<'_>> =
-            contenders.iter_mut().map(|c| c.as_mut() as _).collect();
-        alternate_until(report.plan(Rounds::Network, 2), &mut refs, &rows)
-    };
+    // One measurement for the four labs: each round's exchanges and
+    // connections go in chunks, the labs taking turns (`take_turns`), so
+    // that the two labs of a row see the same machine; a lab measured after
+    // the other three in a block of its own did not (run 3 of session 7:
+    // quartiles of the new-connection ratios 0.90-1.20x).
+    let samples = alternate_until(
+        report.plan(Rounds::Network, 3),
+        &mut [&mut |r: &mut Record<'_>| {
+            let mut took = [[Duration::ZERO; 2]; 4];
+            take_turns(labs.len(), CHUNKS, r.round() % 2, |i, _| {
+                took[i][0] += labs[i].1.rr_took(rr / CHUNKS);
+                took[i][1] += labs[i].1.connections_took(conns / CHUNKS);
+            });
+            for ((name, _), [rr_t, conn_t]) in labs.iter().zip(took) {
+                r.put(
+                    &format!("{name} rr"),
+                    per_s(rr / CHUNKS * CHUNKS, rr_t) / 1e3,
+                );
+                r.put(
+                    &format!("{name} conn"),
+                    per_s(conns / CHUNKS * CHUNKS, conn_t) / 1e3,
+                );
+            }
+        }],
+        &rows,
+    );
     report.add_all(samples);
     // Socket LB for the pod: the dp10 lab, this process in a cgroup of its
     // own with socket load balancing attached for one contender only.
@@ -461,13 +481,19 @@ pub fn run(report: &mut Report) {
             rounds,
             &mut [
                 &mut |r: &mut Record<'_>| {
-                    r.put("per-packet rr", lab.rr_rate(rr) / 1e3);
-                    r.put("per-packet conn", lab.connections(conns) / 1e3);
+                    r.put("per-packet rr", per_s(rr, lab.rr_took(rr)) / 1e3);
+                    r.put(
+                        "per-packet conn",
+                        per_s(conns, lab.connections_took(conns)) / 1e3,
+                    );
                 },
                 &mut |r: &mut Record<'_>| {
                     dp1.attach_socket_lb(&dir).expect("attach_socket_lb");
-                    r.put("socket LB rr", lab.rr_rate(rr) / 1e3);
-                    r.put("socket LB conn", lab.connections(conns) / 1e3);
+                    r.put("socket LB rr", per_s(rr, lab.rr_took(rr)) / 1e3);
+                    r.put(
+                        "socket LB conn",
+                        per_s(conns, lab.connections_took(conns)) / 1e3,
+                    );
                     assert!(dp1.detach_socket_lb(&dir).expect("detach_socket_lb"));
                 },
             ],
