@@ -9,9 +9,14 @@
 //! object against the plain-gateway floor (goal 0.7x: faster than any tool
 //! that programs plain routes can be). Each contender works in a namespace
 //! of its own, of the same shape, kept for all rounds (`rounds.rs`); within
-//! a round the four contenders' adds take turns in chunks of 10k routes,
-//! and the two deletes (whole: `delete_many` dumps the table once per call)
-//! alternate.
+//! a round the contenders take turns in chunks of 10k routes, each chunk a
+//! routing table of its own (tables 100-109; the gateway resolves through
+//! main, as for routes in main): `delete_many` dumps each table it touches
+//! once per call, so a chunk's delete dumps that chunk's routes only, and
+//! the deletes take turns like the adds. (In one table, a `delete_many`
+//! of each chunk would dump the whole table ten times; whole deletes one
+//! after the other saw different machines: session 7's quartiles of the
+//! delete ratio were 1.01-1.20x.)
 
 use std::fs::File;
 use std::net::Ipv4Addr;
@@ -29,6 +34,8 @@ use crate::rounds::{alternate_until, take_turns, Record, Rounds, Samples};
 const AREA: &str = "route";
 /// Requests per `send` of the floor loop.
 const WINDOW: usize = 1024;
+/// The first of the tables the chunks of routes go into.
+const FIRST_TABLE: u32 = 100;
 /// The pause before each timed part (see `settle` in `run`).
 const SETTLE: Duration = Duration::from_millis(100);
 
@@ -112,8 +119,8 @@ impl Raw {
         self.tx.extend_from_slice(v);
     }
 
-    /// Appends the request for route `i` of `shape`.
-    fn push(&mut self, i: usize, shape: Shape, ack: bool) {
+    /// Appends the request for route `i` of `shape` in `table` (below 256).
+    fn push(&mut self, i: usize, table: u32, shape: Shape, ack: bool) {
         self.seq = self.seq.wrapping_add(1);
         let start = self.tx.len();
         let (ty, flags) = match shape {
@@ -132,9 +139,9 @@ impl Raw {
             _ => (0, 1),
         };
         self.tx
-            .extend_from_slice(&[libc::AF_INET as u8, 32, 0, 0, 254, 3, scope, kind]);
+            .extend_from_slice(&[libc::AF_INET as u8, 32, 0, 0, table as u8, 3, scope, kind]);
         self.tx.extend_from_slice(&0u32.to_ne_bytes());
-        self.attr(RTA_TABLE, &254u32.to_ne_bytes());
+        self.attr(RTA_TABLE, &table.to_ne_bytes());
         self.attr(RTA_DST, &dst(i).octets());
         match shape {
             Shape::Gateway { oif } => {
@@ -148,17 +155,17 @@ impl Raw {
         self.tx[start..start + 4].copy_from_slice(&len.to_ne_bytes());
     }
 
-    /// Sends the requests of routes `routes` of `shape`, a window per
-    /// `send`, and reads the replies up to each window's ack; returns how
-    /// many failed.
-    fn run(&mut self, routes: Range<usize>, shape: Shape) -> usize {
+    /// Sends the requests of routes `routes` of `shape` in `table`, a
+    /// window per `send`, and reads the replies up to each window's ack;
+    /// returns how many failed.
+    fn run(&mut self, routes: Range<usize>, table: u32, shape: Shape) -> usize {
         let (mut start, n) = (routes.start, routes.end);
         let mut failed = 0;
         while start < n {
             let end = (start + WINDOW).min(n);
             self.tx.clear();
             for i in start..end {
-                self.push(i, shape, i + 1 == end);
+                self.push(i, table, shape, i + 1 == end);
             }
             let last = self.seq;
             // SAFETY: send reads `tx` for the duration of the call.
@@ -255,14 +262,21 @@ pub fn run(report: &mut Report) {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| report.size(100_000, 2_000));
     let k = count_label(n);
-    let gateway: Vec<Route> = (0..n)
-        .map(|i| {
-            Route::host(dst(i).into())
-                .via("10.0.0.2".parse().expect("literal"))
-                .dev("eth0")
-        })
-        .collect();
-    let on_object: Vec<Route> = (0..n).map(|i| Route::host(dst(i).into()).nhid(1)).collect();
+    let chunks = report.size(10, 2);
+    let chunk = |c: usize| c * n / chunks..(c + 1) * n / chunks;
+    let table = |c: usize| FIRST_TABLE + c as u32;
+    let in_tables = |make: &dyn Fn(usize) -> Route| -> Vec<Route> {
+        (0..chunks)
+            .flat_map(|c| chunk(c).map(move |i| (c, i)))
+            .map(|(c, i)| make(i).table(table(c)))
+            .collect()
+    };
+    let gateway = in_tables(&|i| {
+        Route::host(dst(i).into())
+            .via("10.0.0.2".parse().expect("literal"))
+            .dev("eth0")
+    });
+    let on_object = in_tables(&|i| Route::host(dst(i).into()).nhid(1));
     let object = Nexthop::new(1)
         .via("10.0.0.2".parse().expect("literal"))
         .dev("eth0");
@@ -370,8 +384,6 @@ pub fn run(report: &mut Report) {
         }
         made
     };
-    let chunks = report.size(10, 2);
-    let chunk = |c: usize| c * n / chunks..(c + 1) * n / chunks;
     report.add_all(alternate_until(
         report.plan(Rounds::Other, 2),
         &mut [&mut |r: &mut Record<'_>| {
@@ -384,7 +396,7 @@ pub fn run(report: &mut Report) {
                 let t = &mut took[c];
                 match c {
                     0 => {
-                        let failed = t.add(|| raw_gw.run(part, Shape::Gateway { oif }));
+                        let failed = t.add(|| raw_gw.run(part, table(k), Shape::Gateway { oif }));
                         assert_eq!(failed, 0, "every raw add succeeds");
                     }
                     1 => {
@@ -392,7 +404,7 @@ pub fn run(report: &mut Report) {
                         assert!(res.iter().all(|r| matches!(r, Ok(true))));
                     }
                     2 => {
-                        let failed = t.add(|| raw_nh.run(part, Shape::Object));
+                        let failed = t.add(|| raw_nh.run(part, table(k), Shape::Object));
                         assert_eq!(failed, 0, "every raw nhid add succeeds");
                     }
                     _ => {
@@ -407,17 +419,17 @@ pub fn run(report: &mut Report) {
             {
                 t.put(r, name, n);
             }
-            // The deletes of the plain routes, whole (`delete_many` dumps
-            // the table once per call: in chunks it would dump ten times);
-            // the nhid routes go untimed with their object.
+            // The deletes of the plain routes, a table at a time; the nhid
+            // routes go untimed with their object.
             let mut took: [Took; 2] = Default::default();
             settle();
-            take_turns(2, 1, flip, |c, _| {
+            take_turns(2, chunks, flip, |c, k| {
+                let part = chunk(k);
                 if c == 0 {
-                    let failed = took[0].add(|| raw_gw.run(0..n, Shape::Delete { oif }));
+                    let failed = took[0].add(|| raw_gw.run(part, table(k), Shape::Delete { oif }));
                     assert_eq!(failed, 0, "every raw delete succeeds");
                 } else {
-                    let res = took[1].add(|| h_many.delete_many(&gateway));
+                    let res = took[1].add(|| h_many.delete_many(&gateway[part]));
                     assert!(res.iter().all(|r| r.is_ok()));
                 }
             });
