@@ -123,7 +123,7 @@ pub enum GcScan {
     /// The candidates are found in the kernel: the crate's BPF program walks
     /// the map with `bpf_for_each_map_elem` (run with `BPF_PROG_TEST_RUN`,
     /// kernel 5.13+, root or `CAP_BPF`) and returns the keys of expired or
-    /// address-matched entries in runs of at most 524,288 entries examined
+    /// address-matched entries in runs of at most 1,048,576 entries examined
     /// and 131,072 keys found; no value crosses to user space. When `emit` is
     /// set, GC scans with syscalls instead (kept entries must be read).
     Kernel,

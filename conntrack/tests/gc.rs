@@ -145,7 +145,7 @@ fn kernel_walk_finds_exactly_the_candidates() {
     require_privileges!();
     // One slot of output, several slots in one run (32,768 entries, 12,288
     // candidates: 8,192 keys a slot), and resumed runs (1M entries: 250k
-    // expired + 62.5k matched candidates, at most 524,288 entries examined
+    // expired + 62.5k matched candidates, at most 1,048,576 entries examined
     // and 131,072 keys found a run: three runs).
     for (n, runs) in [(10_000, 1), (8192 * 4, 1), (1_000_000, 3)] {
         let stats = check_gc_with(n, 0, true, false, true);
