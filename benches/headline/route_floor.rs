@@ -385,7 +385,7 @@ pub fn run(report: &mut Report) {
         made
     };
     report.add_all(alternate_until(
-        report.plan(Rounds::Other, 2),
+        report.plan(Rounds::Other, 3),
         &mut [&mut |r: &mut Record<'_>| {
             let flip = r.round() % 2;
             // The adds: four contenders, each into its own namespace.
