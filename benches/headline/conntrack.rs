@@ -49,21 +49,31 @@ fn key(i: u32) -> CtKey4 {
     )
 }
 
-fn fill(map: &CtMap, n: u32) {
+/// Writes `entry(j)` under `key(j)` for every `j` of `keys`, 65,536 a batch.
+fn write_entries(map: &CtMap, keys: impl Iterator<Item = u32>, entry: impl Fn(u32) -> CtEntry) {
     let mut items = Vec::with_capacity(65536);
-    let mut i = 0;
-    while i < n {
-        items.clear();
-        for j in i..(i + 65536).min(n) {
-            let mut e = CtEntry::default();
-            // Half expired, interleaved.
-            e.set_lifetime(if j % 2 == 0 { NOW - 10 } else { NOW + 10 });
-            e.set_packets(u64::from(j));
-            items.push((key(j), e));
+    for j in keys {
+        items.push((key(j), entry(j)));
+        if items.len() == 65536 {
+            map.update_many(&items).expect("writing the benchmark map");
+            items.clear();
         }
-        map.update_many(&items).expect("filling the benchmark map");
-        i += 65536;
     }
+    if !items.is_empty() {
+        map.update_many(&items).expect("writing the benchmark map");
+    }
+}
+
+/// Entry `j` of `fill`'s map: half expired, interleaved.
+fn half_expired(j: u32) -> CtEntry {
+    let mut e = CtEntry::default();
+    e.set_lifetime(if j % 2 == 0 { NOW - 10 } else { NOW + 10 });
+    e.set_packets(u64::from(j));
+    e
+}
+
+fn fill(map: &CtMap, n: u32) {
+    write_entries(map, 0..n, half_expired);
 }
 
 /// Raw batch-lookup walk; returns entries seen. `on_batch(keys, values, n)`.
@@ -248,14 +258,7 @@ pub fn run(report: &mut Report) {
     // --- GC, 50% expired ---------------------------------------------------
     // Each contender puts back what the last pass took (not timed), then
     // collects the map.
-    let refill = || {
-        put_back(&map, n, 2, |j| {
-            let mut e = CtEntry::default();
-            e.set_lifetime(NOW - 10);
-            e.set_packets(u64::from(j));
-            e
-        })
-    };
+    let refill = || put_back(&map, n, 2, half_expired);
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let rows = |gcs: &Samples| {
         let mut made = Vec::new();
@@ -346,17 +349,12 @@ pub fn run(report: &mut Report) {
     gc_in_kernel_rows(report, &map, n, &label, batch);
 }
 
-/// Fills `n` entries, every `every`-th expired.
 /// Puts back the entries of the keys `j < n` with `j % every == 0` as
 /// `entry(j)` makes them: the expired entries a GC pass removed. Cheaper
 /// than a flush and a refill of the whole map (2 s for 1M entries, which a
 /// row of 24 rounds of 5 passes per contender paid 240 times).
 fn put_back(map: &CtMap, n: u32, every: u32, entry: impl Fn(u32) -> CtEntry) {
-    let keys: Vec<u32> = (0..n).step_by(every as usize).collect();
-    for chunk in keys.chunks(65536) {
-        let items: Vec<_> = chunk.iter().map(|&j| (key(j), entry(j))).collect();
-        map.update_many(&items).expect("putting entries back");
-    }
+    write_entries(map, (0..n).step_by(every as usize), entry);
 }
 
 /// The expired entry of `put_back` for `fill_share`'s maps.
@@ -366,20 +364,14 @@ fn expired(_: u32) -> CtEntry {
     e
 }
 
+/// Fills `n` entries, every `every`-th expired.
 fn fill_share(map: &CtMap, n: u32, every: u32) {
     map.flush().expect("flush");
-    let mut items = Vec::with_capacity(65536);
-    let mut i = 0;
-    while i < n {
-        items.clear();
-        for j in i..(i + 65536).min(n) {
-            let mut e = CtEntry::default();
-            e.set_lifetime(if j % every == 0 { NOW - 10 } else { NOW + 10 });
-            items.push((key(j), e));
-        }
-        map.update_many(&items).expect("filling the benchmark map");
-        i += 65536;
-    }
+    write_entries(map, 0..n, |j| {
+        let mut e = CtEntry::default();
+        e.set_lifetime(if j % every == 0 { NOW - 10 } else { NOW + 10 });
+        e
+    });
 }
 
 /// The floor of the design that keeps renewals: candidates found in the

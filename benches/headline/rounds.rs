@@ -145,12 +145,9 @@ pub fn take_turns(
     mut step: impl FnMut(usize, usize),
 ) {
     for turn in 0..turns {
-        let mut order: Vec<usize> = (0..contenders).collect();
-        if (turn + flip) % 2 == 1 {
-            order.reverse();
-        }
-        for c in order {
-            step(c, turn);
+        let reversed = (turn + flip) % 2 == 1;
+        for i in 0..contenders {
+            step(if reversed { contenders - 1 - i } else { i }, turn);
         }
     }
 }
