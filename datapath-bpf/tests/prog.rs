@@ -1349,6 +1349,40 @@ fn ct_creations_that_evict_are_counted_per_map() {
     dp.teardown().unwrap();
 }
 
+/// Loads on several threads at once each keep their own verifier log: the
+/// failing ones find theirs while others load and finish around them.
+#[test]
+fn concurrent_loads_each_keep_their_log() {
+    require_privileges!();
+    let dir = BpfDir::new("loadlogs");
+    std::thread::scope(|s| {
+        for t in 0..2 {
+            let path = dir.join(&format!("ok{t}"));
+            s.spawn(move || {
+                for i in 0..3 {
+                    let dp = Datapath::load(&Options::small(path.join(format!("{i}"))))
+                        .expect("a small datapath loads");
+                    dp.teardown().expect("teardown");
+                }
+            });
+        }
+        for t in 0..6 {
+            let path = dir.join(&format!("fail{t}"));
+            s.spawn(move || {
+                for i in 0..15 {
+                    let huge = Options::small(path.join(format!("{i}"))).ct_tcp_size(u32::MAX);
+                    let e = Datapath::load(&huge).expect_err("a 4G-entry map loaded");
+                    assert!(
+                        e.verifier_log()
+                            .is_some_and(|l| l.contains("cilium_ct4_global")),
+                        "thread {t}, load {i}: {e:?}"
+                    );
+                }
+            });
+        }
+    });
+}
+
 /// A load that fails in the kernel (here: a map too large to create) leaves
 /// no directory it made on bpffs, parents included; directories that were
 /// there before stay.
