@@ -114,12 +114,29 @@ pub fn run(report: &mut Report) {
     drops(report);
 }
 
+/// Loads of each contender in the established-flow rows. Each load of a
+/// program lands at its own place in memory (the JIT's random offset, the
+/// maps' allocations), and the place moves the cost of the same code by
+/// as much as the events' cost itself: two loads of the same datapath, one
+/// contender each, came out at 1.01-1.02x in three runs. The rounds take
+/// the loads in turn, so a run's median sees several places of each.
+const LOADS: usize = 4;
+
 fn established(report: &mut Report) {
     let repeat = report.size(2_000_000, 20_000) as u32;
-    let medium = Bench::new("ev-b-med", |o| o);
-    let off = Bench::new("ev-b-off", |o| o.events(false));
-    let bare = Bench::new("ev-b-bare", |o| o.events(false).endpoint_metrics(false));
-    let mut ev = medium.dp.events().expect("events");
+    let (mut medium, mut off, mut bare) = (Vec::new(), Vec::new(), Vec::new());
+    // Loaded in turn, so that no contender's loads are all first or last.
+    for i in 0..LOADS {
+        medium.push(Bench::new(&format!("ev-b-med{i}"), |o| o));
+        off.push(Bench::new(&format!("ev-b-off{i}"), |o| o.events(false)));
+        bare.push(Bench::new(&format!("ev-b-bare{i}"), |o| {
+            o.events(false).endpoint_metrics(false)
+        }));
+    }
+    let mut ev: Vec<Events> = medium
+        .iter()
+        .map(|b| b.dp.events().expect("events"))
+        .collect();
     let pkt = ack();
     let rows = |samples: &Samples| {
         vec![
@@ -148,15 +165,24 @@ fn established(report: &mut Report) {
     let mut made = alternate_until(
         report.plan_of(21, 3),
         &mut [
-            &mut |r: &mut Record<'_>| r.put("medium", medium.ns(&pkt, POD_IF, repeat)),
-            &mut |r: &mut Record<'_>| r.put("off", off.ns(&pkt, POD_IF, repeat)),
-            &mut |r: &mut Record<'_>| r.put("bare", bare.ns(&pkt, POD_IF, repeat)),
+            &mut |r: &mut Record<'_>| {
+                let b = &medium[r.round() % LOADS];
+                r.put("medium", b.ns(&pkt, POD_IF, repeat));
+            },
+            &mut |r: &mut Record<'_>| {
+                let b = &off[r.round() % LOADS];
+                r.put("off", b.ns(&pkt, POD_IF, repeat));
+            },
+            &mut |r: &mut Record<'_>| {
+                let b = &bare[r.round() % LOADS];
+                r.put("bare", b.ns(&pkt, POD_IF, repeat));
+            },
         ],
         &rows,
     );
-    let sent = drain(&mut ev);
+    let sent: u64 = ev.iter_mut().map(drain).sum();
     made[0] = made[0].clone().note(format!(
-        "{sent} events sent over all rounds (the flow's reports only)"
+        "{sent} events sent over all rounds (the flow's reports only), {LOADS} loads of each contender"
     ));
     report.add_all(made);
 }

@@ -77,7 +77,6 @@ impl Record<'_> {
     }
 
     /// The round being run, from 0.
-    #[allow(dead_code)]
     pub fn round(&self) -> usize {
         self.round
     }

@@ -16,6 +16,11 @@ use crate::error::{Error, Result};
 use crate::maps::{self, *};
 use crate::owned;
 
+/// `CONFIG.trace` (`config.h`'s `PN_TRACE_*`): which packets get a trace.
+const PN_TRACE_NONE: u32 = 0;
+const PN_TRACE_REPORTED: u32 = 1;
+const PN_TRACE_EVERY: u32 = 2;
+
 /// How to load the datapath.
 ///
 /// Built with [`Options::new`] (Cilium's sizes) or [`Options::small`] and
@@ -595,17 +600,29 @@ impl Datapath {
             .open_memory(crate::OBJECT)
             .map_err(|source| Error::Open { source })?;
 
-        // struct pn_config, in order.
-        let config: [u32; 9] = [
+        // struct pn_config, in order: the options, then what the datapath
+        // derives from them (config.h).
+        let level = opts.monitor_aggregation.level();
+        let trace = match (opts.events, opts.monitor_aggregation) {
+            (false, _) => PN_TRACE_NONE,
+            (true, crate::MonitorAggregation::Off) => PN_TRACE_EVERY,
+            (true, _) => PN_TRACE_REPORTED,
+        };
+        let config: [u32; 13] = [
             u32::from(opts.skip_fib),
             u32::from(opts.trace_redirects),
             u32::from(opts.redirect_peer),
             u32::from(opts.ct_accounting),
             u32::from(opts.events),
-            opts.monitor_aggregation.level(),
+            level,
             opts.drop_events_rate,
             opts.drop_events_burst.max(1),
             u32::from(opts.endpoint_metrics),
+            u32::from(opts.events || opts.endpoint_metrics),
+            trace,
+            u32::from(opts.events && opts.monitor_aggregation == crate::MonitorAggregation::Medium),
+            // events.h's CT_STATE_REPORT on every packet when each is traced.
+            u32::from(trace == PN_TRACE_EVERY),
         ];
         for mut m in open.maps_mut() {
             let name = m.name().to_string_lossy().into_owned();

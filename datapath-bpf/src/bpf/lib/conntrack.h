@@ -67,8 +67,12 @@ static __always_inline bool ct_entry_alive(const struct ct_entry *entry)
 	       (CT_F_RX_CLOSING | CT_F_TX_CLOSING);
 }
 
+/* Updates the entry a packet hit (its lifetime, flags, counters); CT_NEW
+ * when there is none. *reported (when not NULL) says whether conntrack
+ * reports the packet (ct_update_timeout; a service entry never does). */
 static __always_inline int __ct_lookup(struct ct_entry *entry, struct __sk_buff *ctx,
-				       int action, int dir, bool is_tcp, __u8 tcp_flags)
+				       int action, int dir, bool is_tcp, __u8 tcp_flags,
+				       __u32 *reported)
 {
 	__u32 now, report = 0;
 
@@ -90,7 +94,8 @@ static __always_inline int __ct_lookup(struct ct_entry *entry, struct __sk_buff 
 		    (tcp_flags & TCP_F_SYN)) {
 			entry->flags &= ~(CT_F_RX_CLOSING | CT_F_TX_CLOSING);
 			report |= ct_update_timeout(entry, is_tcp, dir, tcp_flags, now);
-			ct_events_report(ctx, dir != CT_SERVICE ? report : 0);
+			if (reported)
+				*reported = dir != CT_SERVICE ? report : 0;
 			return CT_REOPENED;
 		}
 	} else if (action == ACTION_CLOSE) {
@@ -108,7 +113,8 @@ static __always_inline int __ct_lookup(struct ct_entry *entry, struct __sk_buff 
 	}
 	/* Nor do they report: the flow's entry decides whether the packet is
 	 * traced (Cilium's lb4_local ignores its service lookup's "monitor"). */
-	ct_events_report(ctx, dir != CT_SERVICE ? report : 0);
+	if (reported)
+		*reported = dir != CT_SERVICE ? report : 0;
 	return CT_ESTABLISHED;
 }
 
@@ -325,18 +331,19 @@ static __always_inline int ct_lookup(struct __sk_buff *ctx, bool v6, void *tuple
 {
 	bool is_tcp = ct_key_nexthdr(v6, tuple) == IPPROTO_TCP;
 	struct ct_entry *e;
+	__u32 report = 0;
 	int ret;
 
 	if (forward_first) {
 		ct_reverse(v6, tuple);
 		e = ct_find(v6, is_tcp, tuple);
-		ret = __ct_lookup(e, ctx, l4->action, dir, is_tcp, l4->tcp_flags);
+		ret = __ct_lookup(e, ctx, l4->action, dir, is_tcp, l4->tcp_flags, &report);
 		if (ret != CT_NEW)
 			goto found;
 		ct_reverse(v6, tuple);
 	}
 	e = ct_find(v6, is_tcp, tuple);
-	ret = __ct_lookup(e, ctx, l4->action, dir, is_tcp, l4->tcp_flags);
+	ret = __ct_lookup(e, ctx, l4->action, dir, is_tcp, l4->tcp_flags, &report);
 	if (ret != CT_NEW) {
 		ret = ct_settle(ret, ct_key_flags(v6, tuple));
 		goto found;
@@ -345,12 +352,12 @@ static __always_inline int ct_lookup(struct __sk_buff *ctx, bool v6, void *tuple
 	if (forward_first)
 		return CT_NEW;
 	e = ct_find(v6, is_tcp, tuple);
-	ret = __ct_lookup(e, ctx, l4->action, dir, is_tcp, l4->tcp_flags);
+	ret = __ct_lookup(e, ctx, l4->action, dir, is_tcp, l4->tcp_flags, &report);
 	if (ret == CT_NEW)
 		return CT_NEW;
 found:
 	if (e)
-		ct_events_hit(ctx, e, dir == CT_INGRESS, ret);
+		ct_events_hit(ctx, e, dir == CT_INGRESS, ret, report);
 	if (hit)
 		*hit = e;
 	return ret;

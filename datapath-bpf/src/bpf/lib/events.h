@@ -88,8 +88,9 @@ struct notify_capture_hdr {
  *  with the policy decision of a new connection), cb[2] the local endpoint
  *  sending it (egress), cb[3] the local endpoint receiving it (ingress),
  *  both from conntrack (the id kept in the CT entry's ifindex field) or the
- *  policy decision, cb[4] what conntrack said: bit 0 "report" (a monitor
- *  aggregation sample), bits 8-15 the trace reason (Cilium's
+ *  policy decision, cb[4] what conntrack said last: bit 0 "report" (the
+ *  packet gets a trace: a monitor aggregation sample, or every packet at
+ *  level none), bits 8-15 the trace reason (Cilium's
  *  TRACE_REASON_*: new 0, established 1, reply 2, related 3). */
 #define CB_SRC_IDENTITY 0
 #define CB_DST_IDENTITY 1
@@ -98,18 +99,15 @@ struct notify_capture_hdr {
 #define CB_CT_STATE 4
 #define CT_STATE_REPORT 1
 
-/* skb->cb carries these facts only when something reads them. */
-#define EVENTS_CB_USED (CONFIG.events || CONFIG.endpoint_metrics)
-
 static __always_inline void events_init(struct __sk_buff *ctx)
 {
-	if (!EVENTS_CB_USED)
+	if (!CONFIG.cb_used)
 		return;
 	ctx->cb[CB_SRC_IDENTITY] = 0;
 	ctx->cb[CB_DST_IDENTITY] = 0;
 	ctx->cb[CB_EGRESS_EP] = 0;
 	ctx->cb[CB_INGRESS_EP] = 0;
-	ctx->cb[CB_CT_STATE] = 0;
+	ctx->cb[CB_CT_STATE] = CONFIG.ct_state_base;
 }
 
 /* A new connection's policy decision: who talks to whom, and the local
@@ -127,34 +125,26 @@ static __always_inline void events_set_flow(struct __sk_buff *ctx, __u32 src_ide
 static __always_inline void ct_events_new(struct __sk_buff *ctx, struct ct_entry *entry,
 					  bool ingress, __u32 report)
 {
-	if (!EVENTS_CB_USED)
+	if (!CONFIG.cb_used)
 		return;
 	entry->ifindex = ctx->cb[ingress ? CB_INGRESS_EP : CB_EGRESS_EP];
-	ctx->cb[CB_CT_STATE] = report ? CT_STATE_REPORT : 0;
+	ctx->cb[CB_CT_STATE] = (report ? CT_STATE_REPORT : 0) | CONFIG.ct_state_base;
 }
 
+/* A packet hit `entry` (ct_lookup): its local endpoint, and conntrack's
+ * verdict `ct_ret` with `report` (__ct_lookup's) for the trace. */
 static __always_inline void ct_events_hit(struct __sk_buff *ctx, const struct ct_entry *entry,
-					  bool ingress, int ct_ret)
+					  bool ingress, int ct_ret, __u32 report)
 {
-	__u32 st;
-
-	if (EVENTS_CB_USED)
-		ctx->cb[ingress ? CB_INGRESS_EP : CB_EGRESS_EP] = entry->ifindex;
-	if (!CONFIG.events)
+	if (!CONFIG.cb_used)
 		return;
-	/* Only a reported packet needs the reason: the common case is one load. */
-	st = ctx->cb[CB_CT_STATE];
-	if (st & CT_STATE_REPORT)
-		ctx->cb[CB_CT_STATE] = CT_STATE_REPORT | ((__u32)(ct_ret & 0xff) << 8);
-}
-
-/* __ct_lookup's "report" of the entry it updated, for ct_events_hit: set
- * only when there is one (a packet's flag stays from an earlier lookup of
- * the same packet; max reports new connections only). */
-static __always_inline void ct_events_report(struct __sk_buff *ctx, __u32 report)
-{
-	if (CONFIG.events && CONFIG.monitor_aggregation < MONITOR_AGGREGATION_MAX && report)
-		ctx->cb[CB_CT_STATE] = CT_STATE_REPORT;
+	ctx->cb[ingress ? CB_INGRESS_EP : CB_EGRESS_EP] = entry->ifindex;
+	/* What conntrack said, for every packet: a store, where testing the
+	 * options first would cost a compare and a branch on every packet.
+	 * The flow's reports count at medium only (max: new connections, see
+	 * ct_events_new); at none every packet is marked (ct_state_base). */
+	ctx->cb[CB_CT_STATE] = (report && CONFIG.flow_reports ? CT_STATE_REPORT : 0) |
+			       ((__u32)(ct_ret & 0xff) << 8) | CONFIG.ct_state_base;
 }
 
 /* ---- writing events ----------------------------------------------------- */

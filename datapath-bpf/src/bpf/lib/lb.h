@@ -169,7 +169,7 @@ static __always_inline int lb_xlate(struct __sk_buff *ctx, bool v6, const __u32 
 		 * no translation, or a new backend. */
 		e = ct_find(v6, is_tcp, &skey);
 		if (e && lb_backend(v6, (__u32)e->backend_id, true, st)) {
-			__ct_lookup(e, ctx, l4->action, CT_SERVICE, is_tcp, l4->tcp_flags);
+			__ct_lookup(e, ctx, l4->action, CT_SERVICE, is_tcp, l4->tcp_flags, NULL);
 			st->rev_nat_index = e->rev_nat_index;
 			goto rewrite;
 		}
@@ -182,7 +182,7 @@ static __always_inline int lb_xlate(struct __sk_buff *ctx, bool v6, const __u32 
 	if (external)
 		e = ct_find(v6, is_tcp, &skey);
 	if (e) {
-		__ct_lookup(e, ctx, l4->action, CT_SERVICE, is_tcp, l4->tcp_flags);
+		__ct_lookup(e, ctx, l4->action, CT_SERVICE, is_tcp, l4->tcp_flags, NULL);
 		id = (__u32)e->backend_id;
 		if (!lb_backend(v6, id, true, st)) {
 			/* Its backend went away: a new one for the flow. */

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /*
  * Trace notifications at the observation points, with Cilium's monitor
- * aggregation (events.h: MONITOR_AGGREGATION_*).
+ * aggregation (events.h: MONITOR_AGGREGATION_*; the loader turns the level
+ * into CONFIG.trace and CONFIG.flow_reports).
  *
  * Facts taken from Cilium (bpf/lib/trace.h and pkg/monitor/datapath_trace.go
  * of cilium/cilium 1.17, read, not copied): enum trace_point (to-endpoint 0,
@@ -43,11 +44,6 @@ struct trace_notify {
 
 _Static_assert(sizeof(struct trace_notify) == 48, "trace_notify");
 
-static __always_inline bool trace_is_receive(__u8 obs)
-{
-	return obs == TRACE_FROM_LXC || obs == TRACE_FROM_NETWORK;
-}
-
 /* Writes the trace (a subprogram: only sampled packets call it). `info`:
  * observation point in bits 0-7, reason 8-15, destination endpoint 16-31.
  * Global, verified once (see drop_notify_out); returns 0, which no caller
@@ -74,16 +70,10 @@ __noinline int trace_notify_out(struct __sk_buff *ctx, __u32 info)
 	return 0;
 }
 
-/* A trace at `obs`, unless the aggregation level hides it (`obs` is a
- * constant at every call: the level's test is all that stays inline). */
+/* A trace at `obs` (the caller decided that the level wants one). */
 static __always_inline void send_trace_notify(struct __sk_buff *ctx, __u8 obs, __u8 reason,
 					      __u16 dst_id)
 {
-	if (!CONFIG.events)
-		return;
-	if (CONFIG.monitor_aggregation >= MONITOR_AGGREGATION_MEDIUM &&
-	    (trace_is_receive(obs) || !(ctx->cb[CB_CT_STATE] & CT_STATE_REPORT)))
-		return;
 	trace_notify_out(ctx, (__u32)obs | ((__u32)reason << 8) | ((__u32)dst_id << 16));
 }
 
@@ -91,14 +81,16 @@ static __always_inline void send_trace_notify(struct __sk_buff *ctx, __u8 obs, _
  * (to-container runs it): the redirect's trace names the endpoint. */
 static __always_inline void events_set_delivery(struct __sk_buff *ctx, __u16 ep_id)
 {
-	if (CONFIG.events)
+	if (CONFIG.trace)
 		ctx->cb[CB_INGRESS_EP] = ep_id;
 }
 
 /* The receive point of `hook` (to-container has none: the packet arrives
- * from the stack or a redirect). */
+ * from the stack or a redirect); traced at level none only. */
 static __always_inline void trace_receive(struct __sk_buff *ctx, enum hook hook)
 {
+	if (CONFIG.trace != PN_TRACE_EVERY)
+		return;
 	if (hook == HOOK_FROM_CONTAINER)
 		send_trace_notify(ctx, TRACE_FROM_LXC, TRACE_REASON_UNKNOWN, 0);
 	else if (hook == HOOK_FROM_NETDEV)
@@ -107,17 +99,24 @@ static __always_inline void trace_receive(struct __sk_buff *ctx, enum hook hook)
 
 /* Where `hook`'s verdict `ret` sends the packet: into a pod (to-container
  * passing it, or a redirect to a local endpoint), to the stack, or out of
- * the node (a skip-FIB redirect). Drops are drop notifications. Returns `ret`. */
+ * the node (a skip-FIB redirect). Drops are drop notifications. Returns `ret`.
+ * It runs where every path of a program meets, for every packet: the
+ * common case (medium, a packet conntrack did not report) is a load of the
+ * config, one of skb->cb and a test of one bit. */
 static __always_inline int trace_verdict(struct __sk_buff *ctx, enum hook hook, int ret)
 {
-	__u32 dst_ep, st;
+	__u32 st, dst_ep;
 	__u8 reason;
 
-	if (!CONFIG.events || ret == TC_ACT_SHOT)
+	if (!CONFIG.trace)
 		return ret;
+	/* One bit decides: conntrack's report, or set for every packet
+	 * (CONFIG.ct_state_base) when every packet is traced. */
 	st = ctx->cb[CB_CT_STATE];
-	if (CONFIG.monitor_aggregation >= MONITOR_AGGREGATION_MEDIUM && !(st & CT_STATE_REPORT))
-		return ret; /* the common case: nothing to say */
+	if (__builtin_expect(!(st & CT_STATE_REPORT), 1))
+		return ret;
+	if (ret == TC_ACT_SHOT)
+		return ret;
 	dst_ep = ctx->cb[CB_INGRESS_EP];
 	reason = (st >> 8) & 0xff;
 	if (hook == HOOK_TO_CONTAINER)
