@@ -602,19 +602,17 @@ impl Datapath {
 
         // struct pn_config, in order: the options, then what the datapath
         // derives from them (config.h).
-        let level = opts.monitor_aggregation.level();
         let trace = match (opts.events, opts.monitor_aggregation) {
             (false, _) => PN_TRACE_NONE,
             (true, crate::MonitorAggregation::Off) => PN_TRACE_EVERY,
             (true, _) => PN_TRACE_REPORTED,
         };
-        let config: [u32; 13] = [
+        let config: [u32; 12] = [
             u32::from(opts.skip_fib),
             u32::from(opts.trace_redirects),
             u32::from(opts.redirect_peer),
             u32::from(opts.ct_accounting),
             u32::from(opts.events),
-            level,
             opts.drop_events_rate,
             opts.drop_events_burst.max(1),
             u32::from(opts.endpoint_metrics),

@@ -20,11 +20,11 @@ struct pn_config {
 	 * stay 0. */
 	__u32 ct_accounting;
 	/* Events (events.h): drop, trace and policy verdict notifications
-	 * into podnet_events; the monitor aggregation level (Cilium's
-	 * numbers); drop notifications per second and burst per CPU (0: no
-	 * limit); per-endpoint counters (ep_metrics.h). */
+	 * into podnet_events (which traces: `trace` and `flow_reports`
+	 * below, from the monitor aggregation level); drop notifications per
+	 * second and burst per CPU (0: no limit); per-endpoint counters
+	 * (ep_metrics.h). */
 	__u32 events;
-	__u32 monitor_aggregation;
 	__u32 drop_events_rate;
 	__u32 drop_events_burst;
 	__u32 endpoint_metrics;

@@ -35,14 +35,13 @@
 #define EVENTS_LOST_RATE_LIMITED 1
 #define EVENTS_LOST_SLOTS 2
 
-/* Monitor aggregation levels, Cilium's numbers (pkg/option/monitor.go):
- * none traces every packet at every observation point; from medium on no
- * trace at the receive points (from-*) and at the others only for a packet
- * conntrack reports (a new connection, TCP flags new in that direction, or
- * CT_REPORT_INTERVAL passed). max: only a connection's first packet. */
-#define MONITOR_AGGREGATION_NONE 0
-#define MONITOR_AGGREGATION_MEDIUM 3
-#define MONITOR_AGGREGATION_MAX 4
+/* Monitor aggregation levels (Cilium's pkg/option/monitor.go; the loader
+ * turns Options::monitor_aggregation into CONFIG.trace, flow_reports and
+ * ct_state_base): none traces every packet at every observation point;
+ * from medium on no trace at the receive points (from-*) and at the others
+ * only for a packet conntrack reports (a new connection, TCP flags new in
+ * that direction, or CT_REPORT_INTERVAL passed). max: only a connection's
+ * first packet. */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /*
  * Trace notifications at the observation points, with Cilium's monitor
- * aggregation (events.h: MONITOR_AGGREGATION_*; the loader turns the level
- * into CONFIG.trace and CONFIG.flow_reports).
+ * aggregation (events.h: the levels, which the loader turns into
+ * CONFIG.trace and CONFIG.flow_reports).
  *
  * Facts taken from Cilium (bpf/lib/trace.h and pkg/monitor/datapath_trace.go
  * of cilium/cilium 1.17, read, not copied): enum trace_point (to-endpoint 0,
